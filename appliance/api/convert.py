@@ -1,0 +1,87 @@
+"""protobuf <-> model conversions, and request validation into model objects."""
+
+from __future__ import annotations
+
+import uuid
+
+from appliance import validation
+from appliance.api._proto import queue_pb2 as pb
+from appliance.config import Settings
+from appliance.errors import InvalidArgument
+from appliance.model import NewTask, Task, TaskState, TopicStats
+
+STATE_TO_PB = {
+    TaskState.PENDING: pb.PENDING,
+    TaskState.RUNNING: pb.RUNNING,
+    TaskState.SUCCEEDED: pb.SUCCEEDED,
+    TaskState.DEAD: pb.DEAD,
+    TaskState.CANCELED: pb.CANCELED,
+}
+
+
+def new_task(req: pb.EnqueueRequest, settings: Settings) -> tuple[NewTask, bool]:
+    """A validated NewTask, and whether its id was given by the client."""
+    topic = validation.topic(req.topic)
+    validation.payload(req.payload, settings.payload_max_bytes)
+    validation.non_negative(req.delay_seconds, "delay_seconds", validation.MAX_DELAY_MS // 1000)
+    validation.non_negative(req.delay_ms, "delay_ms", validation.MAX_DELAY_MS)
+    validation.non_negative(req.execute_at_ms, "execute_at_ms")
+    max_retries = settings.default_max_retries
+    if req.HasField("max_retries"):
+        max_retries = validation.max_retries(req.max_retries)
+    client_id = bool(req.id)
+    task_id = validation.task_id(req.id) if client_id else uuid.uuid4().hex
+    delay_ms = req.delay_ms if req.delay_ms > 0 else req.delay_seconds * 1000
+    task = NewTask(task_id, topic, req.payload, max_retries, delay_ms, req.execute_at_ms)
+    return task, client_id
+
+
+def task_to_pb(task: Task, with_lease: bool = False) -> pb.Task:
+    """The lease token goes only to the consumer that leased the task (Retrieve)."""
+    leased = with_lease and task.state == TaskState.RUNNING
+    return pb.Task(
+        id=task.id,
+        topic=task.topic,
+        payload=task.payload,
+        execute_time=task.execute_time_ms // 1000,
+        retry_count=task.retry_count,
+        max_retries=task.max_retries,
+        created_at=task.created_at_ms // 1000,
+        lease_token=task.lease_token if leased else "",
+        execute_time_ms=task.execute_time_ms,
+        attempt=task.attempt,
+        created_at_ms=task.created_at_ms,
+        lease_deadline_ms=task.lease_deadline_ms if task.state == TaskState.RUNNING else 0,
+    )
+
+
+def stats_to_pb(stats: TopicStats) -> pb.TopicStats:
+    return pb.TopicStats(
+        topic=stats.topic,
+        pending=stats.pending,
+        due=stats.due,
+        running=stats.running,
+        dead=stats.dead,
+        oldest_due_ms=stats.oldest_due_ms,
+    )
+
+
+def lease_ms(value: int, settings: Settings, field: str = "visibility_timeout_ms") -> int:
+    validation.non_negative(value, field, settings.max_visibility_timeout_ms)
+    return value or settings.visibility_timeout_ms
+
+
+def wait_ms(value: int, settings: Settings) -> int:
+    """Long-poll wait; negative is refused, anything over the cap is cut to the cap."""
+    if value < 0:
+        raise InvalidArgument(f"wait_ms must be >= 0, got {value}")
+    return min(value, settings.max_wait_ms)
+
+
+def dead_letter_limit(value: int) -> int:
+    validation.non_negative(value, "limit", 1000)
+    return value or 100
+
+
+def ids(values: list[str] | object) -> list[str]:
+    return [validation.task_id(v, "ids[]") for v in values]  # type: ignore[attr-defined]

@@ -1,0 +1,116 @@
+"""Builds and runs the gRPC server: the queue service, grpc.health.v1 (flipped from Redis's
+real state) and server reflection, with graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from appliance.api._proto import queue_pb2 as pb
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.servicer import QueueServicer
+from appliance.config import Settings
+from appliance.errors import ConfigError
+from appliance.store import Store
+from appliance.store.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+SERVICE_NAMES: Sequence[str] = (
+    pb.DESCRIPTOR.services_by_name["DelayQueueService"].full_name,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
+HEALTH_CHECK_S = 2.0
+
+
+class QueueServer:
+    """The server, its background tasks (wake-ups, health) and their lifetimes."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.wakeups = Wakeups(store.redis, store.keys.wake_channel)
+        self.health = health.aio.HealthServicer()
+        options = [
+            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+            ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+            ("grpc.so_reuseport", 1 if settings.grpc_reuse_port else 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+        self.server = grpc.aio.server(options=options)
+        pb_grpc.add_DelayQueueServiceServicer_to_server(QueueServicer(store, self.wakeups, settings), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(SERVICE_NAMES, self.server)
+        self.port = self.server.add_insecure_port(settings.grpc_addr)
+        if self.port == 0:
+            raise ConfigError(f"grpc_addr: cannot listen on {settings.grpc_addr}")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        try:
+            await self.store.scripts.load_all(self.store.redis)
+        except Exception as exc:  # noqa: BLE001 - serve anyway; health says NOT_SERVING
+            log.warning("redis not reachable at start (%s); serving, health NOT_SERVING", exc)
+        await self.server.start()
+        self._tasks = [asyncio.create_task(self.wakeups.run()), asyncio.create_task(self._watch_health())]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeups.subscribed.wait(), 5)
+        log.info("gRPC server listening on %s", self.address)
+
+    @property
+    def address(self) -> str:
+        host = self.settings.grpc_addr.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def _set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES[:1]):
+            result = self.health.set(name, status)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _watch_health(self) -> None:
+        serving: bool | None = None
+        while True:
+            try:
+                ok = await asyncio.wait_for(self.store.redis.ping(), HEALTH_CHECK_S)
+            except Exception:  # noqa: BLE001 - any failure means Redis is not answering
+                ok = False
+            if ok != serving:
+                serving = bool(ok)
+                await self._set_health(serving)
+                log.log(logging.INFO if serving else logging.WARNING, "health: %s",
+                        "SERVING" if serving else "NOT_SERVING (redis unreachable)")
+            await asyncio.sleep(HEALTH_CHECK_S)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Refuse new calls, let running ones finish for `grace_s`, then stop background work."""
+        await self._set_health(False)
+        self.wakeups.stop()
+        await self.server.stop(grace_s)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run a server until `stop` is set (the role's entrypoint)."""
+    from appliance.store import connect
+
+    store = Store(connect(settings), settings)
+    server = QueueServer(settings, store)
+    try:
+        await server.start()
+        await stop.wait()
+    finally:
+        await server.stop()
+        await store.close()

@@ -1,0 +1,197 @@
+"""DelayQueueService: converts protobuf <-> model and calls the store; nothing else.
+
+Errors are domain exceptions turned into status codes by one decorator (api/status.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from appliance import validation
+from appliance.api import convert
+from appliance.api._proto import queue_pb2 as pb
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.status import status_of
+from appliance.config import Settings
+from appliance.errors import AtpError, InvalidArgument
+from appliance.store import Store
+from appliance.store.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+RECHECK_S = 5.0  # long-polls re-check at least this often, in case a wake-up was lost
+
+
+def rpc(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Map domain errors to their status code with the error's message."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except AtpError as exc:
+            await context.abort(status_of(exc), str(exc))
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class QueueServicer(pb_grpc.DelayQueueServiceServicer):
+    def __init__(self, store: Store, wakeups: Wakeups, settings: Settings) -> None:
+        self.store = store
+        self.wakeups = wakeups
+        self.settings = settings
+
+    # -- producers -------------------------------------------------------------------------
+
+    @rpc
+    async def Enqueue(self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext) -> pb.EnqueueResponse:
+        task, client_id = convert.new_task(request, self.settings)
+        (result,) = await self.store.enqueue([task], [client_id])
+        return pb.EnqueueResponse(success=True, id=result.id, duplicate=not result.created)
+
+    @rpc
+    async def EnqueueBatch(
+        self, request: pb.EnqueueBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EnqueueBatchResponse:
+        if len(request.requests) > self.settings.batch_max:
+            raise InvalidArgument(f"{len(request.requests)} requests is over the batch cap of {self.settings.batch_max}")
+        tasks, client_ids = [], []
+        for n, req in enumerate(request.requests):
+            try:
+                task, client_id = convert.new_task(req, self.settings)
+            except AtpError as exc:
+                raise type(exc)(f"requests[{n}]: {exc}") from exc
+            tasks.append(task)
+            client_ids.append(client_id)
+        results = await self.store.enqueue(tasks, client_ids)
+        return pb.EnqueueBatchResponse(
+            responses=[pb.EnqueueResponse(success=True, id=r.id, duplicate=not r.created) for r in results]
+        )
+
+    @rpc
+    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
+        await self.store.cancel(validation.task_id(request.id))
+        return pb.DeleteResponse(success=True)
+
+    @rpc
+    async def GetTask(self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> pb.GetTaskResponse:
+        task = await self.store.get(validation.task_id(request.id))
+        return pb.GetTaskResponse(
+            task=convert.task_to_pb(task), state=convert.STATE_TO_PB[task.state], last_error=task.last_error
+        )
+
+    # -- workers ---------------------------------------------------------------------------
+
+    @rpc
+    async def Retrieve(self, request: pb.RetrieveRequest, context: grpc.aio.ServicerContext) -> pb.RetrieveResponse:
+        topic = validation.topic(request.topic)
+        limit = validation.batch_size(request.batch_size, self.settings.batch_max)
+        lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
+        wait_s = convert.wait_ms(request.wait_ms, self.settings) / 1000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        with self.wakeups.watch(topic) as woken:
+            while True:
+                woken.clear()
+                claim = await self.store.claim(topic, limit, lease)
+                remaining = deadline - loop.time()
+                if claim.tasks or remaining <= 0:
+                    return pb.RetrieveResponse(tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks])
+                pause = remaining if claim.next_due_in_ms < 0 else min(remaining, claim.next_due_in_ms / 1000)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(pause, RECHECK_S))
+
+    @rpc
+    async def Ack(self, request: pb.AckRequest, context: grpc.aio.ServicerContext) -> pb.AckResponse:
+        await self.store.ack(validation.task_id(request.id), validation.lease_token(request.lease_token))
+        return pb.AckResponse(success=True)
+
+    @rpc
+    async def AckBatch(self, request: pb.AckBatchRequest, context: grpc.aio.ServicerContext) -> pb.AckBatchResponse:
+        if len(request.acks) > self.settings.batch_max:
+            raise InvalidArgument(f"{len(request.acks)} acks is over the batch cap of {self.settings.batch_max}")
+        pairs = [(validation.task_id(a.id), validation.lease_token(a.lease_token)) for a in request.acks]
+        outcome = await self.store.ack_many(pairs)
+        return pb.AckBatchResponse(
+            success=[e is None for e in outcome], errors=["" if e is None else str(e) for e in outcome]
+        )
+
+    @rpc
+    async def Nack(self, request: pb.NackRequest, context: grpc.aio.ServicerContext) -> pb.NackResponse:
+        validation.non_negative(request.retry_after_ms, "retry_after_ms", validation.MAX_DELAY_MS)
+        result = await self.store.nack(
+            validation.task_id(request.id),
+            validation.lease_token(request.lease_token),
+            validation.error_text(request.error),
+            request.retry_after_ms,
+            request.dead_letter,
+        )
+        return pb.NackResponse(
+            success=True, dead_lettered=result.dead_lettered, next_execute_time_ms=result.next_execute_time_ms
+        )
+
+    @rpc
+    async def ExtendLease(
+        self, request: pb.ExtendLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExtendLeaseResponse:
+        lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
+        deadline = await self.store.extend(
+            validation.task_id(request.id), validation.lease_token(request.lease_token), lease
+        )
+        return pb.ExtendLeaseResponse(success=True, lease_deadline_ms=deadline)
+
+    # -- dead letters and stats ------------------------------------------------------------
+
+    @rpc
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeadLettersResponse:
+        topic = validation.topic(request.topic)
+        limit = convert.dead_letter_limit(request.limit)
+        if request.cursor and not _valid_cursor(request.cursor):
+            raise InvalidArgument(f"cursor {request.cursor[:80]!r} is not one this server returned")
+        letters, cursor = await self.store.list_dead(topic, limit, request.cursor)
+        return pb.ListDeadLettersResponse(
+            dead_letters=[
+                pb.DeadLetter(task=convert.task_to_pb(d.task), last_error=d.task.last_error, dead_at_ms=d.dead_at_ms)
+                for d in letters
+            ],
+            next_cursor=cursor,
+        )
+
+    @rpc
+    async def RequeueDeadLetters(
+        self, request: pb.RequeueDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RequeueDeadLettersResponse:
+        topic = validation.topic(request.topic)
+        count = await self.store.requeue_dead(topic, convert.ids(request.ids))
+        return pb.RequeueDeadLettersResponse(requeued=count)
+
+    @rpc
+    async def PurgeDeadLetters(
+        self, request: pb.PurgeDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PurgeDeadLettersResponse:
+        topic = validation.topic(request.topic)
+        count = await self.store.purge_dead(topic, convert.ids(request.ids))
+        return pb.PurgeDeadLettersResponse(purged=count)
+
+    @rpc
+    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+        topics = [validation.topic(t, "topics[]") for t in request.topics]
+        now, stats = await self.store.stats(topics)
+        return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
+
+
+def _valid_cursor(cursor: str) -> bool:
+    died, sep, task_id = cursor.partition(":")
+    return bool(sep) and died.isdigit() and validation.ID_RE.fullmatch(task_id) is not None

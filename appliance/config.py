@@ -1,0 +1,161 @@
+"""Configuration: one frozen Settings object built once from YAML file < ATP_* env < flags.
+
+The entrypoint builds it and passes it down; nothing else reads os.environ. A bad key or
+value fails at start with its name (ConfigError). Stdlib + PyYAML only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+
+MiB = 1024 * 1024
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # Addresses
+    grpc_addr: str = "127.0.0.1:9090"
+    http_addr: str = "127.0.0.1:9100"
+    redis_url: str = ""  # empty: the embedded redis-server (role all) or redis://127.0.0.1:6379/0
+    key_prefix: str = "atp"
+    data_dir: str = "./atp-data"
+    # Limits
+    payload_max_bytes: int = MiB
+    batch_max: int = 1000
+    max_wait_ms: int = 60_000
+    grpc_max_message_bytes: int = 16 * MiB
+    grpc_reuse_port: bool = False  # several server processes on one port (SO_REUSEPORT)
+    # Task defaults
+    default_max_retries: int = 3
+    visibility_timeout_ms: int = 30_000
+    max_visibility_timeout_ms: int = 12 * 3_600_000
+    retention_ms: int = 24 * 3_600_000
+    backoff_base_ms: int = 1_000
+    backoff_cap_ms: int = 3_600_000
+    # Store internals
+    claim_memo_ms: int = 60_000
+    redis_timeout_ms: int = 5_000
+    redis_max_connections: int = 64
+    # Processes
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "payload_max_bytes", "batch_max", "visibility_timeout_ms",
+                        "max_visibility_timeout_ms", "backoff_base_ms", "backoff_cap_ms",
+                        "claim_memo_ms", "redis_timeout_ms", "redis_max_connections",
+                        "grpc_max_message_bytes")
+        _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.key_prefix):
+            raise ConfigError(f"key_prefix: {self.key_prefix!r} must be 1-32 of [A-Za-z0-9_.-]")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ConfigError(f"log_level: {self.log_level!r} is not debug|info|warning|error")
+        if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
+            raise ConfigError("visibility_timeout_ms: larger than max_visibility_timeout_ms")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_positive(settings: Settings, *names: str) -> None:
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name}: must be > 0, got {getattr(settings, name)!r}")
+
+
+def _check_non_negative(settings: Settings, *names: str) -> None:
+    for name in names:
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name}: must be >= 0, got {getattr(settings, name)!r}")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn a file, env or flag value into the field's type, or raise ConfigError naming it."""
+    field = FIELDS.get(name)
+    if field is None:
+        raise ConfigError(f"{name}: unknown setting (known: {', '.join(sorted(FIELDS))})")
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind == "int":
+        return _as_int(name, value)
+    if kind == "bool":
+        return _as_bool(name, value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match and name.endswith("_ms"):
+            return int(match.group(1)) * _DURATION_MS[match.group(2) or "ms"]
+        if value.strip().lstrip("-").isdigit():
+            return int(value)
+    raise ConfigError(f"{name}: expected a number{' or a duration' if name.endswith('_ms') else ''}"
+                      f", got {value!r}")
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.lower() in {"1", "true", "yes", "on"}
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """ATP_<FIELD> variables. ATP_CONFIG names the file and is not a setting."""
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key.startswith("ATP_") and key != "ATP_CONFIG":
+            out[key[4:].lower()] = value
+    return out
+
+
+def load(
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """File < environment < flags; None-valued flags mean 'not given'."""
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("ATP_CONFIG") or None
+    merged: dict[str, Any] = {}
+    if config_file:
+        merged.update(read_file(config_file))
+    merged.update(from_env(environ))
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    values = {name: coerce(name, value) for name, value in merged.items()}
+    try:
+        return Settings(**values)
+    except TypeError as exc:  # pragma: no cover - coerce() already names unknown keys
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,120 @@
+"""The task lifecycle, written once: states, named state groups and the allowed moves.
+
+Owns the vocabulary every other module speaks. Stdlib only; imports nothing of atp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class TaskState(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    DEAD = "DEAD"
+    CANCELED = "CANCELED"
+
+
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CANCELED})
+"""States a task never leaves (its record expires after the retention time)."""
+
+PARKED_STATES = frozenset({TaskState.DEAD})
+"""States a task leaves only by an operator's hand (requeue or purge)."""
+
+LIVE_STATES = frozenset({TaskState.PENDING, TaskState.RUNNING})
+"""States the queue itself moves a task out of."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    source: TaskState | None  # None: the task does not exist yet
+    target: TaskState | None  # None: the record is gone
+    script: str  # the Lua script (appliance/store/lua/<script>.lua) that makes the move
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    # Enqueue: a new task waits for its due time.
+    Transition(None, TaskState.PENDING, "enqueue"),
+    # Retrieve: a due task is leased to one consumer under a fresh token.
+    Transition(TaskState.PENDING, TaskState.RUNNING, "claim"),
+    # Delete: a pending task is canceled; kept for the retention time.
+    Transition(TaskState.PENDING, TaskState.CANCELED, "cancel"),
+    # Ack with the current token: done; kept for the retention time.
+    Transition(TaskState.RUNNING, TaskState.SUCCEEDED, "ack"),
+    # Nack with retries left: due again after the backoff.
+    Transition(TaskState.RUNNING, TaskState.PENDING, "nack"),
+    # Nack with retries spent, or asked to dead-letter.
+    Transition(TaskState.RUNNING, TaskState.DEAD, "nack"),
+    # ExtendLease: still running, later deadline.
+    Transition(TaskState.RUNNING, TaskState.RUNNING, "extend"),
+    # Watchdog: the lease deadline passed; retried like a Nack...
+    Transition(TaskState.RUNNING, TaskState.PENDING, "recover_expired"),
+    # ... or dead-lettered when its retries are spent.
+    Transition(TaskState.RUNNING, TaskState.DEAD, "recover_expired"),
+    # Operator: a dead letter goes back to the queue, due now, with fresh attempts.
+    Transition(TaskState.DEAD, TaskState.PENDING, "requeue_dead"),
+    # Operator: a dead letter is removed for good.
+    Transition(TaskState.DEAD, None, "purge_dead"),
+)
+
+
+def allowed(source: TaskState | None, target: TaskState | None) -> bool:
+    return any(t.source == source and t.target == target for t in TRANSITIONS)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Task:
+    """One task as the store returns it. Times are ms since the epoch (Redis clock)."""
+
+    id: str
+    topic: str
+    payload: str
+    execute_time_ms: int
+    created_at_ms: int
+    max_retries: int
+    attempt: int = 0  # deliveries so far; the n-th delivery carries attempt n
+    state: TaskState = TaskState.PENDING
+    lease_token: str = ""
+    lease_deadline_ms: int = 0
+    last_error: str = ""
+
+    @property
+    def retry_count(self) -> int:
+        """Failed deliveries before the current one (the seed's retry_count)."""
+        return max(self.attempt - 1, 0) if self.state == TaskState.RUNNING else self.attempt
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewTask:
+    """A validated enqueue request. Exactly one of delay_ms and execute_at_ms is used."""
+
+    id: str
+    topic: str
+    payload: str
+    max_retries: int
+    delay_ms: int = 0
+    execute_at_ms: int = 0  # > 0: absolute due time, wins over delay_ms
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    id: str
+    created: bool  # False: the id existed, nothing was created
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NackResult:
+    dead_lettered: bool
+    next_execute_time_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TopicStats:
+    topic: str
+    pending: int
+    due: int
+    running: int
+    dead: int
+    oldest_due_ms: int

@@ -1,0 +1,62 @@
+"""Decoding of Redis replies into model objects. Knows the task HASH's field names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from appliance.model import Task, TaskState
+
+CLAIM_FIELDS = 8  # per task in claim.lua's reply
+
+
+def text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def number(value: Any) -> int:
+    """An integer reply or field; Lua may have written a number as '1.7643e+12'."""
+    if value is None or value in (b"", ""):
+        return 0
+    return value if isinstance(value, int) else int(float(value))
+
+
+def task_from_hash(task_id: str, topic: str, fields: Mapping[bytes, bytes]) -> Task:
+    get = fields.get
+    return Task(
+        id=task_id,
+        topic=topic,
+        payload=text(get(b"payload")),
+        execute_time_ms=number(get(b"due")),
+        created_at_ms=number(get(b"created")),
+        max_retries=number(get(b"maxr")),
+        attempt=number(get(b"attempt")),
+        state=TaskState(text(get(b"state")) or "PENDING"),
+        lease_token=text(get(b"token")),
+        lease_deadline_ms=number(get(b"deadline")),
+        last_error=text(get(b"err")),
+    )
+
+
+def claimed_tasks(topic: str, flat: Sequence[Any]) -> list[Task]:
+    """claim.lua's 8-per-task tail: id, payload, due, created, maxr, attempt, token, deadline."""
+    tasks = []
+    for i in range(0, len(flat), CLAIM_FIELDS):
+        tid, payload, due, created, maxr, attempt, token, deadline = flat[i : i + CLAIM_FIELDS]
+        tasks.append(
+            Task(
+                id=text(tid),
+                topic=topic,
+                payload=text(payload),
+                execute_time_ms=number(due),
+                created_at_ms=number(created),
+                max_retries=number(maxr),
+                attempt=number(attempt),
+                state=TaskState.RUNNING,
+                lease_token=text(token),
+                lease_deadline_ms=number(deadline),
+            )
+        )
+    return tasks

@@ -1,0 +1,50 @@
+-- claim: lease up to `limit` due PENDING tasks of one topic to one Retrieve call (-> RUNNING).
+-- Guarantees: a task is leased to one call at a time, never before its due time (Redis clock);
+-- each lease token is new (<call token>.<n>). A retry with the same call token returns the
+-- tasks that call still holds instead of leasing more (a lost reply leases nothing twice).
+-- KEYS[1] <prefix>:{<topic>}:pending            ZSET id -> due (ms)
+-- KEYS[2] <prefix>:{<topic>}:running            ZSET id -> lease deadline (ms)
+-- KEYS[3] <prefix>:{<topic>}:claim:<call token> STRING, ids leased by this call, '\n'-joined
+-- ARGV[1] task key prefix (<prefix>:{<topic>}:task:, same hash tag); ARGV[2] limit
+-- ARGV[3] lease length (ms); ARGV[4] call token; ARGV[5] memo lifetime (ms)
+-- Returns: {now ms, ms until the next due task (-1: none; 0 when tasks are returned),
+--           then 8 per task: id, payload, due, created, max_retries, attempt, token, deadline}
+local pending, running, memo_key = KEYS[1], KEYS[2], KEYS[3]
+local prefix, limit, lease, call = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local out = {now, 0}
+local memo = redis.call('GET', memo_key)
+if memo then
+  local n = 0
+  for id in string.gmatch(memo, '[^\n]+') do
+    n = n + 1
+    local f = redis.call('HMGET', prefix .. id, 'payload', 'due', 'created', 'maxr', 'attempt',
+      'token', 'deadline', 'state')
+    if f[8] == 'RUNNING' and f[6] == call .. '.' .. n then
+      for _, v in ipairs({id, f[1], f[2], f[3], f[4], f[5], f[6], f[7]}) do out[#out + 1] = v end
+    end
+  end
+  return out
+end
+local ids = redis.call('ZRANGE', pending, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+if #ids == 0 then
+  local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
+  out[2] = head[2] and math.max(tonumber(head[2]) - now, 1) or -1
+  return out
+end
+local deadline = now + lease
+for n, id in ipairs(ids) do
+  local token = call .. '.' .. n
+  local key = prefix .. id
+  redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline)
+  local attempt = redis.call('HINCRBY', key, 'attempt', 1)
+  local f = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr')
+  for _, v in ipairs({id, f[1], f[2], f[3], f[4], attempt, token, deadline}) do
+    out[#out + 1] = v
+  end
+end
+redis.call('ZREM', pending, unpack(ids))
+for _, id in ipairs(ids) do redis.call('ZADD', running, deadline, id) end
+redis.call('SET', memo_key, table.concat(ids, '\n'), 'PX', ARGV[5])
+return out

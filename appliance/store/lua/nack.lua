@@ -1,0 +1,41 @@
+-- nack: a RUNNING task whose lease token matches failed: retry (-> PENDING after a delay) or,
+-- when asked or when its retries are spent (attempt > max_retries), dead-letter it (-> DEAD).
+-- Guarantees: a stale token changes nothing; repeating a settled Nack with the same token
+-- returns the first result. The retry delay is retry_after when > 0, else exponential backoff
+-- min(cap, base * 2^(attempt-1)) scaled by a jitter factor in [0.5, 1].
+-- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  KEYS[3] ...:dlq  (ZSETs, ms scores)
+-- KEYS[4] <prefix>:{<topic>}:task:<id> HASH
+-- ARGV[1] id; ARGV[2] token; ARGV[3] error text; ARGV[4] retry_after (ms, 0 = backoff);
+-- ARGV[5] dead_letter (1/0); ARGV[6] backoff base (ms); ARGV[7] backoff cap (ms);
+-- ARGV[8] jitter in [0,1] (caller's random); ARGV[9] wake channel; ARGV[10] topic
+-- Returns: {1, dead (1/0), next due ms (0 when dead)}, {-1} no such task, {-2} stale token
+local pending, running, dlq, key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, token = ARGV[1], ARGV[2]
+local f = redis.call('HMGET', key, 'state', 'token', 'dtok', 'dres', 'attempt', 'maxr', 'due')
+if not f[1] then return {-1} end
+if f[3] == token and (f[4] == 'retry' or f[4] == 'dead') then
+  return {1, f[4] == 'dead' and 1 or 0, f[4] == 'dead' and 0 or tonumber(f[7])}
+end
+if f[1] ~= 'RUNNING' or f[2] ~= token then return {-2} end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local attempt = tonumber(f[5])
+redis.call('ZREM', running, id)
+if ARGV[5] == '1' or attempt > tonumber(f[6]) then
+  redis.call('ZADD', dlq, now, id)
+  redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[3], 'dtok', token, 'dres', 'dead', 'died', now)
+  return {1, 1, 0}
+end
+local delay = tonumber(ARGV[4])
+if delay <= 0 then
+  local backoff = math.min(tonumber(ARGV[7]), tonumber(ARGV[6]) * 2 ^ (attempt - 1))
+  delay = math.floor(backoff * (0.5 + 0.5 * tonumber(ARGV[8])))
+end
+local due = now + delay
+local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
+redis.call('ZADD', pending, due, id)
+redis.call('HSET', key, 'state', 'PENDING', 'due', due, 'err', ARGV[3], 'dtok', token, 'dres', 'retry')
+if head[2] == nil or due < tonumber(head[2]) then
+  redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. string.format('%d', due))
+end
+return {1, 0, due}

@@ -1,0 +1,30 @@
+-- recover_expired: RUNNING tasks of one topic whose lease deadline has passed go back to
+-- PENDING, due now, or to DEAD when their retries are spent (attempt > max_retries).
+-- Guarantees: each recovered lease's token is dead from then on (state is no longer RUNNING);
+-- safe to run from several watchdogs at once (each task moves once).
+-- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  KEYS[3] ...:dlq  (ZSETs, ms scores)
+-- ARGV[1] task key prefix (same hash tag); ARGV[2] limit; ARGV[3] wake channel; ARGV[4] topic
+-- Returns: {recovered to pending, dead-lettered, ms until the next lease deadline (-1: none)}
+local pending, running, dlq = KEYS[1], KEYS[2], KEYS[3]
+local prefix = ARGV[1]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local ids = redis.call('ZRANGE', running, '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+local retried, dead = 0, 0
+for _, id in ipairs(ids) do
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'attempt', 'maxr')
+  redis.call('ZREM', running, id)
+  if tonumber(f[1] or 0) > tonumber(f[2] or 0) then
+    redis.call('ZADD', dlq, now, id)
+    redis.call('HSET', key, 'state', 'DEAD', 'err', 'lease expired', 'died', now)
+    dead = dead + 1
+  else
+    redis.call('ZADD', pending, now, id)
+    redis.call('HSET', key, 'state', 'PENDING', 'due', now, 'err', 'lease expired')
+    retried = retried + 1
+  end
+end
+if retried > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. string.format('%d', now)) end
+local head = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
+return {retried, dead, head[2] and math.max(tonumber(head[2]) - now, 0) or -1}

@@ -1,0 +1,63 @@
+"""The Lua script loader: reads every lua/*.lua once, registers it (EVALSHA with reload on
+NOSCRIPT via redis-py's Script objects) and hands out one callable per script.
+
+Nobody else calls EVAL. Imports redis; nothing of atp but this package's files.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+SCRIPT_NAMES = (
+    "enqueue",
+    "claim",
+    "ack",
+    "nack",
+    "extend",
+    "cancel",
+    "recover_expired",
+    "requeue_dead",
+    "purge_dead",
+)
+
+
+def script_source(name: str) -> str:
+    """The text of lua/<name>.lua (works from a wheel and from the PyInstaller binary)."""
+    return importlib.resources.files("appliance.store").joinpath("lua", f"{name}.lua").read_text()
+
+
+def available_scripts() -> list[str]:
+    """Every .lua file shipped beside the store, by name."""
+    lua = importlib.resources.files("appliance.store").joinpath("lua")
+    return sorted(p.name.removesuffix(".lua") for p in lua.iterdir() if p.name.endswith(".lua"))
+
+
+class Scripts:
+    """One registered script per name: `await scripts.get("claim")(keys, args, client=pipe)`."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
+        }
+
+    def get(self, name: str) -> AsyncScript:
+        return self._scripts[name]
+
+    async def load_all(self, redis: Redis) -> None:
+        """Load every script now, so the first real call is a plain EVALSHA."""
+        for script in self._scripts.values():
+            script.sha = await redis.script_load(script.script)
+
+
+def as_int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def as_str(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,389 @@
+"""One method per lifecycle move, each one atomic Lua script call (see lua/*.lua).
+
+Every call here is safe to repeat (idempotent by task id, call token or lease token), so
+connection errors and timeouts are retried a few times by `_retrying` and only then surface
+as Unavailable; the redis client's own blind retries are switched off (DESIGN.md pitfalls).
+Only this package imports redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from appliance.config import Settings
+from appliance.errors import NotFound, StaleLease, Unavailable, WrongState
+from appliance.keys import Keys, TopicKeys
+from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
+from appliance.store import codec
+from appliance.store.scripts import Scripts
+
+T = TypeVar("T")
+RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+DLQ_CHUNK = 1000
+
+
+def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
+    """An asyncio Redis client without blind retries (the store retries what is safe)."""
+    timeout = settings.redis_timeout_ms / 1000
+    return aioredis.Redis.from_url(
+        url or settings.redis_url or "redis://127.0.0.1:6379/0",
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+        max_connections=settings.redis_max_connections,
+        health_check_interval=30,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    tasks: list[Task]
+    now_ms: int
+    next_due_in_ms: int  # -1: nothing pending; else ms until the next task is due
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recovery:
+    retried: int
+    dead: int
+    next_deadline_in_ms: int  # -1: nothing running
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadLetter:
+    task: Task
+    dead_at_ms: int
+
+
+def topic_of_token(token: str) -> str:
+    """Lease tokens are '<topic>/<call>.<n>' so Ack/Nack/Extend need no id lookup."""
+    topic, sep, _ = token.partition("/")
+    if not sep or not topic:
+        raise StaleLease("lease token is not one atp handed out")
+    return topic
+
+
+class Store:
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.scripts = Scripts(redis)
+        self._known_topics: set[str] = set()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await _retrying(self.redis.ping))
+
+    # -- producers -------------------------------------------------------------------------
+
+    async def enqueue(self, tasks: Sequence[NewTask], client_ids: Sequence[bool]) -> list[EnqueueResult]:
+        """Create tasks (one script call per topic, all in one pipeline). `client_ids[i]` says
+        task i's id came from the client, so it may exist in another topic already."""
+        results: list[EnqueueResult | None] = [None] * len(tasks)
+        todo = await self._claim_ids(tasks, client_ids, results)
+        by_topic: dict[str, list[int]] = {}
+        for i in todo:
+            by_topic.setdefault(tasks[i].topic, []).append(i)
+
+        async def run() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in todo:
+                if not client_ids[i]:
+                    pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic)
+            new_topics = [t for t in by_topic if t not in self._known_topics]
+            if new_topics:
+                pipe.sadd(self.keys.topics, *new_topics)
+            for topic, idx in by_topic.items():
+                await self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
+            return list(await pipe.execute())
+
+        replies = await _retrying(run) if todo else []
+        self._known_topics.update(by_topic)
+        script_replies = replies[len(replies) - len(by_topic) :]
+        for idx, created in zip(by_topic.values(), script_replies, strict=True):
+            for i, flag in zip(idx, created, strict=True):
+                results[i] = EnqueueResult(tasks[i].id, created=bool(flag))
+        return [r for r in results if r is not None]
+
+    async def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
+        """Queue one enqueue.lua call on `pipe` (awaiting only queues it)."""
+        tk = self.keys.topic(topic)
+        args: list[Any] = [self.keys.wake_channel, topic]
+        for t in tasks:
+            args += [t.id, t.payload, t.delay_ms, t.execute_at_ms, t.max_retries]
+        await self.scripts.get("enqueue")(keys=[tk.pending, *(tk.task(t.id) for t in tasks)], args=args, client=pipe)
+
+    async def _claim_ids(
+        self, tasks: Sequence[NewTask], client_ids: Sequence[bool], results: list[EnqueueResult | None]
+    ) -> list[int]:
+        """Point the id index at each client-given id's topic (SET NX GET). An id already used
+        in another topic whose task still lives is a duplicate; returns the indexes to create."""
+        given = [i for i, c in enumerate(client_ids) if c]
+        if not given:
+            return list(range(len(tasks)))
+
+        async def reserve() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in given:
+                pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic, nx=True, get=True)
+            return list(await pipe.execute())
+
+        previous = dict(zip(given, await _retrying(reserve), strict=True))
+        for i, old in previous.items():
+            old_topic = codec.text(old)
+            if old is None or old_topic == tasks[i].topic:
+                continue
+            key = self.keys.topic(old_topic).task(tasks[i].id)
+            if await _retrying(lambda key=key: self.redis.exists(key)):
+                results[i] = EnqueueResult(tasks[i].id, created=False)
+            else:  # the other topic's record is gone: the id is free again
+                await _retrying(lambda i=i: self.redis.set(self.keys.id_index(tasks[i].id), tasks[i].topic))
+        return [i for i in range(len(tasks)) if results[i] is None]
+
+    async def cancel(self, task_id: str) -> None:
+        topic = await self.topic_of(task_id)
+        tk = self.keys.topic(topic)
+        code, state = await _retrying(
+            lambda: self.scripts.get("cancel")(
+                keys=[tk.pending, tk.task(task_id)], args=[task_id, self.settings.retention_ms]
+            )
+        )
+        if code == -1:
+            raise NotFound(f"no task with id {task_id!r}")
+        if code == -3:
+            raise WrongState(f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted")
+        await self._expire_index([task_id])
+
+    async def get(self, task_id: str) -> Task:
+        topic = await self.topic_of(task_id)
+        fields = await _retrying(lambda: self.redis.hgetall(self.keys.topic(topic).task(task_id)))
+        if not fields:
+            raise NotFound(f"no task with id {task_id!r}")
+        return codec.task_from_hash(task_id, topic, fields)
+
+    async def topic_of(self, task_id: str) -> str:
+        topic = await _retrying(lambda: self.redis.get(self.keys.id_index(task_id)))
+        if topic is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        return codec.text(topic)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def new_call_token(self, topic: str) -> str:
+        return f"{topic}/{secrets.token_urlsafe(9)}"
+
+    async def claim(self, topic: str, limit: int, lease_ms: int, call_token: str | None = None) -> Claim:
+        """Lease up to `limit` due tasks. Retried with the same call token, so a lost reply
+        returns the same tasks instead of leasing them to nobody."""
+        tk = self.keys.topic(topic)
+        call = call_token or self.new_call_token(topic)
+        reply = await _retrying(
+            lambda: self.scripts.get("claim")(
+                keys=[tk.pending, tk.running, tk.claim(call)],
+                args=[tk.task_prefix, limit, lease_ms, call, self.settings.claim_memo_ms],
+            )
+        )
+        return Claim(codec.claimed_tasks(topic, reply[2:]), codec.number(reply[0]), codec.number(reply[1]))
+
+    async def ack(self, task_id: str, token: str) -> None:
+        (error,) = await self.ack_many([(task_id, token)])
+        if error is not None:
+            raise error
+
+    async def ack_many(self, acks: Sequence[tuple[str, str]]) -> list[Exception | None]:
+        """Ack many leases in one round trip; one result per ack (None = done)."""
+        outcome: list[Exception | None] = [None] * len(acks)
+        calls: list[tuple[int, TopicKeys]] = []
+        for i, (task_id, token) in enumerate(acks):
+            try:
+                calls.append((i, self.keys.topic(topic_of_token(token))))
+            except StaleLease as exc:
+                outcome[i] = exc
+
+        async def run() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for i, tk in calls:
+                task_id, token = acks[i]
+                await self.scripts.get("ack")(
+                    keys=[tk.running, tk.task(task_id)],
+                    args=[task_id, token, self.settings.retention_ms],
+                    client=pipe,
+                )
+            return list(await pipe.execute())
+
+        codes = await _retrying(run) if calls else []
+        for (i, _), code in zip(calls, codes, strict=True):
+            outcome[i] = _lease_error(code, acks[i][0])
+        await self._expire_index([acks[i][0] for i, _ in calls if outcome[i] is None])
+        return outcome
+
+    async def nack(
+        self, task_id: str, token: str, error: str, retry_after_ms: int = 0, dead_letter: bool = False
+    ) -> NackResult:
+        tk = self.keys.topic(topic_of_token(token))
+        s = self.settings
+        reply = await _retrying(
+            lambda: self.scripts.get("nack")(
+                keys=[tk.pending, tk.running, tk.dlq, tk.task(task_id)],
+                args=[task_id, token, error, retry_after_ms, int(dead_letter), s.backoff_base_ms,
+                      s.backoff_cap_ms, random.random(), self.keys.wake_channel, tk.topic],
+            )
+        )
+        problem = _lease_error(reply[0], task_id)
+        if problem is not None:
+            raise problem
+        return NackResult(dead_lettered=bool(reply[1]), next_execute_time_ms=codec.number(reply[2]))
+
+    async def extend(self, task_id: str, token: str, lease_ms: int) -> int:
+        """New lease deadline (ms) = now + lease_ms."""
+        tk = self.keys.topic(topic_of_token(token))
+        code = await _retrying(
+            lambda: self.scripts.get("extend")(keys=[tk.running, tk.task(task_id)], args=[task_id, token, lease_ms])
+        )
+        problem = _lease_error(code, task_id)
+        if problem is not None:
+            raise problem
+        return int(code)
+
+    # -- watchdog --------------------------------------------------------------------------
+
+    async def recover_expired(self, topic: str, limit: int = 1000) -> Recovery:
+        tk = self.keys.topic(topic)
+        reply = await _retrying(
+            lambda: self.scripts.get("recover_expired")(
+                keys=[tk.pending, tk.running, tk.dlq],
+                args=[tk.task_prefix, limit, self.keys.wake_channel, topic],
+            )
+        )
+        return Recovery(*(codec.number(v) for v in reply))
+
+    # -- dead letters and stats ------------------------------------------------------------
+
+    async def list_dead(self, topic: str, limit: int, cursor: str = "") -> tuple[list[DeadLetter], str]:
+        """Oldest first. The cursor is '<dead at ms>:<id>' of the last letter returned."""
+        tk = self.keys.topic(topic)
+        start = 0
+        if cursor:
+            died, _, last_id = cursor.partition(":")
+            rank, before = await _retrying(lambda: _pipe(self.redis, ("zrank", tk.dlq, last_id),
+                                                         ("zcount", tk.dlq, "-inf", f"({died}")))
+            start = int(rank) + 1 if rank is not None else int(before)
+        entries = await _retrying(lambda: self.redis.zrange(tk.dlq, start, start + limit - 1, withscores=True))
+        records = await _retrying(lambda: _pipe(self.redis, *(("hgetall", tk.task(codec.text(i))) for i, _ in entries)))
+        letters = [
+            DeadLetter(codec.task_from_hash(codec.text(i), topic, fields), int(score))
+            for (i, score), fields in zip(entries, records, strict=True)
+            if fields
+        ]
+        more = len(entries) == limit
+        next_cursor = f"{int(entries[-1][1])}:{codec.text(entries[-1][0])}" if more else ""
+        return letters, next_cursor
+
+    async def requeue_dead(self, topic: str, ids: Sequence[str] = ()) -> int:
+        tk = self.keys.topic(topic)
+        fixed = [tk.task_prefix, self.keys.wake_channel, topic, DLQ_CHUNK]
+        moved = await self._dlq_chunks(tk, "requeue_dead", [tk.pending, tk.dlq], fixed, ids)
+        return len(moved)
+
+    async def purge_dead(self, topic: str, ids: Sequence[str] = ()) -> int:
+        tk = self.keys.topic(topic)
+        purged = await self._dlq_chunks(tk, "purge_dead", [tk.dlq], [tk.task_prefix, DLQ_CHUNK], ids)
+        if purged:
+            await _retrying(lambda: self.redis.delete(*(self.keys.id_index(i) for i in purged)))
+        return len(purged)
+
+    async def _dlq_chunks(
+        self, tk: TopicKeys, script: str, keys: list[str], fixed: list[Any], ids: Sequence[str]
+    ) -> list[str]:
+        """Run a DLQ script over the given ids, or over the whole DLQ in bounded chunks."""
+        done: list[str] = []
+        if ids:
+            for start in range(0, len(ids), DLQ_CHUNK):
+                chunk = list(ids[start : start + DLQ_CHUNK])
+                reply = await _retrying(lambda c=chunk: self.scripts.get(script)(keys=keys, args=[*fixed, *c]))
+                done += [codec.text(i) for i in reply]
+            return done
+        rounds = int(await _retrying(lambda: self.redis.zcard(tk.dlq))) // DLQ_CHUNK + 1
+        for _ in range(rounds):
+            reply = await _retrying(lambda: self.scripts.get(script)(keys=keys, args=fixed))
+            done += [codec.text(i) for i in reply]
+            if len(reply) < DLQ_CHUNK:
+                break
+        return done
+
+    async def topics(self) -> list[str]:
+        members = await _retrying(lambda: self.redis.smembers(self.keys.topics))
+        return sorted(codec.text(m) for m in members)
+
+    async def now_ms(self) -> int:
+        sec, usec = await _retrying(self.redis.time)
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def stats(self, topics: Iterable[str] = ()) -> tuple[int, list[TopicStats]]:
+        names = list(topics) or await self.topics()
+        now = await self.now_ms()
+        commands: list[tuple[Any, ...]] = []
+        for name in names:
+            tk = self.keys.topic(name)
+            commands += [("zcard", tk.pending), ("zcount", tk.pending, "-inf", now), ("zcard", tk.running),
+                         ("zcard", tk.dlq), ("zrange", tk.pending, 0, 0, "withscores")]
+        replies = await _retrying(lambda: _pipe(self.redis, *commands)) if commands else []
+        out = []
+        for n, name in enumerate(names):
+            pending, due, running, dead, head = replies[n * 5 : n * 5 + 5]
+            oldest = int(head[0][1]) if head and due else 0
+            out.append(TopicStats(name, int(pending), int(due), int(running), int(dead), oldest))
+        return now, out
+
+    async def _expire_index(self, task_ids: Sequence[str]) -> None:
+        """Finished tasks keep their id index as long as their record (the retention time)."""
+        if task_ids:
+            ttl = self.settings.retention_ms
+            await _retrying(lambda: _pipe(self.redis, *(("pexpire", self.keys.id_index(i), ttl) for i in task_ids)))
+
+
+def _lease_error(code: Any, task_id: str) -> Exception | None:
+    code = int(code)
+    if code == -1:
+        return NotFound(f"no task with id {task_id!r}")
+    if code == -2:
+        return StaleLease(f"lease token for task {task_id!r} is not the current one (expired and "
+                          "handed out again, already settled, or wrong)")
+    return None
+
+
+async def _pipe(redis: aioredis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
+    pipe = redis.pipeline(transaction=False)
+    for name, *args in commands:
+        getattr(pipe, name)(*args)
+    return list(await pipe.execute())
+
+
+async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """Run an idempotent store call, retrying connection errors and timeouts a few times."""
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            return await call()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if delay is None:
+                raise Unavailable(f"redis unavailable: {exc}") from exc
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ = ["Claim", "DeadLetter", "Recovery", "Store", "TaskState", "connect"]

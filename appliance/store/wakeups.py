@@ -1,0 +1,82 @@
+"""Long-poll wake-ups: one pub/sub subscription per server process to the wake channel, fanned
+out to the Retrieve calls waiting on each topic.
+
+Scripts publish '<topic> <due ms>' when a topic's earliest due time moves earlier (enqueue,
+nack, lease recovery, requeue), so a waiting Retrieve re-claims at once instead of polling.
+Waiters also keep their own timer for the next due time (asyncio, ms precision), never a
+blocking Redis command's timeout. If the subscription drops, every waiter is woken to re-check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+
+class Wakeups:
+    def __init__(self, redis: aioredis.Redis, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._stop = asyncio.Event()
+        self.subscribed = asyncio.Event()
+
+    @contextlib.contextmanager
+    def watch(self, topic: str) -> Iterator[asyncio.Event]:
+        """An event set whenever `topic` may have a task due earlier than last seen."""
+        event = asyncio.Event()
+        self._waiters.setdefault(topic, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(topic)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[topic]
+
+    def wake(self, topic: str | None = None) -> None:
+        """Wake the waiters of one topic, or all of them."""
+        groups = self._waiters.values() if topic is None else [self._waiters.get(topic, set())]
+        for group in groups:
+            for event in group:
+                event.set()
+
+    async def run(self) -> None:
+        """Listen until stop(); resubscribe after errors, waking everyone who may have missed one."""
+        while not self._stop.is_set():
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: resubscribe after a pause
+                log.warning("wake-up subscription lost (%s); retrying", exc)
+            self.subscribed.clear()
+            self.wake()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.5)
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._channel)
+            self.subscribed.set()
+            self.wake()
+            while not self._stop.is_set():
+                message = await pubsub.get_message(timeout=1.0)
+                if message and message.get("type") == "message":
+                    data = message["data"]
+                    text = data.decode() if isinstance(data, bytes) else str(data)
+                    self.wake(text.partition(" ")[0])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    def stop(self) -> None:
+        self._stop.set()

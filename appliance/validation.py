@@ -1,0 +1,72 @@
+"""Input checks shared by the gRPC layer and the SDK: each raises InvalidArgument or TooLarge
+with a message that names the field, before anything touches Redis. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from appliance.errors import InvalidArgument, TooLarge
+
+TOPIC_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+MAX_DELAY_MS = 10 * 365 * 86_400_000  # ten years
+MAX_RETRIES_LIMIT = 1000
+
+
+def topic(value: str, field: str = "topic") -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is empty")
+    if not TOPIC_RE.fullmatch(value):
+        raise InvalidArgument(f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9._:-]")
+    return value
+
+
+def task_id(value: str, field: str = "id") -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is empty")
+    if not ID_RE.fullmatch(value):
+        raise InvalidArgument(f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9._:@/+=-]")
+    return value
+
+
+def lease_token(value: str) -> str:
+    if not value:
+        raise InvalidArgument("lease_token is empty")
+    if len(value) > 200:
+        raise InvalidArgument("lease_token is too long to be one atp handed out")
+    return value
+
+
+def payload(value: str, limit: int) -> str:
+    size = len(value.encode())
+    if size > limit:
+        raise TooLarge(f"payload is {size} bytes, over the limit of {limit}")
+    return value
+
+
+def non_negative(value: int, field: str, upper: int | None = None) -> int:
+    if value < 0:
+        raise InvalidArgument(f"{field} must be >= 0, got {value}")
+    if upper is not None and value > upper:
+        raise InvalidArgument(f"{field} must be <= {upper}, got {value}")
+    return value
+
+
+def batch_size(value: int, cap: int) -> int:
+    """0 (unset, as the seed's clients send it) means 1."""
+    if value < 0:
+        raise InvalidArgument(f"batch_size must be >= 0, got {value}")
+    if value > cap:
+        raise InvalidArgument(f"batch_size {value} is over the cap of {cap}")
+    return value or 1
+
+
+def max_retries(value: int) -> int:
+    return non_negative(value, "max_retries", MAX_RETRIES_LIMIT)
+
+
+def error_text(value: str, limit: int = 4096) -> str:
+    """Failure messages are kept, cut to `limit` bytes."""
+    raw = value.encode()
+    return value if len(raw) <= limit else raw[:limit].decode(errors="ignore")
