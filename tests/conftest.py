@@ -69,3 +69,66 @@ async def stub(server: object) -> AsyncIterator[object]:
 
     async with grpc.aio.insecure_channel(server.address) as channel:  # type: ignore[attr-defined]
         yield pb_grpc.DelayQueueServiceStub(channel)
+
+
+class ServerProcess:
+    """`atp --role=server` as a real child process on a free port."""
+
+    def __init__(self, redis_url: str, extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        from tests.redis_server import free_port
+
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "appliance", "--role=server", f"--grpc-addr={self.address}",
+               f"--redis-url={redis_url}", *(extra or [])]
+        self.log = tempfile.NamedTemporaryFile(prefix="atp-server-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=self.log)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        import time
+
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"atp server did not become ready: {self.output()[-2000:]}")
+                time.sleep(0.05)
+
+    def output(self) -> str:
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server_process(redis_url: str, redis_client: redis.Redis) -> Iterator[ServerProcess]:
+    """A real `atp --role=server` process against the test Redis (flushed first)."""
+    proc = ServerProcess(redis_url)
+    yield proc
+    proc.stop()

@@ -1,0 +1,47 @@
+# atp — every command a developer or CI runs. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+python := venv + "/bin/python"
+
+# Create the venv and install atp with its dev tools (editable).
+setup:
+    test -x {{python}} || python3 -m venv {{venv}}
+    {{python}} -m pip install -q --upgrade pip
+    {{python}} -m pip install -q -e '.[dev]'
+
+# Regenerate the protobuf/gRPC code (committed) from proto/queue.proto.
+proto:
+    {{python}} -m grpc_tools.protoc -Iappliance/api/_proto=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. proto/queue.proto
+
+# Fail when the committed generated code differs from what `just proto` makes.
+proto-check: proto
+    git diff --exit-code -- appliance/api/_proto || (echo "generated code is stale: run 'just proto' and commit" >&2; exit 1)
+
+# ruff (lint + format check) and mypy --strict.
+lint:
+    {{venv}}/bin/ruff check appliance tests chaos loadtest
+    {{venv}}/bin/ruff format --check appliance tests chaos loadtest
+    {{venv}}/bin/mypy
+
+# Format the code in place.
+fmt:
+    {{venv}}/bin/ruff check --fix appliance tests chaos loadtest
+    {{venv}}/bin/ruff format appliance tests chaos loadtest
+
+# The default test run (real redis-server started by the fixtures; slow tests excluded).
+test *args:
+    {{venv}}/bin/pytest -m "not slow" {{args}}
+
+# Everything CI runs.
+check: proto-check lint test
+
+# Run the appliance (server role for now) against a local Redis.
+run *args:
+    {{venv}}/bin/atp --role=server {{args}}
+
+# Build the real external clients the tests use (grpcurl; toxiproxy for chaos) into .tools/.
+tools:
+    mkdir -p .tools
+    test -x .tools/grpcurl || GOBIN="$PWD/.tools" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
