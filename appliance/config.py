@@ -45,15 +45,21 @@ class Settings:
     claim_memo_ms: int = 60_000
     redis_timeout_ms: int = 5_000
     redis_max_connections: int = 64
-    # Processes
+    # Processes (the supervisor, `atp --role=...`)
     log_level: str = "info"
+    workers: int = 0  # worker processes; 0 = number of CPUs
+    servers: int = 1  # server processes sharing grpc_addr (SO_REUSEPORT when > 1)
+    drain_timeout_ms: int = 30_000
+    redis_server_path: str = "redis-server"  # for the embedded Redis
+    watchdog_batch: int = 1000
 
     def __post_init__(self) -> None:
         _check_positive(self, "payload_max_bytes", "batch_max", "visibility_timeout_ms",
                         "max_visibility_timeout_ms", "backoff_base_ms", "backoff_cap_ms",
                         "claim_memo_ms", "redis_timeout_ms", "redis_max_connections",
                         "grpc_max_message_bytes")
-        _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms")
+        _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms", "workers")
+        _check_positive(self, "servers", "drain_timeout_ms", "watchdog_batch")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.key_prefix):
             raise ConfigError(f"key_prefix: {self.key_prefix!r} must be 1-32 of [A-Za-z0-9_.-]")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
