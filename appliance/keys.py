@@ -66,3 +66,9 @@ class Keys:
     def wake_channel(self) -> str:
         """Pub/sub channel: '<topic> <due ms>' when a topic's earliest due time moves earlier."""
         return f"{self.prefix}:wake"
+
+    @property
+    def lease_channel(self) -> str:
+        """Pub/sub channel: '<topic> <deadline ms>' when a topic's earliest lease deadline moves
+        earlier, so watchdogs wake at the next deadline instead of polling."""
+        return f"{self.prefix}:leases"

@@ -195,7 +195,8 @@ class Store:
         reply = await _retrying(
             lambda: self.scripts.get("claim")(
                 keys=[tk.pending, tk.running, tk.claim(call)],
-                args=[tk.task_prefix, limit, lease_ms, call, self.settings.claim_memo_ms],
+                args=[tk.task_prefix, limit, lease_ms, call, self.settings.claim_memo_ms,
+                      self.keys.lease_channel, topic],
             )
         )
         return Claim(codec.claimed_tasks(topic, reply[2:]), codec.number(reply[0]), codec.number(reply[1]))
@@ -262,15 +263,25 @@ class Store:
 
     # -- watchdog --------------------------------------------------------------------------
 
+    async def recover_all(self, topics: Sequence[str], limit: int = 1000) -> dict[str, Recovery]:
+        """recover_expired for many topics in one round trip."""
+
+        async def run() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for topic in topics:
+                tk = self.keys.topic(topic)
+                await self.scripts.get("recover_expired")(
+                    keys=[tk.pending, tk.running, tk.dlq],
+                    args=[tk.task_prefix, limit, self.keys.wake_channel, topic],
+                    client=pipe,
+                )
+            return list(await pipe.execute())
+
+        replies = await _retrying(run) if topics else []
+        return {t: Recovery(*(codec.number(v) for v in r)) for t, r in zip(topics, replies, strict=True)}
+
     async def recover_expired(self, topic: str, limit: int = 1000) -> Recovery:
-        tk = self.keys.topic(topic)
-        reply = await _retrying(
-            lambda: self.scripts.get("recover_expired")(
-                keys=[tk.pending, tk.running, tk.dlq],
-                args=[tk.task_prefix, limit, self.keys.wake_channel, topic],
-            )
-        )
-        return Recovery(*(codec.number(v) for v in reply))
+        return (await self.recover_all([topic], limit))[topic]
 
     # -- dead letters and stats ------------------------------------------------------------
 

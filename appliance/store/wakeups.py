@@ -1,5 +1,6 @@
-"""Long-poll wake-ups: one pub/sub subscription per server process to the wake channel, fanned
-out to the Retrieve calls waiting on each topic.
+"""Wake-ups: one pub/sub subscription per process to a channel whose messages start with a
+topic, fanned out to the coroutines waiting on that topic (long-poll Retrieves on the wake
+channel; the watchdog on the lease channel).
 
 Scripts publish '<topic> <due ms>' when a topic's earliest due time moves earlier (enqueue,
 nack, lease recovery, requeue), so a waiting Retrieve re-claims at once instead of polling.
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
+ANY = "*"  # watch() key for "any topic" (topics never contain '*')
 
 
 class Wakeups:
@@ -28,8 +30,8 @@ class Wakeups:
         self.subscribed = asyncio.Event()
 
     @contextlib.contextmanager
-    def watch(self, topic: str) -> Iterator[asyncio.Event]:
-        """An event set whenever `topic` may have a task due earlier than last seen."""
+    def watch(self, topic: str = ANY) -> Iterator[asyncio.Event]:
+        """An event set whenever a message names `topic` (or any topic, by default)."""
         event = asyncio.Event()
         self._waiters.setdefault(topic, set()).add(event)
         try:
@@ -43,7 +45,10 @@ class Wakeups:
 
     def wake(self, topic: str | None = None) -> None:
         """Wake the waiters of one topic, or all of them."""
-        groups = self._waiters.values() if topic is None else [self._waiters.get(topic, set())]
+        if topic is None:
+            groups = list(self._waiters.values())
+        else:
+            groups = [self._waiters.get(topic, set()), self._waiters.get(ANY, set())]
         for group in groups:
             for event in group:
                 event.set()

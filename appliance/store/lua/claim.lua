@@ -7,6 +7,8 @@
 -- KEYS[3] <prefix>:{<topic>}:claim:<call token> STRING, ids leased by this call, '\n'-joined
 -- ARGV[1] task key prefix (<prefix>:{<topic>}:task:, same hash tag); ARGV[2] limit
 -- ARGV[3] lease length (ms); ARGV[4] call token; ARGV[5] memo lifetime (ms)
+-- ARGV[6] lease channel; ARGV[7] topic: '<topic> <deadline ms>' is published there when these
+--         leases end before every lease already running (so watchdogs wake on time)
 -- Returns: {now ms, ms until the next due task (-1: none; 0 when tasks are returned),
 --           then 8 per task: id, payload, due, created, max_retries, attempt, token, deadline}
 local pending, running, memo_key = KEYS[1], KEYS[2], KEYS[3]
@@ -45,6 +47,10 @@ for n, id in ipairs(ids) do
   end
 end
 redis.call('ZREM', pending, unpack(ids))
+local first = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
+if first[2] == nil or deadline < tonumber(first[2]) then
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. string.format('%d', deadline))
+end
 for _, id in ipairs(ids) do redis.call('ZADD', running, deadline, id) end
 redis.call('SET', memo_key, table.concat(ids, '\n'), 'PX', ARGV[5])
 return out

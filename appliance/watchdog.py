@@ -1,0 +1,78 @@
+"""The watchdog role: returns expired leases to PENDING (or DEAD) right after their deadline.
+
+It sleeps until the earliest lease deadline of all topics, and is woken earlier by the lease
+channel when a new lease ends sooner; several watchdogs at once are safe (each expired lease
+moves once, atomically). Reaches Redis only through the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from appliance.config import Settings
+from appliance.store import Store
+from appliance.store.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+IDLE_RECHECK_S = 5.0  # also how soon a brand-new topic is noticed without a lease message
+ERROR_PAUSE_S = 0.5
+
+
+class Watchdog:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.wakeups = Wakeups(store.redis, store.keys.lease_channel)
+        self._stop = asyncio.Event()
+        self.recovered = 0
+        self.dead_lettered = 0
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self.wakeups.run())
+        try:
+            with self.wakeups.watch() as woken:
+                while not self._stop.is_set():
+                    woken.clear()
+                    pause = await self.tick()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(_first(woken, self._stop), pause)
+        finally:
+            self.wakeups.stop()
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def tick(self) -> float:
+        """Recover every expired lease once; return seconds until the next deadline."""
+        try:
+            topics = await self.store.topics()
+            results = await self.store.recover_all(topics, self.settings.watchdog_batch)
+        except Exception as exc:  # noqa: BLE001 - keep watching; Redis may come back
+            log.warning("watchdog pass failed: %s", exc)
+            return ERROR_PAUSE_S
+        pause = IDLE_RECHECK_S
+        for topic, r in results.items():
+            if r.retried or r.dead:
+                log.info("recovered %d expired leases of %s (%d dead-lettered)", r.retried + r.dead, topic,
+                         r.dead, extra={"topic": topic})
+                self.recovered += r.retried
+                self.dead_lettered += r.dead
+            if r.retried + r.dead >= self.settings.watchdog_batch:
+                pause = 0.0  # more are waiting
+            elif r.next_deadline_in_ms >= 0:
+                pause = min(pause, r.next_deadline_in_ms / 1000)
+        return pause
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,77 @@
+"""Every bad input gets a clear status code and changes nothing in Redis."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+import redis
+
+from appliance.api._proto import queue_pb2 as pb
+from tests.store.helpers import snapshot
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+CASES = [
+    ("Enqueue", pb.EnqueueRequest(topic="", payload="x"), INVALID, "topic is empty"),
+    ("Enqueue", pb.EnqueueRequest(topic="bad topic", payload="x"), INVALID, "must be 1-128"),
+    ("Enqueue", pb.EnqueueRequest(topic="a" * 129, payload="x"), INVALID, "must be 1-128"),
+    ("Enqueue", pb.EnqueueRequest(topic="t{x}", payload="x"), INVALID, "must be 1-128"),
+    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", delay_seconds=-1), INVALID, "delay_seconds"),
+    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", delay_ms=-5), INVALID, "delay_ms"),
+    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", execute_at_ms=-5), INVALID, "execute_at_ms"),
+    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", max_retries=-1), INVALID, "max_retries"),
+    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", id="has space"), INVALID, "id"),
+    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x" * (1024 * 1024 + 1)), grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "over the limit"),
+    ("EnqueueBatch", pb.EnqueueBatchRequest(requests=[pb.EnqueueRequest(topic="t", payload="ok"),
+                                                      pb.EnqueueRequest(topic="", payload="x")]),
+     INVALID, "requests[1]"),
+    ("EnqueueBatch", pb.EnqueueBatchRequest(requests=[pb.EnqueueRequest(topic="t")] * 1001), INVALID, "batch cap"),
+    ("Retrieve", pb.RetrieveRequest(topic="", batch_size=1), INVALID, "topic"),
+    ("Retrieve", pb.RetrieveRequest(topic="t", batch_size=-1), INVALID, "batch_size"),
+    ("Retrieve", pb.RetrieveRequest(topic="t", batch_size=1001), INVALID, "cap"),
+    ("Retrieve", pb.RetrieveRequest(topic="t", wait_ms=-1), INVALID, "wait_ms"),
+    ("Retrieve", pb.RetrieveRequest(topic="t", visibility_timeout_ms=-1), INVALID, "visibility_timeout_ms"),
+    ("Delete", pb.DeleteRequest(id=""), INVALID, "id is empty"),
+    ("Delete", pb.DeleteRequest(id="unknown"), grpc.StatusCode.NOT_FOUND, "no task"),
+    ("GetTask", pb.GetTaskRequest(id="unknown"), grpc.StatusCode.NOT_FOUND, "no task"),
+    ("Ack", pb.AckRequest(id="unknown", lease_token="t/x.1"), grpc.StatusCode.NOT_FOUND, "no task"),
+    ("Ack", pb.AckRequest(id="x", lease_token=""), INVALID, "lease_token"),
+    ("Nack", pb.NackRequest(id="x", lease_token="t/x.1", retry_after_ms=-1), INVALID, "retry_after_ms"),
+    ("ExtendLease", pb.ExtendLeaseRequest(id="x", lease_token="t/x.1", visibility_timeout_ms=-1), INVALID, "visibility"),
+    ("ListDeadLetters", pb.ListDeadLettersRequest(topic="t", limit=-1), INVALID, "limit"),
+    ("ListDeadLetters", pb.ListDeadLettersRequest(topic="t", cursor="garbage"), INVALID, "cursor"),
+    ("RequeueDeadLetters", pb.RequeueDeadLettersRequest(topic=""), INVALID, "topic"),
+    ("PurgeDeadLetters", pb.PurgeDeadLettersRequest(topic="t", ids=["bad id"]), INVALID, "ids"),
+    ("GetStats", pb.GetStatsRequest(topics=["no spaces"]), INVALID, "topics"),
+]
+
+
+@pytest.mark.parametrize(("method", "request_", "code", "text"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+async def test_bad_input_is_refused_and_changes_nothing(
+    stub, redis_client: redis.Redis, method: str, request_: object, code: grpc.StatusCode, text: str
+) -> None:
+    await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="existing", id="x"))
+    before = snapshot(redis_client)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await getattr(stub, method)(request_)
+    assert err.value.code() == code
+    assert text in (err.value.details() or "")
+    assert snapshot(redis_client) == before
+
+
+async def test_running_task_cannot_be_deleted(stub) -> None:
+    await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", id="r1"))
+    await stub.Retrieve(pb.RetrieveRequest(topic="t"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Delete(pb.DeleteRequest(id="r1"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_stale_token_is_failed_precondition(stub) -> None:
+    await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", id="s1"))
+    (task,) = (await stub.Retrieve(pb.RetrieveRequest(topic="t"))).tasks
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Ack(pb.AckRequest(id="s1", lease_token=task.lease_token + "x"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "lease token" in (err.value.details() or "")

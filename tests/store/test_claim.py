@@ -1,0 +1,68 @@
+"""claim.lua: due tasks only, fresh tokens, attempts, safe retries by call token."""
+
+from __future__ import annotations
+
+import redis
+
+from appliance.store import Store
+from tests.store.helpers import read_pending, read_running, read_state, seed_pending
+
+
+async def test_claims_due_tasks_in_due_order(store: Store, redis_client: redis.Redis) -> None:
+    await seed_pending(store, "t", 3)
+    claim = await store.claim("t", 2, 30_000)
+    assert [t.id for t in claim.tasks] == ["t-0", "t-1"]
+    for task in claim.tasks:
+        assert task.attempt == 1 and task.lease_token and task.payload.startswith("payload-")
+        assert read_state(redis_client, "t", task.id) == "RUNNING"
+        assert claim.now_ms + 30_000 == task.lease_deadline_ms
+    assert set(read_running(redis_client)) == {"t-0", "t-1"}
+    assert set(read_pending(redis_client)) == {"t-2"}
+
+
+async def test_never_hands_out_a_task_before_it_is_due(store: Store) -> None:
+    await seed_pending(store, "t", 1, delay_ms=60_000)
+    claim = await store.claim("t", 10, 30_000)
+    assert claim.tasks == []
+    assert 59_000 < claim.next_due_in_ms <= 60_000
+
+
+async def test_empty_topic_reports_nothing_pending(store: Store) -> None:
+    claim = await store.claim("nothing", 1, 30_000)
+    assert claim.tasks == [] and claim.next_due_in_ms == -1
+
+
+async def test_every_lease_token_is_new(store: Store) -> None:
+    await seed_pending(store, "t", 5)
+    first = await store.claim("t", 5, 30_000)
+    tokens = {t.lease_token for t in first.tasks}
+    assert len(tokens) == 5
+    for t in first.tasks:
+        await store.nack(t.id, t.lease_token, "again", retry_after_ms=1)
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    second = await store.claim("t", 5, 30_000)
+    assert len(second.tasks) == 5
+    assert tokens.isdisjoint(t.lease_token for t in second.tasks)
+    assert all(t.attempt == 2 for t in second.tasks)
+
+
+async def test_retry_with_same_call_token_returns_the_same_tasks(store: Store, redis_client: redis.Redis) -> None:
+    """A reply lost after the script ran: the retry must not lease more, nor lose these."""
+    await seed_pending(store, "t", 8)
+    call = store.new_call_token("t")
+    first = await store.claim("t", 5, 30_000, call_token=call)
+    retry = await store.claim("t", 5, 30_000, call_token=call)
+    assert [t.id for t in retry.tasks] == [t.id for t in first.tasks]
+    assert [t.lease_token for t in retry.tasks] == [t.lease_token for t in first.tasks]
+    assert len(read_running(redis_client)) == 5 and len(read_pending(redis_client)) == 3
+
+
+async def test_retry_leaves_out_tasks_the_call_no_longer_holds(store: Store) -> None:
+    await seed_pending(store, "t", 2)
+    call = store.new_call_token("t")
+    first = await store.claim("t", 2, 30_000, call_token=call)
+    await store.ack(first.tasks[0].id, first.tasks[0].lease_token)
+    retry = await store.claim("t", 2, 30_000, call_token=call)
+    assert [t.id for t in retry.tasks] == [first.tasks[1].id]

@@ -1,0 +1,76 @@
+"""enqueue.lua through Store.enqueue: creation, idempotency, due times, wake-ups."""
+
+from __future__ import annotations
+
+import redis
+
+from appliance.model import NewTask
+from appliance.store import Store
+from tests.store.helpers import KEYS, now_ms, read_pending, read_state, seed_pending
+
+
+async def test_creates_pending_task_due_after_delay(store: Store, redis_client: redis.Redis) -> None:
+    before = now_ms(redis_client)
+    (result,) = await store.enqueue([NewTask("a", "t", "p", 3, delay_ms=5000)], [False])
+    assert result.created
+    assert read_state(redis_client, "t", "a") == "PENDING"
+    due = read_pending(redis_client)["a"]
+    assert before + 5000 <= due <= now_ms(redis_client) + 5000
+    assert redis_client.get(KEYS.id_index("a")) == b"t"
+    assert b"t" in redis_client.smembers(KEYS.topics)
+
+
+async def test_execute_at_wins_over_delay(store: Store, redis_client: redis.Redis) -> None:
+    await store.enqueue([NewTask("a", "t", "p", 3, delay_ms=5000, execute_at_ms=1234)], [False])
+    assert read_pending(redis_client)["a"] == 1234
+
+
+async def test_same_client_id_is_idempotent(store: Store, redis_client: redis.Redis) -> None:
+    first = await store.enqueue([NewTask("dup", "t", "one", 3)], [True])
+    again = await store.enqueue([NewTask("dup", "t", "two", 3, delay_ms=99_000)], [True])
+    assert first[0].created and not again[0].created
+    assert redis_client.hget(KEYS.topic("t").task("dup"), "payload") == b"one"
+    assert len(read_pending(redis_client)) == 1
+
+
+async def test_same_id_in_another_topic_is_a_duplicate(store: Store, redis_client: redis.Redis) -> None:
+    await store.enqueue([NewTask("dup", "t1", "one", 3)], [True])
+    (again,) = await store.enqueue([NewTask("dup", "t2", "two", 3)], [True])
+    assert not again.created
+    assert read_pending(redis_client, "t2") == {}
+
+
+async def test_id_is_free_again_once_its_record_is_gone(store: Store, redis_client: redis.Redis) -> None:
+    await store.enqueue([NewTask("x", "t1", "one", 3)], [True])
+    redis_client.delete(KEYS.topic("t1").task("x"))
+    (again,) = await store.enqueue([NewTask("x", "t2", "two", 3)], [True])
+    assert again.created
+    assert redis_client.get(KEYS.id_index("x")) == b"t2"
+
+
+async def test_duplicates_inside_one_batch(store: Store, redis_client: redis.Redis) -> None:
+    tasks = [NewTask("same", "t", "a", 3), NewTask("same", "t", "b", 3), NewTask("other", "u", "c", 3)]
+    results = await store.enqueue(tasks, [True, True, True])
+    assert [r.created for r in results] == [True, False, True]
+
+
+async def test_batch_over_topics_keeps_request_order(store: Store) -> None:
+    tasks = [NewTask(f"id{i}", f"topic{i % 3}", "p", 3) for i in range(9)]
+    results = await store.enqueue(tasks, [False] * 9)
+    assert [r.id for r in results] == [t.id for t in tasks]
+    _, stats = await store.stats()
+    assert {s.topic: s.pending for s in stats} == {"topic0": 3, "topic1": 3, "topic2": 3}
+
+
+async def test_publishes_only_when_the_head_moves_earlier(store: Store, redis_client: redis.Redis) -> None:
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(KEYS.wake_channel)
+    pubsub.get_message(timeout=1)
+    await seed_pending(store, "t", 1, delay_ms=10_000)
+    first = pubsub.get_message(timeout=1)
+    assert first is not None and first["data"].startswith(b"t ")
+    await store.enqueue([NewTask("later", "t", "p", 3, delay_ms=20_000)], [False])
+    assert pubsub.get_message(timeout=0.3) is None
+    await store.enqueue([NewTask("sooner", "t", "p", 3, delay_ms=0)], [False])
+    assert pubsub.get_message(timeout=1) is not None
+    pubsub.close()
