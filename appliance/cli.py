@@ -21,9 +21,13 @@ EXIT_CONFIG = 78  # EX_CONFIG: bad configuration, do not restart
 
 def role_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atp", description="atp — the async task platform")
-    p.add_argument("--role", default=None, help="comma list of server,scheduler,watchdog,worker, or all")
+    p.add_argument(
+        "--role", default=None, help="comma list of server,scheduler,watchdog,worker, or all"
+    )
     p.add_argument("--config", default=None, help="YAML config file (also ATP_CONFIG)")
-    p.add_argument("--grpc-addr", dest="grpc_addr", default=None, help="gRPC listen address (127.0.0.1:9090)")
+    p.add_argument(
+        "--grpc-addr", dest="grpc_addr", default=None, help="gRPC listen address (127.0.0.1:9090)"
+    )
     p.add_argument("--redis-url", dest="redis_url", default=None, help="redis://host:port/db")
     p.add_argument("--key-prefix", dest="key_prefix", default=None, help="Redis key prefix (atp)")
     p.add_argument("--log-level", dest="log_level", default=None, help="debug|info|warning|error")

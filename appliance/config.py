@@ -54,10 +54,19 @@ class Settings:
     watchdog_batch: int = 1000
 
     def __post_init__(self) -> None:
-        _check_positive(self, "payload_max_bytes", "batch_max", "visibility_timeout_ms",
-                        "max_visibility_timeout_ms", "backoff_base_ms", "backoff_cap_ms",
-                        "claim_memo_ms", "redis_timeout_ms", "redis_max_connections",
-                        "grpc_max_message_bytes")
+        _check_positive(
+            self,
+            "payload_max_bytes",
+            "batch_max",
+            "visibility_timeout_ms",
+            "max_visibility_timeout_ms",
+            "backoff_base_ms",
+            "backoff_cap_ms",
+            "claim_memo_ms",
+            "redis_timeout_ms",
+            "redis_max_connections",
+            "grpc_max_message_bytes",
+        )
         _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms", "workers")
         _check_positive(self, "servers", "drain_timeout_ms", "watchdog_batch")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.key_prefix):
@@ -112,14 +121,25 @@ def _as_int(name: str, value: Any) -> int:
             return int(match.group(1)) * _DURATION_MS[match.group(2) or "ms"]
         if value.strip().lstrip("-").isdigit():
             return int(value)
-    raise ConfigError(f"{name}: expected a number{' or a duration' if name.endswith('_ms') else ''}"
-                      f", got {value!r}")
+    raise ConfigError(
+        f"{name}: expected a number{' or a duration' if name.endswith('_ms') else ''}"
+        f", got {value!r}"
+    )
 
 
 def _as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+    if isinstance(value, str) and value.lower() in {
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    }:
         return value.lower() in {"1", "true", "yes", "on"}
     raise ConfigError(f"{name}: expected true or false, got {value!r}")
 

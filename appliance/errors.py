@@ -39,7 +39,7 @@ class ConfigError(AtpError):
     """The configuration is invalid; the message names the key."""
 
 
-class RetryTask(Exception):  # noqa: N818 - read as an instruction in handlers
+class RetryTask(Exception):
     """Raised by a handler: fail this attempt and retry after `after_ms` (or the backoff)."""
 
     def __init__(self, message: str = "", after_ms: int = 0) -> None:
@@ -47,5 +47,5 @@ class RetryTask(Exception):  # noqa: N818 - read as an instruction in handlers
         self.after_ms = after_ms
 
 
-class DeadLetterTask(Exception):  # noqa: N818 - read as an instruction in handlers
+class DeadLetterTask(Exception):
     """Raised by a handler: this task can never succeed; send it to the dead-letter queue."""

@@ -38,7 +38,9 @@ class JsonFormatter(logging.Formatter):
 def setup(level: str, role: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s")
+        )
     else:
         handler.setFormatter(JsonFormatter(role))
     root = logging.getLogger()

@@ -18,7 +18,9 @@ def topic(value: str, field: str = "topic") -> str:
     if not value:
         raise InvalidArgument(f"{field} is empty")
     if not TOPIC_RE.fullmatch(value):
-        raise InvalidArgument(f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9._:-]")
+        raise InvalidArgument(
+            f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9._:-]"
+        )
     return value
 
 
@@ -26,7 +28,9 @@ def task_id(value: str, field: str = "id") -> str:
     if not value:
         raise InvalidArgument(f"{field} is empty")
     if not ID_RE.fullmatch(value):
-        raise InvalidArgument(f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9._:@/+=-]")
+        raise InvalidArgument(
+            f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9._:@/+=-]"
+        )
     return value
 
 

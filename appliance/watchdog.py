@@ -49,14 +49,19 @@ class Watchdog:
         try:
             topics = await self.store.topics()
             results = await self.store.recover_all(topics, self.settings.watchdog_batch)
-        except Exception as exc:  # noqa: BLE001 - keep watching; Redis may come back
+        except Exception as exc:
             log.warning("watchdog pass failed: %s", exc)
             return ERROR_PAUSE_S
         pause = IDLE_RECHECK_S
         for topic, r in results.items():
             if r.retried or r.dead:
-                log.info("recovered %d expired leases of %s (%d dead-lettered)", r.retried + r.dead, topic,
-                         r.dead, extra={"topic": topic})
+                log.info(
+                    "recovered %d expired leases of %s (%d dead-lettered)",
+                    r.retried + r.dead,
+                    topic,
+                    r.dead,
+                    extra={"topic": topic},
+                )
                 self.recovered += r.retried
                 self.dead_lettered += r.dead
             if r.retried + r.dead >= self.settings.watchdog_batch:

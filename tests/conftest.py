@@ -38,7 +38,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(redis_url: str, redis_client: redis.Redis) -> Settings:
-    return Settings(redis_url=redis_url, grpc_addr="127.0.0.1:0", backoff_base_ms=50, backoff_cap_ms=200)
+    return Settings(
+        redis_url=redis_url, grpc_addr="127.0.0.1:0", backoff_base_ms=50, backoff_cap_ms=200
+    )
 
 
 @pytest_asyncio.fixture
@@ -74,7 +76,9 @@ async def stub(server: object) -> AsyncIterator[object]:
 class ServerProcess:
     """`atp --role=server` as a real child process on a free port."""
 
-    def __init__(self, redis_url: str, extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, redis_url: str, extra: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         import subprocess
         import sys
         import tempfile
@@ -83,10 +87,19 @@ class ServerProcess:
 
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "appliance", "--role=server", f"--grpc-addr={self.address}",
-               f"--redis-url={redis_url}", *(extra or [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "appliance",
+            "--role=server",
+            f"--grpc-addr={self.address}",
+            f"--redis-url={redis_url}",
+            *(extra or []),
+        ]
         self.log = tempfile.NamedTemporaryFile(prefix="atp-server-", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=self.log
+        )
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 15.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from appliance import validation
 from appliance.api._proto import queue_pb2 as pb
@@ -83,5 +84,5 @@ def dead_letter_limit(value: int) -> int:
     return value or 100
 
 
-def ids(values: list[str] | object) -> list[str]:
-    return [validation.task_id(v, "ids[]") for v in values]  # type: ignore[attr-defined]
+def ids(values: Iterable[str]) -> list[str]:
+    return [validation.task_id(v, "ids[]") for v in values]

@@ -54,7 +54,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     # -- producers -------------------------------------------------------------------------
 
     @rpc
-    async def Enqueue(self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext) -> pb.EnqueueResponse:
+    async def Enqueue(
+        self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EnqueueResponse:
         task, client_id = convert.new_task(request, self.settings)
         (result,) = await self.store.enqueue([task], [client_id])
         return pb.EnqueueResponse(success=True, id=result.id, duplicate=not result.created)
@@ -64,7 +66,10 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.EnqueueBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueBatchResponse:
         if len(request.requests) > self.settings.batch_max:
-            raise InvalidArgument(f"{len(request.requests)} requests is over the batch cap of {self.settings.batch_max}")
+            cap = self.settings.batch_max
+            raise InvalidArgument(
+                f"{len(request.requests)} requests is over the batch cap of {cap}"
+            )
         tasks, client_ids = [], []
         for n, req in enumerate(request.requests):
             try:
@@ -75,25 +80,35 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             client_ids.append(client_id)
         results = await self.store.enqueue(tasks, client_ids)
         return pb.EnqueueBatchResponse(
-            responses=[pb.EnqueueResponse(success=True, id=r.id, duplicate=not r.created) for r in results]
+            responses=[
+                pb.EnqueueResponse(success=True, id=r.id, duplicate=not r.created) for r in results
+            ]
         )
 
     @rpc
-    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
+    async def Delete(
+        self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteResponse:
         await self.store.cancel(validation.task_id(request.id))
         return pb.DeleteResponse(success=True)
 
     @rpc
-    async def GetTask(self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> pb.GetTaskResponse:
+    async def GetTask(
+        self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTaskResponse:
         task = await self.store.get(validation.task_id(request.id))
         return pb.GetTaskResponse(
-            task=convert.task_to_pb(task), state=convert.STATE_TO_PB[task.state], last_error=task.last_error
+            task=convert.task_to_pb(task),
+            state=convert.STATE_TO_PB[task.state],
+            last_error=task.last_error,
         )
 
     # -- workers ---------------------------------------------------------------------------
 
     @rpc
-    async def Retrieve(self, request: pb.RetrieveRequest, context: grpc.aio.ServicerContext) -> pb.RetrieveResponse:
+    async def Retrieve(
+        self, request: pb.RetrieveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetrieveResponse:
         topic = validation.topic(request.topic)
         limit = validation.batch_size(request.batch_size, self.settings.batch_max)
         lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
@@ -106,28 +121,47 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
                 claim = await self.store.claim(topic, limit, lease)
                 remaining = deadline - loop.time()
                 if claim.tasks or remaining <= 0:
-                    return pb.RetrieveResponse(tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks])
-                pause = remaining if claim.next_due_in_ms < 0 else min(remaining, claim.next_due_in_ms / 1000)
+                    return pb.RetrieveResponse(
+                        tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks]
+                    )
+                pause = (
+                    remaining
+                    if claim.next_due_in_ms < 0
+                    else min(remaining, claim.next_due_in_ms / 1000)
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(pause, RECHECK_S))
 
     @rpc
-    async def Ack(self, request: pb.AckRequest, context: grpc.aio.ServicerContext) -> pb.AckResponse:
-        await self.store.ack(validation.task_id(request.id), validation.lease_token(request.lease_token))
+    async def Ack(
+        self, request: pb.AckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AckResponse:
+        await self.store.ack(
+            validation.task_id(request.id), validation.lease_token(request.lease_token)
+        )
         return pb.AckResponse(success=True)
 
     @rpc
-    async def AckBatch(self, request: pb.AckBatchRequest, context: grpc.aio.ServicerContext) -> pb.AckBatchResponse:
+    async def AckBatch(
+        self, request: pb.AckBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AckBatchResponse:
         if len(request.acks) > self.settings.batch_max:
-            raise InvalidArgument(f"{len(request.acks)} acks is over the batch cap of {self.settings.batch_max}")
-        pairs = [(validation.task_id(a.id), validation.lease_token(a.lease_token)) for a in request.acks]
+            raise InvalidArgument(
+                f"{len(request.acks)} acks is over the batch cap of {self.settings.batch_max}"
+            )
+        pairs = [
+            (validation.task_id(a.id), validation.lease_token(a.lease_token)) for a in request.acks
+        ]
         outcome = await self.store.ack_many(pairs)
         return pb.AckBatchResponse(
-            success=[e is None for e in outcome], errors=["" if e is None else str(e) for e in outcome]
+            success=[e is None for e in outcome],
+            errors=["" if e is None else str(e) for e in outcome],
         )
 
     @rpc
-    async def Nack(self, request: pb.NackRequest, context: grpc.aio.ServicerContext) -> pb.NackResponse:
+    async def Nack(
+        self, request: pb.NackRequest, context: grpc.aio.ServicerContext
+    ) -> pb.NackResponse:
         validation.non_negative(request.retry_after_ms, "retry_after_ms", validation.MAX_DELAY_MS)
         result = await self.store.nack(
             validation.task_id(request.id),
@@ -137,7 +171,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             request.dead_letter,
         )
         return pb.NackResponse(
-            success=True, dead_lettered=result.dead_lettered, next_execute_time_ms=result.next_execute_time_ms
+            success=True,
+            dead_lettered=result.dead_lettered,
+            next_execute_time_ms=result.next_execute_time_ms,
         )
 
     @rpc
@@ -163,7 +199,11 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         letters, cursor = await self.store.list_dead(topic, limit, request.cursor)
         return pb.ListDeadLettersResponse(
             dead_letters=[
-                pb.DeadLetter(task=convert.task_to_pb(d.task), last_error=d.task.last_error, dead_at_ms=d.dead_at_ms)
+                pb.DeadLetter(
+                    task=convert.task_to_pb(d.task),
+                    last_error=d.task.last_error,
+                    dead_at_ms=d.dead_at_ms,
+                )
                 for d in letters
             ],
             next_cursor=cursor,
@@ -186,7 +226,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         return pb.PurgeDeadLettersResponse(purged=count)
 
     @rpc
-    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+    async def GetStats(
+        self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetStatsResponse:
         topics = [validation.topic(t, "topics[]") for t in request.topics]
         now, stats = await self.store.stats(topics)
         return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)

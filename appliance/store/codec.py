@@ -23,7 +23,7 @@ def number(value: Any) -> int:
     return value if isinstance(value, int) else int(float(value))
 
 
-def task_from_hash(task_id: str, topic: str, fields: Mapping[bytes, bytes]) -> Task:
+def task_from_hash(task_id: str, topic: str, fields: Mapping[Any, Any]) -> Task:
     get = fields.get
     return Task(
         id=task_id,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -91,7 +92,9 @@ class Store:
 
     # -- producers -------------------------------------------------------------------------
 
-    async def enqueue(self, tasks: Sequence[NewTask], client_ids: Sequence[bool]) -> list[EnqueueResult]:
+    async def enqueue(
+        self, tasks: Sequence[NewTask], client_ids: Sequence[bool]
+    ) -> list[EnqueueResult]:
         """Create tasks (one script call per topic, all in one pipeline). `client_ids[i]` says
         task i's id came from the client, so it may exist in another topic already."""
         results: list[EnqueueResult | None] = [None] * len(tasks)
@@ -126,10 +129,15 @@ class Store:
         args: list[Any] = [self.keys.wake_channel, topic]
         for t in tasks:
             args += [t.id, t.payload, t.delay_ms, t.execute_at_ms, t.max_retries]
-        await self.scripts.get("enqueue")(keys=[tk.pending, *(tk.task(t.id) for t in tasks)], args=args, client=pipe)
+        await self.scripts.get("enqueue")(
+            keys=[tk.pending, *(tk.task(t.id) for t in tasks)], args=args, client=pipe
+        )
 
     async def _claim_ids(
-        self, tasks: Sequence[NewTask], client_ids: Sequence[bool], results: list[EnqueueResult | None]
+        self,
+        tasks: Sequence[NewTask],
+        client_ids: Sequence[bool],
+        results: list[EnqueueResult | None],
     ) -> list[int]:
         """Point the id index at each client-given id's topic (SET NX GET). An id already used
         in another topic whose task still lives is a duplicate; returns the indexes to create."""
@@ -149,10 +157,11 @@ class Store:
             if old is None or old_topic == tasks[i].topic:
                 continue
             key = self.keys.topic(old_topic).task(tasks[i].id)
-            if await _retrying(lambda key=key: self.redis.exists(key)):
+            if await _retrying(functools.partial(self.redis.exists, key)):
                 results[i] = EnqueueResult(tasks[i].id, created=False)
             else:  # the other topic's record is gone: the id is free again
-                await _retrying(lambda i=i: self.redis.set(self.keys.id_index(tasks[i].id), tasks[i].topic))
+                index = self.keys.id_index(tasks[i].id)
+                await _retrying(functools.partial(self.redis.set, index, tasks[i].topic))
         return [i for i in range(len(tasks)) if results[i] is None]
 
     async def cancel(self, task_id: str) -> None:
@@ -166,7 +175,9 @@ class Store:
         if code == -1:
             raise NotFound(f"no task with id {task_id!r}")
         if code == -3:
-            raise WrongState(f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted")
+            raise WrongState(
+                f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted"
+            )
         await self._expire_index([task_id])
 
     async def get(self, task_id: str) -> Task:
@@ -187,7 +198,9 @@ class Store:
     def new_call_token(self, topic: str) -> str:
         return f"{topic}/{secrets.token_urlsafe(9)}"
 
-    async def claim(self, topic: str, limit: int, lease_ms: int, call_token: str | None = None) -> Claim:
+    async def claim(
+        self, topic: str, limit: int, lease_ms: int, call_token: str | None = None
+    ) -> Claim:
         """Lease up to `limit` due tasks. Retried with the same call token, so a lost reply
         returns the same tasks instead of leasing them to nobody."""
         tk = self.keys.topic(topic)
@@ -195,11 +208,20 @@ class Store:
         reply = await _retrying(
             lambda: self.scripts.get("claim")(
                 keys=[tk.pending, tk.running, tk.claim(call)],
-                args=[tk.task_prefix, limit, lease_ms, call, self.settings.claim_memo_ms,
-                      self.keys.lease_channel, topic],
+                args=[
+                    tk.task_prefix,
+                    limit,
+                    lease_ms,
+                    call,
+                    self.settings.claim_memo_ms,
+                    self.keys.lease_channel,
+                    topic,
+                ],
             )
         )
-        return Claim(codec.claimed_tasks(topic, reply[2:]), codec.number(reply[0]), codec.number(reply[1]))
+        return Claim(
+            codec.claimed_tasks(topic, reply[2:]), codec.number(reply[0]), codec.number(reply[1])
+        )
 
     async def ack(self, task_id: str, token: str) -> None:
         (error,) = await self.ack_many([(task_id, token)])
@@ -210,7 +232,7 @@ class Store:
         """Ack many leases in one round trip; one result per ack (None = done)."""
         outcome: list[Exception | None] = [None] * len(acks)
         calls: list[tuple[int, TopicKeys]] = []
-        for i, (task_id, token) in enumerate(acks):
+        for i, (_, token) in enumerate(acks):
             try:
                 calls.append((i, self.keys.topic(topic_of_token(token))))
             except StaleLease as exc:
@@ -234,15 +256,30 @@ class Store:
         return outcome
 
     async def nack(
-        self, task_id: str, token: str, error: str, retry_after_ms: int = 0, dead_letter: bool = False
+        self,
+        task_id: str,
+        token: str,
+        error: str,
+        retry_after_ms: int = 0,
+        dead_letter: bool = False,
     ) -> NackResult:
         tk = self.keys.topic(topic_of_token(token))
         s = self.settings
         reply = await _retrying(
             lambda: self.scripts.get("nack")(
                 keys=[tk.pending, tk.running, tk.dlq, tk.task(task_id)],
-                args=[task_id, token, error, retry_after_ms, int(dead_letter), s.backoff_base_ms,
-                      s.backoff_cap_ms, random.random(), self.keys.wake_channel, tk.topic],
+                args=[
+                    task_id,
+                    token,
+                    error,
+                    retry_after_ms,
+                    int(dead_letter),
+                    s.backoff_base_ms,
+                    s.backoff_cap_ms,
+                    random.random(),
+                    self.keys.wake_channel,
+                    tk.topic,
+                ],
             )
         )
         problem = _lease_error(reply[0], task_id)
@@ -254,7 +291,9 @@ class Store:
         """New lease deadline (ms) = now + lease_ms."""
         tk = self.keys.topic(topic_of_token(token))
         code = await _retrying(
-            lambda: self.scripts.get("extend")(keys=[tk.running, tk.task(task_id)], args=[task_id, token, lease_ms])
+            lambda: self.scripts.get("extend")(
+                keys=[tk.running, tk.task(task_id)], args=[task_id, token, lease_ms]
+            )
         )
         problem = _lease_error(code, task_id)
         if problem is not None:
@@ -278,24 +317,38 @@ class Store:
             return list(await pipe.execute())
 
         replies = await _retrying(run) if topics else []
-        return {t: Recovery(*(codec.number(v) for v in r)) for t, r in zip(topics, replies, strict=True)}
+        return {
+            t: Recovery(*(codec.number(v) for v in r)) for t, r in zip(topics, replies, strict=True)
+        }
 
     async def recover_expired(self, topic: str, limit: int = 1000) -> Recovery:
         return (await self.recover_all([topic], limit))[topic]
 
     # -- dead letters and stats ------------------------------------------------------------
 
-    async def list_dead(self, topic: str, limit: int, cursor: str = "") -> tuple[list[DeadLetter], str]:
+    async def list_dead(
+        self, topic: str, limit: int, cursor: str = ""
+    ) -> tuple[list[DeadLetter], str]:
         """Oldest first. The cursor is '<dead at ms>:<id>' of the last letter returned."""
         tk = self.keys.topic(topic)
         start = 0
         if cursor:
             died, _, last_id = cursor.partition(":")
-            rank, before = await _retrying(lambda: _pipe(self.redis, ("zrank", tk.dlq, last_id),
-                                                         ("zcount", tk.dlq, "-inf", f"({died}")))
+            rank, before = await _retrying(
+                lambda: _pipe(
+                    self.redis, ("zrank", tk.dlq, last_id), ("zcount", tk.dlq, "-inf", f"({died}")
+                )
+            )
             start = int(rank) + 1 if rank is not None else int(before)
-        entries = await _retrying(lambda: self.redis.zrange(tk.dlq, start, start + limit - 1, withscores=True))
-        records = await _retrying(lambda: _pipe(self.redis, *(("hgetall", tk.task(codec.text(i))) for i, _ in entries)))
+
+        async def page() -> list[tuple[bytes, float]]:
+            reply = await self.redis.zrange(tk.dlq, start, start + limit - 1, withscores=True)
+            return cast(list[tuple[bytes, float]], reply)
+
+        entries = await _retrying(page)
+        records = await _retrying(
+            lambda: _pipe(self.redis, *(("hgetall", tk.task(codec.text(i))) for i, _ in entries))
+        )
         letters = [
             DeadLetter(codec.task_from_hash(codec.text(i), topic, fields), int(score))
             for (i, score), fields in zip(entries, records, strict=True)
@@ -313,7 +366,9 @@ class Store:
 
     async def purge_dead(self, topic: str, ids: Sequence[str] = ()) -> int:
         tk = self.keys.topic(topic)
-        purged = await self._dlq_chunks(tk, "purge_dead", [tk.dlq], [tk.task_prefix, DLQ_CHUNK], ids)
+        purged = await self._dlq_chunks(
+            tk, "purge_dead", [tk.dlq], [tk.task_prefix, DLQ_CHUNK], ids
+        )
         if purged:
             await _retrying(lambda: self.redis.delete(*(self.keys.id_index(i) for i in purged)))
         return len(purged)
@@ -326,7 +381,8 @@ class Store:
         if ids:
             for start in range(0, len(ids), DLQ_CHUNK):
                 chunk = list(ids[start : start + DLQ_CHUNK])
-                reply = await _retrying(lambda c=chunk: self.scripts.get(script)(keys=keys, args=[*fixed, *c]))
+                call = functools.partial(self.scripts.get(script), keys=keys, args=[*fixed, *chunk])
+                reply = await _retrying(call)
                 done += [codec.text(i) for i in reply]
             return done
         rounds = int(await _retrying(lambda: self.redis.zcard(tk.dlq))) // DLQ_CHUNK + 1
@@ -351,8 +407,13 @@ class Store:
         commands: list[tuple[Any, ...]] = []
         for name in names:
             tk = self.keys.topic(name)
-            commands += [("zcard", tk.pending), ("zcount", tk.pending, "-inf", now), ("zcard", tk.running),
-                         ("zcard", tk.dlq), ("zrange", tk.pending, 0, 0, "withscores")]
+            commands += [
+                ("zcard", tk.pending),
+                ("zcount", tk.pending, "-inf", now),
+                ("zcard", tk.running),
+                ("zcard", tk.dlq),
+                ("zrange", tk.pending, 0, 0, "withscores"),
+            ]
         replies = await _retrying(lambda: _pipe(self.redis, *commands)) if commands else []
         out = []
         for n, name in enumerate(names):
@@ -365,7 +426,11 @@ class Store:
         """Finished tasks keep their id index as long as their record (the retention time)."""
         if task_ids:
             ttl = self.settings.retention_ms
-            await _retrying(lambda: _pipe(self.redis, *(("pexpire", self.keys.id_index(i), ttl) for i in task_ids)))
+            await _retrying(
+                lambda: _pipe(
+                    self.redis, *(("pexpire", self.keys.id_index(i), ttl) for i in task_ids)
+                )
+            )
 
 
 def _lease_error(code: Any, task_id: str) -> Exception | None:
@@ -373,8 +438,10 @@ def _lease_error(code: Any, task_id: str) -> Exception | None:
     if code == -1:
         return NotFound(f"no task with id {task_id!r}")
     if code == -2:
-        return StaleLease(f"lease token for task {task_id!r} is not the current one (expired and "
-                          "handed out again, already settled, or wrong)")
+        return StaleLease(
+            f"lease token for task {task_id!r} is not the current one (expired and "
+            "handed out again, already settled, or wrong)"
+        )
     return None
 
 

@@ -54,13 +54,13 @@ class Wakeups:
                 event.set()
 
     async def run(self) -> None:
-        """Listen until stop(); resubscribe after errors, waking everyone who may have missed one."""
+        """Listen until stop(); resubscribe after errors, waking all who may have missed one."""
         while not self._stop.is_set():
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: resubscribe after a pause
+            except Exception as exc:
                 log.warning("wake-up subscription lost (%s); retrying", exc)
             self.subscribed.clear()
             self.wake()
@@ -81,7 +81,7 @@ class Wakeups:
                     self.wake(text.partition(" ")[0])
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def stop(self) -> None:
         self._stop.set()

@@ -16,29 +16,71 @@ CASES = [
     ("Enqueue", pb.EnqueueRequest(topic="bad topic", payload="x"), INVALID, "must be 1-128"),
     ("Enqueue", pb.EnqueueRequest(topic="a" * 129, payload="x"), INVALID, "must be 1-128"),
     ("Enqueue", pb.EnqueueRequest(topic="t{x}", payload="x"), INVALID, "must be 1-128"),
-    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", delay_seconds=-1), INVALID, "delay_seconds"),
+    (
+        "Enqueue",
+        pb.EnqueueRequest(topic="t", payload="x", delay_seconds=-1),
+        INVALID,
+        "delay_seconds",
+    ),
     ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", delay_ms=-5), INVALID, "delay_ms"),
-    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", execute_at_ms=-5), INVALID, "execute_at_ms"),
+    (
+        "Enqueue",
+        pb.EnqueueRequest(topic="t", payload="x", execute_at_ms=-5),
+        INVALID,
+        "execute_at_ms",
+    ),
     ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", max_retries=-1), INVALID, "max_retries"),
     ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", id="has space"), INVALID, "id"),
-    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x" * (1024 * 1024 + 1)), grpc.StatusCode.RESOURCE_EXHAUSTED,
-     "over the limit"),
-    ("EnqueueBatch", pb.EnqueueBatchRequest(requests=[pb.EnqueueRequest(topic="t", payload="ok"),
-                                                      pb.EnqueueRequest(topic="", payload="x")]),
-     INVALID, "requests[1]"),
-    ("EnqueueBatch", pb.EnqueueBatchRequest(requests=[pb.EnqueueRequest(topic="t")] * 1001), INVALID, "batch cap"),
+    (
+        "Enqueue",
+        pb.EnqueueRequest(topic="t", payload="x" * (1024 * 1024 + 1)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "over the limit",
+    ),
+    (
+        "EnqueueBatch",
+        pb.EnqueueBatchRequest(
+            requests=[
+                pb.EnqueueRequest(topic="t", payload="ok"),
+                pb.EnqueueRequest(topic="", payload="x"),
+            ]
+        ),
+        INVALID,
+        "requests[1]",
+    ),
+    (
+        "EnqueueBatch",
+        pb.EnqueueBatchRequest(requests=[pb.EnqueueRequest(topic="t")] * 1001),
+        INVALID,
+        "batch cap",
+    ),
     ("Retrieve", pb.RetrieveRequest(topic="", batch_size=1), INVALID, "topic"),
     ("Retrieve", pb.RetrieveRequest(topic="t", batch_size=-1), INVALID, "batch_size"),
     ("Retrieve", pb.RetrieveRequest(topic="t", batch_size=1001), INVALID, "cap"),
     ("Retrieve", pb.RetrieveRequest(topic="t", wait_ms=-1), INVALID, "wait_ms"),
-    ("Retrieve", pb.RetrieveRequest(topic="t", visibility_timeout_ms=-1), INVALID, "visibility_timeout_ms"),
+    (
+        "Retrieve",
+        pb.RetrieveRequest(topic="t", visibility_timeout_ms=-1),
+        INVALID,
+        "visibility_timeout_ms",
+    ),
     ("Delete", pb.DeleteRequest(id=""), INVALID, "id is empty"),
     ("Delete", pb.DeleteRequest(id="unknown"), grpc.StatusCode.NOT_FOUND, "no task"),
     ("GetTask", pb.GetTaskRequest(id="unknown"), grpc.StatusCode.NOT_FOUND, "no task"),
     ("Ack", pb.AckRequest(id="unknown", lease_token="t/x.1"), grpc.StatusCode.NOT_FOUND, "no task"),
     ("Ack", pb.AckRequest(id="x", lease_token=""), INVALID, "lease_token"),
-    ("Nack", pb.NackRequest(id="x", lease_token="t/x.1", retry_after_ms=-1), INVALID, "retry_after_ms"),
-    ("ExtendLease", pb.ExtendLeaseRequest(id="x", lease_token="t/x.1", visibility_timeout_ms=-1), INVALID, "visibility"),
+    (
+        "Nack",
+        pb.NackRequest(id="x", lease_token="t/x.1", retry_after_ms=-1),
+        INVALID,
+        "retry_after_ms",
+    ),
+    (
+        "ExtendLease",
+        pb.ExtendLeaseRequest(id="x", lease_token="t/x.1", visibility_timeout_ms=-1),
+        INVALID,
+        "visibility",
+    ),
     ("ListDeadLetters", pb.ListDeadLettersRequest(topic="t", limit=-1), INVALID, "limit"),
     ("ListDeadLetters", pb.ListDeadLettersRequest(topic="t", cursor="garbage"), INVALID, "cursor"),
     ("RequeueDeadLetters", pb.RequeueDeadLettersRequest(topic=""), INVALID, "topic"),
@@ -47,7 +89,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "request_", "code", "text"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("method", "request_", "code", "text"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
 async def test_bad_input_is_refused_and_changes_nothing(
     stub, redis_client: redis.Redis, method: str, request_: object, code: grpc.StatusCode, text: str
 ) -> None:

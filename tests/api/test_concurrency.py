@@ -20,7 +20,9 @@ async def _produce(address: str) -> set[str]:
         stub = pb_grpc.DelayQueueServiceStub(channel)
         ids: set[str] = set()
         for start in range(0, TOTAL, 500):
-            reqs = [pb.EnqueueRequest(topic="drain", payload=str(i)) for i in range(start, start + 500)]
+            reqs = [
+                pb.EnqueueRequest(topic="drain", payload=str(i)) for i in range(start, start + 500)
+            ]
             reply = await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=reqs))
             ids.update(r.id for r in reply.responses)
         return ids
@@ -45,7 +47,10 @@ def test_eight_consumers_drain_ten_thousand_tasks_exactly_once(server_process) -
     async def scenario() -> None:
         seen: collections.Counter[str] = collections.Counter()
         done = asyncio.Event()
-        consumers = [asyncio.create_task(_consume(server_process.address, seen, done)) for _ in range(CONSUMERS)]
+        consumers = [
+            asyncio.create_task(_consume(server_process.address, seen, done))
+            for _ in range(CONSUMERS)
+        ]
         ids = await _produce(server_process.address)
         await asyncio.wait_for(done.wait(), 90)
         await asyncio.gather(*consumers)
@@ -53,7 +58,9 @@ def test_eight_consumers_drain_ten_thousand_tasks_exactly_once(server_process) -
         assert set(seen) == ids
         assert max(seen.values()) == 1
         async with grpc.aio.insecure_channel(server_process.address) as channel:
-            stats = await pb_grpc.DelayQueueServiceStub(channel).GetStats(pb.GetStatsRequest(topics=["drain"]))
+            stats = await pb_grpc.DelayQueueServiceStub(channel).GetStats(
+                pb.GetStatsRequest(topics=["drain"])
+            )
         row = stats.topics[0]
         assert (row.pending, row.running, row.dead) == (0, 0, 0)
 

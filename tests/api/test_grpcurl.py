@@ -27,15 +27,23 @@ def call(address: str, method: str, body: dict[str, object] | None = None) -> di
     args = [grpcurl(), "-plaintext"]
     if body is not None:
         args += ["-d", json.dumps(body)]
-    out = subprocess.run([*args, address, method], capture_output=True, text=True, timeout=30, env=os.environ)
+    out = subprocess.run(
+        [*args, address, method], capture_output=True, text=True, timeout=30, env=os.environ
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout) if out.stdout.strip() else {}
 
 
 def test_seed_call_verbatim(server_process) -> None:
     """DESIGN.md's exact call, then the task is visible with its 10 s delay."""
-    args = [grpcurl(), "-plaintext", "-d", '{"topic":"order-cancel","payload":"{\\"order_id\\":1024}","delay_seconds":10}',
-            server_process.address, "api.queue.DelayQueueService/Enqueue"]
+    args = [
+        grpcurl(),
+        "-plaintext",
+        "-d",
+        '{"topic":"order-cancel","payload":"{\\"order_id\\":1024}","delay_seconds":10}',
+        server_process.address,
+        "api.queue.DelayQueueService/Enqueue",
+    ]
     out = subprocess.run(args, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     reply = json.loads(out.stdout)
@@ -48,8 +56,12 @@ def test_seed_call_verbatim(server_process) -> None:
 
 
 def test_reflection_lists_services_and_health_serves(server_process) -> None:
-    out = subprocess.run([grpcurl(), "-plaintext", server_process.address, "list"], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [grpcurl(), "-plaintext", server_process.address, "list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     services = out.stdout.split()
     assert {"api.queue.DelayQueueService", "grpc.health.v1.Health"} <= set(services)
@@ -57,8 +69,20 @@ def test_reflection_lists_services_and_health_serves(server_process) -> None:
 
 
 def test_retrieve_and_ack_with_grpcurl(server_process) -> None:
-    call(server_process.address, "api.queue.DelayQueueService/Enqueue", {"topic": "g", "payload": "x", "id": "g1"})
-    got = call(server_process.address, "api.queue.DelayQueueService/Retrieve", {"topic": "g", "batch_size": 1})
+    call(
+        server_process.address,
+        "api.queue.DelayQueueService/Enqueue",
+        {"topic": "g", "payload": "x", "id": "g1"},
+    )
+    got = call(
+        server_process.address,
+        "api.queue.DelayQueueService/Retrieve",
+        {"topic": "g", "batch_size": 1},
+    )
     (task,) = got["tasks"]  # type: ignore[misc]
-    ack = call(server_process.address, "api.queue.DelayQueueService/Ack", {"id": "g1", "lease_token": task["lease_token"]})
+    ack = call(
+        server_process.address,
+        "api.queue.DelayQueueService/Ack",
+        {"id": "g1", "lease_token": task["lease_token"]},
+    )
     assert ack == {"success": True}

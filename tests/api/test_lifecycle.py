@@ -8,12 +8,17 @@ from appliance.api._proto import queue_pb2 as pb
 
 
 async def test_seed_fields_and_ack(stub) -> None:
-    reply = await stub.Enqueue(pb.EnqueueRequest(topic="orders", payload='{"order_id":1024}', max_retries=2))
+    reply = await stub.Enqueue(
+        pb.EnqueueRequest(topic="orders", payload='{"order_id":1024}', max_retries=2)
+    )
     got = await stub.Retrieve(pb.RetrieveRequest(topic="orders"))
     (task,) = got.tasks
     assert (task.id, task.topic, task.payload) == (reply.id, "orders", '{"order_id":1024}')
     assert task.max_retries == 2 and task.retry_count == 0 and task.attempt == 1
-    assert task.execute_time == task.execute_time_ms // 1000 and task.created_at == task.created_at_ms // 1000
+    assert (
+        task.execute_time == task.execute_time_ms // 1000
+        and task.created_at == task.created_at_ms // 1000
+    )
     assert task.lease_token and task.lease_deadline_ms > task.execute_time_ms
     assert (await stub.Ack(pb.AckRequest(id=task.id, lease_token=task.lease_token))).success
     info = await stub.GetTask(pb.GetTaskRequest(id=task.id))
@@ -23,7 +28,9 @@ async def test_seed_fields_and_ack(stub) -> None:
 async def test_unset_max_retries_takes_the_default_and_zero_means_none(stub, settings) -> None:
     a = await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p"))
     b = await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", max_retries=0))
-    assert (await stub.GetTask(pb.GetTaskRequest(id=a.id))).task.max_retries == settings.default_max_retries
+    assert (
+        await stub.GetTask(pb.GetTaskRequest(id=a.id))
+    ).task.max_retries == settings.default_max_retries
     assert (await stub.GetTask(pb.GetTaskRequest(id=b.id))).task.max_retries == 0
 
 
@@ -33,12 +40,16 @@ async def test_retries_then_dead_letter_then_requeue_and_purge(stub) -> None:
         got = await stub.Retrieve(pb.RetrieveRequest(topic="t", wait_ms=2000))
         (task,) = got.tasks
         assert task.attempt == attempt and task.retry_count == attempt - 1
-        nack = await stub.Nack(pb.NackRequest(id="job", lease_token=task.lease_token, error=f"fail {attempt}"))
+        nack = await stub.Nack(
+            pb.NackRequest(id="job", lease_token=task.lease_token, error=f"fail {attempt}")
+        )
         assert nack.dead_lettered == (attempt == 3)
     info = await stub.GetTask(pb.GetTaskRequest(id="job"))
     assert info.state == pb.DEAD and info.last_error == "fail 3"
     letters = await stub.ListDeadLetters(pb.ListDeadLettersRequest(topic="t"))
-    assert [d.task.id for d in letters.dead_letters] == ["job"] and letters.dead_letters[0].last_error == "fail 3"
+    assert [d.task.id for d in letters.dead_letters] == ["job"] and letters.dead_letters[
+        0
+    ].last_error == "fail 3"
     stats = await stub.GetStats(pb.GetStatsRequest(topics=["t"]))
     assert stats.topics[0].dead == 1
     assert (await stub.RequeueDeadLetters(pb.RequeueDeadLettersRequest(topic="t"))).requeued == 1
@@ -59,8 +70,9 @@ async def test_delete_cancels_pending(stub) -> None:
 async def test_extend_lease(stub) -> None:
     await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", id="e"))
     (task,) = (await stub.Retrieve(pb.RetrieveRequest(topic="t", visibility_timeout_ms=1000))).tasks
-    reply = await stub.ExtendLease(pb.ExtendLeaseRequest(id="e", lease_token=task.lease_token,
-                                                         visibility_timeout_ms=60_000))
+    reply = await stub.ExtendLease(
+        pb.ExtendLeaseRequest(id="e", lease_token=task.lease_token, visibility_timeout_ms=60_000)
+    )
     assert reply.lease_deadline_ms >= task.lease_deadline_ms + 58_000
 
 

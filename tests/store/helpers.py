@@ -13,13 +13,20 @@ from appliance.store import Store
 KEYS = Keys("atp")
 
 
-async def seed_pending(store: Store, topic: str = "t", n: int = 1, delay_ms: int = 0, **kw: Any) -> list[str]:
-    tasks = [NewTask(f"{topic}-{i}", topic, f"payload-{i}", kw.get("max_retries", 3), delay_ms) for i in range(n)]
+async def seed_pending(
+    store: Store, topic: str = "t", n: int = 1, delay_ms: int = 0, **kw: Any
+) -> list[str]:
+    tasks = [
+        NewTask(f"{topic}-{i}", topic, f"payload-{i}", kw.get("max_retries", 3), delay_ms)
+        for i in range(n)
+    ]
     await store.enqueue(tasks, [False] * n)
     return [t.id for t in tasks]
 
 
-async def seed_running(store: Store, topic: str = "t", n: int = 1, lease_ms: int = 30_000, **kw: Any) -> list[Task]:
+async def seed_running(
+    store: Store, topic: str = "t", n: int = 1, lease_ms: int = 30_000, **kw: Any
+) -> list[Task]:
     await seed_pending(store, topic, n, **kw)
     claim = await store.claim(topic, n, lease_ms)
     assert len(claim.tasks) == n
@@ -39,11 +46,15 @@ def read_state(r: redis.Redis, topic: str, task_id: str) -> str | None:
 
 
 def read_pending(r: redis.Redis, topic: str = "t") -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in r.zrange(KEYS.topic(topic).pending, 0, -1, withscores=True)}
+    return {
+        k.decode(): int(v) for k, v in r.zrange(KEYS.topic(topic).pending, 0, -1, withscores=True)
+    }
 
 
 def read_running(r: redis.Redis, topic: str = "t") -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in r.zrange(KEYS.topic(topic).running, 0, -1, withscores=True)}
+    return {
+        k.decode(): int(v) for k, v in r.zrange(KEYS.topic(topic).running, 0, -1, withscores=True)
+    }
 
 
 def read_dlq(r: redis.Redis, topic: str = "t") -> list[str]:

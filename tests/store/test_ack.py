@@ -10,7 +10,9 @@ from appliance.store import Store
 from tests.store.helpers import KEYS, read_running, read_state, seed_running, snapshot
 
 
-async def test_ack_finishes_the_task_and_keeps_it_for_retention(store: Store, redis_client: redis.Redis) -> None:
+async def test_ack_finishes_the_task_and_keeps_it_for_retention(
+    store: Store, redis_client: redis.Redis
+) -> None:
     (task,) = await seed_running(store)
     await store.ack(task.id, task.lease_token)
     assert read_state(redis_client, "t", task.id) == "SUCCEEDED"
@@ -26,7 +28,9 @@ async def test_repeated_ack_with_the_same_token_succeeds(store: Store) -> None:
     await store.ack(task.id, task.lease_token)
 
 
-async def test_wrong_token_is_refused_and_changes_nothing(store: Store, redis_client: redis.Redis) -> None:
+async def test_wrong_token_is_refused_and_changes_nothing(
+    store: Store, redis_client: redis.Redis
+) -> None:
     (task,) = await seed_running(store)
     before = snapshot(redis_client)
     with pytest.raises(StaleLease):
@@ -44,7 +48,12 @@ async def test_unknown_task_is_not_found(store: Store) -> None:
 async def test_ack_many_reports_each_result(store: Store) -> None:
     tasks = await seed_running(store, n=3)
     results = await store.ack_many(
-        [(tasks[0].id, tasks[0].lease_token), (tasks[1].id, "t/bad.1"), ("nope", "t/x.1"), (tasks[2].id, tasks[2].lease_token)]
+        [
+            (tasks[0].id, tasks[0].lease_token),
+            (tasks[1].id, "t/bad.1"),
+            ("nope", "t/x.1"),
+            (tasks[2].id, tasks[2].lease_token),
+        ]
     )
     assert results[0] is None and results[3] is None
     assert isinstance(results[1], StaleLease) and isinstance(results[2], NotFound)

@@ -48,7 +48,9 @@ async def test_every_lease_token_is_new(store: Store) -> None:
     assert all(t.attempt == 2 for t in second.tasks)
 
 
-async def test_retry_with_same_call_token_returns_the_same_tasks(store: Store, redis_client: redis.Redis) -> None:
+async def test_retry_with_same_call_token_returns_the_same_tasks(
+    store: Store, redis_client: redis.Redis
+) -> None:
     """A reply lost after the script ran: the retry must not lease more, nor lose these."""
     await seed_pending(store, "t", 8)
     call = store.new_call_token("t")

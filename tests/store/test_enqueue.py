@@ -9,7 +9,9 @@ from appliance.store import Store
 from tests.store.helpers import KEYS, now_ms, read_pending, read_state, seed_pending
 
 
-async def test_creates_pending_task_due_after_delay(store: Store, redis_client: redis.Redis) -> None:
+async def test_creates_pending_task_due_after_delay(
+    store: Store, redis_client: redis.Redis
+) -> None:
     before = now_ms(redis_client)
     (result,) = await store.enqueue([NewTask("a", "t", "p", 3, delay_ms=5000)], [False])
     assert result.created
@@ -33,14 +35,18 @@ async def test_same_client_id_is_idempotent(store: Store, redis_client: redis.Re
     assert len(read_pending(redis_client)) == 1
 
 
-async def test_same_id_in_another_topic_is_a_duplicate(store: Store, redis_client: redis.Redis) -> None:
+async def test_same_id_in_another_topic_is_a_duplicate(
+    store: Store, redis_client: redis.Redis
+) -> None:
     await store.enqueue([NewTask("dup", "t1", "one", 3)], [True])
     (again,) = await store.enqueue([NewTask("dup", "t2", "two", 3)], [True])
     assert not again.created
     assert read_pending(redis_client, "t2") == {}
 
 
-async def test_id_is_free_again_once_its_record_is_gone(store: Store, redis_client: redis.Redis) -> None:
+async def test_id_is_free_again_once_its_record_is_gone(
+    store: Store, redis_client: redis.Redis
+) -> None:
     await store.enqueue([NewTask("x", "t1", "one", 3)], [True])
     redis_client.delete(KEYS.topic("t1").task("x"))
     (again,) = await store.enqueue([NewTask("x", "t2", "two", 3)], [True])
@@ -49,7 +55,11 @@ async def test_id_is_free_again_once_its_record_is_gone(store: Store, redis_clie
 
 
 async def test_duplicates_inside_one_batch(store: Store, redis_client: redis.Redis) -> None:
-    tasks = [NewTask("same", "t", "a", 3), NewTask("same", "t", "b", 3), NewTask("other", "u", "c", 3)]
+    tasks = [
+        NewTask("same", "t", "a", 3),
+        NewTask("same", "t", "b", 3),
+        NewTask("other", "u", "c", 3),
+    ]
     results = await store.enqueue(tasks, [True, True, True])
     assert [r.created for r in results] == [True, False, True]
 
@@ -62,7 +72,9 @@ async def test_batch_over_topics_keeps_request_order(store: Store) -> None:
     assert {s.topic: s.pending for s in stats} == {"topic0": 3, "topic1": 3, "topic2": 3}
 
 
-async def test_publishes_only_when_the_head_moves_earlier(store: Store, redis_client: redis.Redis) -> None:
+async def test_publishes_only_when_the_head_moves_earlier(
+    store: Store, redis_client: redis.Redis
+) -> None:
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(KEYS.wake_channel)
     pubsub.get_message(timeout=1)

@@ -7,10 +7,20 @@ import redis
 
 from appliance.errors import StaleLease
 from appliance.store import Store
-from tests.store.helpers import KEYS, now_ms, read_dlq, read_pending, read_state, seed_running, snapshot
+from tests.store.helpers import (
+    KEYS,
+    now_ms,
+    read_dlq,
+    read_pending,
+    read_state,
+    seed_running,
+    snapshot,
+)
 
 
-async def test_nack_with_retries_left_goes_back_to_pending_after_backoff(store: Store, redis_client: redis.Redis) -> None:
+async def test_nack_with_retries_left_goes_back_to_pending_after_backoff(
+    store: Store, redis_client: redis.Redis
+) -> None:
     (task,) = await seed_running(store)
     before = now_ms(redis_client)
     result = await store.nack(task.id, task.lease_token, "boom")
@@ -38,7 +48,9 @@ async def test_retry_after_overrides_backoff(store: Store, redis_client: redis.R
     assert before + 7_000 <= result.next_execute_time_ms <= now_ms(redis_client) + 7_000
 
 
-async def test_dead_letter_flag_goes_straight_to_dlq(store: Store, redis_client: redis.Redis) -> None:
+async def test_dead_letter_flag_goes_straight_to_dlq(
+    store: Store, redis_client: redis.Redis
+) -> None:
     (task,) = await seed_running(store)
     result = await store.nack(task.id, task.lease_token, "poison", dead_letter=True)
     assert result.dead_lettered
@@ -52,7 +64,9 @@ async def test_retries_exhausted_dead_letters(store: Store, redis_client: redis.
     assert result.dead_lettered and read_dlq(redis_client) == [task.id]
 
 
-async def test_repeated_nack_returns_first_result_and_changes_nothing(store: Store, redis_client: redis.Redis) -> None:
+async def test_repeated_nack_returns_first_result_and_changes_nothing(
+    store: Store, redis_client: redis.Redis
+) -> None:
     (task,) = await seed_running(store)
     first = await store.nack(task.id, task.lease_token, "boom", retry_after_ms=60_000)
     before = snapshot(redis_client)

@@ -20,7 +20,9 @@ async def test_live_leases_are_left_alone(store: Store, redis_client: redis.Redi
     assert len(read_running(redis_client)) == 2
 
 
-async def test_expired_lease_returns_to_pending_due_now(store: Store, redis_client: redis.Redis) -> None:
+async def test_expired_lease_returns_to_pending_due_now(
+    store: Store, redis_client: redis.Redis
+) -> None:
     (task,) = await seed_running(store, lease_ms=50)
     await asyncio.sleep(0.08)
     result = await store.recover_expired("t")
@@ -45,7 +47,9 @@ async def test_fencing_old_holder_cannot_ack_or_nack(store: Store) -> None:
     await store.ack(new.id, new.lease_token)
 
 
-async def test_expired_with_retries_spent_goes_dead(store: Store, redis_client: redis.Redis) -> None:
+async def test_expired_with_retries_spent_goes_dead(
+    store: Store, redis_client: redis.Redis
+) -> None:
     (task,) = await seed_running(store, lease_ms=50, max_retries=0)
     await asyncio.sleep(0.08)
     result = await store.recover_expired("t")
@@ -54,7 +58,9 @@ async def test_expired_with_retries_spent_goes_dead(store: Store, redis_client: 
     assert read_state(redis_client, "t", task.id) == "DEAD"
 
 
-async def test_concurrent_watchdogs_move_each_task_once(store: Store, redis_client: redis.Redis) -> None:
+async def test_concurrent_watchdogs_move_each_task_once(
+    store: Store, redis_client: redis.Redis
+) -> None:
     await seed_running(store, n=50, lease_ms=50)
     await asyncio.sleep(0.08)
     results = await asyncio.gather(*(store.recover_expired("t", limit=10) for _ in range(10)))
