@@ -45,7 +45,9 @@ class QueueServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
         self.server = grpc.aio.server(options=options)
-        pb_grpc.add_DelayQueueServiceServicer_to_server(QueueServicer(store, self.wakeups, settings), self.server)
+        pb_grpc.add_DelayQueueServiceServicer_to_server(
+            QueueServicer(store, self.wakeups, settings), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(SERVICE_NAMES, self.server)
         self.port = self.server.add_insecure_port(settings.grpc_addr)
@@ -56,10 +58,13 @@ class QueueServer:
     async def start(self) -> None:
         try:
             await self.store.scripts.load_all(self.store.redis)
-        except Exception as exc:  # noqa: BLE001 - serve anyway; health says NOT_SERVING
+        except Exception as exc:
             log.warning("redis not reachable at start (%s); serving, health NOT_SERVING", exc)
         await self.server.start()
-        self._tasks = [asyncio.create_task(self.wakeups.run()), asyncio.create_task(self._watch_health())]
+        self._tasks = [
+            asyncio.create_task(self.wakeups.run()),
+            asyncio.create_task(self._watch_health()),
+        ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeups.subscribed.wait(), 5)
         log.info("gRPC server listening on %s", self.address)
@@ -70,7 +75,11 @@ class QueueServer:
         return f"{host}:{self.port}"
 
     async def _set_health(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ("", *SERVICE_NAMES[:1]):
             result = self.health.set(name, status)
             if asyncio.iscoroutine(result):
@@ -81,13 +90,16 @@ class QueueServer:
         while True:
             try:
                 ok = await asyncio.wait_for(self.store.redis.ping(), HEALTH_CHECK_S)
-            except Exception:  # noqa: BLE001 - any failure means Redis is not answering
+            except Exception:
                 ok = False
             if ok != serving:
                 serving = bool(ok)
                 await self._set_health(serving)
-                log.log(logging.INFO if serving else logging.WARNING, "health: %s",
-                        "SERVING" if serving else "NOT_SERVING (redis unreachable)")
+                log.log(
+                    logging.INFO if serving else logging.WARNING,
+                    "health: %s",
+                    "SERVING" if serving else "NOT_SERVING (redis unreachable)",
+                )
             await asyncio.sleep(HEALTH_CHECK_S)
 
     async def stop(self, grace_s: float = 5.0) -> None:

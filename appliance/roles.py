@@ -1,0 +1,68 @@
+"""Each role's body in one process: server, watchdog, scheduler, worker.
+
+`run_role` is what a supervised child (or `atp --role=<one role>`) runs: it builds what the
+role needs from the settings, runs until SIGTERM/SIGINT, then drains. Imports of the store
+and grpc happen here, inside the child, never in the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from appliance.config import Settings
+
+log = logging.getLogger(__name__)
+ROLES = ("server", "scheduler", "watchdog", "worker")
+RoleBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    from appliance.api.server import serve as serve_grpc
+
+    await serve_grpc(settings, stop)
+
+
+async def watch(settings: Settings, stop: asyncio.Event) -> None:
+    from appliance.store import Store, connect
+    from appliance.watchdog import Watchdog
+
+    store = Store(connect(settings), settings)
+    watchdog = Watchdog(store, settings)
+    runner = asyncio.create_task(watchdog.run())
+    try:
+        await _until(stop, runner)
+    finally:
+        watchdog.stop()
+        await runner
+        await store.close()
+
+
+async def _until(stop: asyncio.Event, runner: asyncio.Task[None]) -> None:
+    """Wait for the stop signal, or for the runner to end by itself (then re-raise its error)."""
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopper, runner], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if runner.done():
+        runner.result()
+
+
+BODIES: dict[str, RoleBody] = {"server": serve, "watchdog": watch}
+
+
+def run_role(role: str, settings: Settings) -> int:
+    """Run one role in this process until SIGTERM/SIGINT; 0 after a clean drain."""
+    body = BODIES[role]
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await body(settings, stop)
+        log.info("%s stopped", role)
+        return 0
+
+    return asyncio.run(main())
