@@ -1,0 +1,60 @@
+"""Import rules from STYLE.md: only store imports redis; only api and client import grpc;
+the supervisor imports neither; stdlib-only foundations import nothing heavy."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "appliance"
+FOUNDATIONS = {"model.py", "errors.py", "keys.py", "validation.py", "logs.py"}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(
+                node.module.split(".")[0]
+                if not node.module.startswith("appliance")
+                else node.module
+            )
+    return names
+
+
+def modules() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if "_proto" not in p.parts]
+
+
+def test_only_the_store_imports_redis() -> None:
+    offenders = [
+        p
+        for p in modules()
+        if "redis" in imports_of(p) and "store" not in p.relative_to(PACKAGE).parts
+    ]
+    assert offenders == []
+
+
+def test_only_api_and_client_import_grpc() -> None:
+    allowed = {"api", "client"}
+    offenders = [
+        p
+        for p in modules()
+        if {"grpc", "grpc_health", "grpc_reflection"} & imports_of(p)
+        and not allowed & set(p.relative_to(PACKAGE).parts)
+    ]
+    assert offenders == []
+
+
+def test_foundations_are_stdlib_only() -> None:
+    for name in FOUNDATIONS:
+        heavy = {i for i in imports_of(PACKAGE / name) if i in {"grpc", "redis", "yaml", "google"}}
+        assert not heavy, (name, heavy)
+        assert not {
+            i
+            for i in imports_of(PACKAGE / name)
+            if i.startswith("appliance.") and i not in {"appliance.errors", "appliance.model"}
+        }, name
