@@ -45,3 +45,7 @@ run *args:
 tools:
     mkdir -p .tools
     test -x .tools/grpcurl || GOBIN="$PWD/.tools" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+
+# Quick core figures (enqueue, fetch+ack, lateness) against a throwaway server + Redis.
+core-bench *args:
+    {{python}} loadtest/core_bench.py {{args}}
