@@ -49,6 +49,29 @@ DEAD: TaskState.ValueType  # 4
 CANCELED: TaskState.ValueType  # 5
 Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
+class _MisfirePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MisfirePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MisfirePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MISFIRE_POLICY_UNSPECIFIED: _MisfirePolicy.ValueType  # 0
+    """the server's default: SKIP"""
+    SKIP: _MisfirePolicy.ValueType  # 1
+    """missed ticks are dropped; the next future tick fires"""
+    RUN_ONCE: _MisfirePolicy.ValueType  # 2
+    """missed ticks collapse into one task, fired at once"""
+
+class MisfirePolicy(_MisfirePolicy, metaclass=_MisfirePolicyEnumTypeWrapper): ...
+
+MISFIRE_POLICY_UNSPECIFIED: MisfirePolicy.ValueType  # 0
+"""the server's default: SKIP"""
+SKIP: MisfirePolicy.ValueType  # 1
+"""missed ticks are dropped; the next future tick fires"""
+RUN_ONCE: MisfirePolicy.ValueType  # 2
+"""missed ticks collapse into one task, fired at once"""
+Global___MisfirePolicy: _TypeAlias = MisfirePolicy  # noqa: Y015
+
 @_typing.final
 class EnqueueRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -793,3 +816,237 @@ class GetStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    MISFIRE_POLICY_FIELD_NUMBER: _builtins.int
+    JITTER_MS_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    NEXT_FIRE_TIME_MS_FIELD_NUMBER: _builtins.int
+    LAST_FIRE_TIME_MS_FIELD_NUMBER: _builtins.int
+    START_MS_FIELD_NUMBER: _builtins.int
+    END_MS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    topic: _builtins.str
+    payload: _builtins.str
+    cron: _builtins.str
+    """5 fields (minute hour day month weekday) or 6 with a leading seconds field."""
+    timezone: _builtins.str
+    """IANA zone for cron, e.g. "Europe/Berlin"; empty = UTC."""
+    interval_ms: _builtins.int
+    """Fixed period instead of cron (exactly one of cron and interval_ms is set)."""
+    max_retries: _builtins.int
+    misfire_policy: Global___MisfirePolicy.ValueType
+    jitter_ms: _builtins.int
+    """Each tick's task is due at tick time + a random 0..jitter_ms."""
+    paused: _builtins.bool
+    next_fire_time_ms: _builtins.int
+    """Read-only: when the next tick is due, and the last tick that fired."""
+    last_fire_time_ms: _builtins.int
+    start_ms: _builtins.int
+    """Optional window: no tick before start_ms or after end_ms (0 = open)."""
+    end_ms: _builtins.int
+    source: _builtins.str
+    """Read-only: where the schedule came from ("api" or "config")."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        payload: _builtins.str = ...,
+        cron: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        interval_ms: _builtins.int = ...,
+        max_retries: _builtins.int | None = ...,
+        misfire_policy: Global___MisfirePolicy.ValueType = ...,
+        jitter_ms: _builtins.int = ...,
+        paused: _builtins.bool = ...,
+        next_fire_time_ms: _builtins.int = ...,
+        last_fire_time_ms: _builtins.int = ...,
+        start_ms: _builtins.int = ...,
+        end_ms: _builtins.int = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "cron", b"cron", "end_ms", b"end_ms", "id", b"id", "interval_ms", b"interval_ms", "jitter_ms", b"jitter_ms", "last_fire_time_ms", b"last_fire_time_ms", "max_retries", b"max_retries", "misfire_policy", b"misfire_policy", "next_fire_time_ms", b"next_fire_time_ms", "paused", b"paused", "payload", b"payload", "source", b"source", "start_ms", b"start_ms", "timezone", b"timezone", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class CreateScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateScheduleRequest: _TypeAlias = CreateScheduleRequest  # noqa: Y015
+
+@_typing.final
+class UpdateScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The whole new definition; its id names the schedule to replace."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateScheduleRequest: _TypeAlias = UpdateScheduleRequest  # noqa: Y015
+
+@_typing.final
+class ScheduleIdRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduleIdRequest: _TypeAlias = ScheduleIdRequest  # noqa: Y015
+
+@_typing.final
+class DeleteScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    """Empty: every topic."""
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]: ...
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class GetSchedulerStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSchedulerStatusRequest: _TypeAlias = GetSchedulerStatusRequest  # noqa: Y015
+
+@_typing.final
+class SchedulerStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEADER_ID_FIELD_NUMBER: _builtins.int
+    FENCING_TOKEN_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_MS_FIELD_NUMBER: _builtins.int
+    TICKS_FIRED_FIELD_NUMBER: _builtins.int
+    leader_id: _builtins.str
+    """Empty when no scheduler leads."""
+    fencing_token: _builtins.int
+    lease_expires_ms: _builtins.int
+    ticks_fired: _builtins.int
+    def __init__(
+        self,
+        *,
+        leader_id: _builtins.str = ...,
+        fencing_token: _builtins.int = ...,
+        lease_expires_ms: _builtins.int = ...,
+        ticks_fired: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fencing_token", b"fencing_token", "leader_id", b"leader_id", "lease_expires_ms", b"lease_expires_ms", "ticks_fired", b"ticks_fired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SchedulerStatus: _TypeAlias = SchedulerStatus  # noqa: Y015

@@ -615,3 +615,385 @@ class DelayQueueService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ScheduleServiceStub:
+    """---------------------------------------------------------------------------------------------
+    Schedules: cron or fixed-interval tasks, fired exactly once per tick by the leading scheduler.
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateSchedule = channel.unary_unary(
+                '/api.queue.ScheduleService/CreateSchedule',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/api.queue.ScheduleService/UpdateSchedule',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/api.queue.ScheduleService/PauseSchedule',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/api.queue.ScheduleService/ResumeSchedule',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/api.queue.ScheduleService/DeleteSchedule',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/api.queue.ScheduleService/GetSchedule',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/api.queue.ScheduleService/ListSchedules',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.GetSchedulerStatus = channel.unary_unary(
+                '/api.queue.ScheduleService/GetSchedulerStatus',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.SchedulerStatus.FromString,
+                _registered_method=True)
+
+
+class ScheduleServiceServicer:
+    """---------------------------------------------------------------------------------------------
+    Schedules: cron or fixed-interval tasks, fired exactly once per tick by the leading scheduler.
+
+    """
+
+    def CreateSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedulerStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ScheduleServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+            ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'GetSchedulerStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedulerStatus,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetSchedulerStatusRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.SchedulerStatus.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'api.queue.ScheduleService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('api.queue.ScheduleService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ScheduleService:
+    """---------------------------------------------------------------------------------------------
+    Schedules: cron or fixed-interval tasks, fired exactly once per tick by the leading scheduler.
+
+    """
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/CreateSchedule',
+            appliance_dot_api_dot___proto_dot_queue__pb2.CreateScheduleRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/UpdateSchedule',
+            appliance_dot_api_dot___proto_dot_queue__pb2.UpdateScheduleRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/PauseSchedule',
+            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/ResumeSchedule',
+            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/DeleteSchedule',
+            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/GetSchedule',
+            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/ListSchedules',
+            appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedulerStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/GetSchedulerStatus',
+            appliance_dot_api_dot___proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.SchedulerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

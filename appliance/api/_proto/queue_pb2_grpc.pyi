@@ -174,3 +174,100 @@ class DelayQueueServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_queue_pb2.GetStatsResponse, _abc.Awaitable[_queue_pb2.GetStatsResponse]]: ...
 
 def add_DelayQueueServiceServicer_to_server(servicer: DelayQueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ScheduleServiceStub:
+    """---------------------------------------------------------------------------------------------
+    Schedules: cron or fixed-interval tasks, fired exactly once per tick by the leading scheduler.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ScheduleServiceAsyncStub: ...
+    CreateSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.CreateScheduleRequest, _queue_pb2.Schedule]
+    UpdateSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.UpdateScheduleRequest, _queue_pb2.Schedule]
+    PauseSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.DeleteScheduleResponse]
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListSchedulesRequest, _queue_pb2.ListSchedulesResponse]
+    GetSchedulerStatus: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetSchedulerStatusRequest, _queue_pb2.SchedulerStatus]
+
+@_typing.type_check_only
+class ScheduleServiceAsyncStub(ScheduleServiceStub):
+    """---------------------------------------------------------------------------------------------
+    Schedules: cron or fixed-interval tasks, fired exactly once per tick by the leading scheduler.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.CreateScheduleRequest, _queue_pb2.Schedule]  # type: ignore[assignment]
+    UpdateSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.UpdateScheduleRequest, _queue_pb2.Schedule]  # type: ignore[assignment]
+    PauseSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]  # type: ignore[assignment]
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]  # type: ignore[assignment]
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]  # type: ignore[assignment]
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListSchedulesRequest, _queue_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    GetSchedulerStatus: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetSchedulerStatusRequest, _queue_pb2.SchedulerStatus]  # type: ignore[assignment]
+
+class ScheduleServiceServicer(metaclass=_abc_1.ABCMeta):
+    """---------------------------------------------------------------------------------------------
+    Schedules: cron or fixed-interval tasks, fired exactly once per tick by the leading scheduler.
+    """
+
+    @_abc_1.abstractmethod
+    def CreateSchedule(
+        self,
+        request: _queue_pb2.CreateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.Schedule, _abc.Awaitable[_queue_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateSchedule(
+        self,
+        request: _queue_pb2.UpdateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.Schedule, _abc.Awaitable[_queue_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def PauseSchedule(
+        self,
+        request: _queue_pb2.ScheduleIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.Schedule, _abc.Awaitable[_queue_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _queue_pb2.ScheduleIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.Schedule, _abc.Awaitable[_queue_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _queue_pb2.ScheduleIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.DeleteScheduleResponse, _abc.Awaitable[_queue_pb2.DeleteScheduleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _queue_pb2.ScheduleIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.Schedule, _abc.Awaitable[_queue_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _queue_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.ListSchedulesResponse, _abc.Awaitable[_queue_pb2.ListSchedulesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSchedulerStatus(
+        self,
+        request: _queue_pb2.GetSchedulerStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.SchedulerStatus, _abc.Awaitable[_queue_pb2.SchedulerStatus]]: ...
+
+def add_ScheduleServiceServicer_to_server(servicer: ScheduleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
