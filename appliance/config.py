@@ -7,6 +7,7 @@ value fails at start with its name (ConfigError). Stdlib + PyYAML only.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -52,6 +53,10 @@ class Settings:
     drain_timeout_ms: int = 30_000
     redis_server_path: str = "redis-server"  # for the embedded Redis
     watchdog_batch: int = 1000
+    # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
+    # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
+    topics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schedules: list[Any] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -105,6 +110,8 @@ def coerce(name: str, value: Any) -> Any:
         return _as_int(name, value)
     if kind == "bool":
         return _as_bool(name, value)
+    if kind.startswith(("dict", "list")):
+        return _as_structure(name, value, dict if kind.startswith("dict") else list)
     if not isinstance(value, str):
         raise ConfigError(f"{name}: expected a string, got {value!r}")
     return value
@@ -125,6 +132,18 @@ def _as_int(name: str, value: Any) -> int:
         f"{name}: expected a number{' or a duration' if name.endswith('_ms') else ''}"
         f", got {value!r}"
     )
+
+
+def _as_structure(name: str, value: Any, kind: type) -> Any:
+    """A mapping or list from YAML, or from JSON text (environment variables and flags)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{name}: not valid JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name}: expected a {'mapping' if kind is dict else 'list'}, got {value!r}")
+    return value
 
 
 def _as_bool(name: str, value: Any) -> bool:

@@ -12,6 +12,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+# The task lifecycle's scripts (appliance/model.py TRANSITIONS names each one's edge). Other
+# scripts beside them (the scheduler's) are registered too: see available_scripts().
 SCRIPT_NAMES = (
     "enqueue",
     "claim",
@@ -41,7 +43,7 @@ class Scripts:
 
     def __init__(self, redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
+            name: redis.register_script(script_source(name)) for name in available_scripts()
         }
 
     def get(self, name: str) -> AsyncScript:
