@@ -1,0 +1,163 @@
+"""The asyncio client: every API call over one grpc.aio channel, opened on first use so it
+binds to the running event loop.
+
+Only sends the calls described in appliance/client/common.py and raises the domain errors of
+appliance/errors.py. Imports grpc; must not import the store, redis or the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.client import common
+from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, When
+from appliance.errors import AtpError
+from appliance.model import NackResult, Task
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """`AsyncClient("host:port")`; use `async with` or await close()."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = common.DEFAULT_TIMEOUT_S,
+        metadata: Sequence[tuple[str, str]] = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._metadata = tuple(metadata)
+        self._options = [*common.CHANNEL_OPTIONS, *options]
+        self._channel: Any = None
+        self._stub: Any = None
+
+    def _open(self) -> Any:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            self._stub = pb_grpc.DelayQueueServiceStub(self._channel)
+        return self._stub
+
+    async def _run(self, call: common.Call[T]) -> T:
+        method = getattr(self._open(), call.rpc)
+        try:
+            reply = await method(
+                call.request,
+                timeout=self.timeout + call.extra_timeout_s,
+                metadata=self._metadata or None,
+            )
+        except grpc.RpcError as err:
+            raise common.map_error(err) from err
+        return call.decode(reply)
+
+    async def close(self) -> None:
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            await channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- producers -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        topic: str,
+        payload: Payload,
+        *,
+        delay: Duration | None = None,
+        delay_ms: int | None = None,
+        at: When | None = None,
+        id: str | None = None,
+        max_retries: int | None = None,
+    ) -> str:
+        """The task's id (the first task's id when `id` was used already)."""
+        call = common.enqueue(topic, payload, delay, delay_ms, at, id, max_retries)
+        return await self._run(call)
+
+    async def enqueue_many(
+        self,
+        topic: str,
+        payloads: Iterable[Payload],
+        *,
+        delay: Duration | None = None,
+        delay_ms: int | None = None,
+        at: When | None = None,
+        ids: Sequence[str] | None = None,
+        max_retries: int | None = None,
+    ) -> list[str]:
+        """One EnqueueBatch call; the ids in payload order."""
+        call = common.enqueue_many(topic, payloads, delay, delay_ms, at, ids, max_retries)
+        return await self._run(call)
+
+    async def get_task(self, task_id: str) -> Task:
+        """The task with its state and last_error."""
+        return await self._run(common.get_task(task_id))
+
+    async def cancel(self, task_id: str) -> None:
+        """Delete a PENDING task (NotFound, or WrongState when it is no longer pending)."""
+        await self._run(common.cancel(task_id))
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def retrieve(
+        self,
+        topic: str,
+        batch_size: int = 1,
+        visibility_timeout: Duration | None = None,
+        wait: Duration | None = None,
+    ) -> list[Task]:
+        """Lease up to batch_size due tasks; with `wait`, long-poll until one is due."""
+        return await self._run(common.retrieve(topic, batch_size, visibility_timeout, wait))
+
+    async def ack(self, task_or_id: Task | str, lease_token: str | None = None) -> None:
+        await self._run(common.ack(task_or_id, lease_token))
+
+    async def ack_many(self, tasks: Iterable[Task]) -> list[AtpError | None]:
+        """One AckBatch call; per task None (done) or the error that refused it."""
+        return await self._run(common.ack_many(tasks))
+
+    async def nack(
+        self,
+        task: Task,
+        error: str = "",
+        retry_after: Duration | None = None,
+        dead_letter: bool = False,
+    ) -> NackResult:
+        return await self._run(common.nack(task, error, retry_after, dead_letter))
+
+    async def extend_lease(self, task: Task, visibility_timeout: Duration | None = None) -> int:
+        """The new lease deadline (ms since the epoch)."""
+        return await self._run(common.extend_lease(task, visibility_timeout))
+
+    # -- dead letters and stats ----------------------------------------------------------
+
+    async def list_dead_letters(
+        self, topic: str, limit: int = 100, cursor: str = ""
+    ) -> DeadLetterPage:
+        return await self._run(common.list_dead_letters(topic, limit, cursor))
+
+    async def requeue_dead_letters(self, topic: str, ids: Iterable[str] = ()) -> int:
+        """Back to PENDING, due now; no ids means all of the topic's dead letters."""
+        return await self._run(common.requeue_dead_letters(topic, ids))
+
+    async def purge_dead_letters(self, topic: str, ids: Iterable[str] = ()) -> int:
+        """Removed for good; no ids means all of the topic's dead letters."""
+        return await self._run(common.purge_dead_letters(topic, ids))
+
+    async def stats(self, topics: Iterable[str] = ()) -> Stats:
+        """No topics means every known topic."""
+        return await self._run(common.stats(topics))
