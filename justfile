@@ -21,14 +21,14 @@ proto-check: proto
 
 # ruff (lint + format check) and mypy --strict.
 lint:
-    {{venv}}/bin/ruff check appliance tests chaos loadtest
-    {{venv}}/bin/ruff format --check appliance tests chaos loadtest
+    {{venv}}/bin/ruff check .
+    {{venv}}/bin/ruff format --check .
     {{venv}}/bin/mypy
 
 # Format the code in place.
 fmt:
-    {{venv}}/bin/ruff check --fix appliance tests chaos loadtest
-    {{venv}}/bin/ruff format appliance tests chaos loadtest
+    {{venv}}/bin/ruff check --fix .
+    {{venv}}/bin/ruff format .
 
 # The default test run (real redis-server started by the fixtures; slow tests excluded).
 test *args:

@@ -45,7 +45,7 @@ def test_bad_file(tmp_path: Path) -> None:
         bad = tmp_path / "bad.yaml"
         bad.write_text("a: [")
         config.load(str(bad), environ={})
-    with pytest.raises(ConfigError, match="missing.yaml"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
         config.load(str(tmp_path / "missing.yaml"), environ={})
 
 
