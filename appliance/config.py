@@ -142,7 +142,8 @@ def _as_structure(name: str, value: Any, kind: type) -> Any:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{name}: not valid JSON: {exc}") from exc
     if not isinstance(value, kind):
-        raise ConfigError(f"{name}: expected a {'mapping' if kind is dict else 'list'}, got {value!r}")
+        expected = "mapping" if kind is dict else "list"
+        raise ConfigError(f"{name}: expected a {expected}, got {value!r}")
     return value
 
 
