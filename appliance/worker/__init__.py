@@ -1,0 +1,21 @@
+"""The worker runtime: `Worker` runs handlers for topics, fetching over gRPC through the SDK.
+
+Loaded lazily so `appliance.worker.<submodule>` (executors) can be imported on its own. Must
+not import grpc, redis or the store directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from appliance.worker.runtime import Handler, Worker
+
+__all__ = ["Handler", "Worker"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("appliance.worker.runtime"), name)
+    raise AttributeError(f"module 'appliance.worker' has no attribute {name!r}")
