@@ -49,9 +49,8 @@ async def test_http_2xx_sends_payload_and_headers() -> None:
 
 @pytest.mark.parametrize(("path", "after_ms"), [("/busy", 7000), ("/down", 0), ("/error", 0)])
 async def test_http_429_and_5xx_retry_honouring_retry_after(path: str, after_ms: int) -> None:
-    with Recorder() as hook:
-        with pytest.raises(RetryTask) as err:
-            await handler({"executor": "http", "url": hook.url + path})(TASK)
+    with Recorder() as hook, pytest.raises(RetryTask) as err:
+        await handler({"executor": "http", "url": hook.url + path})(TASK)
     assert err.value.after_ms == after_ms
     assert "HTTP" in str(err.value)
 
@@ -110,7 +109,7 @@ async def test_command_reads_stdin_and_env(tmp_path: Path) -> None:
 
 async def test_command_failure_carries_stderr_tail() -> None:
     script = "import sys; sys.stderr.write('x' * 5000 + 'the end'); sys.exit(3)"
-    with pytest.raises(CommandFailed, match="exited 3: x+the end") as err:
+    with pytest.raises(CommandFailed, match=r"exited 3: x+the end") as err:
         await handler({"executor": "command", "command": [sys.executable, "-c", script]})(TASK)
     assert len(str(err.value)) < 2100
 
@@ -145,5 +144,5 @@ def test_bad_executor_config_names_the_key(spec: dict[str, object], message: str
 
 
 def test_bad_topic_name_in_config() -> None:
-    with pytest.raises(ConfigError, match="topics.bad topic"):
+    with pytest.raises(ConfigError, match=r"topics\.bad topic"):
         build_all({"bad topic": {"executor": "command", "command": "true"}})
