@@ -107,7 +107,7 @@ def coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"{name}: unknown setting (known: {', '.join(sorted(FIELDS))})")
     kind = field.type if isinstance(field.type, str) else field.type.__name__
     if kind == "int":
-        return _as_int(name, value)
+        return as_int(name, value)
     if kind == "bool":
         return _as_bool(name, value)
     if kind.startswith(("dict", "list")):
@@ -117,7 +117,7 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
-def _as_int(name: str, value: Any) -> int:
+def as_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"{name}: expected a number, got {value!r}")
     if isinstance(value, int):

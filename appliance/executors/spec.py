@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appliance.config import as_int
 from appliance.errors import ConfigError
 from appliance.model import Task
 
@@ -15,9 +16,10 @@ def optional_positive(spec: Mapping[str, Any], key: str, where: str) -> int | No
     value = spec.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    number = as_int(f"{where}.{key}", value)  # durations (`_ms` keys) may say 10s, 5m, ...
+    if number <= 0:
         raise ConfigError(f"{where}.{key}: expected a whole number > 0, got {value!r}")
-    return value
+    return number
 
 
 def required_str(spec: Mapping[str, Any], key: str, where: str) -> str:
