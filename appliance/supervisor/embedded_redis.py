@@ -1,0 +1,165 @@
+"""The embedded redis-server of `--role=all` with no Redis URL, and a raw-RESP PING for any Redis.
+
+Owns the server's argv (AOF everysec, data in <data_dir>/redis, a unix socket there), the data
+dir lock, and `ping()`. Must not import redis-py or grpc: the supervisor stays small.
+
+Why a unix socket (`<data_dir>/redis/redis.sock`, mode 700) and no TCP port: no port to pick
+or to collide with another appliance on the host, and no other local user can reach the
+unauthenticated server (file permissions guard it; a loopback port would be open to all of
+them). The socket path must fit AF_UNIX's 107 bytes, so a very deep data dir is refused at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import shutil
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from appliance.config import Settings
+
+SOCKET_NAME = "redis.sock"
+LOCK_NAME = "atp.lock"
+_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+
+class RedisUnavailable(Exception):
+    """The embedded Redis cannot run; the message is one line for the operator (exit 78)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedRedis:
+    binary: str  # absolute path of redis-server
+    dir: Path  # absolute: <data_dir>/redis
+
+    @property
+    def socket_path(self) -> Path:
+        return self.dir / SOCKET_NAME
+
+    @property
+    def url(self) -> str:
+        """What every other child gets as ATP_REDIS_URL (redis-py reads unix:// URLs)."""
+        return f"unix://{self.socket_path}?db=0"
+
+    def argv(self) -> list[str]:
+        return [
+            self.binary,
+            *("--port", "0"),  # no TCP listener at all
+            *("--unixsocket", str(self.socket_path)),
+            *("--unixsocketperm", "700"),
+            *("--bind", "127.0.0.1"),  # only matters if someone re-enables the port
+            *("--protected-mode", "yes"),
+            *("--dir", str(self.dir)),
+            *("--appendonly", "yes"),
+            *("--appendfsync", "everysec"),  # a Redis crash may lose about the last second
+            *("--save", ""),  # AOF alone; no RDB snapshots on a timer
+            *("--daemonize", "no"),
+            *("--logfile", ""),  # to stdout, next to the supervisor's own log
+            *("--loglevel", "warning"),
+        ]
+
+
+def prepare(settings: Settings) -> EmbeddedRedis:
+    """Find redis-server and make its data dir, or raise RedisUnavailable saying what to do."""
+    binary = shutil.which(settings.redis_server_path)
+    if binary is None:
+        raise RedisUnavailable(
+            f"redis-server not found (redis_server_path={settings.redis_server_path!r}): install"
+            " it, set --redis-server-path, or use an external Redis: --redis-url or ATP_REDIS_URL"
+        )
+    directory = Path(settings.data_dir).resolve() / "redis"
+    if len(str(directory / SOCKET_NAME).encode()) > _SUN_PATH_MAX:
+        raise RedisUnavailable(
+            f"data dir {settings.data_dir!r} is too deep for the embedded Redis's unix socket "
+            f"(over {_SUN_PATH_MAX} bytes): use a shorter --data-dir or --redis-url"
+        )
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RedisUnavailable(f"cannot create the Redis data dir {directory}: {exc}") from exc
+    return EmbeddedRedis(binary, directory)
+
+
+@contextlib.contextmanager
+def locked(redis: EmbeddedRedis) -> Iterator[None]:
+    """Hold <data_dir>/redis/atp.lock: two redis-servers appending to one AOF would corrupt it."""
+    fd = os.open(redis.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RedisUnavailable(
+                f"data dir {redis.dir.parent} is in use by another atp (lock {LOCK_NAME} held)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def ping(url: str, timeout: float = 0.5) -> str | None:
+    """PING the Redis at `url` over raw RESP: None when it answered PONG, else why not."""
+    parts = urlsplit(url)
+    where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+    commands = []
+    if parts.password is not None:
+        user = [unquote(parts.username)] if parts.username else []
+        commands.append(["AUTH", *user, unquote(parts.password)])
+    commands.append(["PING"])
+    try:
+        with _connect(parts.scheme, parts.hostname, parts.port, parts.path, timeout) as sock:
+            sock.sendall(b"".join(_encode(c) for c in commands))
+            replies = [_read_line(sock) for _ in commands]
+    except (OSError, ValueError) as exc:
+        return f"cannot reach Redis at {where}: {exc}"
+    for reply in replies:
+        if reply.startswith(b"-"):
+            return f"Redis at {where} refused: {reply[1:].decode(errors='replace')}"
+    return None if replies[-1] == b"+PONG" else f"Redis at {where} answered {replies[-1]!r}"
+
+
+def _connect(
+    scheme: str, host: str | None, port: int | None, path: str, timeout: float
+) -> socket.socket:
+    if scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    if scheme not in ("redis", "rediss"):
+        raise ValueError(f"unsupported URL scheme {scheme!r}")
+    sock = socket.create_connection((host or "127.0.0.1", port or 6379), timeout)
+    if scheme == "redis":
+        return sock
+    try:
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    except (OSError, ValueError):
+        sock.close()
+        raise
+
+
+def _encode(args: list[str]) -> bytes:
+    out = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return buf[:-2]

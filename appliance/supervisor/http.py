@@ -1,0 +1,138 @@
+"""The supervisor's HTTP endpoint on settings.http_addr: /healthz, /readyz and a route table.
+
+Other modules add routes with `add_route("/metrics", handler)` before the supervisor starts
+(a handler gets the Status and returns (code, content type, body)). Runs http.server in a
+daemon thread. Stdlib only: must not import redis or grpc.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from appliance.supervisor.process import ChildInfo
+from appliance.supervisor.states import ProcessState
+
+log = logging.getLogger(__name__)
+
+
+class Status(Protocol):
+    """What the arbiter shows: read from the HTTP thread, so every call must be cheap and safe."""
+
+    @property
+    def draining(self) -> bool: ...
+
+    def children(self) -> list[ChildInfo]: ...
+
+    def ping_redis(self) -> str | None:
+        """None when Redis answers PING, else why not."""
+        ...
+
+
+Response = tuple[int, str, bytes]  # status code, content type, body
+Handler = Callable[[Status], Response]
+ROUTES: dict[str, Handler] = {}
+
+
+def add_route(path: str, handler: Handler) -> None:
+    """Serve GET `path` with `handler` (e.g. the metrics issue's "/metrics")."""
+    ROUTES[path] = handler
+
+
+def json_response(code: int, body: dict[str, Any]) -> Response:
+    return code, "application/json", (json.dumps(body) + "\n").encode()
+
+
+def healthz(status: Status) -> Response:
+    """Live while the supervisor runs: every child's name, role, pid, state and restarts."""
+    children = [vars(c) for c in status.children()]
+    return json_response(200, {"status": "ok", "draining": status.draining, "children": children})
+
+
+def not_ready_reason(status: Status) -> str | None:
+    if status.draining:
+        return "draining"
+    children = status.children()
+    waiting = [f"{c.name} is {c.state}" for c in children if c.state != ProcessState.RUNNING]
+    if waiting:
+        return ", ".join(waiting)
+    return status.ping_redis()
+
+
+def readyz(status: Status) -> Response:
+    """Ready when Redis answers PING and every child is RUNNING; else 503 with the reason."""
+    reason = not_ready_reason(status)
+    if reason is None:
+        return json_response(200, {"ready": True})
+    return json_response(503, {"ready": False, "reason": reason})
+
+
+add_route("/healthz", healthz)
+add_route("/readyz", readyz)
+
+
+class StatusServer:
+    """ThreadingHTTPServer on `addr` ("host:port", "[::1]:port"; port 0 picks one)."""
+
+    def __init__(self, addr: str, status: Status) -> None:
+        host, port = split_addr(addr)
+
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            daemon_threads = True
+
+        self.httpd = Server((host, port), _handler_class(status))
+        self.address = f"{host}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.2,), name="atp-http", daemon=True
+        )
+
+    def start(self) -> StatusServer:
+        self._thread.start()
+        log.info("health endpoint on http://%s/healthz", self.address)
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.httpd.shutdown()
+            self._thread.join()
+        self.httpd.server_close()
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"http_addr: {addr!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _handler_class(status: Status) -> type[BaseHTTPRequestHandler]:
+    class RequestHandler(BaseHTTPRequestHandler):
+        server_version = "atp"
+
+        def do_GET(self) -> None:  # http.server's naming
+            handler = ROUTES.get(urlsplit(self.path).path)
+            if handler is None:
+                code, ctype, body = json_response(404, {"error": f"no route {self.path}"})
+            else:
+                try:
+                    code, ctype, body = handler(status)
+                except Exception as exc:
+                    log.exception("GET %s failed", self.path)
+                    code, ctype, body = json_response(500, {"error": str(exc)})
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # the base class's signature
+            log.debug("http: " + format, *args)
+
+    return RequestHandler
