@@ -49,3 +49,13 @@ tools:
 # Quick core figures (enqueue, fetch+ack, lateness) against a throwaway server + Redis.
 core-bench *args:
     {{python}} loadtest/core_bench.py {{args}}
+
+# One-file executable dist/atp (PyInstaller); the .lua scripts travel inside as data.
+binary:
+    {{python}} -m pip install -q 'pyinstaller>=6'
+    {{venv}}/bin/pyinstaller --noconfirm --clean --onefile --name atp \
+        --collect-submodules appliance --collect-data appliance \
+        --collect-submodules grpc_health --collect-submodules grpc_reflection \
+        --distpath dist --workpath build/pyinstaller --specpath build \
+        --log-level WARN appliance/__main__.py
+    ls -l dist/atp
