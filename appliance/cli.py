@@ -37,6 +37,8 @@ def role_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["healthcheck"]:
+        return healthcheck(args[1:])
     if args and not args[0].startswith("-"):
         from appliance.commands import run_command
 
@@ -70,3 +72,26 @@ def run_roles(argv: Sequence[str]) -> int:
         return EXIT_CONFIG
     logs.setup(settings.log_level, roles[0])
     return run_role(roles[0], settings)
+
+
+def healthcheck(argv: Sequence[str]) -> int:
+    """`atp healthcheck`: 0 when the supervisor's /healthz answers 200 (the container probe)."""
+    import urllib.request
+
+    parser = argparse.ArgumentParser(prog="atp healthcheck")
+    parser.add_argument("--http-addr", dest="http_addr", default=None)
+    parser.add_argument("--path", default="/healthz", help="/healthz (live) or /readyz (ready)")
+    ns = parser.parse_args(argv)
+    try:
+        settings = config.load(flags={"http_addr": ns.http_addr})
+    except ConfigError as exc:
+        print(f"atp: bad config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    host, _, port = settings.http_addr.rpartition(":")
+    host = "127.0.0.1" if host in {"", "0.0.0.0", "[::]", "::"} else host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{ns.path}", timeout=3) as reply:
+            return 0 if reply.status == 200 else 1
+    except OSError as exc:
+        print(f"atp: healthcheck {host}:{port}{ns.path}: {exc}", file=sys.stderr)
+        return 1

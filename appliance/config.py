@@ -25,6 +25,7 @@ _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000
 class Settings:
     # Addresses
     grpc_addr: str = "127.0.0.1:9090"
+    server_addr: str = ""  # where workers and the CLI reach the API; empty: derived from grpc_addr
     http_addr: str = "127.0.0.1:9100"
     redis_url: str = ""  # empty: the embedded redis-server (role all) or redis://127.0.0.1:6379/0
     key_prefix: str = "atp"
@@ -80,6 +81,15 @@ class Settings:
             raise ConfigError(f"log_level: {self.log_level!r} is not debug|info|warning|error")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
             raise ConfigError("visibility_timeout_ms: larger than max_visibility_timeout_ms")
+
+    @property
+    def api_target(self) -> str:
+        """The address a local client dials: server_addr, else grpc_addr with a wildcard host
+        replaced by loopback."""
+        if self.server_addr:
+            return self.server_addr
+        host, _, port = self.grpc_addr.rpartition(":")
+        return f"127.0.0.1:{port}" if host in {"", "0.0.0.0", "[::]", "::"} else self.grpc_addr
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

