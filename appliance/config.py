@@ -50,6 +50,7 @@ class Settings:
     # Processes (the supervisor, `atp --role=...`)
     log_level: str = "info"
     workers: int = 0  # worker processes; 0 = number of CPUs
+    worker_concurrency: int = 16  # tasks at once per worker process (topics may cap lower)
     servers: int = 1  # server processes sharing grpc_addr (SO_REUSEPORT when > 1)
     drain_timeout_ms: int = 30_000
     redis_server_path: str = "redis-server"  # for the embedded Redis
@@ -74,7 +75,7 @@ class Settings:
             "grpc_max_message_bytes",
         )
         _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms", "workers")
-        _check_positive(self, "servers", "drain_timeout_ms", "watchdog_batch")
+        _check_positive(self, "servers", "drain_timeout_ms", "watchdog_batch", "worker_concurrency")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.key_prefix):
             raise ConfigError(f"key_prefix: {self.key_prefix!r} must be 1-32 of [A-Za-z0-9_.-]")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:

@@ -11,12 +11,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from appliance.config import Settings
 
 log = logging.getLogger(__name__)
 ROLES = ("server", "scheduler", "watchdog", "worker")
 RoleBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
+WORKER_DRAIN_SHARE = 0.8  # workers finish draining before the supervisor's deadline (SIGKILL)
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -49,7 +51,40 @@ async def _until(stop: asyncio.Event, runner: asyncio.Task[None]) -> None:
         runner.result()
 
 
-BODIES: dict[str, RoleBody] = {"server": serve, "watchdog": watch}
+async def work(settings: Settings, stop: asyncio.Event) -> None:
+    """The built-in worker: the SDK's Worker running the executors configured per topic.
+    Topics with their own visibility timeout get a Worker of their own in this process."""
+    from appliance.executors import build_all
+    from appliance.worker import Worker
+
+    executors = build_all(settings.topics)
+    if not executors:
+        log.warning(
+            "no topics configured (`topics:` in the config): this worker has nothing to run"
+        )
+    groups: dict[int, list[Any]] = {}
+    for ex in executors:
+        groups.setdefault(ex.visibility_timeout_ms or settings.visibility_timeout_ms, []).append(ex)
+    workers = []
+    for lease_ms, members in groups.items():
+        worker = Worker(
+            settings.api_target,
+            concurrency=settings.worker_concurrency,
+            visibility_timeout=lease_ms / 1000,
+            drain_timeout=settings.drain_timeout_ms * WORKER_DRAIN_SHARE / 1000,
+        )
+        for ex in members:
+            worker.register(ex.topic, ex.handler, ex.concurrency)
+            log.info("worker runs topic %s with the %s executor", ex.topic, ex.kind)
+        workers.append(worker)
+    runners = [asyncio.create_task(w.run_async()) for w in workers]
+    await stop.wait()
+    for worker in workers:
+        worker.stop()
+    await asyncio.gather(*runners)
+
+
+BODIES: dict[str, RoleBody] = {"server": serve, "watchdog": watch, "worker": work}
 
 
 def run_role(role: str, settings: Settings) -> int:
