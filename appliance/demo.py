@@ -1,0 +1,25 @@
+"""The demo handler behind `just run`: logs each task it runs and how late it started.
+
+Configured by config/demo.yaml as the `python` executor of topic `demo`. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from appliance.model import Task
+
+log = logging.getLogger("atp.demo")
+
+
+def show(task: Task) -> None:
+    late_ms = time.time() * 1000 - task.execute_time_ms
+    log.warning(
+        "demo task %s ran: payload=%s attempt=%d, %.1f ms after its due time",
+        task.id,
+        task.payload[:200],
+        task.attempt,
+        late_ms,
+        extra={"topic": task.topic, "task_id": task.id, "attempt": task.attempt},
+    )
