@@ -146,6 +146,7 @@ class Arbiter:
             if http:
                 http.start()
             log.info("supervising %s", ", ".join(p.name for p in self.processes))
+            self._supervise(time.monotonic())
             while not self.done:
                 self.tick()
         log.info("supervisor exits with %d", self.exit_code)
@@ -187,7 +188,8 @@ class Arbiter:
         fatal = next((p for p in self.processes if p.state is S.FATAL), None)
         if fatal is not None:
             bad_config = fatal.last_exit == EXIT_CONFIG
-            self.stop(fatal.fatal_reason, EXIT_CONFIG if bad_config else EXIT_FAILED)
+            reason = f"{fatal.name} is FATAL: {fatal.fatal_reason}"
+            self.stop(reason, EXIT_CONFIG if bad_config else EXIT_FAILED)
 
     def _timeout(self, now: float) -> float:
         due = [p.next_wakeup(now) for p in self.processes]

@@ -163,12 +163,12 @@ class Process:
         )
         change_state(self, S.EXITED, describe_exit(code))
         if code == EXIT_CONFIG:
-            self._fatal(f"{self.name} exited with code {EXIT_CONFIG} (bad config)")
+            self._fatal(f"exited with code {EXIT_CONFIG} (bad config)")
             return
         self.fast_failures = 0 if stable else self.fast_failures + 1
         if self.fast_failures >= self.policy.max_fast_failures:
             self._fatal(
-                f"{self.name} exited {self.fast_failures} times in a row within "
+                f"exited {self.fast_failures} times in a row within "
                 f"{self.policy.start_secs:g}s of starting; last {describe_exit(code)}"
             )
             return
