@@ -23,6 +23,10 @@ class NotFound(AtpError):
     """No task (or schedule) has this id."""
 
 
+class AlreadyExists(AtpError):
+    """Something with this id exists already (a schedule): nothing was changed."""
+
+
 class WrongState(AtpError):
     """The task exists but is not in a state that allows this move."""
 

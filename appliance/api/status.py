@@ -10,6 +10,7 @@ STATUS_OF: dict[type[errors.AtpError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.WrongState: grpc.StatusCode.FAILED_PRECONDITION,
     errors.StaleLease: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
@@ -20,6 +21,7 @@ ERROR_OF: dict[grpc.StatusCode, type[errors.AtpError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.TooLarge,
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
     grpc.StatusCode.FAILED_PRECONDITION: errors.WrongState,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
 }
