@@ -1,14 +1,16 @@
-"""The supervisor of `atp --role=...`: expands roles into children, starts them (the embedded Redis
-first), restarts crashes with backoff, drains on SIGTERM/SIGINT and exits with a code saying why.
+"""The supervisor loop of `atp --role=...`: role expansion, start order (embedded Redis first),
+restarts, the drain, and the exit code (0 clean drain, 1 crash loop or unclean drain, 78 config).
+Must not import redis or grpc, nor modules that do: children start clean, the parent stays small.
 
 gunicorn-shaped: signal handlers only queue the signal's name and wake the loop through a pipe;
-the loop dispatches by name and reaps with waitpid(-1, WNOHANG), since it may be PID 1.
-Must not import redis or grpc (nor modules that do): children start clean, the parent stays small.
+the loop dispatches by name (TERM, INT, HUP: drain; a second INT or QUIT: SIGKILL now; CHLD:
+reap) and reaps with waitpid(-1, WNOHANG), since it may be PID 1 and inherit orphans.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -104,7 +106,10 @@ def _supervise(
         env["ATP_REDIS_URL"] = redis.url
         url = redis.url
         spec = ChildSpec("redis", "redis", tuple(redis.argv()), dict(os.environ))
-        redis_child = Process(spec, policy, probe=lambda: embedded_redis.ping(url) is None)
+        started_when_it_answers = dataclasses.replace(policy, start_secs=0.0)
+        redis_child = Process(
+            spec, started_when_it_answers, probe=lambda: embedded_redis.ping(url) is None
+        )
     children = [
         Process(ChildSpec(name, role, tuple(factory(role, name)), env), policy)
         for name, role in names

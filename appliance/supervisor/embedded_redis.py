@@ -1,12 +1,5 @@
-"""The embedded redis-server of `--role=all` with no Redis URL, and a raw-RESP PING for any Redis.
-
-Owns the server's argv (AOF everysec, data in <data_dir>/redis, a unix socket there), the data
-dir lock, and `ping()`. Must not import redis-py or grpc: the supervisor stays small.
-
-Why a unix socket (`<data_dir>/redis/redis.sock`, mode 700) and no TCP port: no port to pick
-or to collide with another appliance on the host, and no other local user can reach the
-unauthenticated server (file permissions guard it; a loopback port would be open to all of
-them). The socket path must fit AF_UNIX's 107 bytes, so a very deep data dir is refused at start.
+"""The embedded redis-server of `--role=all` with no Redis URL (its argv, data dir and lock) and
+a raw-RESP `ping()` for any Redis URL. Must not import redis-py or grpc: the supervisor stays small.
 """
 
 from __future__ import annotations
@@ -35,6 +28,14 @@ class RedisUnavailable(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddedRedis:
+    """redis-server with AOF (everysec) in <data_dir>/redis, listening only on a unix socket there.
+
+    Why a unix socket (`<data_dir>/redis/redis.sock`, mode 700) and no TCP port: no port to pick
+    or to collide with another appliance on the host, and no other local user can reach this
+    password-less server (file permissions guard it; a loopback port is open to every local user).
+    The path must fit AF_UNIX's 107 bytes, so a very deep data dir is refused at start.
+    """
+
     binary: str  # absolute path of redis-server
     dir: Path  # absolute: <data_dir>/redis
 

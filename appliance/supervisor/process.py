@@ -167,9 +167,10 @@ class Process:
             return
         self.fast_failures = 0 if stable else self.fast_failures + 1
         if self.fast_failures >= self.policy.max_fast_failures:
+            when = f"within {self.policy.start_secs:g}s of starting" if self.probe is None else ""
             self._fatal(
-                f"exited {self.fast_failures} times in a row within "
-                f"{self.policy.start_secs:g}s of starting; last {describe_exit(code)}"
+                f"exited {self.fast_failures} times in a row {when or 'before it was ready'}"
+                f"; last {describe_exit(code)}"
             )
             return
         delay = self.policy.delay(self.fast_failures)
