@@ -13,7 +13,7 @@ from typing import Any
 
 from appliance import config, logs
 from appliance.errors import ConfigError
-from appliance.roles import ROLES, run_role
+from appliance.roles import BODIES, ROLES, run_role
 
 EXIT_CONFIG = 78  # EX_CONFIG: bad configuration, do not restart
 
@@ -67,11 +67,41 @@ def run_roles(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"atp: bad config: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if len(roles) > 1 or roles == ["all"]:
-        print("atp: several roles need the supervisor, which is not built yet", file=sys.stderr)
+    if needs_supervisor(settings, roles):
+        from appliance.supervisor import run as supervise
+
+        logs.setup(settings.log_level, "supervisor")
+        return supervise(settings, roles, child_args(argv))
+    if roles[0] not in BODIES:
+        print(f"atp: role {roles[0]!r} is not available in this build", file=sys.stderr)
         return EXIT_CONFIG
     logs.setup(settings.log_level, roles[0])
     return run_role(roles[0], settings)
+
+
+def needs_supervisor(settings: config.Settings, roles: Sequence[str]) -> bool:
+    """Several roles, or one role that runs as several processes, are supervised; one process
+    of one role runs right here."""
+    if len(roles) > 1 or roles[0] == "all":
+        return True
+    return (roles[0] == "worker" and settings.workers != 1) or (
+        roles[0] == "server" and settings.servers > 1
+    )
+
+
+def child_args(argv: Sequence[str]) -> list[str]:
+    """A supervised child's arguments: ours without --role, each child one process of one role
+    (the flags win over any inherited ATP_WORKERS/ATP_SERVERS)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--role":
+            skip = True
+        elif not arg.startswith("--role="):
+            out.append(arg)
+    return [*out, "--workers=1", "--servers=1"]
 
 
 def healthcheck(argv: Sequence[str]) -> int:
