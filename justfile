@@ -5,11 +5,22 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 venv := ".venv"
 python := venv + "/bin/python"
 
-# Create the venv and install atp with its dev tools (editable).
+# Create the venv, install atp with its dev tools (editable) and redis-server if missing.
 setup:
     test -x {{python}} || python3 -m venv {{venv}}
     {{python}} -m pip install -q --upgrade pip
     {{python}} -m pip install -q -e '.[dev]'
+    @command -v redis-server >/dev/null || just _install-redis
+
+_install-redis:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "redis-server is missing: install it (e.g. sudo apt-get install redis-server) or run atp with --redis-url" >&2
+        exit 1
+    fi
 
 # Regenerate the protobuf/gRPC code (committed) from proto/queue.proto.
 proto:
@@ -37,9 +48,10 @@ test *args:
 # Everything CI runs.
 check: proto-check lint test
 
-# Run the appliance (server role for now) against a local Redis.
-run *args:
-    {{venv}}/bin/atp --role=server {{args}}
+# Run the whole appliance (--role=all, embedded Redis in ./atp-data) with the demo topic:
+# a scheduled demo task every 5 s shows up in the log. Ctrl-C drains and stops.
+run *args: setup
+    {{venv}}/bin/atp --role=all --config config/demo.yaml {{args}}
 
 # Build the real external clients the tests use (grpcurl; toxiproxy for chaos) into .tools/.
 tools:
