@@ -57,7 +57,7 @@ run *args: setup
 tools:
     mkdir -p .tools
     test -x .tools/grpcurl || GOBIN="$PWD/.tools" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
-    test -x .tools/toxiproxy-server || (GOBIN="$PWD/.tools" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0 && mv .tools/server .tools/toxiproxy-server)
+    test -x .tools/toxiproxy-server || (GOBIN="$PWD/.tools" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0 && mv .tools/server .tools/toxiproxy-server)
 
 # Quick core figures (enqueue, fetch+ack, lateness) against a throwaway server + Redis.
 core-bench *args:
