@@ -44,6 +44,7 @@ ERROR_TEXT_MAX = 2000  # chars of "<ExceptionType>: <message>" sent with a Nack
 RELEASE_AFTER_MS = 1  # a released task is due again at once (0 would mean "the backoff")
 SETTLE_GRACE_S = 5.0  # after the drain, how long releases may take
 IDLE_PAUSE_S = 0.2  # an empty Retrieve answered faster than this waits out the rest
+POLL_SETTLE_S = 0.05  # a Retrieve is not cancelled younger than this (see settle_left)
 ACK_BATCH_MAX = 500
 
 
@@ -254,7 +255,7 @@ class _Execution:
         self.route = route
         self.task = task
         self.lease_s = session.config.visibility_timeout_s
-        self.expires = leased_at + self.lease_s  # monotonic; the lease began after leased_at
+        self.expires = leased_at + self.lease_s  # monotonic, like every local deadline here
         self.lost = False
 
     async def run(self) -> None:
@@ -351,18 +352,30 @@ class _Fetcher:
         self.route = route
         self.backoff = Backoff(*session.config.backoff_s)
         self.hungry = False  # the last Retrieve filled every slot it asked for
+        self.closing = False  # set on stop: start no more Retrieves
+        self.polling_since = 0.0  # monotonic start of the Retrieve in flight
 
     async def run(self) -> None:
-        while True:
+        while not self.closing:
             await self.tick()
+
+    def settle_left(self) -> float:
+        """How long the Retrieve in flight needs before cancelling it reaches the server.
+        Measured with grpcio 1.85: a unary call cancelled within its first milliseconds may
+        still be sent, and the server never hears of the cancel, so the orphaned long poll
+        goes on to lease tasks to nobody (until their visibility timeout)."""
+        return max(self.polling_since + POLL_SETTLE_S - time.monotonic(), 0.0)
 
     async def tick(self) -> None:
         """One Retrieve; errors are logged and paused on, never raised (only cancellation)."""
         config, topic = self.session.config, self.route.topic
         want = config.batch_size if self.hungry else 1  # an idle poll holds one slot only
         count = await self.session.reserve(topic, want)
+        if self.closing:
+            self.session.give(topic, count)
+            return
         tasks: list[Task] = []
-        started = time.monotonic()
+        started = self.polling_since = time.monotonic()
         try:
             tasks = await self.session.client.retrieve(
                 topic, count, config.visibility_timeout_s, config.wait_s
@@ -375,8 +388,9 @@ class _Fetcher:
         finally:
             self.session.give(topic, count - len(tasks))
         self.hungry = len(tasks) == count
+        leased_at = time.monotonic()  # the server leased them just before it answered
         for task in tasks:
-            self.session.start(task, self.route, started)
+            self.session.start(task, self.route, leased_at)
         if pause > 0:
             await asyncio.sleep(pause)
 
@@ -465,18 +479,14 @@ class Worker:
 
     async def _serve(self, client: AsyncClient, stop: asyncio.Event) -> None:
         session = self._session = _Session(self.config, client, self.routes.values())
-        fetchers = [
-            asyncio.create_task(_Fetcher(session, route).run(), name=f"atp-fetch-{topic}")
-            for topic, route in self.routes.items()
-        ]
+        fetchers = {_Fetcher(session, route): route.topic for route in self.routes.values()}
+        loops = [asyncio.create_task(f.run(), name=f"atp-fetch-{t}") for f, t in fetchers.items()]
         topics = ", ".join(self.routes)
         log.info("worker on %s: %s, concurrency %d", self.address, topics, self.config.concurrency)
         try:
             await stop.wait()
         finally:
-            for fetcher in fetchers:
-                fetcher.cancel()
-            await asyncio.gather(*fetchers, return_exceptions=True)
+            await _stop_fetching(list(fetchers), loops)
             await session.drain(self.config.drain_timeout_s)
             session.close()
             log.info("worker stopped")
@@ -502,6 +512,16 @@ class Worker:
         elif self._session is not None:
             log.warning("%s again: releasing in-flight tasks now", sig.name)
             self._session.release_all()
+
+
+async def _stop_fetching(fetchers: list[_Fetcher], loops: list[asyncio.Task[None]]) -> None:
+    """No new Retrieves; cut the long polls in flight (once the server has surely seen them)."""
+    for fetcher in fetchers:
+        fetcher.closing = True
+    await asyncio.sleep(max((f.settle_left() for f in fetchers), default=0.0))
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
 
 
 def _is_async(handler: Handler) -> bool:
