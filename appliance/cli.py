@@ -7,6 +7,7 @@ only talks gRPC never imports the store, and the supervisor never imports grpc o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,12 +27,10 @@ def role_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default=None, help="YAML config file (also ATP_CONFIG)")
     for name, field in config.FIELDS.items():
-        p.add_argument(
-            f"--{name.replace('_', '-')}",
-            dest=name,
-            default=None,
-            help=f"(default {field.default!r})",
-        )
+        flag = f"--{name.replace('_', '-')}"
+        names = [flag, flag.removesuffix("-ms")] if name.endswith("_ms") else [flag]
+        default = field.default if field.default is not dataclasses.MISSING else "{}"
+        p.add_argument(*names, dest=name, default=None, help=f"(default {default!r})")
     return p
 
 

@@ -1,0 +1,162 @@
+"""The one-file binary end to end: `dist/atp --role=all` with the embedded Redis, an http
+topic's POST arriving at a local server, a clean drain on SIGTERM, and a delayed task that
+survives a restart on the same data dir. Runs the frozen binary with an empty environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from appliance.api._proto import queue_pb2 as pb
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from tests.executors.webhook import Recorder
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = ROOT / "dist" / "atp"
+DRAIN_S = 10
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    """Build dist/atp (`just binary`) once per run, from the working tree."""
+    just = ROOT / ".venv" / "bin" / "just"
+    out = subprocess.run(
+        [str(just) if just.exists() else "just", "binary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return BINARY
+
+
+class Appliance:
+    def __init__(self, binary: Path, data_dir: Path, config: Path) -> None:
+        self.grpc = f"127.0.0.1:{free_port()}"
+        self.http = f"127.0.0.1:{free_port()}"
+        self.log_path = data_dir.parent / f"atp-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        args = [
+            str(binary),
+            "--role=all",
+            "--workers=1",
+            f"--data-dir={data_dir}",
+            f"--config={config}",
+            f"--grpc-addr={self.grpc}",
+            f"--http-addr={self.http}",
+            f"--drain-timeout-ms={DRAIN_S * 1000}",
+        ]
+        self.proc = subprocess.Popen(
+            args, env={}, stdout=self.log, stderr=self.log, cwd=data_dir.parent
+        )
+        self.started = time.monotonic()
+
+    def ready(self, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{self.http}/readyz", timeout=2) as reply:
+                    if reply.status == 200:
+                        return time.monotonic() - self.started
+            except OSError:
+                pass
+            assert self.proc.poll() is None, self.output()
+            time.sleep(0.1)
+        raise AssertionError(f"not ready in {timeout}s: {self.output()[-3000:]}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> tuple[int, float]:
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(DRAIN_S * 2 + 10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.log.close()
+        return code, time.monotonic() - start
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Path, Path, Recorder]]:
+    with Recorder() as hook:
+        config = tmp_path / "atp.yaml"
+        config.write_text(
+            yaml.safe_dump({"topics": {"hooks": {"executor": "http", "url": hook.url + "/ok"}}})
+        )
+        data = tmp_path / "data"
+        data.mkdir()
+        yield data, config, hook
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_binary_runs_all_roles_and_keeps_tasks_across_a_restart(binary: Path, setup) -> None:  # type: ignore[no-untyped-def]
+    data, config, hook = setup
+    first = Appliance(binary, data, config)
+    try:
+        print(f"cold start to ready: {first.ready():.2f} s")
+        with grpc.insecure_channel(first.grpc) as channel:
+            stub = pb_grpc.DelayQueueServiceStub(channel)
+            stub.Enqueue(pb.EnqueueRequest(topic="hooks", payload='{"n": 1}', id="now"))
+            assert wait_for(
+                lambda: any(r["headers"].get("X-Atp-Task-Id") == "now" for r in hook.requests)
+            ), first.output()[-3000:]
+            stub.Enqueue(
+                pb.EnqueueRequest(topic="hooks", payload='{"n": 2}', id="later", delay_ms=4000)
+            )
+        health = json.loads(
+            urllib.request.urlopen(f"http://{first.http}/healthz", timeout=2).read()
+        )
+        assert {c["role"] for c in health["children"]} >= {
+            "redis",
+            "server",
+            "scheduler",
+            "watchdog",
+            "worker",
+        }
+    finally:
+        code, took = first.stop()
+    assert code == 0, first.output()[-3000:]
+    assert took < DRAIN_S
+    assert not any(r["headers"].get("X-Atp-Task-Id") == "later" for r in hook.requests)
+
+    second = Appliance(binary, data, config)
+    try:
+        second.ready()
+        assert wait_for(
+            lambda: any(r["headers"].get("X-Atp-Task-Id") == "later" for r in hook.requests)
+        ), second.output()[-3000:]
+    finally:
+        code, _ = second.stop()
+    assert code == 0
+
+
+def test_binary_runs_with_an_empty_environment(binary: Path) -> None:
+    out = subprocess.run(
+        [str(binary), "--role=bogus"], env={}, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 78 and "role" in out.stderr
+    assert os.access(binary, os.X_OK)
