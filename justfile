@@ -24,7 +24,7 @@ _install-redis:
 
 # Regenerate the protobuf/gRPC code (committed) from proto/queue.proto.
 proto:
-    {{python}} -m grpc_tools.protoc -Iappliance/api/_proto=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. proto/queue.proto
+    PATH="$PWD/{{venv}}/bin:$PATH" {{python}} -m grpc_tools.protoc -Iappliance/api/_proto=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. proto/queue.proto
 
 # Fail when the committed generated code differs from what `just proto` makes.
 proto-check: proto
