@@ -14,9 +14,7 @@ from typing import Any
 
 from appliance import config, logs
 from appliance.errors import ConfigError
-from appliance.roles import BODIES, ROLES, run_role
-
-EXIT_CONFIG = 78  # EX_CONFIG: bad configuration, do not restart
+from appliance.roles import BODIES, EXIT_CONFIG, ROLES, run_role
 
 
 def role_parser() -> argparse.ArgumentParser:

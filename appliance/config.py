@@ -189,11 +189,16 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+NOT_SETTINGS = frozenset({"ATP_CONFIG", "ATP_TASK_ID", "ATP_TOPIC", "ATP_ATTEMPT"})
+"""ATP_ variables that are not settings: the config file's name, and what the command executor
+tells the programs it runs (which may call `atp` themselves)."""
+
+
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """ATP_<FIELD> variables. ATP_CONFIG names the file and is not a setting."""
+    """ATP_<FIELD> variables; any other ATP_ name is an error (a typo must not pass silently)."""
     out: dict[str, Any] = {}
     for key, value in environ.items():
-        if key.startswith("ATP_") and key != "ATP_CONFIG":
+        if key.startswith("ATP_") and key not in NOT_SETTINGS:
             out[key[4:].lower()] = value
     return out
 

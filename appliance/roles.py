@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from appliance.config import Settings
+from appliance.errors import ConfigError
 
 log = logging.getLogger(__name__)
 ROLES = ("server", "scheduler", "watchdog", "worker")
 RoleBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
+EXIT_CONFIG = 78  # the supervisor halts instead of restarting a child that exits with this
 WORKER_DRAIN_SHARE = 0.8  # workers finish draining before the supervisor's deadline (SIGKILL)
 
 
@@ -100,4 +104,23 @@ def run_role(role: str, settings: Settings) -> int:
         log.info("%s stopped", role)
         return 0
 
-    return asyncio.run(main())
+    try:
+        code = asyncio.run(main())
+    except ConfigError as exc:  # found while building the role (e.g. a topic's executor)
+        log.error("bad config: %s", exc)
+        return EXIT_CONFIG
+    _abandon_stuck_threads(code)
+    return code
+
+
+def _abandon_stuck_threads(code: int) -> None:
+    """A sync handler still running after the drain (its task already released) cannot be
+    interrupted, and Python would wait for its thread at exit: leave without it."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if stuck:
+        log.warning(
+            "exiting with %d handler thread(s) still running (their tasks were released)",
+            len(stuck),
+        )
+        logging.shutdown()
+        os._exit(code)

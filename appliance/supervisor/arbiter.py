@@ -174,12 +174,15 @@ class Arbiter:
                     self.exit_code = EXIT_FAILED
 
     def stop(self, reason: str, exit_code: int = EXIT_OK) -> None:
-        """Drain: SIGTERM every atp child, then (once they are gone) the embedded Redis."""
+        """Drain in stages, each once the previous is gone: workers first (they still need the
+        API to settle their tasks), then the other atp children, then the embedded Redis."""
         if self._drain is not None:
             return
         log.info("stopping (%s): draining for up to %d ms", reason, self.settings.drain_timeout_ms)
         self.exit_code = exit_code
-        stages = [self.workers, [self.redis] if self.redis else []]
+        workers = [p for p in self.workers if p.spec.role == "worker"]
+        others = [p for p in self.workers if p.spec.role != "worker"]
+        stages = [workers, others, [self.redis] if self.redis else []]
         self._drain = Drain(stages, self.settings.drain_timeout_ms / 1000, time.monotonic())
 
     def _supervise(self, now: float) -> None:
