@@ -55,6 +55,10 @@ class Settings:
     drain_timeout_ms: int = 30_000
     redis_server_path: str = "redis-server"  # for the embedded Redis
     watchdog_batch: int = 1000
+    # Scheduler (cron): leader lease, enqueue-ahead, misfire threshold
+    leader_ttl_ms: int = 5_000  # scheduler leader lease; a dead leader is replaced within it
+    scheduler_lookahead_ms: int = 1_000  # ticks are enqueued this early, due at the tick
+    scheduler_misfire_grace_ms: int = 0  # later ticks are misfires; 0: twice leader_ttl_ms
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
     topics: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -80,6 +84,9 @@ class Settings:
             raise ConfigError(f"key_prefix: {self.key_prefix!r} must be 1-32 of [A-Za-z0-9_.-]")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"log_level: {self.log_level!r} is not debug|info|warning|error")
+        _check_non_negative(self, "scheduler_lookahead_ms", "scheduler_misfire_grace_ms")
+        if self.leader_ttl_ms < 300:
+            raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
             raise ConfigError("visibility_timeout_ms: larger than max_visibility_timeout_ms")
 
