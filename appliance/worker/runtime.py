@@ -39,7 +39,7 @@ Handler = Callable[[Task], Any]
 """Takes the leased Task; a plain function runs in a thread, a coroutine function on the loop."""
 H = TypeVar("H", bound=Handler)
 
-RETRYABLE = (Unavailable, RpcFailed)  # the server may be restarting; other errors are final
+TRANSIENT_STATUSES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL", "ABORTED"})
 ERROR_TEXT_MAX = 2000  # chars of "<ExceptionType>: <message>" sent with a Nack
 RELEASE_AFTER_MS = 1  # a released task is due again at once (0 would mean "the backoff")
 SETTLE_GRACE_S = 5.0  # after the drain, how long releases may take
@@ -82,6 +82,13 @@ RELEASE = Outcome(
     error="released: the worker stopped before the handler finished",
     retry_after_ms=RELEASE_AFTER_MS,
 )
+
+
+def transient(exc: AtpError) -> bool:
+    """The server may be restarting or unreachable: worth another try. Other errors are final."""
+    return isinstance(exc, Unavailable) or (
+        isinstance(exc, RpcFailed) and exc.status in TRANSIENT_STATUSES
+    )
 
 
 def describe(exc: BaseException) -> str:
@@ -268,24 +275,29 @@ class _Execution:
             await self._settle(outcome)
 
     async def _call(self) -> Outcome:
+        """Run the handler; how it ended decides the outcome (cancelled: released)."""
         try:
-            if self.route.is_async:
-                result = await self.route.handler(self.task)
-            else:
-                context = contextvars.copy_context()
-                loop = asyncio.get_running_loop()
-                pool = self.session.pool
-                result = await loop.run_in_executor(
-                    pool, context.run, self.route.handler, self.task
-                )
-            if inspect.isawaitable(result):
-                await result
+            await self._invoke()
         except asyncio.CancelledError:
             return RELEASE
+        except (RetryTask, DeadLetterTask) as exc:
+            log.info("task %s of %s: %s", self.task.id, self.task.topic, describe(exc))
+            return outcome_of(exc)
         except Exception as exc:
-            log.info("task %s of %s failed: %s", self.task.id, self.task.topic, describe(exc))
+            log.warning("task %s of %s failed", self.task.id, self.task.topic, exc_info=True)
             return outcome_of(exc)
         return ACK
+
+    async def _invoke(self) -> None:
+        handler, task = self.route.handler, self.task
+        if self.route.is_async:
+            result = await handler(task)
+        else:
+            run = contextvars.copy_context().run
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self.session.pool, run, handler, task)
+        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+            await result
 
     async def _heartbeat(self) -> None:
         pause: float | None = self._until_renewal()
@@ -301,21 +313,19 @@ class _Execution:
         sent = time.monotonic()
         try:
             await self.client.extend_lease(self.task, visibility_timeout=self.lease_s)
-        except RETRYABLE as exc:
+        except AtpError as exc:
+            if not transient(exc):
+                log.warning(
+                    "task %s: lease lost, its result is not recorded: %s", self.task.id, exc
+                )
+                self.lost = True
+                return None
             if time.monotonic() < self.expires:
                 return min(1.0, self.lease_s / 10)
-            log.warning(
-                "task %s: lease ran out while the server was unreachable: %s", self.task.id, exc
-            )
-        except AtpError as exc:
-            log.warning(
-                "task %s: lease lost, its result will not be recorded: %s", self.task.id, exc
-            )
-        else:
-            self.expires = sent + self.lease_s
-            return self._until_renewal()
-        self.lost = True
-        return None
+            log.warning("task %s: lease ran out, server unreachable: %s", self.task.id, exc)
+            return None  # the Ack/Nack may still land if nobody took the task over
+        self.expires = sent + self.lease_s
+        return self._until_renewal()
 
     async def _settle(self, outcome: Outcome) -> None:
         """Ack or Nack; retried while the server is unreachable and the lease still holds."""
@@ -324,15 +334,12 @@ class _Execution:
             try:
                 await self._send(outcome)
                 return
-            except RETRYABLE as exc:
+            except AtpError as exc:
                 left = self.expires - time.monotonic()
-                if left <= 0:
-                    log.warning("task %s: result lost, server unreachable: %s", self.task.id, exc)
+                if not transient(exc) or left <= 0:
+                    log.warning("task %s: result not recorded: %s", self.task.id, exc)
                     return
                 await asyncio.sleep(min(backoff.next(), left))
-            except AtpError as exc:
-                log.warning("task %s: result refused (lease lost?): %s", self.task.id, exc)
-                return
 
     async def _send(self, outcome: Outcome) -> None:
         if outcome.ack:

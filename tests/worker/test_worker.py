@@ -45,7 +45,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 8.0
 
 def in_state(client: AsyncClient, task_id: str, state: TaskState) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        return (await client.get_task(task_id)).state == state
+        try:
+            return (await client.get_task(task_id)).state == state
+        except Unavailable:  # a server (re)starting in the test
+            return False
 
     return check
 
@@ -262,6 +265,39 @@ async def test_reconnects_when_the_server_comes_back(settings: Any, store: Any) 
             await asyncio.wait_for(job, 10)
             await srv.stop(0.5)
     assert done == ["c1"]
+
+
+async def test_ack_is_retried_across_a_server_restart(settings: Any, store: Any) -> None:
+    """The server goes away while a handler runs: its Ack waits for the server to return."""
+    from appliance.api.server import QueueServer
+
+    address = f"127.0.0.1:{free_port()}"
+    first = QueueServer(settings.replace(grpc_addr=address), store)
+    await first.start()
+    worker = Worker(address, visibility_timeout=10, **FAST)
+    started, proceed = asyncio.Event(), asyncio.Event()
+
+    @worker.task("t")
+    async def handle(task: Task) -> None:
+        started.set()
+        await proceed.wait()
+
+    async with AsyncClient(address) as client:
+        await client.enqueue("t", "p", id="k1")
+    async with running(worker):
+        await asyncio.wait_for(started.wait(), 5)
+        await first.stop(0)
+        proceed.set()
+        await asyncio.sleep(0.3)  # the Ack fails and is retried with backoff
+        second = QueueServer(settings.replace(grpc_addr=address), store)
+        await second.start()
+        try:
+            async with AsyncClient(address) as client:
+                await eventually(in_state(client, "k1", TaskState.SUCCEEDED))
+                assert (await client.get_task("k1")).attempt == 1
+        finally:
+            worker.stop()
+            await second.stop(0.5)
 
 
 async def test_run_blocks_in_a_thread_until_stop(server: Any, client: AsyncClient) -> None:
