@@ -88,7 +88,18 @@ async def work(settings: Settings, stop: asyncio.Event) -> None:
     await asyncio.gather(*runners)
 
 
-BODIES: dict[str, RoleBody] = {"server": serve, "watchdog": watch, "worker": work}
+async def schedule(settings: Settings, stop: asyncio.Event) -> None:
+    from appliance.scheduler.service import run
+
+    await run(settings, stop)
+
+
+BODIES: dict[str, RoleBody] = {
+    "server": serve,
+    "watchdog": watch,
+    "worker": work,
+    "scheduler": schedule,
+}
 
 
 def run_role(role: str, settings: Settings) -> int:

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.schedules import ScheduleServicer
 from appliance.api.servicer import QueueServicer
 from appliance.config import Settings
 from appliance.errors import ConfigError
@@ -23,6 +24,7 @@ from appliance.store.wakeups import Wakeups
 log = logging.getLogger(__name__)
 SERVICE_NAMES: Sequence[str] = (
     pb.DESCRIPTOR.services_by_name["DelayQueueService"].full_name,
+    pb.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
     health.SERVICE_NAME,
     reflection.SERVICE_NAME,
 )
@@ -48,6 +50,8 @@ class QueueServer:
         pb_grpc.add_DelayQueueServiceServicer_to_server(
             QueueServicer(store, self.wakeups, settings), self.server
         )
+        schedules = ScheduleServicer(store, settings)
+        pb_grpc.add_ScheduleServiceServicer_to_server(schedules, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(SERVICE_NAMES, self.server)
         self.port = self.server.add_insecure_port(settings.grpc_addr)

@@ -1,0 +1,336 @@
+"""The schedule model: a validated `Definition` (what a user or the config file declares), the
+stored `Schedule` (definition + next/last fire), their HASH field encoding, and the config
+section's parser `from_config`.
+
+Validation raises InvalidArgument (or TooLarge) naming the field, e.g. "schedule.cron: ...";
+`from_config` turns those into ConfigError naming the item, e.g. "schedules[2].cron: ...".
+Must not import the store, redis or grpc; uses only the stdlib, appliance foundations and cron.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from appliance import validation
+from appliance.errors import ConfigError, InvalidArgument, TooLarge
+from appliance.scheduler.cron import CronError, Timetable, check_cron, zone
+
+ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,100}")  # "sched:<id>:<tick ms>" fits a 128-char task id
+MIN_INTERVAL_MS = 100
+MAX_JITTER_MS = 86_400_000
+DEFAULT_PAYLOAD_MAX = 1024 * 1024
+TASK_ID_PREFIX = "sched"
+
+
+class Misfire(enum.StrEnum):
+    """What a schedule does with ticks missed by more than the misfire grace (an outage)."""
+
+    SKIP = "SKIP"  # drop them; the next future tick fires
+    RUN_ONCE = "RUN_ONCE"  # one catch-up task now (for the latest missed tick), then go on
+
+
+class Source(enum.StrEnum):
+    API = "api"
+    CONFIG = "config"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Definition:
+    """A schedule as declared. Exactly one of `cron` and `interval_ms` is set once checked."""
+
+    id: str
+    topic: str
+    payload: str = ""
+    cron: str = ""
+    timezone: str = ""  # IANA zone of the cron expression; "" = UTC
+    interval_ms: int = 0
+    max_retries: int | None = None  # None: the server's default_max_retries
+    misfire: Misfire = Misfire.SKIP
+    jitter_ms: int = 0  # each tick's task is due at tick + a stable 0..jitter_ms
+    start_ms: int = 0  # window: no tick before start_ms or after end_ms (0 = open)
+    end_ms: int = 0
+    paused: bool = False
+    source: Source = Source.API
+
+    @property
+    def timetable(self) -> Timetable:
+        return Timetable(self.cron, self.timezone, self.interval_ms, self.start_ms, self.end_ms)
+
+    def same_plan(self, other: Definition) -> bool:
+        """Equal but for the pause state (what config reconciliation compares)."""
+        return dataclasses.replace(self, paused=False) == dataclasses.replace(other, paused=False)
+
+    def task_id(self, tick_ms: int) -> str:
+        """The idempotency key of one tick: a tick fired twice makes one task."""
+        return f"{TASK_ID_PREFIX}:{self.id}:{tick_ms}"
+
+    def due_ms(self, tick_ms: int) -> int:
+        """When the tick's task is due: the tick plus a jitter stable for (id, tick)."""
+        if not self.jitter_ms:
+            return tick_ms
+        digest = hashlib.sha256(f"{self.id}:{tick_ms}".encode()).digest()
+        return tick_ms + int.from_bytes(digest[:8], "big") % (self.jitter_ms + 1)
+
+    def to_fields(self) -> dict[str, str]:
+        """The definition's part of the schedule HASH (the store adds next, last, rev...)."""
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "payload": self.payload,
+            "cron": self.cron,
+            "tz": self.timezone,
+            "interval": str(self.interval_ms),
+            "maxr": "" if self.max_retries is None else str(self.max_retries),
+            "misfire": self.misfire.value,
+            "jitter": str(self.jitter_ms),
+            "start": str(self.start_ms),
+            "end": str(self.end_ms),
+            "paused": "1" if self.paused else "0",
+            "source": self.source.value,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Schedule:
+    """A stored schedule. Times are ms since the epoch; next_fire_ms 0: no tick left (the
+    window ended), last_fire_ms 0: never fired. `rev` grows on every change but a fire."""
+
+    definition: Definition
+    next_fire_ms: int = 0
+    last_fire_ms: int = 0
+    rev: int = 0
+    created_ms: int = 0
+    updated_ms: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+
+def from_fields(fields: Mapping[str, str]) -> Schedule:
+    """Decode a schedule HASH (as the store returns it, text keys and values)."""
+
+    def num(key: str) -> int:
+        value = fields.get(key) or "0"
+        return int(float(value))
+
+    maxr = fields.get("maxr", "")
+    definition = Definition(
+        id=fields.get("id", ""),
+        topic=fields.get("topic", ""),
+        payload=fields.get("payload", ""),
+        cron=fields.get("cron", ""),
+        timezone=fields.get("tz", ""),
+        interval_ms=num("interval"),
+        max_retries=int(maxr) if maxr else None,
+        misfire=Misfire(fields.get("misfire") or Misfire.SKIP.value),
+        jitter_ms=num("jitter"),
+        start_ms=num("start"),
+        end_ms=num("end"),
+        paused=fields.get("paused") == "1",
+        source=Source(fields.get("source") or Source.API.value),
+    )
+    return Schedule(
+        definition, num("next"), num("last"), num("rev"), num("created"), num("updated")
+    )
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def schedule_id(value: str, field: str = "id") -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is empty")
+    if not ID_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"{field} {value[:120]!r} must be 1-100 characters of [A-Za-z0-9._:@/+=-]"
+        )
+    return value
+
+
+def check(
+    d: Definition, payload_max_bytes: int = DEFAULT_PAYLOAD_MAX, prefix: str = ""
+) -> Definition:
+    """`d` validated and normalised, or InvalidArgument/TooLarge naming `<prefix><field>`."""
+    schedule_id(d.id, f"{prefix}id")
+    validation.topic(d.topic, f"{prefix}topic")
+    try:
+        validation.payload(d.payload, payload_max_bytes)
+    except TooLarge as exc:
+        raise TooLarge(f"{prefix}payload: {exc}") from exc
+    cron = _check_timing(d, prefix)
+    if d.max_retries is not None:
+        validation.non_negative(d.max_retries, f"{prefix}max_retries", validation.MAX_RETRIES_LIMIT)
+    validation.non_negative(d.jitter_ms, f"{prefix}jitter_ms", MAX_JITTER_MS)
+    validation.non_negative(d.start_ms, f"{prefix}start_ms")
+    validation.non_negative(d.end_ms, f"{prefix}end_ms")
+    if d.start_ms and d.end_ms and d.end_ms <= d.start_ms:
+        raise InvalidArgument(f"{prefix}end_ms must be after start_ms")
+    return dataclasses.replace(d, cron=cron)
+
+
+def _check_timing(d: Definition, prefix: str) -> str:
+    """Exactly one of cron and interval_ms; a valid expression and zone. The stripped cron."""
+    if bool(d.cron.strip()) == bool(d.interval_ms):
+        raise InvalidArgument(f"{prefix}cron/interval_ms: set exactly one of them")
+    if d.interval_ms:
+        validation.non_negative(d.interval_ms, f"{prefix}interval_ms", validation.MAX_DELAY_MS)
+        if d.interval_ms < MIN_INTERVAL_MS:
+            raise InvalidArgument(f"{prefix}interval_ms must be >= {MIN_INTERVAL_MS}")
+        if d.timezone:
+            raise InvalidArgument(f"{prefix}timezone applies to cron schedules only")
+        return ""
+    try:
+        zone(d.timezone)
+    except CronError as exc:
+        raise InvalidArgument(f"{prefix}timezone: {exc}") from exc
+    try:
+        return check_cron(d.cron)
+    except CronError as exc:
+        raise InvalidArgument(f"{prefix}cron: {exc}") from exc
+
+
+# -- the config file's `schedules:` section -------------------------------------------------
+
+CONFIG_KEYS = frozenset(
+    {
+        "id",
+        "topic",
+        "payload",
+        "cron",
+        "timezone",
+        "interval_ms",
+        "max_retries",
+        "misfire_policy",
+        "jitter_ms",
+        "start_ms",
+        "end_ms",
+        "paused",
+    }
+)
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def from_config(raw: list[Any], payload_max_bytes: int = DEFAULT_PAYLOAD_MAX) -> list[Definition]:
+    """The `schedules` config section as checked definitions (source "config"), or ConfigError
+    naming the bad item and key, e.g. "schedules[2].cron: ...". A `paused` key is the initial
+    state: it applies when the schedule is new or its definition changed."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"schedules: expected a list, got {raw!r}")
+    out: list[Definition] = []
+    seen: set[str] = set()
+    for n, item in enumerate(raw):
+        where = f"schedules[{n}]."
+        try:
+            d = check(_parse_item(item, where), payload_max_bytes, where)
+        except (InvalidArgument, TooLarge) as exc:
+            raise ConfigError(str(exc)) from exc
+        if d.id in seen:
+            raise ConfigError(f"{where}id: {d.id!r} is declared twice")
+        seen.add(d.id)
+        out.append(d)
+    return out
+
+
+def _parse_item(item: Any, where: str) -> Definition:
+    if not isinstance(item, Mapping):
+        raise InvalidArgument(f"{where.rstrip('.')}: expected a mapping, got {item!r}")
+    unknown = sorted(str(k) for k in item if k not in CONFIG_KEYS)
+    if unknown:
+        known = ", ".join(sorted(CONFIG_KEYS))
+        raise InvalidArgument(f"{where}{unknown[0]}: unknown key (known: {known})")
+    tz = _text(item, "timezone", where)
+    return Definition(
+        id=_text(item, "id", where),
+        topic=_text(item, "topic", where),
+        payload=_payload(item.get("payload", ""), where),
+        cron=_text(item, "cron", where),
+        timezone=tz,
+        interval_ms=_duration(item.get("interval_ms", 0), f"{where}interval_ms"),
+        max_retries=_optional_int(item.get("max_retries"), f"{where}max_retries"),
+        misfire=_misfire(item.get("misfire_policy", "skip"), f"{where}misfire_policy"),
+        jitter_ms=_duration(item.get("jitter_ms", 0), f"{where}jitter_ms"),
+        start_ms=_instant(item.get("start_ms", 0), tz, f"{where}start_ms"),
+        end_ms=_instant(item.get("end_ms", 0), tz, f"{where}end_ms"),
+        paused=_flag(item.get("paused", False), f"{where}paused"),
+        source=Source.CONFIG,
+    )
+
+
+def _text(item: Mapping[str, Any], key: str, where: str) -> str:
+    value = item.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{where}{key}: expected a string, got {value!r}")
+    return value
+
+
+def _payload(value: Any, where: str) -> str:
+    """A string as is; a mapping or list (YAML) as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    raise InvalidArgument(f"{where}payload: expected a string or a mapping, got {value!r}")
+
+
+def _duration(value: Any, field: str) -> int:
+    """Milliseconds as a number, or a duration like 500ms, 30s, 5m, 2h, 1d."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
+    raise InvalidArgument(f"{field}: expected milliseconds or a duration like 30s, got {value!r}")
+
+
+def _optional_int(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidArgument(f"{field}: expected a number, got {value!r}")
+
+
+def _misfire(value: Any, field: str) -> Misfire:
+    name = str(value).strip().upper().replace("-", "_")
+    if name not in Misfire.__members__:
+        raise InvalidArgument(f"{field}: expected skip or run_once, got {value!r}")
+    return Misfire[name]
+
+
+def _flag(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidArgument(f"{field}: expected true or false, got {value!r}")
+
+
+def _instant(value: Any, tz: str, field: str) -> int:
+    """Epoch ms, or an ISO-8601 date/time (YAML may hand a datetime); naive means the
+    schedule's time zone (UTC for interval schedules)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    moment: dt.datetime | None = None
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None:
+        raise InvalidArgument(f"{field}: expected epoch ms or an ISO-8601 time, got {value!r}")
+    if moment.tzinfo is None:
+        try:
+            moment = moment.replace(tzinfo=zone(tz))
+        except CronError as exc:
+            raise InvalidArgument(f"{field}: {exc}") from exc
+    return round(moment.timestamp() * 1000)
