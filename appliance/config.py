@@ -59,6 +59,19 @@ class Settings:
     leader_ttl_ms: int = 5_000  # scheduler leader lease; a dead leader is replaced within it
     scheduler_lookahead_ms: int = 1_000  # ticks are enqueued this early, due at the tick
     scheduler_misfire_grace_ms: int = 0  # later ticks are misfires; 0: twice leader_ttl_ms
+    # Security (docs/SECURITY.md)
+    insecure: bool = False  # no tokens required even on a non-loopback address (warns)
+    tokens: list[Any] = dataclasses.field(default_factory=list)  # [{name, hash, role, topics}]
+    token: str = ""  # the bearer token this process presents as a client (CLI, workers)
+    tls_cert_file: str = ""  # server certificate (PEM); with tls_key_file turns TLS on
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""  # server side: require client certificates from this CA (mTLS)
+    tls_ca_file: str = ""  # client side: CA that signed the server's certificate
+    tls_client_cert_file: str = ""  # client side, for mTLS
+    tls_client_key_file: str = ""
+    rate_limit_per_s: int = 0  # per token (or peer) and server process; 0 = off
+    rate_limit_burst: int = 100
+    max_long_polls: int = 1000  # waiting Retrieve calls per server process
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
     topics: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -79,7 +92,22 @@ class Settings:
             "grpc_max_message_bytes",
         )
         _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms", "workers")
-        _check_positive(self, "servers", "drain_timeout_ms", "watchdog_batch", "worker_concurrency")
+        _check_positive(
+            self,
+            "servers",
+            "drain_timeout_ms",
+            "watchdog_batch",
+            "worker_concurrency",
+            "rate_limit_burst",
+            "max_long_polls",
+        )
+        _check_non_negative(self, "rate_limit_per_s")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("tls_cert_file, tls_key_file: set both or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigError("tls_client_ca_file: mutual TLS needs tls_cert_file and tls_key_file")
+        if bool(self.tls_client_cert_file) != bool(self.tls_client_key_file):
+            raise ConfigError("tls_client_cert_file, tls_client_key_file: set both or neither")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.key_prefix):
             raise ConfigError(f"key_prefix: {self.key_prefix!r} must be 1-32 of [A-Za-z0-9_.-]")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:

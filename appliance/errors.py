@@ -39,6 +39,18 @@ class Unavailable(AtpError):
     """A dependency (Redis) could not be reached; the call may be retried."""
 
 
+class Unauthenticated(AtpError):
+    """No token, or one atp does not know."""
+
+
+class PermissionDenied(AtpError):
+    """The caller's token does not allow this method or topic."""
+
+
+class RateLimited(AtpError):
+    """Too many calls, or too many waiting long-polls: try again later."""
+
+
 class ConfigError(AtpError):
     """The configuration is invalid; the message names the key."""
 

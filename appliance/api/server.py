@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,8 +16,10 @@ from grpc_reflection.v1alpha import reflection
 
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.interceptors import Guard
 from appliance.api.schedules import ScheduleServicer
 from appliance.api.servicer import QueueServicer
+from appliance.auth import RateLimiter, access_tokens
 from appliance.config import Settings
 from appliance.errors import ConfigError
 from appliance.store import Store
@@ -46,7 +50,9 @@ class QueueServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
-        self.server = grpc.aio.server(options=options)
+        tokens = access_tokens(settings, announce_to=sys.stderr)
+        limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.server = grpc.aio.server(options=options, interceptors=[Guard(tokens, limiter)])
         pb_grpc.add_DelayQueueServiceServicer_to_server(
             QueueServicer(store, self.wakeups, settings), self.server
         )
@@ -54,7 +60,7 @@ class QueueServer:
         pb_grpc.add_ScheduleServiceServicer_to_server(schedules, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(SERVICE_NAMES, self.server)
-        self.port = self.server.add_insecure_port(settings.grpc_addr)
+        self.port = _listen(self.server, settings)
         if self.port == 0:
             raise ConfigError(f"grpc_addr: cannot listen on {settings.grpc_addr}")
         self._tasks: list[asyncio.Task[None]] = []
@@ -116,6 +122,24 @@ class QueueServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _listen(server: grpc.aio.Server, settings: Settings) -> int:
+    """Bind grpc_addr, with TLS when a certificate is configured (mTLS with a client CA)."""
+    if not settings.tls_cert_file:
+        return int(server.add_insecure_port(settings.grpc_addr))
+    try:
+        cert = Path(settings.tls_cert_file).read_bytes()
+        key = Path(settings.tls_key_file).read_bytes()
+        client_ca = (
+            Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+        )
+    except OSError as exc:
+        raise ConfigError(f"tls files: {exc}") from exc
+    credentials = grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+    return int(server.add_secure_port(settings.grpc_addr, credentials))
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

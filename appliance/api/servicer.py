@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -18,10 +18,13 @@ from appliance import validation
 from appliance.api import convert
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
 from appliance.config import Settings
-from appliance.errors import AtpError, InvalidArgument
+from appliance.errors import AtpError, InvalidArgument, RateLimited
+from appliance.model import Task
 from appliance.store import Store
+from appliance.store.store import topic_of_token
 from appliance.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.store = store
         self.wakeups = wakeups
         self.settings = settings
+        self.long_polls = 0  # Retrieve calls waiting right now
 
     # -- producers -------------------------------------------------------------------------
 
@@ -58,6 +62,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueResponse:
         task, client_id = convert.new_task(request, self.settings)
+        current_principal().check_topic(task.topic)
         (result,) = await self.store.enqueue([task], [client_id])
         return pb.EnqueueResponse(success=True, id=result.id, duplicate=not result.created)
 
@@ -76,6 +81,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
                 task, client_id = convert.new_task(req, self.settings)
             except AtpError as exc:
                 raise type(exc)(f"requests[{n}]: {exc}") from exc
+            current_principal().check_topic(task.topic)
             tasks.append(task)
             client_ids.append(client_id)
         results = await self.store.enqueue(tasks, client_ids)
@@ -89,7 +95,10 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
-        await self.store.cancel(validation.task_id(request.id))
+        task_id = validation.task_id(request.id)
+        if current_principal().topics is not None:
+            current_principal().check_topic(await self.store.topic_of(task_id))
+        await self.store.cancel(task_id)
         return pb.DeleteResponse(success=True)
 
     @rpc
@@ -97,6 +106,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTaskResponse:
         task = await self.store.get(validation.task_id(request.id))
+        current_principal().check_topic(task.topic)
         return pb.GetTaskResponse(
             task=convert.task_to_pb(task),
             state=convert.STATE_TO_PB[task.state],
@@ -109,10 +119,36 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Retrieve(
         self, request: pb.RetrieveRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetrieveResponse:
-        topic = validation.topic(request.topic)
+        topic = _topic(request.topic)
         limit = validation.batch_size(request.batch_size, self.settings.batch_max)
         lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
         wait_s = convert.wait_ms(request.wait_ms, self.settings) / 1000
+        if wait_s <= 0:
+            claim = await self.store.claim(topic, limit, lease)
+            return pb.RetrieveResponse(
+                tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks]
+            )
+        with self._long_poll_slot():
+            tasks = await self._wait_and_claim(topic, limit, lease, wait_s)
+        return pb.RetrieveResponse(tasks=[convert.task_to_pb(t, with_lease=True) for t in tasks])
+
+    @contextlib.contextmanager
+    def _long_poll_slot(self) -> Iterator[None]:
+        """At most max_long_polls Retrieve calls wait at once in this process."""
+        if self.long_polls >= self.settings.max_long_polls:
+            raise RateLimited(
+                f"{self.long_polls} long-polls wait on this server (max_long_polls); retry later"
+            )
+        self.long_polls += 1
+        try:
+            yield
+        finally:
+            self.long_polls -= 1
+
+    async def _wait_and_claim(
+        self, topic: str, limit: int, lease: int, wait_s: float
+    ) -> list[Task]:
+        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         with self.wakeups.watch(topic) as woken:
@@ -121,24 +157,16 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
                 claim = await self.store.claim(topic, limit, lease)
                 remaining = deadline - loop.time()
                 if claim.tasks or remaining <= 0:
-                    return pb.RetrieveResponse(
-                        tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks]
-                    )
-                pause = (
-                    remaining
-                    if claim.next_due_in_ms < 0
-                    else min(remaining, claim.next_due_in_ms / 1000)
-                )
+                    return claim.tasks
+                next_due = claim.next_due_in_ms / 1000 if claim.next_due_in_ms >= 0 else remaining
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(pause, RECHECK_S))
+                    await asyncio.wait_for(woken.wait(), min(remaining, next_due, RECHECK_S))
 
     @rpc
     async def Ack(
         self, request: pb.AckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AckResponse:
-        await self.store.ack(
-            validation.task_id(request.id), validation.lease_token(request.lease_token)
-        )
+        await self.store.ack(*_lease(request.id, request.lease_token))
         return pb.AckResponse(success=True)
 
     @rpc
@@ -149,9 +177,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise InvalidArgument(
                 f"{len(request.acks)} acks is over the batch cap of {self.settings.batch_max}"
             )
-        pairs = [
-            (validation.task_id(a.id), validation.lease_token(a.lease_token)) for a in request.acks
-        ]
+        pairs = [_lease(a.id, a.lease_token) for a in request.acks]
         outcome = await self.store.ack_many(pairs)
         return pb.AckBatchResponse(
             success=[e is None for e in outcome],
@@ -164,8 +190,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     ) -> pb.NackResponse:
         validation.non_negative(request.retry_after_ms, "retry_after_ms", validation.MAX_DELAY_MS)
         result = await self.store.nack(
-            validation.task_id(request.id),
-            validation.lease_token(request.lease_token),
+            *_lease(request.id, request.lease_token),
             validation.error_text(request.error),
             request.retry_after_ms,
             request.dead_letter,
@@ -181,9 +206,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.ExtendLeaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtendLeaseResponse:
         lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
-        deadline = await self.store.extend(
-            validation.task_id(request.id), validation.lease_token(request.lease_token), lease
-        )
+        deadline = await self.store.extend(*_lease(request.id, request.lease_token), lease)
         return pb.ExtendLeaseResponse(success=True, lease_deadline_ms=deadline)
 
     # -- dead letters and stats ------------------------------------------------------------
@@ -192,7 +215,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
-        topic = validation.topic(request.topic)
+        topic = _topic(request.topic)
         limit = convert.dead_letter_limit(request.limit)
         if request.cursor and not _valid_cursor(request.cursor):
             raise InvalidArgument(f"cursor {request.cursor[:80]!r} is not one this server returned")
@@ -213,7 +236,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def RequeueDeadLetters(
         self, request: pb.RequeueDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.RequeueDeadLettersResponse:
-        topic = validation.topic(request.topic)
+        topic = _topic(request.topic)
         count = await self.store.requeue_dead(topic, convert.ids(request.ids))
         return pb.RequeueDeadLettersResponse(requeued=count)
 
@@ -221,7 +244,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def PurgeDeadLetters(
         self, request: pb.PurgeDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.PurgeDeadLettersResponse:
-        topic = validation.topic(request.topic)
+        topic = _topic(request.topic)
         count = await self.store.purge_dead(topic, convert.ids(request.ids))
         return pb.PurgeDeadLettersResponse(purged=count)
 
@@ -230,8 +253,27 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetStatsResponse:
         topics = [validation.topic(t, "topics[]") for t in request.topics]
+        allowed = current_principal().topics
+        if allowed is not None:
+            for topic in topics:
+                current_principal().check_topic(topic)
+            topics = topics or sorted(allowed)
         now, stats = await self.store.stats(topics)
         return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
+
+
+def _lease(task_id: str, token: str) -> tuple[str, str]:
+    """A validated (id, lease token) whose topic (named by the token) the caller may use."""
+    task_id, token = validation.task_id(task_id), validation.lease_token(token)
+    current_principal().check_topic(topic_of_token(token))
+    return task_id, token
+
+
+def _topic(value: str) -> str:
+    """A validated topic the caller may use."""
+    topic = validation.topic(value)
+    current_principal().check_topic(topic)
+    return topic
 
 
 def _valid_cursor(cursor: str) -> bool:

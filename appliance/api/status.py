@@ -14,6 +14,9 @@ STATUS_OF: dict[type[errors.AtpError], grpc.StatusCode] = {
     errors.WrongState: grpc.StatusCode.FAILED_PRECONDITION,
     errors.StaleLease: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.ConfigError: grpc.StatusCode.INTERNAL,
 }
 
@@ -24,6 +27,8 @@ ERROR_OF: dict[grpc.StatusCode, type[errors.AtpError]] = {
     grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
     grpc.StatusCode.FAILED_PRECONDITION: errors.WrongState,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
 }
 """The way back, for the SDK (StaleLease arrives as WrongState's code; see client)."""
 

@@ -1,0 +1,106 @@
+"""The gRPC guard in front of every service: authentication (bearer token -> Principal),
+the role check per method, the per-caller rate limit. The Principal is handed to the servicers
+through a context variable, for their per-topic checks (`current_principal()`).
+
+Health is always open. With no token table (local, loopback use or --insecure) every call
+passes as an anonymous admin. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from appliance.auth import OPEN_SERVICES, Principal, RateLimiter, TokenTable
+
+ANONYMOUS = Principal("anonymous", "admin")
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar(
+    "atp_principal", default=ANONYMOUS
+)
+
+
+def current_principal() -> Principal:
+    return _principal.get()
+
+
+class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, tokens: TokenTable, limiter: RateLimiter) -> None:
+        self.tokens = tokens
+        self.limiter = limiter
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        if handler is None or service in OPEN_SERVICES or handler.unary_unary is None:
+            return handler
+        principal, refusal = self._authorize(dict(details.invocation_metadata or ()), method)
+        limiter = self.limiter if self.limiter.rate > 0 else None
+        return _wrap(handler, principal, refusal, limiter, keyed_by_token=bool(self.tokens))
+
+    def _authorize(
+        self, metadata: dict[str, Any], method: str
+    ) -> tuple[Principal, tuple[grpc.StatusCode, str] | None]:
+        principal = ANONYMOUS
+        if self.tokens:
+            header = str(metadata.get("authorization", ""))
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                return ANONYMOUS, (
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "missing 'authorization: Bearer <token>'",
+                )
+            found = self.tokens.lookup(token.strip())
+            if found is None:
+                return ANONYMOUS, (grpc.StatusCode.UNAUTHENTICATED, "unknown token")
+            principal = found
+            if not principal.may_call(method):
+                return principal, (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"token {principal.name!r} ({principal.role}) may not call {method}",
+                )
+        if not self.limiter.allow(
+            principal.name if self.tokens else str(metadata.get("x-forwarded-for", "local"))
+        ):
+            return principal, (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "rate limit exceeded; retry later",
+            )
+        return principal, None
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    principal: Principal,
+    refusal: tuple[grpc.StatusCode, str] | None,
+    limiter: RateLimiter | None,
+    keyed_by_token: bool,
+) -> grpc.RpcMethodHandler:
+    """The handler, preceded by the refusal (if any) and the rate limit (per token, or per
+    peer host when no tokens are configured)."""
+    inner = handler.unary_unary
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if refusal is not None:
+            await context.abort(*refusal)
+        if limiter is not None:
+            key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
+            if not limiter.allow(key):
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
+        token = _principal.set(principal)
+        try:
+            return await inner(request, context)
+        finally:
+            _principal.reset(token)
+
+    return grpc.unary_unary_rpc_method_handler(
+        guarded,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
