@@ -36,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["healthcheck"]:
         return healthcheck(args[1:])
+    if args[:1] == ["token"]:
+        return token_command(args[1:])
     if args and not args[0].startswith("-"):
         from appliance.commands import run_command
 
@@ -122,3 +124,38 @@ def healthcheck(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"atp: healthcheck {host}:{port}{ns.path}: {exc}", file=sys.stderr)
         return 1
+
+
+def token_command(argv: Sequence[str]) -> int:
+    """`atp token new [--role R] [--name N] [--topics a,b]`: a new token and its config entry;
+    `atp token hash [TOKEN]` (or the token on stdin): the hash to put in the config."""
+    from appliance import auth
+
+    parser = argparse.ArgumentParser(prog="atp token")
+    sub = parser.add_subparsers(dest="action", required=True)
+    new = sub.add_parser("new", help="generate a token and print its config entry")
+    new.add_argument("--role", choices=auth.ROLES, default="producer")
+    new.add_argument("--name", default="")
+    new.add_argument("--topics", default="", help="comma list; empty = every topic")
+    hashing = sub.add_parser("hash", help="print the hash of a token (argument or stdin)")
+    hashing.add_argument("token", nargs="?")
+    ns = parser.parse_args(argv)
+    if ns.action == "hash":
+        token = ns.token or sys.stdin.readline().strip()
+        if not token:
+            print("atp: token hash: no token given", file=sys.stderr)
+            return 2
+        print(auth.hash_token(token))
+        return 0
+    token = auth.new_token()
+    entry: dict[str, Any] = {
+        "name": ns.name or f"{ns.role}-token",
+        "hash": auth.hash_token(token),
+        "role": ns.role,
+    }
+    if ns.topics:
+        entry["topics"] = [t for t in ns.topics.split(",") if t]
+    print(f"token (give it to the client; it is not stored anywhere): {token}")
+    print("config entry (under `tokens:`):")
+    print("  - " + "\n    ".join(f"{k}: {v}" for k, v in entry.items()))
+    return 0

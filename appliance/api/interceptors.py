@@ -65,13 +65,6 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"token {principal.name!r} ({principal.role}) may not call {method}",
                 )
-        if not self.limiter.allow(
-            principal.name if self.tokens else str(metadata.get("x-forwarded-for", "local"))
-        ):
-            return principal, (
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "rate limit exceeded; retry later",
-            )
         return principal, None
 
 
