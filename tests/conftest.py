@@ -77,7 +77,11 @@ class ServerProcess:
     """`atp --role=server` as a real child process on a free port."""
 
     def __init__(
-        self, redis_url: str, extra: list[str] | None = None, env: dict[str, str] | None = None
+        self,
+        redis_url: str,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 15.0,
     ) -> None:
         import subprocess
         import sys
@@ -100,7 +104,11 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             cmd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=self.log
         )
-        self.wait_ready()
+        try:
+            self.wait_ready(ready_timeout)
+        except Exception:
+            self.stop()
+            raise
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         import time

@@ -21,7 +21,13 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        appendonly: bool = True,
+        extra: tuple[str, ...] = (),
+        password: str | None = None,
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
@@ -29,11 +35,14 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="atp-redis-"))
         self.appendonly = appendonly
+        self.extra = extra
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         args = [
@@ -54,10 +63,12 @@ class RedisServer:
             "no",
             "--loglevel",
             "warning",
+            *(("--requirepass", self.password) if self.password else ()),
+            *self.extra,
         ]
         with open(self.dir / "redis.log", "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password)
         deadline = time.monotonic() + 10
         while True:
             try:

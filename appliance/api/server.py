@@ -70,6 +70,7 @@ class QueueServer:
             await self.store.scripts.load_all(self.store.redis)
         except Exception as exc:
             log.warning("redis not reachable at start (%s); serving, health NOT_SERVING", exc)
+        await self._set_health(False)  # the stock servicer starts SERVING; Redis decides
         await self.server.start()
         self._tasks = [
             asyncio.create_task(self.wakeups.run()),
