@@ -71,10 +71,10 @@ class Leader:
             self.step_down("the lease ran out before it could be renewed")
         return self._token
 
-    def step_down(self, reason: str) -> None:
+    def step_down(self, reason: str, level: int = logging.WARNING) -> None:
         if self._token is None:
             return
-        log.warning("stepped down as scheduler leader (token %d): %s", self._token, reason)
+        log.log(level, "stepped down as scheduler leader (token %d): %s", self._token, reason)
         self._token = None
         if self._timer is not None:
             self._timer.cancel()
@@ -108,7 +108,7 @@ class Leader:
         token = self._token
         if token is None:
             return
-        self.step_down("stopping")
+        self.step_down("stopping; lease released", logging.INFO)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.schedules.release(token), self.renew_s)
 
