@@ -4,6 +4,7 @@ with certificates made by the test, and Redis with a password."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import stat
 from pathlib import Path
@@ -118,7 +119,10 @@ def _cert(
     )
     if not ca:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
         )
     return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
 
@@ -196,5 +200,40 @@ def test_redis_with_a_password_through_the_url() -> None:
             good.stop()
         with pytest.raises(RuntimeError, match="did not become ready"):
             ServerProcess(redis.url.replace("s3cret", "wrong"), ready_timeout=3)
+    finally:
+        redis.cleanup()
+
+
+def test_redis_over_tls(pki: dict[str, Path]) -> None:
+    """rediss:// to a TLS-only redis-server (Debian's build has TLS), CA given in the URL."""
+    from tests.conftest import ServerProcess
+    from tests.redis_server import free_port
+
+    port = free_port()
+    redis = RedisServer(
+        extra=(
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(pki["server.crt"]),
+            "--tls-key-file",
+            str(pki["server.key"]),
+            "--tls-ca-cert-file",
+            str(pki["ca"]),
+            "--tls-auth-clients",
+            "no",
+        )
+    ).start()
+    try:
+        server = ServerProcess(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={pki['ca']}")
+        try:
+            with grpc.insecure_channel(server.address) as channel:
+                stub = pb_grpc.DelayQueueServiceStub(channel)
+                assert stub.Enqueue(
+                    pb.EnqueueRequest(topic="t", payload="over tls", id="tls1")
+                ).success
+                assert stub.GetTask(pb.GetTaskRequest(id="tls1")).task.payload == "over tls"
+        finally:
+            server.stop()
     finally:
         redis.cleanup()
