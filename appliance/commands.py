@@ -3,7 +3,8 @@ running server, through the SDK's blocking Client.
 
 Owns argument parsing, output (human-readable, or `--json`) and exit codes: 0 done, 1 the
 server refused, 2 usage error, 69 server unreachable, 78 bad config. Must not import grpc,
-redis or the store; the address comes from `appliance.config.load()` unless `--addr` is given.
+redis or the store. Address, token and client TLS come from `appliance.config.load()` (file <
+ATP_* env), the address from `--addr` when given.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def count(text: str) -> int:
 
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--addr", default=None, help="server address (default: grpc_addr setting)")
+    p.add_argument("--addr", default=None, help="server address (default: from the config)")
     p.add_argument("--config", default=None, help="YAML config file (also ATP_CONFIG)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (10)")
@@ -134,16 +135,17 @@ def run_command(argv: list[str]) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (2) and --help (0), as argparse decides
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    from appliance.client import Client, Tls, status_name
+
     try:
-        address = args.addr or config.load(args.config).grpc_addr
+        settings = config.load(args.config)
+        tls = Tls.from_settings(settings)
+        address = args.addr or settings.api_target
+        with Client(address, token=settings.token or None, tls=tls, timeout=args.timeout) as c:
+            args.run(c, args)
     except ConfigError as exc:
         print(f"atp: bad config: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from appliance.client import Client, status_name
-
-    try:
-        with Client(address, timeout=args.timeout) as client:
-            args.run(client, args)
     except AtpError as exc:
         print(f"atp: {status_name(exc)}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE if _unreachable(exc, status_name(exc)) else EXIT_REFUSED

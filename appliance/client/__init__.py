@@ -4,7 +4,14 @@ Only this package and `appliance.api` import grpc; nothing here imports the stor
 """
 
 from appliance.client.aio import AsyncClient
-from appliance.client.common import DeadLetter, DeadLetterPage, RpcFailed, Stats, status_name
+from appliance.client.common import (
+    DeadLetter,
+    DeadLetterPage,
+    RpcFailed,
+    Stats,
+    Tls,
+    status_name,
+)
 from appliance.client.sync import Client
 
 __all__ = [
@@ -14,5 +21,6 @@ __all__ = [
     "DeadLetterPage",
     "RpcFailed",
     "Stats",
+    "Tls",
     "status_name",
 ]

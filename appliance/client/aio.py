@@ -15,7 +15,7 @@ import grpc
 
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
-from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, When
+from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 
@@ -29,20 +29,30 @@ class AsyncClient:
         self,
         address: str,
         *,
+        token: str | None = None,
+        tls: Tls | None = None,
         timeout: float = common.DEFAULT_TIMEOUT_S,
         metadata: Sequence[tuple[str, str]] = (),
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        """`token`: bearer token sent with every call; `tls`: dial with TLS (else plaintext);
+        `timeout`: seconds per call (a long poll gets its wait on top); `options`: channel
+        options over common.CHANNEL_OPTIONS."""
         self.address = address
         self.timeout = timeout
-        self._metadata = tuple(metadata)
+        self._metadata = common.call_metadata(token, metadata)
+        self._credentials = tls.credentials() if tls is not None else None
         self._options = [*common.CHANNEL_OPTIONS, *options]
         self._channel: Any = None
         self._stub: Any = None
 
     def _open(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            self._channel = (
+                grpc.aio.secure_channel(self.address, self._credentials, self._options)
+                if self._credentials is not None
+                else grpc.aio.insecure_channel(self.address, self._options)
+            )
             self._stub = pb_grpc.DelayQueueServiceStub(self._channel)
         return self._stub
 

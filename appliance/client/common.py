@@ -11,14 +11,26 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api.status import ERROR_OF, status_of
-from appliance.errors import AtpError, InvalidArgument, NotFound, StaleLease, WrongState
+from appliance.errors import (
+    AtpError,
+    ConfigError,
+    InvalidArgument,
+    NotFound,
+    RateLimited,
+    StaleLease,
+    WrongState,
+)
 from appliance.model import NackResult, Task, TaskState, TopicStats
+
+if TYPE_CHECKING:
+    from appliance.config import Settings
 
 T = TypeVar("T")
 Payload = str | bytes | dict[str, Any] | list[Any]
@@ -43,6 +55,44 @@ class RpcFailed(AtpError):
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tls:
+    """Client TLS (PEM files): the CA that signed the server's certificate (empty: the system's
+    roots) and, for mutual TLS, this client's certificate and key."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tls | None:
+        """TLS as the config's client side asks (tls_ca_file, tls_client_*), or None."""
+        if not (settings.tls_ca_file or settings.tls_client_cert_file):
+            return None
+        return cls(
+            settings.tls_ca_file, settings.tls_client_cert_file, settings.tls_client_key_file
+        )
+
+    def credentials(self) -> Any:
+        """grpc.ChannelCredentials from the files; a missing file is a ConfigError."""
+
+        def read(path: str) -> bytes | None:
+            try:
+                return Path(path).read_bytes() if path else None
+            except OSError as exc:
+                raise ConfigError(f"TLS file {path}: {exc.strerror}") from exc
+
+        return grpc.ssl_channel_credentials(
+            read(self.ca_file), read(self.key_file), read(self.cert_file)
+        )
+
+
+def call_metadata(token: str | None, metadata: Iterable[tuple[str, str]]) -> tuple[Any, ...]:
+    """The bearer token (if any) and the caller's own metadata, sent with every call."""
+    auth = (("authorization", f"Bearer {token}"),) if token else ()
+    return (*auth, *metadata)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,6 +132,10 @@ def map_error(err: grpc.RpcError) -> AtpError:
     message = err.details() or code.name
     if code == grpc.StatusCode.FAILED_PRECONDITION and "lease token" in message:
         return StaleLease(message)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        "rate limit" in message or "retry" in message
+    ):
+        return RateLimited(message)  # shares TooLarge's code; see api/interceptors, servicer
     cls = ERROR_OF.get(code)
     return cls(message) if cls is not None else RpcFailed(code.name, message)
 

@@ -14,7 +14,7 @@ import grpc
 
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
-from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, When
+from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 
@@ -28,14 +28,25 @@ class Client:
         self,
         address: str,
         *,
+        token: str | None = None,
+        tls: Tls | None = None,
         timeout: float = common.DEFAULT_TIMEOUT_S,
         metadata: Sequence[tuple[str, str]] = (),
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        """`token`: bearer token sent with every call; `tls`: dial with TLS (else plaintext);
+        `timeout`: seconds per call (a long poll gets its wait on top); `options`: channel
+        options over common.CHANNEL_OPTIONS."""
         self.address = address
         self.timeout = timeout
-        self._metadata = tuple(metadata)
-        self._channel = grpc.insecure_channel(address, options=[*common.CHANNEL_OPTIONS, *options])
+        self._metadata = common.call_metadata(token, metadata)
+        self._credentials = tls.credentials() if tls is not None else None
+        opts = [*common.CHANNEL_OPTIONS, *options]
+        self._channel = (
+            grpc.secure_channel(address, self._credentials, opts)
+            if self._credentials is not None
+            else grpc.insecure_channel(address, opts)
+        )
         self._stub = pb_grpc.DelayQueueServiceStub(self._channel)
 
     def _run(self, call: common.Call[T]) -> T:

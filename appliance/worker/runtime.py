@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from appliance import validation
-from appliance.client import AsyncClient, RpcFailed
+from appliance.client import AsyncClient, RpcFailed, Tls
 from appliance.client.common import Duration, to_ms
-from appliance.errors import AtpError, DeadLetterTask, RetryTask, Unavailable
+from appliance.errors import AtpError, DeadLetterTask, RateLimited, RetryTask, Unavailable
 from appliance.model import Task
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ RELEASE = Outcome(
 
 def transient(exc: AtpError) -> bool:
     """The server may be restarting or unreachable: worth another try. Other errors are final."""
-    return isinstance(exc, Unavailable) or (
+    return isinstance(exc, Unavailable | RateLimited) or (
         isinstance(exc, RpcFailed) and exc.status in TRANSIENT_STATUSES
     )
 
@@ -415,13 +415,17 @@ class Worker:
         wait: Duration = 20.0,
         drain_timeout: Duration = 30.0,
         reconnect_backoff: tuple[float, float] = (0.1, 5.0),
-        metadata: Iterable[tuple[str, str]] = (),
+        token: str | None = None,
+        tls: Tls | None = None,
     ) -> None:
+        """`concurrency`: handlers at once, all topics together; `batch_size`: most tasks per
+        Retrieve (default min(concurrency, 100)); durations in seconds or timedeltas;
+        `token`/`tls`: as for AsyncClient."""
         self.address = address
         self.config = _config(
             concurrency, batch_size, visibility_timeout, wait, drain_timeout, reconnect_backoff
         )
-        self.metadata = tuple(metadata)
+        self.token, self.tls = token, tls
         self.routes: dict[str, Route] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -463,7 +467,7 @@ class Worker:
         if self._stop_requested:
             self._stop.set()
         try:
-            async with AsyncClient(self.address, metadata=self.metadata) as client:
+            async with AsyncClient(self.address, token=self.token, tls=self.tls) as client:
                 await self._serve(client, self._stop)
         finally:
             self._loop = self._stop = self._session = None

@@ -138,6 +138,23 @@ def test_usage_errors_exit_2() -> None:
     assert atp("stats", "--help").returncode == 0
 
 
+def test_token_from_the_environment(redis_url: str, tmp_path: Path, topic: str) -> None:
+    from appliance.auth import hash_token
+
+    config = tmp_path / "server.yaml"
+    config.write_text(
+        json.dumps({"tokens": [{"name": "ops", "hash": hash_token("ops-secret"), "role": "admin"}]})
+    )
+    proc = ServerProcess(redis_url, extra=[f"--config={config}"])
+    try:
+        refused = atp("stats", addr=proc.address)
+        assert refused.returncode == 1 and refused.stderr.startswith("atp: UNAUTHENTICATED: ")
+        allowed = atp("enqueue", topic, "p", addr=proc.address, env={"ATP_TOKEN": "ops-secret"})
+        assert allowed.returncode == 0, allowed.stderr
+    finally:
+        proc.stop()
+
+
 def test_address_from_env_and_config_file(address: str, topic: str, tmp_path: Path) -> None:
     by_env = atp("enqueue", topic, "p", env={"ATP_GRPC_ADDR": address})
     assert by_env.returncode == 0, by_env.stderr
