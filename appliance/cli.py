@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from appliance import config, logs
+from appliance import auth, config, logs
 from appliance.errors import ConfigError
 from appliance.roles import BODIES, EXIT_CONFIG, ROLES, run_role
 
@@ -70,6 +70,12 @@ def run_roles(argv: Sequence[str]) -> int:
         from appliance.supervisor import run as supervise
 
         logs.setup(settings.log_level, "supervisor")
+        if "all" in roles or "server" in roles:  # the admin token, once, before any child
+            try:
+                auth.access_tokens(settings, announce_to=sys.stderr)
+            except ConfigError as exc:
+                print(f"atp: bad config: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
         return supervise(settings, roles, child_args(argv))
     if roles[0] not in BODIES:
         print(f"atp: role {roles[0]!r} is not available in this build", file=sys.stderr)
