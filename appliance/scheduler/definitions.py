@@ -254,12 +254,12 @@ def _parse_item(item: Any, where: str) -> Definition:
         payload=_payload(item.get("payload", ""), where),
         cron=_text(item, "cron", where),
         timezone=tz,
-        interval_ms=_duration(item.get("interval_ms", 0), f"{where}interval_ms"),
+        interval_ms=duration_ms(item.get("interval_ms", 0), f"{where}interval_ms"),
         max_retries=_optional_int(item.get("max_retries"), f"{where}max_retries"),
-        misfire=_misfire(item.get("misfire_policy", "skip"), f"{where}misfire_policy"),
-        jitter_ms=_duration(item.get("jitter_ms", 0), f"{where}jitter_ms"),
-        start_ms=_instant(item.get("start_ms", 0), tz, f"{where}start_ms"),
-        end_ms=_instant(item.get("end_ms", 0), tz, f"{where}end_ms"),
+        misfire=misfire_policy(item.get("misfire_policy", "skip"), f"{where}misfire_policy"),
+        jitter_ms=duration_ms(item.get("jitter_ms", 0), f"{where}jitter_ms"),
+        start_ms=instant_ms(item.get("start_ms", 0), tz, f"{where}start_ms"),
+        end_ms=instant_ms(item.get("end_ms", 0), tz, f"{where}end_ms"),
         paused=_flag(item.get("paused", False), f"{where}paused"),
         source=Source.CONFIG,
     )
@@ -281,7 +281,7 @@ def _payload(value: Any, where: str) -> str:
     raise InvalidArgument(f"{where}payload: expected a string or a mapping, got {value!r}")
 
 
-def _duration(value: Any, field: str) -> int:
+def duration_ms(value: Any, field: str) -> int:
     """Milliseconds as a number, or a duration like 500ms, 30s, 5m, 2h, 1d."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -298,7 +298,7 @@ def _optional_int(value: Any, field: str) -> int | None:
     raise InvalidArgument(f"{field}: expected a number, got {value!r}")
 
 
-def _misfire(value: Any, field: str) -> Misfire:
+def misfire_policy(value: Any, field: str) -> Misfire:
     name = str(value).strip().upper().replace("-", "_")
     if name not in Misfire.__members__:
         raise InvalidArgument(f"{field}: expected skip or run_once, got {value!r}")
@@ -311,11 +311,13 @@ def _flag(value: Any, field: str) -> bool:
     raise InvalidArgument(f"{field}: expected true or false, got {value!r}")
 
 
-def _instant(value: Any, tz: str, field: str) -> int:
+def instant_ms(value: Any, tz: str, field: str) -> int:
     """Epoch ms, or an ISO-8601 date/time (YAML may hand a datetime); naive means the
     schedule's time zone (UTC for interval schedules)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
     moment: dt.datetime | None = None
     if isinstance(value, dt.datetime):
         moment = value
