@@ -412,7 +412,7 @@ class Store:
                 ("zcount", tk.pending, "-inf", now),
                 ("zcard", tk.running),
                 ("zcard", tk.dlq),
-                ("zrange", tk.pending, 0, 0, "withscores"),
+                ("zrange", tk.pending, 0, 0, False, True),
             ]
         replies = await _retrying(lambda: _pipe(self.redis, *commands)) if commands else []
         out = []

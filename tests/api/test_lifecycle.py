@@ -89,11 +89,16 @@ async def test_batch_enqueue_and_batch_ack(stub) -> None:
 
 
 async def test_stats_count_every_state(stub) -> None:
-    for i in range(3):
-        await stub.Enqueue(pb.EnqueueRequest(topic="s", payload=str(i)))
+    ids = [(await stub.Enqueue(pb.EnqueueRequest(topic="s", payload=str(i)))).id for i in range(3)]
     await stub.Enqueue(pb.EnqueueRequest(topic="s", payload="later", delay_seconds=60))
-    await stub.Retrieve(pb.RetrieveRequest(topic="s"))
+    (leased,) = (await stub.Retrieve(pb.RetrieveRequest(topic="s"))).tasks
     await asyncio.sleep(0.002)
-    (row,) = (await stub.GetStats(pb.GetStatsRequest())).topics
+    stats = await stub.GetStats(pb.GetStatsRequest())
+    (row,) = stats.topics
     assert (row.topic, row.pending, row.due, row.running, row.dead) == ("s", 3, 2, 1, 0)
-    assert row.oldest_due_ms > 0
+    oldest = min(
+        (await stub.GetTask(pb.GetTaskRequest(id=i))).task.execute_time_ms
+        for i in ids
+        if i != leased.id
+    )
+    assert row.oldest_due_ms == oldest <= stats.now_ms

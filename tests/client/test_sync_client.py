@@ -191,7 +191,6 @@ def test_deadline_is_rpc_failed(client: Client, topic: str) -> None:
     assert exc.value.status == "DEADLINE_EXCEEDED" and status_name(exc.value) == "DEADLINE_EXCEEDED"
 
 
-@pytest.mark.xfail(reason="store.stats passes 'withscores' as zrange's `desc` (reported)")
 def test_stats_lag_of_the_oldest_due_task(client: Client, topic: str) -> None:
     client.enqueue(topic, "p", id=f"{topic}-lag")
     time.sleep(0.05)
