@@ -96,9 +96,6 @@ async def test_stats_count_every_state(stub) -> None:
     stats = await stub.GetStats(pb.GetStatsRequest())
     (row,) = stats.topics
     assert (row.topic, row.pending, row.due, row.running, row.dead) == ("s", 3, 2, 1, 0)
-    oldest = min(
-        (await stub.GetTask(pb.GetTaskRequest(id=i))).task.execute_time_ms
-        for i in ids
-        if i != leased.id
-    )
+    dues = [(await stub.GetTask(pb.GetTaskRequest(id=i))).task.execute_time_ms for i in ids]
+    oldest = min(due for i, due in zip(ids, dues, strict=True) if i != leased.id)
     assert row.oldest_due_ms == oldest <= stats.now_ms
