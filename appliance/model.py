@@ -47,6 +47,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(TaskState.RUNNING, TaskState.PENDING, "nack"),
     # Nack with retries spent, or asked to dead-letter.
     Transition(TaskState.RUNNING, TaskState.DEAD, "nack"),
+    # Nack with release (a consumer shutting down): due again, the attempt not counted.
+    Transition(TaskState.RUNNING, TaskState.PENDING, "release"),
     # ExtendLease: still running, later deadline.
     Transition(TaskState.RUNNING, TaskState.RUNNING, "extend"),
     # Watchdog: the lease deadline passed; retried like a Nack...

@@ -58,6 +58,8 @@ async def _until(stop: asyncio.Event, runner: asyncio.Task[None]) -> None:
 async def work(settings: Settings, stop: asyncio.Event) -> None:
     """The built-in worker: the SDK's Worker running the executors configured per topic.
     Topics with their own visibility timeout get a Worker of their own in this process."""
+    from appliance.auth import local_token
+    from appliance.client import Tls
     from appliance.executors import build_all
     from appliance.worker import Worker
 
@@ -76,6 +78,8 @@ async def work(settings: Settings, stop: asyncio.Event) -> None:
             concurrency=settings.worker_concurrency,
             visibility_timeout=lease_ms / 1000,
             drain_timeout=settings.drain_timeout_ms * WORKER_DRAIN_SHARE / 1000,
+            token=local_token(settings) or None,
+            tls=Tls.from_settings(settings),
         )
         for ex in members:
             worker.register(ex.topic, ex.handler, ex.concurrency)

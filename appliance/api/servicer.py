@@ -189,6 +189,13 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.NackRequest, context: grpc.aio.ServicerContext
     ) -> pb.NackResponse:
         validation.non_negative(request.retry_after_ms, "retry_after_ms", validation.MAX_DELAY_MS)
+        if request.release:
+            result = await self.store.release(
+                *_lease(request.id, request.lease_token),
+                request.retry_after_ms,
+                validation.error_text(request.error),
+            )
+            return pb.NackResponse(success=True, next_execute_time_ms=result.next_execute_time_ms)
         result = await self.store.nack(
             *_lease(request.id, request.lease_token),
             validation.error_text(request.error),

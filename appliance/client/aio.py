@@ -146,8 +146,11 @@ class AsyncClient:
         error: str = "",
         retry_after: Duration | None = None,
         dead_letter: bool = False,
+        release: bool = False,
     ) -> NackResult:
-        return await self._run(common.nack(task, error, retry_after, dead_letter))
+        """The attempt failed: retry (after `retry_after`, else the backoff) or dead-letter.
+        `release=True` gives the task back without counting the attempt (shutting down)."""
+        return await self._run(common.nack(task, error, retry_after, dead_letter, release))
 
     async def extend_lease(self, task: Task, visibility_timeout: Duration | None = None) -> int:
         """The new lease deadline (ms since the epoch)."""

@@ -319,7 +319,7 @@ def ack_many(tasks: Iterable[Task]) -> Call[list[AtpError | None]]:
 
 
 def nack(
-    task: Task, error: str, retry_after: Duration | None, dead_letter: bool
+    task: Task, error: str, retry_after: Duration | None, dead_letter: bool, release: bool = False
 ) -> Call[NackResult]:
     retry_ms = max(to_ms(retry_after, "retry_after"), 1) if retry_after is not None else 0
     req = pb.NackRequest(
@@ -328,6 +328,7 @@ def nack(
         error=error,
         retry_after_ms=retry_ms,
         dead_letter=dead_letter,
+        release=release,
     )
     return Call("Nack", req, lambda r: NackResult(r.dead_lettered, r.next_execute_time_ms))
 

@@ -19,6 +19,7 @@ SCRIPT_NAMES = (
     "claim",
     "ack",
     "nack",
+    "release",
     "extend",
     "cancel",
     "recover_expired",

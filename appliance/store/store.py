@@ -287,6 +287,22 @@ class Store:
             raise problem
         return NackResult(dead_lettered=bool(reply[1]), next_execute_time_ms=codec.number(reply[2]))
 
+    async def release(
+        self, task_id: str, token: str, delay_ms: int = 0, why: str = ""
+    ) -> NackResult:
+        """Give a leased task back without counting the attempt; due again after delay_ms."""
+        tk = self.keys.topic(topic_of_token(token))
+        reply = await _retrying(
+            lambda: self.scripts.get("release")(
+                keys=[tk.pending, tk.running, tk.task(task_id)],
+                args=[task_id, token, delay_ms, self.keys.wake_channel, tk.topic, why],
+            )
+        )
+        problem = _lease_error(reply[0], task_id)
+        if problem is not None:
+            raise problem
+        return NackResult(dead_lettered=False, next_execute_time_ms=codec.number(reply[1]))
+
     async def extend(self, task_id: str, token: str, lease_ms: int) -> int:
         """New lease deadline (ms) = now + lease_ms."""
         tk = self.keys.topic(topic_of_token(token))

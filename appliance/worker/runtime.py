@@ -8,8 +8,9 @@ Delivery notes: a handler still running at 2/3 of its visibility timeout gets it
 extended, so it is never handed to a second consumer while this worker is alive. On stop the
 fetch loops end at once (a long poll cut off after the server leased tasks leaves those tasks
 to the watchdog, after their visibility timeout); in-flight handlers get `drain_timeout` to
-finish, then their tasks are released with a 1 ms retry delay (a Nack, so it counts as an
-attempt). A sync handler's thread cannot be interrupted: it runs on, its result unrecorded.
+finish, then their tasks are released (Nack with release: due again at once, the attempt not
+counted, so a restart never uses up a task's retries). A sync handler's thread cannot be
+interrupted: it runs on, its result unrecorded.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ H = TypeVar("H", bound=Handler)
 
 TRANSIENT_STATUSES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL", "ABORTED"})
 ERROR_TEXT_MAX = 2000  # chars of "<ExceptionType>: <message>" sent with a Nack
-RELEASE_AFTER_MS = 1  # a released task is due again at once (0 would mean "the backoff")
 SETTLE_GRACE_S = 5.0  # after the drain, how long releases may take
 IDLE_PAUSE_S = 0.2  # an empty Retrieve answered faster than this waits out the rest
 POLL_SETTLE_S = 0.05  # a Retrieve is not cancelled younger than this (see settle_left)
@@ -74,13 +74,12 @@ class Outcome:
     error: str = ""
     retry_after_ms: int = 0  # 0: the task's backoff
     dead_letter: bool = False
+    release: bool = False  # given back unfinished: due at once, the attempt not counted
 
 
 ACK = Outcome(ack=True)
 RELEASE = Outcome(
-    ack=False,
-    error="released: the worker stopped before the handler finished",
-    retry_after_ms=RELEASE_AFTER_MS,
+    ack=False, error="released: the worker stopped before the handler finished", release=True
 )
 
 
@@ -348,7 +347,9 @@ class _Execution:
         after = (
             dt.timedelta(milliseconds=outcome.retry_after_ms) if outcome.retry_after_ms else None
         )
-        await self.client.nack(self.task, outcome.error, after, outcome.dead_letter)
+        await self.client.nack(
+            self.task, outcome.error, after, outcome.dead_letter, release=outcome.release
+        )
 
 
 class _Fetcher:

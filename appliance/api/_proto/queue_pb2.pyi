@@ -427,6 +427,7 @@ class NackRequest(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     DEAD_LETTER_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     lease_token: _builtins.str
     error: _builtins.str
@@ -434,6 +435,10 @@ class NackRequest(_message.Message):
     """> 0: retry after exactly this long instead of the task's backoff."""
     dead_letter: _builtins.bool
     """Straight to the dead-letter queue."""
+    release: _builtins.bool
+    """Give the task back without counting this attempt (a worker shutting down): due again
+    after retry_after_ms (0 = at once); retries are not used up. Ignores dead_letter.
+    """
     def __init__(
         self,
         *,
@@ -442,10 +447,11 @@ class NackRequest(_message.Message):
         error: _builtins.str = ...,
         retry_after_ms: _builtins.int = ...,
         dead_letter: _builtins.bool = ...,
+        release: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "error", b"error", "id", b"id", "lease_token", b"lease_token", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "error", b"error", "id", b"id", "lease_token", b"lease_token", "release", b"release", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
