@@ -42,6 +42,7 @@ H = TypeVar("H", bound=Handler)
 
 TRANSIENT_STATUSES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL", "ABORTED"})
 ERROR_TEXT_MAX = 2000  # chars of "<ExceptionType>: <message>" sent with a Nack
+QUIET_FAILURES = 5  # fetch failures in a row logged at info before they become warnings
 SETTLE_GRACE_S = 5.0  # after the drain, how long releases may take
 IDLE_PAUSE_S = 0.2  # an empty Retrieve answered faster than this waits out the rest
 POLL_SETTLE_S = 0.05  # a Retrieve is not cancelled younger than this (see settle_left)
@@ -109,14 +110,17 @@ class Backoff:
     def __init__(self, low: float, high: float) -> None:
         self.low, self.high = low, high
         self._next = low
+        self.failures = 0  # in a row
 
     def next(self) -> float:
         pause = self._next
         self._next = min(self.high, self._next * 2)
+        self.failures += 1
         return pause * random.uniform(0.5, 1.0)
 
     def reset(self) -> None:
         self._next = self.low
+        self.failures = 0
 
 
 class Slots:
@@ -392,7 +396,9 @@ class _Fetcher:
             self.backoff.reset()
         except AtpError as exc:
             pause = self.backoff.next()
-            log.warning("retrieve %s failed (%s); again in %.2f s", topic, exc, pause)
+            # The server may simply not be up yet (all roles start together): quiet at first.
+            level = logging.WARNING if self.backoff.failures > QUIET_FAILURES else logging.INFO
+            log.log(level, "retrieve %s failed (%s); again in %.2f s", topic, exc, pause)
         finally:
             self.session.give(topic, count - len(tasks))
         self.hungry = len(tasks) == count
