@@ -19,7 +19,7 @@ from google.protobuf import json_format
 
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
-from appliance.client import common
+from appliance.client import Tls, common
 from appliance.client.sync import Client
 from appliance.errors import AtpError, InvalidArgument
 from appliance.scheduler.definitions import Misfire, duration_ms, instant_ms, misfire_policy
@@ -126,18 +126,22 @@ def run_schedule_command(
     argv: list[str],
     addr: str,
     *,
+    token: str | None = None,
+    tls: Tls | None = None,
+    timeout: float = common.DEFAULT_TIMEOUT_S,
     metadata: Sequence[tuple[str, str]] = (),
     out: TextIO | None = None,
 ) -> int:
-    """`atp schedule <argv...>` against the API at `addr`; returns the exit code."""
+    """`atp schedule <argv...>` against the API at `addr` (bearer `token` and `tls` as for the
+    SDK's Client); returns the exit code."""
     out = out or sys.stdout
     try:
         ns = parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed the help (0) or the usage and the error
         return 0 if exc.code == 0 else EXIT_USAGE
     try:
-        with Client(addr) as client:
-            call = _Caller(client, metadata)
+        with Client(addr, token=token, tls=tls, timeout=timeout, metadata=metadata) as client:
+            call = _Caller(client)
             COMMANDS[ns.command](call, ns, out)
     except UsageError as exc:
         print(f"atp schedule: {exc}", file=sys.stderr)
@@ -151,11 +155,12 @@ def run_schedule_command(
 class _Caller:
     """Calls ScheduleService RPCs on the SDK client's channel, raising the SDK's errors."""
 
-    def __init__(self, client: Client, metadata: Sequence[tuple[str, str]]) -> None:
-        # The SDK has no schedule calls yet; its channel carries the same options and address.
+    def __init__(self, client: Client) -> None:
+        # The SDK has no schedule calls yet: reuse its channel (address, TLS, options) and
+        # call metadata (the bearer token), so both speak to the server the same way.
         self._stub = pb_grpc.ScheduleServiceStub(client._channel)
         self._timeout = client.timeout
-        self._metadata = tuple(metadata) or None
+        self._metadata = client._metadata or None
 
     def __call__(self, rpc: str, request: Any) -> Any:
         try:
