@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -85,7 +87,8 @@ def run(
     try:
         redis = embedded_redis.prepare(settings) if wants_redis else None
         with embedded_redis.locked(redis) if redis else contextlib.nullcontext():
-            return _supervise(settings, names, factory, policy, redis)
+            probe_servers = command_factory is None  # stand-in children listen on nothing
+            return _supervise(settings, names, factory, policy, redis, probe_servers)
     except embedded_redis.RedisUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -97,6 +100,7 @@ def _supervise(
     factory: CommandFactory,
     policy: RestartPolicy,
     redis: embedded_redis.EmbeddedRedis | None,
+    probe_servers: bool = True,
 ) -> int:
     env = dict(os.environ)  # passed through to the children, not read as config
     if settings.servers > 1:
@@ -110,12 +114,33 @@ def _supervise(
         redis_child = Process(
             spec, started_when_it_answers, probe=lambda: embedded_redis.ping(url) is None
         )
+    listening = functools.partial(accepts, local_address(settings.grpc_addr))
     children = [
-        Process(ChildSpec(name, role, tuple(factory(role, name)), env), policy)
+        Process(
+            ChildSpec(name, role, tuple(factory(role, name)), env),
+            policy,
+            probe=listening if role == "server" and probe_servers else None,
+        )
         for name, role in names
     ]
     ping_url = redis.url if redis else settings.redis_url or DEFAULT_REDIS_URL
     return Arbiter(settings, children, redis_child, ping_url).run()
+
+
+def local_address(address: str) -> tuple[str, int]:
+    """Where a local probe dials a listen address (a wildcard host means loopback)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    return ("127.0.0.1" if host in {"", "0.0.0.0", "::"} else host), int(port)
+
+
+def accepts(address: tuple[str, int]) -> bool:
+    """A server counts as up once its gRPC port accepts connections."""
+    try:
+        with socket.create_connection(address, timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 class Arbiter:

@@ -165,7 +165,7 @@ def test_a_real_server_child_runs_from_self_command(start: Any, redis_url: str) 
     sup = start(
         ["server"],
         {},
-        settings={"redis_url": redis_url},
+        settings={"redis_url": redis_url, "grpc_addr": grpc_addr},
         policy={"start_secs": 1.0},
         passthrough=[f"--grpc-addr={grpc_addr}", f"--redis-url={redis_url}"],
     )
