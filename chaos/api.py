@@ -1,0 +1,123 @@
+"""What the harness asks a running atp, through its public API only: the SDK's Client for the
+queue, and the generated stubs of proto/queue.proto for ScheduleService (the SDK has no
+schedule calls yet). Reads the final state the checker needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+
+from appliance import Client
+from appliance.api._proto import queue_pb2 as pb  # the public proto's generated code
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.errors import AtpError, NotFound
+from chaos.checker import MISSING, FinalState, FinalTask, ScheduleFinal, TopicCounts
+
+
+class Api:
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.client = Client(address, timeout=timeout)
+        self._channel = grpc.insecure_channel(address)
+        self.schedules = pb_grpc.ScheduleServiceStub(self._channel)
+
+    def close(self) -> None:
+        self.client.close()
+        self._channel.close()
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ready(self) -> bool:
+        """The server answers and reaches Redis."""
+        try:
+            self.client.stats()
+        except AtpError:
+            return False
+        return True
+
+    def counts(self, topics: Iterable[str]) -> dict[str, TopicCounts]:
+        stats = self.client.stats(list(topics))
+        return {s.topic: TopicCounts(s.pending, s.running, s.dead) for s in stats.topics}
+
+    def drained(self, topics: Iterable[str]) -> bool:
+        """Nothing pending or running in these topics (an unreachable server: not drained)."""
+        try:
+            counts = self.counts(topics)
+        except AtpError:
+            return False
+        return all(c.pending == 0 and c.running == 0 for c in counts.values())
+
+    def task(self, task_id: str) -> FinalTask:
+        try:
+            t = self.client.get_task(task_id)
+        except NotFound:
+            return FinalTask(MISSING)
+        return FinalTask(str(t.state), t.attempt, t.max_retries, t.topic, t.last_error[:200])
+
+    def dead_letters(self, topic: str) -> list[str]:
+        ids: list[str] = []
+        cursor = ""
+        while True:
+            page = self.client.list_dead_letters(topic, limit=1000, cursor=cursor)
+            ids += [d.task.id for d in page.letters]
+            cursor = page.next_cursor
+            if not cursor:
+                return ids
+
+    def final_state(
+        self, task_ids: Iterable[str], topics: Iterable[str], schedules: Iterable[str] = ()
+    ) -> FinalState:
+        topics = list(topics)
+        return FinalState(
+            tasks={task_id: self.task(task_id) for task_id in sorted(set(task_ids))},
+            dead_letters={topic: self.dead_letters(topic) for topic in topics},
+            stats=self.counts(topics),
+            schedules=[self.schedule_final(s) for s in schedules],
+        )
+
+    # -- schedules (ScheduleService over gRPC) ---------------------------------------------
+
+    def _call(self, rpc: str, request: Any) -> Any:
+        return getattr(self.schedules, rpc)(request, timeout=self.timeout)
+
+    def create_interval_schedule(
+        self, schedule_id: str, topic: str, interval_ms: int, payload: str
+    ) -> None:
+        schedule = pb.Schedule(
+            id=schedule_id, topic=topic, payload=payload, interval_ms=interval_ms, max_retries=5
+        )
+        self._call("CreateSchedule", pb.CreateScheduleRequest(schedule=schedule))
+
+    def pause_schedule(self, schedule_id: str) -> None:
+        self._call("PauseSchedule", pb.ScheduleIdRequest(id=schedule_id))
+
+    def schedule_final(self, schedule_id: str) -> ScheduleFinal:
+        s = self._call("GetSchedule", pb.ScheduleIdRequest(id=schedule_id))
+        return ScheduleFinal(s.id, s.topic, s.interval_ms, s.last_fire_time_ms)
+
+    def leader_pid(self) -> int | None:
+        """The pid in the leading scheduler's holder id (`host/pid/random`), if one leads."""
+        with contextlib.suppress(grpc.RpcError):
+            status = self._call("GetSchedulerStatus", pb.GetSchedulerStatusRequest())
+            parts = status.leader_id.split("/")
+            if len(parts) == 3 and parts[1].isdigit():
+                return int(parts[1])
+        return None
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Api]:
+    api = Api(address)
+    try:
+        yield api
+    finally:
+        api.close()

@@ -1,0 +1,449 @@
+"""The checker: reads a run's history (chaos/history.py) and the queue's final state (read over
+gRPC after the faults healed and the queue drained) and verifies the six invariants:
+
+1. no-loss       every acknowledged enqueue ends SUCCEEDED, DEAD or CANCELED (not missing, not
+                 stuck); an accepted Ack ends SUCCEEDED, an accepted cancel ends CANCELED.
+2. exactly-once  no delivery is leased while an earlier lease of the task was still valid (and
+                 not settled); every duplicate execution is explained by an expired lease.
+3. never-early   no delivery is leased before its due time (the enqueued one, the one it
+                 carried, or the retry time a Nack set).
+4. dlq-exact     DEAD exactly when retries were spent or a Nack asked for it; the dead-letter
+                 listing and the stats agree with the tasks' states.
+5. fencing       no Ack, Nack or ExtendLease was accepted after a later lease of the task began.
+6. cron-once     one task per schedule tick: no two tasks for one tick, no tick left without one.
+
+Pure: no processes, no network. `python -m chaos.checker <run dir>` re-checks a kept run.
+Stdlib only (plus chaos.history); imports nothing of atp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from chaos.history import (
+    OK,
+    STALE,
+    Call,
+    Execution,
+    History,
+    load_history,
+)
+
+NO_LOSS, EXACTLY_ONCE, NEVER_EARLY = "no-loss", "exactly-once", "never-early"
+DLQ_EXACT, FENCING, CRON_ONCE = "dlq-exact", "fencing", "cron-once"
+INVARIANTS = (NO_LOSS, EXACTLY_ONCE, NEVER_EARLY, DLQ_EXACT, FENCING, CRON_ONCE)
+FINAL_STATES = frozenset({"SUCCEEDED", "DEAD", "CANCELED"})
+MISSING = "MISSING"  # GetTask answered NOT_FOUND
+
+
+# -- the final state ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class FinalTask:
+    state: str  # a TaskState name, or MISSING
+    attempt: int = 0
+    max_retries: int = 0
+    topic: str = ""
+    last_error: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class TopicCounts:
+    pending: int = 0
+    running: int = 0
+    dead: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class ScheduleFinal:
+    id: str
+    topic: str
+    interval_ms: int  # 0 for a cron expression (no gap check)
+    last_fire_ms: int
+
+
+@dataclasses.dataclass(slots=True)
+class FinalState:
+    tasks: dict[str, FinalTask] = dataclasses.field(default_factory=dict)
+    dead_letters: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    stats: dict[str, TopicCounts] = dataclasses.field(default_factory=dict)
+    schedules: list[ScheduleFinal] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FinalState:
+        return cls(
+            tasks={k: FinalTask(**v) for k, v in data.get("tasks", {}).items()},
+            dead_letters={k: list(v) for k, v in data.get("dead_letters", {}).items()},
+            stats={k: TopicCounts(**v) for k, v in data.get("stats", {}).items()},
+            schedules=[ScheduleFinal(**s) for s in data.get("schedules", [])],
+        )
+
+
+# -- the verdict --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    task: str  # "-" when it is about a whole topic
+    detail: str
+
+
+@dataclasses.dataclass(slots=True)
+class Counts:
+    tasks: int = 0  # acknowledged enqueues plus cron ticks seen
+    succeeded: int = 0
+    dead: int = 0
+    canceled: int = 0
+    lost: int = 0
+    stuck: int = 0
+    executions: int = 0
+    duplicates: int = 0  # re-deliveries not caused by a Nack
+    explained: int = 0  # ... of which the earlier lease had expired
+    early: int = 0
+    stale_refused: int = 0  # Ack/Nack refused with FAILED_PRECONDITION (stale token)
+    unrecorded: int = 0  # deliveries no recording worker saw (lost replies, killed workers)
+
+
+@dataclasses.dataclass(slots=True)
+class Verdict:
+    counts: Counts
+    violations: list[Violation]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def offending(self) -> list[str]:
+        return sorted({v.task for v in self.violations if v.task != "-"})
+
+
+# -- the checks ---------------------------------------------------------------------------
+
+
+def check(history: History, final: FinalState) -> Verdict:
+    counts = Counts()
+    found: list[Violation] = []
+    runs = history.by_task()
+    cron_topics = {s.topic for s in final.schedules}
+    tracked = set(history.enqueued) | {e.task for e in history.executions if e.topic in cron_topics}
+    counts.tasks = len(tracked)
+    counts.executions = len(history.executions)
+    _no_loss(history, final, runs, tracked, counts, found)
+    for task, executions in runs.items():
+        _hand_out(task, executions, counts, found)
+        _fencing(task, executions, found)
+        _early(task, executions, history, counts, found)
+    _dlq(final, runs, tracked, found)
+    for schedule in final.schedules:
+        _cron(schedule, runs, final, found)
+    counts.stale_refused = sum(
+        1 for e in history.executions for c in e.settles() if c.result == STALE
+    )
+    return Verdict(counts, found)
+
+
+def _no_loss(
+    history: History,
+    final: FinalState,
+    runs: dict[str, list[Execution]],
+    tracked: Iterable[str],
+    counts: Counts,
+    found: list[Violation],
+) -> None:
+    for task in sorted(tracked):
+        state = final.tasks.get(task, FinalTask(MISSING)).state
+        counts.succeeded += state == "SUCCEEDED"
+        counts.dead += state == "DEAD"
+        counts.canceled += state == "CANCELED"
+        if state == MISSING:
+            counts.lost += 1
+            found.append(Violation(NO_LOSS, task, "acknowledged, but GetTask finds no such task"))
+        elif state not in FINAL_STATES:
+            counts.stuck += 1
+            found.append(Violation(NO_LOSS, task, f"still {state} after the queue drained"))
+        acked = [e for e in runs.get(task, []) if any(c.kind == "ack" for c in _accepted(e))]
+        if acked and state != "SUCCEEDED":
+            found.append(
+                Violation(
+                    NO_LOSS, task, f"Ack of attempt {acked[0].attempt} accepted, ends {state}"
+                )
+            )
+        cancels = [c for c in history.cancels.get(task, []) if c.result == OK]
+        if cancels and state != "CANCELED":
+            found.append(Violation(NO_LOSS, task, f"cancel accepted, ends {state}"))
+        late = [e for e in runs.get(task, []) if cancels and e.claim_ms > cancels[0].done_ms]
+        if late:
+            found.append(
+                Violation(NO_LOSS, task, f"attempt {late[0].attempt} leased after its cancel")
+            )
+
+
+def _accepted(e: Execution) -> list[Call]:
+    return [c for c in e.calls if c.accepted]
+
+
+def _hand_out(task: str, runs: list[Execution], counts: Counts, found: list[Violation]) -> None:
+    """Exactly one live lease: no delivery while an earlier lease was valid and unsettled."""
+    tokens = [e.token for e in runs]
+    if len(set(tokens)) != len(tokens):
+        found.append(Violation(EXACTLY_ONCE, task, "one lease token delivered twice"))
+    attempts = [e.attempt for e in runs]
+    if len(set(attempts)) != len(attempts):
+        found.append(Violation(EXACTLY_ONCE, task, f"two leases with one attempt: {attempts}"))
+    counts.unrecorded += (runs[0].attempt - 1) if runs else 0
+    for i, a in enumerate(runs):
+        for b in runs[i + 1 :]:
+            if any(c.kind == "ack" for c in _accepted(a)):
+                found.append(
+                    Violation(
+                        EXACTLY_ONCE,
+                        task,
+                        f"attempt {b.attempt} leased after attempt {a.attempt}'s Ack was accepted",
+                    )
+                )
+            elif b.claim_ms < a.known_deadline() and not _settled_by(a, b.claim_ms):
+                found.append(
+                    Violation(
+                        EXACTLY_ONCE,
+                        task,
+                        f"attempt {b.attempt} leased at {b.claim_ms} while attempt {a.attempt}'s"
+                        f" lease was valid until {a.known_deadline()} and unsettled",
+                    )
+                )
+    for a, b in itertools.pairwise(runs):
+        counts.unrecorded += max(b.attempt - a.attempt - 1, 0)
+        if not _settled_by(a, b.claim_ms, kinds=("nack",)):
+            counts.duplicates += 1
+            counts.explained += b.claim_ms >= a.known_deadline()
+
+
+def _settled_by(e: Execution, when_ms: int, kinds: tuple[str, ...] = ("ack", "nack")) -> bool:
+    """An accepted Ack/Nack of `e` whose first try was sent by `when_ms` (so it may have landed
+    before then: an idempotent retry of it may be accepted later)."""
+    for c in _accepted(e):
+        first = e.first_sent(c.kind)
+        if c.kind in kinds and first is not None and first <= when_ms:
+            return True
+    return False
+
+
+def _fencing(task: str, runs: list[Execution], found: list[Violation]) -> None:
+    """No call with a superseded token accepted: every accepted call was first sent before any
+    later lease of the task began."""
+    for i, a in enumerate(runs):
+        later = [b.claim_ms for b in runs[i + 1 :]]
+        if not later:
+            continue
+        superseded_at = min(later)
+        for c in _accepted(a):
+            first = c.sent_ms if c.kind == "extend" else a.first_sent(c.kind)
+            if first is not None and first > superseded_at:
+                found.append(
+                    Violation(
+                        FENCING,
+                        task,
+                        f"{c.kind} with attempt {a.attempt}'s token accepted, sent at {first}"
+                        f" after a later lease began at {superseded_at}",
+                    )
+                )
+
+
+def _early(
+    task: str, runs: list[Execution], history: History, counts: Counts, found: list[Violation]
+) -> None:
+    enqueued = history.enqueued.get(task)
+    for prev, e in zip([None, *runs], runs, strict=False):
+        floors = {"the due time it carried": e.due_ms}
+        if enqueued is not None:
+            floors["the enqueued due time"] = enqueued.due_ms
+        retry = _retry_due(prev, e.claim_ms) if prev is not None else 0
+        if retry:
+            floors["the retry time of the Nack before it"] = retry
+        broken = {name: due for name, due in floors.items() if min(e.claim_ms, e.start_ms) < due}
+        if broken:
+            counts.early += 1
+            name, due = next(iter(broken.items()))
+            found.append(
+                Violation(
+                    NEVER_EARLY,
+                    task,
+                    f"attempt {e.attempt} leased at {e.claim_ms}, {due - e.claim_ms} ms before"
+                    f" {name} ({due})",
+                )
+            )
+
+
+def _retry_due(prev: Execution, claim_ms: int) -> int:
+    """When the accepted Nack of `prev` (sent before `claim_ms`) made the task due again."""
+    nacks = [c for c in _accepted(prev) if c.kind == "nack"]
+    if nacks and _settled_by(prev, claim_ms, ("nack",)):
+        return nacks[0].next_due_ms
+    return 0
+
+
+def _dlq(
+    final: FinalState,
+    runs: dict[str, list[Execution]],
+    tracked: Iterable[str],
+    found: list[Violation],
+) -> None:
+    listed = {task for ids in final.dead_letters.values() for task in ids}
+    for task in sorted(tracked):
+        ft = final.tasks.get(task, FinalTask(MISSING))
+        nacks = [(e, c) for e in runs.get(task, []) for c in _accepted(e) if c.kind == "nack"]
+        asked = any(c.dead_letter or c.dead_lettered for _, c in nacks)
+        for e, c in nacks:
+            expected = c.dead_letter or e.attempt > e.max_retries
+            if c.dead_lettered != expected:
+                found.append(
+                    Violation(
+                        DLQ_EXACT,
+                        task,
+                        f"Nack of attempt {e.attempt} (max_retries {e.max_retries}, dead_letter"
+                        f" {c.dead_letter}) answered dead_lettered={c.dead_lettered}",
+                    )
+                )
+        if ft.state == "DEAD" and not asked and ft.attempt <= ft.max_retries:
+            found.append(
+                Violation(
+                    DLQ_EXACT,
+                    task,
+                    f"DEAD after {ft.attempt} attempts (max_retries {ft.max_retries})"
+                    " and no Nack asked for it",
+                )
+            )
+        if asked and ft.state != "DEAD":
+            found.append(Violation(DLQ_EXACT, task, f"dead-lettered by a Nack, ends {ft.state}"))
+        if (ft.state == "DEAD") != (task in listed):
+            where = "listed" if task in listed else "not listed"
+            found.append(Violation(DLQ_EXACT, task, f"{ft.state} but {where} in ListDeadLetters"))
+    for topic, ids in final.dead_letters.items():
+        stats = final.stats.get(topic)
+        if stats is not None and stats.dead != len(ids):
+            found.append(
+                Violation(
+                    DLQ_EXACT,
+                    "-",
+                    f"{topic}: GetStats dead={stats.dead}, ListDeadLetters {len(ids)}",
+                )
+            )
+
+
+def _cron(
+    schedule: ScheduleFinal,
+    runs: dict[str, list[Execution]],
+    final: FinalState,
+    found: list[Violation],
+) -> None:
+    ticks: dict[int, list[str]] = {}
+    ids = {t for t, rs in runs.items() if rs and rs[0].topic == schedule.topic}
+    ids |= set(final.dead_letters.get(schedule.topic, []))
+    for task in sorted(ids):
+        tick = _tick_of(task, runs.get(task, []))
+        if tick is not None:
+            ticks.setdefault(tick, []).append(task)
+    for tick, tasks in sorted(ticks.items()):
+        if len(tasks) > 1:
+            for task in tasks:
+                found.append(
+                    Violation(CRON_ONCE, task, f"{schedule.id}: tick {tick} has {len(tasks)} tasks")
+                )
+    if not ticks or not schedule.interval_ms or not schedule.last_fire_ms:
+        return
+    first = min(ticks)
+    for tick in range(first, schedule.last_fire_ms + 1, schedule.interval_ms):
+        if tick not in ticks:
+            found.append(Violation(CRON_ONCE, "-", f"{schedule.id}: tick {tick} has no task"))
+
+
+def _tick_of(task: str, runs: list[Execution]) -> int | None:
+    """The tick a cron task stands for: the due time of its first delivery, else the tick in
+    its id (`sched:<schedule id>:<tick ms>`, the scheduler's idempotency key)."""
+    first = [e.due_ms for e in runs if e.attempt == 1]
+    if first:
+        return first[0]
+    tail = task.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+# -- showing what went wrong --------------------------------------------------------------
+
+
+def describe_task(task: str, history: History, final: FinalState) -> str:
+    """A task's whole recorded history, one event per line, for a failure report."""
+    lines = [f"task {task}"]
+    enq = history.enqueued.get(task)
+    if enq is not None:
+        lines.append(
+            f"  enqueue  topic={enq.topic} mode={enq.mode} max_retries={enq.max_retries}"
+            f" due={enq.due_ms} acked={enq.acked_ms}"
+        )
+    for cancel in history.cancels.get(task, []):
+        lines.append(
+            f"  cancel   sent={cancel.sent_ms} done={cancel.done_ms} result={cancel.result}"
+        )
+    for e in history.by_task().get(task, []):
+        lines.append(
+            f"  lease    attempt={e.attempt} worker={e.worker} token={e.token} due={e.due_ms}"
+            f" claim={e.claim_ms} deadline={e.known_deadline()} start={e.start_ms}"
+            f" end={e.end_ms} outcome={e.outcome or '-'}"
+        )
+        for c in e.calls:
+            extra = f" deadline={c.deadline_ms}" if c.kind == "extend" else ""
+            if c.kind == "nack":
+                extra = f" dead_letter={c.dead_letter} dead_lettered={c.dead_lettered}"
+                extra += f" next_due={c.next_due_ms}"
+            lines.append(
+                f"    {c.kind:<7} sent={c.sent_ms} done={c.done_ms} result={c.result}{extra}"
+            )
+    ft = final.tasks.get(task)
+    if ft is not None:
+        lines.append(
+            f"  final    state={ft.state} attempt={ft.attempt} max_retries={ft.max_retries}"
+            f" last_error={ft.last_error!r}"
+        )
+    return "\n".join(lines)
+
+
+def failure_report(verdict: Verdict, history: History, final: FinalState, limit: int = 20) -> str:
+    lines = [f"{len(verdict.violations)} invariant violation(s):"]
+    lines += [f"  [{v.invariant}] {v.task}: {v.detail}" for v in verdict.violations[:200]]
+    offending = verdict.offending()
+    lines.append(f"offending task ids ({len(offending)}): {' '.join(offending)}")
+    lines += [describe_task(t, history, final) for t in offending[:limit]]
+    return "\n".join(lines)
+
+
+def check_run(run_dir: Path) -> tuple[Verdict, History, FinalState]:
+    """Check a run directory: its *.jsonl logs and final.json."""
+    history = load_history(run_dir)
+    final = FinalState.from_json(json.loads((run_dir / "final.json").read_text()))
+    return check(history, final), history, final
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m chaos.checker <run dir>", file=sys.stderr)
+        return 2
+    verdict, history, final = check_run(Path(argv[0]))
+    print(json.dumps(dataclasses.asdict(verdict.counts)))
+    if not verdict.ok:
+        print(failure_report(verdict, history, final))
+        return 1
+    print("all invariants hold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

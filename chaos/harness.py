@@ -1,0 +1,140 @@
+"""Runs scenarios: a fresh topology each, the scenario's faults under load, then heal, drain,
+read the final state over gRPC, check the history, and one report row per scenario.
+
+Everything a run starts is stopped in a `finally`, by pid. A run's logs and final state stay in
+chaos/results/runs/<stamp>/<scenario>/ (`python -m chaos.checker <that dir>` re-checks one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+import traceback
+from pathlib import Path
+
+from chaos.checker import FinalState, Verdict, check, failure_report
+from chaos.history import load_history
+from chaos.procs import ROOT
+from chaos.scenarios import Context, Scenario
+from chaos.topology import Topology
+
+RESULTS = ROOT / "chaos" / "results"
+PRODUCER_TIMEOUT_S = 90.0
+DRAIN_TIMEOUT_S = 60.0
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    scenario: Scenario
+    run_dir: Path
+    verdict: Verdict | None = None
+    heal_to_drain_s: float | None = None
+    duration_s: float = 0.0
+    error: str = ""  # the harness itself failed (the scenario could not be run)
+    details: str = ""  # the failure report (violations and task histories)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.verdict is not None and self.verdict.ok
+
+
+def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
+    run_dir = runs_dir / scenario.name
+    outcome = Outcome(scenario, run_dir)
+    started = time.monotonic()
+    topology = Topology(run_dir, scenario.options)
+    final: FinalState | None = None
+    try:
+        topology.start()
+        ctx = Context(topology)
+        scenario.run(ctx)
+        topology.toxiproxy.heal()  # whatever the scenario left behind
+        healed = ctx.healed_at or time.monotonic()
+        outcome.notes = ctx.notes
+        final = _settle(topology, ctx, healed, outcome)
+    except Exception:
+        outcome.error = traceback.format_exc(limit=8)
+    finally:
+        topology.stop()
+        outcome.duration_s = time.monotonic() - started
+    if final is not None:
+        history = load_history(run_dir)
+        outcome.verdict = check(history, final)
+        if not outcome.verdict.ok:
+            outcome.details = failure_report(outcome.verdict, history, final)
+    return outcome
+
+
+def _settle(topology: Topology, ctx: Context, healed: float, outcome: Outcome) -> FinalState:
+    """Wait for the producers, then the drain; stop the workers; read the final state."""
+    assert topology.api is not None
+    for child in topology.children:
+        if child.name.startswith("producer"):
+            child.proc.wait(PRODUCER_TIMEOUT_S)  # type: ignore[union-attr]
+    topics = ctx.topology.options.topics
+    if topology.wait_drained(topics, DRAIN_TIMEOUT_S) is not None:
+        outcome.heal_to_drain_s = time.monotonic() - healed
+    else:
+        outcome.notes.append(f"not drained {DRAIN_TIMEOUT_S:.0f} s after the producer finished")
+    for worker in [*topology.workers, *([topology.solo] if topology.solo else [])]:
+        worker.stop(30)
+    history = load_history(topology.run_dir)
+    ids = set(history.enqueued) | {e.task for e in history.executions}
+    final = topology.api.final_state(ids, topics, ctx.schedules)
+    (topology.run_dir / "final.json").write_text(json.dumps(final.to_json(), indent=1))
+    return final
+
+
+# -- the report ---------------------------------------------------------------------------
+
+HEADER = (
+    "| scenario | tasks | succeeded | dead | canceled | lost | stuck | executions"
+    " | duplicates (lease-expiry explained) | early starts | stale acks refused"
+    " | unrecorded deliveries | heal -> drained | run time | result |"
+)
+RULE = "|" + "---|" * 15
+
+
+def row(o: Outcome) -> str:
+    name = o.scenario.name
+    if o.verdict is None:
+        return f"| {name} |" + " - |" * 12 + f" {o.duration_s:.0f} s | ERROR |"
+    c = o.verdict.counts
+    drain = f"{o.heal_to_drain_s:.1f} s" if o.heal_to_drain_s is not None else "not drained"
+    result = "pass" if o.ok else f"FAIL ({len(o.verdict.violations)})"
+    return (
+        f"| {name} | {c.tasks} | {c.succeeded} | {c.dead} | {c.canceled} | {c.lost} | {c.stuck}"
+        f" | {c.executions} | {c.duplicates} ({c.explained}) | {c.early} | {c.stale_refused}"
+        f" | {c.unrecorded} | {drain} | {o.duration_s:.0f} s | {result} |"
+    )
+
+
+def table(outcomes: list[Outcome]) -> str:
+    return "\n".join([HEADER, RULE, *(row(o) for o in outcomes)])
+
+
+def write_results(outcomes: list[Outcome], command: str, stamp: str, total_s: float) -> Path:
+    """Append this run's table (and any failure) to chaos/results/<date>.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{dt.date.today().isoformat()}.md"
+    lines = [
+        f"## {stamp} — `{command}` — {total_s:.0f} s",
+        "",
+        table(outcomes),
+        "",
+    ]
+    for o in outcomes:
+        lines.append(f"- {o.scenario.name}: {o.scenario.summary}")
+        lines += [f"  - {n}" for n in o.notes]
+    for o in outcomes:
+        if o.error or o.details:
+            lines += ["", f"### {o.scenario.name}", "```", o.error or o.details[:20000], "```"]
+    new = not path.exists()
+    with path.open("a", encoding="utf-8") as f:
+        if new:
+            f.write(f"# atp chaos results, {dt.date.today().isoformat()}\n\n")
+        f.write("\n".join(lines) + "\n\n")
+    return path

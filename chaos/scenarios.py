@@ -1,0 +1,269 @@
+"""The fault scenarios, one named function each. A scenario starts the load, injects its faults
+while the load runs, heals them and returns; the harness (chaos/harness.py) then waits for the
+queue to drain, reads the final state and checks the history. Each is bounded: a few hundred
+tasks, faults of seconds, loopback only. Leases are 1.5 s, so "longer than the lease" is ~4 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from chaos.procs import Child, wait_for
+from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
+
+PAST_LEASE_S = 4.0  # a fault longer than the 1.5 s lease (and the watchdog's reaction)
+
+
+class Context:
+    """What a scenario drives: the topology, and when its last fault healed."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.started = time.monotonic()
+        self.healed_at: float | None = None
+        self.schedules: list[str] = []
+        self.notes: list[str] = []
+
+    def at(self, seconds: float) -> None:
+        """Sleep until `seconds` after the scenario began."""
+        time.sleep(max(self.started + seconds - time.monotonic(), 0.0))
+
+    def healed(self) -> None:
+        self.healed_at = time.monotonic()
+
+    def note(self, text: str) -> None:
+        self.notes.append(f"{time.monotonic() - self.started:5.1f}s {text}")
+
+    def produce(
+        self, count: int = 300, rate: float = 30.0, seed: int = 1, long_every: int = 0
+    ) -> Child:
+        return self.topology.producer(count, rate, seed, long_every)
+
+    def busy_worker(self, workers: list[Child], timeout: float = 5.0) -> Child:
+        """The first worker seen holding a task (else the first alive one)."""
+        found: list[Child] = []
+
+        def holding() -> bool:
+            found[:] = [w for w in workers if w.alive() and self.topology.in_flight(w) > 0]
+            return bool(found)
+
+        if wait_for(holding, timeout, pause=0.02):
+            return found[0]
+        return next(w for w in workers if w.alive())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    summary: str
+    run: Callable[[Context], None]
+    options: Options = dataclasses.field(default_factory=Options)
+    quick: bool = False
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self.options.topics
+
+
+def latency(ctx: Context) -> None:
+    """300 ms +- 200 ms on every Redis reply, for 8 s, under load."""
+    ctx.produce()
+    ctx.at(2)
+    redis = ctx.topology.redis_link
+    assert redis is not None
+    redis.add("latency", "latency", "downstream", latency=300, jitter=200)
+    ctx.note("redis link: latency 300+-200 ms")
+    ctx.at(10)
+    redis.remove("latency")
+    ctx.healed()
+
+
+def blackhole(ctx: Context) -> None:
+    """Redis unreachable (timeout toxic: bytes held, connections kept) for longer than a lease;
+    the held requests are delivered when it heals."""
+    ctx.produce()
+    ctx.at(3)
+    redis = ctx.topology.redis_link
+    assert redis is not None
+    redis.both_ways("blackhole", "timeout", timeout=0)
+    ctx.note(f"redis link: blackhole for {PAST_LEASE_S} s")
+    ctx.at(3 + PAST_LEASE_S)
+    redis.clear()
+    ctx.healed()
+
+
+def reset_peer(ctx: Context) -> None:
+    """Six bursts of TCP resets on the Redis link while scripts run."""
+    ctx.produce()
+    redis = ctx.topology.redis_link
+    assert redis is not None
+    for n in range(6):
+        ctx.at(2 + n * 1.2)
+        redis.add("reset", "reset_peer", "downstream", timeout=0)
+        time.sleep(0.3)
+        redis.remove("reset")
+    ctx.note("redis link: 6 x reset_peer for 0.3 s")
+    ctx.healed()
+
+
+def slow(ctx: Context) -> None:
+    """Slow and sliced responses: Redis replies at 8 KB/s cut into ~16-byte slices, the API's
+    replies to workers sliced too, for 8 s."""
+    ctx.produce()
+    ctx.at(2)
+    topo = ctx.topology
+    assert topo.redis_link is not None and topo.grpc_link is not None
+    topo.redis_link.add("bandwidth", "bandwidth", "downstream", rate=8)
+    topo.redis_link.add(
+        "slicer", "slicer", "downstream", average_size=16, size_variation=8, delay=500
+    )
+    topo.grpc_link.add(
+        "slicer", "slicer", "downstream", average_size=32, size_variation=16, delay=200
+    )
+    ctx.note("redis link: 8 KB/s + slicer; grpc link: slicer")
+    ctx.at(10)
+    topo.toxiproxy.heal()
+    ctx.healed()
+
+
+def partition(ctx: Context) -> None:
+    """A worker cut from the API (both ways) for longer than its lease while it holds tasks,
+    then healed: the others take its tasks over, and its late Acks must be refused."""
+    topo = ctx.topology
+    solo, link = topo.solo, topo.solo_link
+    assert solo is not None and link is not None
+    ctx.produce(long_every=5)
+    for start in (2.0, 9.0):
+        ctx.at(start)
+        holding = wait_for(lambda: topo.in_flight(solo) > 0, 5, pause=0.01)
+        link.both_ways("cut", "timeout", timeout=0)
+        ctx.note(f"grpc-solo cut for {PAST_LEASE_S} s (holding tasks: {holding})")
+        time.sleep(PAST_LEASE_S)
+        link.clear()
+    ctx.healed()
+
+
+def worker_kill(ctx: Context) -> None:
+    """SIGKILL workers mid-task (three rounds, two workers in the second), restart them."""
+    topo = ctx.topology
+    ctx.produce(long_every=7)
+    for start, victims in ((2.0, 1), (5.0, 2), (8.0, 1)):
+        ctx.at(start)
+        killed = []
+        for _ in range(victims):
+            alive = [w for w in topo.workers if w.alive()]
+            victim = ctx.busy_worker(alive)
+            holding = topo.in_flight(victim)
+            victim.kill()
+            killed.append(victim)
+            ctx.note(f"SIGKILL {victim.name} holding {holding} task(s)")
+        time.sleep(0.5)
+        for victim in killed:
+            victim.restart()
+            topo.wait_worker_ready(victim)
+    ctx.healed()
+
+
+def worker_stop(ctx: Context) -> None:
+    """SIGSTOP a worker holding tasks for longer than its lease, then SIGCONT (twice)."""
+    topo = ctx.topology
+    ctx.produce(long_every=7)
+    for start in (2.0, 8.0):
+        ctx.at(start)
+        victim = ctx.busy_worker(topo.workers)
+        holding = topo.in_flight(victim)
+        victim.signal(signal.SIGSTOP)
+        ctx.note(f"SIGSTOP {victim.name} holding {holding} task(s) for {PAST_LEASE_S} s")
+        time.sleep(PAST_LEASE_S)
+        victim.signal(signal.SIGCONT)
+    ctx.healed()
+
+
+def redis_restart(ctx: Context) -> None:
+    """SIGKILL redis-server mid-load and start it again on its AOF (twice)."""
+    ctx.produce()
+    for start in (3.0, 7.0):
+        ctx.at(start)
+        ctx.topology.restart_redis(down_s=1.5)
+        ctx.note("redis SIGKILLed, restarted 1.5 s later on its AOF")
+    ctx.healed()
+
+
+def scheduler_kill(ctx: Context) -> None:
+    """A 1 s interval schedule, three schedulers: SIGKILL the leader twice (restarting it),
+    then SIGSTOP the leader past its lease and SIGCONT it; one task per tick throughout."""
+    topo = ctx.topology
+    assert topo.api is not None
+    api = topo.api
+    api.create_interval_schedule("chaos-tick", CRON_TOPIC, 1000, '{"ms": 20}')
+    ctx.schedules.append("chaos-tick")
+    ctx.produce(count=150, rate=15.0)
+    for start in (3.0, 7.0):
+        ctx.at(start)
+        leader = _leader(ctx)
+        leader.kill()
+        ctx.note(f"SIGKILL scheduler leader {leader.name}")
+        time.sleep(1.0)
+        leader.restart()
+    ctx.at(11)
+    leader = _leader(ctx)
+    leader.signal(signal.SIGSTOP)
+    ctx.note(f"SIGSTOP scheduler leader {leader.name} for 3 s")
+    time.sleep(3.0)
+    leader.signal(signal.SIGCONT)
+    ctx.at(17)
+    api.pause_schedule("chaos-tick")
+    ctx.healed()
+
+
+def _leader(ctx: Context) -> Child:
+    """The scheduler child that leads now (by the pid in GetSchedulerStatus)."""
+    topo = ctx.topology
+    assert topo.api is not None
+    api = topo.api
+    found: list[Child] = []
+
+    def leading() -> bool:
+        pid = api.leader_pid()
+        found[:] = [s for s in topo.schedulers if s.alive() and s.pid == pid]
+        return bool(found)
+
+    if not wait_for(leading, 10, pause=0.1):
+        raise RuntimeError(
+            f"no scheduler of this run leads (pid {api.leader_pid()}, ours: "
+            f"{[s.pid for s in topo.schedulers if s.alive()]}, me {os.getpid()})"
+        )
+    return found[0]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("latency", "Redis replies 300+-200 ms late for 8 s", latency, quick=True),
+        Scenario("blackhole", f"Redis blackholed {PAST_LEASE_S:.0f} s (> lease)", blackhole),
+        Scenario("reset_peer", "6 bursts of TCP resets on the Redis link", reset_peer),
+        Scenario("slow", "Redis at 8 KB/s and sliced; API replies sliced", slow),
+        Scenario(
+            "partition",
+            f"one worker cut from the API {PAST_LEASE_S:.0f} s (> lease), twice",
+            partition,
+            Options(solo_worker=True),
+        ),
+        Scenario("worker_kill", "SIGKILL workers mid-task, 3 rounds", worker_kill, quick=True),
+        Scenario("worker_stop", "SIGSTOP a worker past its lease, SIGCONT, twice", worker_stop),
+        Scenario(
+            "redis_restart", "SIGKILL Redis, restart on AOF, twice", redis_restart, quick=True
+        ),
+        Scenario(
+            "scheduler_kill",
+            "3 schedulers, 1 s ticks: SIGKILL leader x2, SIGSTOP leader",
+            scheduler_kill,
+            Options(schedulers=3, topics=(TOPIC, CRON_TOPIC)),
+        ),
+    )
+}
+QUICK = [name for name, s in SCENARIOS.items() if s.quick]

@@ -1,0 +1,203 @@
+"""One chaos run's processes: redis-server (AOF) and the toxiproxy server on loopback, a proxy
+`redis` in front of Redis used by every atp process, a proxy `grpc` in front of the API used by
+the workers (and `grpc-solo` for a worker that a scenario cuts off alone), and the processes:
+`atp --role=server`, `--role=watchdog` x N, `--role=scheduler` x N, recording workers
+(chaos/worker.py) and a bounded producer (chaos/producer.py). Every child is ended by its pid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from chaos.api import Api
+from chaos.procs import Child, free_port, wait_for
+from chaos.toxics import Link, Toxiproxy
+
+TOPIC = "chaos"
+CRON_TOPIC = "chaos-cron"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    lease_ms: int = 1500
+    workers: int = 3
+    concurrency: int = 3  # fetch loops per worker and topic
+    watchdogs: int = 2
+    schedulers: int = 0
+    leader_ttl_ms: int = 1000
+    redis_timeout_ms: int = 2000
+    solo_worker: bool = False  # one more worker, behind its own proxy `grpc-solo`
+    topics: tuple[str, ...] = (TOPIC,)
+
+
+class Redis:
+    """redis-server with AOF (everysec, the appliance's setting) in <run dir>/redis; a restart
+    reuses the port and the data dir, so it comes back with what its AOF holds."""
+
+    def __init__(self, run_dir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.dir = run_dir / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)),
+            *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+            *("--protected-mode", "no", "--loglevel", "warning"),
+        ]
+        self.child = Child("redis", argv, run_dir)
+
+    def start(self) -> Redis:
+        self.child.start()
+        if not wait_for(self.pong, 30):
+            raise RuntimeError(f"redis-server did not answer PING: {self.child.output()}")
+        return self
+
+    def pong(self) -> bool:
+        """PING answered with PONG (not LOADING): raw RESP, no client library."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class Topology:
+    def __init__(self, run_dir: Path, options: Options) -> None:
+        self.run_dir = run_dir
+        self.options = options
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.redis = Redis(run_dir)
+        self.toxiproxy = Toxiproxy(run_dir)
+        self.api_port = free_port()
+        self.api_address = f"127.0.0.1:{self.api_port}"
+        self.children: list[Child] = []
+        self.workers: list[Child] = []
+        self.schedulers: list[Child] = []
+        self.solo: Child | None = None
+        self.redis_link: Link | None = None
+        self.grpc_link: Link | None = None
+        self.solo_link: Link | None = None
+        self.api: Api | None = None
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    def start(self) -> Topology:
+        self.redis.start()
+        self.toxiproxy.start()
+        self.redis_link = self.toxiproxy.link("redis", self.redis.port)
+        self._add(self._atp("server", "server", f"--grpc-addr={self.api_address}"))
+        self.api = Api(self.api_address)
+        if not wait_for(self.api.ready, 30):
+            raise RuntimeError(f"atp server not ready: {self.children[-1].output()}")
+        self.grpc_link = self.toxiproxy.link("grpc", self.api_port)
+        for n in range(1, self.options.watchdogs + 1):
+            self._add(self._atp(f"watchdog-{n}", "watchdog"))
+        for n in range(1, self.options.schedulers + 1):
+            self.schedulers.append(self._add(self._atp(f"scheduler-{n}", "scheduler")))
+        for n in range(1, self.options.workers + 1):
+            self.workers.append(self._add(self._worker(f"w{n}", self.grpc_link)))
+        if self.options.solo_worker:
+            self.solo_link = self.toxiproxy.link("grpc-solo", self.api_port)
+            self.solo = self._add(self._worker("solo", self.solo_link))
+        for worker in [*self.workers, *([self.solo] if self.solo else [])]:
+            self.wait_worker_ready(worker)
+        return self
+
+    def _add(self, child: Child) -> Child:
+        self.children.append(child.start())
+        return child
+
+    def _atp(self, name: str, role: str, *extra: str) -> Child:
+        assert self.redis_link is not None
+        o = self.options
+        args = [
+            *("-m", "appliance", f"--role={role}"),
+            f"--redis-url=redis://127.0.0.1:{self.redis_link.port}/0",
+            f"--data-dir={self.run_dir / 'atp'}",
+            "--backoff-base-ms=100",
+            "--backoff-cap-ms=400",
+            f"--redis-timeout-ms={o.redis_timeout_ms}",
+            f"--leader-ttl-ms={o.leader_ttl_ms}",
+            f"--visibility-timeout-ms={o.lease_ms}",
+            *extra,
+        ]
+        return Child.python(name, args, self.run_dir)
+
+    def _worker(self, name: str, link: Link) -> Child:
+        o = self.options
+        args = [
+            *("-m", "chaos.worker", "--addr", f"127.0.0.1:{link.port}"),
+            *("--topics", ",".join(o.topics), "--name", name),
+            *("--log", str(self.run_dir / f"worker-{name}.jsonl")),
+            *("--lease-ms", str(o.lease_ms), "--concurrency", str(o.concurrency)),
+        ]
+        return Child.python(f"worker-{name}", args, self.run_dir)
+
+    def wait_worker_ready(self, worker: Child, timeout: float = 30) -> None:
+        log = self.run_dir / f"{worker.name}.jsonl"
+        marker = f'"ev":"ready","worker":"{worker.name.removeprefix("worker-")}"'
+
+        def ready() -> bool:
+            try:
+                return log.read_text().count(marker) >= worker.starts
+            except OSError:
+                return False
+
+        if not wait_for(ready, timeout) or not worker.alive():
+            raise RuntimeError(f"{worker.name} did not start: {worker.output()}")
+
+    def stop(self) -> None:
+        """Everything this run started, by pid, newest first; toxiproxy and Redis last."""
+        for child in reversed(self.children):
+            child.stop(15)
+        if self.api is not None:
+            self.api.close()
+        self.toxiproxy.stop()
+        self.redis.child.stop(10)
+
+    # -- during a scenario ------------------------------------------------------------------
+
+    def producer(
+        self, count: int, rate: float, seed: int, long_every: int = 0, name: str = "producer"
+    ) -> Child:
+        args = [
+            *("-m", "chaos.producer", "--addr", self.api_address, "--topic", TOPIC),
+            *("--log", str(self.run_dir / f"{name}.jsonl"), "--prefix", name),
+            *("--count", str(count), "--rate", str(rate), "--seed", str(seed)),
+            *("--long-every", str(long_every)),
+        ]
+        return self._add(Child.python(name, args, self.run_dir))
+
+    def in_flight(self, worker: Child) -> int:
+        """Tasks the worker's current incarnation has started and not finished (its log)."""
+        try:
+            text = (self.run_dir / f"{worker.name}.jsonl").read_text()
+        except OSError:
+            return 0
+        text = text[text.rfind('"ev":"ready"') :]
+        return text.count('"ev":"start"') - text.count('"ev":"end"')
+
+    def restart_redis(self, down_s: float) -> None:
+        """SIGKILL redis-server, keep it down for `down_s`, start it again on its AOF."""
+        self.redis.child.kill()
+        time.sleep(down_s)
+        self.redis.child.restart()
+        if not wait_for(self.redis.pong, 30):
+            raise RuntimeError(f"redis-server did not come back: {self.redis.child.output()}")
+
+    def wait_drained(self, topics: tuple[str, ...], timeout: float) -> float | None:
+        """Seconds until nothing is pending or running in `topics`, or None after `timeout`."""
+        assert self.api is not None
+        api = self.api
+        started = time.monotonic()
+        if wait_for(lambda: api.drained(topics), timeout, pause=0.2):
+            return time.monotonic() - started
+        return None
