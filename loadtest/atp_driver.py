@@ -1,0 +1,351 @@
+"""atp's side of `just bench`: runs one workload (W1..W5 of docs/BENCHMARKS.md) against real
+appliance processes (`atp --role=server`, the worker process of loadtest/atp_worker.py) and a
+fresh redis-server, and prints its figures as one JSON object.
+
+    python loadtest/atp_driver.py w1|w2|w3|w4|w5 [--servers N] [--worker-mode sdk|grpc]
+
+Talks to atp only through the public gRPC API (the generated stubs of proto/queue.proto);
+every loop is bounded in count and time, every process is ended by its id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc
+from harness import (
+    Proc,
+    RedisServer,
+    count_records,
+    due_times,
+    free_port,
+    lateness,
+    median,
+    now_ms,
+    percentile,
+    processing_rate,
+    read_records,
+    redis_server,
+    used_memory,
+    wait_for_records,
+)
+
+from appliance.api._proto import queue_pb2 as pb
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+
+HERE = Path(__file__).resolve().parent
+BATCH = 1000  # the server's default batch cap
+PHASE_LIMIT_S = 120.0  # no phase runs longer than this
+W1_TASKS = 20_000
+W2_TASKS, W2_SPREAD_MS, W2_LEAD_MS, W2_GRACE_MS = 2_000, 10_000, 1_500, 3_000
+W4_TASKS, W4_PAYLOAD = 100_000, 100
+W5_BACKLOG = 1_000_000
+FAR_FUTURE_MS = 2 * 3_600_000
+Stub = pb_grpc.DelayQueueServiceStub
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def appliance(redis: RedisServer, servers: int = 1, log: Path | None = None) -> Iterator[str]:
+    """`atp --role=server` (with --servers N: N processes on one port) on a free port."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "appliance",
+        "--role=server",
+        f"--servers={servers}",
+        f"--grpc-addr=127.0.0.1:{port}",
+        f"--http-addr=127.0.0.1:{free_port()}",
+        f"--redis-url={redis.url}",
+        "--log-level=warning",
+    ]
+    proc = Proc(argv, log=log)
+    address = f"127.0.0.1:{port}"
+    try:
+        wait_ready(address, proc)
+        yield address
+    finally:
+        proc.stop(15)
+
+
+def wait_ready(address: str, proc: Proc, timeout_s: float = 30.0) -> None:
+    """Until an Enqueue-free call (GetStats) answers; every server process when N > 1 is
+    started by then in practice, and a short pause covers the rest."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = Stub(channel)
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"atp exited with {proc.popen.returncode}")
+            try:
+                stub.GetStats(pb.GetStatsRequest(), timeout=1)
+                time.sleep(0.5)
+                return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise RuntimeError(f"atp did not answer on {address}")
+
+
+@contextlib.contextmanager
+def worker(address: str, topic: str, records: Path, mode: str) -> Iterator[Proc]:
+    argv = [
+        sys.executable,
+        str(HERE / "atp_worker.py"),
+        f"--address={address}",
+        f"--topic={topic}",
+        f"--records={records}",
+        f"--mode={mode}",
+        f"--max-seconds={PHASE_LIMIT_S * 2}",
+    ]
+    proc = Proc(argv, log=records.with_suffix(".log"))
+    try:
+        yield proc
+    finally:
+        proc.stop(10)
+
+
+# -- calls -------------------------------------------------------------------------------
+
+
+def requests(
+    topic: str, count: int, payload: str = "", due: Sequence[float] | None = None, delay_ms: int = 0
+) -> list[pb.EnqueueRequest]:
+    if due is not None:
+        return [pb.EnqueueRequest(topic=topic, payload=payload, execute_at_ms=int(d)) for d in due]
+    return [pb.EnqueueRequest(topic=topic, payload=payload, delay_ms=delay_ms)] * count
+
+
+async def enqueue_batches(
+    stub: Stub, reqs: Sequence[pb.EnqueueRequest], inflight: int = 4, batch: int = BATCH
+) -> float:
+    """EnqueueBatch calls of `batch`, `inflight` at a time; tasks/s."""
+    chunks = [reqs[i : i + batch] for i in range(0, len(reqs), batch)]
+    it = iter(chunks)
+
+    async def sender() -> None:
+        for chunk in it:
+            await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=chunk), timeout=60)
+
+    start = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(inflight))), PHASE_LIMIT_S)
+    return len(reqs) / (time.perf_counter() - start)
+
+
+async def with_stub(address: str, body: Callable[[Stub], Any]) -> Any:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await body(Stub(channel))
+
+
+def enqueue(address: str, reqs: Sequence[pb.EnqueueRequest], inflight: int = 4) -> float:
+    return float(asyncio.run(with_stub(address, lambda s: enqueue_batches(s, reqs, inflight))))
+
+
+# -- workloads ---------------------------------------------------------------------------
+
+
+def w1(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+    """Enqueue 20,000 no-op tasks (EnqueueBatch), then one worker process drains them."""
+    with redis_server() as redis, appliance(redis, servers, tmp / "server.log") as address:
+        rate_in = enqueue(address, requests("w1", W1_TASKS))
+        records = tmp / "w1.rec"
+        with worker(address, "w1", records, mode):
+            done = wait_for_records(records, W1_TASKS, PHASE_LIMIT_S)
+        recs = read_records(records)
+    return {
+        "enqueue_per_s": rate_in,
+        "process_per_s": processing_rate(recs),
+        "processed": len(recs),
+        "complete": done,
+    }
+
+
+def run_w2(address: str, tmp: Path, mode: str, topic: str) -> dict[str, Any]:
+    """Idle worker; 2,000 tasks due uniformly over the next 10 s; lateness of their starts."""
+    records = tmp / f"{topic}.rec"
+    with worker(address, topic, records, mode):
+        time.sleep(2.0)  # the worker is up and long-polling, idle
+        due = due_times(W2_TASKS, now_ms() + W2_LEAD_MS, W2_SPREAD_MS)
+        enqueue(address, requests(topic, W2_TASKS, due=due))
+        last = max(due) + W2_GRACE_MS
+        wait_for_records(records, W2_TASKS, max((last - now_ms()) / 1000, 0.1))
+        time.sleep(0.2)  # anything still running lands in the file
+    return lateness(read_records(records), due)
+
+
+def w2(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+    with redis_server() as redis, appliance(redis, servers, tmp / "server.log") as address:
+        return run_w2(address, tmp, mode, "w2")
+
+
+async def unary_calls(address: str, count: int, inflight: int) -> tuple[int, float]:
+    """`count` Enqueue calls, `inflight` at a time, over one channel; (calls done, seconds)."""
+    done = 0
+    request = pb.EnqueueRequest(topic="w3-unary", payload="x" * 100)
+
+    async def caller(stub: Stub) -> None:
+        nonlocal done
+        while done < count:
+            done += 1
+            await stub.Enqueue(request, timeout=30)
+
+    async def body(stub: Stub) -> None:
+        await stub.Enqueue(request, timeout=30)  # the channel is connected before timing
+        await asyncio.wait_for(
+            asyncio.gather(*(caller(stub) for _ in range(inflight))), PHASE_LIMIT_S
+        )
+
+    start = time.perf_counter()
+    await with_stub(address, body)
+    return done, time.perf_counter() - start
+
+
+def unary_rate(address: str, clients: int, count: int, inflight: int = 64) -> float:
+    """Enqueue calls/s from `clients` client processes (one Python client saturates early)."""
+    if clients == 1:
+        done, seconds = asyncio.run(unary_calls(address, count, inflight))
+        return done / seconds
+    argv = [sys.executable, __file__, "unary-client", address, str(count // clients)]
+    procs = [Proc([*argv, str(inflight)], log=None) for _ in range(clients)]
+    start = time.perf_counter()
+    for p in procs:
+        p.popen.wait(PHASE_LIMIT_S)
+    elapsed = time.perf_counter() - start
+    return (count // clients * clients) / elapsed
+
+
+async def drain(stub: Stub, topic: str, count: int, consumers: int = 4) -> dict[str, float]:
+    """Retrieve (batch, no wait) + AckBatch until `count` tasks are acked; tasks/s and the
+    Retrieve call's latency."""
+    done = 0
+    fetch_ms: list[float] = []
+    request = pb.RetrieveRequest(topic=topic, batch_size=BATCH // 2, wait_ms=0)
+
+    async def consume() -> None:
+        nonlocal done
+        deadline = time.monotonic() + PHASE_LIMIT_S
+        while done < count and time.monotonic() < deadline:
+            sent = time.perf_counter()
+            reply = await stub.Retrieve(request, timeout=30)
+            fetch_ms.append((time.perf_counter() - sent) * 1000)
+            if reply.tasks:
+                acks = [pb.AckRequest(id=t.id, lease_token=t.lease_token) for t in reply.tasks]
+                await stub.AckBatch(pb.AckBatchRequest(acks=acks), timeout=30)
+                done += len(reply.tasks)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(consume() for _ in range(consumers)))
+    return {
+        "per_s": done / (time.perf_counter() - start),
+        "fetch_p50_ms": percentile(fetch_ms, 50),
+        "fetch_p99_ms": percentile(fetch_ms, 99),
+    }
+
+
+def w3(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+    """API rates: Enqueue calls/s (1 and N server processes), EnqueueBatch tasks/s,
+    Retrieve+AckBatch tasks/s."""
+    out: dict[str, Any] = {}
+    with redis_server() as redis, appliance(redis, 1, tmp / "server1.log") as address:
+        out["unary_1_server"] = unary_rate(address, 1, 20_000)
+        out["unary_1_server_2_clients"] = unary_rate(address, 2, 20_000)
+    with redis_server() as redis, appliance(redis, 2, tmp / "server2.log") as address:
+        out["unary_2_servers"] = unary_rate(address, 2, 20_000)
+        out["batch_2_servers"] = enqueue(address, requests("w3-b2", 100_000, "x" * 100), 4)
+    with redis_server() as redis, appliance(redis, 1, tmp / "server3.log") as address:
+        out["batch_1_server"] = enqueue(address, requests("w3", 100_000, "x" * 100), 4)
+        got = asyncio.run(with_stub(address, lambda s: drain(s, "w3", 100_000)))
+        out["retrieve_ack_per_s"] = got["per_s"]
+        out["fetch_p50_ms"] = got["fetch_p50_ms"]
+    return out
+
+
+def w4(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+    """Redis bytes per pending task: 100,000 tasks with a 100-byte payload, due in 2 h."""
+    with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
+        enqueue(address, requests("w4", 1, "x"))  # the topic and its keys exist before
+        time.sleep(0.5)
+        before = used_memory(redis.port)
+        payload = "p" * W4_PAYLOAD
+        enqueue(address, requests("w4", W4_TASKS, payload, delay_ms=FAR_FUTURE_MS))
+        time.sleep(0.5)
+        after = used_memory(redis.port)
+    per_task = (after - before) / W4_TASKS
+    return {"bytes_per_task": per_task, "beyond_payload": per_task - W4_PAYLOAD}
+
+
+def w5(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+    """W2 and a Retrieve+Ack drain on a topic with 1,000,000 tasks pending in the future,
+    against the same measured on an empty topic in the same redis."""
+    out: dict[str, Any] = {}
+    with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
+        out["empty_w2"] = run_w2(address, tmp, mode, "w5-empty")
+        out["empty_drain"] = drain_due(address, "w5-empty")
+        start = time.perf_counter()
+        far = requests("w5", W5_BACKLOG, "b", delay_ms=FAR_FUTURE_MS)
+        out["backlog_enqueue_per_s"] = enqueue(address, far, 4)
+        out["backlog_load_s"] = time.perf_counter() - start
+        out["backlog_w2"] = run_w2(address, tmp, mode, "w5")
+        out["backlog_drain"] = drain_due(address, "w5")
+    return out
+
+
+def drain_due(address: str, topic: str, count: int = 20_000) -> dict[str, float]:
+    enqueue(address, requests(topic, count, "x" * 100))
+    return dict(asyncio.run(with_stub(address, lambda s: drain(s, topic, count))))
+
+
+WORKLOADS: dict[str, Callable[[Path, str, int], dict[str, Any]]] = {
+    "w1": w1,
+    "w2": w2,
+    "w3": w3,
+    "w4": w4,
+    "w5": w5,
+}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["unary-client"]:  # a helper process of unary_rate
+        address, count, inflight = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        asyncio.run(unary_calls(address, count, inflight))
+        return
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("workload", choices=sorted(WORKLOADS))
+    p.add_argument("--servers", type=int, default=1, help="server processes for W1/W2")
+    p.add_argument("--worker-mode", choices=("sdk", "grpc"), default="sdk")
+    p.add_argument("--show-logs", action="store_true", help="print the processes' log tails")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="atp-bench-") as tmp:
+        result = WORKLOADS[args.workload](Path(tmp), args.worker_mode, args.servers)
+        if args.show_logs:
+            for log in Path(tmp).glob("*.log"):
+                sys.stderr.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")
+    print(json.dumps(_clean(result)))
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["count_records", "median"]

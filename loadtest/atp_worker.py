@@ -1,0 +1,114 @@
+"""The atp "worker process" of the benchmarks: a no-op handler that appends a start record
+(loadtest/harness.py) per task, run either by the SDK's Worker or by bare gRPC consumers
+(long-poll Retrieve of a batch, run the handlers, one AckBatch).
+
+    python loadtest/atp_worker.py --address HOST:PORT --topic T --records FILE [--mode sdk|grpc]
+
+Uses only the public API (the SDK, the generated stubs of proto/queue.proto); runs until
+SIGTERM/SIGINT or --max-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc
+from harness import Recorder
+
+from appliance import Worker
+from appliance.api._proto import queue_pb2 as pb
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.model import Task
+
+
+def run_sdk(args: argparse.Namespace, recorder: Recorder) -> None:
+    worker = Worker(
+        args.address,
+        concurrency=args.concurrency,
+        batch_size=args.batch,
+        wait=args.wait_ms / 1000,
+        drain_timeout=2.0,
+    )
+
+    @worker.task(args.topic)
+    async def noop(task: Task) -> None:
+        recorder.record(float(task.execute_time_ms))
+
+    signal.signal(signal.SIGALRM, lambda *_: worker.stop())
+    signal.alarm(int(args.max_seconds))
+    worker.run()
+
+
+async def consume(
+    stub: pb_grpc.DelayQueueServiceStub,
+    args: argparse.Namespace,
+    recorder: Recorder,
+    stop: asyncio.Event,
+) -> None:
+    """One consumer: Retrieve (long-poll), handle each task, AckBatch them all."""
+    request = pb.RetrieveRequest(topic=args.topic, batch_size=args.batch, wait_ms=args.wait_ms)
+    while not stop.is_set():
+        try:
+            reply = await stub.Retrieve(request, timeout=args.wait_ms / 1000 + 10)
+        except grpc.aio.AioRpcError as exc:
+            if stop.is_set():
+                return
+            print(f"retrieve: {exc.code().name}", file=sys.stderr)
+            await asyncio.sleep(0.1)
+            continue
+        if not reply.tasks:
+            continue
+        for task in reply.tasks:
+            recorder.record(float(task.execute_time_ms))
+        acks = [pb.AckRequest(id=t.id, lease_token=t.lease_token) for t in reply.tasks]
+        await stub.AckBatch(pb.AckBatchRequest(acks=acks), timeout=30)
+
+
+async def run_grpc(args: argparse.Namespace, recorder: Recorder) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.call_later(args.max_seconds, stop.set)
+    async with grpc.aio.insecure_channel(args.address) as channel:
+        stub = pb_grpc.DelayQueueServiceStub(channel)
+        consumers = [
+            asyncio.create_task(consume(stub, args, recorder, stop)) for _ in range(args.consumers)
+        ]
+        await stop.wait()
+        await asyncio.sleep(0.1)  # let a just-started long poll reach the server before the cut
+        for c in consumers:
+            c.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--address", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--records", required=True)
+    p.add_argument("--mode", choices=("sdk", "grpc"), default="sdk")
+    p.add_argument("--concurrency", type=int, default=500, help="SDK: tasks in flight")
+    p.add_argument("--batch", type=int, default=250, help="tasks per Retrieve")
+    p.add_argument("--consumers", type=int, default=4, help="grpc: concurrent consumers")
+    p.add_argument("--wait-ms", type=int, default=5000, help="long-poll wait per Retrieve")
+    p.add_argument("--max-seconds", type=float, default=300.0)
+    args = p.parse_args()
+    recorder = Recorder(args.records)
+    try:
+        if args.mode == "sdk":
+            run_sdk(args, recorder)
+        else:
+            asyncio.run(run_grpc(args, recorder))
+    finally:
+        recorder.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""What every benchmark driver shares: throwaway redis-servers on free loopback ports, process
+groups ended by id, the start-record file handlers write to, and the statistics.
+
+Stdlib only: the peers' drivers (loadtest/peers/, run by the bench venv's Python) import it
+too. Must not import appliance, grpc or any peer's package.
+
+Start records: each handler call appends one 16-byte record, two little-endian float64s
+(the task's due time and the handler's start time, both ms since the epoch), with a single
+O_APPEND write, so several worker processes can share one file. The file's size counts the
+tasks started; its contents give lateness (start - due), early starts and never-run tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+RECORD = struct.Struct("<dd")
+REDIS_START_S = 10.0
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+class Proc:
+    """A child in its own process group, so stop() ends it and its children by that id."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        log: Path | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
+        self._out = out
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.pid = self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM to the group, SIGKILL after timeout_s; the exit code (None if it was killed)."""
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+            try:
+                code = self.popen.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)  # grandchildren left behind, if any
+            self._close()
+            return code if sig == signal.SIGTERM else None
+        self._close()
+        return None
+
+    def _close(self) -> None:
+        if self._out is not subprocess.DEVNULL:
+            self._out.close()  # type: ignore[union-attr]
+
+
+# -- redis -------------------------------------------------------------------------------
+
+
+def _encode(*args: object) -> bytes:
+    parts = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        data = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def redis_command(port: int, *args: object, timeout_s: float = 30.0) -> bytes | int | None:
+    """One command over a fresh connection (simple, bulk, integer or error replies only)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+        s.sendall(_encode(*args))
+        f = s.makefile("rb")
+        line = f.readline()
+        kind, rest = line[:1], line[1:].rstrip(b"\r\n")
+        if kind == b"+":
+            return rest
+        if kind == b":":
+            return int(rest)
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else f.read(size + 2)[:-2]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+
+def used_memory(port: int) -> int:
+    """INFO memory's used_memory, in bytes."""
+    reply = redis_command(port, "INFO", "memory")
+    assert isinstance(reply, bytes)
+    for line in reply.decode().splitlines():
+        if line.startswith("used_memory:"):
+            return int(line.split(":", 1)[1])
+    raise RuntimeError("INFO memory has no used_memory")
+
+
+@dataclasses.dataclass
+class RedisServer:
+    """A fresh redis-server on a free loopback port with a throwaway data dir. Every system
+    gets the same settings: AOF everysec (the appliance's own default), no RDB snapshots, no
+    automatic AOF rewrite (so no fork lands in the middle of a measurement)."""
+
+    port: int = 0
+    dir: str = ""
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="atp-bench-redis-")
+        self.proc = Proc(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir,
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--auto-aof-rewrite-percentage",
+                "0",
+                "--loglevel",
+                "warning",
+            ]
+        )
+        deadline = time.monotonic() + REDIS_START_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, RuntimeError):
+                if redis_command(self.port, "PING", timeout_s=1.0) == b"PONG":
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not answer PING")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- start records -----------------------------------------------------------------------
+
+
+class Recorder:
+    """Appends one start record per handler call (safe across processes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def record(self, due_ms: float) -> None:
+        os.write(self.fd, RECORD.pack(due_ms, time.time() * 1000.0))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def count_records(path: str | Path) -> int:
+    try:
+        return os.stat(path).st_size // RECORD.size
+    except FileNotFoundError:
+        return 0
+
+
+def read_records(path: str | Path) -> list[tuple[float, float]]:
+    """(due ms, start ms) per handler call, in the order they were written."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    usable = len(data) - len(data) % RECORD.size
+    return [RECORD.unpack_from(data, i) for i in range(0, usable, RECORD.size)]
+
+
+def wait_for_records(path: str | Path, count: int, timeout_s: float, poll_s: float = 0.01) -> bool:
+    """True once `count` records are in; False when timeout_s passes first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if count_records(path) >= count:
+            return True
+        time.sleep(poll_s)
+    return count_records(path) >= count
+
+
+# -- statistics --------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of unsorted values; nan for none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return float(ordered[min(rank, len(ordered)) - 1])
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, ignoring nan; nan for none."""
+    clean = sorted(v for v in values if not math.isnan(v))
+    if not clean:
+        return math.nan
+    mid = len(clean) // 2
+    return clean[mid] if len(clean) % 2 else (clean[mid - 1] + clean[mid]) / 2.0
+
+
+def processing_rate(records: Sequence[tuple[float, float]]) -> float:
+    """Tasks per second between the first and the last handler start (worker boot excluded)."""
+    if len(records) < 2:
+        return math.nan
+    starts = [start for _, start in records]
+    span_s = (max(starts) - min(starts)) / 1000.0
+    return (len(records) - 1) / span_s if span_s > 0 else math.nan
+
+
+def lateness(records: Sequence[tuple[float, float]], expected: Sequence[float]) -> dict[str, float]:
+    """Start minus due (ms) of the first start of each expected due time: p50/p95/p99/max,
+    early starts (before the due time), never-run and repeated starts."""
+    first: dict[float, float] = {}
+    repeats = 0
+    for due, start in records:
+        if due in first:
+            repeats += 1
+            first[due] = min(first[due], start)
+        else:
+            first[due] = start
+    wanted = set(expected)
+    late = [first[d] - d for d in wanted if d in first]
+    return {
+        "p50": percentile(late, 50),
+        "p95": percentile(late, 95),
+        "p99": percentile(late, 99),
+        "max": max(late) if late else math.nan,
+        "early": float(sum(1 for v in late if v < 0)),
+        "never_run": float(len(wanted - first.keys())),
+        "repeats": float(repeats),
+        "unexpected": float(len(first.keys() - wanted)),
+    }
+
+
+def due_times(count: int, start_ms: float, spread_ms: float) -> list[float]:
+    """`count` due times spread uniformly over [start, start + spread), whole ms, distinct."""
+    step = spread_ms / count
+    return [float(int(start_ms + i * step)) for i in range(count)]

@@ -1,0 +1,142 @@
+// BullMQ's side of `just bench`: one workload (w1, w2 or w4) against the redis-server on
+// BENCH_REDIS_PORT, with BullMQ's own producer API (Queue.addBulk) and one worker process
+// (bullmq_worker.cjs); prints one JSON object. Run by loadtest/peers/bullmq_peer.py, which
+// starts the fresh redis-server and ends everything by pid.
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { Queue } = require('bullmq');
+const IORedis = require('ioredis');
+
+const W1_TASKS = 20000;
+const W1_DRAIN_LIMIT_MS = 40000;
+const [W2_TASKS, W2_SPREAD_MS, W2_LEAD_MS, W2_GRACE_MS] = [2000, 10000, 1500, 3000];
+const [W4_TASKS, W4_PAYLOAD] = [100000, 100];
+const FAR_FUTURE_MS = 2 * 3600 * 1000;
+const BOOT_MS = 3000;
+const BULK = 1000;
+
+const port = Number(process.env.BENCH_REDIS_PORT);
+const tmp = process.env.BENCH_TMP;
+const connection = { host: '127.0.0.1', port };
+const nowMs = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function startWorker(records) {
+  const log = fs.openSync(records + '.log', 'a');
+  return spawn(process.execPath, [path.join(__dirname, 'bullmq_worker.cjs')], {
+    env: { ...process.env, BENCH_RECORDS: records },
+    stdio: ['ignore', log, log],
+  });
+}
+
+async function stopWorker(child) {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function countRecords(file) {
+  try {
+    return Math.floor(fs.statSync(file).size / 16);
+  } catch {
+    return 0;
+  }
+}
+
+async function waitForRecords(file, count, limitMs) {
+  const deadline = Date.now() + limitMs;
+  while (Date.now() < deadline && countRecords(file) < count) await sleep(10);
+  return countRecords(file) >= count;
+}
+
+function readRecords(file) {
+  const data = fs.existsSync(file) ? fs.readFileSync(file) : Buffer.alloc(0);
+  const out = [];
+  for (let i = 0; i + 16 <= data.length; i += 16) {
+    out.push([data.readDoubleLE(i), data.readDoubleLE(i + 8)]);
+  }
+  return out;
+}
+
+async function addAll(queue, jobs) {
+  for (let i = 0; i < jobs.length; i += BULK) await queue.addBulk(jobs.slice(i, i + BULK));
+}
+
+async function w1(queue) {
+  const jobs = Array.from({ length: W1_TASKS }, () => ({ name: 'noop', data: { due: 0 } }));
+  const start = nowMs();
+  await addAll(queue, jobs);
+  const enqueuePerS = W1_TASKS / ((nowMs() - start) / 1000);
+  const records = path.join(tmp, 'w1.rec');
+  const child = startWorker(records);
+  const complete = await waitForRecords(records, W1_TASKS, W1_DRAIN_LIMIT_MS + BOOT_MS);
+  await stopWorker(child);
+  // The rate itself is computed by the Python side from the records (one formula for all).
+  return { enqueue_per_s: enqueuePerS, complete, records };
+}
+
+async function w2(queue) {
+  const records = path.join(tmp, 'w2.rec');
+  const child = startWorker(records);
+  await sleep(BOOT_MS);
+  const base = nowMs() + W2_LEAD_MS;
+  const due = Array.from({ length: W2_TASKS }, (_, i) =>
+    Math.floor(base + (i * W2_SPREAD_MS) / W2_TASKS),
+  );
+  for (let i = 0; i < due.length; i += BULK) {
+    // created "now" with delay = due - now, so each job is due exactly at its due time
+    const now = Date.now();
+    const chunk = due.slice(i, i + BULK).map((d) => ({
+      name: 'noop',
+      data: { due: d },
+      opts: { timestamp: now, delay: Math.max(d - now, 0) },
+    }));
+    await queue.addBulk(chunk);
+  }
+  await waitForRecords(records, W2_TASKS, Math.max(due[due.length - 1] + W2_GRACE_MS - nowMs(), 100));
+  await sleep(200);
+  await stopWorker(child);
+  return { due, records };
+}
+
+async function usedMemory(redis) {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)[1]);
+}
+
+async function w4(queue) {
+  const redis = new IORedis(connection);
+  const job = (data) => ({ name: 'noop', data, opts: { delay: FAR_FUTURE_MS } });
+  await queue.addBulk([job({ due: 0, p: 'x' })]);
+  await sleep(500);
+  const before = await usedMemory(redis);
+  const payload = 'p'.repeat(W4_PAYLOAD);
+  await addAll(queue, Array.from({ length: W4_TASKS }, () => job({ due: 0, p: payload })));
+  await sleep(500);
+  const perTask = ((await usedMemory(redis)) - before) / W4_TASKS;
+  await redis.quit();
+  return { bytes_per_task: perTask, beyond_payload: perTask - W4_PAYLOAD };
+}
+
+async function main() {
+  const workload = { w1, w2, w4 }[process.argv[2]];
+  if (!workload) throw new Error('usage: bullmq_driver.cjs w1|w2|w4');
+  const queue = new Queue('bench', { connection });
+  const killer = setTimeout(() => process.exit(3), 240000); // bounded, whatever happens
+  try {
+    const result = await workload(queue);
+    process.stdout.write(JSON.stringify(result) + '\n');
+  } finally {
+    await queue.close();
+    clearTimeout(killer);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
