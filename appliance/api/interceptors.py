@@ -1,5 +1,6 @@
 """The gRPC guard in front of every service: authentication (bearer token -> Principal),
-the role check per method, the per-caller rate limit. The Principal is handed to the servicers
+the role check per method, the per-caller rate limit, and request metrics (count by method and
+status code, latency). The Principal is handed to the servicers
 through a context variable, for their per-topic checks (`current_principal()`).
 
 Health is always open. With no token table (local, loopback use or --insecure) every call
@@ -9,11 +10,13 @@ passes as an anonymous admin. Tokens are never logged.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from appliance import metrics
 from appliance.auth import OPEN_SERVICES, Principal, RateLimiter, TokenTable
 
 ANONYMOUS = Principal("anonymous", "admin")
@@ -38,11 +41,13 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         service, _, method = details.method.lstrip("/").rpartition("/")
-        if handler is None or service in OPEN_SERVICES or handler.unary_unary is None:
+        if handler is None or service in OPEN_SERVICES:
             return handler
         principal, refusal = self._authorize(dict(details.invocation_metadata or ()), method)
+        if handler.unary_unary is None:  # streaming (server reflection): the token check only
+            return handler if refusal is None else _refuse_stream(handler, refusal)
         limiter = self.limiter if self.limiter.rate > 0 else None
-        return _wrap(handler, principal, refusal, limiter, keyed_by_token=bool(self.tokens))
+        return _wrap(handler, method, principal, refusal, limiter, bool(self.tokens))
 
     def _authorize(
         self, metadata: dict[str, Any], method: str
@@ -68,8 +73,23 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return principal, None
 
 
+def _refuse_stream(
+    handler: grpc.RpcMethodHandler, refusal: tuple[grpc.StatusCode, str]
+) -> grpc.RpcMethodHandler:
+    async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(*refusal)
+        yield  # pragma: no cover - makes this an async generator, as a stream handler is
+
+    return grpc.stream_stream_rpc_method_handler(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def _wrap(
     handler: grpc.RpcMethodHandler,
+    method: str,
     principal: Principal,
     refusal: tuple[grpc.StatusCode, str] | None,
     limiter: RateLimiter | None,
@@ -80,17 +100,23 @@ def _wrap(
     inner = handler.unary_unary
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if refusal is not None:
-            await context.abort(*refusal)
-        if limiter is not None:
-            key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
-            if not limiter.allow(key):
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
-        token = _principal.set(principal)
+        started = time.perf_counter()
         try:
-            return await inner(request, context)
+            if refusal is not None:
+                await context.abort(*refusal)
+            if limiter is not None:
+                key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
+                if not limiter.allow(key):
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
+            token = _principal.set(principal)
+            try:
+                return await inner(request, context)
+            finally:
+                _principal.reset(token)
         finally:
-            _principal.reset(token)
+            code = context.code() or grpc.StatusCode.OK
+            metrics.GRPC_REQUESTS.labels(method, getattr(code, "name", str(code))).inc()
+            metrics.GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
 
     return grpc.unary_unary_rpc_method_handler(
         guarded,

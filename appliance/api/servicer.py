@@ -6,6 +6,7 @@ Errors are domain exceptions turned into status codes by one decorator (api/stat
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from appliance import validation
+from appliance import metrics, validation
 from appliance.api import convert
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
@@ -22,9 +23,8 @@ from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
 from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, RateLimited
-from appliance.model import Task
 from appliance.store import Store
-from appliance.store.store import topic_of_token
+from appliance.store.store import Claim, topic_of_token
 from appliance.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         task, client_id = convert.new_task(request, self.settings)
         current_principal().check_topic(task.topic)
         (result,) = await self.store.enqueue([task], [client_id])
+        if result.created:
+            metrics.ENQUEUED.labels(task.topic).inc()
         return pb.EnqueueResponse(success=True, id=result.id, duplicate=not result.created)
 
     @rpc
@@ -85,6 +87,11 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             tasks.append(task)
             client_ids.append(client_id)
         results = await self.store.enqueue(tasks, client_ids)
+        created = collections.Counter(
+            t.topic for t, r in zip(tasks, results, strict=True) if r.created
+        )
+        for topic, count in created.items():
+            metrics.ENQUEUED.labels(topic).inc(count)
         return pb.EnqueueBatchResponse(
             responses=[
                 pb.EnqueueResponse(success=True, id=r.id, duplicate=not r.created) for r in results
@@ -98,7 +105,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         task_id = validation.task_id(request.id)
         if current_principal().topics is not None:
             current_principal().check_topic(await self.store.topic_of(task_id))
-        await self.store.cancel(task_id)
+        metrics.CANCELED.labels(await self.store.cancel(task_id)).inc()
         return pb.DeleteResponse(success=True)
 
     @rpc
@@ -125,12 +132,13 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         wait_s = convert.wait_ms(request.wait_ms, self.settings) / 1000
         if wait_s <= 0:
             claim = await self.store.claim(topic, limit, lease)
-            return pb.RetrieveResponse(
-                tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks]
-            )
-        with self._long_poll_slot():
-            tasks = await self._wait_and_claim(topic, limit, lease, wait_s)
-        return pb.RetrieveResponse(tasks=[convert.task_to_pb(t, with_lease=True) for t in tasks])
+        else:
+            with self._long_poll_slot():
+                claim = await self._wait_and_claim(topic, limit, lease, wait_s)
+        _count_delivered(topic, claim)
+        return pb.RetrieveResponse(
+            tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks]
+        )
 
     @contextlib.contextmanager
     def _long_poll_slot(self) -> Iterator[None]:
@@ -145,9 +153,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         finally:
             self.long_polls -= 1
 
-    async def _wait_and_claim(
-        self, topic: str, limit: int, lease: int, wait_s: float
-    ) -> list[Task]:
+    async def _wait_and_claim(self, topic: str, limit: int, lease: int, wait_s: float) -> Claim:
         """Claim now, else sleep until the next due time or a wake-up, until wait_s passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -157,7 +163,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
                 claim = await self.store.claim(topic, limit, lease)
                 remaining = deadline - loop.time()
                 if claim.tasks or remaining <= 0:
-                    return claim.tasks
+                    return claim
                 next_due = claim.next_due_in_ms / 1000 if claim.next_due_in_ms >= 0 else remaining
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(remaining, next_due, RECHECK_S))
@@ -166,7 +172,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Ack(
         self, request: pb.AckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AckResponse:
-        await self.store.ack(*_lease(request.id, request.lease_token))
+        task_id, token = _lease(request.id, request.lease_token)
+        await self.store.ack(task_id, token)
+        metrics.ACKED.labels(topic_of_token(token)).inc()
         return pb.AckResponse(success=True)
 
     @rpc
@@ -179,6 +187,11 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             )
         pairs = [_lease(a.id, a.lease_token) for a in request.acks]
         outcome = await self.store.ack_many(pairs)
+        acked = collections.Counter(
+            topic_of_token(token) for (_, token), e in zip(pairs, outcome, strict=True) if e is None
+        )
+        for topic, count in acked.items():
+            metrics.ACKED.labels(topic).inc(count)
         return pb.AckBatchResponse(
             success=[e is None for e in outcome],
             errors=["" if e is None else str(e) for e in outcome],
@@ -189,19 +202,18 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.NackRequest, context: grpc.aio.ServicerContext
     ) -> pb.NackResponse:
         validation.non_negative(request.retry_after_ms, "retry_after_ms", validation.MAX_DELAY_MS)
+        task_id, token = _lease(request.id, request.lease_token)
+        error, topic = validation.error_text(request.error), topic_of_token(token)
         if request.release:
-            result = await self.store.release(
-                *_lease(request.id, request.lease_token),
-                request.retry_after_ms,
-                validation.error_text(request.error),
-            )
+            result = await self.store.release(task_id, token, request.retry_after_ms, error)
+            metrics.RELEASED.labels(topic).inc()
             return pb.NackResponse(success=True, next_execute_time_ms=result.next_execute_time_ms)
         result = await self.store.nack(
-            *_lease(request.id, request.lease_token),
-            validation.error_text(request.error),
-            request.retry_after_ms,
-            request.dead_letter,
+            task_id, token, error, request.retry_after_ms, request.dead_letter
         )
+        metrics.NACKED.labels(topic).inc()
+        if result.dead_lettered:
+            metrics.DEAD_LETTERED.labels(topic).inc()
         return pb.NackResponse(
             success=True,
             dead_lettered=result.dead_lettered,
@@ -267,6 +279,14 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             topics = topics or sorted(allowed)
         now, stats = await self.store.stats(topics)
         return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
+
+
+def _count_delivered(topic: str, claim: Claim) -> None:
+    if claim.tasks:
+        metrics.DELIVERED.labels(topic).inc(len(claim.tasks))
+        lateness = metrics.LATENESS.labels(topic)
+        for task in claim.tasks:
+            lateness.observe(max(claim.now_ms - task.execute_time_ms, 0) / 1000)
 
 
 def _lease(task_id: str, token: str) -> tuple[str, str]:

@@ -164,7 +164,8 @@ class Store:
                 await _retrying(functools.partial(self.redis.set, index, tasks[i].topic))
         return [i for i in range(len(tasks)) if results[i] is None]
 
-    async def cancel(self, task_id: str) -> None:
+    async def cancel(self, task_id: str) -> str:
+        """Cancel a pending task; returns its topic."""
         topic = await self.topic_of(task_id)
         tk = self.keys.topic(topic)
         code, state = await _retrying(
@@ -179,6 +180,7 @@ class Store:
                 f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted"
             )
         await self._expire_index([task_id])
+        return topic
 
     async def get(self, task_id: str) -> Task:
         topic = await self.topic_of(task_id)

@@ -9,13 +9,11 @@ import dataclasses
 import fcntl
 import os
 import shutil
-import socket
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from appliance.config import Settings
+from appliance.supervisor import resp
 
 SOCKET_NAME = "redis.sock"
 LOCK_NAME = "atp.lock"
@@ -105,62 +103,10 @@ def locked(redis: EmbeddedRedis) -> Iterator[None]:
 
 def ping(url: str, timeout: float = 0.5) -> str | None:
     """PING the Redis at `url` over raw RESP: None when it answered PONG, else why not."""
-    parts = urlsplit(url)
-    where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
-    commands = []
-    if parts.password is not None:
-        user = [unquote(parts.username)] if parts.username else []
-        commands.append(["AUTH", *user, unquote(parts.password)])
-    commands.append(["PING"])
     try:
-        with _connect(parts.scheme, parts.hostname, parts.port, parts.path, timeout) as sock:
-            sock.sendall(b"".join(_encode(c) for c in commands))
-            replies = [_read_line(sock) for _ in commands]
+        (reply,) = resp.execute(url, [["PING"]], timeout)
     except (OSError, ValueError) as exc:
-        return f"cannot reach Redis at {where}: {exc}"
-    for reply in replies:
-        if reply.startswith(b"-"):
-            return f"Redis at {where} refused: {reply[1:].decode(errors='replace')}"
-    return None if replies[-1] == b"+PONG" else f"Redis at {where} answered {replies[-1]!r}"
-
-
-def _connect(
-    scheme: str, host: str | None, port: int | None, path: str, timeout: float
-) -> socket.socket:
-    if scheme == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-    if scheme not in ("redis", "rediss"):
-        raise ValueError(f"unsupported URL scheme {scheme!r}")
-    sock = socket.create_connection((host or "127.0.0.1", port or 6379), timeout)
-    if scheme == "redis":
-        return sock
-    try:
-        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-    except (OSError, ValueError):
-        sock.close()
-        raise
-
-
-def _encode(args: list[str]) -> bytes:
-    out = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _read_line(sock: socket.socket) -> bytes:
-    buf = b""
-    while not buf.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return buf[:-2]
+        return f"cannot reach Redis at {resp.where(url)}: {exc}"
+    if isinstance(reply, resp.RespError):
+        return f"Redis at {resp.where(url)} refused: {reply}"
+    return None if reply == "PONG" else f"Redis at {resp.where(url)} answered {reply!r}"

@@ -237,3 +237,33 @@ def test_redis_over_tls(pki: dict[str, Path]) -> None:
             server.stop()
     finally:
         redis.cleanup()
+
+
+async def test_reflection_needs_the_token_too(settings: Settings, tmp_path: Path) -> None:
+    """grpcurl, as the generated message tells the operator to use it."""
+    import asyncio
+    import subprocess
+
+    from tests.api.test_grpcurl import grpcurl
+
+    exposed = settings.replace(grpc_addr="0.0.0.0:0", data_dir=str(tmp_path))
+    server, store = await start(exposed)
+    try:
+        token = (tmp_path / TOKEN_FILE).read_text().strip()
+        target = f"127.0.0.1:{server.port}"
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [grpcurl(), "-plaintext", *args, target, "list"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+
+        refused = await asyncio.to_thread(run)
+        assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
+        allowed = await asyncio.to_thread(run, "-H", f"authorization: Bearer {token}")
+        assert allowed.returncode == 0 and "api.queue.DelayQueueService" in allowed.stdout
+    finally:
+        await server.stop(0.5)
+        await store.close()
