@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+from appliance import metrics
 from appliance.config import Settings
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups
@@ -64,6 +65,9 @@ class Watchdog:
                 )
                 self.recovered += r.retried
                 self.dead_lettered += r.dead
+                metrics.LEASES_EXPIRED.labels(topic).inc(r.retried + r.dead)
+                if r.dead:
+                    metrics.DEAD_LETTERED.labels(topic).inc(r.dead)
             if r.retried + r.dead >= self.settings.watchdog_batch:
                 pause = 0.0  # more are waiting
             elif r.next_deadline_in_ms >= 0:

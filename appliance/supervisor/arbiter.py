@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from appliance.config import Settings
-from appliance.supervisor import embedded_redis
-from appliance.supervisor.http import StatusServer
+from appliance.supervisor import embedded_redis, exposition
+from appliance.supervisor.http import StatusServer, add_route
 from appliance.supervisor.process import (
     EXIT_CONFIG,
     ChildInfo,
@@ -82,6 +82,7 @@ def run(
         log.error("%s", exc)
         return EXIT_CONFIG
     policy = policy or RestartPolicy()
+    metrics_dir = exposition.prepare()  # before any child starts or prometheus_client loads
     factory = command_factory or (lambda role, _: [*self_command(), f"--role={role}", *passthrough])
     wants_redis = any("all" in r.split(",") for r in roles) and not settings.redis_url
     try:
@@ -92,6 +93,8 @@ def run(
     except embedded_redis.RedisUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
+    finally:
+        exposition.cleanup(metrics_dir)
 
 
 def _supervise(
@@ -124,6 +127,7 @@ def _supervise(
         for name, role in names
     ]
     ping_url = redis.url if redis else settings.redis_url or DEFAULT_REDIS_URL
+    add_route("/metrics", exposition.handler(ping_url, settings.key_prefix))
     return Arbiter(settings, children, redis_child, ping_url).run()
 
 
@@ -309,6 +313,11 @@ class Arbiter:
                 log.debug("reaped pid %d (not ours: an orphan)", pid)
                 continue
             owner.on_exit(os.waitstatus_to_exitcode(status), time.monotonic())
+            exposition.child_exited(pid)
+            if owner.state is S.BACKOFF:
+                from appliance import metrics  # after exposition.prepare() set the directory
+
+                metrics.CHILD_RESTARTS.labels(owner.name).inc()
 
     # -- what /healthz and /readyz read (from the HTTP thread) ----------------------------------
 

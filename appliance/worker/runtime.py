@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from appliance import validation
+from appliance import metrics, validation
 from appliance.client import AsyncClient, RpcFailed, Tls
 from appliance.client.common import Duration, to_ms
 from appliance.errors import AtpError, DeadLetterTask, RateLimited, RetryTask, Unavailable
@@ -76,6 +76,13 @@ class Outcome:
     retry_after_ms: int = 0  # 0: the task's backoff
     dead_letter: bool = False
     release: bool = False  # given back unfinished: due at once, the attempt not counted
+
+    @property
+    def name(self) -> str:
+        """For metrics: ack, retry, dead_letter or release."""
+        if self.ack:
+            return "ack"
+        return "release" if self.release else "dead_letter" if self.dead_letter else "retry"
 
 
 ACK = Outcome(ack=True)
@@ -270,10 +277,12 @@ class _Execution:
 
     async def run(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat())
+        started = time.perf_counter()
         try:
             outcome = await self._call()
         finally:
             heartbeat.cancel()
+        metrics.HANDLER.labels(self.task.topic, outcome.name).observe(time.perf_counter() - started)
         if not self.lost:
             await self._settle(outcome)
 

@@ -1,0 +1,114 @@
+"""The supervisor's /metrics: every child's metrics summed from prometheus_client's multiprocess
+directory, plus queue depth by topic and state read from Redis at scrape time (one pipeline of
+O(1)/O(log n) commands per topic, over raw RESP).
+
+`prepare()` must run before anything imports prometheus_client in this process (it picks the
+multiprocess mode from the environment at import). Must not import redis or grpc.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from appliance.supervisor import resp
+
+log = logging.getLogger(__name__)
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+STATES = ("pending", "due", "running", "dead")
+
+
+def prepare() -> str:
+    """A fresh multiprocess directory for this supervisor and its children (set in our env)."""
+    directory = tempfile.mkdtemp(prefix="atp-metrics-")
+    os.environ[ENV] = directory
+    return directory
+
+
+def cleanup(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def child_exited(pid: int) -> None:
+    """Drop a dead child's live gauges (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class QueueDepth:
+    """A collector: atp_queue_depth{topic,state} and atp_queue_lag_seconds{topic}."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        depth = GaugeMetricFamily(
+            "atp_queue_depth",
+            "Tasks by topic and state, read from Redis "
+            "at scrape time (due: pending and already due).",
+            labels=["topic", "state"],
+        )
+        lag = GaugeMetricFamily(
+            "atp_queue_lag_seconds",
+            "How long the oldest due task of a topic has been waiting (0 when none is due).",
+            labels=["topic"],
+        )
+        try:
+            for topic, values, lag_s in self._read():
+                for state, value in zip(STATES, values, strict=True):
+                    depth.add_metric([topic, state], value)
+                lag.add_metric([topic], lag_s)
+        except (OSError, ValueError) as exc:
+            log.warning("queue depth not read: %s", exc)
+        yield depth
+        yield lag
+
+    def _read(self) -> Iterator[tuple[str, list[int], float]]:
+        now_reply, topics = resp.execute(
+            self.redis_url, [["TIME"], ["SMEMBERS", f"{self.prefix}:topics"]]
+        )
+        if isinstance(topics, resp.RespError) or isinstance(now_reply, resp.RespError):
+            raise ValueError(str(topics if isinstance(topics, resp.RespError) else now_reply))
+        now = int(now_reply[0]) * 1000 + int(now_reply[1]) // 1000
+        topics = sorted(topics or [])
+        commands: list[list[str]] = []
+        for topic in topics:
+            base = f"{self.prefix}:{{{topic}}}"
+            commands += [
+                ["ZCARD", f"{base}:pending"],
+                ["ZCOUNT", f"{base}:pending", "-inf", str(now)],
+                ["ZCARD", f"{base}:running"],
+                ["ZCARD", f"{base}:dlq"],
+                ["ZRANGE", f"{base}:pending", "0", "0", "WITHSCORES"],
+            ]
+        replies = resp.execute(self.redis_url, commands) if commands else []
+        for n, topic in enumerate(topics):
+            pending, due, running, dead, head = replies[n * 5 : n * 5 + 5]
+            oldest = float(head[1]) if head and due else now
+            yield topic, [pending, due, running, dead], max(now - oldest, 0) / 1000
+
+
+def handler(redis_url: str, prefix: str) -> Any:
+    """The /metrics route: (code, content type, body) for the supervisor's HTTP server."""
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
+
+    def serve(_status: object) -> tuple[int, str, bytes]:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(QueueDepth(redis_url, prefix))
+        return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
+
+    return serve
