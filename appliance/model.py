@@ -81,6 +81,7 @@ class Task:
     lease_token: str = ""
     lease_deadline_ms: int = 0
     last_error: str = ""
+    traceparent: str = ""  # W3C trace context of the Enqueue call, if the producer sent one
 
     @property
     def retry_count(self) -> int:
@@ -98,6 +99,7 @@ class NewTask:
     max_retries: int
     delay_ms: int = 0
     execute_at_ms: int = 0  # > 0: absolute due time, wins over delay_ms
+    traceparent: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from appliance import tracing
 from appliance.config import Settings
 from appliance.errors import ConfigError
 
@@ -111,6 +112,7 @@ def run_role(role: str, settings: Settings) -> int:
     body = BODIES[role]
 
     async def main() -> int:
+        tracing.configure_from_env()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -20,7 +20,9 @@ STATE_TO_PB = {
 }
 
 
-def new_task(req: pb.EnqueueRequest, settings: Settings) -> tuple[NewTask, bool]:
+def new_task(
+    req: pb.EnqueueRequest, settings: Settings, traceparent: str = ""
+) -> tuple[NewTask, bool]:
     """A validated NewTask, and whether its id was given by the client."""
     topic = validation.topic(req.topic)
     validation.payload(req.payload, settings.payload_max_bytes)
@@ -33,7 +35,9 @@ def new_task(req: pb.EnqueueRequest, settings: Settings) -> tuple[NewTask, bool]
     client_id = bool(req.id)
     task_id = validation.task_id(req.id) if client_id else uuid.uuid4().hex
     delay_ms = req.delay_ms if req.delay_ms > 0 else req.delay_seconds * 1000
-    task = NewTask(task_id, topic, req.payload, max_retries, delay_ms, req.execute_at_ms)
+    task = NewTask(
+        task_id, topic, req.payload, max_retries, delay_ms, req.execute_at_ms, traceparent
+    )
     return task, client_id
 
 
@@ -53,6 +57,7 @@ def task_to_pb(task: Task, with_lease: bool = False) -> pb.Task:
         attempt=task.attempt,
         created_at_ms=task.created_at_ms,
         lease_deadline_ms=task.lease_deadline_ms if task.state == TaskState.RUNNING else 0,
+        traceparent=task.traceparent,
     )
 
 

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 RECHECK_S = 5.0  # long-polls re-check at least this often, in case a wake-up was lost
 
 
@@ -61,7 +63,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Enqueue(
         self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueResponse:
-        task, client_id = convert.new_task(request, self.settings)
+        task, client_id = convert.new_task(request, self.settings, _traceparent(context))
         current_principal().check_topic(task.topic)
         (result,) = await self.store.enqueue([task], [client_id])
         if result.created:
@@ -77,10 +79,11 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise InvalidArgument(
                 f"{len(request.requests)} requests is over the batch cap of {cap}"
             )
+        trace = _traceparent(context)
         tasks, client_ids = [], []
         for n, req in enumerate(request.requests):
             try:
-                task, client_id = convert.new_task(req, self.settings)
+                task, client_id = convert.new_task(req, self.settings, trace)
             except AtpError as exc:
                 raise type(exc)(f"requests[{n}]: {exc}") from exc
             current_principal().check_topic(task.topic)
@@ -279,6 +282,14 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             topics = topics or sorted(allowed)
         now, stats = await self.store.stats(topics)
         return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
+
+
+def _traceparent(context: grpc.aio.ServicerContext) -> str:
+    """The caller's W3C `traceparent` metadata, kept with the task if well formed."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str) and TRACEPARENT_RE.fullmatch(value):
+            return value
+    return ""
 
 
 def _count_delivered(topic: str, claim: Claim) -> None:

@@ -202,6 +202,7 @@ def task_from_pb(t: pb.Task, state: TaskState, last_error: str = "") -> Task:
         lease_token=t.lease_token,
         lease_deadline_ms=t.lease_deadline_ms,
         last_error=last_error,
+        traceparent=t.traceparent,
     )
 
 

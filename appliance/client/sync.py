@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
@@ -55,7 +56,7 @@ class Client:
             reply = method(
                 call.request,
                 timeout=self.timeout + call.extra_timeout_s,
-                metadata=self._metadata or None,
+                metadata=[*self._metadata, *tracing.outgoing(call.rpc)] or None,
             )
         except grpc.RpcError as err:
             raise common.map_error(err) from err

@@ -7,7 +7,7 @@ from typing import Any
 
 from appliance.model import Task, TaskState
 
-CLAIM_FIELDS = 8  # per task in claim.lua's reply
+CLAIM_FIELDS = 9  # per task in claim.lua's reply
 
 
 def text(value: Any) -> str:
@@ -37,14 +37,18 @@ def task_from_hash(task_id: str, topic: str, fields: Mapping[Any, Any]) -> Task:
         lease_token=text(get(b"token")),
         lease_deadline_ms=number(get(b"deadline")),
         last_error=text(get(b"err")),
+        traceparent=text(get(b"trace")),
     )
 
 
 def claimed_tasks(topic: str, flat: Sequence[Any]) -> list[Task]:
-    """claim.lua's 8-per-task tail: id, payload, due, created, maxr, attempt, token, deadline."""
+    """claim.lua's 9-per-task tail: id, payload, due, created, maxr, attempt, token, deadline,
+    traceparent."""
     tasks = []
     for i in range(0, len(flat), CLAIM_FIELDS):
-        tid, payload, due, created, maxr, attempt, token, deadline = flat[i : i + CLAIM_FIELDS]
+        tid, payload, due, created, maxr, attempt, token, deadline, trace = flat[
+            i : i + CLAIM_FIELDS
+        ]
         tasks.append(
             Task(
                 id=text(tid),
@@ -57,6 +61,7 @@ def claimed_tasks(topic: str, flat: Sequence[Any]) -> list[Task]:
                 state=TaskState.RUNNING,
                 lease_token=text(token),
                 lease_deadline_ms=number(deadline),
+                traceparent=text(trace),
             )
         )
     return tasks

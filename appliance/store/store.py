@@ -128,7 +128,7 @@ class Store:
         tk = self.keys.topic(topic)
         args: list[Any] = [self.keys.wake_channel, topic]
         for t in tasks:
-            args += [t.id, t.payload, t.delay_ms, t.execute_at_ms, t.max_retries]
+            args += [t.id, t.payload, t.delay_ms, t.execute_at_ms, t.max_retries, t.traceparent]
         await self.scripts.get("enqueue")(
             keys=[tk.pending, *(tk.task(t.id) for t in tasks)], args=args, client=pipe
         )

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from appliance import metrics, validation
+from appliance import metrics, tracing, validation
 from appliance.client import AsyncClient, RpcFailed, Tls
 from appliance.client.common import Duration, to_ms
 from appliance.errors import AtpError, DeadLetterTask, RateLimited, RetryTask, Unavailable
@@ -279,7 +279,8 @@ class _Execution:
         heartbeat = asyncio.create_task(self._heartbeat())
         started = time.perf_counter()
         try:
-            outcome = await self._call()
+            with tracing.execution(self.task):
+                outcome = await self._call()
         finally:
             heartbeat.cancel()
         metrics.HANDLER.labels(self.task.topic, outcome.name).observe(time.perf_counter() - started)

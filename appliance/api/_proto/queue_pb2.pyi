@@ -291,6 +291,7 @@ class Task(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     LEASE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     topic: _builtins.str
     payload: _builtins.str
@@ -307,6 +308,10 @@ class Task(_message.Message):
     """1 on first delivery."""
     created_at_ms: _builtins.int
     lease_deadline_ms: _builtins.int
+    traceparent: _builtins.str
+    """W3C trace context of the producer's Enqueue call (its `traceparent` metadata), so the
+    worker's execution span continues the producer's trace. Empty when none was sent.
+    """
     def __init__(
         self,
         *,
@@ -322,10 +327,11 @@ class Task(_message.Message):
         attempt: _builtins.int = ...,
         created_at_ms: _builtins.int = ...,
         lease_deadline_ms: _builtins.int = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "execute_time", b"execute_time", "execute_time_ms", b"execute_time_ms", "id", b"id", "lease_deadline_ms", b"lease_deadline_ms", "lease_token", b"lease_token", "max_retries", b"max_retries", "payload", b"payload", "retry_count", b"retry_count", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "execute_time", b"execute_time", "execute_time_ms", b"execute_time_ms", "id", b"id", "lease_deadline_ms", b"lease_deadline_ms", "lease_token", b"lease_token", "max_retries", b"max_retries", "payload", b"payload", "retry_count", b"retry_count", "topic", b"topic", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

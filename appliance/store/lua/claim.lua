@@ -10,7 +10,8 @@
 -- ARGV[6] lease channel; ARGV[7] topic: '<topic> <deadline ms>' is published there when these
 --         leases end before every lease already running (so watchdogs wake on time)
 -- Returns: {now ms, ms until the next due task (-1: none; 0 when tasks are returned),
---           then 8 per task: id, payload, due, created, max_retries, attempt, token, deadline}
+--           then 9 per task: id, payload, due, created, max_retries, attempt, token, deadline,
+--           traceparent}
 local pending, running, memo_key = KEYS[1], KEYS[2], KEYS[3]
 local prefix, limit, lease, call = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local clock = redis.call('TIME')
@@ -22,9 +23,11 @@ if memo then
   for id in string.gmatch(memo, '[^\n]+') do
     n = n + 1
     local f = redis.call('HMGET', prefix .. id, 'payload', 'due', 'created', 'maxr', 'attempt',
-      'token', 'deadline', 'state')
+      'token', 'deadline', 'state', 'trace')
     if f[8] == 'RUNNING' and f[6] == call .. '.' .. n then
-      for _, v in ipairs({id, f[1], f[2], f[3], f[4], f[5], f[6], f[7]}) do out[#out + 1] = v end
+      for _, v in ipairs({id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[9] or ''}) do
+        out[#out + 1] = v
+      end
     end
   end
   return out
@@ -41,8 +44,8 @@ for n, id in ipairs(ids) do
   local key = prefix .. id
   redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline)
   local attempt = redis.call('HINCRBY', key, 'attempt', 1)
-  local f = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr')
-  for _, v in ipairs({id, f[1], f[2], f[3], f[4], attempt, token, deadline}) do
+  local f = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr', 'trace')
+  for _, v in ipairs({id, f[1], f[2], f[3], f[4], attempt, token, deadline, f[5] or ''}) do
     out[#out + 1] = v
   end
 end

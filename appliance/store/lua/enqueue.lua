@@ -4,8 +4,8 @@
 -- KEYS[1]   <prefix>:{<topic>}:pending      ZSET id -> due (ms)
 -- KEYS[2..] <prefix>:{<topic>}:task:<id>    HASH, one per task, in ARGV order
 -- ARGV[1] wake channel; ARGV[2] topic
--- ARGV[3..] five per task: id, payload, delay (ms), execute_at (ms since epoch, 0 = use delay),
---           max_retries
+-- ARGV[3..] six per task: id, payload, delay (ms), execute_at (ms since epoch, 0 = use delay),
+--           max_retries, traceparent ('' = none; stored only when given)
 -- Returns: one integer per task, 1 = created, 0 = the id existed (nothing changed).
 local pending = KEYS[1]
 local channel, topic = ARGV[1], ARGV[2]
@@ -15,7 +15,7 @@ local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 local earliest = nil
 local created = {}
 for i = 2, #KEYS do
-  local a = (i - 2) * 5 + 3
+  local a = (i - 2) * 6 + 3
   local id, payload = ARGV[a], ARGV[a + 1]
   local delay, at, max_retries = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
   if redis.call('EXISTS', KEYS[i]) == 1 then
@@ -25,6 +25,7 @@ for i = 2, #KEYS do
     if at > 0 then due = at end
     redis.call('HSET', KEYS[i], 'payload', payload, 'due', due, 'created', now,
       'maxr', max_retries, 'attempt', 0, 'state', 'PENDING')
+    if ARGV[a + 5] ~= '' then redis.call('HSET', KEYS[i], 'trace', ARGV[a + 5]) end
     redis.call('ZADD', pending, due, id)
     created[#created + 1] = 1
     if earliest == nil or due < earliest then earliest = due end
