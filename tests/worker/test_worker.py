@@ -181,7 +181,8 @@ async def test_stop_lets_in_flight_tasks_finish(server: Any, client: AsyncClient
 
 async def test_stop_releases_tasks_past_the_drain_timeout(server: Any, client: AsyncClient) -> None:
     """A sync handler still blocked after drain_timeout: its task is released at once and the
-    next worker gets it, still attempt 1 (a release does not count); the blocked thread's late result is not recorded."""
+    next worker gets it, still attempt 1 (a release does not count); the blocked thread's late
+    result is not recorded."""
     worker = Worker(server.address, wait=1, drain_timeout=0.2)
     started, unblock = threading.Event(), threading.Event()
 
