@@ -74,14 +74,23 @@ class Api:
                 return ids
 
     def final_state(
-        self, task_ids: Iterable[str], topics: Iterable[str], schedules: Iterable[str] = ()
+        self, task_ids: Iterable[str], topics: Iterable[str], schedules: dict[str, int]
     ) -> FinalState:
+        """Every task named (MISSING when GetTask finds none), each topic's dead letters and
+        counts, and each schedule (id -> creation time, ms) with the tasks of its ticks."""
         topics = list(topics)
+        tasks = {task_id: self.task(task_id) for task_id in sorted(set(task_ids))}
+        finals = [self.schedule_final(s) for s in schedules]
+        for s in finals:
+            for task_id in tick_ids(s, schedules[s.id]):
+                found = tasks.get(task_id) or self.task(task_id)
+                if found.state != MISSING:
+                    tasks[task_id] = found
         return FinalState(
-            tasks={task_id: self.task(task_id) for task_id in sorted(set(task_ids))},
+            tasks=tasks,
             dead_letters={topic: self.dead_letters(topic) for topic in topics},
             stats=self.counts(topics),
-            schedules=[self.schedule_final(s) for s in schedules],
+            schedules=finals,
         )
 
     # -- schedules (ScheduleService over gRPC) ---------------------------------------------
@@ -112,6 +121,18 @@ class Api:
             if len(parts) == 3 and parts[1].isdigit():
                 return int(parts[1])
         return None
+
+
+def tick_ids(schedule: ScheduleFinal, created_ms: int) -> list[str]:
+    """The ids of an interval schedule's tick tasks from its creation to its last fire: the
+    scheduler's idempotency key `sched:<schedule id>:<tick ms>` (ticks on multiples of the
+    interval, as no start_ms is set). Found by GetTask even when no worker ran them (canceled
+    by the pause, or dead)."""
+    step = schedule.interval_ms
+    if not step or not schedule.last_fire_ms:
+        return []
+    first = -(-created_ms // step) * step
+    return [f"sched:{schedule.id}:{t}" for t in range(first, schedule.last_fire_ms + 1, step)]
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from typing import Any
 
 from chaos.history import (
     OK,
+    REFUSED,
     STALE,
     Call,
     Execution,
@@ -136,7 +137,9 @@ def check(history: History, final: FinalState) -> Verdict:
     found: list[Violation] = []
     runs = history.by_task()
     cron_topics = {s.topic for s in final.schedules}
-    tracked = set(history.enqueued) | {e.task for e in history.executions if e.topic in cron_topics}
+    tracked = set(history.enqueued)
+    tracked |= {e.task for e in history.executions if e.topic in cron_topics}
+    tracked |= {t for t, ft in final.tasks.items() if ft.topic in cron_topics}
     counts.tasks = len(tracked)
     counts.executions = len(history.executions)
     _no_loss(history, final, runs, tracked, counts, found)
@@ -203,29 +206,48 @@ def _hand_out(task: str, runs: list[Execution], counts: Counts, found: list[Viol
         found.append(Violation(EXACTLY_ONCE, task, f"two leases with one attempt: {attempts}"))
     counts.unrecorded += (runs[0].attempt - 1) if runs else 0
     for i, a in enumerate(runs):
+        ended = _lease_end(a, runs[i + 1] if i + 1 < len(runs) else None)
         for b in runs[i + 1 :]:
             if any(c.kind == "ack" for c in _accepted(a)):
-                found.append(
-                    Violation(
-                        EXACTLY_ONCE,
-                        task,
-                        f"attempt {b.attempt} leased after attempt {a.attempt}'s Ack was accepted",
-                    )
-                )
-            elif b.claim_ms < a.known_deadline() and not _settled_by(a, b.claim_ms):
+                detail = f"attempt {b.attempt} leased after attempt {a.attempt}'s Ack was accepted"
+                found.append(Violation(EXACTLY_ONCE, task, detail))
+            elif b.claim_ms < ended:
                 found.append(
                     Violation(
                         EXACTLY_ONCE,
                         task,
                         f"attempt {b.attempt} leased at {b.claim_ms} while attempt {a.attempt}'s"
-                        f" lease was valid until {a.known_deadline()} and unsettled",
+                        f" lease was valid until {ended} and unsettled",
                     )
                 )
     for a, b in itertools.pairwise(runs):
         counts.unrecorded += max(b.attempt - a.attempt - 1, 0)
-        if not _settled_by(a, b.claim_ms, kinds=("nack",)):
+        if not (_settled_by(a, b.claim_ms, kinds=("nack",)) or _requeued_by_nack(a, b)):
             counts.duplicates += 1
             counts.explained += b.claim_ms >= a.known_deadline()
+
+
+def _lease_end(a: Execution, after: Execution | None) -> int:
+    """When `a`'s lease surely ended: its deadline, its accepted Ack/Nack (first sent), or the
+    Nack that evidently re-queued the task before the deadline (see _requeued_by_nack)."""
+    ends = [a.known_deadline()]
+    ends += [a.first_sent(c.kind) or c.sent_ms for c in a.settles() if c.accepted]
+    if after is not None and _requeued_by_nack(a, after):
+        ends.append(after.due_ms)
+    return min(ends)
+
+
+def _requeued_by_nack(a: Execution, b: Execution) -> bool:
+    """The next delivery carries a due time set after `a` was leased and before its lease ran
+    out: only `a`'s own Nack can have set it (a recovered lease is due at or after its
+    deadline), so that Nack landed whatever its reply said."""
+    first = a.first_sent("nack")
+    return (
+        b.attempt == a.attempt + 1
+        and first is not None
+        and first <= b.due_ms
+        and a.claim_ms < b.due_ms < a.known_deadline()
+    )
 
 
 def _settled_by(e: Execution, when_ms: int, kinds: tuple[str, ...] = ("ack", "nack")) -> bool:
@@ -240,7 +262,7 @@ def _settled_by(e: Execution, when_ms: int, kinds: tuple[str, ...] = ("ack", "na
 
 def _fencing(task: str, runs: list[Execution], found: list[Violation]) -> None:
     """No call with a superseded token accepted: every accepted call was first sent before any
-    later lease of the task began."""
+    later lease of the task began. And no refusal of a call that did change the task."""
     for i, a in enumerate(runs):
         later = [b.claim_ms for b in runs[i + 1 :]]
         if not later:
@@ -257,6 +279,19 @@ def _fencing(task: str, runs: list[Execution], found: list[Violation]) -> None:
                         f" after a later lease began at {superseded_at}",
                     )
                 )
+        nacks = [c for c in a.calls if c.kind == "nack"]
+        refused = [c.result for c in nacks if c.result in REFUSED]
+        if refused and not any(c.accepted for c in nacks) and _requeued_by_nack(a, runs[i + 1]):
+            found.append(
+                Violation(
+                    FENCING,
+                    task,
+                    f"Nack of attempt {a.attempt} answered {refused[0]} (refused, changes nothing)"
+                    f" but it was applied: attempt {runs[i + 1].attempt} carried the retry time"
+                    f" {runs[i + 1].due_ms} it set, before the lease's deadline"
+                    f" {a.known_deadline()}",
+                )
+            )
 
 
 def _early(
@@ -348,6 +383,7 @@ def _cron(
 ) -> None:
     ticks: dict[int, list[str]] = {}
     ids = {t for t, rs in runs.items() if rs and rs[0].topic == schedule.topic}
+    ids |= {t for t, ft in final.tasks.items() if ft.topic == schedule.topic}
     ids |= set(final.dead_letters.get(schedule.topic, []))
     for task in sorted(ids):
         tick = _tick_of(task, runs.get(task, []))

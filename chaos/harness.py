@@ -60,12 +60,47 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
     finally:
         topology.stop()
         outcome.duration_s = time.monotonic() - started
+        outcome.notes += log_errors(run_dir)
     if final is not None:
         history = load_history(run_dir)
         outcome.verdict = check(history, final)
         if not outcome.verdict.ok:
             outcome.details = failure_report(outcome.verdict, history, final)
     return outcome
+
+
+def log_errors(run_dir: Path) -> list[str]:
+    """One note per process output with error-level log lines or tracebacks (not invariant
+    breaks, but worth a look): the count and the first distinct messages."""
+    notes = []
+    for path in sorted(run_dir.glob("*.out")):
+        messages: list[str] = []
+        count = 0
+        for line in path.read_text(errors="replace").splitlines():
+            text = _error_text(line)
+            if text is None:
+                continue
+            count += 1
+            if text not in messages:
+                messages.append(text)
+        if count:
+            shown = "; ".join(repr(m) for m in messages[:3])
+            notes.append(f"{path.stem}: {count} error log line(s), e.g. {shown}")
+    return notes
+
+
+def _error_text(line: str) -> str | None:
+    if line.startswith("Traceback"):
+        return "Traceback"
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("level") not in ("error", "critical"):
+        return None
+    return str(record.get("message", "")).split("\n")[0][:120]
 
 
 def _settle(topology: Topology, ctx: Context, healed: float, outcome: Outcome) -> FinalState:

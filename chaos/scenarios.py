@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 
+from chaos.history import now_ms
 from chaos.procs import Child, wait_for
 from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
 
@@ -25,7 +26,7 @@ class Context:
         self.topology = topology
         self.started = time.monotonic()
         self.healed_at: float | None = None
-        self.schedules: list[str] = []
+        self.schedules: dict[str, int] = {}  # id -> created (ms)
         self.notes: list[str] = []
 
     def at(self, seconds: float) -> None:
@@ -199,8 +200,8 @@ def scheduler_kill(ctx: Context) -> None:
     topo = ctx.topology
     assert topo.api is not None
     api = topo.api
+    ctx.schedules["chaos-tick"] = now_ms()
     api.create_interval_schedule("chaos-tick", CRON_TOPIC, 1000, '{"ms": 20}')
-    ctx.schedules.append("chaos-tick")
     ctx.produce(count=150, rate=15.0)
     for start in (3.0, 7.0):
         ctx.at(start)
