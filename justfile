@@ -72,3 +72,14 @@ binary:
         --distpath dist --workpath build/pyinstaller --specpath build \
         --log-level WARN appliance/__main__.py
     ls -l dist/atp
+
+# Scenarios: Redis latency, blackhole, resets, slow links, a worker partition, SIGKILL/SIGSTOP
+# of workers, Redis restart, scheduler leader kill; real processes behind the real toxiproxy.
+# Each run's history is checked; the table goes to chaos/results/<date>.md; exit 1 on a break.
+# Chaos scenarios, all or the named ones (`just chaos latency worker_kill`; `--list` shows them).
+chaos *scenarios: tools
+    {{python}} -m chaos {{scenarios}}
+
+# The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart): under 3 minutes.
+chaos-quick: tools
+    {{python}} -m chaos --quick

@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(unknown)}; --list shows them")
-    from chaos.harness import run_scenario
+    from chaos.harness import preflight, run_scenario
+
+    problems = preflight()
+    if problems:
+        print("chaos: cannot run:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = RESULTS / "runs" / stamp

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -19,6 +21,7 @@ from chaos.history import load_history
 from chaos.procs import ROOT
 from chaos.scenarios import Context, Scenario
 from chaos.topology import Topology
+from chaos.toxics import find_server
 
 RESULTS = ROOT / "chaos" / "results"
 PRODUCER_TIMEOUT_S = 90.0
@@ -39,6 +42,20 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.error and self.verdict is not None and self.verdict.ok
+
+
+def preflight() -> list[str]:
+    """What is missing to run any scenario (empty: ready)."""
+    problems = []
+    try:
+        find_server()
+    except RuntimeError as exc:
+        problems.append(str(exc))
+    if importlib.util.find_spec("toxiproxy") is None:
+        problems.append("the toxiproxy-python package is missing: pip install -e '.[chaos]'")
+    if shutil.which("redis-server") is None:
+        problems.append("redis-server is not installed (apt-get install redis-server)")
+    return problems
 
 
 def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
