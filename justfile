@@ -73,6 +73,23 @@ binary:
         --log-level WARN appliance/__main__.py
     ls -l dist/atp
 
+# Locust gRPC load, headless and bounded (loadtest/README.md): against --host ADDR, or by
+# default a local `atp --role=server` + redis-server that it starts and ends. E.g.
+# `just load --profile producer --users 50 --run-time 60s`.
+load *args:
+    {{python}} -m pip install -q -e '.[load]'
+    {{python}} loadtest/load.py {{args}}
+
+# W1..W5 for atp, Celery, arq and BullMQ, each on its own fresh redis-server, one after
+# another; writes docs/BENCHMARKS.md. Peers go to .bench/ (git-ignored), never to .venv.
+bench *args: setup
+    test -x .bench/venv/bin/python || python3 -m venv .bench/venv
+    .bench/venv/bin/python -m pip install -q -r loadtest/peers/requirements.txt
+    mkdir -p .bench/node
+    cp loadtest/peers/package.json loadtest/peers/package-lock.json .bench/node/
+    npm ci --prefix .bench/node --silent --no-audit --no-fund
+    {{python}} loadtest/bench.py --bench-python .bench/venv/bin/python --node-dir .bench/node --py-spy .bench/venv/bin/py-spy --command "just bench {{args}}" {{args}}
+
 # Scenarios: Redis latency, blackhole, resets, slow links, a worker partition, SIGKILL/SIGSTOP
 # of workers, Redis restart, scheduler leader kill; real processes behind the real toxiproxy.
 # Each run's history is checked; the table goes to chaos/results/<date>.md; exit 1 on a break.

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,9 +52,11 @@ PHASE_LIMIT_S = 120.0  # no phase runs longer than this
 W1_TASKS = 20_000
 W2_TASKS, W2_SPREAD_MS, W2_LEAD_MS, W2_GRACE_MS = 2_000, 10_000, 1_500, 3_000
 W4_TASKS, W4_PAYLOAD = 100_000, 100
-W5_BACKLOG = 1_000_000
+W3_UNARY, W3_BATCH = 10_000, 50_000
+W5_BACKLOG, W5_RUNS = 1_000_000, 3
 FAR_FUTURE_MS = 2 * 3_600_000
 Stub = pb_grpc.DelayQueueServiceStub
+SERVER_PIDS: dict[str, int] = {}
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -76,11 +79,18 @@ def appliance(redis: RedisServer, servers: int = 1, log: Path | None = None) -> 
     ]
     proc = Proc(argv, log=log)
     address = f"127.0.0.1:{port}"
+    SERVER_PIDS[address] = proc.pid
     try:
         wait_ready(address, proc)
         yield address
     finally:
         proc.stop(15)
+        del SERVER_PIDS[address]
+
+
+def server_pid(address: str) -> int:
+    """The pid of the server process at `address` (the supervisor's with --servers > 1)."""
+    return SERVER_PIDS[address]
 
 
 def wait_ready(address: str, proc: Proc, timeout_s: float = 30.0) -> None:
@@ -192,8 +202,9 @@ def w2(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
         return run_w2(address, tmp, mode, "w2")
 
 
-async def unary_calls(address: str, count: int, inflight: int) -> tuple[int, float]:
-    """`count` Enqueue calls, `inflight` at a time, over one channel; (calls done, seconds)."""
+async def unary_calls(address: str, count: int, inflight: int) -> tuple[int, float, float]:
+    """`count` Enqueue calls, `inflight` at a time, over one channel, timed once the channel
+    is connected; (calls done, start, end) with wall-clock times in seconds."""
     done = 0
     request = pb.EnqueueRequest(topic="w3-unary", payload="x" * 100)
 
@@ -203,32 +214,43 @@ async def unary_calls(address: str, count: int, inflight: int) -> tuple[int, flo
             done += 1
             await stub.Enqueue(request, timeout=30)
 
-    async def body(stub: Stub) -> None:
-        await stub.Enqueue(request, timeout=30)  # the channel is connected before timing
+    async def body(stub: Stub) -> tuple[float, float]:
+        await stub.Enqueue(request, timeout=30)
+        start = time.time()
         await asyncio.wait_for(
             asyncio.gather(*(caller(stub) for _ in range(inflight))), PHASE_LIMIT_S
         )
+        return start, time.time()
 
-    start = time.perf_counter()
-    await with_stub(address, body)
-    return done, time.perf_counter() - start
+    start, end = await with_stub(address, body)
+    return done, start, end
 
 
 def unary_rate(address: str, clients: int, count: int, inflight: int = 64) -> float:
-    """Enqueue calls/s from `clients` client processes (one Python client saturates early)."""
-    if clients == 1:
-        done, seconds = asyncio.run(unary_calls(address, count, inflight))
-        return done / seconds
+    """Enqueue calls/s from `clients` client processes (one Python client process is about as
+    busy as the server it calls): all calls over the span from the first start to the last
+    end."""
     argv = [sys.executable, __file__, "unary-client", address, str(count // clients)]
-    procs = [Proc([*argv, str(inflight)], log=None) for _ in range(clients)]
-    start = time.perf_counter()
+    procs = [
+        subprocess.Popen([*argv, str(inflight)], stdout=subprocess.PIPE, start_new_session=True)
+        for _ in range(clients)
+    ]
+    spans: list[tuple[int, float, float]] = []
     for p in procs:
-        p.popen.wait(PHASE_LIMIT_S)
-    elapsed = time.perf_counter() - start
-    return (count // clients * clients) / elapsed
+        try:
+            out, _ = p.communicate(timeout=PHASE_LIMIT_S + 30)
+            spans.append(tuple(json.loads(out)))  # type: ignore[arg-type]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if len(spans) < clients:
+        return math.nan
+    return sum(n for n, _, _ in spans) / (max(e for _, _, e in spans) - min(s for _, s, _ in spans))
 
 
-async def drain(stub: Stub, topic: str, count: int, consumers: int = 4) -> dict[str, float]:
+async def drain(
+    stub: Stub, topic: str, count: int, consumers: int = 4, limit_s: float = PHASE_LIMIT_S
+) -> dict[str, float]:
     """Retrieve (batch, no wait) + AckBatch until `count` tasks are acked; tasks/s and the
     Retrieve call's latency."""
     done = 0
@@ -237,7 +259,7 @@ async def drain(stub: Stub, topic: str, count: int, consumers: int = 4) -> dict[
 
     async def consume() -> None:
         nonlocal done
-        deadline = time.monotonic() + PHASE_LIMIT_S
+        deadline = time.monotonic() + limit_s
         while done < count and time.monotonic() < deadline:
             sent = time.perf_counter()
             reply = await stub.Retrieve(request, timeout=30)
@@ -257,20 +279,20 @@ async def drain(stub: Stub, topic: str, count: int, consumers: int = 4) -> dict[
 
 
 def w3(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
-    """API rates: Enqueue calls/s (1 and N server processes), EnqueueBatch tasks/s,
+    """API rates: Enqueue calls/s (1 and 2 server processes), EnqueueBatch tasks/s,
     Retrieve+AckBatch tasks/s."""
     out: dict[str, Any] = {}
     with redis_server() as redis, appliance(redis, 1, tmp / "server1.log") as address:
-        out["unary_1_server"] = unary_rate(address, 1, 20_000)
-        out["unary_1_server_2_clients"] = unary_rate(address, 2, 20_000)
-    with redis_server() as redis, appliance(redis, 2, tmp / "server2.log") as address:
-        out["unary_2_servers"] = unary_rate(address, 2, 20_000)
-        out["batch_2_servers"] = enqueue(address, requests("w3-b2", 100_000, "x" * 100), 4)
-    with redis_server() as redis, appliance(redis, 1, tmp / "server3.log") as address:
-        out["batch_1_server"] = enqueue(address, requests("w3", 100_000, "x" * 100), 4)
-        got = asyncio.run(with_stub(address, lambda s: drain(s, "w3", 100_000)))
+        out["unary_1_server"] = unary_rate(address, 2, W3_UNARY)
+        out["batch_1_server"] = enqueue(address, requests("w3", W3_BATCH, "x" * 100), 4)
+        got = asyncio.run(with_stub(address, lambda s: drain(s, "w3", W3_BATCH)))
         out["retrieve_ack_per_s"] = got["per_s"]
         out["fetch_p50_ms"] = got["fetch_p50_ms"]
+    with redis_server() as redis, appliance(redis, 2, tmp / "server2.log") as address:
+        out["unary_2_servers"] = unary_rate(address, 2, W3_UNARY)
+        out["batch_2_servers"] = enqueue(address, requests("w3", W3_BATCH, "x" * 100), 4)
+        got = asyncio.run(with_stub(address, lambda s: drain(s, "w3", W3_BATCH)))
+        out["retrieve_ack_2_servers_per_s"] = got["per_s"]
     return out
 
 
@@ -289,18 +311,23 @@ def w4(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
 
 
 def w5(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
-    """W2 and a Retrieve+Ack drain on a topic with 1,000,000 tasks pending in the future,
-    against the same measured on an empty topic in the same redis."""
-    out: dict[str, Any] = {}
+    """W2 and a Retrieve+Ack drain on a topic holding 1,000,000 tasks due in 2 h, each run
+    next to the same on an empty topic of the same server and redis (interleaved, `runs`)."""
+    out: dict[str, Any] = {"runs": []}
     with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
-        out["empty_w2"] = run_w2(address, tmp, mode, "w5-empty")
-        out["empty_drain"] = drain_due(address, "w5-empty")
         start = time.perf_counter()
         far = requests("w5", W5_BACKLOG, "b", delay_ms=FAR_FUTURE_MS)
         out["backlog_enqueue_per_s"] = enqueue(address, far, 4)
         out["backlog_load_s"] = time.perf_counter() - start
-        out["backlog_w2"] = run_w2(address, tmp, mode, "w5")
-        out["backlog_drain"] = drain_due(address, "w5")
+        for n in range(W5_RUNS):
+            out["runs"].append(
+                {
+                    "empty_w2": run_w2(address, tmp, mode, f"w5-empty-{n}"),
+                    "backlog_w2": run_w2(address, tmp, mode, "w5"),
+                    "empty_drain": drain_due(address, f"w5-empty-{n}"),
+                    "backlog_drain": drain_due(address, "w5"),
+                }
+            )
     return out
 
 
@@ -323,13 +350,15 @@ def _clean(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
     return value
 
 
 def main() -> None:
     if sys.argv[1:2] == ["unary-client"]:  # a helper process of unary_rate
         address, count, inflight = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-        asyncio.run(unary_calls(address, count, inflight))
+        print(json.dumps(asyncio.run(unary_calls(address, count, inflight))))
         return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("workload", choices=sorted(WORKLOADS))

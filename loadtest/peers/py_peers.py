@@ -7,7 +7,7 @@ object. Run by the bench venv's Python (.bench/venv), never the project's:
 Worker commands (defaults, bar Celery's cluster chatter switched off):
   celery -A celery_app worker --without-gossip --without-mingle --without-heartbeat
   arq arq_app.WorkerSettings
-  node bullmq_worker.cjs            (a Worker with BullMQ's default concurrency, 1)
+  node bullmq_worker.cjs            (a Worker with concurrency 10)
 Imports only the peer's package and loadtest/harness.py.
 """
 

@@ -1,0 +1,133 @@
+"""Where an atp server process spends its time: py-spy samples one `atp --role=server` while
+(a) a worker drains 20,000 due tasks (W1 processing: Retrieve batches + AckBatch) and
+(b) EnqueueBatch calls create 100,000 tasks, and the top costs are printed as JSON.
+
+    python loadtest/profile.py --py-spy PATH [--seconds S]
+
+py-spy is a standalone sampler (a binary in a wheel; `just bench` installs it into the bench
+venv, never into the project). It reads the server's stacks from outside, so the server runs
+unmodified. Native frames (the grpc core's C and Cython code) are not resolved: they show as
+self time of the Python frame that called into them (Handle._run, Thread.run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import atp_driver as drv
+from harness import redis_server
+
+TOP = 12
+RATE_HZ = 250
+PREFILL = 200_000
+
+
+def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
+    """py-spy's raw output (collapsed stacks 'f1;f2;f3 N') -> top self and inclusive shares."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_short(f) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    if total == 0:
+        return {"samples": 0, "self": [], "inclusive": []}
+    entry = [f for f, _ in inclusive.most_common() if "appliance/" in f]
+    return {
+        "samples": total,
+        "self": [(f, n / total) for f, n in own.most_common(top)],
+        "inclusive": [(f, inclusive[f] / total) for f in entry[:top]],
+        "redis_py": sum(n for f, n in own.items() if "redis/" in f) / total,
+        "asyncio": sum(n for f, n in own.items() if "asyncio/" in f or "selectors" in f) / total,
+    }
+
+
+def _short(frame: str) -> str:
+    """'Store.enqueue (appliance/store/store.py:118)' -> without the line number, so the lines
+    of one function add up."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{name} ({path})"
+
+
+def record(py_spy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
+    argv += ["--rate", str(RATE_HZ), "--duration", str(int(seconds)), "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def profiled(
+    py_spy: str, pid: int, seconds: float, tmp: Path, name: str, load: Callable[[], float]
+) -> dict[str, Any]:
+    """Run `load()` (bounded by `seconds` itself) while py-spy samples `pid`, then summarize."""
+    out = tmp / f"{name}.txt"
+    spy = record(py_spy, pid, seconds, out)
+    rate = load()
+    _, err = spy.communicate(timeout=seconds + 60)
+    if not out.exists():
+        raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-500:]}")
+    summary = summarize(out.read_text())
+    summary["rate_per_s"] = rate
+    return summary
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--py-spy", default="py-spy")
+    p.add_argument("--seconds", type=float, default=10.0)
+    args = p.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="atp-profile-") as tmpdir:
+        tmp = Path(tmpdir)
+        with redis_server() as redis, drv.appliance(redis, 1, tmp / "server.log") as address:
+            pid = drv.server_pid(address)
+
+            # W1 processing: a backlog of due tasks big enough to keep the drain busy.
+            drv.enqueue(address, drv.requests("p1", PREFILL))
+
+            def process() -> float:
+                got = asyncio.run(
+                    drv.with_stub(
+                        address, lambda s: drv.drain(s, "p1", PREFILL, limit_s=args.seconds)
+                    )
+                )
+                return float(got["per_s"])
+
+            def enqueue() -> float:
+                rates = []
+                stop = time.monotonic() + args.seconds
+                while time.monotonic() < stop:
+                    rates.append(drv.enqueue(address, drv.requests("p2", 20_000, "x" * 100), 4))
+                return sum(rates) / len(rates)
+
+            results["w1_processing"] = profiled(args.py_spy, pid, args.seconds, tmp, "w1", process)
+            results["enqueue_batch"] = profiled(
+                args.py_spy, pid, args.seconds, tmp, "enqueue", enqueue
+            )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
