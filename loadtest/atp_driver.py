@@ -239,7 +239,8 @@ def unary_rate(address: str, clients: int, count: int, inflight: int = 64) -> fl
     for p in procs:
         try:
             out, _ = p.communicate(timeout=PHASE_LIMIT_S + 30)
-            spans.append(tuple(json.loads(out)))  # type: ignore[arg-type]
+            done, start, end = json.loads(out)
+            spans.append((int(done), float(start), float(end)))
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()

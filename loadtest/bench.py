@@ -89,7 +89,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_w5:
         results["w5"] = step(atp("w5", "--worker-mode=sdk"), "W5 atp (1,000,000 pending)")
     if args.py_spy:
-        profile = [sys.executable, str(HERE / "profile.py"), f"--py-spy={args.py_spy}"]
+        profile = [sys.executable, str(HERE / "profiling.py"), f"--py-spy={args.py_spy}"]
         results["profile"] = step(profile, "profile atp server")
     return results
 

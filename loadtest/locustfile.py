@@ -33,7 +33,6 @@ grpc_gevent.init_gevent()  # grpc's blocking calls yield to gevent's other green
 TASKS_DONE = {"enqueued": 0, "acked": 0}
 
 
-@events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     parser.add_argument("--topic", default="load", help="topic to enqueue to and fetch from")
     parser.add_argument("--token", default="", help="bearer token (role-split deployments)")
@@ -44,7 +43,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--payload-bytes", type=int, default=100)
 
 
-class Reporter(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class Reporter(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Fires locust's request event for every unary call: its time, reply size and error."""
 
     def __init__(self, environment: Environment) -> None:
@@ -60,7 +59,7 @@ class Reporter(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
             size = call.result().ByteSize()
         except grpc.RpcError as exc:
             error = exc
-        self.environment.events.request.fire(
+        self.environment.events.request.fire(  # type: ignore[no-untyped-call]  # locust
             request_type="grpc",
             name=str(details.method).rsplit("/", 1)[-1],
             response_time=(time.perf_counter() - start) * 1000,
@@ -72,7 +71,7 @@ class Reporter(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         return call
 
 
-class AtpUser(User):  # type: ignore[misc]
+class AtpUser(User):
     """One gRPC channel per user, every call through the Reporter."""
 
     abstract = True
@@ -96,7 +95,7 @@ class AtpUser(User):  # type: ignore[misc]
         return int(getattr(options, name, default)) if options else default
 
 
-class ProducerUser(AtpUser):  # type: ignore[misc]
+class ProducerUser(AtpUser):
     def request(self) -> pb.EnqueueRequest:
         return pb.EnqueueRequest(
             topic=self.topic,
@@ -124,7 +123,7 @@ class ProducerUser(AtpUser):  # type: ignore[misc]
             pass
 
 
-class WorkerUser(AtpUser):  # type: ignore[misc]
+class WorkerUser(AtpUser):
     @task
     def fetch_and_ack(self) -> None:
         wait_ms = self.option("wait_ms", 1000)
@@ -143,11 +142,10 @@ class WorkerUser(AtpUser):  # type: ignore[misc]
             pass
 
 
-@events.quitting.add_listener
 def _summary(environment: Environment, **_: Any) -> None:
     """Tasks per second on top of locust's calls per second."""
     stats = environment.stats.total if environment.stats else None
-    if stats is None or not stats.start_time:
+    if stats is None or not stats.start_time or not stats.last_request_timestamp:
         return
     seconds = max(stats.last_request_timestamp - stats.start_time, 1e-9)
     print(
@@ -155,3 +153,7 @@ def _summary(environment: Environment, **_: Any) -> None:
         f"/s), {TASKS_DONE['acked']:,} acked ({TASKS_DONE['acked'] / seconds:,.0f}/s) over "
         f"{seconds:.1f} s"
     )
+
+
+events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
+events.quitting.add_listener(_summary)  # type: ignore[no-untyped-call]

@@ -87,7 +87,7 @@ class CeleryPeer(Peer):
         os.environ["BENCH_REDIS_URL"] = redis.url
         import celery_app
 
-        self.task = celery_app.noop
+        self.task = celery_app.noop_task
 
     def worker_argv(self) -> list[str]:
         return [

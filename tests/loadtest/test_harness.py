@@ -1,0 +1,128 @@
+"""The bench harness's own logic: statistics, start records, report rendering, profile
+parsing. No Redis and no processes: these are pure functions (loadtest/ is not a package, so
+its directory is put on sys.path)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtest"))
+
+import harness
+import load
+import profiling
+import report
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert harness.percentile(values, 50) == 50.0
+    assert harness.percentile(values, 99) == 99.0
+    assert harness.percentile(values, 100) == 100.0
+    assert harness.percentile([3.0, 1.0, 2.0], 0) == 1.0
+    assert math.isnan(harness.percentile([], 50))
+
+
+def test_median_skips_nan() -> None:
+    assert harness.median([3.0, 1.0, 2.0]) == 2.0
+    assert harness.median([4.0, 1.0, math.nan, 2.0, 3.0]) == 2.5
+    assert math.isnan(harness.median([math.nan]))
+
+
+def test_due_times_are_distinct_whole_ms_over_the_spread() -> None:
+    due = harness.due_times(2000, 1_000_000.4, 10_000)
+    assert len(set(due)) == 2000
+    assert due[0] == 1_000_000.0 and due[-1] < 1_010_000.4
+    assert all(d == int(d) for d in due)
+
+
+def test_lateness_counts_early_never_run_and_repeats() -> None:
+    expected = [100.0, 200.0, 300.0, 400.0]
+    records = [(100.0, 101.0), (200.0, 199.5), (300.0, 305.0), (300.0, 303.0), (999.0, 1000.0)]
+    got = harness.lateness(records, expected)
+    assert got["early"] == 1  # 200 started at 199.5
+    assert got["never_run"] == 1  # 400
+    assert got["repeats"] == 1  # 300 twice; its first start (303) counts
+    assert got["unexpected"] == 1  # 999
+    assert got["max"] == 3.0
+    assert got["p50"] == 1.0
+
+
+def test_processing_rate_spans_first_to_last_start() -> None:
+    records = [(0.0, 1000.0 + i) for i in range(1001)]  # one start per ms for 1 s
+    assert harness.processing_rate(records) == pytest.approx(1000.0)
+    assert math.isnan(harness.processing_rate(records[:1]))
+
+
+def test_records_round_trip_and_count(tmp_path: Path) -> None:
+    path = tmp_path / "starts.rec"
+    recorder = harness.Recorder(path)
+    for due in (1.0, 2.0, 3.0):
+        recorder.record(due)
+    recorder.close()
+    assert harness.count_records(path) == 3
+    assert [due for due, _ in harness.read_records(path)] == [1.0, 2.0, 3.0]
+    assert harness.wait_for_records(path, 3, timeout_s=0.1)
+    assert not harness.wait_for_records(path, 4, timeout_s=0.05)
+    assert harness.count_records(tmp_path / "missing") == 0
+
+
+def test_run_time_parsing() -> None:
+    assert load.seconds("30") == 30
+    assert load.seconds("30s") == 30
+    assert load.seconds("1h30m") == 5400
+    with pytest.raises(Exception, match="bad run time"):
+        load.seconds("10x")
+
+
+def test_profile_summary_of_collapsed_stacks() -> None:
+    raw = "\n".join(
+        [
+            "main (appliance/cli.py:1);Store.ack_many (appliance/store/store.py:10);"
+            "pack_command (redis/asyncio/connection.py:5) 6",
+            "main (appliance/cli.py:1);Store.ack_many (appliance/store/store.py:12) 2",
+            "main (appliance/cli.py:1);select (selectors.py:468) 2",
+        ]
+    )
+    got = profiling.summarize(raw)
+    assert got["samples"] == 10
+    assert got["self"][0] == ("pack_command (redis/asyncio/connection.py)", 0.6)
+    assert ("Store.ack_many (appliance/store/store.py)", 0.8) in got["inclusive"]
+    assert got["redis_py"] == pytest.approx(0.6)
+
+
+def _results(atp_rate: float, bull_rate: float) -> dict[str, Any]:
+    w1: dict[str, dict[str, Any]] = {
+        key: {"enqueue_per_s": 1.0, "process_per_s": atp_rate, "processed": 20_000}
+        for key in report.ATP_W1
+    }
+    w1["bullmq"] = {"enqueue_per_s": 1.0, "process_per_s": bull_rate, "processed": 20_000}
+    w1["celery"] = {"enqueue_per_s": 1.0, "process_per_s": 100.0, "processed": 20_000}
+    w1["arq"] = {"error": "exit 1: boom"}
+    late = {"p50": 1.0, "p95": 1.5, "p99": 1.9, "max": 3.0, "early": 0.0, "never_run": 0.0}
+    run = {"w1": w1, "w2": {"atp": late, "bullmq": {**late, "p99": 95.0}}, "w3": {}}
+    return {"runs": [run, run, run], "w4": {"atp": {"beyond_payload": 200.0}}, "command": "x"}
+
+
+def test_report_ratios_targets_and_failures() -> None:
+    text = report.render(_results(atp_rate=3000.0, bull_rate=2000.0))
+    assert "| 1.5x | " in text or "1.5x" in text  # atp / BullMQ
+    assert "30.0x" in text  # atp / Celery
+    assert "met (stretch met)" in text
+    assert "W2 p99 lateness <= 2 ms" in text and "p99 1.9 ms, 0 early, 0 never run" in text
+    assert "failed" in text  # arq's failed step shows as failed, the rest still renders
+    assert "50.0x" in text  # BullMQ's p99 against atp's
+    missed = report.render(_results(atp_rate=1000.0, bull_rate=2000.0))
+    assert "**missed**" in missed
+
+
+def test_report_get_handles_missing_and_errors() -> None:
+    assert report.get({"a": {"b": 2}}, "a", "b") == 2.0
+    assert math.isnan(report.get({"error": "x"}, "a"))
+    assert math.isnan(report.get({"a": None}, "a"))
+    assert report.ratio(3.0, 0.0) == "n/a"
