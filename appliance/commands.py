@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from appliance import config
+from appliance.auth import local_token
 from appliance.errors import AtpError, ConfigError, Unavailable
 from appliance.model import Task
 
@@ -131,6 +132,8 @@ def _dlq_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_command(argv: list[str]) -> int:
+    if argv[:1] == ["schedule"]:
+        return run_schedule(argv[1:])
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (2) and --help (0), as argparse decides
@@ -141,7 +144,8 @@ def run_command(argv: list[str]) -> int:
         settings = config.load(args.config)
         tls = Tls.from_settings(settings)
         address = args.addr or settings.api_target
-        with Client(address, token=settings.token or None, tls=tls, timeout=args.timeout) as c:
+        token = local_token(settings) or None
+        with Client(address, token=token, tls=tls, timeout=args.timeout) as c:
             args.run(c, args)
     except ConfigError as exc:
         print(f"atp: bad config: {exc}", file=sys.stderr)
@@ -150,6 +154,25 @@ def run_command(argv: list[str]) -> int:
         print(f"atp: {status_name(exc)}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE if _unreachable(exc, status_name(exc)) else EXIT_REFUSED
     return 0
+
+
+def run_schedule(argv: list[str]) -> int:
+    """`atp schedule ...` (appliance/scheduler/cli.py), with this CLI's --addr and --config."""
+    from appliance.client import Tls
+    from appliance.scheduler.cli import run_schedule_command
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--addr", default=None)
+    pre.add_argument("--config", default=None)
+    ns, rest = pre.parse_known_args(argv)
+    try:
+        settings = config.load(ns.config)
+        tls = Tls.from_settings(settings)
+    except ConfigError as exc:
+        print(f"atp: bad config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    address = ns.addr or settings.api_target
+    return run_schedule_command(rest, address, token=local_token(settings) or None, tls=tls)
 
 
 def _unreachable(exc: AtpError, status: str) -> bool:

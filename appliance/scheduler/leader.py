@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from appliance import metrics
 from appliance.store.schedules import LeaseReply, ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Leader:
             return
         log.log(level, "stepped down as scheduler leader (token %d): %s", self._token, reason)
         self._token = None
+        metrics.SCHEDULER_LEADER.set(0)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -138,6 +140,7 @@ class Leader:
             log.info(
                 "became the scheduler leader (token %d, lease %d ms)", reply.token, self.ttl_ms
             )
+            metrics.SCHEDULER_LEADER.set(1)
             self.changed.set()
             return self.renew_s
         # Ask again right when the current lease runs out (or sooner, if it was released).

@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Sequence
 
+from appliance import metrics
 from appliance.config import Settings
 from appliance.model import NewTask
 from appliance.scheduler.definitions import Definition, Misfire, Schedule, from_config, from_fields
@@ -169,6 +170,7 @@ class Scheduler:
             self._log_step(d, next_ms, step)
             if task is not None:
                 self.fired += 1
+                metrics.TICKS_FIRED.labels(d.id).inc()
                 await self._enqueue(dict([task]))
             next_ms = step.next_ms
 
