@@ -72,9 +72,10 @@ class QueueServer:
             log.warning("redis not reachable at start (%s); serving, health NOT_SERVING", exc)
         await self._set_health(False)  # the stock servicer starts SERVING; Redis decides
         await self.server.start()
+        serving = await self._check_health(False)
         self._tasks = [
             asyncio.create_task(self.wakeups.run()),
-            asyncio.create_task(self._watch_health()),
+            asyncio.create_task(self._watch_health(serving)),
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeups.subscribed.wait(), 5)
@@ -96,22 +97,25 @@ class QueueServer:
             if asyncio.iscoroutine(result):
                 await result
 
-    async def _watch_health(self) -> None:
-        serving: bool | None = None
+    async def _check_health(self, serving: bool | None) -> bool:
+        """Ping Redis once; flip (and log) the health status when it changed."""
+        try:
+            ok = bool(await asyncio.wait_for(self.store.redis.ping(), HEALTH_CHECK_S))
+        except Exception:
+            ok = False
+        if ok != serving:
+            await self._set_health(ok)
+            log.log(
+                logging.INFO if ok else logging.WARNING,
+                "health: %s",
+                "SERVING" if ok else "NOT_SERVING (redis unreachable)",
+            )
+        return ok
+
+    async def _watch_health(self, serving: bool) -> None:
         while True:
-            try:
-                ok = await asyncio.wait_for(self.store.redis.ping(), HEALTH_CHECK_S)
-            except Exception:
-                ok = False
-            if ok != serving:
-                serving = bool(ok)
-                await self._set_health(serving)
-                log.log(
-                    logging.INFO if serving else logging.WARNING,
-                    "health: %s",
-                    "SERVING" if serving else "NOT_SERVING (redis unreachable)",
-                )
             await asyncio.sleep(HEALTH_CHECK_S)
+            serving = await self._check_health(serving)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Refuse new calls, let running ones finish for `grace_s`, then stop background work."""
