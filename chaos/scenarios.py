@@ -111,23 +111,54 @@ def reset_peer(ctx: Context) -> None:
     ctx.healed()
 
 
+def lost_replies(ctx: Context) -> None:
+    """Redis replies delayed past the atp processes' socket timeout (2.5 s > 2 s) for 5 s:
+    every script runs, its reply is lost, the store retries (the claim memo's and the settle
+    tokens' idempotence is what keeps this safe)."""
+    ctx.produce()
+    ctx.at(3)
+    redis = ctx.topology.redis_link
+    assert redis is not None
+    redis.add("late", "latency", "downstream", latency=2500, jitter=0)
+    ctx.note("redis link: replies 2.5 s late (socket timeout 2 s) for 5 s")
+    ctx.at(8)
+    redis.remove("late")
+    ctx.healed()
+
+
 def slow(ctx: Context) -> None:
-    """Slow and sliced responses: Redis replies at 8 KB/s cut into ~16-byte slices, the API's
-    replies to workers sliced too, for 8 s."""
+    """Slow and sliced responses for 8 s: Redis replies at 1 KB/s per connection in ~8-byte
+    slices 3 ms apart; the API's replies to workers at 2 KB/s in ~16-byte slices."""
     ctx.produce()
     ctx.at(2)
     topo = ctx.topology
     assert topo.redis_link is not None and topo.grpc_link is not None
-    topo.redis_link.add("bandwidth", "bandwidth", "downstream", rate=8)
+    topo.redis_link.add("bandwidth", "bandwidth", "downstream", rate=1)
     topo.redis_link.add(
-        "slicer", "slicer", "downstream", average_size=16, size_variation=8, delay=500
+        "slicer", "slicer", "downstream", average_size=8, size_variation=4, delay=3000
     )
+    topo.grpc_link.add("bandwidth", "bandwidth", "downstream", rate=2)
     topo.grpc_link.add(
-        "slicer", "slicer", "downstream", average_size=32, size_variation=16, delay=200
+        "slicer", "slicer", "downstream", average_size=16, size_variation=8, delay=2000
     )
-    ctx.note("redis link: 8 KB/s + slicer; grpc link: slicer")
+    ctx.note("redis link: 1 KB/s + 8-byte slices; grpc link: 2 KB/s + 16-byte slices")
     ctx.at(10)
     topo.toxiproxy.heal()
+    ctx.healed()
+
+
+def grpc_reset(ctx: Context) -> None:
+    """Six bursts of TCP resets on the workers' link to the API: Retrieve replies lost after
+    the server leased tasks (leased to nobody until the lease runs out), Acks lost."""
+    ctx.produce()
+    grpc = ctx.topology.grpc_link
+    assert grpc is not None
+    for n in range(6):
+        ctx.at(2 + n * 1.2)
+        grpc.add("reset", "reset_peer", "downstream", timeout=0)
+        time.sleep(0.3)
+        grpc.remove("reset")
+    ctx.note("grpc link: 6 x reset_peer for 0.3 s")
     ctx.healed()
 
 
@@ -247,7 +278,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("latency", "Redis replies 300+-200 ms late for 8 s", latency, quick=True),
         Scenario("blackhole", f"Redis blackholed {PAST_LEASE_S:.0f} s (> lease)", blackhole),
         Scenario("reset_peer", "6 bursts of TCP resets on the Redis link", reset_peer),
-        Scenario("slow", "Redis at 8 KB/s and sliced; API replies sliced", slow),
+        Scenario("lost_replies", "Redis replies 2.5 s late (> 2 s socket timeout)", lost_replies),
+        Scenario("slow", "Redis at 1 KB/s and sliced; API replies at 2 KB/s, sliced", slow),
+        Scenario("grpc_reset", "6 bursts of TCP resets on the workers' API link", grpc_reset),
         Scenario(
             "partition",
             f"one worker cut from the API {PAST_LEASE_S:.0f} s (> lease), twice",

@@ -1,0 +1,73 @@
+"""The chaos harness's pure parts (scenario registry, report rows, log scan) and, marked slow,
+one real scenario run that must leave no process behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from chaos.checker import Counts, Verdict, Violation
+from chaos.harness import Outcome, log_errors, preflight, row, run_scenario, table
+from chaos.scenarios import QUICK, SCENARIOS
+
+
+def test_the_quick_subset_is_latency_worker_kill_and_redis_restart() -> None:
+    assert QUICK == ["latency", "worker_kill", "redis_restart"]
+    assert all(s.name == name and s.run.__name__ == name for name, s in SCENARIOS.items())
+
+
+def test_a_row_per_scenario_with_every_column(tmp_path: Path) -> None:
+    counts = Counts(tasks=300, succeeded=259, dead=31, canceled=10, duplicates=4, explained=3)
+    passed = Outcome(SCENARIOS["latency"], tmp_path, Verdict(counts, []), 3.25, 18.0)
+    broken = Violation("fencing", "t1", "x")
+    failed = Outcome(SCENARIOS["reset_peer"], tmp_path, Verdict(Counts(), [broken]), None, 20.0)
+    errored = Outcome(SCENARIOS["slow"], tmp_path, None, error="boom")
+    lines = table([passed, failed, errored]).splitlines()
+    assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|") == 16
+    assert "| latency | 300 | 259 | 31 | 10 | 0 | 0 | 0 | 4 (3) |" in lines[2]
+    assert lines[2].endswith("| 3.2 s | 18 s | pass |")
+    assert "not drained" in row(failed) and row(failed).endswith("FAIL (1) |")
+    assert row(errored).endswith("ERROR |")
+
+
+def test_error_log_lines_are_summed_per_process(tmp_path: Path) -> None:
+    (tmp_path / "server.out").write_text(
+        '{"level": "info", "message": "fine"}\n'
+        '{"level": "error", "message": "Unclosed Pipeline client\\nclient: ..."}\n'
+        '{"level": "error", "message": "Unclosed Pipeline client\\nclient: ..."}\n'
+        "Traceback (most recent call last):\n"
+    )
+    (tmp_path / "toxiproxy.out").write_text('{"level": "error", "message": "upstream down"}\n')
+    (notes,) = log_errors(tmp_path)
+    assert notes.startswith("server: 3 error log line(s)")
+    assert "'Unclosed Pipeline client'" in notes and "'Traceback'" in notes
+
+
+@pytest.mark.slow
+def test_a_scenario_runs_checks_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    problems = preflight()
+    if problems:
+        pytest.skip("; ".join(problems))
+    assert _children() == []
+    outcome = run_scenario(SCENARIOS["latency"], tmp_path)
+    assert outcome.ok, outcome.error or outcome.details
+    assert (tmp_path / "latency" / "final.json").exists()
+    assert _children() == []
+
+
+def _children() -> list[int]:
+    """Processes whose parent is this one (every child the harness starts), zombies included."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid():
+            found.append(int(entry))
+    return found
