@@ -220,8 +220,27 @@ def redis_restart(ctx: Context) -> None:
     ctx.produce()
     for start in (3.0, 7.0):
         ctx.at(start)
-        ctx.topology.restart_redis(down_s=1.5)
         ctx.note("redis SIGKILLed, restarted 1.5 s later on its AOF")
+        ctx.topology.restart_redis(down_s=1.5)
+    ctx.healed()
+
+
+def server_kill(ctx: Context) -> None:
+    """SIGKILL the API server mid-load (long polls and settles in flight) and start it again
+    on its port 1 s later, twice."""
+    topo = ctx.topology
+    assert topo.api is not None
+    api = topo.api
+    server = next(c for c in topo.children if c.name == "server")
+    ctx.produce()
+    for start in (3.0, 7.0):
+        ctx.at(start)
+        ctx.note("atp server SIGKILLed, restarted 1 s later")
+        server.kill()
+        time.sleep(1.0)
+        server.restart()
+        if not wait_for(api.ready, 30):
+            raise RuntimeError(f"atp server did not come back: {server.output()}")
     ctx.healed()
 
 
@@ -292,6 +311,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "redis_restart", "SIGKILL Redis, restart on AOF, twice", redis_restart, quick=True
         ),
+        Scenario("server_kill", "SIGKILL the API server, restart it, twice", server_kill),
         Scenario(
             "scheduler_kill",
             "3 schedulers, 1 s ticks: SIGKILL leader x2, SIGSTOP leader",
