@@ -77,7 +77,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             run["w1"][key] = step(
                 atp("w1", f"--worker-mode={mode}", f"--servers={servers}"), f"run {n + 1} W1 {key}"
             )
-        run["w2"]["atp"] = step(atp("w2", "--worker-mode=sdk"), f"run {n + 1} W2 atp")
+        run["w2"]["atp"] = step(atp("w2", "--worker-mode=sdk"), f"run {n + 1} W2 atp (SDK)")
+        run["w2"]["atp-grpc"] = step(
+            atp("w2", "--worker-mode=grpc"), f"run {n + 1} W2 atp (gRPC consumers)"
+        )
         for name in PEERS:
             run["w1"][name] = step(peer(args.bench_python, name, "w1"), f"run {n + 1} W1 {name}")
             run["w2"][name] = step(peer(args.bench_python, name, "w2"), f"run {n + 1} W2 {name}")

@@ -1,6 +1,7 @@
-"""Where an atp server process spends its time: py-spy samples one `atp --role=server` while
-(a) a worker drains 20,000 due tasks (W1 processing: Retrieve batches + AckBatch) and
-(b) EnqueueBatch calls create 100,000 tasks, and the top costs are printed as JSON.
+"""Where atp's processes spend their time: py-spy samples one `atp --role=server` while
+(a) consumers drain due tasks (W1 processing: Retrieve batches + AckBatch) and
+(b) EnqueueBatch calls create tasks and (c) unary Enqueue calls do, then (d) the SDK Worker's
+process while it drains a backlog; the top costs are printed as JSON.
 
     python loadtest/profile.py --py-spy PATH [--seconds S]
 
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import collections
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,11 +29,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import atp_driver as drv
-from harness import redis_server
+from harness import count_records, redis_server
 
 TOP = 12
 RATE_HZ = 250
 PREFILL = 200_000
+UNARY_PER_S = 1500  # about what 2 client processes reach here; sampling ends first if slower
+BOILERPLATE = ("appliance/cli.py", "appliance/roles.py", "appliance/__main__.py", "<module>")
 
 
 def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
@@ -51,24 +55,34 @@ def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
             inclusive[frame] += n
     if total == 0:
         return {"samples": 0, "self": [], "inclusive": []}
-    entry = [f for f, _ in inclusive.most_common() if "appliance/" in f]
+    entry = [
+        f
+        for f, _ in inclusive.most_common()
+        if "appliance/" in f and not any(skip in f for skip in BOILERPLATE)
+    ]
     return {
         "samples": total,
         "self": [(f, n / total) for f, n in own.most_common(top)],
         "inclusive": [(f, inclusive[f] / total) for f in entry[:top]],
+        "functions": {f: round(n / total, 4) for f, n in inclusive.items() if n / total >= 0.003},
         "redis_py": sum(n for f, n in own.items() if "redis/" in f) / total,
         "asyncio": sum(n for f, n in own.items() if "asyncio/" in f or "selectors" in f) / total,
     }
 
 
 def _short(frame: str) -> str:
-    """'Store.enqueue (appliance/store/store.py:118)' -> without the line number, so the lines
-    of one function add up."""
+    """'Store.enqueue (/x/appliance/store/store.py:118)' -> 'Store.enqueue
+    (appliance/store/store.py)': no line number (the lines of one function add up) and no
+    machine-specific directories."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
+    if "site-packages/" in path:
+        path = path.rsplit("site-packages/", 1)[1]
+    elif "/appliance/" in path:
+        path = "appliance/" + path.rsplit("/appliance/", 1)[1]
+    else:
+        path = re.sub(r".*/lib/python3\.\d+/", "", path)
+        path = re.sub(r".*/loadtest/", "loadtest/", path)
     return f"{name} ({path})"
 
 
@@ -86,6 +100,23 @@ def profiled(
     spy = record(py_spy, pid, seconds, out)
     rate = load()
     _, err = spy.communicate(timeout=seconds + 60)
+    if not out.exists():
+        raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-500:]}")
+    summary = summarize(out.read_text())
+    summary["rate_per_s"] = rate
+    return summary
+
+
+def worker_profile(py_spy: str, address: str, seconds: float, tmp: Path) -> dict[str, Any]:
+    """py-spy on the SDK Worker's process (loadtest/atp_worker.py) while it drains a backlog."""
+    drv.enqueue(address, drv.requests("p3", PREFILL))
+    records, out = tmp / "p3.rec", tmp / "sdk_worker.txt"
+    with drv.worker(address, "p3", records, "sdk") as proc:
+        time.sleep(1.0)  # started, connected and draining
+        spy = record(py_spy, proc.pid, seconds, out)
+        first, start = count_records(records), time.monotonic()
+        _, err = spy.communicate(timeout=seconds + 60)
+        rate = (count_records(records) - first) / (time.monotonic() - start)
     if not out.exists():
         raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-500:]}")
     summary = summarize(out.read_text())
@@ -126,6 +157,15 @@ def main() -> None:
             results["enqueue_batch"] = profiled(
                 args.py_spy, pid, args.seconds, tmp, "enqueue", enqueue
             )
+            results["enqueue_unary"] = profiled(
+                args.py_spy,
+                pid,
+                args.seconds,
+                tmp,
+                "unary",
+                lambda: drv.unary_rate(address, 2, int(args.seconds * UNARY_PER_S)),
+            )
+            results["sdk_worker"] = worker_profile(args.py_spy, address, args.seconds, tmp)
     print(json.dumps(results))
 
 
