@@ -357,6 +357,7 @@ def _clean(value: Any) -> Any:
 
 
 def main() -> None:
+    global W5_BACKLOG, W5_RUNS  # --w5-backlog / --w5-runs, for trying W5 small by hand
     if sys.argv[1:2] == ["unary-client"]:  # a helper process of unary_rate
         address, count, inflight = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         print(json.dumps(asyncio.run(unary_calls(address, count, inflight))))
@@ -366,7 +367,10 @@ def main() -> None:
     p.add_argument("--servers", type=int, default=1, help="server processes for W1/W2")
     p.add_argument("--worker-mode", choices=("sdk", "grpc"), default="sdk")
     p.add_argument("--show-logs", action="store_true", help="print the processes' log tails")
+    p.add_argument("--w5-backlog", type=int, default=W5_BACKLOG, help="W5's pending tasks")
+    p.add_argument("--w5-runs", type=int, default=W5_RUNS, help="W5's rounds")
     args = p.parse_args()
+    W5_BACKLOG, W5_RUNS = args.w5_backlog, args.w5_runs
     with tempfile.TemporaryDirectory(prefix="atp-bench-") as tmp:
         result = WORKLOADS[args.workload](Path(tmp), args.worker_mode, args.servers)
         if args.show_logs:
