@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
+import signal
 import sys
 import time
+from pathlib import Path
 
 from chaos.harness import RESULTS, row, table, write_results
 from chaos.scenarios import QUICK, SCENARIOS
+
+KEEP_RUNS = 10  # run directories (logs, Redis data) kept under chaos/results/runs/
+
+
+def prune(runs: Path, keep: int) -> None:
+    """Remove all but the newest `keep` run directories (only ours: named by their stamp)."""
+    if not runs.is_dir():
+        return
+    stamps = sorted(p for p in runs.iterdir() if p.is_dir() and p.name[:8].isdigit())
+    for old in stamps[: max(len(stamps) - keep, 0)]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         print("chaos: cannot run:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
 
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so every `finally` ends its children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    prune(RESULTS / "runs", KEEP_RUNS - 1)
     runs_dir = RESULTS / "runs" / stamp
     started = time.monotonic()
     outcomes = []
