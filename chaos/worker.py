@@ -24,7 +24,7 @@ from appliance import AsyncClient
 from appliance.client import RpcFailed
 from appliance.errors import AtpError, NotFound, StaleLease, WrongState
 from appliance.model import Task
-from chaos.history import NOT_FOUND, OK, STALE, WRONG_STATE, LogWriter, now_ms
+from chaos.history import NOT_FOUND, OK, REFUSED, STALE, WRONG_STATE, LogWriter, now_ms
 
 
 def result_of(exc: AtpError | None) -> str:
@@ -95,8 +95,10 @@ class RecordingWorker:
         await self.settle(task, outcome)
 
     async def heartbeat(self, task: Task) -> None:
-        """ExtendLease every third of the lease while the handler runs (as the SDK's Worker)."""
-        while True:
+        """ExtendLease every third of the lease while the handler runs (as the SDK's Worker),
+        until the server refuses one (the lease is gone)."""
+        result = OK
+        while result not in REFUSED:
             await asyncio.sleep(self.lease_s / 3)
             sent = now_ms()
             deadline = 0
