@@ -8,13 +8,12 @@ moves once, atomically). Reaches Redis only through the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from appliance import metrics
 from appliance.config import Settings
 from appliance.store import Store
-from appliance.store.wakeups import Wakeups
+from appliance.store.wakeups import Wakeups, wait_any
 
 log = logging.getLogger(__name__)
 IDLE_RECHECK_S = 5.0  # also how soon a brand-new topic is noticed without a lease message
@@ -31,19 +30,10 @@ class Watchdog:
         self.dead_lettered = 0
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self.wakeups.run())
-        try:
-            with self.wakeups.watch() as woken:
-                while not self._stop.is_set():
-                    woken.clear()
-                    pause = await self.tick()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_first(woken, self._stop), pause)
-        finally:
-            self.wakeups.stop()
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        async with self.wakeups.listening() as woken:
+            while not self._stop.is_set():
+                woken.clear()
+                await wait_any(await self.tick(), woken, self._stop)
 
     async def tick(self) -> float:
         """Recover every expired lease once; return seconds until the next deadline."""
@@ -76,12 +66,3 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

@@ -17,7 +17,6 @@ Reaches Redis only through the store; must not import redis or grpc.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -31,7 +30,7 @@ from appliance.scheduler.leader import Leader
 from appliance.scheduler.registry import Registry
 from appliance.store import Store, connect
 from appliance.store.schedules import ScheduleStore
-from appliance.store.wakeups import Wakeups
+from appliance.store.wakeups import Wakeups, wait_any
 
 log = logging.getLogger(__name__)
 IDLE_S = 1.0  # longest sleep: re-check leadership and due schedules at least this often
@@ -92,22 +91,11 @@ class Scheduler:
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self.wakeups.run())
-        try:
-            with self.wakeups.watch() as woken:
-                while not self._stop.is_set():
-                    woken.clear()
-                    self.leader.changed.clear()
-                    pause = await self.tick()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            _first(woken, self.leader.changed, self._stop), pause
-                        )
-        finally:
-            self.wakeups.stop()
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        async with self.wakeups.listening() as woken:
+            while not self._stop.is_set():
+                woken.clear()
+                self.leader.changed.clear()
+                await wait_any(await self.tick(), woken, self.leader.changed, self._stop)
 
     async def tick(self) -> float:
         """One pass; returns seconds until the next one is needed."""
@@ -233,12 +221,3 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await store.close()
     for runner in runners:
         runner.result()  # a loop that ended by itself re-raises its error here
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

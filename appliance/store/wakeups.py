@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import redis.asyncio as aioredis
 
@@ -85,3 +85,27 @@ class Wakeups:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[asyncio.Event]:
+        """Subscribe for the duration of the block; yields an event set by every message (the
+        loop shape the watchdog and the scheduler share)."""
+        listener = asyncio.create_task(self.run())
+        try:
+            with self.watch() as woken:
+                yield woken
+        finally:
+            self.stop()
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+
+async def wait_any(seconds: float, *events: asyncio.Event) -> None:
+    """Return when any of `events` is set, or after `seconds`."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
