@@ -21,6 +21,7 @@ from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from tests.executors.webhook import Recorder
 from tests.redis_server import free_port
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / "dist" / "atp"
@@ -102,15 +103,6 @@ def setup(tmp_path: Path) -> Iterator[tuple[Path, Path, Recorder]]:
         data = tmp_path / "data"
         data.mkdir()
         yield data, config, hook
-
-
-def wait_for(condition, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_binary_runs_all_roles_and_keeps_tasks_across_a_restart(binary: Path, setup) -> None:  # type: ignore[no-untyped-def]
