@@ -104,16 +104,16 @@ class Store:
             by_topic.setdefault(tasks[i].topic, []).append(i)
 
         async def run() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for i in todo:
-                if not client_ids[i]:
-                    pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic)
-            new_topics = [t for t in by_topic if t not in self._known_topics]
-            if new_topics:
-                pipe.sadd(self.keys.topics, *new_topics)
-            for topic, idx in by_topic.items():
-                await self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
-            return list(await pipe.execute())
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    if not client_ids[i]:
+                        pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic)
+                new_topics = [t for t in by_topic if t not in self._known_topics]
+                if new_topics:
+                    pipe.sadd(self.keys.topics, *new_topics)
+                for topic, idx in by_topic.items():
+                    await self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
+                return list(await pipe.execute())
 
         replies = await _retrying(run) if todo else []
         self._known_topics.update(by_topic)
@@ -146,10 +146,10 @@ class Store:
             return list(range(len(tasks)))
 
         async def reserve() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for i in given:
-                pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic, nx=True, get=True)
-            return list(await pipe.execute())
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in given:
+                    pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic, nx=True, get=True)
+                return list(await pipe.execute())
 
         previous = dict(zip(given, await _retrying(reserve), strict=True))
         for i, old in previous.items():
@@ -241,15 +241,15 @@ class Store:
                 outcome[i] = exc
 
         async def run() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for i, tk in calls:
-                task_id, token = acks[i]
-                await self.scripts.get("ack")(
-                    keys=[tk.running, tk.task(task_id)],
-                    args=[task_id, token, self.settings.retention_ms],
-                    client=pipe,
-                )
-            return list(await pipe.execute())
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i, tk in calls:
+                    task_id, token = acks[i]
+                    await self.scripts.get("ack")(
+                        keys=[tk.running, tk.task(task_id)],
+                        args=[task_id, token, self.settings.retention_ms],
+                        client=pipe,
+                    )
+                return list(await pipe.execute())
 
         codes = await _retrying(run) if calls else []
         for (i, _), code in zip(calls, codes, strict=True):
@@ -324,15 +324,15 @@ class Store:
         """recover_expired for many topics in one round trip."""
 
         async def run() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for topic in topics:
-                tk = self.keys.topic(topic)
-                await self.scripts.get("recover_expired")(
-                    keys=[tk.pending, tk.running, tk.dlq],
-                    args=[tk.task_prefix, limit, self.keys.wake_channel, topic],
-                    client=pipe,
-                )
-            return list(await pipe.execute())
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for topic in topics:
+                    tk = self.keys.topic(topic)
+                    await self.scripts.get("recover_expired")(
+                        keys=[tk.pending, tk.running, tk.dlq],
+                        args=[tk.task_prefix, limit, self.keys.wake_channel, topic],
+                        client=pipe,
+                    )
+                return list(await pipe.execute())
 
         replies = await _retrying(run) if topics else []
         return {
@@ -464,10 +464,10 @@ def _lease_error(code: Any, task_id: str) -> Exception | None:
 
 
 async def _pipe(redis: aioredis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
-    pipe = redis.pipeline(transaction=False)
-    for name, *args in commands:
-        getattr(pipe, name)(*args)
-    return list(await pipe.execute())
+    async with redis.pipeline(transaction=False) as pipe:
+        for name, *args in commands:
+            getattr(pipe, name)(*args)
+        return list(await pipe.execute())
 
 
 async def _retrying(call: Callable[[], Awaitable[T]]) -> T:

@@ -88,3 +88,17 @@ async def test_ack_after_nack_with_same_token_is_refused(store: Store) -> None:
     await store.nack(task.id, task.lease_token, "boom", retry_after_ms=60_000)
     with pytest.raises(StaleLease):
         await store.ack(task.id, task.lease_token)
+
+
+async def test_repeat_after_the_task_was_leased_and_settled_again(store: Store) -> None:
+    """A Nack whose reply was lost, retried after the next delivery settled: the first result."""
+    (first,) = await seed_running(store)
+    applied = await store.nack(first.id, first.lease_token, "boom", retry_after_ms=1)
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    (second,) = (await store.claim("t", 1, 30_000)).tasks
+    await store.ack(second.id, second.lease_token)
+    assert await store.nack(first.id, first.lease_token, "boom", retry_after_ms=1) == applied
+    with pytest.raises(StaleLease):  # that token was nacked: it cannot ack now
+        await store.ack(first.id, first.lease_token)

@@ -1,7 +1,7 @@
 -- nack: a RUNNING task whose lease token matches failed: retry (-> PENDING after a delay) or,
 -- when asked or when its retries are spent (attempt > max_retries), dead-letter it (-> DEAD).
 -- Guarantees: a stale token changes nothing; repeating a settled Nack with the same token
--- returns the first result. The retry delay is retry_after when > 0, else exponential backoff
+-- returns the first result, even after the task was leased again (field settled:<token>). The retry delay is retry_after when > 0, else exponential backoff
 -- min(cap, base * 2^(attempt-1)) scaled by a jitter factor in [0.5, 1].
 -- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  KEYS[3] ...:dlq  (ZSETs, ms scores)
 -- KEYS[4] <prefix>:{<topic>}:task:<id> HASH
@@ -11,19 +11,18 @@
 -- Returns: {1, dead (1/0), next due ms (0 when dead)}, {-1} no such task, {-2} stale token
 local pending, running, dlq, key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', key, 'state', 'token', 'dtok', 'dres', 'attempt', 'maxr', 'due')
+local f = redis.call('HMGET', key, 'state', 'token', 'settled:' .. token, 'attempt', 'maxr')
 if not f[1] then return {-1} end
-if f[3] == token and (f[4] == 'retry' or f[4] == 'dead') then
-  return {1, f[4] == 'dead' and 1 or 0, f[4] == 'dead' and 0 or tonumber(f[7])}
-end
-if f[1] ~= 'RUNNING' or f[2] ~= token then return {-2} end
+if f[3] == 'dead' then return {1, 1, 0} end
+if f[3] and string.sub(f[3], 1, 6) == 'retry:' then return {1, 0, tonumber(string.sub(f[3], 7))} end
+if f[3] or f[1] ~= 'RUNNING' or f[2] ~= token then return {-2} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local attempt = tonumber(f[5])
+local attempt = tonumber(f[4])
 redis.call('ZREM', running, id)
-if ARGV[5] == '1' or attempt > tonumber(f[6]) then
+if ARGV[5] == '1' or attempt > tonumber(f[5]) then
   redis.call('ZADD', dlq, now, id)
-  redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[3], 'dtok', token, 'dres', 'dead', 'died', now)
+  redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[3], 'settled:' .. token, 'dead', 'died', now)
   return {1, 1, 0}
 end
 local delay = tonumber(ARGV[4])
@@ -34,7 +33,8 @@ end
 local due = now + delay
 local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 redis.call('ZADD', pending, due, id)
-redis.call('HSET', key, 'state', 'PENDING', 'due', due, 'err', ARGV[3], 'dtok', token, 'dres', 'retry')
+redis.call('HSET', key, 'state', 'PENDING', 'due', due, 'err', ARGV[3],
+  'settled:' .. token, 'retry:' .. string.format('%d', due))
 if head[2] == nil or due < tonumber(head[2]) then
   redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. string.format('%d', due))
 end

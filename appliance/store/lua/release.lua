@@ -1,7 +1,7 @@
 -- release: a RUNNING task whose lease token matches goes back to PENDING without counting the
 -- attempt (the consumer is shutting down, not failing): its retries are not used up.
 -- Guarantees: a stale token changes nothing; repeating a release with the same token returns
--- the first result.
+-- the first result (field settled:<token>).
 -- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  (ZSETs, ms scores)
 -- KEYS[3] <prefix>:{<topic>}:task:<id> HASH
 -- ARGV[1] id; ARGV[2] token; ARGV[3] delay (ms, >= 0); ARGV[4] wake channel; ARGV[5] topic;
@@ -9,10 +9,10 @@
 -- Returns: {1, next due ms}, {-1} no such task, {-2} stale or wrong token / not running
 local pending, running, key = KEYS[1], KEYS[2], KEYS[3]
 local id, token = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', key, 'state', 'token', 'dtok', 'dres', 'due')
+local f = redis.call('HMGET', key, 'state', 'token', 'settled:' .. token)
 if not f[1] then return {-1} end
-if f[3] == token and f[4] == 'release' then return {1, tonumber(f[5])} end
-if f[1] ~= 'RUNNING' or f[2] ~= token then return {-2} end
+if f[3] and string.sub(f[3], 1, 8) == 'release:' then return {1, tonumber(string.sub(f[3], 9))} end
+if f[3] or f[1] ~= 'RUNNING' or f[2] ~= token then return {-2} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local due = now + tonumber(ARGV[3])
@@ -20,8 +20,8 @@ local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 redis.call('ZREM', running, id)
 redis.call('ZADD', pending, due, id)
 redis.call('HINCRBY', key, 'attempt', -1)
-redis.call('HSET', key, 'state', 'PENDING', 'due', due, 'err', ARGV[6], 'dtok', token,
-  'dres', 'release')
+redis.call('HSET', key, 'state', 'PENDING', 'due', due, 'err', ARGV[6],
+  'settled:' .. token, 'release:' .. string.format('%d', due))
 if head[2] == nil or due < tonumber(head[2]) then
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. string.format('%d', due))
 end

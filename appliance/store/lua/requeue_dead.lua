@@ -16,7 +16,7 @@ for _, id in ipairs(ids) do
   if redis.call('ZREM', dlq, id) == 1 then
     redis.call('ZADD', pending, now, id)
     redis.call('HSET', prefix .. id, 'state', 'PENDING', 'due', now, 'attempt', 0)
-    redis.call('HDEL', prefix .. id, 'dtok', 'dres', 'died')
+    redis.call('HDEL', prefix .. id, 'died')
     moved[#moved + 1] = id
   end
 end
