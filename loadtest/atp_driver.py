@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import subprocess
@@ -57,6 +58,8 @@ W5_BACKLOG, W5_RUNS = 1_000_000, 3
 FAR_FUTURE_MS = 2 * 3_600_000
 Stub = pb_grpc.DelayQueueServiceStub
 SERVER_PIDS: dict[str, int] = {}
+RECORD_FILES = itertools.count(1)
+PROBE_CALLS = 300
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -186,7 +189,7 @@ def w1(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
 
 def run_w2(address: str, tmp: Path, mode: str, topic: str) -> dict[str, Any]:
     """Idle worker; 2,000 tasks due uniformly over the next 10 s; lateness of their starts."""
-    records = tmp / f"{topic}.rec"
+    records = tmp / f"{topic}-{next(RECORD_FILES)}.rec"  # a fresh file for every measurement
     with worker(address, topic, records, mode):
         time.sleep(2.0)  # the worker is up and long-polling, idle
         due = due_times(W2_TASKS, now_ms() + W2_LEAD_MS, W2_SPREAD_MS)
@@ -333,8 +336,30 @@ def w5(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
 
 
 def drain_due(address: str, topic: str, count: int = 20_000) -> dict[str, float]:
+    """Enqueue `count` due tasks; the Retrieve latency of one consumer alone (the fetch cost
+    without queueing), then the drain by 4 consumers."""
     enqueue(address, requests(topic, count, "x" * 100))
-    return dict(asyncio.run(with_stub(address, lambda s: drain(s, topic, count))))
+
+    async def body(stub: Stub) -> dict[str, float]:
+        cost = await probe(stub, topic)
+        got = await drain(stub, topic, count - PROBE_CALLS * 10)
+        return {**got, "probe_p50_ms": cost}
+
+    return dict(asyncio.run(with_stub(address, body)))
+
+
+async def probe(stub: Stub, topic: str, calls: int = PROBE_CALLS) -> float:
+    """Median latency (ms) of Retrieve(10 due tasks, no wait) calls made one at a time, each
+    followed by its AckBatch."""
+    took: list[float] = []
+    request = pb.RetrieveRequest(topic=topic, batch_size=10, wait_ms=0)
+    for _ in range(calls):
+        sent = time.perf_counter()
+        reply = await stub.Retrieve(request, timeout=30)
+        took.append((time.perf_counter() - sent) * 1000)
+        acks = [pb.AckRequest(id=t.id, lease_token=t.lease_token) for t in reply.tasks]
+        await stub.AckBatch(pb.AckBatchRequest(acks=acks), timeout=30)
+    return percentile(took, 50)
 
 
 WORKLOADS: dict[str, Callable[[Path, str, int], dict[str, Any]]] = {
