@@ -33,6 +33,9 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, tokens: TokenTable, limiter: RateLimiter) -> None:
         self.tokens = tokens
         self.limiter = limiter
+        # Wrapped handlers by (method, principal) when the call is let through: built once,
+        # not per call (the principals come from a fixed table).
+        self._wrapped: dict[tuple[str, Principal], grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -46,8 +49,14 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         principal, refusal = self._authorize(dict(details.invocation_metadata or ()), method)
         if handler.unary_unary is None:  # streaming (server reflection): the token check only
             return handler if refusal is None else _refuse_stream(handler, refusal)
-        limiter = self.limiter if self.limiter.rate > 0 else None
-        return _wrap(handler, method, principal, refusal, limiter, bool(self.tokens))
+        if refusal is not None:
+            return _wrap(handler, method, principal, refusal, None, bool(self.tokens))
+        wrapped = self._wrapped.get((details.method, principal))
+        if wrapped is None:
+            limiter = self.limiter if self.limiter.rate > 0 else None
+            wrapped = _wrap(handler, method, principal, None, limiter, bool(self.tokens))
+            self._wrapped[(details.method, principal)] = wrapped
+        return wrapped
 
     def _authorize(
         self, metadata: dict[str, Any], method: str
