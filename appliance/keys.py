@@ -7,6 +7,7 @@ Redis Cluster slot and every script touches one slot only. Stdlib only.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,6 +47,21 @@ class TopicKeys:
         return f"{self.base}:claim:{call_token}"
 
 
+SERVER_ID_MARK = "~"  # never in a topic nor in a client-given id
+
+
+def new_task_id(topic: str) -> str:
+    """A server-made id names its topic (`<topic>~<32 hex>`), so Delete/GetTask/Ack find the
+    task's keys without the id index; only client-given ids need `id_index`."""
+    return f"{topic}{SERVER_ID_MARK}{secrets.token_hex(16)}"
+
+
+def topic_in_id(task_id: str) -> str | None:
+    """The topic a server-made id names, or None for a client-given id."""
+    topic, mark, rest = task_id.rpartition(SERVER_ID_MARK)
+    return topic if mark and topic and len(rest) == 32 else None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "atp"
@@ -59,7 +75,8 @@ class Keys:
         return f"{self.prefix}:topics"
 
     def id_index(self, task_id: str) -> str:
-        """STRING task id -> topic, so Delete and GetTask work with the id alone."""
+        """STRING client-given task id -> topic, so Delete and GetTask work with the id alone
+        (server-made ids name their topic: see new_task_id)."""
         return f"{self.prefix}:id:{task_id}"
 
     @property

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 
 from appliance import validation
 from appliance.api._proto import queue_pb2 as pb
 from appliance.config import Settings
 from appliance.errors import InvalidArgument
+from appliance.keys import new_task_id, topic_in_id
 from appliance.model import NewTask, Task, TaskState, TopicStats
 
 STATE_TO_PB = {
@@ -32,8 +32,11 @@ def new_task(
     max_retries = settings.default_max_retries
     if req.HasField("max_retries"):
         max_retries = validation.max_retries(req.max_retries)
-    client_id = bool(req.id)
-    task_id = validation.task_id(req.id) if client_id else uuid.uuid4().hex
+    task_id = validation.task_id(req.id) if req.id else new_task_id(topic)
+    named = topic_in_id(task_id)
+    if named is not None and named != topic:
+        raise InvalidArgument(f"id {task_id!r} was made for topic {named!r}, not {topic!r}")
+    client_id = named is None
     delay_ms = req.delay_ms if req.delay_ms > 0 else req.delay_seconds * 1000
     task = NewTask(
         task_id, topic, req.payload, max_retries, delay_ms, req.execute_at_ms, traceparent

@@ -316,4 +316,10 @@ def _topic(value: str) -> str:
 
 def _valid_cursor(cursor: str) -> bool:
     died, sep, task_id = cursor.partition(":")
-    return bool(sep) and died.isdigit() and validation.ID_RE.fullmatch(task_id) is not None
+    if not sep or not died.isdigit():
+        return False
+    try:
+        validation.task_id(task_id)
+    except InvalidArgument:
+        return False
+    return True

@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
 from appliance.errors import NotFound, StaleLease, Unavailable, WrongState
-from appliance.keys import Keys, TopicKeys
+from appliance.keys import Keys, TopicKeys, topic_in_id
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.scripts import Scripts
@@ -106,7 +106,7 @@ class Store:
         async def run() -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in todo:
-                    if not client_ids[i]:
+                    if not client_ids[i] and topic_in_id(tasks[i].id) is None:
                         pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic)
                 new_topics = [t for t in by_topic if t not in self._known_topics]
                 if new_topics:
@@ -190,6 +190,9 @@ class Store:
         return codec.task_from_hash(task_id, topic, fields)
 
     async def topic_of(self, task_id: str) -> str:
+        named = topic_in_id(task_id)
+        if named is not None:
+            return named
         topic = await _retrying(lambda: self.redis.get(self.keys.id_index(task_id)))
         if topic is None:
             raise NotFound(f"no task with id {task_id!r}")
@@ -387,8 +390,9 @@ class Store:
         purged = await self._dlq_chunks(
             tk, "purge_dead", [tk.dlq], [tk.task_prefix, DLQ_CHUNK], ids
         )
-        if purged:
-            await _retrying(lambda: self.redis.delete(*(self.keys.id_index(i) for i in purged)))
+        indexed = [self.keys.id_index(i) for i in purged if topic_in_id(i) is None]
+        if indexed:
+            await _retrying(lambda: self.redis.delete(*indexed))
         return len(purged)
 
     async def _dlq_chunks(
@@ -441,7 +445,9 @@ class Store:
         return now, out
 
     async def _expire_index(self, task_ids: Sequence[str]) -> None:
-        """Finished tasks keep their id index as long as their record (the retention time)."""
+        """Finished tasks keep their id index as long as their record (the retention time).
+        Server-made ids have no index: nothing to do for them (the common, fast case)."""
+        task_ids = [i for i in task_ids if topic_in_id(i) is None]
         if task_ids:
             ttl = self.settings.retention_ms
             await _retrying(

@@ -119,3 +119,12 @@ async def test_stale_token_is_failed_precondition(stub) -> None:
         await stub.Ack(pb.AckRequest(id="s1", lease_token=task.lease_token + "x"))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "lease token" in (err.value.details() or "")
+
+
+async def test_a_server_made_id_cannot_move_to_another_topic(stub) -> None:
+    made = (await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p"))).id
+    again = await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", id=made))
+    assert again.id == made and again.duplicate
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Enqueue(pb.EnqueueRequest(topic="u", payload="p", id=made))
+    assert err.value.code() == INVALID and "was made for topic" in (err.value.details() or "")

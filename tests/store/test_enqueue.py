@@ -86,3 +86,16 @@ async def test_publishes_only_when_the_head_moves_earlier(
     await store.enqueue([NewTask("sooner", "t", "p", 3, delay_ms=0)], [False])
     assert pubsub.get_message(timeout=1) is not None
     pubsub.close()
+
+
+async def test_server_made_ids_name_their_topic_and_need_no_index(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    from appliance.keys import new_task_id, topic_in_id
+
+    task_id = new_task_id("orders")
+    assert topic_in_id(task_id) == "orders" and topic_in_id("client-id") is None
+    await store.enqueue([NewTask(task_id, "orders", "p", 3, delay_ms=60_000)], [False])
+    assert not redis_client.exists(KEYS.id_index(task_id))
+    assert (await store.get(task_id)).topic == "orders"
+    assert await store.cancel(task_id) == "orders"
