@@ -126,12 +126,11 @@ class Store:
     async def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
         """Queue one enqueue.lua call on `pipe` (awaiting only queues it)."""
         tk = self.keys.topic(topic)
-        args: list[Any] = [self.keys.wake_channel, topic]
+        args: list[Any] = [self.keys.wake_channel, topic, tk.task_prefix]
         for t in tasks:
-            args += [t.id, t.payload, t.delay_ms, t.execute_at_ms, t.max_retries, t.traceparent]
-        await self.scripts.get("enqueue")(
-            keys=[tk.pending, *(tk.task(t.id) for t in tasks)], args=args, client=pipe
-        )
+            meta = f"{t.delay_ms} {t.execute_at_ms} {t.max_retries} {t.traceparent}"
+            args += [t.id, t.payload, meta]
+        await self.scripts.get("enqueue")(keys=[tk.pending], args=args, client=pipe)
 
     async def _claim_ids(
         self,
