@@ -37,7 +37,7 @@ def outgoing(rpc: str) -> list[tuple[str, str]]:
 @contextlib.contextmanager
 def execution(task: Task) -> Iterator[None]:
     """The span of one execution attempt, a child of the producer's span when it sent one."""
-    if trace is None:
+    if trace is None or not _configured():
         yield
         return
     parent = propagate.extract({"traceparent": task.traceparent}) if task.traceparent else None
@@ -52,6 +52,12 @@ def execution(task: Task) -> Iterator[None]:
         f"{task.topic} process", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
     ):
         yield
+
+
+def _configured() -> bool:
+    """Whether a real tracer provider is set (else spans are no-ops: skip their cost)."""
+    provider = trace.get_tracer_provider()
+    return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
 
 
 def configure_from_env() -> bool:

@@ -58,6 +58,9 @@ class EmbeddedRedis:
             *("--appendonly", "yes"),
             *("--appendfsync", "everysec"),  # a Redis crash may lose about the last second
             *("--save", ""),  # AOF alone; no RDB snapshots on a timer
+            # Task records with payloads up to 1 KiB stay compact listpacks (the default, 64
+            # bytes, turns a record with a 100-byte payload into a hashtable: 646 vs 296 bytes).
+            *("--hash-max-listpack-value", "1024"),
             *("--daemonize", "no"),
             *("--logfile", ""),  # to stdout, next to the supervisor's own log
             *("--loglevel", "warning"),
