@@ -7,10 +7,12 @@ Nobody else calls EVAL. Imports redis; nothing of atp but this package's files.
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 # The task lifecycle's scripts (appliance/model.py TRANSITIONS names each one's edge). Other
 # scripts beside them (the scheduler's) are registered too: see available_scripts().
@@ -49,6 +51,25 @@ class Scripts:
 
     def get(self, name: str) -> AsyncScript:
         return self._scripts[name]
+
+    def queue(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Queue `EVALSHA` of a script on a pipeline. Unlike calling the Script object with
+        client=pipe, this sends no `SCRIPT EXISTS` round trip before every pipeline; a NOSCRIPT
+        (Redis restarted) is handled by `run_pipeline`."""
+        pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+
+    async def run_pipeline(self, redis: Redis, build: Callable[[Any], None]) -> list[Any]:
+        """Build and execute one pipeline; after NOSCRIPT load every script and run it again."""
+        for attempt in (1, 2):
+            async with redis.pipeline(transaction=False) as pipe:
+                build(pipe)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            await self.load_all(redis)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def load_all(self, redis: Redis) -> None:
         """Load every script now, so the first real call is a plain EVALSHA."""

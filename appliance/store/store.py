@@ -103,17 +103,18 @@ class Store:
         for i in todo:
             by_topic.setdefault(tasks[i].topic, []).append(i)
 
+        def build(pipe: Any) -> None:
+            for i in todo:
+                if not client_ids[i] and topic_in_id(tasks[i].id) is None:
+                    pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic)
+            new_topics = [t for t in by_topic if t not in self._known_topics]
+            if new_topics:
+                pipe.sadd(self.keys.topics, *new_topics)
+            for topic, idx in by_topic.items():
+                self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
+
         async def run() -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i in todo:
-                    if not client_ids[i] and topic_in_id(tasks[i].id) is None:
-                        pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic)
-                new_topics = [t for t in by_topic if t not in self._known_topics]
-                if new_topics:
-                    pipe.sadd(self.keys.topics, *new_topics)
-                for topic, idx in by_topic.items():
-                    await self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
-                return list(await pipe.execute())
+            return await self.scripts.run_pipeline(self.redis, build)
 
         replies = await _retrying(run) if todo else []
         self._known_topics.update(by_topic)
@@ -123,14 +124,14 @@ class Store:
                 results[i] = EnqueueResult(tasks[i].id, created=bool(flag))
         return [r for r in results if r is not None]
 
-    async def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
-        """Queue one enqueue.lua call on `pipe` (awaiting only queues it)."""
+    def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
+        """Queue one enqueue.lua call on `pipe`."""
         tk = self.keys.topic(topic)
         args: list[Any] = [self.keys.wake_channel, topic, tk.task_prefix]
         for t in tasks:
             meta = f"{t.delay_ms} {t.execute_at_ms} {t.max_retries} {t.traceparent}"
             args += [t.id, t.payload, meta]
-        await self.scripts.get("enqueue")(keys=[tk.pending], args=args, client=pipe)
+        self.scripts.queue(pipe, "enqueue", [tk.pending], args)
 
     async def _claim_ids(
         self,
@@ -242,16 +243,14 @@ class Store:
             except StaleLease as exc:
                 outcome[i] = exc
 
+        def build(pipe: Any) -> None:
+            for i, tk in calls:
+                task_id, token = acks[i]
+                keys = [tk.running, tk.task(task_id)]
+                self.scripts.queue(pipe, "ack", keys, [task_id, token, self.settings.retention_ms])
+
         async def run() -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i, tk in calls:
-                    task_id, token = acks[i]
-                    await self.scripts.get("ack")(
-                        keys=[tk.running, tk.task(task_id)],
-                        args=[task_id, token, self.settings.retention_ms],
-                        client=pipe,
-                    )
-                return list(await pipe.execute())
+            return await self.scripts.run_pipeline(self.redis, build)
 
         codes = await _retrying(run) if calls else []
         for (i, _), code in zip(calls, codes, strict=True):
@@ -325,16 +324,15 @@ class Store:
     async def recover_all(self, topics: Sequence[str], limit: int = 1000) -> dict[str, Recovery]:
         """recover_expired for many topics in one round trip."""
 
+        def build(pipe: Any) -> None:
+            for topic in topics:
+                tk = self.keys.topic(topic)
+                keys = [tk.pending, tk.running, tk.dlq]
+                args = [tk.task_prefix, limit, self.keys.wake_channel, topic]
+                self.scripts.queue(pipe, "recover_expired", keys, args)
+
         async def run() -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for topic in topics:
-                    tk = self.keys.topic(topic)
-                    await self.scripts.get("recover_expired")(
-                        keys=[tk.pending, tk.running, tk.dlq],
-                        args=[tk.task_prefix, limit, self.keys.wake_channel, topic],
-                        client=pipe,
-                    )
-                return list(await pipe.execute())
+            return await self.scripts.run_pipeline(self.redis, build)
 
         replies = await _retrying(run) if topics else []
         return {

@@ -99,3 +99,19 @@ async def test_server_made_ids_name_their_topic_and_need_no_index(
     assert not redis_client.exists(KEYS.id_index(task_id))
     assert (await store.get(task_id)).topic == "orders"
     assert await store.cancel(task_id) == "orders"
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """After a Redis restart (scripts are not persisted) pipelines reload them on NOSCRIPT."""
+    await seed_pending(store, "t", 1)
+    redis_client.script_flush()
+    await seed_pending(store, "u", 2)
+    assert len(read_pending(redis_client, "u")) == 2
+    redis_client.script_flush()
+    claim = await store.claim("u", 2, 30_000)
+    redis_client.script_flush()
+    assert await store.ack_many([(t.id, t.lease_token) for t in claim.tasks]) == [None, None]
+    redis_client.script_flush()
+    assert (await store.recover_all(["t", "u"])).keys() == {"t", "u"}
