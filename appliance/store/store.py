@@ -234,28 +234,33 @@ class Store:
             raise error
 
     async def ack_many(self, acks: Sequence[tuple[str, str]]) -> list[Exception | None]:
-        """Ack many leases in one round trip; one result per ack (None = done)."""
+        """Ack many leases in one round trip (one ack.lua call per topic); one result per ack
+        (None = done)."""
         outcome: list[Exception | None] = [None] * len(acks)
-        calls: list[tuple[int, TopicKeys]] = []
+        by_topic: dict[str, list[int]] = {}
         for i, (_, token) in enumerate(acks):
             try:
-                calls.append((i, self.keys.topic(topic_of_token(token))))
+                by_topic.setdefault(topic_of_token(token), []).append(i)
             except StaleLease as exc:
                 outcome[i] = exc
 
         def build(pipe: Any) -> None:
-            for i, tk in calls:
-                task_id, token = acks[i]
-                keys = [tk.running, tk.task(task_id)]
-                self.scripts.queue(pipe, "ack", keys, [task_id, token, self.settings.retention_ms])
+            for topic, idx in by_topic.items():
+                tk = self.keys.topic(topic)
+                pairs = [part for i in idx for part in acks[i]]
+                args = [self.settings.retention_ms, tk.task_prefix, *pairs]
+                self.scripts.queue(pipe, "ack", [tk.running], args)
 
-        async def run() -> list[Any]:
-            return await self.scripts.run_pipeline(self.redis, build)
-
-        codes = await _retrying(run) if calls else []
-        for (i, _), code in zip(calls, codes, strict=True):
-            outcome[i] = _lease_error(code, acks[i][0])
-        await self._expire_index([acks[i][0] for i, _ in calls if outcome[i] is None])
+        replies = (
+            await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
+            if by_topic
+            else []
+        )
+        for idx, codes in zip(by_topic.values(), replies, strict=True):
+            for i, code in zip(idx, codes, strict=True):
+                outcome[i] = _lease_error(code, acks[i][0])
+        done = [acks[i][0] for idx in by_topic.values() for i in idx if outcome[i] is None]
+        await self._expire_index(done)
         return outcome
 
     async def nack(

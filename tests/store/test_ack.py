@@ -57,3 +57,15 @@ async def test_ack_many_reports_each_result(store: Store) -> None:
     )
     assert results[0] is None and results[3] is None
     assert isinstance(results[1], StaleLease) and isinstance(results[2], NotFound)
+
+
+async def test_ack_many_across_topics(store: Store, redis_client: redis.Redis) -> None:
+    a = await seed_running(store, "a", n=2)
+    b = await seed_running(store, "b", n=1)
+    results = await store.ack_many(
+        [(a[0].id, a[0].lease_token), (b[0].id, b[0].lease_token), (a[1].id, b[0].lease_token)]
+    )
+    assert results[:2] == [None, None] and isinstance(results[2], NotFound | StaleLease)
+    assert read_state(redis_client, "a", a[0].id) == "SUCCEEDED"
+    assert read_state(redis_client, "b", b[0].id) == "SUCCEEDED"
+    assert read_state(redis_client, "a", a[1].id) == "RUNNING"
