@@ -276,13 +276,21 @@ class _Execution:
         self.lost = False
 
     async def run(self) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat())
+        # The lease heartbeat is only a timer until the first renewal is due: most handlers
+        # finish long before, and a task per delivery was a large share of a fast worker's time.
+        loop = asyncio.get_running_loop()
+        heartbeat: list[asyncio.Task[None]] = []
+        timer = loop.call_later(
+            self._until_renewal(), lambda: heartbeat.append(loop.create_task(self._heartbeat()))
+        )
         started = time.perf_counter()
         try:
             with tracing.execution(self.task):
                 outcome = await self._call()
         finally:
-            heartbeat.cancel()
+            timer.cancel()
+            for task in heartbeat:
+                task.cancel()
         metrics.HANDLER.labels(self.task.topic, outcome.name).observe(time.perf_counter() - started)
         if not self.lost:
             await self._settle(outcome)
@@ -313,7 +321,8 @@ class _Execution:
             await result
 
     async def _heartbeat(self) -> None:
-        pause: float | None = self._until_renewal()
+        """Renew now (the first renewal is due), then whenever the next one is."""
+        pause = await self._renew()
         while pause is not None:
             await asyncio.sleep(pause)
             pause = await self._renew()
