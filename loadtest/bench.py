@@ -144,6 +144,14 @@ def machine(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def product_state() -> str:
+    """HEAD's short hash, with '+changes' when appliance/ or proto/ differ from it: the work
+    tree is shared, so the code measured is the tree's, not necessarily a commit's."""
+    head = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = _run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "appliance", "proto"])
+    return head + ("+changes" if dirty else "")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", type=int, default=3)
@@ -153,20 +161,35 @@ def main() -> None:
     p.add_argument("--skip-w5", action="store_true")
     p.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     p.add_argument("--json", default=str(ROOT / ".bench" / "results.json"))
+    p.add_argument("--baseline", default=str(HERE / "baseline.json"), help="'before' figures")
     p.add_argument("--command", default="just bench", help="how this run was started")
+    p.add_argument(
+        "--render-only", action="store_true", help="re-render --out from --json, no measuring"
+    )
     args = p.parse_args()
+    baseline = json.loads(Path(args.baseline).read_text()) if Path(args.baseline).exists() else {}
+    if args.render_only:
+        results = json.loads(Path(args.json).read_text())
+        Path(args.out).write_text(report.render(results, baseline))
+        print(f"[bench] re-rendered {args.out} from {args.json}", file=sys.stderr)
+        return
     os.environ["BENCH_NODE_DIR"] = args.node_dir
     started = time.monotonic()
     info = machine(args)
+    info["code_before"] = product_state()
     results = run_all(args)
+    info["code_after"] = product_state()
     info["load_after"] = os.getloadavg()
     info["minutes"] = round((time.monotonic() - started) / 60, 1)
     results["machine"] = info
     results["command"] = args.command
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1))
-    Path(args.out).write_text(report.render(results))
-    print(f"[bench] wrote {args.out} and {args.json} in {info['minutes']} min", file=sys.stderr)
+    summary = Path(args.json).with_name("summary.json")
+    summary.write_text(json.dumps(report.summary(results), indent=1))
+    Path(args.out).write_text(report.render(results, baseline))
+    print(f"[bench] wrote {args.out}, {args.json} and {summary}", file=sys.stderr)
+    print(f"[bench] {info['minutes']} min", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 
 RECORD = struct.Struct("<dd")
 REDIS_START_S = 10.0
+HASH_MAX_LISTPACK_VALUE = 1024  # atp's documented Redis setting (docs/OPERATIONS.md), for all
 
 
 def now_ms() -> float:
@@ -135,7 +136,8 @@ def used_memory(port: int) -> int:
 class RedisServer:
     """A fresh redis-server on a free loopback port with a throwaway data dir. Every system
     gets the same settings: AOF everysec (the appliance's own default), no RDB snapshots, no
-    automatic AOF rewrite (so no fork lands in the middle of a measurement)."""
+    automatic AOF rewrite (so no fork lands in the middle of a measurement), and the
+    `hash-max-listpack-value 1024` atp asks of its Redis (compact records up to 1 KiB)."""
 
     port: int = 0
     dir: str = ""
@@ -165,6 +167,8 @@ class RedisServer:
                 "everysec",
                 "--auto-aof-rewrite-percentage",
                 "0",
+                "--hash-max-listpack-value",
+                str(HASH_MAX_LISTPACK_VALUE),
                 "--loglevel",
                 "warning",
             ]
