@@ -126,3 +126,22 @@ def test_report_get_handles_missing_and_errors() -> None:
     assert math.isnan(report.get({"error": "x"}, "a"))
     assert math.isnan(report.get({"a": None}, "a"))
     assert report.ratio(3.0, 0.0) == "n/a"
+
+
+def test_summary_and_before_after_against_a_baseline() -> None:
+    results = _results(atp_rate=3000.0, bull_rate=2000.0)
+    figures = report.summary(results)
+    assert figures["W1 processing, BullMQ (tasks/s)"] == 2000.0
+    assert figures["W3 Enqueue, 1 server process (calls/s)"] is None  # not measured
+    baseline = {"about": "the run before", "figures": {"W1 processing, BullMQ (tasks/s)": 1000}}
+    text = report.render(results, baseline)
+    assert "## Before and after" in text and "the run before" in text
+    assert "| W1 processing, BullMQ (tasks/s) | 1,000 | 2,000 | 2.0x |" in text
+    assert "## Before and after" not in report.render(results, {})
+
+
+def test_code_state_says_when_the_tree_moved() -> None:
+    assert report.code_state({"code_before": "abc", "code_after": "abc"}) == "`abc`"
+    assert "moved to `def+changes`" in report.code_state(
+        {"code_before": "abc", "code_after": "def+changes"}
+    )
