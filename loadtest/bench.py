@@ -145,11 +145,13 @@ def machine(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def product_state() -> str:
-    """HEAD's short hash, with '+changes' when appliance/ or proto/ differ from it: the work
-    tree is shared, so the code measured is the tree's, not necessarily a commit's."""
-    head = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = _run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "appliance", "proto"])
-    return head + ("+changes" if dirty else "")
+    """'<HEAD> <tree of appliance/ and proto/>', with '+changes' when those have uncommitted
+    edits: the work tree is shared, so the code measured is the tree's, not a commit's."""
+    git = ["git", "-C", str(ROOT)]
+    head = _run([*git, "rev-parse", "--short", "HEAD"])
+    trees = [_run([*git, "rev-parse", f"HEAD:{d}"])[:7] for d in ("appliance", "proto")]
+    dirty = _run([*git, "status", "--porcelain", "--", "appliance", "proto"])
+    return f"{head} {'/'.join(trees)}" + ("+changes" if dirty else "")
 
 
 def main() -> None:

@@ -140,8 +140,10 @@ def test_summary_and_before_after_against_a_baseline() -> None:
     assert "## Before and after" not in report.render(results, {})
 
 
-def test_code_state_says_when_the_tree_moved() -> None:
-    assert report.code_state({"code_before": "abc", "code_after": "abc"}) == "`abc`"
-    assert "moved to `def+changes`" in report.code_state(
-        {"code_before": "abc", "code_after": "def+changes"}
-    )
+def test_code_state_says_when_the_product_code_moved() -> None:
+    same = {"code_before": "abc t1/p1", "code_after": "def t1/p1"}  # a docs commit only
+    assert report.code_state(same) == "commit `abc`"
+    moved = {"code_before": "abc t1/p1", "code_after": "def t2/p1"}
+    assert "changed during the run" in report.code_state(moved)
+    dirty = {"code_before": "abc t1/p1+changes", "code_after": "abc t1/p1+changes"}
+    assert "uncommitted" in report.code_state(dirty)
