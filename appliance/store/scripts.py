@@ -42,7 +42,8 @@ def available_scripts() -> list[str]:
 
 
 class Scripts:
-    """One registered script per name: `await scripts.get("claim")(keys, args, client=pipe)`."""
+    """One registered script per name: `await scripts.get("claim")(keys=..., args=...)` for a
+    single call, `queue()` inside `run_pipeline()` for several in one round trip."""
 
     def __init__(self, redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {
@@ -75,13 +76,3 @@ class Scripts:
         """Load every script now, so the first real call is a plain EVALSHA."""
         for script in self._scripts.values():
             script.sha = await redis.script_load(script.script)
-
-
-def as_int(value: Any) -> int:
-    return int(value) if value is not None else 0
-
-
-def as_str(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
