@@ -30,6 +30,13 @@ class TopicKeys:
         return f"{self.base}:running"
 
     @property
+    def new(self) -> str:
+        """HASH id -> packed record ('<created> <max_retries>[ <traceparent>]\\n<payload>') of a
+        PENDING task never leased yet: a field costs far less than a HASH per task (ADR 0004).
+        claim.lua and cancel.lua move a record into its own task HASH."""
+        return f"{self.base}:new"
+
+    @property
     def dlq(self) -> str:
         """ZSET id -> time it died (ms)."""
         return f"{self.base}:dlq"
@@ -50,16 +57,20 @@ class TopicKeys:
 SERVER_ID_MARK = "~"  # never in a topic nor in a client-given id
 
 
+SERVER_ID_RANDOM = 22  # characters: 16 random bytes (128 bits) in base64url
+
+
 def new_task_id(topic: str) -> str:
-    """A server-made id names its topic (`<topic>~<32 hex>`), so Delete/GetTask/Ack find the
-    task's keys without the id index; only client-given ids need `id_index`."""
-    return f"{topic}{SERVER_ID_MARK}{secrets.token_hex(16)}"
+    """A server-made id names its topic (`<topic>~<22 base64url chars>`), so Delete/GetTask/Ack
+    find the task's keys without the id index; only client-given ids need `id_index`. Short,
+    because every pending task holds its id twice (pending ZSET member and `new` field)."""
+    return f"{topic}{SERVER_ID_MARK}{secrets.token_urlsafe(16)}"
 
 
 def topic_in_id(task_id: str) -> str | None:
     """The topic a server-made id names, or None for a client-given id."""
     topic, mark, rest = task_id.rpartition(SERVER_ID_MARK)
-    return topic if mark and topic and len(rest) == 32 else None
+    return topic if mark and topic and len(rest) == SERVER_ID_RANDOM else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, RateLimited
 from appliance.store import Store
 from appliance.store.store import Claim, topic_of_token
-from appliance.store.wakeups import Wakeups
+from appliance.store.wakeups import Wakeups, sleep_until
 
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
@@ -163,13 +163,15 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         with self.wakeups.watch(topic) as woken:
             while True:
                 woken.clear()
+                sent = loop.time()
                 claim = await self.store.claim(topic, limit, lease)
-                remaining = deadline - loop.time()
-                if claim.tasks or remaining <= 0:
+                now = loop.time()
+                if claim.tasks or now >= deadline:
                     return claim
-                next_due = claim.next_due_in_ms / 1000 if claim.next_due_in_ms >= 0 else remaining
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, next_due, RECHECK_S))
+                wake_at = min(deadline, now + RECHECK_S)
+                if claim.next_due_in_us >= 0:  # Redis read its clock about mid-call
+                    wake_at = min(wake_at, (sent + now) / 2 + claim.next_due_in_us / 1e6)
+                await sleep_until(wake_at, woken)
 
     @rpc
     async def Ack(

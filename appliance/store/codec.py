@@ -1,4 +1,5 @@
-"""Decoding of Redis replies into model objects. Knows the task HASH's field names."""
+"""Decoding of Redis replies into model objects. Knows the task HASH's field names and the
+packed record of a task never leased."""
 
 from __future__ import annotations
 
@@ -38,6 +39,25 @@ def task_from_hash(task_id: str, topic: str, fields: Mapping[Any, Any]) -> Task:
         lease_deadline_ms=number(get(b"deadline")),
         last_error=text(get(b"err")),
         traceparent=text(get(b"trace")),
+    )
+
+
+def task_from_new_record(task_id: str, topic: str, packed: bytes, due_ms: int) -> Task:
+    """A PENDING task never leased: its packed field of the topic's `new` HASH
+    ('<created> <max_retries>[ <traceparent>]\\n<payload>', lua/lib/new_record.lua) and its
+    pending score."""
+    head, _, payload = packed.partition(b"\n")
+    created, max_retries, *trace = head.decode().split(" ")
+    return Task(
+        id=task_id,
+        topic=topic,
+        payload=text(payload),
+        execute_time_ms=due_ms,
+        created_at_ms=int(created),
+        max_retries=int(max_retries),
+        attempt=0,
+        state=TaskState.PENDING,
+        traceparent=trace[0] if trace else "",
     )
 
 

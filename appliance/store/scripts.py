@@ -30,9 +30,20 @@ SCRIPT_NAMES = (
 )
 
 
+INCLUDE = "--! include "  # a script's line naming a lua/lib/<name>.lua to put in its place
+
+
 def script_source(name: str) -> str:
-    """The text of lua/<name>.lua (works from a wheel and from the PyInstaller binary)."""
-    return importlib.resources.files("appliance.store").joinpath("lua", f"{name}.lua").read_text()
+    """The text of lua/<name>.lua, each `--! include <lib>` line replaced by lua/lib/<lib>.lua
+    (works from a wheel and from the PyInstaller binary)."""
+    lua = importlib.resources.files("appliance.store").joinpath("lua")
+    lines = lua.joinpath(f"{name}.lua").read_text().splitlines(keepends=True)
+    return "".join(
+        lua.joinpath("lib", f"{line.removeprefix(INCLUDE).strip()}.lua").read_text()
+        if line.startswith(INCLUDE)
+        else line
+        for line in lines
+    )
 
 
 def available_scripts() -> list[str]:

@@ -52,7 +52,7 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
 class Claim:
     tasks: list[Task]
     now_ms: int
-    next_due_in_ms: int  # -1: nothing pending; else ms until the next task is due
+    next_due_in_us: int  # -1: nothing pending; else microseconds until the next task is due
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ class Store:
         for t in tasks:
             meta = f"{t.delay_ms} {t.execute_at_ms} {t.max_retries} {t.traceparent}"
             args += [t.id, t.payload, meta]
-        self.scripts.queue(pipe, "enqueue", [tk.pending], args)
+        self.scripts.queue(pipe, "enqueue", [tk.pending, tk.new], args)
 
     async def _claim_ids(
         self,
@@ -156,8 +156,14 @@ class Store:
             old_topic = codec.text(old)
             if old is None or old_topic == tasks[i].topic:
                 continue
-            key = self.keys.topic(old_topic).task(tasks[i].id)
-            if await _retrying(functools.partial(self.redis.exists, key)):
+            other = self.keys.topic(old_topic)
+            lives = functools.partial(
+                _pipe,
+                self.redis,
+                ("exists", other.task(tasks[i].id)),
+                ("hexists", other.new, tasks[i].id),
+            )
+            if any(await _retrying(lives)):
                 results[i] = EnqueueResult(tasks[i].id, created=False)
             else:  # the other topic's record is gone: the id is free again
                 index = self.keys.id_index(tasks[i].id)
@@ -170,7 +176,8 @@ class Store:
         tk = self.keys.topic(topic)
         code, state = await _retrying(
             lambda: self.scripts.get("cancel")(
-                keys=[tk.pending, tk.task(task_id)], args=[task_id, self.settings.retention_ms]
+                keys=[tk.pending, tk.task(task_id), tk.new],
+                args=[task_id, self.settings.retention_ms],
             )
         )
         if code == -1:
@@ -184,10 +191,20 @@ class Store:
 
     async def get(self, task_id: str) -> Task:
         topic = await self.topic_of(task_id)
-        fields = await _retrying(lambda: self.redis.hgetall(self.keys.topic(topic).task(task_id)))
-        if not fields:
-            raise NotFound(f"no task with id {task_id!r}")
-        return codec.task_from_hash(task_id, topic, fields)
+        tk = self.keys.topic(topic)
+        fields, packed, due = await _retrying(
+            lambda: _pipe(
+                self.redis,
+                ("hgetall", tk.task(task_id)),
+                ("hget", tk.new, task_id),
+                ("zscore", tk.pending, task_id),
+            )
+        )
+        if fields:
+            return codec.task_from_hash(task_id, topic, fields)
+        if packed is not None and due is not None:
+            return codec.task_from_new_record(task_id, topic, packed, int(due))
+        raise NotFound(f"no task with id {task_id!r}")
 
     async def topic_of(self, task_id: str) -> str:
         named = topic_in_id(task_id)
@@ -212,7 +229,7 @@ class Store:
         call = call_token or self.new_call_token(topic)
         reply = await _retrying(
             lambda: self.scripts.get("claim")(
-                keys=[tk.pending, tk.running, tk.claim(call)],
+                keys=[tk.pending, tk.running, tk.claim(call), tk.new],
                 args=[
                     tk.task_prefix,
                     limit,

@@ -4,8 +4,9 @@ channel; the watchdog on the lease channel).
 
 Scripts publish '<topic> <due ms>' when a topic's earliest due time moves earlier (enqueue,
 nack, lease recovery, requeue), so a waiting Retrieve re-claims at once instead of polling.
-Waiters also keep their own timer for the next due time (asyncio, ms precision), never a
-blocking Redis command's timeout. If the subscription drops, every waiter is woken to re-check.
+Waiters also keep their own timer for the next due time (`sleep_until`, sub-ms precision),
+never a blocking Redis command's timeout. If the subscription drops, every waiter is woken to
+re-check.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 ANY = "*"  # watch() key for "any topic" (topics never contain '*')
+# asyncio's epoll wait takes whole milliseconds, rounded up: a timer fires up to 1 ms late.
+# sleep_until() therefore sets its timer this much early and yields for the rest.
+EPOLL_SLACK_S = 0.0012
 
 
 class Wakeups:
@@ -109,3 +113,16 @@ async def wait_any(seconds: float, *events: asyncio.Event) -> None:
     finally:
         for w in waiters:
             w.cancel()
+
+
+async def sleep_until(when: float, woken: asyncio.Event) -> None:
+    """Return at loop time `when`, to about 0.1 ms, or as soon as `woken` is set. The last
+    EPOLL_SLACK_S is spent yielding to the loop (other callbacks run), not blocking in epoll,
+    whose millisecond rounding would make every due task up to 1 ms late."""
+    loop = asyncio.get_running_loop()
+    coarse = when - loop.time() - EPOLL_SLACK_S
+    if coarse > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), coarse)
+    while not woken.is_set() and loop.time() < when:  # noqa: ASYNC110 - sub-ms on purpose
+        await asyncio.sleep(0)

@@ -41,6 +41,9 @@ async def seed_dead(store: Store, topic: str = "t", n: int = 1) -> list[str]:
 
 
 def read_state(r: redis.Redis, topic: str, task_id: str) -> str | None:
+    """The task HASH's state; PENDING for a task never leased (a field of the `new` HASH)."""
+    if r.hexists(KEYS.topic(topic).new, task_id):
+        return "PENDING"
     value = r.hget(KEYS.topic(topic).task(task_id), "state")
     return value.decode() if value else None
 

@@ -24,12 +24,12 @@ async def test_never_hands_out_a_task_before_it_is_due(store: Store) -> None:
     await seed_pending(store, "t", 1, delay_ms=60_000)
     claim = await store.claim("t", 10, 30_000)
     assert claim.tasks == []
-    assert 59_000 < claim.next_due_in_ms <= 60_000
+    assert 59_000_000 < claim.next_due_in_us <= 60_000_000
 
 
 async def test_empty_topic_reports_nothing_pending(store: Store) -> None:
     claim = await store.claim("nothing", 1, 30_000)
-    assert claim.tasks == [] and claim.next_due_in_ms == -1
+    assert claim.tasks == [] and claim.next_due_in_us == -1
 
 
 async def test_every_lease_token_is_new(store: Store) -> None:

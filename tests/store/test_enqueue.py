@@ -31,8 +31,11 @@ async def test_same_client_id_is_idempotent(store: Store, redis_client: redis.Re
     first = await store.enqueue([NewTask("dup", "t", "one", 3)], [True])
     again = await store.enqueue([NewTask("dup", "t", "two", 3, delay_ms=99_000)], [True])
     assert first[0].created and not again[0].created
-    assert redis_client.hget(KEYS.topic("t").task("dup"), "payload") == b"one"
+    assert (await store.get("dup")).payload == "one"
     assert len(read_pending(redis_client)) == 1
+    await store.claim("t", 1, 30_000)  # leased: its record is a HASH of its own now
+    again = await store.enqueue([NewTask("dup", "t", "three", 3)], [True])
+    assert not again[0].created and (await store.get("dup")).payload == "one"
 
 
 async def test_same_id_in_another_topic_is_a_duplicate(
@@ -48,7 +51,11 @@ async def test_id_is_free_again_once_its_record_is_gone(
     store: Store, redis_client: redis.Redis
 ) -> None:
     await store.enqueue([NewTask("x", "t1", "one", 3)], [True])
-    redis_client.delete(KEYS.topic("t1").task("x"))
+    (leased,) = (await store.claim("t1", 1, 30_000)).tasks
+    (again,) = await store.enqueue([NewTask("x", "t2", "two", 3)], [True])
+    assert not again.created  # its record lives in t1, leased
+    await store.ack(leased.id, leased.lease_token)
+    redis_client.delete(KEYS.topic("t1").task("x"))  # what the retention time does
     (again,) = await store.enqueue([NewTask("x", "t2", "two", 3)], [True])
     assert again.created
     assert redis_client.get(KEYS.id_index("x")) == b"t2"

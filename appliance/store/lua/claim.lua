@@ -2,17 +2,20 @@
 -- Guarantees: a task is leased to one call at a time, never before its due time (Redis clock);
 -- each lease token is new (<call token>.<n>). A retry with the same call token returns the
 -- tasks that call still holds instead of leasing more (a lost reply leases nothing twice).
+-- A task leased for the first time moves from its packed field in `new` to a HASH of its own.
 -- KEYS[1] <prefix>:{<topic>}:pending            ZSET id -> due (ms)
 -- KEYS[2] <prefix>:{<topic>}:running            ZSET id -> lease deadline (ms)
 -- KEYS[3] <prefix>:{<topic>}:claim:<call token> STRING, ids leased by this call, '\n'-joined
+-- KEYS[4] <prefix>:{<topic>}:new                HASH id -> packed record of a task never leased
 -- ARGV[1] task key prefix (<prefix>:{<topic>}:task:, same hash tag); ARGV[2] limit
 -- ARGV[3] lease length (ms); ARGV[4] call token; ARGV[5] memo lifetime (ms)
 -- ARGV[6] lease channel; ARGV[7] topic: '<topic> <deadline ms>' is published there when these
 --         leases end before every lease already running (so watchdogs wake on time)
--- Returns: {now ms, ms until the next due task (-1: none; 0 when tasks are returned),
---           then 9 per task: id, payload, due, created, max_retries, attempt, token, deadline,
---           traceparent}
-local pending, running, memo_key = KEYS[1], KEYS[2], KEYS[3]
+-- Returns: {now ms, microseconds until the next due task (-1: none; 0 when tasks are
+--           returned; at least 1), then 9 per task: id, payload, due, created, max_retries,
+--           attempt, token, deadline, traceparent}
+--! include new_record
+local pending, running, memo_key, new = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, limit, lease, call = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -32,23 +35,41 @@ if memo then
   end
   return out
 end
-local ids = redis.call('ZRANGE', pending, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
-if #ids == 0 then
+local due = redis.call('ZRANGE', pending, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
+if #due == 0 then
   local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
-  out[2] = head[2] and math.max(tonumber(head[2]) - now, 1) or -1
+  if head[2] == nil then
+    out[2] = -1
+  else
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    out[2] = math.max(tonumber(head[2]) * 1000 - now_us, 1)
+  end
   return out
 end
 local deadline = now + lease
-for n, id in ipairs(ids) do
+local ids, fresh = {}, {}
+for i = 1, #due, 2 do
+  local id = due[i]
+  local n = #ids + 1
+  ids[n] = id
   local token = call .. '.' .. n
   local key = prefix .. id
-  redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline)
-  local attempt = redis.call('HINCRBY', key, 'attempt', 1)
-  local f = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr', 'trace')
-  for _, v in ipairs({id, f[1], f[2], f[3], f[4], attempt, token, deadline, f[5] or ''}) do
-    out[#out + 1] = v
+  local packed = redis.call('HGET', new, id)
+  local f
+  if packed then
+    fresh[#fresh + 1] = id
+    local payload, created, max_retries, trace = write_new_record(key, packed, due[i + 1], 1,
+      'RUNNING', 'token', token, 'deadline', deadline)
+    f = {id, payload, due[i + 1], created, max_retries, 1, token, deadline, trace}
+  else
+    redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline)
+    local attempt = redis.call('HINCRBY', key, 'attempt', 1)
+    local r = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr', 'trace')
+    f = {id, r[1], r[2], r[3], r[4], attempt, token, deadline, r[5] or ''}
   end
+  for _, v in ipairs(f) do out[#out + 1] = v end
 end
+if #fresh > 0 then redis.call('HDEL', new, unpack(fresh)) end
 redis.call('ZREM', pending, unpack(ids))
 local first = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
 if first[2] == nil or deadline < tonumber(first[2]) then

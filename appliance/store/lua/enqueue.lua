@@ -1,13 +1,17 @@
 -- enqueue: create tasks of one topic as PENDING; an id that exists is left alone (idempotent).
 -- Guarantees: all tasks of the call are written in one atomic step; a task whose due time is
 -- earlier than the topic's current head publishes '<topic> <due ms>' on the wake channel.
+-- A new task is one packed field of the `new` HASH (lib/new_record.lua), not a HASH of its own,
+-- until it is first leased or canceled.
 -- KEYS[1] <prefix>:{<topic>}:pending      ZSET id -> due (ms)
+-- KEYS[2] <prefix>:{<topic>}:new          HASH id -> packed record of a task never leased
 -- ARGV[1] wake channel; ARGV[2] topic; ARGV[3] task key prefix (<prefix>:{<topic>}:task:, the
 --         topic's hash tag: task keys are built here, not passed, to keep a batch's call small)
 -- ARGV[4..] three per task: id, payload, and '<delay ms> <execute_at ms or 0> <max_retries>
 --           <traceparent or nothing>'
 -- Returns: one integer per task, 1 = created, 0 = the id existed (nothing changed).
-local pending = KEYS[1]
+--! include new_record
+local pending, new = KEYS[1], KEYS[2]
 local channel, topic, prefix = ARGV[1], ARGV[2], ARGV[3]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -15,16 +19,14 @@ local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 local earliest = nil
 local created = {}
 for a = 4, #ARGV, 3 do
-  local id, payload, key = ARGV[a], ARGV[a + 1], prefix .. ARGV[a]
+  local id, payload = ARGV[a], ARGV[a + 1]
   local delay, at, max_retries, trace = string.match(ARGV[a + 2], '^(%d+) (%d+) (%d+) ?(.*)$')
-  if redis.call('EXISTS', key) == 1 then
+  if redis.call('HEXISTS', new, id) == 1 or redis.call('EXISTS', prefix .. id) == 1 then
     created[#created + 1] = 0
   else
     local due = now + tonumber(delay)
     if tonumber(at) > 0 then due = tonumber(at) end
-    redis.call('HSET', key, 'payload', payload, 'due', due, 'created', now,
-      'maxr', max_retries, 'attempt', 0, 'state', 'PENDING')
-    if trace ~= '' then redis.call('HSET', key, 'trace', trace) end
+    redis.call('HSET', new, id, pack_new_record(now, tonumber(max_retries), trace, payload))
     redis.call('ZADD', pending, due, id)
     created[#created + 1] = 1
     if earliest == nil or due < earliest then earliest = due end
