@@ -10,7 +10,7 @@ from appliance.errors import InvalidArgument, TooLarge
 
 TOPIC_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
-SERVER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}~[0-9a-f]{32}")  # keys.new_task_id
+SERVER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}~[A-Za-z0-9_-]{22}")  # keys.new_task_id
 MAX_DELAY_MS = 10 * 365 * 86_400_000  # ten years
 MAX_RETRIES_LIMIT = 1000
 
@@ -26,7 +26,7 @@ def topic(value: str, field: str = "topic") -> str:
 
 
 def task_id(value: str, field: str = "id") -> str:
-    """A client-given id, or one the server made (`<topic>~<32 hex>`)."""
+    """A client-given id, or one the server made (`<topic>~<22 base64url>`)."""
     if not value:
         raise InvalidArgument(f"{field} is empty")
     if not ID_RE.fullmatch(value) and not SERVER_ID_RE.fullmatch(value):
