@@ -74,7 +74,8 @@ binary:
     ls -l dist/atp
 
 # Locust gRPC load, headless and bounded (loadtest/README.md): against --host ADDR, or by
-# default a local `atp --role=server` + redis-server that it starts and ends. E.g.
+# default a local `atp --role=all` (embedded Redis, throwaway data dir) that it starts and
+# ends (`--local-role server`: atp --role=server + redis-server). E.g.
 # `just load --profile producer --users 50 --run-time 60s`.
 load *args:
     {{python}} -m pip install -q -e '.[load]'
