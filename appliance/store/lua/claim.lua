@@ -47,20 +47,17 @@ if #due == 0 then
   return out
 end
 local deadline = now + lease
-local ids, fresh = {}, {}
-for i = 1, #due, 2 do
-  local id = due[i]
-  local n = #ids + 1
-  ids[n] = id
-  local token = call .. '.' .. n
-  local key = prefix .. id
-  local packed = redis.call('HGET', new, id)
-  local f
-  if packed then
+local ids = {}
+for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
+local packed = redis.call('HMGET', new, unpack(ids))
+local fresh, leases = {}, {}
+for n, id in ipairs(ids) do
+  local token, key, f = call .. '.' .. n, prefix .. id, nil
+  if packed[n] then
     fresh[#fresh + 1] = id
-    local payload, created, max_retries, trace = write_new_record(key, packed, due[i + 1], 1,
+    local payload, created, max_retries, trace = write_new_record(key, packed[n], due[2 * n], 1,
       'RUNNING', 'token', token, 'deadline', deadline)
-    f = {id, payload, due[i + 1], created, max_retries, 1, token, deadline, trace}
+    f = {id, payload, due[2 * n], created, max_retries, 1, token, deadline, trace}
   else
     redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline)
     local attempt = redis.call('HINCRBY', key, 'attempt', 1)
@@ -68,6 +65,8 @@ for i = 1, #due, 2 do
     f = {id, r[1], r[2], r[3], r[4], attempt, token, deadline, r[5] or ''}
   end
   for _, v in ipairs(f) do out[#out + 1] = v end
+  leases[#leases + 1] = deadline
+  leases[#leases + 1] = id
 end
 if #fresh > 0 then redis.call('HDEL', new, unpack(fresh)) end
 redis.call('ZREM', pending, unpack(ids))
@@ -75,6 +74,6 @@ local first = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
 if first[2] == nil or deadline < tonumber(first[2]) then
   redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. string.format('%d', deadline))
 end
-for _, id in ipairs(ids) do redis.call('ZADD', running, deadline, id) end
+redis.call('ZADD', running, unpack(leases))
 redis.call('SET', memo_key, table.concat(ids, '\n'), 'PX', ARGV[5])
 return out
