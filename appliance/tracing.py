@@ -34,12 +34,19 @@ def outgoing(rpc: str) -> list[tuple[str, str]]:
     return [(k, v) for k, v in carrier.items() if k in ("traceparent", "tracestate")]
 
 
-@contextlib.contextmanager
-def execution(task: Task) -> Iterator[None]:
-    """The span of one execution attempt, a child of the producer's span when it sent one."""
+NO_SPAN = contextlib.nullcontext()
+
+
+def execution(task: Task) -> contextlib.AbstractContextManager[Any]:
+    """The span of one execution attempt, a child of the producer's span when it sent one
+    (a shared no-op when tracing is off: this runs once per task)."""
     if trace is None or not _configured():
-        yield
-        return
+        return NO_SPAN
+    return _span(task)
+
+
+@contextlib.contextmanager
+def _span(task: Task) -> Iterator[None]:
     parent = propagate.extract({"traceparent": task.traceparent}) if task.traceparent else None
     tracer = trace.get_tracer("atp.worker")
     attributes: dict[str, Any] = {
@@ -54,10 +61,12 @@ def execution(task: Task) -> Iterator[None]:
         yield
 
 
+_NO_OP_PROVIDERS = frozenset({"ProxyTracerProvider", "NoOpTracerProvider"})
+
+
 def _configured() -> bool:
     """Whether a real tracer provider is set (else spans are no-ops: skip their cost)."""
-    provider = trace.get_tracer_provider()
-    return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
+    return type(trace.get_tracer_provider()).__name__ not in _NO_OP_PROVIDERS
 
 
 def configure_from_env() -> bool:

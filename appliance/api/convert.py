@@ -10,6 +10,7 @@ from appliance.config import Settings
 from appliance.errors import InvalidArgument
 from appliance.keys import new_task_id, topic_in_id
 from appliance.model import NewTask, Task, TaskState, TopicStats
+from appliance.store import codec
 
 STATE_TO_PB = {
     TaskState.PENDING: pb.PENDING,
@@ -62,6 +63,29 @@ def task_to_pb(task: Task, with_lease: bool = False) -> pb.Task:
         lease_deadline_ms=task.lease_deadline_ms if task.state == TaskState.RUNNING else 0,
         traceparent=task.traceparent,
     )
+
+
+def leased_to_pb(topic: str, rows: Iterable[codec.ClaimedRow]) -> list[pb.Task]:
+    """Retrieve's tasks, straight from claim.lua's rows (as task_to_pb(..., with_lease=True)
+    would make them from Tasks; tests/api checks that the two agree)."""
+    return [
+        pb.Task(
+            id=tid.decode(),
+            topic=topic,
+            payload=payload.decode(),
+            execute_time=due // 1000,
+            retry_count=attempt - 1,
+            max_retries=maxr,
+            created_at=created // 1000,
+            lease_token=token.decode(),
+            execute_time_ms=due,
+            attempt=attempt,
+            created_at_ms=created,
+            lease_deadline_ms=deadline,
+            traceparent=trace.decode(),
+        )
+        for tid, payload, due, created, maxr, attempt, token, deadline, trace in rows
+    ]
 
 
 def stats_to_pb(stats: TopicStats) -> pb.TopicStats:

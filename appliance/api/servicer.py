@@ -139,9 +139,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             with self._long_poll_slot():
                 claim = await self._wait_and_claim(topic, limit, lease, wait_s)
         _count_delivered(topic, claim)
-        return pb.RetrieveResponse(
-            tasks=[convert.task_to_pb(t, with_lease=True) for t in claim.tasks]
-        )
+        return pb.RetrieveResponse(tasks=convert.leased_to_pb(topic, claim.rows))
 
     @contextlib.contextmanager
     def _long_poll_slot(self) -> Iterator[None]:
@@ -166,7 +164,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
                 sent = loop.time()
                 claim = await self.store.claim(topic, limit, lease)
                 now = loop.time()
-                if claim.tasks or now >= deadline:
+                if claim.rows or now >= deadline:
                     return claim
                 wake_at = min(deadline, now + RECHECK_S)
                 if claim.next_due_in_us >= 0:  # Redis read its clock about mid-call
@@ -295,11 +293,11 @@ def _traceparent(context: grpc.aio.ServicerContext) -> str:
 
 
 def _count_delivered(topic: str, claim: Claim) -> None:
-    if claim.tasks:
-        metrics.DELIVERED.labels(topic).inc(len(claim.tasks))
-        lateness = metrics.LATENESS.labels(topic)
-        for task in claim.tasks:
-            lateness.observe(max(claim.now_ms - task.execute_time_ms, 0) / 1000)
+    if claim.rows:
+        metrics.DELIVERED.labels(topic).inc(len(claim.rows))
+        observe, now = metrics.LATENESS.labels(topic).observe, claim.now_ms
+        for row in claim.rows:
+            observe(max(now - row[2], 0) / 1000)
 
 
 def _lease(task_id: str, token: str) -> tuple[str, str]:

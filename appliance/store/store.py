@@ -50,9 +50,14 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
-    tasks: list[Task]
+    topic: str
+    rows: list[codec.ClaimedRow]  # the leased tasks as claim.lua sent them
     now_ms: int
     next_due_in_us: int  # -1: nothing pending; else microseconds until the next task is due
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [codec.claimed_task(self.topic, row) for row in self.rows]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -241,9 +246,7 @@ class Store:
                 ],
             )
         )
-        return Claim(
-            codec.claimed_tasks(topic, reply[2:]), codec.number(reply[0]), codec.number(reply[1])
-        )
+        return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
 
     async def ack(self, task_id: str, token: str) -> None:
         (error,) = await self.ack_many([(task_id, token)])

@@ -47,6 +47,7 @@ SETTLE_GRACE_S = 5.0  # after the drain, how long releases may take
 IDLE_PAUSE_S = 0.2  # an empty Retrieve answered faster than this waits out the rest
 POLL_SETTLE_S = 0.05  # a Retrieve is not cancelled younger than this (see settle_left)
 ACK_BATCH_MAX = 500
+MAX_POLLS_PER_TOPIC = 4  # Retrieves in flight per topic, at most (see _config)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class WorkerConfig:
     wait_s: float
     drain_timeout_s: float
     backoff_s: tuple[float, float]  # reconnect backoff: first and longest pause
+    polls_per_topic: int  # Retrieves in flight per topic: fetching overlaps handling
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -206,6 +208,33 @@ class _Session:
         )
         self.acker = _Acker(client)
         self.jobs: set[asyncio.Task[None]] = set()
+        # Executions whose lease renewal is not due yet, oldest lease first (they all have the
+        # same lease length): keep_leases() starts their heartbeat when it is due.
+        self.unrenewed: dict[_Execution, None] = {}
+        self._handler_seconds: dict[tuple[str, str], Any] = {}
+
+    async def keep_leases(self) -> None:
+        """Start the lease heartbeat of every handler still running at 2/3 of its lease; one
+        sweep for all of them instead of a timer per task (most finish long before)."""
+        lease_s = self.config.visibility_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, lease_s / 10))
+            now = time.monotonic()
+            due = []
+            for execution in self.unrenewed:
+                if execution.renew_at() > now:
+                    break
+                due.append(execution)
+            for execution in due:
+                del self.unrenewed[execution]
+                execution.start_heartbeat()
+
+    def observe_handler(self, topic: str, outcome: str, seconds: float) -> None:
+        key = (topic, outcome)
+        child = self._handler_seconds.get(key)
+        if child is None:
+            child = self._handler_seconds[key] = metrics.HANDLER.labels(topic, outcome)
+        child.observe(seconds)
 
     async def reserve(self, topic: str, want: int) -> int:
         """Slots for up to `want` tasks of `topic`: at least one, waiting if none is free."""
@@ -274,26 +303,29 @@ class _Execution:
         self.lease_s = session.config.visibility_timeout_s
         self.expires = leased_at + self.lease_s  # monotonic, like every local deadline here
         self.lost = False
+        self.heartbeat: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        # The lease heartbeat is only a timer until the first renewal is due: most handlers
-        # finish long before, and a task per delivery was a large share of a fast worker's time.
-        loop = asyncio.get_running_loop()
-        heartbeat: list[asyncio.Task[None]] = []
-        timer = loop.call_later(
-            self._until_renewal(), lambda: heartbeat.append(loop.create_task(self._heartbeat()))
-        )
+        session = self.session
+        session.unrenewed[self] = None  # session.keep_leases() renews it if it runs long
         started = time.perf_counter()
         try:
             with tracing.execution(self.task):
                 outcome = await self._call()
         finally:
-            timer.cancel()
-            for task in heartbeat:
-                task.cancel()
-        metrics.HANDLER.labels(self.task.topic, outcome.name).observe(time.perf_counter() - started)
+            session.unrenewed.pop(self, None)
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
+        session.observe_handler(self.task.topic, outcome.name, time.perf_counter() - started)
         if not self.lost:
             await self._settle(outcome)
+
+    def renew_at(self) -> float:
+        """When the lease is due for renewal (monotonic): at 2/3 of it."""
+        return self.expires - self.lease_s / 3
+
+    def start_heartbeat(self) -> None:
+        self.heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def _call(self) -> Outcome:
         """Run the handler; how it ended decides the outcome (cancelled: released)."""
@@ -328,7 +360,7 @@ class _Execution:
             pause = await self._renew()
 
     def _until_renewal(self) -> float:
-        return max(self.expires - self.lease_s / 3 - time.monotonic(), 0.0)
+        return max(self.renew_at() - time.monotonic(), 0.0)
 
     async def _renew(self) -> float | None:
         """ExtendLease; seconds until the next renewal, None when the lease is lost."""
@@ -445,7 +477,9 @@ class Worker:
         tls: Tls | None = None,
     ) -> None:
         """`concurrency`: handlers at once, all topics together; `batch_size`: most tasks per
-        Retrieve (default min(concurrency, 100)); durations in seconds or timedeltas;
+        Retrieve (default min(concurrency, 100)); a topic keeps up to concurrency // batch_size
+        Retrieves in flight (at most 4), so fetching overlaps handling; durations in seconds
+        or timedeltas;
         `token`/`tls`: as for AsyncClient."""
         self.address = address
         self.config = _config(
@@ -516,8 +550,13 @@ class Worker:
 
     async def _serve(self, client: AsyncClient, stop: asyncio.Event) -> None:
         session = self._session = _Session(self.config, client, self.routes.values())
-        fetchers = {_Fetcher(session, route): route.topic for route in self.routes.values()}
+        fetchers = {
+            _Fetcher(session, route): route.topic
+            for route in self.routes.values()
+            for _ in range(_polls(self.config, route))
+        }
         loops = [asyncio.create_task(f.run(), name=f"atp-fetch-{t}") for f, t in fetchers.items()]
+        keeper = asyncio.create_task(session.keep_leases(), name="atp-leases")
         topics = ", ".join(self.routes)
         log.info("worker on %s: %s, concurrency %d", self.address, topics, self.config.concurrency)
         try:
@@ -525,6 +564,8 @@ class Worker:
         finally:
             await _stop_fetching(list(fetchers), loops)
             await session.drain(self.config.drain_timeout_s)
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             session.close()
             log.info("worker stopped")
 
@@ -561,6 +602,12 @@ async def _stop_fetching(fetchers: list[_Fetcher], loops: list[asyncio.Task[None
     await asyncio.gather(*loops, return_exceptions=True)
 
 
+def _polls(config: WorkerConfig, route: Route) -> int:
+    """Retrieves in flight for one topic: as many full batches as its slots allow, capped."""
+    cap = route.concurrency or config.concurrency
+    return max(1, min(config.polls_per_topic, cap // config.batch_size))
+
+
 def _is_async(handler: Handler) -> bool:
     call = getattr(handler, "__call__", None)  # noqa: B004 - async callable objects count too
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
@@ -592,4 +639,8 @@ def _config(
             f"reconnect_backoff must be (low, high) with 0 < low <= high, got {backoff}"
         )
     wait_s, drain_s = _seconds(wait, "wait"), _seconds(drain_timeout, "drain_timeout")
-    return WorkerConfig(concurrency, batch, lease, wait_s, drain_s, (low, high))
+    # With room for several full batches, several Retrieves per topic are in flight at once:
+    # a batch's round trip (the server leasing it, the reply) overlaps the handling of the
+    # last one. Each holds its own reserved slots; an idle one holds a single slot.
+    polls = max(1, min(MAX_POLLS_PER_TOPIC, concurrency // batch))
+    return WorkerConfig(concurrency, batch, lease, wait_s, drain_s, (low, high), polls)

@@ -13,7 +13,7 @@
 --         leases end before every lease already running (so watchdogs wake on time)
 -- Returns: {now ms, microseconds until the next due task (-1: none; 0 when tasks are
 --           returned; at least 1), then 9 per task: id, payload, due, created, max_retries,
---           attempt, token, deadline, traceparent}
+--           attempt, token, deadline, traceparent (the times and counts as integers)}
 --! include new_record
 local pending, running, memo_key, new = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, limit, lease, call = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -28,7 +28,8 @@ if memo then
     local f = redis.call('HMGET', prefix .. id, 'payload', 'due', 'created', 'maxr', 'attempt',
       'token', 'deadline', 'state', 'trace')
     if f[8] == 'RUNNING' and f[6] == call .. '.' .. n then
-      for _, v in ipairs({id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[9] or ''}) do
+      for _, v in ipairs({id, f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4]),
+          tonumber(f[5]), f[6], tonumber(f[7]), f[9] or ''}) do
         out[#out + 1] = v
       end
     end
@@ -57,12 +58,14 @@ for n, id in ipairs(ids) do
     fresh[#fresh + 1] = id
     local payload, created, max_retries, trace = write_new_record(key, packed[n], due[2 * n], 1,
       'RUNNING', 'token', token, 'deadline', deadline)
-    f = {id, payload, due[2 * n], created, max_retries, 1, token, deadline, trace}
+    f = {id, payload, tonumber(due[2 * n]), tonumber(created), tonumber(max_retries), 1, token,
+      deadline, trace}
   else
     redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline)
     local attempt = redis.call('HINCRBY', key, 'attempt', 1)
     local r = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr', 'trace')
-    f = {id, r[1], r[2], r[3], r[4], attempt, token, deadline, r[5] or ''}
+    f = {id, r[1], tonumber(r[2]), tonumber(r[3]), tonumber(r[4]), attempt, token, deadline,
+      r[5] or ''}
   end
   for _, v in ipairs(f) do out[#out + 1] = v end
   leases[#leases + 1] = deadline
