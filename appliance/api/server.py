@@ -53,9 +53,8 @@ class QueueServer:
         tokens = access_tokens(settings, announce_to=sys.stderr)
         limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         self.server = grpc.aio.server(options=options, interceptors=[Guard(tokens, limiter)])
-        pb_grpc.add_DelayQueueServiceServicer_to_server(
-            QueueServicer(store, self.wakeups, settings), self.server
-        )
+        self.servicer = QueueServicer(store, self.wakeups, settings)
+        pb_grpc.add_DelayQueueServiceServicer_to_server(self.servicer, self.server)
         schedules = ScheduleServicer(store, settings)
         pb_grpc.add_ScheduleServiceServicer_to_server(schedules, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

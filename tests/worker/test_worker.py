@@ -331,3 +331,38 @@ def test_registration_is_checked() -> None:
         Worker("127.0.0.1:1", concurrency=0)
     with pytest.raises(RuntimeError, match="no handlers"):
         asyncio.run(Worker("127.0.0.1:1").run_async())
+
+
+async def test_room_for_several_batches_keeps_several_retrieves_in_flight(
+    server: Any, client: AsyncClient
+) -> None:
+    """concurrency // batch_size Retrieves per topic (at most 4) wait at once, so the next
+    batch is on its way while one is handled; a topic's own cap limits its polls too."""
+    worker = Worker(server.address, concurrency=60, batch_size=10, **FAST)
+    worker.register("wide", _noop)
+    worker.register("narrow", _noop, concurrency=20)
+    async with running(worker):
+        await eventually(_long_polls(server, 4 + 2))
+        await asyncio.sleep(0.2)
+        assert server.servicer.long_polls == 6
+        await client.enqueue_many("wide", [str(i) for i in range(100)])
+        await eventually(_drained(client, "wide"))
+
+
+async def _noop(task: Task) -> None:
+    return None
+
+
+def _long_polls(server: Any, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool(server.servicer.long_polls == count)
+
+    return check
+
+
+def _drained(client: AsyncClient, topic: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        (stats,) = (await client.stats([topic])).topics
+        return stats.pending == 0 and stats.running == 0
+
+    return check
