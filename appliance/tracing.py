@@ -37,12 +37,16 @@ def outgoing(rpc: str) -> list[tuple[str, str]]:
 NO_SPAN = contextlib.nullcontext()
 
 
+def enabled() -> bool:
+    """Whether spans are recorded now (asking costs an environment lookup in OpenTelemetry:
+    the Worker asks once per run, not per task)."""
+    return trace is not None and _configured()
+
+
 def execution(task: Task) -> contextlib.AbstractContextManager[Any]:
     """The span of one execution attempt, a child of the producer's span when it sent one
-    (a shared no-op when tracing is off: this runs once per task)."""
-    if trace is None or not _configured():
-        return NO_SPAN
-    return _span(task)
+    (a shared no-op when tracing is off)."""
+    return _span(task) if enabled() else NO_SPAN
 
 
 @contextlib.contextmanager

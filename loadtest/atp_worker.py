@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--topic", required=True)
     p.add_argument("--records", required=True)
     p.add_argument("--mode", choices=("sdk", "grpc"), default="sdk")
-    p.add_argument("--concurrency", type=int, default=500, help="SDK: tasks in flight")
+    p.add_argument("--concurrency", type=int, default=1000, help="SDK: tasks in flight")
     p.add_argument("--batch", type=int, default=250, help="tasks per Retrieve")
     p.add_argument("--consumers", type=int, default=4, help="grpc: concurrent consumers")
     p.add_argument("--wait-ms", type=int, default=5000, help="long-poll wait per Retrieve")

@@ -212,6 +212,7 @@ class _Session:
         # same lease length): keep_leases() starts their heartbeat when it is due.
         self.unrenewed: dict[_Execution, None] = {}
         self._handler_seconds: dict[tuple[str, str], Any] = {}
+        self.traced = tracing.enabled()  # configure tracing before the worker runs
 
     async def keep_leases(self) -> None:
         """Start the lease heartbeat of every handler still running at 2/3 of its lease; one
@@ -310,7 +311,7 @@ class _Execution:
         session.unrenewed[self] = None  # session.keep_leases() renews it if it runs long
         started = time.perf_counter()
         try:
-            with tracing.execution(self.task):
+            with tracing.execution(self.task) if session.traced else tracing.NO_SPAN:
                 outcome = await self._call()
         finally:
             session.unrenewed.pop(self, None)
