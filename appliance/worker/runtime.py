@@ -47,6 +47,7 @@ SETTLE_GRACE_S = 5.0  # after the drain, how long releases may take
 IDLE_PAUSE_S = 0.2  # an empty Retrieve answered faster than this waits out the rest
 POLL_SETTLE_S = 0.05  # a Retrieve is not cancelled younger than this (see settle_left)
 ACK_BATCH_MAX = 500
+ACKS_IN_FLIGHT = 2  # AckBatch calls at once
 MAX_POLLS_PER_TOPIC = 4  # Retrieves in flight per topic, at most (see _config)
 
 
@@ -158,25 +159,26 @@ class _Acker:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self._queue: list[tuple[Task, asyncio.Future[AtpError | None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()  # AckBatch senders, running or due
 
     async def ack(self, task: Task) -> None:
         done: asyncio.Future[AtpError | None] = asyncio.get_running_loop().create_future()
         self._queue.append((task, done))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="atp-acks")
+        if len(self._flushers) < ACKS_IN_FLIGHT and len(self._queue) == 1:
+            flusher = asyncio.create_task(self._flush(), name="atp-acks")
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         error = await done
         if error is not None:
             raise error
 
     async def _flush(self) -> None:
-        try:
-            await asyncio.sleep(0)  # let the handlers finishing in this loop turn join in
-            while self._queue:
-                batch, self._queue = self._queue[:ACK_BATCH_MAX], self._queue[ACK_BATCH_MAX:]
-                await self._send(batch)
-        finally:
-            self._flusher = None
+        """Send what is queued, as long as anything is: up to ACKS_IN_FLIGHT of these run, so
+        a batch's acks go out while the last batch's AckBatch is still on its way."""
+        await asyncio.sleep(0)  # let the handlers finishing in this loop turn join in
+        while self._queue:
+            batch, self._queue = self._queue[:ACK_BATCH_MAX], self._queue[ACK_BATCH_MAX:]
+            await self._send(batch)
 
     async def _send(self, batch: list[tuple[Task, asyncio.Future[AtpError | None]]]) -> None:
         tasks = [task for task, _ in batch]
