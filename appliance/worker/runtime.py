@@ -159,15 +159,17 @@ class _Acker:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self._queue: list[tuple[Task, asyncio.Future[AtpError | None]]] = []
-        self._flushers: set[asyncio.Task[None]] = set()  # AckBatch senders, running or due
+        self._senders = 0  # _flush() calls running; counted down before each one returns
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def ack(self, task: Task) -> None:
         done: asyncio.Future[AtpError | None] = asyncio.get_running_loop().create_future()
         self._queue.append((task, done))
-        if len(self._flushers) < ACKS_IN_FLIGHT and len(self._queue) == 1:
-            flusher = asyncio.create_task(self._flush(), name="atp-acks")
-            self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+        if self._senders < ACKS_IN_FLIGHT and len(self._queue) == 1:
+            self._senders += 1
+            sender = asyncio.create_task(self._flush(), name="atp-acks")
+            self._tasks.add(sender)
+            sender.add_done_callback(self._tasks.discard)
         error = await done
         if error is not None:
             raise error
@@ -175,10 +177,13 @@ class _Acker:
     async def _flush(self) -> None:
         """Send what is queued, as long as anything is: up to ACKS_IN_FLIGHT of these run, so
         a batch's acks go out while the last batch's AckBatch is still on its way."""
-        await asyncio.sleep(0)  # let the handlers finishing in this loop turn join in
-        while self._queue:
-            batch, self._queue = self._queue[:ACK_BATCH_MAX], self._queue[ACK_BATCH_MAX:]
-            await self._send(batch)
+        try:
+            await asyncio.sleep(0)  # let the handlers finishing in this loop turn join in
+            while self._queue:
+                batch, self._queue = self._queue[:ACK_BATCH_MAX], self._queue[ACK_BATCH_MAX:]
+                await self._send(batch)
+        finally:
+            self._senders -= 1  # at once: an ack queued from now on starts a new sender
 
     async def _send(self, batch: list[tuple[Task, asyncio.Future[AtpError | None]]]) -> None:
         tasks = [task for task, _ in batch]
