@@ -416,18 +416,29 @@ class _Execution:
 
 
 class _Fetcher:
-    """The fetch loop of one topic: reserve free slots, long-poll Retrieve, start the tasks."""
+    """A fetch loop of one topic: reserve free slots, long-poll Retrieve, start the tasks.
 
-    def __init__(self, session: _Session, route: Route) -> None:
+    A topic has one long-polling fetcher, and while it has a backlog (a Retrieve came back
+    full) up to polls_per_topic - 1 extra ones that Retrieve full batches without waiting on
+    the server; they pause while the topic is idle, so an idle worker holds one long poll per
+    topic and a due task wakes one Retrieve, not several."""
+
+    def __init__(
+        self, session: _Session, route: Route, backlog: asyncio.Event, extra: bool = False
+    ) -> None:
         self.session = session
         self.route = route
+        self.backlog = backlog  # shared by the topic's fetchers: its last Retrieve came back full
+        self.extra = extra
         self.backoff = Backoff(*session.config.backoff_s)
-        self.hungry = False  # the last Retrieve filled every slot it asked for
+        self.hungry = extra  # the last Retrieve filled every slot it asked for
         self.closing = False  # set on stop: start no more Retrieves
         self.polling_since = 0.0  # monotonic start of the Retrieve in flight
 
     async def run(self) -> None:
         while not self.closing:
+            if self.extra:
+                await self.backlog.wait()
             await self.tick()
 
     def settle_left(self) -> float:
@@ -440,7 +451,7 @@ class _Fetcher:
     async def tick(self) -> None:
         """One Retrieve; errors are logged and paused on, never raised (only cancellation)."""
         config, topic = self.session.config, self.route.topic
-        want = config.batch_size if self.hungry else 1  # an idle poll holds one slot only
+        want = config.batch_size if self.hungry or self.extra else 1  # idle: one slot only
         count = await self.session.reserve(topic, want)
         if self.closing:
             self.session.give(topic, count)
@@ -448,8 +459,9 @@ class _Fetcher:
         tasks: list[Task] = []
         started = self.polling_since = time.monotonic()
         try:
+            wait_s = 0.0 if self.extra else config.wait_s
             tasks = await self.session.client.retrieve(
-                topic, count, config.visibility_timeout_s, config.wait_s
+                topic, count, config.visibility_timeout_s, wait_s
             )
             pause = 0.0 if tasks else IDLE_PAUSE_S - (time.monotonic() - started)
             self.backoff.reset()
@@ -461,6 +473,10 @@ class _Fetcher:
         finally:
             self.session.give(topic, count - len(tasks))
         self.hungry = len(tasks) == count
+        if self.hungry:
+            self.backlog.set()
+        else:
+            self.backlog.clear()
         leased_at = time.monotonic()  # the server leased them just before it answered
         for task in tasks:
             self.session.start(task, self.route, leased_at)
@@ -485,9 +501,9 @@ class Worker:
         tls: Tls | None = None,
     ) -> None:
         """`concurrency`: handlers at once, all topics together; `batch_size`: most tasks per
-        Retrieve (default min(concurrency, 100)); a topic keeps up to concurrency // batch_size
-        Retrieves in flight (at most 4), so fetching overlaps handling; durations in seconds
-        or timedeltas;
+        Retrieve (default min(concurrency, 100)); while a topic has a backlog it keeps up to
+        concurrency // batch_size Retrieves in flight (at most 4), so fetching overlaps
+        handling, and one long poll while idle; durations in seconds or timedeltas;
         `token`/`tls`: as for AsyncClient."""
         self.address = address
         self.config = _config(
@@ -558,11 +574,11 @@ class Worker:
 
     async def _serve(self, client: AsyncClient, stop: asyncio.Event) -> None:
         session = self._session = _Session(self.config, client, self.routes.values())
-        fetchers = {
-            _Fetcher(session, route): route.topic
-            for route in self.routes.values()
-            for _ in range(_polls(self.config, route))
-        }
+        fetchers: dict[_Fetcher, str] = {}
+        for route in self.routes.values():
+            backlog = asyncio.Event()
+            for n in range(_polls(self.config, route)):
+                fetchers[_Fetcher(session, route, backlog, extra=n > 0)] = route.topic
         loops = [asyncio.create_task(f.run(), name=f"atp-fetch-{t}") for f, t in fetchers.items()]
         keeper = asyncio.create_task(session.keep_leases(), name="atp-leases")
         topics = ", ".join(self.routes)

@@ -333,20 +333,44 @@ def test_registration_is_checked() -> None:
         asyncio.run(Worker("127.0.0.1:1").run_async())
 
 
-async def test_room_for_several_batches_keeps_several_retrieves_in_flight(
+async def test_a_backlog_gets_several_retrieves_in_flight_an_idle_topic_one_long_poll(
     server: Any, client: AsyncClient
 ) -> None:
-    """concurrency // batch_size Retrieves per topic (at most 4) wait at once, so the next
-    batch is on its way while one is handled; a topic's own cap limits its polls too."""
+    """While a topic has a backlog, up to concurrency // batch_size Retrieves (at most 4; a
+    topic's own cap counts) are in flight, so the next batch is on its way while one is
+    handled; an idle topic holds a single long poll."""
+    claims = _ClaimCounter(server)
     worker = Worker(server.address, concurrency=60, batch_size=10, **FAST)
     worker.register("wide", _noop)
     worker.register("narrow", _noop, concurrency=20)
     async with running(worker):
-        await eventually(_long_polls(server, 4 + 2))
-        await asyncio.sleep(0.2)
-        assert server.servicer.long_polls == 6
-        await client.enqueue_many("wide", [str(i) for i in range(100)])
+        await eventually(_long_polls(server, 2))
+        for _ in range(3):
+            await client.enqueue_many("wide", [str(i) for i in range(1000)])
         await eventually(_drained(client, "wide"))
+        assert claims.peak >= 2
+        await eventually(_long_polls(server, 2))
+        await asyncio.sleep(0.3)
+        assert server.servicer.long_polls == 2
+
+
+class _ClaimCounter:
+    """Counts the in-process server's store.claim calls running at once (the real calls)."""
+
+    def __init__(self, server: Any) -> None:
+        self.active = self.peak = 0
+        store = server.servicer.store
+        real = store.claim
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            try:
+                return await real(*args, **kwargs)
+            finally:
+                self.active -= 1
+
+        store.claim = counted
 
 
 async def _noop(task: Task) -> None:
