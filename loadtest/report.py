@@ -391,7 +391,8 @@ def method() -> list[str]:
         "lateness is the handler's start minus the due time; early = negative; never run = "
         "not started 3 s after the last due time.",
         "- atp's worker process is `loadtest/atp_worker.py`: the SDK `Worker` (concurrency "
-        "500, batch 250, async handler) or bare gRPC consumers (4 loops of Retrieve 250 with "
+        "1000, batch 250: up to 4 Retrieves in flight while the topic has a backlog, one long "
+        "poll while idle; async handler) or bare gRPC consumers (4 loops of Retrieve 250 with "
         "wait_ms 5000, handlers inline, one AckBatch). atp's tasks stay in Redis under a "
         "lease while they run; Celery's ETA tasks wait in the worker's memory, unacknowledged.",
         "",
@@ -443,26 +444,29 @@ def summary(results: dict[str, Any]) -> dict[str, float | None]:
 
 
 def before_after(results: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
-    """This run's headline figures next to a baseline run's (loadtest/baseline.json)."""
-    before = baseline.get("figures", {})
-    if not before:
+    """This run's headline figures next to earlier runs' (loadtest/baseline.json: a list of
+    `runs`, oldest first, each with a `label`, an `about` line and its `figures`; or one run's
+    `about` and `figures`)."""
+    runs = baseline.get("runs") or ([baseline] if baseline.get("figures") else [])
+    if not runs:
         return []
     now = summary(results)
+    labels = [str(r.get("label") or "before") for r in runs]
     rows = []
     for label, value in now.items():
-        old = before.get(label)
         fmt = ms if "(ms)" in label else rate
         after = NAN if value is None else float(value)
-        prev = NAN if old is None else float(old)
-        rows.append([label, fmt(prev), fmt(after), ratio(after, prev)])
-    return [
-        "## Before and after",
-        "",
-        str(baseline.get("about", "")),
-        "",
-        *table(["figure (medians)", "before", "now", "now / before"], rows),
-        "",
-    ]
+        old = [_figure(r, label) for r in runs]
+        shown = [fmt(v) if not math.isnan(v) else "n/a" for v in old]
+        rows.append([label, *shown, fmt(after), *(ratio(after, v) for v in old)])
+    about = [f"- {name}: {r.get('about', '')}" for name, r in zip(labels, runs, strict=True)]
+    header = ["figure (medians)", *labels, "now", *(f"now / {name}" for name in labels)]
+    return ["## Before and after", "", *about, "", *table(header, rows), ""]
+
+
+def _figure(run: dict[str, Any], label: str) -> float:
+    value = run.get("figures", {}).get(label)
+    return NAN if value is None else float(value)
 
 
 def render(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
@@ -523,98 +527,90 @@ def findings(results: dict[str, Any]) -> list[str]:
 
     enqueue_fn = "QueueServicer.Enqueue (appliance/api/servicer.py)"
     thread_fn = "Thread.run (threading.py)"
-    servicer, codec = "(appliance/api/servicer.py)", "(appliance/store/codec.py)"
+    servicer, convert = "(appliance/api/servicer.py)", "(appliance/api/convert.py)"
     runtime = "(appliance/worker/runtime.py)"
     packing = "AbstractConnection.pack_commands (redis/asyncio/connection.py)"
+    w4_beyond = rate(get(results.get("w4", {}).get("atp"), "beyond_payload"))
     items = [
         "Shares are of the sampled process's busy time (py-spy, inclusive unless said "
-        "otherwise), from the profile above. Each item: evidence, proposed change, expected "
-        "gain. Already done after the first run's profile (see Before and after): one "
-        "`ack.lua` call per AckBatch and topic, EVALSHA queued without redis-py's `SCRIPT "
-        "EXISTS` round trip, server-made ids that name their topic (no id index), "
-        "`enqueue.lua` with three arguments per task, `secrets.token_hex` ids, "
-        "`hash-max-listpack-value 1024`, no span work without a tracer, a heartbeat timer "
-        "instead of a task per delivery.",
+        "otherwise), from the profile above. Done after the first run's profile (column "
+        "'round 2' of Before and after): one `ack.lua` call per AckBatch and topic, EVALSHA "
+        "queued without redis-py's `SCRIPT EXISTS` round trip, server-made ids that name their "
+        "topic (no id index), `enqueue.lua` with three arguments per task, "
+        "`hash-max-listpack-value 1024`, a heartbeat timer instead of a task per delivery. "
+        "Done after round 2's profile (this run): a task never leased is one packed field of "
+        "its topic's `new` HASH instead of a HASH of its own, with 22-character ids "
+        "(docs/adr/0004-pending-record-layout.md; W4); the long poll sleeps to the microsecond "
+        "of the Redis clock and yields for the last ~1 ms instead of rounding its epoll "
+        "timeout up (W2); Retrieve builds each `pb.Task` once, straight from claim.lua's "
+        "integer fields, with no `model.Task` in between; claim.lua reads a batch's packed "
+        "records with one HMGET and adds its leases with one ZADD; the SDK Worker keeps up to "
+        "4 Retrieves in flight while a topic has a backlog (one long poll while idle), up to 2 "
+        "AckBatch calls, one lease sweep for all handlers instead of a timer each, cached "
+        "metric children, and asks whether tracing is on once per run instead of per task "
+        "(OpenTelemetry reads the environment on every ask). What bounds the figures now, and "
+        "what would move them:",
         "",
-        f"1. **Retrieve is now the larger half of W1 processing** "
-        f"({w1(f'QueueServicer.Retrieve {servicer}')} of the server; AckBatch "
-        f"{w1(f'QueueServicer.AckBatch {servicer}')}), and most of it builds each task "
-        f"twice: the claim reply becomes a `model.Task` (`codec.claimed_tasks`: "
-        f"{w1(f'claimed_tasks {codec}')}, with `codec.number`/`text` per field), then a "
-        f"`pb.Task` (`convert.task_to_pb`: {w1('task_to_pb (appliance/api/convert.py)')}). "
-        "Change: `Store.claim` hands the servicer the reply's fields and the servicer fills "
-        "`pb.Task` once (or claim.lua returns integers, so no float parse), no intermediate "
-        "dataclass. Expected: Retrieve's server time -50%, W1 processing +20-30%.",
-        f"2. **A histogram observation per delivered task**: `_count_delivered` is "
-        f"{w1(f'_count_delivered {servicer}')} of the server in W1; the counter is already "
-        "one `inc(len(tasks))` per batch, but the lateness histogram takes one locked "
-        "`observe()` per task. Change: bucket a batch's lateness values locally and add them "
-        "to the histogram in one step (or observe the batch's largest lateness once). "
-        "Expected: -5-7% server time in W1.",
-        f"3. **AckBatch validates per ack**: `_lease` per (id, token) "
-        f"({w1(f'_lease {servicer}')}: id and token validation and a topic check each) "
-        "and the request's list comprehension "
-        f"({w1(f'QueueServicer.AckBatch.<locals>.<listcomp> {servicer}')}). "
-        "Change: check the topic once per distinct topic of the batch and let ack.lua's token "
-        "comparison refuse malformed ones. Expected: AckBatch -25%.",
-        f"4. **EnqueueBatch ({rate(w3('batch_1_server'))} tasks/s) is per-task Python**: "
-        f"`convert.new_task` {enq('new_task (appliance/api/convert.py)')} (validation and a "
+        "1. **Redis's share of W1**: claim.lua costs about 12 us of Redis time per task "
+        "(measured with `INFO commandstats`: one HMGET per batch, then per task the unpacking "
+        "and an 8-field HSET that writes the task HASH the first lease needs), ack.lua a few "
+        "more; on 2 cores Redis, the server and the worker share the CPU, so Redis time is "
+        "throughput. Change: lease tasks without rewriting their payload (the lease fields in "
+        "a per-topic HASH keyed by id, the payload left in the packed record until the task "
+        "is settled). Expected: claim.lua -40%, W1 +10-15% here.",
+        f"2. **Retrieve's per-task protobuf**: `leased_to_pb` is "
+        f"{w1(f'leased_to_pb {convert}')} "
+        "of the server in W1 (one `pb.Task` with 13 fields per task). Change: serialize the "
+        "reply's tasks from a template message, or let claim.lua return the seed's second "
+        "fields too so no division runs in Python. Expected: -5% server time.",
+        f"3. **A histogram observation per delivered task**: `_count_delivered` is "
+        f"{w1(f'_count_delivered {servicer}')} of the server in W1. Change: bucket a batch's "
+        "lateness values locally and add them to the histogram in one step. Expected: -3-5% "
+        "server time in W1.",
+        f"4. **AckBatch validates per ack**: `_lease` per (id, token) "
+        f"({w1(f'_lease {servicer}')}) and the request's list comprehension "
+        f"({w1(f'QueueServicer.AckBatch.<locals>.<listcomp> {servicer}')}). Change: check "
+        "the topic once per distinct topic of the batch and let ack.lua's token comparison "
+        "refuse malformed ones. Expected: AckBatch -25%.",
+        f"5. **EnqueueBatch ({rate(w3('batch_1_server'))} tasks/s) is per-task Python**: "
+        f"`convert.new_task` {enq(f'new_task {convert}')} (validation and a "
         "dataclass per task), redis-py packing the one big EVALSHA "
-        f"({enq(packing)}: `Encoder.encode` + `pack_command` over three arguments per task), "
-        f"the reply list ({enq(f'QueueServicer.EnqueueBatch.<locals>.<listcomp> {servicer}')}). "
-        "Change: validate the fields shared by a batch once (topic, default delays), pass "
-        "each task as one argument (`id`, meta and payload joined with a separator, split in "
-        "Lua) so redis-py encodes a third of the arguments, and reply with a shared "
-        "`EnqueueResponse` prototype. Expected: +30-50% (the 50,000 target is met already).",
-        f"5. **Unary Enqueue ({rate(w3('unary_1_server'))} calls/s) is bound by grpc's "
+        f"({enq(packing)}). Change: validate the fields shared by a batch once, pass each "
+        "task as one argument split in Lua. Expected: +30-50% (the 50,000 target is met).",
+        f"6. **Unary Enqueue ({rate(w3('unary_1_server'))} calls/s) is bound by grpc's "
         "per-call machinery, not by atp's code**: the server's own Enqueue path "
         f"(`QueueServicer.Enqueue`) is {share(prof, 'enqueue_unary', enqueue_fn)} of its "
         "samples; grpc aio's Cython runs inside asyncio callbacks (`Handle._run` self time "
         f"{self_share(prof, 'enqueue_unary', 'Handle._run (asyncio/events.py)')}) and its "
-        f"polling thread (`Thread.run` {self_share(prof, 'enqueue_unary', thread_fn)}); the two "
-        "client processes generating the load share the same 2 cores. Change: the SDK "
-        "coalesces concurrent `enqueue()` calls into one EnqueueBatch (as the Worker already "
-        "does for acks), and the docs steer bulk producers to `enqueue_many`. Expected: "
-        "concurrent SDK producers reach EnqueueBatch rates (x10 and more).",
-        f"6. **The SDK Worker is half the bare consumers' rate** "
-        f"({rate(get(prof, 'sdk_worker', 'rate_per_s'))} tasks/s while sampled): per task "
-        f"it still creates an asyncio task and settles it alone (`_Execution.run`: "
-        f"{sdk(f'_Execution.run {runtime}')}, `_Session.start`: "
-        f"{sdk(f'_Session.start {runtime}')}), converts `pb.Task` -> `model.Task` "
-        f"(`task_from_pb`: {sdk('task_from_pb (appliance/client/common.py)')}) and sets "
-        "metric labels. Change: run a Retrieve's batch in one task per batch (handlers "
-        "awaited under the slots, results settled together), convert lazily, cache the "
-        "metric children per topic. Expected: the SDK Worker within ~25% of the bare "
-        "consumers (W1 rows 1-2 vs 3-4), i.e. 1.5x BullMQ or more.",
-        f"7. **W2 lateness (target p99 <= 2 ms)**: atp's p50/p99 are {ms(late('atp', 'p50'))}/"
-        f"{ms(late('atp', 'p99'))} ms with the SDK Worker and {ms(late('atp-grpc', 'p50'))}/"
-        f"{ms(late('atp-grpc', 'p99'))} ms with bare gRPC consumers, against Celery's "
-        f"{ms(late('celery', 'p50'))}/{ms(late('celery', 'p99'))} ms on the same box (Celery "
-        "fires timers in the worker's memory; atp's task stays in Redis until it is leased, by "
-        "design). Where atp's extra time goes: the long poll sleeps `claim.next_due_in_ms`, "
-        "computed from Redis's clock floored to the ms (+0.5 ms on average past the due time); "
-        "asyncio's epoll timeout is rounded up to the next whole ms (+0.5 ms on average); then "
-        "claim.lua's round trip and the reply to the worker; the SDK's dispatch adds the "
-        "difference between its row and the bare consumers'. Change: claim.lua returns the "
-        "head's due time and Redis's time in microseconds; the server sleeps the exact "
-        "remainder minus ~0.5 ms and claims again (the script still never leases before the due "
-        "time, so no early start). Expected: p50 and p99 -1 ms, which meets the target at "
-        "this box's noise level.",
-        f"8. **W4 memory (target 250 B beyond the payload; now "
-        f"{rate(get(results.get('w4', {}).get('atp'), 'beyond_payload'))})**: by hand with "
-        "MEMORY USAGE: the task HASH is a 296-B listpack (key `atp:{t}:task:t~<32 hex>`, "
-        "fields payload, due, created, maxr, attempt, state) and the pending ZSET entry "
-        "~136 B (skiplist node + dict entry + the id). Small savings: do not store defaults "
-        "(`attempt` 0, `state` PENDING, default `maxr`), 22-char base64url random ids "
-        "instead of 32 hex (the id is in the key and the ZSET member): ~40-60 B. The target "
-        "needs a layout change: pending records as fields of one per-topic HASH (id -> "
-        "packed due/created/maxr/payload; ~24 B of dict entry instead of ~100 B of key, robj "
-        "and listpack header per task), moved into a per-task HASH by claim.lua. Expected: "
-        "~330 B per task, ~230 beyond the payload.",
-        "9. **More server processes**: on 2 cores, Redis, the server processes, the worker "
+        f"polling thread (`Thread.run` {self_share(prof, 'enqueue_unary', thread_fn)}). "
+        "Change: the SDK coalesces concurrent `enqueue()` calls into one EnqueueBatch (as the "
+        "Worker does for acks). Expected: concurrent SDK producers reach EnqueueBatch rates.",
+        f"7. **The SDK Worker's per-task work** "
+        f"({rate(get(prof, 'sdk_worker', 'rate_per_s'))} tasks/s while sampled): a frozen "
+        "`model.Task` per task (`task_from_pb`: "
+        f"{sdk('task_from_pb (appliance/client/common.py)')}), "
+        f"an asyncio task per delivery (`_Session.start`: {sdk(f'_Session.start {runtime}')}; "
+        f"`_Execution.run`: {sdk(f'_Execution.run {runtime}')}) and a future per ack. "
+        "Change: run a Retrieve's batch of async handlers in one task, settle it together. "
+        "Expected: the SDK Worker within ~25% of the bare consumers.",
+        f"8. **W2 lateness**: p50/p99 {ms(late('atp', 'p50'))}/{ms(late('atp', 'p99'))} ms "
+        f"with the SDK Worker and {ms(late('atp-grpc', 'p50'))}/{ms(late('atp-grpc', 'p99'))}"
+        f" ms with bare consumers, Celery {ms(late('celery', 'p50'))}/"
+        f"{ms(late('celery', 'p99'))} ms (its timers live in the worker's memory; atp's tasks "
+        "stay in Redis under a lease until due). What is left is claim.lua's round trip, the "
+        "reply to the worker and the handler's dispatch; the tail is the noisy box "
+        "(scheduling delays of 1-4 ms show up as the max).",
+        f"9. **W4 memory** ({w4_beyond} B beyond the payload): per task, the `new` HASH "
+        "field (dict entry 32 B, bucket ~10 B, the id 32 B, the packed record in jemalloc's "
+        "128-B class for a 100-byte payload) and the pending ZSET entry (skiplist node ~53 B, "
+        "dict entry 32 B, the id 32 B, bucket ~10 B). Payloads whose record crosses a size "
+        "class cost up to 32 B more; topic names longer than 5 characters move the id into "
+        "the 48-B class (+32 B). Further savings would need a different due-time index than "
+        "a ZSET (e.g. time buckets), at the cost of ordering within a bucket.",
+        "10. **More server processes**: on 2 cores, Redis, the server processes, the worker "
         "and the load generators share the CPU, so a second server process gains little or "
         "loses (W3, W1); the per-task costs above are what move these figures here. On 4+ "
         "cores `--servers=N` scales the gRPC side (SO_REUSEPORT) until Redis's single thread "
-        "(~400k claimed tasks/s for the bare script) binds.",
+        "binds.",
     ]
     return ["## What bounds the figures, and what to change", "", *items]

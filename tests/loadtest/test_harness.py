@@ -138,6 +138,16 @@ def test_summary_and_before_after_against_a_baseline() -> None:
     assert "## Before and after" in text and "the run before" in text
     assert "| W1 processing, BullMQ (tasks/s) | 1,000 | 2,000 | 2.0x |" in text
     assert "## Before and after" not in report.render(results, {})
+    two = {
+        "runs": [
+            {"label": "first", "about": "the first run", "figures": {}},
+            {"label": "second", "about": "x", "figures": {"W1 processing, BullMQ (tasks/s)": 500}},
+        ]
+    }
+    text = report.render(results, two)
+    assert "- first: the first run" in text
+    assert "| figure (medians) | first | second | now | now / first | now / second |" in text
+    assert "| W1 processing, BullMQ (tasks/s) | n/a | 500 | 2,000 | n/a | 4.0x |" in text
 
 
 def test_code_state_says_when_the_product_code_moved() -> None:
