@@ -9,7 +9,7 @@ python := venv + "/bin/python"
 setup:
     test -x {{python}} || python3 -m venv {{venv}}
     {{python}} -m pip install -q --upgrade pip
-    {{python}} -m pip install -q -e '.[dev,chaos]'
+    {{python}} -m pip install -q -e '.[dev,chaos,load]'
     @command -v redis-server >/dev/null || just _install-redis
 
 _install-redis:
