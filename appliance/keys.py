@@ -55,8 +55,6 @@ class TopicKeys:
 
 
 SERVER_ID_MARK = "~"  # never in a topic nor in a client-given id
-
-
 SERVER_ID_RANDOM = 22  # characters: 16 random bytes (128 bits) in base64url
 
 

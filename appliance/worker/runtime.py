@@ -48,7 +48,7 @@ IDLE_PAUSE_S = 0.2  # an empty Retrieve answered faster than this waits out the 
 POLL_SETTLE_S = 0.05  # a Retrieve is not cancelled younger than this (see settle_left)
 ACK_BATCH_MAX = 500
 ACKS_IN_FLIGHT = 2  # AckBatch calls at once
-MAX_POLLS_PER_TOPIC = 4  # Retrieves in flight per topic, at most (see _config)
+MAX_POLLS_PER_TOPIC = 4  # Retrieves in flight per topic with a backlog, at most (see _polls)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,7 +59,6 @@ class WorkerConfig:
     wait_s: float
     drain_timeout_s: float
     backoff_s: tuple[float, float]  # reconnect backoff: first and longest pause
-    polls_per_topic: int  # Retrieves in flight per topic: fetching overlaps handling
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -419,7 +418,7 @@ class _Fetcher:
     """A fetch loop of one topic: reserve free slots, long-poll Retrieve, start the tasks.
 
     A topic has one long-polling fetcher, and while it has a backlog (a Retrieve came back
-    full) up to polls_per_topic - 1 extra ones that Retrieve full batches without waiting on
+    full) up to MAX_POLLS_PER_TOPIC - 1 extra ones that Retrieve full batches without waiting on
     the server; they pause while the topic is idle, so an idle worker holds one long poll per
     topic and a due task wakes one Retrieve, not several."""
 
@@ -627,9 +626,11 @@ async def _stop_fetching(fetchers: list[_Fetcher], loops: list[asyncio.Task[None
 
 
 def _polls(config: WorkerConfig, route: Route) -> int:
-    """Retrieves in flight for one topic: as many full batches as its slots allow, capped."""
-    cap = route.concurrency or config.concurrency
-    return max(1, min(config.polls_per_topic, cap // config.batch_size))
+    """Fetchers of one topic: as many full batches as its slots allow, at most
+    MAX_POLLS_PER_TOPIC. With a backlog, a batch's round trip (the server leasing it, the
+    reply) then overlaps the handling of the last one; each holds its own reserved slots."""
+    slots = min(route.concurrency or config.concurrency, config.concurrency)
+    return max(1, min(MAX_POLLS_PER_TOPIC, slots // config.batch_size))
 
 
 def _is_async(handler: Handler) -> bool:
@@ -663,8 +664,4 @@ def _config(
             f"reconnect_backoff must be (low, high) with 0 < low <= high, got {backoff}"
         )
     wait_s, drain_s = _seconds(wait, "wait"), _seconds(drain_timeout, "drain_timeout")
-    # With room for several full batches, several Retrieves per topic are in flight at once:
-    # a batch's round trip (the server leasing it, the reply) overlaps the handling of the
-    # last one. Each holds its own reserved slots; an idle one holds a single slot.
-    polls = max(1, min(MAX_POLLS_PER_TOPIC, concurrency // batch))
-    return WorkerConfig(concurrency, batch, lease, wait_s, drain_s, (low, high), polls)
+    return WorkerConfig(concurrency, batch, lease, wait_s, drain_s, (low, high))
