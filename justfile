@@ -78,7 +78,7 @@ binary:
 # ends (`--local-role server`: atp --role=server + redis-server). E.g.
 # `just load --profile producer --users 50 --run-time 60s`.
 load *args:
-    {{python}} -m pip install -q -e '.[load]'
+    @{{python}} -c 'import locust' 2>/dev/null || {{python}} -m pip install -q -e '.[load]'
     {{python}} loadtest/load.py {{args}}
 
 # W1..W5 for atp, Celery, arq and BullMQ, each on its own fresh redis-server, one after
