@@ -15,6 +15,7 @@ import pytest
 from appliance import AsyncClient, Worker
 from appliance.errors import DeadLetterTask, InvalidArgument, RetryTask, Unavailable
 from appliance.model import Task, TaskState
+from appliance.worker.runtime import _polls
 from tests.redis_server import free_port
 
 FAST = {"wait": 1, "drain_timeout": 2, "reconnect_backoff": (0.05, 0.2)}
@@ -336,9 +337,8 @@ def test_registration_is_checked() -> None:
 async def test_a_backlog_gets_several_retrieves_in_flight_an_idle_topic_one_long_poll(
     server: Any, client: AsyncClient
 ) -> None:
-    """While a topic has a backlog, up to concurrency // batch_size Retrieves (at most 4; a
-    topic's own cap counts) are in flight, so the next batch is on its way while one is
-    handled; an idle topic holds a single long poll."""
+    """While a topic has a backlog, several Retrieves are in flight, so the next batch is on
+    its way while one is handled; an idle topic holds a single long poll."""
     claims = _ClaimCounter(server)
     worker = Worker(server.address, concurrency=60, batch_size=10, **FAST)
     worker.register("wide", _noop)
@@ -352,6 +352,16 @@ async def test_a_backlog_gets_several_retrieves_in_flight_an_idle_topic_one_long
         await eventually(_long_polls(server, 2))
         await asyncio.sleep(0.3)
         assert server.servicer.long_polls == 2
+
+
+def test_fetchers_per_topic_follow_the_slots() -> None:
+    """concurrency // batch_size fetchers per topic, at most 4, and a topic's own cap counts."""
+    worker = Worker("127.0.0.1:1", concurrency=60, batch_size=10)
+    worker.register("wide", _noop)
+    worker.register("narrow", _noop, concurrency=20)
+    worker.register("single", _noop, concurrency=5)
+    polls = {topic: _polls(worker.config, route) for topic, route in worker.routes.items()}
+    assert polls == {"wide": 4, "narrow": 2, "single": 1}
 
 
 class _ClaimCounter:
