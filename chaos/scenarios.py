@@ -15,6 +15,7 @@ from collections.abc import Callable
 from chaos.history import now_ms
 from chaos.procs import Child, wait_for
 from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
+from chaos.toxics import Link
 
 PAST_LEASE_S = 4.0  # a fault longer than the 1.5 s lease (and the watchdog's reaction)
 
@@ -100,15 +101,7 @@ def blackhole(ctx: Context) -> None:
 def reset_peer(ctx: Context) -> None:
     """Six bursts of TCP resets on the Redis link while scripts run."""
     ctx.produce()
-    redis = ctx.topology.redis_link
-    assert redis is not None
-    for n in range(6):
-        ctx.at(2 + n * 1.2)
-        redis.add("reset", "reset_peer", "downstream", timeout=0)
-        time.sleep(0.3)
-        redis.remove("reset")
-    ctx.note("redis link: 6 x reset_peer for 0.3 s")
-    ctx.healed()
+    _reset_bursts(ctx, ctx.topology.redis_link, "redis link")
 
 
 def lost_replies(ctx: Context) -> None:
@@ -151,15 +144,7 @@ def grpc_reset(ctx: Context) -> None:
     """Six bursts of TCP resets on the workers' link to the API: Retrieve replies lost after
     the server leased tasks (leased to nobody until the lease runs out), Acks lost."""
     ctx.produce()
-    grpc = ctx.topology.grpc_link
-    assert grpc is not None
-    for n in range(6):
-        ctx.at(2 + n * 1.2)
-        grpc.add("reset", "reset_peer", "downstream", timeout=0)
-        time.sleep(0.3)
-        grpc.remove("reset")
-    ctx.note("grpc link: 6 x reset_peer for 0.3 s")
-    ctx.healed()
+    _reset_bursts(ctx, ctx.topology.grpc_link, "grpc link")
 
 
 def partition(ctx: Context) -> None:
@@ -268,6 +253,19 @@ def scheduler_kill(ctx: Context) -> None:
     leader.signal(signal.SIGCONT)
     ctx.at(17)
     api.pause_schedule("chaos-tick")
+    ctx.healed()
+
+
+def _reset_bursts(ctx: Context, link: Link | None, name: str) -> None:
+    """Six bursts of TCP resets (0.3 s each, 1.2 s apart from 2 s on) on one link, then
+    healed."""
+    assert link is not None
+    for n in range(6):
+        ctx.at(2 + n * 1.2)
+        link.add("reset", "reset_peer", "downstream", timeout=0)
+        time.sleep(0.3)
+        link.remove("reset")
+    ctx.note(f"{name}: 6 x reset_peer for 0.3 s")
     ctx.healed()
 
 

@@ -31,13 +31,13 @@ from harness import (
     Proc,
     RedisServer,
     count_records,
+    drain_result,
     due_times,
     free_port,
     lateness,
     median,
     now_ms,
     percentile,
-    processing_rate,
     read_records,
     redis_server,
     used_memory,
@@ -178,13 +178,7 @@ def w1(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
         records = tmp / "w1.rec"
         with worker(address, "w1", records, mode):
             done = wait_for_records(records, W1_TASKS, PHASE_LIMIT_S)
-        recs = read_records(records)
-    return {
-        "enqueue_per_s": rate_in,
-        "process_per_s": processing_rate(recs),
-        "processed": len(recs),
-        "complete": done,
-    }
+        return drain_result(rate_in, records, done)
 
 
 def run_w2(address: str, tmp: Path, mode: str, topic: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 RECORD = struct.Struct("<dd")
 REDIS_START_S = 10.0
@@ -270,6 +271,17 @@ def processing_rate(records: Sequence[tuple[float, float]]) -> float:
     starts = [start for _, start in records]
     span_s = (max(starts) - min(starts)) / 1000.0
     return (len(records) - 1) / span_s if span_s > 0 else math.nan
+
+
+def drain_result(enqueue_per_s: float, records_path: Path, complete: bool) -> dict[str, Any]:
+    """W1's figures for one system: its enqueue rate and how its worker drained the tasks."""
+    records = read_records(records_path)
+    return {
+        "enqueue_per_s": enqueue_per_s,
+        "process_per_s": processing_rate(records),
+        "processed": len(records),
+        "complete": complete,
+    }
 
 
 def lateness(records: Sequence[tuple[float, float]], expected: Sequence[float]) -> dict[str, float]:

@@ -430,7 +430,7 @@ class _Fetcher:
         self.backlog = backlog  # shared by the topic's fetchers: its last Retrieve came back full
         self.extra = extra
         self.backoff = Backoff(*session.config.backoff_s)
-        self.hungry = extra  # the last Retrieve filled every slot it asked for
+        self.hungry = False  # the last Retrieve filled every slot it asked for
         self.closing = False  # set on stop: start no more Retrieves
         self.polling_since = 0.0  # monotonic start of the Retrieve in flight
 

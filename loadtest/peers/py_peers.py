@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 from harness import (  # noqa: E402
     Proc,
     RedisServer,
+    drain_result,
     due_times,
     lateness,
     now_ms,
@@ -159,13 +160,7 @@ def w1(peer: Peer, tmp: Path) -> dict[str, Any]:
     records = tmp / "w1.rec"
     with peer.worker(records):
         done = wait_for_records(records, W1_TASKS, W1_DRAIN_LIMIT_S + BOOT_S)
-    recs = read_records(records)
-    return {
-        "enqueue_per_s": rate_in,
-        "process_per_s": processing_rate(recs),
-        "processed": len(recs),
-        "complete": done,
-    }
+    return drain_result(rate_in, records, done)
 
 
 def w2(peer: Peer, tmp: Path) -> dict[str, Any]:
