@@ -17,6 +17,8 @@ from typing import Any
 from appliance.errors import ConfigError
 
 MiB = 1024 * 1024
+GRPC_DEFAULT_RECEIVE_BYTES = 4 * MiB  # what gRPC clients accept unless told otherwise
+TASK_FIELDS_MAX_BYTES = 64 * 1024  # a leased Task's encoding besides its payload, at most
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -117,6 +119,17 @@ class Settings:
             raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
             raise ConfigError("visibility_timeout_ms: larger than max_visibility_timeout_ms")
+        if self.payload_max_bytes + TASK_FIELDS_MAX_BYTES > self.grpc_max_message_bytes:
+            raise ConfigError(
+                "payload_max_bytes: a task of that size would not fit in one gRPC message "
+                f"(grpc_max_message_bytes {self.grpc_max_message_bytes} - 64 KiB)"
+            )
+
+    @property
+    def reply_bytes_default(self) -> int:
+        """The byte budget of a reply whose receiver named no limit: gRPC's default receive
+        limit (4 MiB), or one task of the largest payload if that is more."""
+        return max(GRPC_DEFAULT_RECEIVE_BYTES, self.payload_max_bytes + TASK_FIELDS_MAX_BYTES)
 
     @property
     def api_target(self) -> str:

@@ -68,6 +68,11 @@ DEAD_LETTERED = Counter(
     TOPIC,
 )
 CANCELED = Counter("atp_tasks_canceled", "Pending tasks canceled by Delete.", TOPIC)
+LEASES_LOST = Counter(
+    "atp_leases_lost",
+    "Leases released because the worker stream holding them ended without a goodbye.",
+    TOPIC,
+)
 LEASES_EXPIRED = Counter(
     "atp_leases_expired",
     "Leases that expired and were recovered by a watchdog (the task retried or dead-lettered).",

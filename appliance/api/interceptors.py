@@ -9,6 +9,7 @@ passes as an anonymous admin. Tokens are never logged.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
@@ -47,8 +48,12 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or service in OPEN_SERVICES:
             return handler
         principal, refusal = self._authorize(dict(details.invocation_metadata or ()), method)
-        if handler.unary_unary is None:  # streaming (server reflection): the token check only
-            return handler if refusal is None else _refuse_stream(handler, refusal)
+        if handler.unary_unary is None:  # streaming: Work, server reflection
+            return (
+                _wrap_stream(handler, principal)
+                if refusal is None
+                else _refuse_stream(handler, refusal)
+            )
         if refusal is not None:
             return _wrap(handler, method, principal, refusal, None, bool(self.tokens))
         wrapped = self._wrapped.get((details.method, principal))
@@ -91,6 +96,28 @@ def _refuse_stream(
 
     return grpc.stream_stream_rpc_method_handler(
         refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _wrap_stream(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+    """A bidirectional stream handler run as `principal` (its per-topic checks read it)."""
+    inner = handler.stream_stream
+    if inner is None:
+        return handler
+
+    async def guarded(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        token = _principal.set(principal)
+        try:
+            async for response in inner(requests, context):
+                yield response
+        finally:
+            with contextlib.suppress(ValueError):  # closed from another context: nothing to undo
+                _principal.reset(token)
+
+    return grpc.stream_stream_rpc_method_handler(
+        guarded,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )

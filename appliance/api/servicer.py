@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -22,6 +22,7 @@ from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
+from appliance.api.work_stream import WorkStream, count_delivered, open_stream, reply_budget
 from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, RateLimited
 from appliance.store import Store
@@ -56,6 +57,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.wakeups = wakeups
         self.settings = settings
         self.long_polls = 0  # Retrieve calls waiting right now
+        self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
+        self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
 
     # -- producers -------------------------------------------------------------------------
 
@@ -133,13 +136,31 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         limit = validation.batch_size(request.batch_size, self.settings.batch_max)
         lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
         wait_s = convert.wait_ms(request.wait_ms, self.settings) / 1000
+        budget = reply_budget(request.max_response_bytes, self.settings, "max_response_bytes")
         if wait_s <= 0:
-            claim = await self.store.claim(topic, limit, lease)
+            claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
         else:
             with self._long_poll_slot():
-                claim = await self._wait_and_claim(topic, limit, lease, wait_s)
-        _count_delivered(topic, claim)
-        return pb.RetrieveResponse(tasks=convert.leased_to_pb(topic, claim.rows))
+                claim = await self._wait_and_claim(topic, limit, lease, wait_s, budget)
+        count_delivered(topic, claim)
+        return pb.RetrieveResponse(
+            tasks=convert.leased_to_pb(topic, claim.rows), now_ms=claim.now_ms
+        )
+
+    async def Work(
+        self, request_iterator: AsyncIterator[pb.WorkRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WorkResponse]:
+        """The worker stream (api/work_stream.py). What it still holds when it ends is settled
+        in a task of its own, so a cancelled call (the worker vanished) still releases it."""
+        subscription = await open_stream(request_iterator, context, self.settings)
+        stream = WorkStream(self.store, self.wakeups, self.settings, subscription, self.stopping)
+        try:
+            async for message in stream.serve(request_iterator):
+                yield message
+        finally:
+            ending = asyncio.create_task(stream.settle_held(), name="atp-work-end")
+            self._afterwards.add(ending)
+            ending.add_done_callback(self._afterwards.discard)
 
     @contextlib.contextmanager
     def _long_poll_slot(self) -> Iterator[None]:
@@ -154,7 +175,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         finally:
             self.long_polls -= 1
 
-    async def _wait_and_claim(self, topic: str, limit: int, lease: int, wait_s: float) -> Claim:
+    async def _wait_and_claim(
+        self, topic: str, limit: int, lease: int, wait_s: float, budget: int
+    ) -> Claim:
         """Claim now, else sleep until the next due time or a wake-up, until wait_s passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -162,7 +185,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             while True:
                 woken.clear()
                 sent = loop.time()
-                claim = await self.store.claim(topic, limit, lease)
+                claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
                 now = loop.time()
                 if claim.rows or now >= deadline:
                     return claim
@@ -290,14 +313,6 @@ def _traceparent(context: grpc.aio.ServicerContext) -> str:
         if key == "traceparent" and isinstance(value, str) and TRACEPARENT_RE.fullmatch(value):
             return value
     return ""
-
-
-def _count_delivered(topic: str, claim: Claim) -> None:
-    if claim.rows:
-        metrics.DELIVERED.labels(topic).inc(len(claim.rows))
-        observe, now = metrics.LATENESS.labels(topic).observe, claim.now_ms
-        for row in claim.rows:
-            observe(max(now - row[2], 0) / 1000)
 
 
 def _lease(task_id: str, token: str) -> tuple[str, str]:
