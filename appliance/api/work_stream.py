@@ -8,7 +8,7 @@ renews its tasks' leases. How the stream ends decides what happens to the tasks 
 
 | end                                   | held tasks                                          |
 |---------------------------------------|-----------------------------------------------------|
-| goodbye from the worker               | released, the attempt not counted                   |
+| goodbye, then the worker half-closes  | released, the attempt not counted                   |
 | broken (killed, reset, keepalive)     | released at once, attempt counted, "worker lost"    |
 | this server stops (drain)             | kept: the worker adopts them (HOLD) on a new stream |
 
@@ -127,6 +127,7 @@ class WorkStream:
         self.room = asyncio.Event()  # the window or a topic's cap may have room again
         self.end = End.LOST
         self.closed = False
+        self.leaving = False  # the worker said goodbye: push nothing more
         self.quiet_since = 0.0  # loop time of the last message sent
         self._rotation = collections.deque(subscription.caps)
 
@@ -197,10 +198,10 @@ class WorkStream:
                     self.window += request.credit.credits
                     self.room.set()
                 elif kind == "goodbye":
-                    self.close(End.GOODBYE)
-                    return
+                    self.leaving = True  # push no more; settles go on until the half-close
                 else:
                     raise InvalidArgument(f"unexpected {kind or 'empty'} message on the stream")
+            self.close(End.GOODBYE if self.leaving else End.LOST)
         except AtpError as exc:
             log.info("work stream of %r refused: %s", self.sub.name, exc)
         except Exception as exc:  # the transport broke: the worker is gone
@@ -228,7 +229,7 @@ class WorkStream:
         wake_at = started + RECHECK_S
         pushed = False
         for _ in range(len(self._rotation)):
-            room = self.window - len(self.held)
+            room = 0 if self.leaving else self.window - len(self.held)
             if room <= 0:
                 return wake_at if not pushed else None
             topic = self._rotation[0]
@@ -292,7 +293,7 @@ class WorkStream:
                     validation.non_negative(
                         s.retry_after_ms, "retry_after_ms", validation.MAX_DELAY_MS
                     )
-                    others.append((n, s, task_id, validation.error_text(s.error)))
+                    others.append((n, s, token, validation.error_text(s.error)))
                 else:
                     raise InvalidArgument(f"settle kind {s.kind} is not ACK, NACK, RELEASE, HOLD")
             except AtpError as exc:

@@ -606,8 +606,9 @@ class WorkRequest(_message.Message):
 
     @_builtins.property
     def goodbye(self) -> Global___WorkGoodbye:
-        """The worker is leaving cleanly: tasks it still holds go back to PENDING without counting
-        the attempt; the server then ends the stream.
+        """The worker is leaving cleanly: the server pushes nothing more, settles go on; when the
+        worker then half-closes, tasks it still holds go back to PENDING without counting the
+        attempt, and the server ends the stream.
         """
 
     def __init__(
