@@ -31,8 +31,6 @@ def run_sdk(args: argparse.Namespace, recorder: Recorder) -> None:
     worker = Worker(
         args.address,
         concurrency=args.concurrency,
-        batch_size=args.batch,
-        wait=args.wait_ms / 1000,
         drain_timeout=2.0,
     )
 
