@@ -133,6 +133,7 @@ class QueueServer:
         self.recovery.stop()
         self.wakeups.stop()
         await self.server.stop(grace_s)
+        await self.servicer.finish()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -162,6 +162,11 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             self._afterwards.add(ending)
             ending.add_done_callback(self._afterwards.discard)
 
+    async def finish(self) -> None:
+        """Wait for the endings of worker streams still settling what they held."""
+        if self._afterwards:
+            await asyncio.wait(set(self._afterwards), timeout=5)
+
     @contextlib.contextmanager
     def _long_poll_slot(self) -> Iterator[None]:
         """At most max_long_polls Retrieve calls wait at once in this process."""
