@@ -2,7 +2,7 @@
 
 Every call here is safe to repeat (idempotent by task id, call token or lease token), so
 connection errors and timeouts are retried a few times by `_retrying` and only then surface
-as Unavailable; the redis client's own blind retries are switched off (DESIGN.md pitfalls).
+as Unavailable; the redis client's own blind retries are switched off (docs/ARCHITECTURE.md).
 Only this package imports redis.
 """
 

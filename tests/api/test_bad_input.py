@@ -85,6 +85,13 @@ CASES = [
     ("GetTask", pb.GetTaskRequest(id="unknown"), grpc.StatusCode.NOT_FOUND, "no task"),
     ("Ack", pb.AckRequest(id="unknown", lease_token="t/x.1"), grpc.StatusCode.NOT_FOUND, "no task"),
     ("Ack", pb.AckRequest(id="x", lease_token=""), INVALID, "lease_token"),
+    ("Ack", pb.AckRequest(id="x", lease_token="no-topic"), INVALID, "lease_token is not one"),
+    (
+        "AckBatch",
+        pb.AckBatchRequest(acks=[pb.AckRequest(id="x", lease_token="no-topic")]),
+        INVALID,
+        "acks[0].lease_token is not one atp handed out",
+    ),
     (
         "Nack",
         pb.NackRequest(id="x", lease_token="t/x.1", retry_after_ms=-1),
