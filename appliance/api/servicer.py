@@ -108,7 +108,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         task_id = validation.task_id(request.id)
         if current_principal().topics is not None:
             current_principal().check_topic(await self.store.topic_of(task_id))
-        metrics.CANCELED.labels(await self.store.cancel(task_id)).inc()
+        topic, canceled = await self.store.cancel(task_id)
+        if canceled:  # a task is counted once, however often it is deleted
+            metrics.CANCELED.labels(topic).inc()
         return pb.DeleteResponse(success=True)
 
     @rpc

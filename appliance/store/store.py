@@ -175,8 +175,9 @@ class Store:
                 await _retrying(functools.partial(self.redis.set, index, tasks[i].topic))
         return [i for i in range(len(tasks)) if results[i] is None]
 
-    async def cancel(self, task_id: str) -> str:
-        """Cancel a pending task; returns its topic."""
+    async def cancel(self, task_id: str) -> tuple[str, bool]:
+        """Cancel a pending task; returns its topic and whether this call canceled it (False:
+        it was canceled before, nothing changed)."""
         topic = await self.topic_of(task_id)
         tk = self.keys.topic(topic)
         code, state = await _retrying(
@@ -192,7 +193,7 @@ class Store:
                 f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted"
             )
         await self._expire_index([task_id])
-        return topic
+        return topic, code == 1
 
     async def get(self, task_id: str) -> Task:
         topic = await self.topic_of(task_id)
