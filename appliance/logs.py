@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import sys
-import time
 from typing import Any
+
+from appliance import times
 
 _EXTRA = ("topic", "task_id", "attempt")
 
@@ -19,8 +20,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": times.iso(int(record.created * 1000)),
             "level": record.levelname.lower(),
             "role": self.role,
             "pid": os.getpid(),
@@ -35,11 +35,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class TextFormatter(logging.Formatter):
+    """A terminal line; its time printed the one way atp prints times (appliance.times)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return times.iso(int(record.created * 1000))
+
+
 def setup(level: str, role: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s")
+            TextFormatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s")
         )
     else:
         handler.setFormatter(JsonFormatter(role))
