@@ -1,5 +1,7 @@
 """The `command` executor: run a program with the payload on stdin.
 
+A program that cannot be found (on PATH, or at the path given) is a config error at start, so
+the worker exits 78 naming the topic instead of failing every task until it dead-letters.
 Exit 0 -> done; any other exit -> failed (retried with backoff, then dead-lettered) with the
 tail of stderr as the error; running past `timeout_ms` -> killed and retried. The program gets
 ATP_TASK_ID, ATP_TOPIC and ATP_ATTEMPT in its environment. No shell is involved unless the
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,7 +36,16 @@ def build(where: str, spec: Mapping[str, Any]) -> Handler:
     if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
         raise ConfigError(f"{where}.env: expected a mapping of name to string")
     timeout_ms = optional_positive(spec, "timeout_ms", where) or DEFAULT_TIMEOUT_MS
+    check_program(argv[0], env.get("PATH", os.environ.get("PATH", os.defpath)), where)
     return CommandExecutor(argv, dict(env), timeout_ms / 1000)
+
+
+def check_program(program: str, path: str, where: str) -> None:
+    """Raise ConfigError unless `program` is an executable file (looked up on `path` when it
+    has no slash), as exec will find it for each task."""
+    if shutil.which(program, path=path) is None:
+        kind = "no executable file" if os.sep in program else "not found on PATH"
+        raise ConfigError(f"{where}.command: program {program!r}: {kind}")
 
 
 class CommandFailed(Exception):

@@ -136,6 +136,9 @@ async def test_command_timeout_is_killed_and_retried() -> None:
         ({"executor": "python", "callable": "no_such_module_x:f"}, "cannot load"),
         ({"executor": "command", "command": []}, "topics.hooks.command"),
         ({"executor": "command", "command": "true", "concurrency": 0}, "topics.hooks.concurrency"),
+        ({"executor": "command", "command": "atp-no-such-program x"}, "not found on PATH"),
+        ({"executor": "command", "command": ["/nonexistent/run", "x"]}, "no executable file"),
+        ({"executor": "command", "command": "ls", "env": {"PATH": "/nonexistent"}}, "'ls'"),
     ],
 )
 def test_bad_executor_config_names_the_key(spec: dict[str, object], message: str) -> None:
