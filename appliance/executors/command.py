@@ -5,22 +5,25 @@ the worker exits 78 naming the topic instead of failing every task until it dead
 Exit 0 -> done; any other exit -> failed (retried with backoff, then dead-lettered) with the
 tail of stderr as the error; running past `timeout_ms` -> killed and retried. The program gets
 ATP_TASK_ID, ATP_TOPIC and ATP_ATTEMPT in its environment. No shell is involved unless the
-command names one.
+command names one. The program is SIGKILLed when the worker dies (a parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shlex
 import shutil
+import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.errors import ConfigError, RetryTask
 from appliance.executors.spec import Handler, check_keys, optional_positive
 from appliance.model import Task
+from appliance.supervisor import lifeline
 
 DEFAULT_TIMEOUT_MS = 300_000
 STDERR_TAIL = 2000
@@ -72,6 +75,7 @@ class CommandExecutor:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=env,
+            preexec_fn=functools.partial(lifeline.bind_to_parent, signal.SIGKILL, os.getpid()),
         )
         try:
             _, stderr = await asyncio.wait_for(

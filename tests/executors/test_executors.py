@@ -107,6 +107,18 @@ async def test_command_reads_stdin_and_env(tmp_path: Path) -> None:
     assert out.read_text() == '{"n": 1}t-1'
 
 
+async def test_command_dies_with_the_worker(tmp_path: Path) -> None:
+    """The program gets SIGKILL as its parent-death signal: a killed worker leaves no orphan."""
+    out = tmp_path / "pdeathsig.txt"
+    script = (
+        "import ctypes; v = ctypes.c_int(); "
+        "ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0); "
+        f"open({str(out)!r}, 'w').write(str(v.value))"
+    )
+    await handler({"executor": "command", "command": [sys.executable, "-c", script]})(TASK)
+    assert out.read_text() == "9"
+
+
 async def test_command_failure_carries_stderr_tail() -> None:
     script = "import sys; sys.stderr.write('x' * 5000 + 'the end'); sys.exit(3)"
     with pytest.raises(CommandFailed, match=r"exited 3: x+the end") as err:

@@ -163,8 +163,10 @@ def test_a_command_executor_whose_program_is_missing_stops_atp_with_78_naming_th
 ) -> None:
     missing = {"hooks": {"executor": "command", "command": "atp-no-such-program --flag"}}
     app = Supervised(redis_url, tmp_path, missing)
-    code = app.proc.wait(60)
-    app.log.close()
+    try:
+        code = app.proc.wait(60)
+    finally:
+        app.stop()
     assert code == 78
     errors = [
         json.loads(line)["message"]
