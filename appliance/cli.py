@@ -56,7 +56,7 @@ def commands_epilog() -> str:
 
 def _setting_flag(p: argparse.ArgumentParser, name: str, field: dataclasses.Field[Any]) -> None:
     flag = f"--{name.replace('_', '-')}"
-    text, kind = config.HELP[name].rstrip("."), str(field.type)
+    text, kind = config.HELP.get(name, f"The {name} setting").rstrip("."), str(field.type)
     default: Any = field.default
     if default is dataclasses.MISSING:
         default = "{}" if kind.startswith("dict") else "[]"

@@ -176,6 +176,11 @@ def _task_commands(task: argparse.ArgumentParser, common: argparse.ArgumentParse
     ):
         p = verbs.add_parser(verb, parents=[common], help=what, description=what)
         p.add_argument("id", help="The task's id, as enqueue printed it.")
+        p.add_argument(
+            "--topic",
+            default="",
+            help="The task's topic, when the same client-given id is in several of yours.",
+        )
         p.set_defaults(run=run)
 
 
@@ -324,12 +329,12 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_task_get(client: Client, args: argparse.Namespace) -> None:
-    task = client.get_task(args.id)
+    task = client.get_task(args.id, args.topic)
     _emit(args, _task_json(task), _task_text(task))
 
 
 def cmd_task_cancel(client: Client, args: argparse.Namespace) -> None:
-    client.cancel(args.id)
+    client.cancel(args.id, args.topic)
     _emit(args, {"id": args.id, "canceled": True}, f"canceled {args.id}")
 
 

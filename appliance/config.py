@@ -178,6 +178,8 @@ HELP = {
     "servers": "Server processes sharing grpc_addr.",
     "drain_timeout_ms": "On SIGTERM, how long running tasks may finish before they are killed.",
     "redis_server_path": "The redis-server program the embedded Redis runs.",
+    "redis_fsync": "When the embedded Redis fsyncs its AOF: always (every write) or everysec "
+    "(an OS crash may lose the last second).",
     "watchdog_batch": "Expired leases the watchdog recovers per topic in one pass.",
     "leader_ttl_ms": "Scheduler leader lease; a dead leader is replaced within it.",
     "scheduler_lookahead_ms": "How early schedule ticks are enqueued (each due at its tick).",
