@@ -45,7 +45,7 @@ class Settings:
     backoff_cap_ms: int = 3_600_000
     # Store internals
     claim_memo_ms: int = 60_000
-    redis_timeout_ms: int = 5_000
+    redis_timeout_ms: int = 2_000  # a Redis call not answered within it fails (never retried)
     redis_max_connections: int = 64
     # Processes (the supervisor, `atp --role=...`)
     log_level: str = "info"

@@ -9,6 +9,7 @@ passes as an anonymous admin. Tokens are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from appliance import metrics
 from appliance.auth import OPEN_SERVICES, Principal, RateLimiter, TokenTable
+from appliance.store.store import CALL_DEADLINE
 
 ANONYMOUS = Principal("anonymous", "admin")
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar(
@@ -148,9 +150,14 @@ def _wrap(
                     f"the request is not a valid {method} message: {request.reason}",
                 )
             token = _principal.set(principal)
+            remaining = context.time_remaining()
+            deadline = CALL_DEADLINE.set(
+                None if remaining is None else asyncio.get_running_loop().time() + remaining
+            )
             try:
                 return await inner(request, context)
             finally:
+                CALL_DEADLINE.reset(deadline)
                 _principal.reset(token)
         finally:
             code = context.code() or grpc.StatusCode.OK

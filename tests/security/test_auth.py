@@ -160,8 +160,12 @@ async def test_topic_limited_token(secured: str, redis_client: redis.Redis) -> N
         == OK
     )
     assert await call(secured, "GetTask", pb.GetTaskRequest(id="in-a"), TOKENS["limited"]) == OK
-    assert await call(secured, "GetTask", pb.GetTaskRequest(id="in-b"), TOKENS["limited"]) == DENIED
-    assert await call(secured, "Delete", pb.DeleteRequest(id="in-b"), TOKENS["limited"]) == DENIED
+    # another tenant's id is not found, as if it did not exist (ADR 0006)
+    missing = grpc.StatusCode.NOT_FOUND
+    assert (
+        await call(secured, "GetTask", pb.GetTaskRequest(id="in-b"), TOKENS["limited"]) == missing
+    )
+    assert await call(secured, "Delete", pb.DeleteRequest(id="in-b"), TOKENS["limited"]) == missing
 
 
 async def test_health_needs_no_token(secured: str) -> None:
