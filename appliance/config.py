@@ -71,6 +71,8 @@ class Settings:
     tls_client_key_file: str = ""
     rate_limit_per_s: int = 0  # per token (or peer) and server process; 0 = off
     rate_limit_burst: int = 100
+    unauthenticated_rate_per_s: int = 5  # calls refused for want of a token, per peer host
+    unauthenticated_burst: int = 20
     max_long_polls: int = 1000  # waiting Retrieve calls per server process
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
@@ -99,9 +101,10 @@ class Settings:
             "watchdog_batch",
             "worker_concurrency",
             "rate_limit_burst",
+            "unauthenticated_burst",
             "max_long_polls",
         )
-        _check_non_negative(self, "rate_limit_per_s")
+        _check_non_negative(self, "rate_limit_per_s", "unauthenticated_rate_per_s")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("tls_cert_file, tls_key_file: set both or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
@@ -196,6 +199,9 @@ HELP = {
     "rate_limit_per_s": "Calls per second per token (per peer without tokens) and server "
     "process; 0: no limit.",
     "rate_limit_burst": "Calls a token may make at once above its rate before it is limited.",
+    "unauthenticated_rate_per_s": "Calls per second a peer host may make that are refused for "
+    "want of a token, before it is rate limited.",
+    "unauthenticated_burst": "Refused calls a peer host may make at once above that rate.",
     "max_long_polls": "Retrieve calls that may wait at once in one server process.",
     "topics": "What the built-in workers run per topic, as JSON (see config/atp.example.yaml).",
     "schedules": "Schedules fired by the scheduler, as a JSON list (see config/atp.example.yaml).",
