@@ -54,6 +54,7 @@ class Settings:
     servers: int = 1  # server processes sharing grpc_addr (SO_REUSEPORT when > 1)
     drain_timeout_ms: int = 30_000
     redis_server_path: str = "redis-server"  # for the embedded Redis
+    redis_fsync: str = "everysec"  # the embedded Redis's appendfsync: always | everysec
     watchdog_batch: int = 1000
     # Scheduler (cron): leader lease, enqueue-ahead, misfire threshold
     leader_ttl_ms: int = 5_000  # scheduler leader lease; a dead leader is replaced within it
@@ -113,6 +114,8 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"log_level: {self.log_level!r} is not debug|info|warning|error")
         _check_non_negative(self, "scheduler_lookahead_ms", "scheduler_misfire_grace_ms")
+        if self.redis_fsync not in {"always", "everysec"}:
+            raise ConfigError(f"redis_fsync: {self.redis_fsync!r} is not always|everysec")
         if self.leader_ttl_ms < 300:
             raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:

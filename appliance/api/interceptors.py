@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from appliance import metrics
 from appliance.auth import OPEN_SERVICES, Principal, RateLimiter, TokenTable
@@ -101,6 +102,30 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return principal, None
 
 
+class Undecodable:
+    """What a request that is not a valid protobuf message (corrupt wire format, invalid UTF-8
+    in a string) deserializes to, so the guard answers INVALID_ARGUMENT instead of gRPC's
+    UNKNOWN with a traceback logged at error level."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return Undecodable(str(exc))
+
+    return parse
+
+
 def _refuse_stream(
     handler: grpc.RpcMethodHandler, refusal: tuple[grpc.StatusCode, str]
 ) -> grpc.RpcMethodHandler:
@@ -166,6 +191,11 @@ def _wrap(
                 key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
                 if not limiter.allow(key):
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
+            if isinstance(request, Undecodable):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {method} message: {request.reason}",
+                )
             token = _principal.set(principal)
             try:
                 return await inner(request, context)
@@ -178,6 +208,6 @@ def _wrap(
 
     return grpc.unary_unary_rpc_method_handler(
         guarded,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )

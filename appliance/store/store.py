@@ -2,7 +2,7 @@
 
 Every call here is safe to repeat (idempotent by task id, call token or lease token), so
 connection errors and timeouts are retried a few times by `_retrying` and only then surface
-as Unavailable; the redis client's own blind retries are switched off (DESIGN.md pitfalls).
+as Unavailable; the redis client's own blind retries are switched off (docs/ARCHITECTURE.md).
 Only this package imports redis.
 """
 
@@ -175,8 +175,9 @@ class Store:
                 await _retrying(functools.partial(self.redis.set, index, tasks[i].topic))
         return [i for i in range(len(tasks)) if results[i] is None]
 
-    async def cancel(self, task_id: str) -> str:
-        """Cancel a pending task; returns its topic."""
+    async def cancel(self, task_id: str) -> tuple[str, bool]:
+        """Cancel a pending task; returns its topic and whether this call canceled it (False:
+        it was canceled before, nothing changed)."""
         topic = await self.topic_of(task_id)
         tk = self.keys.topic(topic)
         code, state = await _retrying(
@@ -192,7 +193,7 @@ class Store:
                 f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted"
             )
         await self._expire_index([task_id])
-        return topic
+        return topic, code == 1
 
     async def get(self, task_id: str) -> Task:
         topic = await self.topic_of(task_id)

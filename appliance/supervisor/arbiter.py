@@ -87,9 +87,9 @@ def run(
     wants_redis = any("all" in r.split(",") for r in roles) and not settings.redis_url
     try:
         redis = embedded_redis.prepare(settings) if wants_redis else None
-        with embedded_redis.locked(redis) if redis else contextlib.nullcontext():
+        with embedded_redis.locked(redis) if redis else contextlib.nullcontext() as lock:
             probe_servers = command_factory is None  # stand-in children listen on nothing
-            return _supervise(settings, names, factory, policy, redis, probe_servers)
+            return _supervise(settings, names, factory, policy, redis, lock, probe_servers)
     except embedded_redis.RedisUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -103,16 +103,21 @@ def _supervise(
     factory: CommandFactory,
     policy: RestartPolicy,
     redis: embedded_redis.EmbeddedRedis | None,
+    lock: embedded_redis.DataDirLock | None = None,
     probe_servers: bool = True,
 ) -> int:
     env = dict(os.environ)  # passed through to the children, not read as config
     if settings.servers > 1:
         env["ATP_GRPC_REUSE_PORT"] = "1"
     redis_child = None
+    fds = (lock.fd,) if lock else ()
     if redis is not None:
         env["ATP_REDIS_URL"] = redis.url
         url = redis.url
-        spec = ChildSpec("redis", "redis", tuple(redis.argv()), dict(os.environ))
+        # SIGTERM when the supervisor dies: Redis flushes its AOF and exits in milliseconds
+        spec = ChildSpec(
+            "redis", "redis", tuple(redis.argv()), dict(os.environ), signal.SIGTERM, fds
+        )
         started_when_it_answers = dataclasses.replace(policy, start_secs=0.0)
         redis_child = Process(
             spec, started_when_it_answers, probe=lambda: embedded_redis.ping(url) is None
@@ -120,7 +125,7 @@ def _supervise(
     listening = functools.partial(accepts, local_address(settings.grpc_addr))
     children = [
         Process(
-            ChildSpec(name, role, tuple(factory(role, name)), env),
+            ChildSpec(name, role, tuple(factory(role, name)), env, pass_fds=fds),
             policy,
             probe=listening if role == "server" and probe_servers else None,
         )
@@ -128,7 +133,7 @@ def _supervise(
     ]
     ping_url = redis.url if redis else settings.redis_url or DEFAULT_REDIS_URL
     add_route("/metrics", exposition.handler(ping_url, settings.key_prefix))
-    return Arbiter(settings, children, redis_child, ping_url).run()
+    return Arbiter(settings, children, redis_child, ping_url, lock).run()
 
 
 def local_address(address: str) -> tuple[str, int]:
@@ -156,8 +161,10 @@ class Arbiter:
         children: list[Process],
         redis: Process | None,
         redis_url: str,
+        lock: embedded_redis.DataDirLock | None = None,
     ) -> None:
         self.settings = settings
+        self.lock = lock  # the data dir lock: records who runs
         self.workers = children  # every atp child; started once Redis answers
         self.redis = redis
         self.redis_url = redis_url
@@ -181,6 +188,7 @@ class Arbiter:
                 http.start()
             log.info("supervising %s", ", ".join(p.name for p in self.processes))
             self._supervise(time.monotonic())
+            self._record()
             while not self.done:
                 self.tick()
         log.info("supervisor exits with %d", self.exit_code)
@@ -195,6 +203,7 @@ class Arbiter:
         now = time.monotonic()
         if self._drain is None:
             self._supervise(now)
+            self._record()
         elif self._drain.step(now):
             self.done = True
             if self._drain.unclean:
@@ -227,6 +236,10 @@ class Arbiter:
             bad_config = fatal.last_exit == EXIT_CONFIG
             reason = f"{fatal.name} is FATAL: {fatal.fatal_reason}"
             self.stop(reason, EXIT_CONFIG if bad_config else EXIT_FAILED)
+
+    def _record(self) -> None:
+        if self.lock is not None:
+            self.lock.record({p.name: p.pid for p in self.processes})
 
     def _timeout(self, now: float) -> float:
         due = [p.next_wakeup(now) for p in self.processes]

@@ -105,7 +105,7 @@ async def test_server_made_ids_name_their_topic_and_need_no_index(
     await store.enqueue([NewTask(task_id, "orders", "p", 3, delay_ms=60_000)], [False])
     assert not redis_client.exists(KEYS.id_index(task_id))
     assert (await store.get(task_id)).topic == "orders"
-    assert await store.cancel(task_id) == "orders"
+    assert await store.cancel(task_id) == ("orders", True)
 
 
 async def test_scripts_flushed_from_redis_are_loaded_again(
