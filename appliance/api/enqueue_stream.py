@@ -40,7 +40,7 @@ class EnqueueStreamHandler:
     def close(self) -> None:
         """Shutdown: each stream answers the message it is working on, then ends with OK. A
         client whose stream ends with OK knows the server never read its unanswered calls, so
-        it may send them again (docs/adr/0005-enqueue-stream.md)."""
+        it may send them again (docs/adr/0007-enqueue-stream.md)."""
         self.closing = True
         for task in list(self._waiting):
             task.cancel()

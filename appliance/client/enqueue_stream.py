@@ -1,7 +1,7 @@
 """The SDK's fast enqueue path: every Enqueue call of a client travels on one EnqueueStream,
 the calls waiting while a message is on its way coalesced into the next message. Each call
 keeps its own correlation id, result and error. What happens to calls whose stream breaks is
-docs/adr/0005-enqueue-stream.md. Imports grpc; must not import the store, redis or the worker.
+docs/adr/0007-enqueue-stream.md. Imports grpc; must not import the store, redis or the worker.
 
 `StreamEnqueuer` lives on one asyncio loop: the AsyncClient's, or for the blocking Client a
 loop of its own on a background thread (`BackgroundEnqueuer`).

@@ -45,6 +45,9 @@ KILL_WAIT_S = 5.0  # after SIGKILL, how long to wait for the reaper before givin
 MAX_SLEEP_S = 1.0
 CommandFactory = Callable[[str, str], Sequence[str]]  # (role, child name) -> argv
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGCHLD")
+# Flags carrying secrets: children get them in the environment, never on argv (`ps` shows argv
+# to every local user); each with the shortest prefix argparse accepts for it.
+SECRET_FLAGS = {"--redis-url": ("ATP_REDIS_URL", "--redis-u"), "--token": ("ATP_TOKEN", "--token")}
 
 
 def self_command() -> list[str]:
@@ -52,6 +55,31 @@ def self_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable]
     return [sys.executable, "-m", "appliance"]
+
+
+def split_secrets(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """`argv` without its secret flags (`--redis-url`, `--token`, as `--x=v` or `--x v`), and
+    those values as the ATP_* variables a child reads instead."""
+    out: list[str] = []
+    env: dict[str, str] = {}
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        secret = _secret_variable(name)
+        if secret is None:
+            out.append(arg)
+        elif eq:
+            env[secret] = value
+        else:
+            env[secret] = next(args, "")
+    return out, env
+
+
+def _secret_variable(name: str) -> str | None:
+    for flag, (variable, shortest) in SECRET_FLAGS.items():
+        if name.startswith(shortest) and flag.startswith(name):
+            return variable
+    return None
 
 
 def expand_roles(settings: Settings, roles: Sequence[str]) -> list[tuple[str, str]]:
@@ -83,13 +111,14 @@ def run(
         return EXIT_CONFIG
     policy = policy or RestartPolicy()
     metrics_dir = exposition.prepare()  # before any child starts or prometheus_client loads
+    passthrough, secrets = split_secrets(passthrough)
     factory = command_factory or (lambda role, _: [*self_command(), f"--role={role}", *passthrough])
     wants_redis = any("all" in r.split(",") for r in roles) and not settings.redis_url
     try:
         redis = embedded_redis.prepare(settings) if wants_redis else None
         with embedded_redis.locked(redis) if redis else contextlib.nullcontext() as lock:
             probe_servers = command_factory is None  # stand-in children listen on nothing
-            return _supervise(settings, names, factory, policy, redis, lock, probe_servers)
+            return _supervise(settings, names, factory, policy, redis, lock, probe_servers, secrets)
     except embedded_redis.RedisUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -105,8 +134,9 @@ def _supervise(
     redis: embedded_redis.EmbeddedRedis | None,
     lock: embedded_redis.DataDirLock | None = None,
     probe_servers: bool = True,
+    secrets: dict[str, str] | None = None,
 ) -> int:
-    env = dict(os.environ)  # passed through to the children, not read as config
+    env = {**os.environ, **(secrets or {})}  # passed through to the children, not read as config
     if settings.servers > 1:
         env["ATP_GRPC_REUSE_PORT"] = "1"
     redis_child = None

@@ -1,7 +1,7 @@
-"""A server restart while enqueue() calls are on the stream (docs/adr/0005): no call is lost
-or answered twice. Every call returns an id whose task exists, or fails with Unavailable. A
-graceful stop (SIGTERM) ends streams cleanly, so no failed call created a task; after a
-SIGKILL, calls with client-given ids are sent again and create each task at most once."""
+"""A server restart while enqueue() calls are on the stream (docs/adr/0007-enqueue-stream.md):
+no call is lost or answered twice. Every call returns an id whose task exists, or fails with
+Unavailable. A graceful stop (SIGTERM) ends streams cleanly, so no failed call created a task;
+after a SIGKILL, calls with client-given ids are sent again and create each task at most once."""
 
 from __future__ import annotations
 

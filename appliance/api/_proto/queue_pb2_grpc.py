@@ -143,7 +143,7 @@ class DelayQueueServiceServicer:
 
     def EnqueueStream(self, request_iterator, context):
         """Many Enqueue calls on one stream, each with its own correlation id, result and error
-        (docs/API.md, docs/adr/0005-enqueue-stream.md).
+        (docs/API.md, docs/adr/0007-enqueue-stream.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

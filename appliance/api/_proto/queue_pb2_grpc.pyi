@@ -47,7 +47,7 @@ class DelayQueueServiceStub:
     GetTask: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetTaskRequest, _queue_pb2.GetTaskResponse]
     EnqueueStream: _grpc.StreamStreamMultiCallable[_queue_pb2.EnqueueStreamRequest, _queue_pb2.EnqueueStreamResponse]
     """Many Enqueue calls on one stream, each with its own correlation id, result and error
-    (docs/API.md, docs/adr/0005-enqueue-stream.md).
+    (docs/API.md, docs/adr/0007-enqueue-stream.md).
     """
     Ack: _grpc.UnaryUnaryMultiCallable[_queue_pb2.AckRequest, _queue_pb2.AckResponse]
     """Worker RPCs: every one presents the lease token handed out by Retrieve."""
@@ -72,7 +72,7 @@ class DelayQueueServiceAsyncStub(DelayQueueServiceStub):
     GetTask: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetTaskRequest, _queue_pb2.GetTaskResponse]  # type: ignore[assignment]
     EnqueueStream: _aio.StreamStreamMultiCallable[_queue_pb2.EnqueueStreamRequest, _queue_pb2.EnqueueStreamResponse]  # type: ignore[assignment]
     """Many Enqueue calls on one stream, each with its own correlation id, result and error
-    (docs/API.md, docs/adr/0005-enqueue-stream.md).
+    (docs/API.md, docs/adr/0007-enqueue-stream.md).
     """
     Ack: _aio.UnaryUnaryMultiCallable[_queue_pb2.AckRequest, _queue_pb2.AckResponse]  # type: ignore[assignment]
     """Worker RPCs: every one presents the lease token handed out by Retrieve."""
@@ -130,7 +130,7 @@ class DelayQueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_queue_pb2.EnqueueStreamResponse], _abc.AsyncIterator[_queue_pb2.EnqueueStreamResponse]]:
         """Many Enqueue calls on one stream, each with its own correlation id, result and error
-        (docs/API.md, docs/adr/0005-enqueue-stream.md).
+        (docs/API.md, docs/adr/0007-enqueue-stream.md).
         """
 
     @_abc_1.abstractmethod
