@@ -10,21 +10,21 @@ import collections
 import contextlib
 import functools
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 
 from appliance import metrics, validation
-from appliance.api import convert
+from appliance.api import convert, producing
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
 from appliance.api.work_stream import WorkStream, count_delivered, open_stream, reply_budget
 from appliance.config import Settings
-from appliance.errors import AtpError, InvalidArgument, RateLimited
+from appliance.errors import AtpError, InvalidArgument, PermissionDenied, RateLimited
 from appliance.store import Store
 from appliance.store.store import Claim, topic_of_token
 from appliance.store.wakeups import Wakeups, sleep_until
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 RECHECK_S = 5.0  # long-polls re-check at least this often, in case a wake-up was lost
 
 
@@ -59,6 +58,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.long_polls = 0  # Retrieve calls waiting right now
         self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
         self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
+        self.enqueue_stream = EnqueueStreamHandler(store, settings)
 
     # -- producers -------------------------------------------------------------------------
 
@@ -66,8 +66,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Enqueue(
         self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueResponse:
-        task, client_id = convert.new_task(request, self.settings, _traceparent(context))
-        current_principal().check_topic(task.topic)
+        task, client_id = producing.admit(request, self.settings, producing.traceparent(context))
         (result,) = await self.store.enqueue([task], [client_id])
         if result.created:
             metrics.ENQUEUED.labels(task.topic).inc()
@@ -82,44 +81,50 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise InvalidArgument(
                 f"{len(request.requests)} requests is over the batch cap of {cap}"
             )
-        trace = _traceparent(context)
+        trace = producing.traceparent(context)
         tasks, client_ids = [], []
         for n, req in enumerate(request.requests):
             try:
-                task, client_id = convert.new_task(req, self.settings, trace)
+                task, client_id = producing.admit(req, self.settings, trace)
+            except PermissionDenied:
+                raise
             except AtpError as exc:
                 raise type(exc)(f"requests[{n}]: {exc}") from exc
-            current_principal().check_topic(task.topic)
             tasks.append(task)
             client_ids.append(client_id)
         results = await self.store.enqueue(tasks, client_ids)
-        created = collections.Counter(
-            t.topic for t, r in zip(tasks, results, strict=True) if r.created
-        )
-        for topic, count in created.items():
-            metrics.ENQUEUED.labels(topic).inc(count)
+        producing.count_enqueued(tasks, results)
         return pb.EnqueueBatchResponse(
             responses=[
                 pb.EnqueueResponse(success=True, id=r.id, duplicate=not r.created) for r in results
             ]
         )
 
+    async def EnqueueStream(
+        self,
+        requests: AsyncIterator[pb.EnqueueStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.EnqueueStreamResponse]:
+        """Enqueue calls on one stream, each answered on its own (api/enqueue_stream.py)."""
+        async for reply in self.enqueue_stream.serve(requests, context):
+            yield reply
+
     @rpc
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
-        task_id = validation.task_id(request.id)
-        if current_principal().topics is not None:
-            current_principal().check_topic(await self.store.topic_of(task_id))
-        metrics.CANCELED.labels(await self.store.cancel(task_id)).inc()
+        task_id, topic = validation.task_id(request.id), _optional_topic(request.topic)
+        topic, canceled = await self.store.cancel(task_id, topic, current_principal().topics)
+        if canceled:  # a task is counted once, however often it is deleted
+            metrics.CANCELED.labels(topic).inc()
         return pb.DeleteResponse(success=True)
 
     @rpc
     async def GetTask(
         self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTaskResponse:
-        task = await self.store.get(validation.task_id(request.id))
-        current_principal().check_topic(task.topic)
+        task_id, topic = validation.task_id(request.id), _optional_topic(request.topic)
+        task = await self.store.get(task_id, topic, current_principal().topics)
         return pb.GetTaskResponse(
             task=convert.task_to_pb(task),
             state=convert.STATE_TO_PB[task.state],
@@ -216,7 +221,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise InvalidArgument(
                 f"{len(request.acks)} acks is over the batch cap of {self.settings.batch_max}"
             )
-        pairs = [_lease(a.id, a.lease_token) for a in request.acks]
+        pairs = [_lease(a.id, a.lease_token, f"acks[{i}].") for i, a in enumerate(request.acks)]
         outcome = await self.store.ack_many(pairs)
         acked = collections.Counter(
             topic_of_token(token) for (_, token), e in zip(pairs, outcome, strict=True) if e is None
@@ -312,18 +317,15 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
 
 
-def _traceparent(context: grpc.aio.ServicerContext) -> str:
-    """The caller's W3C `traceparent` metadata, kept with the task if well formed."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str) and TRACEPARENT_RE.fullmatch(value):
-            return value
-    return ""
-
-
-def _lease(task_id: str, token: str) -> tuple[str, str]:
-    """A validated (id, lease token) whose topic (named by the token) the caller may use."""
+def _lease(task_id: str, token: str, field: str = "") -> tuple[str, str]:
+    """A validated (id, lease token) whose topic (named by the token) the caller may use; a
+    token atp cannot have handed out is bad input (INVALID_ARGUMENT), not a stale lease."""
     task_id, token = validation.task_id(task_id), validation.lease_token(token)
-    current_principal().check_topic(topic_of_token(token))
+    try:
+        topic = topic_of_token(token)
+    except AtpError:
+        raise InvalidArgument(f"{field}lease_token is not one atp handed out") from None
+    current_principal().check_topic(topic)
     return task_id, token
 
 
@@ -332,6 +334,12 @@ def _topic(value: str) -> str:
     topic = validation.topic(value)
     current_principal().check_topic(topic)
     return topic
+
+
+def _optional_topic(value: str) -> str:
+    """A validated topic, or "" when none was given. Not checked against the caller's topics:
+    the store answers NOT_FOUND outside them, as for an id that does not exist (ADR 0006)."""
+    return validation.topic(value) if value else ""
 
 
 def _valid_cursor(cursor: str) -> bool:

@@ -129,7 +129,11 @@ class Call(Generic[T]):
 def map_error(err: grpc.RpcError) -> AtpError:
     """The domain exception a gRPC status stands for (appliance.api.status.ERROR_OF)."""
     code = err.code()
-    message = err.details() or code.name
+    return error_of(code, err.details() or code.name)
+
+
+def error_of(code: grpc.StatusCode, message: str) -> AtpError:
+    """The domain exception of a status code and its message (also EnqueueStream's results)."""
     if code == grpc.StatusCode.FAILED_PRECONDITION and "lease token" in message:
         return StaleLease(message)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
@@ -232,6 +236,29 @@ def enqueue(
 ) -> Call[str]:
     request = enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
     return Call("Enqueue", request, lambda r: str(r.id))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What an Enqueue did: the task's id, and whether that id existed already (then nothing
+    was created and the id is the first task's)."""
+
+    id: str
+    duplicate: bool
+
+
+def enqueue_outcome(
+    topic: str,
+    payload: Payload,
+    delay: Duration | None = None,
+    delay_ms: int | None = None,
+    at: When | None = None,
+    id: str | None = None,
+    max_retries: int | None = None,
+) -> Call[Enqueued]:
+    """Enqueue, answering with the id and the duplicate flag (`enqueue` answers the id only)."""
+    request = enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
+    return Call("Enqueue", request, lambda r: Enqueued(str(r.id), bool(r.duplicate)))
 
 
 def enqueue_request(
@@ -342,16 +369,16 @@ def extend_lease(task: Task, visibility_timeout: Duration | None) -> Call[int]:
     return Call("ExtendLease", req, lambda r: int(r.lease_deadline_ms))
 
 
-def get_task(task_id: str) -> Call[Task]:
+def get_task(task_id: str, topic: str = "") -> Call[Task]:
     return Call(
         "GetTask",
-        pb.GetTaskRequest(id=task_id),
+        pb.GetTaskRequest(id=task_id, topic=topic),
         lambda r: task_from_pb(r.task, _state(r.state), r.last_error),
     )
 
 
-def cancel(task_id: str) -> Call[None]:
-    return Call("Delete", pb.DeleteRequest(id=task_id), lambda r: None)
+def cancel(task_id: str, topic: str = "") -> Call[None]:
+    return Call("Delete", pb.DeleteRequest(id=task_id, topic=topic), lambda r: None)
 
 
 def list_dead_letters(topic: str, limit: int, cursor: str) -> Call[DeadLetterPage]:
