@@ -30,6 +30,7 @@ from appliance.errors import (
 from appliance.model import Task, TaskState
 
 SETTLE_BATCH_MAX = 500  # settles per message
+CLOSE_WAIT_S = 1.0  # a clean close waits this long for the last settles to go out
 
 
 class SettleKind:
@@ -102,6 +103,8 @@ class WorkStream:
         self._wake_sender = asyncio.Event()
         self._sender = asyncio.create_task(self._send_loop(), name="atp-work-send")
         self.welcome: pb.WorkWelcome | None = None
+        self._leaving = 0  # 1: goodbye asked for, 2: sent
+        self._half_close = False
 
     @classmethod
     async def open(
@@ -155,19 +158,26 @@ class WorkStream:
         return done
 
     async def _send_loop(self) -> None:
-        """Write what is queued, as one message per turn (settles finishing together batch)."""
+        """The one writer of the stream: what is queued goes out as one message per turn
+        (settles finishing together batch), then the goodbye, then the half-close."""
         while True:
             await self._wake_sender.wait()
             self._wake_sender.clear()
             await asyncio.sleep(0)  # let the settles of this loop turn join
-            while self._outbox:
-                batch = self._outbox[:SETTLE_BATCH_MAX]
-                del self._outbox[:SETTLE_BATCH_MAX]
-                settles = pb.WorkSettleBatch(settles=batch)
-                try:
+            try:
+                while self._outbox:
+                    batch = self._outbox[:SETTLE_BATCH_MAX]
+                    del self._outbox[:SETTLE_BATCH_MAX]
+                    settles = pb.WorkSettleBatch(settles=batch)
                     await self._call.write(pb.WorkRequest(settle=settles))
-                except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
-                    return  # the stream broke: events() ends and fails the waiting settles
+                if self._leaving == 1:
+                    self._leaving = 2
+                    await self._call.write(pb.WorkRequest(goodbye=pb.WorkGoodbye()))
+                if self._half_close:
+                    await self._call.done_writing()
+                    return
+            except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
+                return  # the stream broke: events() ends and fails the waiting settles
 
     async def events(self) -> Any:
         """Async iterator of Delivery and heartbeat-free events until the stream ends; then
@@ -199,26 +209,22 @@ class WorkStream:
             error = None if r.success else _CODES.get(r.code, WrongState)(r.error or r.code)
             done.set_result(Settled(error, r.lease_deadline_ms))
 
-    async def goodbye(self) -> None:
-        """Tell the server to push no more; settles still go through until close()."""
+    def goodbye(self) -> None:
+        """Tell the server to push no more (after what is queued); settles still go through
+        until close()."""
+        self._leaving = max(self._leaving, 1)
         self._wake_sender.set()
-        await asyncio.sleep(0)
-        with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
-            await self._call.write(pb.WorkRequest(goodbye=pb.WorkGoodbye()))
 
     async def close(self, clean: bool) -> None:
-        """End the stream: half-close after a goodbye (clean), else cancel it. Settles still
-        waiting for an answer fail with Unavailable."""
-        if clean:
-            for _ in range(100):  # up to 1 s for queued settles to go out
-                if not self._outbox:
-                    break
-                await asyncio.sleep(0.01)
-            self._sender.cancel()
-            with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
-                await self._call.done_writing()
-        else:
-            self._sender.cancel()
+        """End the stream: half-close once what is queued is sent (clean), else cancel it.
+        Settles still waiting for an answer fail with Unavailable."""
+        if clean and not self._sender.done():
+            self._half_close = True
+            self._wake_sender.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._sender), CLOSE_WAIT_S)
+        self._sender.cancel()
+        if not clean:
             self._call.cancel()
         self.fail_waiting()
 

@@ -278,7 +278,7 @@ class _Session:
         self.closing = True
         stream = self.stream
         if stream is not None:
-            await stream.goodbye()
+            stream.goodbye()
         while self.ready:
             held = self.ready.popleft()
             if not held.lost:
