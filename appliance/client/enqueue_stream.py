@@ -228,14 +228,6 @@ class StreamEnqueuer:
                     _fail(pending, common.RpcFailed("DEADLINE_EXCEEDED", "Deadline Exceeded"))
 
 
-def traceparent() -> str:
-    """The caller's current trace context for one call (empty when tracing is off)."""
-    for key, value in tracing.outgoing("Enqueue"):
-        if key == "traceparent":
-            return value
-    return ""
-
-
 def _answer(pending: _Pending, result: pb.EnqueueStreamResult) -> None:
     future = pending.future
     if future.done():
@@ -294,7 +286,7 @@ class BackgroundEnqueuer:
         """The task id, once the server wrote the task (or the call's error). Calls from many
         threads meet in the inbox; the loop is woken once per drain, not once per call."""
         waiter = Waiter()
-        self._inbox.append((request, waiter, traceparent()))
+        self._inbox.append((request, waiter, tracing.current_traceparent()))
         if not self._draining:
             self._draining = True
             self._loop.call_soon_threadsafe(self._drain)
