@@ -72,6 +72,8 @@ class Settings:
     tls_client_key_file: str = ""
     rate_limit_per_s: int = 0  # per token (or peer) and server process; 0 = off
     rate_limit_burst: int = 100
+    unauthenticated_rate_per_s: int = 5  # calls refused for want of a token, per peer host
+    unauthenticated_burst: int = 20
     max_long_polls: int = 1000  # waiting Retrieve calls per server process
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
@@ -100,9 +102,10 @@ class Settings:
             "watchdog_batch",
             "worker_concurrency",
             "rate_limit_burst",
+            "unauthenticated_burst",
             "max_long_polls",
         )
-        _check_non_negative(self, "rate_limit_per_s")
+        _check_non_negative(self, "rate_limit_per_s", "unauthenticated_rate_per_s")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("tls_cert_file, tls_key_file: set both or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
