@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -21,9 +20,10 @@ from appliance.api import convert
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.interceptors import current_principal
+from appliance.api.shares import Shares, Slot
 from appliance.api.status import status_of
 from appliance.config import Settings
-from appliance.errors import AtpError, InvalidArgument, RateLimited
+from appliance.errors import AtpError, InvalidArgument
 from appliance.store import Store
 from appliance.store.store import Claim, topic_of_token
 from appliance.store.wakeups import Wakeups, sleep_until
@@ -55,7 +55,12 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.store = store
         self.wakeups = wakeups
         self.settings = settings
-        self.long_polls = 0  # Retrieve calls waiting right now
+        self.shares = Shares(settings.max_long_polls)  # fair long-poll slots per token
+
+    @property
+    def long_polls(self) -> int:
+        """Retrieve calls waiting right now."""
+        return self.shares.used
 
     # -- producers -------------------------------------------------------------------------
 
@@ -136,35 +141,26 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         if wait_s <= 0:
             claim = await self.store.claim(topic, limit, lease)
         else:
-            with self._long_poll_slot():
-                claim = await self._wait_and_claim(topic, limit, lease, wait_s)
+            with self.shares.hold(current_principal().name) as slot:
+                claim = await self._wait_and_claim(topic, limit, lease, wait_s, slot)
         _count_delivered(topic, claim)
         return pb.RetrieveResponse(tasks=convert.leased_to_pb(topic, claim.rows))
 
-    @contextlib.contextmanager
-    def _long_poll_slot(self) -> Iterator[None]:
-        """At most max_long_polls Retrieve calls wait at once in this process."""
-        if self.long_polls >= self.settings.max_long_polls:
-            raise RateLimited(
-                f"{self.long_polls} long-polls wait on this server (max_long_polls); retry later"
-            )
-        self.long_polls += 1
-        try:
-            yield
-        finally:
-            self.long_polls -= 1
-
-    async def _wait_and_claim(self, topic: str, limit: int, lease: int, wait_s: float) -> Claim:
-        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes."""
+    async def _wait_and_claim(
+        self, topic: str, limit: int, lease: int, wait_s: float, slot: Slot
+    ) -> Claim:
+        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes (or
+        the slot is given to another token's long-poll: api/shares.py)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         with self.wakeups.watch(topic) as woken:
+            slot.on_evict = woken.set
             while True:
                 woken.clear()
                 sent = loop.time()
                 claim = await self.store.claim(topic, limit, lease)
                 now = loop.time()
-                if claim.rows or now >= deadline:
+                if claim.rows or now >= deadline or slot.evicted:
                     return claim
                 wake_at = min(deadline, now + RECHECK_S)
                 if claim.next_due_in_us >= 0:  # Redis read its clock about mid-call
