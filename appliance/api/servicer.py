@@ -271,13 +271,22 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetStatsResponse:
         topics = [validation.topic(t, "topics[]") for t in request.topics]
+        if len(topics) > convert.STATS_PAGE_MAX:
+            raise InvalidArgument(f"at most {convert.STATS_PAGE_MAX} topics per GetStats")
         allowed = current_principal().topics
-        if allowed is not None:
-            for topic in topics:
-                current_principal().check_topic(topic)
-            topics = topics or sorted(allowed)
+        for topic in topics:
+            current_principal().check_topic(topic)
+        next_token = ""
+        if not topics:
+            size, after = convert.stats_page(request.page_size, request.page_token)
+            every = sorted(allowed) if allowed is not None else await self.store.topics()
+            topics, next_token = convert.page_of(every, size, after)
+            if not topics:
+                return pb.GetStatsResponse(now_ms=await self.store.now_ms())
         now, stats = await self.store.stats(topics)
-        return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
+        return pb.GetStatsResponse(
+            topics=[convert.stats_to_pb(s) for s in stats], now_ms=now, next_page_token=next_token
+        )
 
 
 def _traceparent(context: grpc.aio.ServicerContext) -> str:
