@@ -9,21 +9,21 @@ import asyncio
 import collections
 import functools
 import logging
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 
 from appliance import metrics, validation
-from appliance.api import convert
+from appliance.api import convert, producing
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal
 from appliance.api.shares import Shares, Slot
 from appliance.api.status import status_of
 from appliance.config import Settings
-from appliance.errors import AtpError, InvalidArgument
+from appliance.errors import AtpError, InvalidArgument, PermissionDenied
 from appliance.store import Store
 from appliance.store.store import Claim, topic_of_token
 from appliance.store.wakeups import Wakeups, sleep_until
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 RECHECK_S = 5.0  # long-polls re-check at least this often, in case a wake-up was lost
 
 
@@ -56,6 +55,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.wakeups = wakeups
         self.settings = settings
         self.shares = Shares(settings.max_long_polls)  # fair long-poll slots per token
+        self.enqueue_stream = EnqueueStreamHandler(store, settings)
 
     @property
     def long_polls(self) -> int:
@@ -68,8 +68,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Enqueue(
         self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueResponse:
-        task, client_id = convert.new_task(request, self.settings, _traceparent(context))
-        current_principal().check_topic(task.topic)
+        task, client_id = producing.admit(request, self.settings, producing.traceparent(context))
         (result,) = await self.store.enqueue([task], [client_id])
         if result.created:
             metrics.ENQUEUED.labels(task.topic).inc()
@@ -84,27 +83,33 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise InvalidArgument(
                 f"{len(request.requests)} requests is over the batch cap of {cap}"
             )
-        trace = _traceparent(context)
+        trace = producing.traceparent(context)
         tasks, client_ids = [], []
         for n, req in enumerate(request.requests):
             try:
-                task, client_id = convert.new_task(req, self.settings, trace)
+                task, client_id = producing.admit(req, self.settings, trace)
+            except PermissionDenied:
+                raise
             except AtpError as exc:
                 raise type(exc)(f"requests[{n}]: {exc}") from exc
-            current_principal().check_topic(task.topic)
             tasks.append(task)
             client_ids.append(client_id)
         results = await self.store.enqueue(tasks, client_ids)
-        created = collections.Counter(
-            t.topic for t, r in zip(tasks, results, strict=True) if r.created
-        )
-        for topic, count in created.items():
-            metrics.ENQUEUED.labels(topic).inc(count)
+        producing.count_enqueued(tasks, results)
         return pb.EnqueueBatchResponse(
             responses=[
                 pb.EnqueueResponse(success=True, id=r.id, duplicate=not r.created) for r in results
             ]
         )
+
+    async def EnqueueStream(
+        self,
+        requests: AsyncIterator[pb.EnqueueStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.EnqueueStreamResponse]:
+        """Enqueue calls on one stream, each answered on its own (api/enqueue_stream.py)."""
+        async for reply in self.enqueue_stream.serve(requests, context):
+            yield reply
 
     @rpc
     async def Delete(
@@ -287,14 +292,6 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         return pb.GetStatsResponse(
             topics=[convert.stats_to_pb(s) for s in stats], now_ms=now, next_page_token=next_token
         )
-
-
-def _traceparent(context: grpc.aio.ServicerContext) -> str:
-    """The caller's W3C `traceparent` metadata, kept with the task if well formed."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str) and TRACEPARENT_RE.fullmatch(value):
-            return value
-    return ""
 
 
 def _count_delivered(topic: str, claim: Claim) -> None:

@@ -130,7 +130,11 @@ class Call(Generic[T]):
 def map_error(err: grpc.RpcError) -> AtpError:
     """The domain exception a gRPC status stands for (appliance.api.status.ERROR_OF)."""
     code = err.code()
-    message = err.details() or code.name
+    return error_of(code, err.details() or code.name)
+
+
+def error_of(code: grpc.StatusCode, message: str) -> AtpError:
+    """The domain exception of a status code and its message (also EnqueueStream's results)."""
     if code == grpc.StatusCode.FAILED_PRECONDITION and "lease token" in message:
         return StaleLease(message)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
