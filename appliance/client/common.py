@@ -239,6 +239,29 @@ def enqueue(
     return Call("Enqueue", request, lambda r: str(r.id))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What an Enqueue did: the task's id, and whether that id existed already (then nothing
+    was created and the id is the first task's)."""
+
+    id: str
+    duplicate: bool
+
+
+def enqueue_outcome(
+    topic: str,
+    payload: Payload,
+    delay: Duration | None = None,
+    delay_ms: int | None = None,
+    at: When | None = None,
+    id: str | None = None,
+    max_retries: int | None = None,
+) -> Call[Enqueued]:
+    """Enqueue, answering with the id and the duplicate flag (`enqueue` answers the id only)."""
+    request = enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
+    return Call("Enqueue", request, lambda r: Enqueued(str(r.id), bool(r.duplicate)))
+
+
 def enqueue_request(
     topic: str,
     payload: Payload,
