@@ -90,6 +90,7 @@ class StreamEnqueuer:
         self._seq = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._receiver: asyncio.Task[tuple[bool, AtpError | None]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stream: Any = None
         self._on_way = 0  # messages written on the stream and not answered yet
@@ -114,12 +115,12 @@ class StreamEnqueuer:
     async def close(self) -> None:
         """End the stream; calls not answered yet fail with Unavailable."""
         self._closed = True
-        for task in (self._runner, self._sweeper):
+        if self._stream is not None:
+            self._stream.cancel()
+        for task in (self._runner, self._receiver, self._sweeper):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self._stream is not None:
-            self._stream.cancel()
         for pending in (*self._outbox, *self._sent.values()):
             _fail(pending, Unavailable("the client was closed before this call was answered"))
         self._outbox.clear()
@@ -134,10 +135,12 @@ class StreamEnqueuer:
                 await self._wake.wait()
             self._stream, self._ended, self._on_way = self._open_stream(), False, 0
             receiver = asyncio.get_running_loop().create_task(self._receive(self._stream))
+            self._receiver = receiver
             await self._send(self._stream)
             if not receiver.done():
                 self._stream.cancel()  # a write failed: the stream is broken
             clean, error = await receiver
+            self._receiver = None
             self._stream = None
             self._settle(clean, error)
 
