@@ -40,14 +40,14 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "w2_spread_ms": (10_000, 2_000),
     "seq_tasks": (3_000, 200),
     "batch_tasks": (20_000, 2_000),
-    "concurrent_tasks": (20_000, 1_000),
+    "concurrent_tasks": (10_000, 1_000),
     "w3_tasks": (40, 6),
     "w3_concurrency": (10, 3),
     "w3_sleep_s": (3.0, 1.0),
     "w3_cap_s": (120.0, 20.0),
     "w3_lease_s": (0.0, 2.0),  # 0: the SDK Worker's default lease
     "w6_background_per_s": (1_000, 1_000),
-    "w1_drain_limit_s": (30.0, 15.0),
+    "w1_drain_limit_s": (20.0, 15.0),
 }
 
 

@@ -12,7 +12,7 @@ const { Queue } = require('bullmq');
 const IORedis = require('ioredis');
 
 const W1_TASKS = Number(process.env.BENCH_TASKS || '10000');
-const W1_DRAIN_LIMIT_MS = 30000;
+const W1_DRAIN_LIMIT_MS = 20000; // as harness.SIZES["w1_drain_limit_s"]
 const ENQUEUE = JSON.parse(process.env.BENCH_ENQUEUE || '{}'); // sizes of the enqueue workload
 const [W2_TASKS, W2_SPREAD_MS, W2_LEAD_MS, W2_GRACE_MS] = [2000, 10000, 1500, 3000];
 const [W4_TASKS, W4_PAYLOAD] = [100000, 100];
