@@ -4,13 +4,22 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 venv := ".venv"
 python := venv + "/bin/python"
+stamp := venv + "/.installed"
 
 # Create the venv, install atp with its dev tools (editable) and redis-server if missing.
+# Installs only when pyproject.toml changed since the last install (its hash is in .venv/.installed);
+# every recipe that runs the venv's tools depends on it, so a fresh clone needs no `just setup`.
 setup:
-    test -x {{python}} || python3 -m venv {{venv}}
-    {{python}} -m pip install -q --upgrade pip
-    {{python}} -m pip install -q -e '.[dev,chaos,load]'
-    @command -v redis-server >/dev/null || just _install-redis
+    #!/usr/bin/env bash
+    set -euo pipefail
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    if [ ! -x {{python}} ] || [ "$(cat {{stamp}} 2>/dev/null)" != "$want" ]; then
+        test -x {{python}} || python3 -m venv {{venv}}
+        {{python}} -m pip install -q --disable-pip-version-check --upgrade pip
+        {{python}} -m pip install -q --disable-pip-version-check -e '.[dev,chaos,load]'
+        echo "$want" > {{stamp}}
+    fi
+    command -v redis-server >/dev/null || just _install-redis
 
 _install-redis:
     #!/usr/bin/env bash
@@ -23,7 +32,7 @@ _install-redis:
     fi
 
 # Regenerate the protobuf/gRPC code (committed) from proto/queue.proto.
-proto:
+proto: setup
     PATH="$PWD/{{venv}}/bin:$PATH" {{python}} -m grpc_tools.protoc -Iappliance/api/_proto=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. proto/queue.proto
 
 # Fail when the committed generated code differs from what `just proto` makes.
@@ -31,18 +40,18 @@ proto-check: proto
     git diff --exit-code -- appliance/api/_proto || (echo "generated code is stale: run 'just proto' and commit" >&2; exit 1)
 
 # ruff (lint + format check) and mypy --strict.
-lint:
+lint: setup
     {{venv}}/bin/ruff check .
     {{venv}}/bin/ruff format --check .
     {{venv}}/bin/mypy
 
 # Format the code in place.
-fmt:
+fmt: setup
     {{venv}}/bin/ruff check --fix .
     {{venv}}/bin/ruff format .
 
 # The default test run (real redis-server started by the fixtures; slow tests excluded).
-test *args:
+test *args: setup
     {{venv}}/bin/pytest -m "not slow" {{args}}
 
 # Everything CI runs.
@@ -60,12 +69,12 @@ tools:
     test -x .tools/toxiproxy-server || (GOBIN="$PWD/.tools" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0 && mv .tools/server .tools/toxiproxy-server)
 
 # Quick core figures (enqueue, fetch+ack, lateness) against a throwaway server + Redis.
-core-bench *args:
+core-bench *args: setup
     {{python}} loadtest/core_bench.py {{args}}
 
 # One-file executable dist/atp (PyInstaller); the .lua scripts travel inside as data.
-binary:
-    {{python}} -m pip install -q 'pyinstaller>=6'
+binary: setup
+    @{{python}} -c 'import PyInstaller' 2>/dev/null || {{python}} -m pip install -q --disable-pip-version-check 'pyinstaller>=6'
     {{venv}}/bin/pyinstaller --noconfirm --clean --onefile --name atp \
         --collect-submodules appliance --collect-data appliance \
         --collect-submodules grpc_health --collect-submodules grpc_reflection \
@@ -77,8 +86,7 @@ binary:
 # default a local `atp --role=all` (embedded Redis, throwaway data dir) that it starts and
 # ends (`--local-role server`: atp --role=server + redis-server). E.g.
 # `just load --profile producer --users 50 --run-time 60s`.
-load *args:
-    @{{python}} -c 'import locust' 2>/dev/null || {{python}} -m pip install -q -e '.[load]'
+load *args: setup
     {{python}} loadtest/load.py {{args}}
 
 # atp against Celery, arq and BullMQ (fair W1, enqueue, W2..W6), each on its own fresh
@@ -96,9 +104,9 @@ bench *args: setup
 # of workers, Redis restart, scheduler leader kill; real processes behind the real toxiproxy.
 # Each run's history is checked; the table goes to chaos/results/<date>.md; exit 1 on a break.
 # Chaos scenarios, all or the named ones (`just chaos latency worker_kill`; `--list` shows them).
-chaos *scenarios: tools
+chaos *scenarios: setup tools
     {{python}} -m chaos {{scenarios}}
 
 # The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart): under 3 minutes.
-chaos-quick: tools
+chaos-quick: setup tools
     {{python}} -m chaos --quick

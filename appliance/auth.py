@@ -119,17 +119,21 @@ def _entry(index: int, item: Any) -> _Entry:
 
 class RateLimiter:
     """Token buckets per caller, in this process: `rate` calls/s sustained, `burst` at once.
-    (Per server process: with M servers a caller gets up to M x rate; documented.)"""
+    (Per server process: with M servers a caller gets up to M x rate; documented.) At most
+    `max_keys` callers are tracked: beyond, the buckets that have refilled are forgotten."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, max_keys: int = 10_000) -> None:
         self.rate = rate
         self.burst = burst
+        self.max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def allow(self, key: str, now: float | None = None) -> bool:
         if self.rate <= 0:
             return True
         now = time.monotonic() if now is None else now
+        if key not in self._buckets and len(self._buckets) >= self.max_keys:
+            self._forget_full(now)
         level, last = self._buckets.get(key, (float(self.burst), now))
         level = min(float(self.burst), level + (now - last) * self.rate)
         if level < 1:
@@ -137,6 +141,15 @@ class RateLimiter:
             return False
         self._buckets[key] = (level - 1, now)
         return True
+
+    def _forget_full(self, now: float) -> None:
+        full = [
+            k
+            for k, (level, last) in self._buckets.items()
+            if level + (now - last) * self.rate >= self.burst
+        ]
+        for key in full or list(self._buckets)[: len(self._buckets) // 2]:
+            del self._buckets[key]
 
 
 def is_loopback(address: str) -> bool:

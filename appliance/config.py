@@ -45,7 +45,7 @@ class Settings:
     backoff_cap_ms: int = 3_600_000
     # Store internals
     claim_memo_ms: int = 60_000
-    redis_timeout_ms: int = 5_000
+    redis_timeout_ms: int = 2_000  # a Redis call not answered within it fails (never retried)
     redis_max_connections: int = 64
     # Processes (the supervisor, `atp --role=...`)
     log_level: str = "info"
@@ -54,6 +54,7 @@ class Settings:
     servers: int = 1  # server processes sharing grpc_addr (SO_REUSEPORT when > 1)
     drain_timeout_ms: int = 30_000
     redis_server_path: str = "redis-server"  # for the embedded Redis
+    redis_fsync: str = "everysec"  # the embedded Redis's appendfsync: always | everysec
     watchdog_batch: int = 1000
     # Scheduler (cron): leader lease, enqueue-ahead, misfire threshold
     leader_ttl_ms: int = 5_000  # scheduler leader lease; a dead leader is replaced within it
@@ -71,6 +72,8 @@ class Settings:
     tls_client_key_file: str = ""
     rate_limit_per_s: int = 0  # per token (or peer) and server process; 0 = off
     rate_limit_burst: int = 100
+    unauthenticated_rate_per_s: int = 5  # calls refused for want of a token, per peer host
+    unauthenticated_burst: int = 20
     max_long_polls: int = 1000  # waiting Retrieve calls per server process
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
@@ -99,9 +102,10 @@ class Settings:
             "watchdog_batch",
             "worker_concurrency",
             "rate_limit_burst",
+            "unauthenticated_burst",
             "max_long_polls",
         )
-        _check_non_negative(self, "rate_limit_per_s")
+        _check_non_negative(self, "rate_limit_per_s", "unauthenticated_rate_per_s")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("tls_cert_file, tls_key_file: set both or neither")
         if self.tls_client_ca_file and not self.tls_cert_file:
@@ -113,6 +117,8 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"log_level: {self.log_level!r} is not debug|info|warning|error")
         _check_non_negative(self, "scheduler_lookahead_ms", "scheduler_misfire_grace_ms")
+        if self.redis_fsync not in {"always", "everysec"}:
+            raise ConfigError(f"redis_fsync: {self.redis_fsync!r} is not always|everysec")
         if self.leader_ttl_ms < 300:
             raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:

@@ -83,9 +83,15 @@ class Keys:
         """SET of every topic ever enqueued to (for stats and the watchdog)."""
         return f"{self.prefix}:topics"
 
+    def id_topics(self, task_id: str) -> str:
+        """HASH topic -> 'live' | 'done': the topics holding a task with this client-given id,
+        so Delete and GetTask work with the id alone (server-made ids name their topic: see
+        new_task_id). Ids are per topic (ADR 0006); lua/id_index.lua keeps it in step."""
+        return f"{self.prefix}:ids:{task_id}"
+
     def id_index(self, task_id: str) -> str:
-        """STRING client-given task id -> topic, so Delete and GetTask work with the id alone
-        (server-made ids name their topic: see new_task_id)."""
+        """STRING client-given id -> topic, from before ids were per topic (ADR 0006): still
+        read, so tasks enqueued before the upgrade stay reachable by id; no longer written."""
         return f"{self.prefix}:id:{task_id}"
 
     @property

@@ -1,15 +1,28 @@
-"""Logging setup: readable lines on a terminal, one JSON object per line otherwise. Stdlib only."""
+"""Logging setup: readable lines on a terminal, one JSON object per line otherwise; the password
+of any URL in a line (redis://user:secret@host) is written as ***. Stdlib only."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any
 
 _EXTRA = ("topic", "task_id", "attempt")
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,13 +38,13 @@ class JsonFormatter(logging.Formatter):
             "role": self.role,
             "pid": os.getpid(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         for key in _EXTRA:
             if hasattr(record, key):
                 out[key] = getattr(record, key)
         if record.exc_info:
-            out["error"] = self.formatException(record.exc_info)
+            out["error"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)
 
 
@@ -39,7 +52,7 @@ def setup(level: str, role: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s")
+            RedactingFormatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s")
         )
     else:
         handler.setFormatter(JsonFormatter(role))

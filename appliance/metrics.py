@@ -53,7 +53,8 @@ DURATION_BUCKETS = (
 
 ENQUEUED = Counter(
     "atp_tasks_enqueued",
-    "Tasks created by Enqueue/EnqueueBatch (duplicates of an existing id are not counted).",
+    "Tasks created by Enqueue/EnqueueBatch or fired by a schedule (duplicates of an existing id "
+    "are not counted).",
     TOPIC,
 )
 DELIVERED = Counter("atp_tasks_delivered", "Tasks handed out by Retrieve under a lease.", TOPIC)
@@ -67,7 +68,9 @@ DEAD_LETTERED = Counter(
     "Tasks moved to the dead-letter queue, by Nack or by lease expiry with retries spent.",
     TOPIC,
 )
-CANCELED = Counter("atp_tasks_canceled", "Pending tasks canceled by Delete.", TOPIC)
+CANCELED = Counter(
+    "atp_tasks_canceled", "Pending tasks canceled by Delete (each task once).", TOPIC
+)
 LEASES_EXPIRED = Counter(
     "atp_leases_expired",
     "Leases that expired and were recovered by a watchdog (the task retried or dead-lettered).",

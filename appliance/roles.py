@@ -108,7 +108,11 @@ BODIES: dict[str, RoleBody] = {
 
 
 def run_role(role: str, settings: Settings) -> int:
-    """Run one role in this process until SIGTERM/SIGINT; 0 after a clean drain."""
+    """Run one role in this process until SIGTERM/SIGINT; 0 after a clean drain. Under a
+    supervisor, exit at once when it dies (lifeline: its death signal, and a parent-pid watch)."""
+    from appliance.supervisor import lifeline
+
+    lifeline.watch_parent()
     body = BODIES[role]
 
     async def main() -> int:

@@ -5,6 +5,7 @@ with a message that names the field, before anything touches Redis. Stdlib only.
 from __future__ import annotations
 
 import re
+import time
 
 from appliance.errors import InvalidArgument, TooLarge
 
@@ -56,6 +57,18 @@ def non_negative(value: int, field: str, upper: int | None = None) -> int:
         raise InvalidArgument(f"{field} must be >= 0, got {value}")
     if upper is not None and value > upper:
         raise InvalidArgument(f"{field} must be <= {upper}, got {value}")
+    return value
+
+
+def execute_at_ms(value: int, now_ms: int | None = None) -> int:
+    """An absolute due time: 0 (unset) or at most MAX_DELAY_MS from now, like the delays (a
+    far-future time would not survive the ZSET's double, nor a datetime)."""
+    non_negative(value, "execute_at_ms")
+    upper = (int(time.time() * 1000) if now_ms is None else now_ms) + MAX_DELAY_MS
+    if value > upper:
+        raise InvalidArgument(
+            f"execute_at_ms {value} is more than ten years ahead (at most {upper} now)"
+        )
     return value
 
 

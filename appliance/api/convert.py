@@ -29,7 +29,7 @@ def new_task(
     validation.payload(req.payload, settings.payload_max_bytes)
     validation.non_negative(req.delay_seconds, "delay_seconds", validation.MAX_DELAY_MS // 1000)
     validation.non_negative(req.delay_ms, "delay_ms", validation.MAX_DELAY_MS)
-    validation.non_negative(req.execute_at_ms, "execute_at_ms")
+    validation.execute_at_ms(req.execute_at_ms)
     max_retries = settings.default_max_retries
     if req.HasField("max_retries"):
         max_retries = validation.max_retries(req.max_retries)

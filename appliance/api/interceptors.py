@@ -9,15 +9,18 @@ passes as an anonymous admin. Tokens are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from appliance import metrics
 from appliance.auth import OPEN_SERVICES, Principal, RateLimiter, TokenTable
+from appliance.store.store import CALL_DEADLINE
 
 ANONYMOUS = Principal("anonymous", "admin")
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar(
@@ -30,9 +33,13 @@ def current_principal() -> Principal:
 
 
 class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, tokens: TokenTable, limiter: RateLimiter) -> None:
+    def __init__(
+        self, tokens: TokenTable, limiter: RateLimiter, strangers: RateLimiter | None = None
+    ) -> None:
         self.tokens = tokens
         self.limiter = limiter
+        # Calls refused for want of a valid token, per peer host (token guessing, floods).
+        self.strangers = strangers or RateLimiter(0, 1)
         # Wrapped handlers by (method, principal) when the call is let through: built once,
         # not per call (the principals come from a fixed table).
         self._wrapped: dict[tuple[str, Principal], grpc.RpcMethodHandler] = {}
@@ -48,9 +55,9 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         principal, refusal = self._authorize(dict(details.invocation_metadata or ()), method)
         if handler.unary_unary is None:  # streaming (server reflection): the token check only
-            return handler if refusal is None else _refuse_stream(handler, refusal)
+            return handler if refusal is None else _refuse_stream(handler, refusal, self.strangers)
         if refusal is not None:
-            return _wrap(handler, method, principal, refusal, None, bool(self.tokens))
+            return _wrap(handler, method, principal, refusal, self.strangers, bool(self.tokens))
         wrapped = self._wrapped.get((details.method, principal))
         if wrapped is None:
             limiter = self.limiter if self.limiter.rate > 0 else None
@@ -82,11 +89,52 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return principal, None
 
 
+class Undecodable:
+    """What a request that is not a valid protobuf message (corrupt wire format, invalid UTF-8
+    in a string) deserializes to, so the guard answers INVALID_ARGUMENT instead of gRPC's
+    UNKNOWN with a traceback logged at error level."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return Undecodable(str(exc))
+
+    return parse
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext, refusal: tuple[grpc.StatusCode, str], strangers: RateLimiter
+) -> None:
+    """Abort with the refusal; a caller without a valid token who calls too often from one
+    peer host gets RESOURCE_EXHAUSTED instead (token guessing, floods)."""
+    code, message = refusal
+    if code == grpc.StatusCode.UNAUTHENTICATED and not strangers.allow(_peer_host(context)):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        message = "too many calls without a valid token from this address; slow down"
+    await context.abort(code, message)
+
+
+def _peer_host(context: grpc.aio.ServicerContext) -> str:
+    """'ipv4:127.0.0.1:5000' -> 'ipv4:127.0.0.1' (the port changes with every connection)."""
+    return str(context.peer()).rpartition(":")[0]
+
+
 def _refuse_stream(
-    handler: grpc.RpcMethodHandler, refusal: tuple[grpc.StatusCode, str]
+    handler: grpc.RpcMethodHandler, refusal: tuple[grpc.StatusCode, str], strangers: RateLimiter
 ) -> grpc.RpcMethodHandler:
     async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(*refusal)
+        await _refuse(context, refusal, strangers)
         yield  # pragma: no cover - makes this an async generator, as a stream handler is
 
     return grpc.stream_stream_rpc_method_handler(
@@ -104,23 +152,35 @@ def _wrap(
     limiter: RateLimiter | None,
     keyed_by_token: bool,
 ) -> grpc.RpcMethodHandler:
-    """The handler, preceded by the refusal (if any) and the rate limit (per token, or per
-    peer host when no tokens are configured)."""
+    """The handler, preceded by the refusal (if any; `limiter` then limits the callers without
+    a valid token by peer host) and the rate limit (per token, or per peer host when no tokens
+    are configured)."""
     inner = handler.unary_unary
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         try:
             if refusal is not None:
-                await context.abort(*refusal)
+                assert limiter is not None
+                await _refuse(context, refusal, limiter)
             if limiter is not None:
-                key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
+                key = principal.name if keyed_by_token else _peer_host(context)
                 if not limiter.allow(key):
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit exceeded")
+            if isinstance(request, Undecodable):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {method} message: {request.reason}",
+                )
             token = _principal.set(principal)
+            remaining = context.time_remaining()
+            deadline = CALL_DEADLINE.set(
+                None if remaining is None else asyncio.get_running_loop().time() + remaining
+            )
             try:
                 return await inner(request, context)
             finally:
+                CALL_DEADLINE.reset(deadline)
                 _principal.reset(token)
         finally:
             code = context.code() or grpc.StatusCode.OK
@@ -129,6 +189,6 @@ def _wrap(
 
     return grpc.unary_unary_rpc_method_handler(
         guarded,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )

@@ -20,6 +20,7 @@ from appliance.api.interceptors import Guard
 from appliance.api.schedules import ScheduleServicer
 from appliance.api.servicer import QueueServicer
 from appliance.auth import RateLimiter, access_tokens
+from appliance.certs import warn_expiring
 from appliance.config import Settings
 from appliance.errors import ConfigError
 from appliance.store import Store
@@ -52,7 +53,9 @@ class QueueServer:
         ]
         tokens = access_tokens(settings, announce_to=sys.stderr)
         limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-        self.server = grpc.aio.server(options=options, interceptors=[Guard(tokens, limiter)])
+        strangers = RateLimiter(settings.unauthenticated_rate_per_s, settings.unauthenticated_burst)
+        guard = Guard(tokens, limiter, strangers)
+        self.server = grpc.aio.server(options=options, interceptors=[guard])
         self.servicer = QueueServicer(store, self.wakeups, settings)
         pb_grpc.add_DelayQueueServiceServicer_to_server(self.servicer, self.server)
         schedules = ScheduleServicer(store, settings)
@@ -132,6 +135,7 @@ def _listen(server: grpc.aio.Server, settings: Settings) -> int:
     """Bind grpc_addr, with TLS when a certificate is configured (mTLS with a client CA)."""
     if not settings.tls_cert_file:
         return int(server.add_insecure_port(settings.grpc_addr))
+    warn_expiring(settings)
     try:
         cert = Path(settings.tls_cert_file).read_bytes()
         key = Path(settings.tls_key_file).read_bytes()

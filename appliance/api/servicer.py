@@ -105,18 +105,18 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
-        task_id = validation.task_id(request.id)
-        if current_principal().topics is not None:
-            current_principal().check_topic(await self.store.topic_of(task_id))
-        metrics.CANCELED.labels(await self.store.cancel(task_id)).inc()
+        task_id, topic = validation.task_id(request.id), _optional_topic(request.topic)
+        topic, canceled = await self.store.cancel(task_id, topic, current_principal().topics)
+        if canceled:  # a task is counted once, however often it is deleted
+            metrics.CANCELED.labels(topic).inc()
         return pb.DeleteResponse(success=True)
 
     @rpc
     async def GetTask(
         self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTaskResponse:
-        task = await self.store.get(validation.task_id(request.id))
-        current_principal().check_topic(task.topic)
+        task_id, topic = validation.task_id(request.id), _optional_topic(request.topic)
+        task = await self.store.get(task_id, topic, current_principal().topics)
         return pb.GetTaskResponse(
             task=convert.task_to_pb(task),
             state=convert.STATE_TO_PB[task.state],
@@ -188,7 +188,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise InvalidArgument(
                 f"{len(request.acks)} acks is over the batch cap of {self.settings.batch_max}"
             )
-        pairs = [_lease(a.id, a.lease_token) for a in request.acks]
+        pairs = [_lease(a.id, a.lease_token, f"acks[{i}].") for i, a in enumerate(request.acks)]
         outcome = await self.store.ack_many(pairs)
         acked = collections.Counter(
             topic_of_token(token) for (_, token), e in zip(pairs, outcome, strict=True) if e is None
@@ -300,10 +300,15 @@ def _count_delivered(topic: str, claim: Claim) -> None:
             observe(max(now - row[2], 0) / 1000)
 
 
-def _lease(task_id: str, token: str) -> tuple[str, str]:
-    """A validated (id, lease token) whose topic (named by the token) the caller may use."""
+def _lease(task_id: str, token: str, field: str = "") -> tuple[str, str]:
+    """A validated (id, lease token) whose topic (named by the token) the caller may use; a
+    token atp cannot have handed out is bad input (INVALID_ARGUMENT), not a stale lease."""
     task_id, token = validation.task_id(task_id), validation.lease_token(token)
-    current_principal().check_topic(topic_of_token(token))
+    try:
+        topic = topic_of_token(token)
+    except AtpError:
+        raise InvalidArgument(f"{field}lease_token is not one atp handed out") from None
+    current_principal().check_topic(topic)
     return task_id, token
 
 
@@ -312,6 +317,12 @@ def _topic(value: str) -> str:
     topic = validation.topic(value)
     current_principal().check_topic(topic)
     return topic
+
+
+def _optional_topic(value: str) -> str:
+    """A validated topic, or "" when none was given. Not checked against the caller's topics:
+    the store answers NOT_FOUND outside them, as for an id that does not exist (ADR 0006)."""
+    return validation.topic(value) if value else ""
 
 
 def _valid_cursor(cursor: str) -> bool:

@@ -114,13 +114,15 @@ class AsyncClient:
         call = common.enqueue_many(topic, payloads, delay, delay_ms, at, ids, max_retries)
         return await self._run(call)
 
-    async def get_task(self, task_id: str) -> Task:
-        """The task with its state and last_error."""
-        return await self._run(common.get_task(task_id))
+    async def get_task(self, task_id: str, topic: str = "") -> Task:
+        """The task with its state and last_error. Ids are per topic: name the topic when the
+        id may be in several of yours."""
+        return await self._run(common.get_task(task_id, topic))
 
-    async def cancel(self, task_id: str) -> None:
-        """Delete a PENDING task (NotFound, or WrongState when it is no longer pending)."""
-        await self._run(common.cancel(task_id))
+    async def cancel(self, task_id: str, topic: str = "") -> None:
+        """Delete a PENDING task (NotFound, or WrongState when it is no longer pending); the
+        topic as in get_task."""
+        await self._run(common.cancel(task_id, topic))
 
     # -- workers -------------------------------------------------------------------------
 

@@ -342,16 +342,16 @@ def extend_lease(task: Task, visibility_timeout: Duration | None) -> Call[int]:
     return Call("ExtendLease", req, lambda r: int(r.lease_deadline_ms))
 
 
-def get_task(task_id: str) -> Call[Task]:
+def get_task(task_id: str, topic: str = "") -> Call[Task]:
     return Call(
         "GetTask",
-        pb.GetTaskRequest(id=task_id),
+        pb.GetTaskRequest(id=task_id, topic=topic),
         lambda r: task_from_pb(r.task, _state(r.state), r.last_error),
     )
 
 
-def cancel(task_id: str) -> Call[None]:
-    return Call("Delete", pb.DeleteRequest(id=task_id), lambda r: None)
+def cancel(task_id: str, topic: str = "") -> Call[None]:
+    return Call("Delete", pb.DeleteRequest(id=task_id, topic=topic), lambda r: None)
 
 
 def list_dead_letters(topic: str, limit: int, cursor: str) -> Call[DeadLetterPage]:

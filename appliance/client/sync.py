@@ -105,13 +105,15 @@ class Client:
         call = common.enqueue_many(topic, payloads, delay, delay_ms, at, ids, max_retries)
         return self._run(call)
 
-    def get_task(self, task_id: str) -> Task:
-        """The task with its state and last_error."""
-        return self._run(common.get_task(task_id))
+    def get_task(self, task_id: str, topic: str = "") -> Task:
+        """The task with its state and last_error. Ids are per topic: name the topic when the
+        id may be in several of yours."""
+        return self._run(common.get_task(task_id, topic))
 
-    def cancel(self, task_id: str) -> None:
-        """Delete a PENDING task (NotFound, or WrongState when it is no longer pending)."""
-        self._run(common.cancel(task_id))
+    def cancel(self, task_id: str, topic: str = "") -> None:
+        """Delete a PENDING task (NotFound, or WrongState when it is no longer pending); the
+        topic as in get_task."""
+        self._run(common.cancel(task_id, topic))
 
     # -- workers -------------------------------------------------------------------------
 

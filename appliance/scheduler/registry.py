@@ -112,5 +112,5 @@ class Registry:
         while tick is not None and tick <= s.last_fire_ms:
             if d.due_ms(tick) > now_ms:
                 with contextlib.suppress(NotFound, WrongState):
-                    await self.store.cancel(d.task_id(tick))
+                    await self.store.cancel(d.task_id(tick), d.topic)
             tick = d.timetable.next_after(tick)

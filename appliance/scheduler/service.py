@@ -183,6 +183,8 @@ class Scheduler:
         await self.schedules.settle(list(outbox))
         self.enqueued += len(tasks)
         for t, r in zip(tasks, results, strict=True):
+            if r.created:
+                metrics.ENQUEUED.labels(t.topic).inc()
             log.debug(
                 "enqueued task %s due %d%s",
                 t.id,

@@ -1,14 +1,17 @@
 """One method per lifecycle move, each one atomic Lua script call (see lua/*.lua).
 
 Every call here is safe to repeat (idempotent by task id, call token or lease token), so
-connection errors and timeouts are retried a few times by `_retrying` and only then surface
-as Unavailable; the redis client's own blind retries are switched off (DESIGN.md pitfalls).
-Only this package imports redis.
+connection errors are retried a few times by `_retrying` and only then surface as Unavailable;
+the redis client's own blind retries are switched off (docs/ARCHITECTURE.md). A timeout is
+never retried: Redis may be frozen, and the call may have run; it fails at once
+(redis_timeout_ms, 2 s by default, or sooner when the caller's deadline, `CALL_DEADLINE`,
+comes first). Only this package imports redis.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import random
@@ -23,13 +26,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
-from appliance.errors import NotFound, StaleLease, Unavailable, WrongState
+from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable, WrongState
 from appliance.keys import Keys, TopicKeys, topic_in_id
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.scripts import Scripts
 
 T = TypeVar("T")
+CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "atp_call_deadline", default=None
+)
+"""When the caller gives up (the event loop's clock): the API layer sets it from the gRPC
+deadline, so a store call ends with the client's deadline instead of later."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
 DLQ_CHUNK = 1000
 
@@ -98,20 +106,16 @@ class Store:
     # -- producers -------------------------------------------------------------------------
 
     async def enqueue(
-        self, tasks: Sequence[NewTask], client_ids: Sequence[bool]
+        self, tasks: Sequence[NewTask], client_ids: Sequence[bool] = ()
     ) -> list[EnqueueResult]:
-        """Create tasks (one script call per topic, all in one pipeline). `client_ids[i]` says
-        task i's id came from the client, so it may exist in another topic already."""
-        results: list[EnqueueResult | None] = [None] * len(tasks)
-        todo = await self._claim_ids(tasks, client_ids, results)
+        """Create tasks (one script call per topic, all in one pipeline). Ids are per topic
+        (ADR 0006): an id used in another topic neither blocks nor shadows this one.
+        `client_ids` is not needed any more (every id the server did not make is indexed)."""
         by_topic: dict[str, list[int]] = {}
-        for i in todo:
-            by_topic.setdefault(tasks[i].topic, []).append(i)
+        for i, task in enumerate(tasks):
+            by_topic.setdefault(task.topic, []).append(i)
 
         def build(pipe: Any) -> None:
-            for i in todo:
-                if not client_ids[i] and topic_in_id(tasks[i].id) is None:
-                    pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic)
             new_topics = [t for t in by_topic if t not in self._known_topics]
             if new_topics:
                 pipe.sadd(self.keys.topics, *new_topics)
@@ -121,13 +125,20 @@ class Store:
         async def run() -> list[Any]:
             return await self.scripts.run_pipeline(self.redis, build)
 
-        replies = await _retrying(run) if todo else []
+        replies = await _retrying(run) if tasks else []
         self._known_topics.update(by_topic)
-        script_replies = replies[len(replies) - len(by_topic) :]
-        for idx, created in zip(by_topic.values(), script_replies, strict=True):
-            for i, flag in zip(idx, created, strict=True):
-                results[i] = EnqueueResult(tasks[i].id, created=bool(flag))
-        return [r for r in results if r is not None]
+        flags: list[int] = [0] * len(tasks)
+        for idx, codes in zip(
+            by_topic.values(), replies[len(replies) - len(by_topic) :], strict=True
+        ):
+            for i, code in zip(idx, codes, strict=True):
+                flags[i] = int(code)
+        # Only now, with the task written, is its id indexed: a call cut off before leaves a
+        # task reachable by id and topic (and by id alone once the Enqueue is retried), never
+        # an index entry without its task.
+        living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
+        await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
+        return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
 
     def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
         """Queue one enqueue.lua call on `pipe`."""
@@ -138,46 +149,12 @@ class Store:
             args += [t.id, t.payload, meta]
         self.scripts.queue(pipe, "enqueue", [tk.pending, tk.new], args)
 
-    async def _claim_ids(
-        self,
-        tasks: Sequence[NewTask],
-        client_ids: Sequence[bool],
-        results: list[EnqueueResult | None],
-    ) -> list[int]:
-        """Point the id index at each client-given id's topic (SET NX GET). An id already used
-        in another topic whose task still lives is a duplicate; returns the indexes to create."""
-        given = [i for i, c in enumerate(client_ids) if c]
-        if not given:
-            return list(range(len(tasks)))
-
-        async def reserve() -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i in given:
-                    pipe.set(self.keys.id_index(tasks[i].id), tasks[i].topic, nx=True, get=True)
-                return list(await pipe.execute())
-
-        previous = dict(zip(given, await _retrying(reserve), strict=True))
-        for i, old in previous.items():
-            old_topic = codec.text(old)
-            if old is None or old_topic == tasks[i].topic:
-                continue
-            other = self.keys.topic(old_topic)
-            lives = functools.partial(
-                _pipe,
-                self.redis,
-                ("exists", other.task(tasks[i].id)),
-                ("hexists", other.new, tasks[i].id),
-            )
-            if any(await _retrying(lives)):
-                results[i] = EnqueueResult(tasks[i].id, created=False)
-            else:  # the other topic's record is gone: the id is free again
-                index = self.keys.id_index(tasks[i].id)
-                await _retrying(functools.partial(self.redis.set, index, tasks[i].topic))
-        return [i for i in range(len(tasks)) if results[i] is None]
-
-    async def cancel(self, task_id: str) -> str:
-        """Cancel a pending task; returns its topic."""
-        topic = await self.topic_of(task_id)
+    async def cancel(
+        self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
+    ) -> tuple[str, bool]:
+        """Cancel a pending task; returns its topic and whether this call canceled it (False:
+        it was canceled before, nothing changed). `topic` and `allowed` as in `locate`."""
+        topic = await self.locate(task_id, topic, allowed)
         tk = self.keys.topic(topic)
         code, state = await _retrying(
             lambda: self.scripts.get("cancel")(
@@ -191,11 +168,15 @@ class Store:
             raise WrongState(
                 f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted"
             )
-        await self._expire_index([task_id])
-        return topic
+        if code == 1:
+            await self._expire_index([(topic, task_id)])
+        return topic, code == 1
 
-    async def get(self, task_id: str) -> Task:
-        topic = await self.topic_of(task_id)
+    async def get(
+        self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
+    ) -> Task:
+        """The task; `topic` and `allowed` as in `locate`."""
+        topic = await self.locate(task_id, topic, allowed)
         tk = self.keys.topic(topic)
         fields, packed, due = await _retrying(
             lambda: _pipe(
@@ -211,14 +192,50 @@ class Store:
             return codec.task_from_new_record(task_id, topic, packed, int(due))
         raise NotFound(f"no task with id {task_id!r}")
 
-    async def topic_of(self, task_id: str) -> str:
+    async def locate(
+        self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
+    ) -> str:
+        """The topic to look for task `task_id` in: `topic` when given, the one a server-made
+        id names, else the one topic of the id index holding a task with the id. Only topics
+        in `allowed` (None: all) count, and a topic outside it is NotFound with the very words
+        of a missing id, so a tenant cannot tell another tenant's ids from none (ADR 0006).
+        InvalidArgument when the id lives in several of the caller's topics."""
+        missing = NotFound(f"no task with id {task_id!r}")
         named = topic_in_id(task_id)
-        if named is not None:
-            return named
-        topic = await _retrying(lambda: self.redis.get(self.keys.id_index(task_id)))
-        if topic is None:
-            raise NotFound(f"no task with id {task_id!r}")
-        return codec.text(topic)
+        if topic or named:
+            if (topic and named and topic != named) or (
+                allowed is not None and (topic or named) not in allowed
+            ):
+                raise missing
+            return topic or str(named)
+        index, legacy = await _retrying(
+            lambda: _pipe(
+                self.redis,
+                ("hkeys", self.keys.id_topics(task_id)),
+                ("get", self.keys.id_index(task_id)),
+            )
+        )
+        found = {codec.text(t) for t in index} | ({codec.text(legacy)} if legacy else set())
+        topics = sorted(t for t in found if allowed is None or t in allowed)
+        if len(topics) > 1:
+            topics = await self._holding(task_id, topics)
+        if not topics:
+            raise missing
+        if len(topics) > 1:
+            raise InvalidArgument(
+                f"id {task_id!r} names tasks in topics {', '.join(topics)}: "
+                "say which one with the request's topic"
+            )
+        return topics[0]
+
+    async def _holding(self, task_id: str, topics: Sequence[str]) -> list[str]:
+        """Those of `topics` that hold a record of task `task_id`."""
+        commands: list[tuple[Any, ...]] = []
+        for topic in topics:
+            tk = self.keys.topic(topic)
+            commands += [("exists", tk.task(task_id)), ("hexists", tk.new, task_id)]
+        replies = await _retrying(lambda: _pipe(self.redis, *commands))
+        return [t for n, t in enumerate(topics) if replies[2 * n] or replies[2 * n + 1]]
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -279,8 +296,9 @@ class Store:
         for idx, codes in zip(by_topic.values(), replies, strict=True):
             for i, code in zip(idx, codes, strict=True):
                 outcome[i] = _lease_error(code, acks[i][0])
-        done = [acks[i][0] for idx in by_topic.values() for i in idx if outcome[i] is None]
-        await self._expire_index(done)
+        await self._expire_index(
+            [(t, acks[i][0]) for t, idx in by_topic.items() for i in idx if outcome[i] is None]
+        )
         return outcome
 
     async def nack(
@@ -412,9 +430,7 @@ class Store:
         purged = await self._dlq_chunks(
             tk, "purge_dead", [tk.dlq], [tk.task_prefix, DLQ_CHUNK], ids
         )
-        indexed = [self.keys.id_index(i) for i in purged if topic_in_id(i) is None]
-        if indexed:
-            await _retrying(lambda: self.redis.delete(*indexed))
+        await self._index_ids("drop", [(topic, i) for i in purged if topic_in_id(i) is None])
         return len(purged)
 
     async def _dlq_chunks(
@@ -466,17 +482,27 @@ class Store:
             out.append(TopicStats(name, int(pending), int(due), int(running), int(dead), oldest))
         return now, out
 
-    async def _expire_index(self, task_ids: Sequence[str]) -> None:
-        """Finished tasks keep their id index as long as their record (the retention time).
-        Server-made ids have no index: nothing to do for them (the common, fast case)."""
-        task_ids = [i for i in task_ids if topic_in_id(i) is None]
-        if task_ids:
-            ttl = self.settings.retention_ms
-            await _retrying(
-                lambda: _pipe(
-                    self.redis, *(("pexpire", self.keys.id_index(i), ttl) for i in task_ids)
+    async def _expire_index(self, finished: Sequence[tuple[str, str]]) -> None:
+        """Finished tasks (topic, id) keep their id index as long as their record (the
+        retention time). Server-made ids have no index: nothing to do (the common, fast case)."""
+        await self._index_ids("done", [(t, i) for t, i in finished if topic_in_id(i) is None])
+
+    async def _index_ids(self, mode: str, entries: Sequence[tuple[str, str]]) -> None:
+        """One id_index.lua call per (topic, client-given id), in one round trip. 'done' and
+        'drop' also let an index from before ADR 0006 expire with the record."""
+        if not entries:
+            return
+        ttl = self.settings.retention_ms
+
+        def build(pipe: Any) -> None:
+            for topic, task_id in entries:
+                self.scripts.queue(
+                    pipe, "id_index", [self.keys.id_topics(task_id)], [mode, topic, ttl]
                 )
-            )
+                if mode != "live":
+                    pipe.pexpire(self.keys.id_index(task_id), ttl if mode == "done" else 1)
+
+        await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
 
 
 def _lease_error(code: Any, task_id: str) -> Exception | None:
@@ -499,15 +525,26 @@ async def _pipe(redis: aioredis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
 
 
 async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
-    """Run an idempotent store call, retrying connection errors and timeouts a few times."""
+    """Run an idempotent store call, retrying connection errors a few times; a timeout (Redis
+    frozen or overloaded) or the caller's deadline ends it at once with Unavailable."""
+    try:
+        async with asyncio.timeout_at(CALL_DEADLINE.get()):
+            return await _retry_connection_errors(call)
+    except TimeoutError as exc:  # the caller's deadline (asyncio.timeout_at)
+        raise Unavailable("redis did not answer within the call's deadline") from exc
+
+
+async def _retry_connection_errors(call: Callable[[], Awaitable[T]]) -> T:
     for delay in (*RETRY_DELAYS_S, None):
         try:
             return await call()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except RedisTimeoutError as exc:
+            raise Unavailable(f"redis did not answer in time: {exc}") from exc
+        except (RedisConnectionError, OSError) as exc:
             if delay is None:
                 raise Unavailable(f"redis unavailable: {exc}") from exc
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["Claim", "DeadLetter", "Recovery", "Store", "TaskState", "connect"]
+__all__ = ["CALL_DEADLINE", "Claim", "DeadLetter", "Recovery", "Store", "TaskState", "connect"]

@@ -45,6 +45,9 @@ KILL_WAIT_S = 5.0  # after SIGKILL, how long to wait for the reaper before givin
 MAX_SLEEP_S = 1.0
 CommandFactory = Callable[[str, str], Sequence[str]]  # (role, child name) -> argv
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGCHLD")
+# Flags carrying secrets: children get them in the environment, never on argv (`ps` shows argv
+# to every local user); each with the shortest prefix argparse accepts for it.
+SECRET_FLAGS = {"--redis-url": ("ATP_REDIS_URL", "--redis-u"), "--token": ("ATP_TOKEN", "--token")}
 
 
 def self_command() -> list[str]:
@@ -52,6 +55,31 @@ def self_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable]
     return [sys.executable, "-m", "appliance"]
+
+
+def split_secrets(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """`argv` without its secret flags (`--redis-url`, `--token`, as `--x=v` or `--x v`), and
+    those values as the ATP_* variables a child reads instead."""
+    out: list[str] = []
+    env: dict[str, str] = {}
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        secret = _secret_variable(name)
+        if secret is None:
+            out.append(arg)
+        elif eq:
+            env[secret] = value
+        else:
+            env[secret] = next(args, "")
+    return out, env
+
+
+def _secret_variable(name: str) -> str | None:
+    for flag, (variable, shortest) in SECRET_FLAGS.items():
+        if name.startswith(shortest) and flag.startswith(name):
+            return variable
+    return None
 
 
 def expand_roles(settings: Settings, roles: Sequence[str]) -> list[tuple[str, str]]:
@@ -83,13 +111,14 @@ def run(
         return EXIT_CONFIG
     policy = policy or RestartPolicy()
     metrics_dir = exposition.prepare()  # before any child starts or prometheus_client loads
+    passthrough, secrets = split_secrets(passthrough)
     factory = command_factory or (lambda role, _: [*self_command(), f"--role={role}", *passthrough])
     wants_redis = any("all" in r.split(",") for r in roles) and not settings.redis_url
     try:
         redis = embedded_redis.prepare(settings) if wants_redis else None
-        with embedded_redis.locked(redis) if redis else contextlib.nullcontext():
+        with embedded_redis.locked(redis) if redis else contextlib.nullcontext() as lock:
             probe_servers = command_factory is None  # stand-in children listen on nothing
-            return _supervise(settings, names, factory, policy, redis, probe_servers)
+            return _supervise(settings, names, factory, policy, redis, lock, probe_servers, secrets)
     except embedded_redis.RedisUnavailable as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -103,16 +132,22 @@ def _supervise(
     factory: CommandFactory,
     policy: RestartPolicy,
     redis: embedded_redis.EmbeddedRedis | None,
+    lock: embedded_redis.DataDirLock | None = None,
     probe_servers: bool = True,
+    secrets: dict[str, str] | None = None,
 ) -> int:
-    env = dict(os.environ)  # passed through to the children, not read as config
+    env = {**os.environ, **(secrets or {})}  # passed through to the children, not read as config
     if settings.servers > 1:
         env["ATP_GRPC_REUSE_PORT"] = "1"
     redis_child = None
+    fds = (lock.fd,) if lock else ()
     if redis is not None:
         env["ATP_REDIS_URL"] = redis.url
         url = redis.url
-        spec = ChildSpec("redis", "redis", tuple(redis.argv()), dict(os.environ))
+        # SIGTERM when the supervisor dies: Redis flushes its AOF and exits in milliseconds
+        spec = ChildSpec(
+            "redis", "redis", tuple(redis.argv()), dict(os.environ), signal.SIGTERM, fds
+        )
         started_when_it_answers = dataclasses.replace(policy, start_secs=0.0)
         redis_child = Process(
             spec, started_when_it_answers, probe=lambda: embedded_redis.ping(url) is None
@@ -120,7 +155,7 @@ def _supervise(
     listening = functools.partial(accepts, local_address(settings.grpc_addr))
     children = [
         Process(
-            ChildSpec(name, role, tuple(factory(role, name)), env),
+            ChildSpec(name, role, tuple(factory(role, name)), env, pass_fds=fds),
             policy,
             probe=listening if role == "server" and probe_servers else None,
         )
@@ -128,7 +163,7 @@ def _supervise(
     ]
     ping_url = redis.url if redis else settings.redis_url or DEFAULT_REDIS_URL
     add_route("/metrics", exposition.handler(ping_url, settings.key_prefix))
-    return Arbiter(settings, children, redis_child, ping_url).run()
+    return Arbiter(settings, children, redis_child, ping_url, lock).run()
 
 
 def local_address(address: str) -> tuple[str, int]:
@@ -156,8 +191,10 @@ class Arbiter:
         children: list[Process],
         redis: Process | None,
         redis_url: str,
+        lock: embedded_redis.DataDirLock | None = None,
     ) -> None:
         self.settings = settings
+        self.lock = lock  # the data dir lock: records who runs
         self.workers = children  # every atp child; started once Redis answers
         self.redis = redis
         self.redis_url = redis_url
@@ -181,6 +218,7 @@ class Arbiter:
                 http.start()
             log.info("supervising %s", ", ".join(p.name for p in self.processes))
             self._supervise(time.monotonic())
+            self._record()
             while not self.done:
                 self.tick()
         log.info("supervisor exits with %d", self.exit_code)
@@ -195,6 +233,7 @@ class Arbiter:
         now = time.monotonic()
         if self._drain is None:
             self._supervise(now)
+            self._record()
         elif self._drain.step(now):
             self.done = True
             if self._drain.unclean:
@@ -227,6 +266,10 @@ class Arbiter:
             bad_config = fatal.last_exit == EXIT_CONFIG
             reason = f"{fatal.name} is FATAL: {fatal.fatal_reason}"
             self.stop(reason, EXIT_CONFIG if bad_config else EXIT_FAILED)
+
+    def _record(self) -> None:
+        if self.lock is not None:
+            self.lock.record({p.name: p.pid for p in self.processes})
 
     def _timeout(self, now: float) -> float:
         due = [p.next_wakeup(now) for p in self.processes]

@@ -1,5 +1,9 @@
 """The embedded redis-server of `--role=all` with no Redis URL (its argv, data dir and lock) and
 a raw-RESP `ping()` for any Redis URL. Must not import redis-py or grpc: the supervisor stays small.
+
+The data dir lock (`<data_dir>/redis/atp.lock`, flock) is inherited by every child, so it stays
+held while the supervisor or any of its children runs, and the file names their pids: a second
+start is refused naming a pid that still runs, never racing it on one AOF (docs/adr/0005).
 """
 
 from __future__ import annotations
@@ -7,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from appliance.config import Settings
@@ -17,6 +23,7 @@ from appliance.supervisor import resp
 
 SOCKET_NAME = "redis.sock"
 LOCK_NAME = "atp.lock"
+LOCK_WAIT_S = 2.0  # children of a supervisor killed just now die within this (death signal)
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
@@ -36,6 +43,7 @@ class EmbeddedRedis:
 
     binary: str  # absolute path of redis-server
     dir: Path  # absolute: <data_dir>/redis
+    fsync: str = "everysec"  # appendfsync: always | everysec
 
     @property
     def socket_path(self) -> Path:
@@ -56,7 +64,7 @@ class EmbeddedRedis:
             *("--protected-mode", "yes"),
             *("--dir", str(self.dir)),
             *("--appendonly", "yes"),
-            *("--appendfsync", "everysec"),  # a Redis crash may lose about the last second
+            *("--appendfsync", self.fsync),  # everysec: an OS crash may lose the last second
             *("--save", ""),  # AOF alone; no RDB snapshots on a timer
             # Task records with payloads up to 1 KiB stay compact listpacks (the default, 64
             # bytes, turns a record with a 100-byte payload into a hashtable: 646 vs 296 bytes).
@@ -85,23 +93,102 @@ def prepare(settings: Settings) -> EmbeddedRedis:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise RedisUnavailable(f"cannot create the Redis data dir {directory}: {exc}") from exc
-    return EmbeddedRedis(binary, directory)
+    return EmbeddedRedis(binary, directory, settings.redis_fsync)
+
+
+class DataDirLock:
+    """The held lock on <data_dir>/redis/atp.lock: `fd` goes to every child (pass_fds), and
+    `record()` writes who runs (the supervisor's and each child's pid) into the file."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._last = b""
+
+    def record(self, children: Mapping[str, int | None]) -> None:
+        data = json.dumps(
+            {"supervisor": os.getpid(), "children": {k: v for k, v in children.items() if v}}
+        ).encode()
+        if data != self._last:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+            self._last = data
 
 
 @contextlib.contextmanager
-def locked(redis: EmbeddedRedis) -> Iterator[None]:
-    """Hold <data_dir>/redis/atp.lock: two redis-servers appending to one AOF would corrupt it."""
+def locked(redis: EmbeddedRedis) -> Iterator[DataDirLock]:
+    """Hold <data_dir>/redis/atp.lock: two redis-servers appending to one AOF would corrupt it.
+    Refused (naming the pids) while an earlier supervisor or any of its children still runs,
+    or while some Redis still answers on the data dir's socket."""
     fd = os.open(redis.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RedisUnavailable(
-                f"data dir {redis.dir.parent} is in use by another atp (lock {LOCK_NAME} held)"
-            ) from None
-        yield
+        _take(fd, redis)
+        _check_socket(redis)
+        lock = DataDirLock(fd)
+        lock.record({})
+        yield lock
     finally:
         os.close(fd)
+
+
+def _take(fd: int, redis: EmbeddedRedis) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise RedisUnavailable(in_use(redis.dir.parent, os.pread(fd, 65536, 0))) from None
+            time.sleep(0.05)
+
+
+def in_use(data_dir: Path, recorded: bytes) -> str:
+    """The one line refusing a start: which recorded pids still run."""
+    try:
+        record = json.loads(recorded or b"{}")
+        pids = {"supervisor": int(record.get("supervisor", 0))}
+        pids.update({str(k): int(v) for k, v in dict(record.get("children", {})).items()})
+    except (ValueError, TypeError, AttributeError):
+        pids = {}
+    alive = [f"{name} pid {pid}" for name, pid in pids.items() if pid > 0 and _alive(pid)]
+    running = ", ".join(alive) or "a process holding its lock"
+    return (
+        f"data dir {data_dir} is in use by another atp ({running} still running, lock"
+        f" {LOCK_NAME} held): stop it first, or use another --data-dir"
+    )
+
+
+def _check_socket(redis: EmbeddedRedis) -> None:
+    """A Redis answering on our socket without holding the lock (started by hand, or by an atp
+    from before the lock was inherited) is refused too: its pid from INFO."""
+    if not redis.socket_path.exists():
+        return
+    try:
+        (info,) = resp.execute(redis.url, [["INFO", "server"]], timeout=0.5)
+    except (OSError, ValueError):
+        return  # a stale socket file: redis-server replaces it
+    pid = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in str(info).splitlines()
+            if line.startswith("process_id:")
+        ),
+        "?",
+    )
+    raise RedisUnavailable(
+        f"data dir {redis.dir.parent} is in use: a redis-server (pid {pid}) already serves"
+        f" {redis.socket_path}: stop it first, or use another --data-dir"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ping(url: str, timeout: float = 0.5) -> str | None:

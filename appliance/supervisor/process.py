@@ -1,7 +1,9 @@
 """One supervised child: its spec, spawn, state, restart count and backoff, and what an exit means.
 
-A child is a fresh process (posix_spawn of an argv, never a fork) in its own process group, so a
-terminal's Ctrl-C reaches only the supervisor, which decides the order of shutdown.
+A child is a fresh process (fork + exec of an argv; nothing but a parent-death signal and signal
+resets runs between them) in its own process group, so a terminal's Ctrl-C reaches only the
+supervisor, which decides the order of shutdown; and it gets its spec's death signal when the
+supervisor dies, even by SIGKILL (lifeline.py).
 Stdlib only: must not import redis or grpc.
 """
 
@@ -9,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Mapping
 
+from appliance.supervisor import lifeline
 from appliance.supervisor.states import (
     SIGNALLABLE_STATES,
     ProcessState,
@@ -44,6 +49,8 @@ class ChildSpec:
     role: str  # server, scheduler, watchdog, worker, redis
     argv: tuple[str, ...]
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the complete environment
+    death_signal: int = signal.SIGKILL  # sent by the kernel when the supervisor dies
+    pass_fds: tuple[int, ...] = ()  # inherited, e.g. the data dir lock (held while any child runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +106,7 @@ class Process:
         self.fatal_reason = ""
         self.term_sent = False
         self.killed = False
+        self._popen: subprocess.Popen[bytes] | None = None
 
     @property
     def role(self) -> str:
@@ -115,19 +123,23 @@ class Process:
         self.started_at = now
         self.term_sent = self.killed = False
         argv = list(self.spec.argv)
+        bind = functools.partial(
+            lifeline.bind_to_parent, self.spec.death_signal, os.getpid(), _DEFAULT_IN_CHILD
+        )
         try:
-            self.pid = os.posix_spawnp(
-                argv[0],
+            self._popen = subprocess.Popen(  # preexec_fn only sets signals: see lifeline.py
                 argv,
-                dict(self.spec.env),
-                setpgroup=0,
-                setsigmask=(),
-                setsigdef=_DEFAULT_IN_CHILD,
+                env=dict(self.spec.env),
+                process_group=0,
+                preexec_fn=bind,
+                pass_fds=self.spec.pass_fds,
             )
-        except OSError as exc:
-            log.error("%s: cannot run %s: %s", self.name, argv[0], exc.strerror or exc)
+        except (OSError, subprocess.SubprocessError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            log.error("%s: cannot run %s: %s", self.name, argv[0], reason)
             self.on_exit(EXIT_SPAWN_FAILED, now)
             return
+        self.pid = self._popen.pid
         log.info("%s started (pid %d): %s", self.name, self.pid, " ".join(argv))
 
     def poll(self, now: float) -> None:
@@ -153,6 +165,9 @@ class Process:
     def on_exit(self, code: int, now: float) -> None:
         """The child was reaped with `code` (negative: killed by that signal): decide what next."""
         self.pid = None
+        if self._popen is not None:
+            self._popen.returncode = code  # reaped by the arbiter: Popen must not wait for it
+            self._popen = None
         self.last_exit = code
         if self.state is S.STOPPING:
             change_state(self, S.STOPPED, describe_exit(code))

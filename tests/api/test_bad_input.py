@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import grpc
 import pytest
 import redis
 
+from appliance import validation
 from appliance.api._proto import queue_pb2 as pb
 from tests.store.helpers import snapshot
 
@@ -28,6 +32,18 @@ CASES = [
         pb.EnqueueRequest(topic="t", payload="x", execute_at_ms=-5),
         INVALID,
         "execute_at_ms",
+    ),
+    (
+        "Enqueue",
+        pb.EnqueueRequest(topic="t", payload="x", execute_at_ms=253_402_300_800_000),  # year 10000
+        INVALID,
+        "execute_at_ms",
+    ),
+    (
+        "Enqueue",
+        pb.EnqueueRequest(topic="t", payload="x", execute_at_ms=2**63 - 1),
+        INVALID,
+        "more than ten years ahead",
     ),
     ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", max_retries=-1), INVALID, "max_retries"),
     ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", id="has space"), INVALID, "id"),
@@ -69,6 +85,13 @@ CASES = [
     ("GetTask", pb.GetTaskRequest(id="unknown"), grpc.StatusCode.NOT_FOUND, "no task"),
     ("Ack", pb.AckRequest(id="unknown", lease_token="t/x.1"), grpc.StatusCode.NOT_FOUND, "no task"),
     ("Ack", pb.AckRequest(id="x", lease_token=""), INVALID, "lease_token"),
+    ("Ack", pb.AckRequest(id="x", lease_token="no-topic"), INVALID, "lease_token is not one"),
+    (
+        "AckBatch",
+        pb.AckBatchRequest(acks=[pb.AckRequest(id="x", lease_token="no-topic")]),
+        INVALID,
+        "acks[0].lease_token is not one atp handed out",
+    ),
     (
         "Nack",
         pb.NackRequest(id="x", lease_token="t/x.1", retry_after_ms=-1),
@@ -128,3 +151,31 @@ async def test_a_server_made_id_cannot_move_to_another_topic(stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Enqueue(pb.EnqueueRequest(topic="u", payload="p", id=made))
     assert err.value.code() == INVALID and "was made for topic" in (err.value.details() or "")
+
+
+async def test_the_latest_allowed_due_time_reads_back(stub) -> None:
+    """Ten years ahead is accepted and GetTask answers it (2^63-1 used to make it UNKNOWN)."""
+    at = int(time.time() * 1000) + validation.MAX_DELAY_MS - 60_000
+    await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", id="far", execute_at_ms=at))
+    reply = await stub.GetTask(pb.GetTaskRequest(id="far"))
+    assert reply.task.execute_time_ms == at
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xff\xff", b"\x0a\x02\xff\xfe"],  # corrupt wire format; topic with invalid UTF-8
+    ids=["corrupt", "bad-utf8"],
+)
+async def test_undecodable_request_is_invalid_argument_without_a_traceback(
+    server, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    before = snapshot(redis_client)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        for method in ("DelayQueueService/Enqueue", "ScheduleService/CreateSchedule"):
+            call = channel.unary_unary(f"/api.queue.{method}")
+            with caplog.at_level(logging.WARNING), pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(body)
+            assert err.value.code() == INVALID
+            assert "not a valid" in (err.value.details() or "")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert snapshot(redis_client) == before

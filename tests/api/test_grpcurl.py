@@ -35,7 +35,8 @@ def call(address: str, method: str, body: dict[str, object] | None = None) -> di
 
 
 def test_seed_call_verbatim(server_process) -> None:
-    """DESIGN.md's exact call, then the task is visible with its 10 s delay."""
+    """The seed's grpcurl call verbatim (docs/ARCHITECTURE.md, "Seed compatibility"), then the
+    task is visible with its 10 s delay."""
     args = [
         grpcurl(),
         "-plaintext",

@@ -107,6 +107,18 @@ async def test_command_reads_stdin_and_env(tmp_path: Path) -> None:
     assert out.read_text() == '{"n": 1}t-1'
 
 
+async def test_command_dies_with_the_worker(tmp_path: Path) -> None:
+    """The program gets SIGKILL as its parent-death signal: a killed worker leaves no orphan."""
+    out = tmp_path / "pdeathsig.txt"
+    script = (
+        "import ctypes; v = ctypes.c_int(); "
+        "ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0); "
+        f"open({str(out)!r}, 'w').write(str(v.value))"
+    )
+    await handler({"executor": "command", "command": [sys.executable, "-c", script]})(TASK)
+    assert out.read_text() == "9"
+
+
 async def test_command_failure_carries_stderr_tail() -> None:
     script = "import sys; sys.stderr.write('x' * 5000 + 'the end'); sys.exit(3)"
     with pytest.raises(CommandFailed, match=r"exited 3: x+the end") as err:
@@ -136,6 +148,9 @@ async def test_command_timeout_is_killed_and_retried() -> None:
         ({"executor": "python", "callable": "no_such_module_x:f"}, "cannot load"),
         ({"executor": "command", "command": []}, "topics.hooks.command"),
         ({"executor": "command", "command": "true", "concurrency": 0}, "topics.hooks.concurrency"),
+        ({"executor": "command", "command": "atp-no-such-program x"}, "not found on PATH"),
+        ({"executor": "command", "command": ["/nonexistent/run", "x"]}, "no executable file"),
+        ({"executor": "command", "command": "ls", "env": {"PATH": "/nonexistent"}}, "'ls'"),
     ],
 )
 def test_bad_executor_config_names_the_key(spec: dict[str, object], message: str) -> None:

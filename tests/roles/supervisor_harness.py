@@ -2,7 +2,8 @@
 
 The stand-ins are tiny Python scripts (CHILD below) that sleep, crash, exit 78 or ignore
 SIGTERM, and log what happened to them as JSON lines in a state dir; they exit on their own
-when their parent goes away, so a failed test leaves nothing behind.
+when their parent goes away, so a failed test leaves nothing behind (except `stay`, which
+outlives its parent unless the supervisor's death signal ends it; cleanup() kills it by pid).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ if kind == "crash" or (kind == "crash-then-sleep" and spawns <= int(arg)):
     time.sleep(0.05)
     sys.exit(int(arg) if kind == "crash" else 1)
 parent = os.getppid()
-while os.getppid() == parent:
+while os.getppid() == parent or kind == "stay":
     if termed and kind != "ignore-term":
         record("term", **({"redis_ok": redis_ok()} if with_redis else {}))
         sys.exit(0)
@@ -104,7 +105,8 @@ while os.getppid() == parent:
 
 class Supervisor:
     """`arbiter.run(...)` in a child process; `behaviours` maps a role or child name to one of
-    sleep, crash:<code>, crash-then-sleep:<n>, ignore-term, redis (sleep + check Redis); empty
+    sleep, crash:<code>, crash-then-sleep:<n>, ignore-term, redis (sleep + check Redis), stay
+    (sleep, even once its parent is gone); empty
     behaviours mean the real `python -m appliance --role=...` children."""
 
     def __init__(
@@ -224,10 +226,9 @@ class Supervisor:
         if self.proc.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.terminate(timeout=10)
-        if self.proc.poll() is not None:
-            return
-        self.proc.kill()
-        self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
         for pid in self.pids:  # orphans now: kill only those still running our test's commands
             with contextlib.suppress(OSError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -236,8 +237,9 @@ class Supervisor:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it has exited: not alive)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -156,3 +156,22 @@ def test_a_role_that_cannot_start_stops_the_supervisor_with_the_reason(
     assert code == 78
     out = app.output()
     assert "no_such_function" in out and "worker-1" in out
+
+
+def test_a_command_executor_whose_program_is_missing_stops_atp_with_78_naming_the_topic(
+    redis_url: str, redis_client: object, tmp_path: Path
+) -> None:
+    missing = {"hooks": {"executor": "command", "command": "atp-no-such-program --flag"}}
+    app = Supervised(redis_url, tmp_path, missing)
+    try:
+        code = app.proc.wait(60)
+    finally:
+        app.stop()
+    assert code == 78
+    errors = [
+        json.loads(line)["message"]
+        for line in app.log_path.read_text().splitlines()
+        if line.startswith("{") and json.loads(line)["level"] == "error"
+    ]
+    assert any("topics.hooks.command" in m and "atp-no-such-program" in m for m in errors), errors
+    assert not any("Traceback" in m for m in errors)

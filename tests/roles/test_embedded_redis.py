@@ -125,3 +125,23 @@ def test_ping_speaks_resp(redis_url: str) -> None:
     assert "cannot reach Redis" in str(embedded_redis.ping(f"redis://127.0.0.1:{free_port()}/0"))
     with_password = redis_url.replace("redis://", "redis://:secret@")
     assert "refused" in str(embedded_redis.ping(with_password))  # AUTH sent, and refused
+
+
+def test_redis_fsync_always_reaches_the_embedded_redis(start_all: Any, tmp_path: Path) -> None:
+    sup = start_all(redis_fsync="always")
+    sup.wait_ready(*ATP_CHILDREN)
+    client = redis.Redis.from_url(f"unix://{tmp_path / 'data' / 'redis' / 'redis.sock'}?db=0")
+    try:
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+    finally:
+        client.close()
+    assert sup.terminate() == 0
+
+
+def test_redis_fsync_takes_only_always_or_everysec() -> None:
+    from appliance import config
+    from appliance.errors import ConfigError
+
+    assert config.load(environ={"ATP_REDIS_FSYNC": "always"}).redis_fsync == "always"
+    with pytest.raises(ConfigError, match=r"redis_fsync: 'no' is not always\|everysec"):
+        config.load(environ={"ATP_REDIS_FSYNC": "no"})

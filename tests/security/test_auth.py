@@ -160,8 +160,12 @@ async def test_topic_limited_token(secured: str, redis_client: redis.Redis) -> N
         == OK
     )
     assert await call(secured, "GetTask", pb.GetTaskRequest(id="in-a"), TOKENS["limited"]) == OK
-    assert await call(secured, "GetTask", pb.GetTaskRequest(id="in-b"), TOKENS["limited"]) == DENIED
-    assert await call(secured, "Delete", pb.DeleteRequest(id="in-b"), TOKENS["limited"]) == DENIED
+    # another tenant's id is not found, as if it did not exist (ADR 0006)
+    missing = grpc.StatusCode.NOT_FOUND
+    assert (
+        await call(secured, "GetTask", pb.GetTaskRequest(id="in-b"), TOKENS["limited"]) == missing
+    )
+    assert await call(secured, "Delete", pb.DeleteRequest(id="in-b"), TOKENS["limited"]) == missing
 
 
 async def test_health_needs_no_token(secured: str) -> None:
@@ -195,6 +199,25 @@ async def test_rate_limit_trips_and_recovers(settings: Settings) -> None:
         await store.close()
 
 
+async def test_calls_without_a_valid_token_are_rate_limited_per_peer(settings: Settings) -> None:
+    limited = settings.replace(
+        tokens=ENTRIES, unauthenticated_rate_per_s=1, unauthenticated_burst=3
+    )
+    store = Store(connect(limited), limited)
+    server = QueueServer(limited, store)
+    await server.start()
+    try:
+        codes = [
+            await call(server.address, "GetStats", pb.GetStatsRequest(), token)
+            for token in ("forged", None, "forged", "forged", None)
+        ]
+        assert codes == [UNAUTH] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+        assert await call(server.address, "GetStats", pb.GetStatsRequest(), TOKENS["admin"]) == OK
+    finally:
+        await server.stop(0.5)
+        await store.close()
+
+
 async def test_long_poll_cap(settings: Settings) -> None:
     import asyncio
 
@@ -219,3 +242,13 @@ async def test_long_poll_cap(settings: Settings) -> None:
     finally:
         await server.stop(0.5)
         await store.close()
+
+
+def test_the_rate_limiter_tracks_a_bounded_number_of_callers() -> None:
+    from appliance.auth import RateLimiter
+
+    limiter = RateLimiter(1, 2, max_keys=100)
+    for i in range(1000):
+        assert limiter.allow(f"peer-{i}", now=float(i))
+    assert len(limiter._buckets) <= 100
+    assert limiter.allow("peer-999", now=999.0) and not limiter.allow("peer-999", now=999.0)

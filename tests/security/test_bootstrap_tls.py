@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
 import stat
 from pathlib import Path
@@ -104,6 +105,7 @@ def _cert(
     key: ec.EllipticCurvePrivateKey,
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
     ca: bool = False,
+    days: float = 1,
 ) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = dt.datetime.now(dt.UTC)
@@ -113,8 +115,8 @@ def _cert(
         .issuer_name(issuer[0].subject if issuer else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(days=max(-days, 0) + 1))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if not ca:
@@ -267,3 +269,32 @@ async def test_reflection_needs_the_token_too(settings: Settings, tmp_path: Path
     finally:
         await server.stop(0.5)
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("days", "warning"),
+    [(-2, "expired at"), (3, "expires at"), (100, None)],
+    ids=["expired", "in-3-days", "in-100-days"],
+)
+async def test_a_certificate_near_its_end_is_named_at_start(
+    settings: Settings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    days: int,
+    warning: str | None,
+) -> None:
+    key = _key()
+    (tmp_path / "s.crt").write_bytes(_pem(_cert("localhost", key, days=days)))
+    (tmp_path / "s.key").write_bytes(_pem(key))
+    tls = settings.replace(
+        tls_cert_file=str(tmp_path / "s.crt"), tls_key_file=str(tmp_path / "s.key")
+    )
+    with caplog.at_level(logging.WARNING):
+        server, store = await start(tls)
+        await server.stop(0.1)
+        await store.close()
+    named = [r.getMessage() for r in caplog.records if "s.crt" in r.getMessage()]
+    if warning is None:
+        assert named == []
+    else:
+        assert len(named) == 1 and warning in named[0] and "tls_cert_file" in named[0], named

@@ -19,7 +19,7 @@ async def test_ack_finishes_the_task_and_keeps_it_for_retention(
     assert read_running(redis_client) == {}
     ttl = redis_client.pttl(KEYS.topic("t").task(task.id))
     assert 0 < ttl <= store.settings.retention_ms
-    assert 0 < redis_client.pttl(KEYS.id_index(task.id)) <= store.settings.retention_ms
+    assert 0 < redis_client.pttl(KEYS.id_topics(task.id)) <= store.settings.retention_ms
 
 
 async def test_repeated_ack_with_the_same_token_succeeds(store: Store) -> None:

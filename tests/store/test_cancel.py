@@ -12,11 +12,11 @@ from tests.store.helpers import KEYS, read_pending, read_state, seed_pending, se
 
 async def test_cancel_pending(store: Store, redis_client: redis.Redis) -> None:
     (tid,) = await seed_pending(store, delay_ms=60_000)
-    await store.cancel(tid)
+    assert await store.cancel(tid) == ("t", True)
     assert read_state(redis_client, "t", tid) == "CANCELED"
     assert read_pending(redis_client) == {}
     assert 0 < redis_client.pttl(KEYS.topic("t").task(tid)) <= store.settings.retention_ms
-    await store.cancel(tid)  # again: still canceled, still fine
+    assert await store.cancel(tid) == ("t", False)  # again: still canceled, nothing changed
 
 
 async def test_cancel_running_is_refused(store: Store, redis_client: redis.Redis) -> None:

@@ -33,7 +33,7 @@ async def test_requeue_leaves_live_tasks_alone(store: Store, redis_client: redis
 async def test_purge_selected_and_all(store: Store, redis_client: redis.Redis) -> None:
     ids = await seed_dead(store, n=3)
     assert await store.purge_dead("t", [ids[0]]) == 1
-    assert not redis_client.exists(KEYS.topic("t").task(ids[0]), KEYS.id_index(ids[0]))
+    assert not redis_client.exists(KEYS.topic("t").task(ids[0]), KEYS.id_topics(ids[0]))
     assert await store.purge_dead("t") == 2
     assert read_dlq(redis_client) == []
 

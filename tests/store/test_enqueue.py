@@ -18,7 +18,8 @@ async def test_creates_pending_task_due_after_delay(
     assert read_state(redis_client, "t", "a") == "PENDING"
     due = read_pending(redis_client)["a"]
     assert before + 5000 <= due <= now_ms(redis_client) + 5000
-    assert redis_client.get(KEYS.id_index("a")) == b"t"
+    assert redis_client.hgetall(KEYS.id_topics("a")) == {b"t": b"live"}
+    assert redis_client.pttl(KEYS.id_topics("a")) == -1  # no expiry while the task lives
     assert b"t" in redis_client.smembers(KEYS.topics)
 
 
@@ -38,27 +39,32 @@ async def test_same_client_id_is_idempotent(store: Store, redis_client: redis.Re
     assert not again[0].created and (await store.get("dup")).payload == "one"
 
 
-async def test_same_id_in_another_topic_is_a_duplicate(
+async def test_same_id_in_another_topic_is_another_task(
     store: Store, redis_client: redis.Redis
 ) -> None:
+    """Ids are per topic (ADR 0006): one topic's id neither blocks nor shadows another's."""
     await store.enqueue([NewTask("dup", "t1", "one", 3)], [True])
     (again,) = await store.enqueue([NewTask("dup", "t2", "two", 3)], [True])
-    assert not again.created
-    assert read_pending(redis_client, "t2") == {}
+    assert again.created
+    assert list(read_pending(redis_client, "t2")) == ["dup"]
+    assert (await store.get("dup", "t2")).payload == "two"
+    assert (await store.get("dup", "", frozenset({"t1"}))).payload == "one"
+    assert redis_client.hgetall(KEYS.id_topics("dup")) == {b"t1": b"live", b"t2": b"live"}
 
 
-async def test_id_is_free_again_once_its_record_is_gone(
+async def test_an_id_finished_in_one_topic_keeps_its_index_while_another_lives(
     store: Store, redis_client: redis.Redis
 ) -> None:
-    await store.enqueue([NewTask("x", "t1", "one", 3)], [True])
+    await store.enqueue([NewTask("x", "t1", "one", 3), NewTask("x", "t2", "two", 3)], [True] * 2)
     (leased,) = (await store.claim("t1", 1, 30_000)).tasks
-    (again,) = await store.enqueue([NewTask("x", "t2", "two", 3)], [True])
-    assert not again.created  # its record lives in t1, leased
     await store.ack(leased.id, leased.lease_token)
-    redis_client.delete(KEYS.topic("t1").task("x"))  # what the retention time does
-    (again,) = await store.enqueue([NewTask("x", "t2", "two", 3)], [True])
-    assert again.created
-    assert redis_client.get(KEYS.id_index("x")) == b"t2"
+    assert redis_client.hgetall(KEYS.id_topics("x")) == {b"t1": b"done", b"t2": b"live"}
+    assert redis_client.pttl(KEYS.id_topics("x")) == -1
+    assert await store.cancel("x", "t2") == ("t2", True)
+    assert 0 < redis_client.pttl(KEYS.id_topics("x")) <= store.settings.retention_ms
+    (again,) = await store.enqueue([NewTask("x", "t1", "three", 3)], [True])
+    assert not again.created  # t1's finished record is kept for retention: still a duplicate
+    assert redis_client.pttl(KEYS.id_topics("x")) > 0
 
 
 async def test_duplicates_inside_one_batch(store: Store, redis_client: redis.Redis) -> None:
@@ -105,7 +111,7 @@ async def test_server_made_ids_name_their_topic_and_need_no_index(
     await store.enqueue([NewTask(task_id, "orders", "p", 3, delay_ms=60_000)], [False])
     assert not redis_client.exists(KEYS.id_index(task_id))
     assert (await store.get(task_id)).topic == "orders"
-    assert await store.cancel(task_id) == "orders"
+    assert await store.cancel(task_id) == ("orders", True)
 
 
 async def test_scripts_flushed_from_redis_are_loaded_again(

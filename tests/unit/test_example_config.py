@@ -23,7 +23,7 @@ def test_example_loads() -> None:
     assert settings.schedules[0]["id"] == "nightly-report"
 
 
-def test_example_executors_validate_except_the_made_up_callable() -> None:
+def test_example_executors_validate_except_the_made_up_callable_and_program() -> None:
     import pytest
 
     from appliance.errors import ConfigError
@@ -32,4 +32,7 @@ def test_example_executors_validate_except_the_made_up_callable() -> None:
     topics = config.load(str(EXAMPLE), environ={}).topics
     with pytest.raises(ConfigError, match=r"topics\.daily-report\.callable"):
         build_all(topics)
-    assert len(build_all({k: v for k, v in topics.items() if k != "daily-report"})) == 2
+    with pytest.raises(ConfigError, match=r"topics\.thumbnails\.command"):
+        build_all({"thumbnails": topics["thumbnails"]})
+    made_up = {"daily-report", "thumbnails"}
+    assert len(build_all({k: v for k, v in topics.items() if k not in made_up})) == 1

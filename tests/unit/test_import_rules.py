@@ -1,4 +1,4 @@
-"""Import rules from STYLE.md: only store imports redis; only api and client import grpc;
+"""Import rules (docs/ARCHITECTURE.md): only store imports redis; only api and client import grpc;
 the supervisor imports neither; stdlib-only foundations import nothing heavy."""
 
 from __future__ import annotations

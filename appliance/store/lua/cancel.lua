@@ -5,7 +5,8 @@
 -- KEYS[2] <prefix>:{<topic>}:task:<id>    HASH
 -- KEYS[3] <prefix>:{<topic>}:new          HASH id -> packed record of a task never leased
 -- ARGV[1] id; ARGV[2] retention (ms) of the canceled record
--- Returns: {1, 'CANCELED'} done, {-1, ''} no such task, {-3, <state>} not pending
+-- Returns: {1, 'CANCELED'} done, {0, 'CANCELED'} canceled before (nothing changed),
+--          {-1, ''} no such task, {-3, <state>} not pending
 --! include new_record
 local pending, key, new, id = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local packed = redis.call('HGET', new, id)
@@ -18,7 +19,7 @@ if packed then
 end
 local state = redis.call('HGET', key, 'state')
 if not state then return {-1, ''} end
-if state == 'CANCELED' then return {1, state} end
+if state == 'CANCELED' then return {0, state} end
 if state ~= 'PENDING' then return {-3, state} end
 redis.call('ZREM', pending, id)
 redis.call('HSET', key, 'state', 'CANCELED')

@@ -9,7 +9,8 @@
 --         topic's hash tag: task keys are built here, not passed, to keep a batch's call small)
 -- ARGV[4..] three per task: id, payload, and '<delay ms> <execute_at ms or 0> <max_retries>
 --           <traceparent or nothing>'
--- Returns: one integer per task, 1 = created, 0 = the id existed (nothing changed).
+-- Returns: one integer per task, 1 = created; the id existed (nothing changed): 2 = its task
+--          lives (PENDING, RUNNING or DEAD), 0 = its task finished (a record kept for retention).
 --! include new_record
 local pending, new = KEYS[1], KEYS[2]
 local channel, topic, prefix = ARGV[1], ARGV[2], ARGV[3]
@@ -21,8 +22,11 @@ local created = {}
 for a = 4, #ARGV, 3 do
   local id, payload = ARGV[a], ARGV[a + 1]
   local delay, at, max_retries, trace = string.match(ARGV[a + 2], '^(%d+) (%d+) (%d+) ?(.*)$')
-  if redis.call('HEXISTS', new, id) == 1 or redis.call('EXISTS', prefix .. id) == 1 then
-    created[#created + 1] = 0
+  local state = redis.call('HGET', prefix .. id, 'state')
+  if redis.call('HEXISTS', new, id) == 1 then
+    created[#created + 1] = 2
+  elseif state then
+    created[#created + 1] = (state == 'SUCCEEDED' or state == 'CANCELED') and 0 or 2
   else
     local due = now + tonumber(delay)
     if tonumber(at) > 0 then due = tonumber(at) end
