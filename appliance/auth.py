@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("producer", "worker", "admin")
-PRODUCER_METHODS = frozenset({"Enqueue", "EnqueueBatch", "GetTask", "Delete"})
+PRODUCER_METHODS = frozenset({"Enqueue", "EnqueueBatch", "EnqueueStream", "GetTask", "Delete"})
 WORKER_METHODS = frozenset({"Retrieve", "Ack", "AckBatch", "Nack", "ExtendLease"})
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})  # never needs a token
 TOKEN_FILE = "admin.token"

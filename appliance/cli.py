@@ -12,32 +12,105 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from appliance import auth, config, logs
+from appliance import auth, config, logs, times
+from appliance.commands import SUMMARIES
 from appliance.errors import ConfigError
 from appliance.roles import BODIES, EXIT_CONFIG, ROLES, run_role
 
 
 def role_parser() -> argparse.ArgumentParser:
-    """`--role`, `--config`, and one flag per setting (config.Settings), named with dashes."""
-    p = argparse.ArgumentParser(prog="atp", description="atp — the async task platform")
-    p.add_argument(
-        "--role", default=None, help="comma list of server,scheduler,watchdog,worker, or all"
+    """`--role`, `--config`, and one flag per setting (config.Settings), named with dashes: a
+    boolean is a --x/--no-x pair; a duration (`*_ms`) is --x with a unit (30s) or --x-ms with
+    bare milliseconds."""
+    p = argparse.ArgumentParser(
+        prog="atp",
+        usage="atp [--role ROLES] [--config FILE] [--SETTING VALUE ...]\n"
+        "       atp COMMAND [ARGS ...]    (atp COMMAND --help shows its flags)",
+        description="atp — the async task platform.\n\n"
+        "Without a COMMAND, atp runs the roles (default server) under one supervisor.\n"
+        "Settings come from the config file < ATP_<SETTING> environment variables < flags.\n"
+        "A DURATION takes a unit: 500ms, 30s, 5m, 2h, 1d; a boolean is --x or --no-x.",
+        epilog=commands_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default=None, help="YAML config file (also ATP_CONFIG)")
+    p.add_argument(
+        "--role",
+        default=None,
+        metavar="ROLES",
+        help="Roles to run: a comma list of server, scheduler, watchdog, worker, or all "
+        "(default server).",
+    )
+    p.add_argument(
+        "--config", default=None, metavar="FILE", help="YAML config file (also ATP_CONFIG)."
+    )
     for name, field in config.FIELDS.items():
-        flag = f"--{name.replace('_', '-')}"
-        names = [flag, flag.removesuffix("-ms")] if name.endswith("_ms") else [flag]
-        default = field.default if field.default is not dataclasses.MISSING else "{}"
-        p.add_argument(*names, dest=name, default=None, help=f"(default {default!r})")
+        _setting_flag(p, name, field)
     return p
+
+
+def commands_epilog() -> str:
+    width = max(map(len, SUMMARIES))
+    lines = [f"  {name:<{width}}  {text}" for name, text in SUMMARIES.items()]
+    return "commands (atp COMMAND --help for each one's flags):\n" + "\n".join(lines)
+
+
+def _setting_flag(p: argparse.ArgumentParser, name: str, field: dataclasses.Field[Any]) -> None:
+    flag = f"--{name.replace('_', '-')}"
+    text, kind = config.HELP.get(name, f"The {name} setting").rstrip("."), str(field.type)
+    default: Any = field.default
+    if default is dataclasses.MISSING:
+        default = "{}" if kind.startswith("dict") else "[]"
+    if kind == "bool":
+        state = "on" if default else "off"
+        p.add_argument(
+            flag,
+            dest=name,
+            default=None,
+            action=argparse.BooleanOptionalAction,
+            help=f"{text} (default {state}).",
+        )
+    elif name.endswith("_ms"):
+        base = flag.removesuffix("-ms")
+        p.add_argument(
+            base,
+            dest=name,
+            default=None,
+            type=_duration,
+            metavar="DURATION",
+            help=f"{text} (default {times.duration_text(default)}).",
+        )
+        p.add_argument(flag, dest=name, default=None, metavar="MS", help=f"{base} in milliseconds.")
+    else:
+        shown = default if default != "" else "none"
+        p.add_argument(
+            flag,
+            dest=name,
+            default=None,
+            metavar=_metavar(name, kind),
+            help=f"{text} (default {shown}).",
+        )
+
+
+def _metavar(name: str, kind: str) -> str:
+    if kind == "int":
+        return "N"
+    if kind[:4] in {"dict", "list"}:
+        return "JSON"
+    for suffix, metavar in (("_addr", "HOST:PORT"), ("_file", "FILE"), ("_path", "PATH")):
+        if name.endswith(suffix):
+            return metavar
+    return {"data_dir": "DIR", "redis_url": "URL"}.get(name, "TEXT")
+
+
+def _duration(text: str) -> int:
+    try:
+        return times.duration_ms(text, bare_ms=False)
+    except times.BadValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["healthcheck"]:
-        return healthcheck(args[1:])
-    if args[:1] == ["token"]:
-        return token_command(args[1:])
     if args and not args[0].startswith("-"):
         from appliance.commands import run_command
 
@@ -58,7 +131,7 @@ def parse_roles(value: str | None) -> list[str]:
 
 
 def run_roles(argv: Sequence[str]) -> int:
-    ns = role_parser().parse_args(argv)
+    ns = role_parser().parse_args(times.join_negative_values(list(argv)))
     flags: dict[str, Any] = {k: v for k, v in vars(ns).items() if k not in {"role", "config"}}
     try:
         settings = config.load(ns.config, flags=flags)
@@ -107,61 +180,3 @@ def child_args(argv: Sequence[str]) -> list[str]:
         elif not arg.startswith("--role="):
             out.append(arg)
     return [*out, "--workers=1", "--servers=1"]
-
-
-def healthcheck(argv: Sequence[str]) -> int:
-    """`atp healthcheck`: 0 when the supervisor's /healthz answers 200 (the container probe)."""
-    import urllib.request
-
-    parser = argparse.ArgumentParser(prog="atp healthcheck")
-    parser.add_argument("--http-addr", dest="http_addr", default=None)
-    parser.add_argument("--path", default="/healthz", help="/healthz (live) or /readyz (ready)")
-    ns = parser.parse_args(argv)
-    try:
-        settings = config.load(flags={"http_addr": ns.http_addr})
-    except ConfigError as exc:
-        print(f"atp: bad config: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    host, _, port = settings.http_addr.rpartition(":")
-    host = "127.0.0.1" if host in {"", "0.0.0.0", "[::]", "::"} else host
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}{ns.path}", timeout=3) as reply:
-            return 0 if reply.status == 200 else 1
-    except OSError as exc:
-        print(f"atp: healthcheck {host}:{port}{ns.path}: {exc}", file=sys.stderr)
-        return 1
-
-
-def token_command(argv: Sequence[str]) -> int:
-    """`atp token new [--role R] [--name N] [--topics a,b]`: a new token and its config entry;
-    `atp token hash [TOKEN]` (or the token on stdin): the hash to put in the config."""
-    from appliance import auth
-
-    parser = argparse.ArgumentParser(prog="atp token")
-    sub = parser.add_subparsers(dest="action", required=True)
-    new = sub.add_parser("new", help="generate a token and print its config entry")
-    new.add_argument("--role", choices=auth.ROLES, default="producer")
-    new.add_argument("--name", default="")
-    new.add_argument("--topics", default="", help="comma list; empty = every topic")
-    hashing = sub.add_parser("hash", help="print the hash of a token (argument or stdin)")
-    hashing.add_argument("token", nargs="?")
-    ns = parser.parse_args(argv)
-    if ns.action == "hash":
-        token = ns.token or sys.stdin.readline().strip()
-        if not token:
-            print("atp: token hash: no token given", file=sys.stderr)
-            return 2
-        print(auth.hash_token(token))
-        return 0
-    token = auth.new_token()
-    entry: dict[str, Any] = {
-        "name": ns.name or f"{ns.role}-token",
-        "hash": auth.hash_token(token),
-        "role": ns.role,
-    }
-    if ns.topics:
-        entry["topics"] = [t for t in ns.topics.split(",") if t]
-    print(f"token (give it to the client; it is not stored anywhere): {token}")
-    print("config entry (under `tokens:`):")
-    print("  - " + "\n    ".join(f"{k}: {v}" for k, v in entry.items()))
-    return 0

@@ -1,24 +1,24 @@
-"""`atp <command>`: enqueue, task get/cancel, dlq list/requeue/purge and stats against a
-running server, through the SDK's blocking Client.
+"""`atp <command>`: enqueue, task get/cancel, dlq list/requeue/purge, stats and schedule against
+a running server (through the SDK's blocking Client), and the local token and healthcheck.
 
-Owns argument parsing, output (human-readable, or `--json`) and exit codes: 0 done, 1 the
-server refused, 2 usage error, 69 server unreachable, 78 bad config. Must not import grpc,
-redis or the store. Address, token and client TLS come from `appliance.config.load()` (file <
-ATP_* env), the address from `--addr` when given.
+Owns argument parsing, output (human-readable, or one JSON object with `--json`) and exit codes:
+0 done, 1 the server refused, 2 usage error, 69 server unreachable, 78 bad config. Every
+command that talks to the server takes --addr, --config, --token, --timeout and --json; address,
+token and client TLS come from `appliance.config.load()` (file < ATP_* env < those flags).
+Durations and times are read and printed by appliance.times. Must not import grpc, redis or the
+store at module level (the schedule verbs come from appliance/scheduler/cli.py when parsing).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
-import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appliance import config
+from appliance import config, times
 from appliance.auth import local_token
 from appliance.errors import AtpError, ConfigError, Unavailable
 from appliance.model import Task
@@ -30,31 +30,41 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
 EXIT_CONFIG = 78  # EX_CONFIG
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+DEFAULT_TIMEOUT_MS = 10_000
+
+SUMMARIES = {
+    "enqueue": "submit a task: due now, after --delay, or --at a time",
+    "task": "show (get) or cancel (cancel) one task by its id",
+    "dlq": "list, requeue or purge the dead letters of a topic",
+    "stats": "pending, due, running and dead tasks per topic, and the lag",
+    "schedule": "create, update, pause, resume, delete, get or list cron/interval schedules",
+    "token": "make an access token and its config entry (new), or hash one (hash)",
+    "healthcheck": "exit 0 when the local supervisor's /healthz answers (the container probe)",
+}
+"""Every command with its one line, in the order `atp --help` lists them."""
+
+
+class UsageError(AtpError):
+    """A flag's value cannot be used (found before anything is sent): exit 2."""
 
 
 # -- argument types ----------------------------------------------------------------------
 
 
-def duration_ms(text: str) -> int:
-    """'10s', '1500ms', '2m', '1h', '1d'; a bare number is seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 10s, 1500ms or 2m")
-    return round(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])
+def duration(text: str) -> int:
+    """Milliseconds from a duration with a unit: 10s, 1500ms, 2m, 1h, 1d (appliance.times)."""
+    try:
+        return times.duration_ms(text, bare_ms=False)
+    except times.BadValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def when_ms(text: str) -> int:
-    """Epoch milliseconds, or an ISO 8601 time (without a zone: local time)."""
-    if text.strip().isdigit():
-        return int(text)
+    """Epoch milliseconds, or an ISO 8601 time (without a zone: this machine's local time)."""
     try:
-        return round(dt.datetime.fromisoformat(text.strip()).timestamp() * 1000)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither epoch milliseconds nor an ISO 8601 time"
-        ) from None
+        return times.instant_ms(text, None)
+    except times.BadValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def count(text: str) -> int:
@@ -66,113 +76,233 @@ def count(text: str) -> int:
 # -- parser ------------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
+def common_flags() -> argparse.ArgumentParser:
+    """The flags of every command that talks to the server."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--addr", default=None, help="server address (default: from the config)")
-    p.add_argument("--config", default=None, help="YAML config file (also ATP_CONFIG)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (10)")
+    p.add_argument(
+        "--addr",
+        metavar="HOST:PORT",
+        help="The server's gRPC address (default: server_addr, else grpc_addr, from the config).",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config file to take the address, token and TLS settings from (also ATP_CONFIG).",
+    )
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="Bearer token to present (also ATP_TOKEN; default: the admin token the server "
+        "generated in the data dir, if any).",
+    )
+    p.add_argument(
+        "--timeout",
+        type=duration,
+        metavar="DURATION",
+        help="How long each call may take, e.g. 10s or 500ms (default 10s).",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="Print one JSON object (times as epoch-ms numbers) instead of text.",
+    )
     return p
 
 
 def parser() -> argparse.ArgumentParser:
-    common = _common()
-    root = argparse.ArgumentParser(prog="atp", description="talk to a running atp server")
+    from appliance.scheduler.cli import add_verbs
+
+    common = common_flags()
+    root = argparse.ArgumentParser(
+        prog="atp",
+        description="Talk to a running atp server; `atp --help` also shows how to run one.",
+    )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    enq = commands.add_parser("enqueue", parents=[common], help="submit a task")
-    enq.add_argument("topic")
-    enq.add_argument("payload", help="the payload text; '-' reads it from stdin")
-    when = enq.add_mutually_exclusive_group()
-    when.add_argument("--delay", type=duration_ms, help="run after this long: 10s, 1500ms, 2m")
-    when.add_argument("--at", type=when_ms, help="run at: ISO 8601 time or epoch ms")
-    enq.add_argument("--id", default=None, help="idempotency id")
-    enq.add_argument("--max-retries", dest="max_retries", type=count, default=None)
-    enq.set_defaults(run=cmd_enqueue)
+    def command(name: str, parents: Sequence[argparse.ArgumentParser] = ()) -> Any:
+        return commands.add_parser(
+            name, parents=list(parents), help=SUMMARIES[name], description=SUMMARIES[name]
+        )
 
-    _task_commands(commands, common)
-    _dlq_commands(commands, common)
-
-    stats = commands.add_parser("stats", parents=[common], help="queue statistics")
-    stats.add_argument("topics", nargs="*", help="topics (default: all)")
+    _enqueue_command(command("enqueue", [common]))
+    _task_commands(command("task"), common)
+    _dlq_commands(command("dlq"), common)
+    stats = command("stats", [common])
+    stats.add_argument("topics", nargs="*", help="Topics to show (default: every topic).")
     stats.set_defaults(run=cmd_stats)
+    add_verbs(command("schedule"), common)
+    _token_commands(command("token"))
+    _healthcheck_command(command("healthcheck"))
     return root
 
 
-def _task_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    task = commands.add_parser("task", help="inspect or cancel one task")
+def _enqueue_command(enq: argparse.ArgumentParser) -> None:
+    enq.add_argument("topic", help="Topic to put the task on (1-128 of [A-Za-z0-9._:-]).")
+    enq.add_argument("payload", help="The payload text; '-' reads it from stdin.")
+    when = enq.add_mutually_exclusive_group()
+    when.add_argument(
+        "--delay",
+        type=duration,
+        metavar="DURATION",
+        help="Run after this long: 10s, 1500ms, 2m, 1h (a unit is required).",
+    )
+    when.add_argument(
+        "--at",
+        type=when_ms,
+        metavar="TIME",
+        help="Run at this time: ISO 8601 (without a zone: local time) or epoch ms.",
+    )
+    enq.add_argument(
+        "--id",
+        default=None,
+        help="Idempotency id: the same id again creates nothing and is reported as a duplicate.",
+    )
+    enq.add_argument(
+        "--max-retries",
+        dest="max_retries",
+        type=count,
+        default=None,
+        metavar="N",
+        help="Retries before the task is dead-lettered (default: the server's, 3).",
+    )
+    enq.set_defaults(run=cmd_enqueue)
+
+
+def _task_commands(task: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     verbs = task.add_subparsers(dest="verb", required=True, metavar="VERB")
-    get = verbs.add_parser("get", parents=[common], help="show a task")
-    get.add_argument("id")
-    get.set_defaults(run=cmd_task_get)
-    cancel = verbs.add_parser("cancel", parents=[common], help="delete a pending task")
-    cancel.add_argument("id")
-    cancel.set_defaults(run=cmd_task_cancel)
+    for verb, run, what in (
+        ("get", cmd_task_get, "show a task: state, times, attempts, last error, payload"),
+        ("cancel", cmd_task_cancel, "delete a pending task (a running one cannot be canceled)"),
+    ):
+        p = verbs.add_parser(verb, parents=[common], help=what, description=what)
+        p.add_argument("id", help="The task's id, as enqueue printed it.")
+        p.add_argument(
+            "--topic",
+            default="",
+            help="The task's topic, when the same client-given id is in several of yours.",
+        )
+        p.set_defaults(run=run)
 
 
-def _dlq_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    dlq = commands.add_parser("dlq", help="the dead-letter queue of a topic")
+def _dlq_commands(dlq: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     verbs = dlq.add_subparsers(dest="verb", required=True, metavar="VERB")
-    ls = verbs.add_parser("list", parents=[common], help="list dead letters, oldest first")
-    ls.add_argument("topic")
-    ls.add_argument("--limit", type=count, default=100)
-    ls.add_argument("--cursor", default="")
+    what = "list a topic's dead letters, oldest first"
+    ls = verbs.add_parser("list", parents=[common], help=what, description=what)
+    ls.add_argument("topic", help="The topic whose dead letters to list.")
+    ls.add_argument(
+        "--limit",
+        type=count,
+        default=100,
+        metavar="N",
+        help="Most dead letters to show (default 100, at most 1000).",
+    )
+    ls.add_argument(
+        "--cursor",
+        default="",
+        help="Continue after this cursor (the previous page prints it as 'more: --cursor ...').",
+    )
     ls.set_defaults(run=cmd_dlq_list)
     for verb, run, what in (
         ("requeue", cmd_dlq_requeue, "put dead letters back in the queue, due now"),
         ("purge", cmd_dlq_purge, "remove dead letters for good"),
     ):
-        p = verbs.add_parser(verb, parents=[common], help=what)
-        p.add_argument("topic")
-        p.add_argument("ids", nargs="*", help="task ids (default: all of the topic's)")
+        p = verbs.add_parser(verb, parents=[common], help=what, description=what)
+        p.add_argument("topic", help="The topic whose dead letters to move.")
+        p.add_argument("ids", nargs="*", help="Task ids (default: all of the topic's).")
         p.set_defaults(run=run)
+
+
+def _token_commands(token: argparse.ArgumentParser) -> None:
+    from appliance import auth
+
+    verbs = token.add_subparsers(dest="verb", required=True, metavar="VERB")
+    what = "generate a token and print its config entry"
+    new = verbs.add_parser("new", help=what, description=what)
+    new.add_argument(
+        "--role",
+        choices=auth.ROLES,
+        default="producer",
+        help="What the token may do (default producer).",
+    )
+    new.add_argument("--name", default="", help="Name in the config entry (default <role>-token).")
+    new.add_argument(
+        "--topics",
+        default="",
+        help="Comma list of the topics the token is limited to (default: every topic).",
+    )
+    new.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+    new.set_defaults(local=cmd_token_new)
+    what = "print the hash of a token, to put in the config's tokens"
+    hashing = verbs.add_parser("hash", help=what, description=what)
+    hashing.add_argument(
+        "token", nargs="?", help="The token to hash (default: --token, else one line of stdin)."
+    )
+    hashing.add_argument(
+        "--token", dest="token_flag", metavar="TOKEN", help="The token to hash, as a flag."
+    )
+    hashing.add_argument(
+        "--json", action="store_true", help="Print one JSON object instead of text."
+    )
+    hashing.set_defaults(local=cmd_token_hash)
+
+
+def _healthcheck_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--http-addr",
+        dest="http_addr",
+        metavar="HOST:PORT",
+        help="The supervisor's HTTP address (default: http_addr from the config).",
+    )
+    p.add_argument(
+        "--path",
+        default="/healthz",
+        help="/healthz (alive) or /readyz (ready to serve) (default /healthz).",
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="YAML config file to take http_addr from (ATP_CONFIG)."
+    )
+    p.add_argument(
+        "--timeout",
+        type=duration,
+        default=3000,
+        metavar="DURATION",
+        help="How long to wait for the answer (default 3s).",
+    )
+    p.add_argument("--json", action="store_true", help="Print one JSON object with the outcome.")
+    p.set_defaults(local=cmd_healthcheck)
 
 
 # -- entry -------------------------------------------------------------------------------
 
 
 def run_command(argv: list[str]) -> int:
-    if argv[:1] == ["schedule"]:
-        return run_schedule(argv[1:])
     try:
-        args = parser().parse_args(argv)
+        args = parser().parse_args(times.join_negative_values(argv))
     except SystemExit as exc:  # usage errors (2) and --help (0), as argparse decides
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    local: Callable[[argparse.Namespace], int] | None = getattr(args, "local", None)
+    if local is not None:
+        return local(args)
     from appliance.client import Client, Tls, status_name
 
     try:
-        settings = config.load(args.config)
+        settings = config.load(args.config, flags={"token": args.token})
         tls = Tls.from_settings(settings)
         address = args.addr or settings.api_target
         token = local_token(settings) or None
-        with Client(address, token=token, tls=tls, timeout=args.timeout) as c:
+        timeout_ms = DEFAULT_TIMEOUT_MS if args.timeout is None else args.timeout
+        with Client(address, token=token, tls=tls, timeout=timeout_ms / 1000) as c:
             args.run(c, args)
     except ConfigError as exc:
         print(f"atp: bad config: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except UsageError as exc:
+        print(f"atp {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except AtpError as exc:
         print(f"atp: {status_name(exc)}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE if _unreachable(exc, status_name(exc)) else EXIT_REFUSED
     return 0
-
-
-def run_schedule(argv: list[str]) -> int:
-    """`atp schedule ...` (appliance/scheduler/cli.py), with this CLI's --addr and --config."""
-    from appliance.client import Tls
-    from appliance.scheduler.cli import run_schedule_command
-
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--addr", default=None)
-    pre.add_argument("--config", default=None)
-    ns, rest = pre.parse_known_args(argv)
-    try:
-        settings = config.load(ns.config)
-        tls = Tls.from_settings(settings)
-    except ConfigError as exc:
-        print(f"atp: bad config: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    address = ns.addr or settings.api_target
-    return run_schedule_command(rest, address, token=local_token(settings) or None, tls=tls)
 
 
 def _unreachable(exc: AtpError, status: str) -> bool:
@@ -183,25 +313,28 @@ def _unreachable(exc: AtpError, status: str) -> bool:
 
 
 def cmd_enqueue(client: Client, args: argparse.Namespace) -> None:
+    from appliance.client import common
+
     payload = sys.stdin.read() if args.payload == "-" else args.payload
-    task_id = client.enqueue(
-        args.topic,
-        payload,
-        delay_ms=args.delay,
-        at=args.at,
-        id=args.id,
-        max_retries=args.max_retries,
+    call = common.enqueue_outcome(
+        args.topic, payload, None, args.delay, args.at, args.id, args.max_retries
     )
-    _emit(args, {"id": task_id}, task_id)
+    # The SDK's Client.enqueue() returns only the id; the outcome says whether it was new.
+    done = client._run(call)
+    if done.duplicate and not args.json:
+        print(
+            f"atp: {done.id} existed already: nothing was created (duplicate id)", file=sys.stderr
+        )
+    _emit(args, {"id": done.id, "duplicate": done.duplicate}, done.id)
 
 
 def cmd_task_get(client: Client, args: argparse.Namespace) -> None:
-    task = client.get_task(args.id)
+    task = client.get_task(args.id, args.topic)
     _emit(args, _task_json(task), _task_text(task))
 
 
 def cmd_task_cancel(client: Client, args: argparse.Namespace) -> None:
-    client.cancel(args.id)
+    client.cancel(args.id, args.topic)
     _emit(args, {"id": args.id, "canceled": True}, f"canceled {args.id}")
 
 
@@ -212,7 +345,7 @@ def cmd_dlq_list(client: Client, args: argparse.Namespace) -> None:
         "next_cursor": page.next_cursor,
     }
     rows = [
-        (d.task.id, _time(d.dead_at_ms), str(d.task.attempt), _one_line(d.task.last_error, 60))
+        (d.task.id, times.iso(d.dead_at_ms), str(d.task.attempt), _one_line(d.task.last_error, 60))
         for d in page.letters
     ]
     text = _table(("ID", "DEAD AT", "ATTEMPTS", "LAST ERROR"), rows)
@@ -242,6 +375,65 @@ def cmd_stats(client: Client, args: argparse.Namespace) -> None:
     _emit(args, data, _table(("TOPIC", "PENDING", "DUE", "RUNNING", "DEAD", "LAG"), rows))
 
 
+def cmd_token_new(args: argparse.Namespace) -> int:
+    from appliance import auth
+
+    token = auth.new_token()
+    entry: dict[str, Any] = {
+        "name": args.name or f"{args.role}-token",
+        "hash": auth.hash_token(token),
+        "role": args.role,
+    }
+    if args.topics:
+        entry["topics"] = [t for t in args.topics.split(",") if t]
+    text = "\n".join(
+        [
+            f"token (give it to the client; it is not stored anywhere): {token}",
+            "config entry (under `tokens:`):",
+            "  - " + "\n    ".join(f"{k}: {v}" for k, v in entry.items()),
+        ]
+    )
+    _emit(args, {"token": token, "entry": entry}, text)
+    return 0
+
+
+def cmd_token_hash(args: argparse.Namespace) -> int:
+    from appliance import auth
+
+    token = args.token or args.token_flag or sys.stdin.readline().strip()
+    if not token:
+        print("atp token hash: no token given", file=sys.stderr)
+        return EXIT_USAGE
+    digest = auth.hash_token(token)
+    _emit(args, {"hash": digest}, digest)
+    return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """0 when the supervisor's /healthz (or --path) answers 200."""
+    import urllib.request
+
+    try:
+        settings = config.load(args.config, flags={"http_addr": args.http_addr})
+    except ConfigError as exc:
+        print(f"atp: bad config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    host, _, port = settings.http_addr.rpartition(":")
+    host = "127.0.0.1" if host in {"", "0.0.0.0", "[::]", "::"} else host
+    url = f"http://{host}:{port}{args.path}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout / 1000) as reply:
+            status = int(reply.status)
+    except OSError as exc:
+        if args.json:
+            print(json.dumps({"url": url, "ok": False, "error": str(exc)}, sort_keys=True))
+        else:
+            print(f"atp: healthcheck {host}:{port}{args.path}: {exc}", file=sys.stderr)
+        return 1
+    _emit(args, {"url": url, "ok": status == 200, "status": status}, f"{url}: {status}")
+    return 0 if status == 200 else 1
+
+
 # -- output ------------------------------------------------------------------------------
 
 
@@ -261,18 +453,14 @@ def _task_text(task: Task) -> str:
         ("id", task.id),
         ("topic", task.topic),
         ("state", str(task.state)),
-        ("due", _time(task.execute_time_ms)),
-        ("created", _time(task.created_at_ms)),
+        ("due", times.iso(task.execute_time_ms)),
+        ("created", times.iso(task.created_at_ms)),
         ("attempt", f"{task.attempt} (max retries {task.max_retries})"),
-        ("lease until", _time(task.lease_deadline_ms) if task.lease_deadline_ms else ""),
+        ("lease until", times.iso(task.lease_deadline_ms) if task.lease_deadline_ms else ""),
         ("last error", _one_line(task.last_error, 200)),
         ("payload", task.payload),
     ]
     return "\n".join(f"{name + ':':<12} {value}".rstrip() for name, value in lines if value != "")
-
-
-def _time(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds")
 
 
 def _lag(now_ms: int, oldest_due_ms: int) -> str:

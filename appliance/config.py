@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from appliance import times
 from appliance.errors import ConfigError
 
 MiB = 1024 * 1024
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +150,64 @@ def _check_non_negative(settings: Settings, *names: str) -> None:
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
+HELP = {
+    "grpc_addr": "Address the gRPC API listens on, host:port.",
+    "server_addr": "Address workers and the CLI dial for the API; empty: grpc_addr, with a "
+    "wildcard host replaced by 127.0.0.1.",
+    "http_addr": "Address of the supervisor's /healthz, /readyz and /metrics, host:port.",
+    "redis_url": "Redis to use, e.g. redis://127.0.0.1:6379/0; empty: --role=all starts an "
+    "embedded redis-server, other roles use redis://127.0.0.1:6379/0.",
+    "key_prefix": "Prefix of every Redis key, so several appliances can share one Redis.",
+    "data_dir": "Directory of the embedded Redis's data (AOF) and of generated state such as "
+    "the admin token.",
+    "payload_max_bytes": "Largest payload accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.",
+    "batch_max": "Most requests in one EnqueueBatch or AckBatch, and most tasks per Retrieve.",
+    "max_wait_ms": "Longest long-poll a Retrieve may ask for; longer waits are cut to this.",
+    "grpc_max_message_bytes": "Largest gRPC message, in bytes (a whole batch must fit).",
+    "grpc_reuse_port": "Let several server processes listen on one port (SO_REUSEPORT); set for "
+    "you when --servers > 1.",
+    "default_max_retries": "Retries of a task whose request leaves max_retries unset.",
+    "visibility_timeout_ms": "Lease length when a Retrieve leaves it 0.",
+    "max_visibility_timeout_ms": "Longest lease a Retrieve or ExtendLease may ask for.",
+    "retention_ms": "How long finished task records and client-given ids are kept.",
+    "backoff_base_ms": "First retry delay; attempt n waits min(cap, base * 2^(n-1)), jittered.",
+    "backoff_cap_ms": "Longest retry delay.",
+    "claim_memo_ms": "How long a Retrieve's result is remembered so a retried call gets it again.",
+    "redis_timeout_ms": "Socket timeout of each Redis call.",
+    "redis_max_connections": "Redis connections per process, at most.",
+    "log_level": "Log level: debug, info, warning or error.",
+    "workers": "Worker processes for --role=all or worker; 0: one per CPU.",
+    "worker_concurrency": "Tasks one worker process runs at once (a topic may cap it lower).",
+    "servers": "Server processes sharing grpc_addr.",
+    "drain_timeout_ms": "On SIGTERM, how long running tasks may finish before they are killed.",
+    "redis_server_path": "The redis-server program the embedded Redis runs.",
+    "redis_fsync": "When the embedded Redis fsyncs its AOF: always (every write) or everysec "
+    "(an OS crash may lose the last second).",
+    "watchdog_batch": "Expired leases the watchdog recovers per topic in one pass.",
+    "leader_ttl_ms": "Scheduler leader lease; a dead leader is replaced within it.",
+    "scheduler_lookahead_ms": "How early schedule ticks are enqueued (each due at its tick).",
+    "scheduler_misfire_grace_ms": "Ticks later than this are misfires; 0: twice leader_ttl_ms.",
+    "insecure": "Require no tokens even on a non-loopback address (a warning at every start).",
+    "tokens": "Access tokens as JSON: [{name, hash, role, topics}], hashes from `atp token new`.",
+    "token": "Bearer token this process presents as a client (CLI, workers); also ATP_TOKEN.",
+    "tls_cert_file": "Server TLS certificate (PEM); with tls_key_file it turns TLS on.",
+    "tls_key_file": "Server TLS private key (PEM).",
+    "tls_client_ca_file": "Server side: require client certificates signed by this CA (mTLS).",
+    "tls_ca_file": "Client side: the CA that signed the server's certificate (PEM).",
+    "tls_client_cert_file": "Client side: certificate presented for mTLS (PEM).",
+    "tls_client_key_file": "Client side: private key of tls_client_cert_file (PEM).",
+    "rate_limit_per_s": "Calls per second per token (per peer without tokens) and server "
+    "process; 0: no limit.",
+    "rate_limit_burst": "Calls a token may make at once above its rate before it is limited.",
+    "unauthenticated_rate_per_s": "Calls per second a peer host may make that are refused for "
+    "want of a token, before it is rate limited.",
+    "unauthenticated_burst": "Refused calls a peer host may make at once above that rate.",
+    "max_long_polls": "Retrieve calls that may wait at once in one server process.",
+    "topics": "What the built-in workers run per topic, as JSON (see config/atp.example.yaml).",
+    "schedules": "Schedules fired by the scheduler, as a JSON list (see config/atp.example.yaml).",
+}
+"""One sentence per setting, the help of its --flag (tests/unit/test_config.py: none missing)."""
+
 
 def coerce(name: str, value: Any) -> Any:
     """Turn a file, env or flag value into the field's type, or raise ConfigError naming it."""
@@ -170,20 +227,17 @@ def coerce(name: str, value: Any) -> Any:
 
 
 def as_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
-    if isinstance(value, int):
+    """A number; for a `*_ms` name a duration (appliance.times: a bare number is ms)."""
+    if name.endswith("_ms"):
+        try:
+            return times.duration_ms(value, bare_ms=True)
+        except times.BadValue as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match and name.endswith("_ms"):
-            return int(match.group(1)) * _DURATION_MS[match.group(2) or "ms"]
-        if value.strip().lstrip("-").isdigit():
-            return int(value)
-    raise ConfigError(
-        f"{name}: expected a number{' or a duration' if name.endswith('_ms') else ''}"
-        f", got {value!r}"
-    )
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ConfigError(f"{name}: expected a number, got {value!r}")
 
 
 def _as_structure(name: str, value: Any, kind: type) -> Any:

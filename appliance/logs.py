@@ -8,8 +8,9 @@ import logging
 import os
 import re
 import sys
-import time
 from typing import Any
+
+from appliance import times
 
 _EXTRA = ("topic", "task_id", "attempt")
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@")
@@ -32,8 +33,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": times.iso(int(record.created * 1000)),
             "level": record.levelname.lower(),
             "role": self.role,
             "pid": os.getpid(),
@@ -48,11 +48,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class TextFormatter(RedactingFormatter):
+    """A terminal line; its time printed the one way atp prints times (appliance.times)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return times.iso(int(record.created * 1000))
+
+
 def setup(level: str, role: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
         handler.setFormatter(
-            RedactingFormatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s")
+            TextFormatter(f"%(asctime)s %(levelname)-7s {role}[%(process)d] %(message)s")
         )
     else:
         handler.setFormatter(JsonFormatter(role))

@@ -82,6 +82,7 @@ class ServerProcess:
         extra: list[str] | None = None,
         env: dict[str, str] | None = None,
         ready_timeout: float = 15.0,
+        port: int | None = None,
     ) -> None:
         import subprocess
         import sys
@@ -89,7 +90,7 @@ class ServerProcess:
 
         from tests.redis_server import free_port
 
-        self.port = free_port()
+        self.port = port or free_port()  # a given port: a restart at the same address
         self.address = f"127.0.0.1:{self.port}"
         cmd = [
             sys.executable,

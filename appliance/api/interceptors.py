@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,13 +24,24 @@ from appliance.auth import OPEN_SERVICES, Principal, RateLimiter, TokenTable
 from appliance.store.store import CALL_DEADLINE
 
 ANONYMOUS = Principal("anonymous", "admin")
+OWN_SERVICES = "api.queue."  # the prefix of atp's own services (proto/queue.proto's package)
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar(
     "atp_principal", default=ANONYMOUS
+)
+_rate_check: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar(
+    "atp_rate_check", default=lambda: True
 )
 
 
 def current_principal() -> Principal:
     return _principal.get()
+
+
+def rate_check() -> Callable[[], bool]:
+    """The current stream's per-message rate limit: call it once per message a stream handler
+    treats as one call (False: over the caller's limit, refuse that message as a unary call
+    would be refused)."""
+    return _rate_check.get()
 
 
 class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -54,6 +66,13 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or service in OPEN_SERVICES:
             return handler
         principal, refusal = self._authorize(dict(details.invocation_metadata or ()), method)
+        if (
+            handler.stream_stream is not None
+            and refusal is None
+            and service.startswith(OWN_SERVICES)
+        ):
+            limiter = self.limiter if self.limiter.rate > 0 else None
+            return _wrap_stream(handler, principal, limiter, bool(self.tokens))
         if handler.unary_unary is None:  # streaming (server reflection): the token check only
             return handler if refusal is None else _refuse_stream(handler, refusal, self.strangers)
         if refusal is not None:
@@ -139,6 +158,36 @@ def _refuse_stream(
 
     return grpc.stream_stream_rpc_method_handler(
         refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _wrap_stream(
+    handler: grpc.RpcMethodHandler,
+    principal: Principal,
+    limiter: RateLimiter | None,
+    keyed_by_token: bool,
+) -> grpc.RpcMethodHandler:
+    """A stream handler run as `principal`, with the rate limit offered per message
+    (`rate_check()`): a stream is one call for the token check, many for the limit."""
+    inner = handler.stream_stream
+
+    async def guarded(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        # grpc.aio runs each call in its own task, so these settings end with the call.
+        _principal.set(principal)
+        if limiter is not None:
+            key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
+            _rate_check.set(lambda: limiter.allow(key))
+        replies = inner(requests, context)
+        if inspect.isasyncgen(replies):
+            async for reply in replies:
+                yield reply
+        else:  # a handler that writes with context.write
+            await replies
+
+    return grpc.stream_stream_rpc_method_handler(
+        guarded,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )

@@ -123,6 +123,7 @@ class QueueServer:
         """Refuse new calls, let running ones finish for `grace_s`, then stop background work."""
         await self._set_health(False)
         self.wakeups.stop()
+        self.servicer.enqueue_stream.close()  # producers' streams end cleanly, then reconnect
         await self.server.stop(grace_s)
         for task in self._tasks:
             task.cancel()

@@ -7,23 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
-import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 
 from appliance import metrics, validation
-from appliance.api import convert
+from appliance.api import convert, producing
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal
+from appliance.api.shares import Shares, Slot
 from appliance.api.status import status_of
 from appliance.config import Settings
-from appliance.errors import AtpError, InvalidArgument, RateLimited
+from appliance.errors import AtpError, InvalidArgument, PermissionDenied
 from appliance.store import Store
 from appliance.store.store import Claim, topic_of_token
 from appliance.store.wakeups import Wakeups, sleep_until
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 RECHECK_S = 5.0  # long-polls re-check at least this often, in case a wake-up was lost
 
 
@@ -55,7 +54,13 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.store = store
         self.wakeups = wakeups
         self.settings = settings
-        self.long_polls = 0  # Retrieve calls waiting right now
+        self.shares = Shares(settings.max_long_polls)  # fair long-poll slots per token
+        self.enqueue_stream = EnqueueStreamHandler(store, settings)
+
+    @property
+    def long_polls(self) -> int:
+        """Retrieve calls waiting right now."""
+        return self.shares.used
 
     # -- producers -------------------------------------------------------------------------
 
@@ -63,8 +68,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def Enqueue(
         self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueResponse:
-        task, client_id = convert.new_task(request, self.settings, _traceparent(context))
-        current_principal().check_topic(task.topic)
+        task, client_id = producing.admit(request, self.settings, producing.traceparent(context))
         (result,) = await self.store.enqueue([task], [client_id])
         if result.created:
             metrics.ENQUEUED.labels(task.topic).inc()
@@ -79,27 +83,33 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise InvalidArgument(
                 f"{len(request.requests)} requests is over the batch cap of {cap}"
             )
-        trace = _traceparent(context)
+        trace = producing.traceparent(context)
         tasks, client_ids = [], []
         for n, req in enumerate(request.requests):
             try:
-                task, client_id = convert.new_task(req, self.settings, trace)
+                task, client_id = producing.admit(req, self.settings, trace)
+            except PermissionDenied:
+                raise
             except AtpError as exc:
                 raise type(exc)(f"requests[{n}]: {exc}") from exc
-            current_principal().check_topic(task.topic)
             tasks.append(task)
             client_ids.append(client_id)
         results = await self.store.enqueue(tasks, client_ids)
-        created = collections.Counter(
-            t.topic for t, r in zip(tasks, results, strict=True) if r.created
-        )
-        for topic, count in created.items():
-            metrics.ENQUEUED.labels(topic).inc(count)
+        producing.count_enqueued(tasks, results)
         return pb.EnqueueBatchResponse(
             responses=[
                 pb.EnqueueResponse(success=True, id=r.id, duplicate=not r.created) for r in results
             ]
         )
+
+    async def EnqueueStream(
+        self,
+        requests: AsyncIterator[pb.EnqueueStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.EnqueueStreamResponse]:
+        """Enqueue calls on one stream, each answered on its own (api/enqueue_stream.py)."""
+        async for reply in self.enqueue_stream.serve(requests, context):
+            yield reply
 
     @rpc
     async def Delete(
@@ -136,35 +146,26 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         if wait_s <= 0:
             claim = await self.store.claim(topic, limit, lease)
         else:
-            with self._long_poll_slot():
-                claim = await self._wait_and_claim(topic, limit, lease, wait_s)
+            with self.shares.hold(current_principal().name) as slot:
+                claim = await self._wait_and_claim(topic, limit, lease, wait_s, slot)
         _count_delivered(topic, claim)
         return pb.RetrieveResponse(tasks=convert.leased_to_pb(topic, claim.rows))
 
-    @contextlib.contextmanager
-    def _long_poll_slot(self) -> Iterator[None]:
-        """At most max_long_polls Retrieve calls wait at once in this process."""
-        if self.long_polls >= self.settings.max_long_polls:
-            raise RateLimited(
-                f"{self.long_polls} long-polls wait on this server (max_long_polls); retry later"
-            )
-        self.long_polls += 1
-        try:
-            yield
-        finally:
-            self.long_polls -= 1
-
-    async def _wait_and_claim(self, topic: str, limit: int, lease: int, wait_s: float) -> Claim:
-        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes."""
+    async def _wait_and_claim(
+        self, topic: str, limit: int, lease: int, wait_s: float, slot: Slot
+    ) -> Claim:
+        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes (or
+        the slot is given to another token's long-poll: api/shares.py)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         with self.wakeups.watch(topic) as woken:
+            slot.on_evict = woken.set
             while True:
                 woken.clear()
                 sent = loop.time()
                 claim = await self.store.claim(topic, limit, lease)
                 now = loop.time()
-                if claim.rows or now >= deadline:
+                if claim.rows or now >= deadline or slot.evicted:
                     return claim
                 wake_at = min(deadline, now + RECHECK_S)
                 if claim.next_due_in_us >= 0:  # Redis read its clock about mid-call
@@ -275,21 +276,22 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetStatsResponse:
         topics = [validation.topic(t, "topics[]") for t in request.topics]
+        if len(topics) > convert.STATS_PAGE_MAX:
+            raise InvalidArgument(f"at most {convert.STATS_PAGE_MAX} topics per GetStats")
         allowed = current_principal().topics
-        if allowed is not None:
-            for topic in topics:
-                current_principal().check_topic(topic)
-            topics = topics or sorted(allowed)
+        for topic in topics:
+            current_principal().check_topic(topic)
+        next_token = ""
+        if not topics:
+            size, after = convert.stats_page(request.page_size, request.page_token)
+            every = sorted(allowed) if allowed is not None else await self.store.topics()
+            topics, next_token = convert.page_of(every, size, after)
+            if not topics:
+                return pb.GetStatsResponse(now_ms=await self.store.now_ms())
         now, stats = await self.store.stats(topics)
-        return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
-
-
-def _traceparent(context: grpc.aio.ServicerContext) -> str:
-    """The caller's W3C `traceparent` metadata, kept with the task if well formed."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str) and TRACEPARENT_RE.fullmatch(value):
-            return value
-    return ""
+        return pb.GetStatsResponse(
+            topics=[convert.stats_to_pb(s) for s in stats], now_ms=now, next_page_token=next_token
+        )
 
 
 def _count_delivered(topic: str, claim: Claim) -> None:

@@ -7,6 +7,7 @@ appliance/errors.py. Imports grpc; must not import the store, redis or the worke
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
+from appliance.client.enqueue_stream import StreamEnqueuer, traceparent
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 
@@ -46,6 +48,7 @@ class AsyncClient:
         self._options = [*common.CHANNEL_OPTIONS, *options]
         self._channel: Any = None
         self._stub: Any = None
+        self._enqueuer: StreamEnqueuer | None = None
 
     def _open(self) -> Any:
         if self._stub is None:
@@ -69,7 +72,19 @@ class AsyncClient:
             raise common.map_error(err) from err
         return call.decode(reply)
 
+    def _enqueue_stream(self) -> StreamEnqueuer:
+        """The EnqueueStream sender, made on first use (appliance/client/enqueue_stream.py)."""
+        if self._enqueuer is None:
+            stub, metadata = self._open(), self._metadata or None
+            self._enqueuer = StreamEnqueuer(
+                lambda: stub.EnqueueStream(metadata=metadata), self.timeout
+            )
+        return self._enqueuer
+
     async def close(self) -> None:
+        enqueuer, self._enqueuer = self._enqueuer, None
+        if enqueuer is not None:
+            await enqueuer.close()
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close()
@@ -95,9 +110,12 @@ class AsyncClient:
         id: str | None = None,
         max_retries: int | None = None,
     ) -> str:
-        """The task's id (the first task's id when `id` was used already)."""
-        call = common.enqueue(topic, payload, delay, delay_ms, at, id, max_retries)
-        return await self._run(call)
+        """The task's id (the first task's id when `id` was used already). Sent on the client's
+        EnqueueStream: concurrent calls share its messages; each gets its own answer."""
+        request = common.enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._enqueue_stream().submit(request, future, traceparent())
+        return await future
 
     async def enqueue_many(
         self,
@@ -174,6 +192,9 @@ class AsyncClient:
         """Removed for good; no ids means all of the topic's dead letters."""
         return await self._run(common.purge_dead_letters(topic, ids))
 
-    async def stats(self, topics: Iterable[str] = ()) -> Stats:
-        """No topics means every known topic."""
-        return await self._run(common.stats(topics))
+    async def stats(
+        self, topics: Iterable[str] = (), page_size: int = 0, page_token: str = ""
+    ) -> Stats:
+        """No topics means every known topic, a page at a time (page_size 0: up to 1000);
+        pass the result's next_page_token as page_token for the next page."""
+        return await self._run(common.stats(topics, page_size, page_token))

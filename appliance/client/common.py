@@ -111,6 +111,7 @@ class DeadLetterPage:
 class Stats:
     now_ms: int  # the server's clock; lag of a topic = now_ms - oldest_due_ms
     topics: list[TopicStats]
+    next_page_token: str = ""  # more topics: ask again with it as page_token
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,7 +130,11 @@ class Call(Generic[T]):
 def map_error(err: grpc.RpcError) -> AtpError:
     """The domain exception a gRPC status stands for (appliance.api.status.ERROR_OF)."""
     code = err.code()
-    message = err.details() or code.name
+    return error_of(code, err.details() or code.name)
+
+
+def error_of(code: grpc.StatusCode, message: str) -> AtpError:
+    """The domain exception of a status code and its message (also EnqueueStream's results)."""
     if code == grpc.StatusCode.FAILED_PRECONDITION and "lease token" in message:
         return StaleLease(message)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
@@ -232,6 +237,29 @@ def enqueue(
 ) -> Call[str]:
     request = enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
     return Call("Enqueue", request, lambda r: str(r.id))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What an Enqueue did: the task's id, and whether that id existed already (then nothing
+    was created and the id is the first task's)."""
+
+    id: str
+    duplicate: bool
+
+
+def enqueue_outcome(
+    topic: str,
+    payload: Payload,
+    delay: Duration | None = None,
+    delay_ms: int | None = None,
+    at: When | None = None,
+    id: str | None = None,
+    max_retries: int | None = None,
+) -> Call[Enqueued]:
+    """Enqueue, answering with the id and the duplicate flag (`enqueue` answers the id only)."""
+    request = enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
+    return Call("Enqueue", request, lambda r: Enqueued(str(r.id), bool(r.duplicate)))
 
 
 def enqueue_request(
@@ -376,12 +404,13 @@ def purge_dead_letters(topic: str, ids: Iterable[str]) -> Call[int]:
     return Call("PurgeDeadLetters", req, lambda r: int(r.purged))
 
 
-def stats(topics: Iterable[str]) -> Call[Stats]:
+def stats(topics: Iterable[str], page_size: int = 0, page_token: str = "") -> Call[Stats]:
     def decode(r: pb.GetStatsResponse) -> Stats:
         topics = [
             TopicStats(s.topic, s.pending, s.due, s.running, s.dead, s.oldest_due_ms)
             for s in r.topics
         ]
-        return Stats(r.now_ms, topics)
+        return Stats(r.now_ms, topics, r.next_page_token)
 
-    return Call("GetStats", pb.GetStatsRequest(topics=list(topics)), decode)
+    req = pb.GetStatsRequest(topics=list(topics), page_size=page_size, page_token=page_token)
+    return Call("GetStats", req, decode)

@@ -6,6 +6,7 @@ appliance/errors.py. Imports grpc; must not import the store, redis or the worke
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
+from appliance.client.enqueue_stream import BackgroundEnqueuer
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 
@@ -49,6 +51,9 @@ class Client:
             else grpc.insecure_channel(address, opts)
         )
         self._stub = pb_grpc.DelayQueueServiceStub(self._channel)
+        self._options = opts
+        self._enqueuer: BackgroundEnqueuer | None = None
+        self._enqueuer_lock = threading.Lock()
 
     def _run(self, call: common.Call[T]) -> T:
         method = getattr(self._stub, call.rpc)
@@ -62,7 +67,25 @@ class Client:
             raise common.map_error(err) from err
         return call.decode(reply)
 
+    def _enqueue_stream(self) -> BackgroundEnqueuer:
+        """The EnqueueStream sender, started on first use (appliance/client/enqueue_stream.py)."""
+        if self._enqueuer is None:
+            with self._enqueuer_lock:
+                if self._enqueuer is None:
+                    self._enqueuer = BackgroundEnqueuer(
+                        self._aio_channel, self._metadata, self.timeout
+                    )
+        return self._enqueuer
+
+    def _aio_channel(self) -> Any:
+        if self._credentials is not None:
+            return grpc.aio.secure_channel(self.address, self._credentials, self._options)
+        return grpc.aio.insecure_channel(self.address, self._options)
+
     def close(self) -> None:
+        if self._enqueuer is not None:
+            self._enqueuer.close()
+            self._enqueuer = None
         self._channel.close()
 
     def __enter__(self) -> Client:
@@ -86,9 +109,10 @@ class Client:
         id: str | None = None,
         max_retries: int | None = None,
     ) -> str:
-        """The task's id (the first task's id when `id` was used already)."""
-        call = common.enqueue(topic, payload, delay, delay_ms, at, id, max_retries)
-        return self._run(call)
+        """The task's id (the first task's id when `id` was used already). Sent on the client's
+        EnqueueStream: calls from many threads share its messages; each gets its own answer."""
+        request = common.enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
+        return self._enqueue_stream().enqueue(request)
 
     def enqueue_many(
         self,
@@ -163,6 +187,7 @@ class Client:
         """Removed for good; no ids means all of the topic's dead letters."""
         return self._run(common.purge_dead_letters(topic, ids))
 
-    def stats(self, topics: Iterable[str] = ()) -> Stats:
-        """No topics means every known topic."""
-        return self._run(common.stats(topics))
+    def stats(self, topics: Iterable[str] = (), page_size: int = 0, page_token: str = "") -> Stats:
+        """No topics means every known topic, a page at a time (page_size 0: up to 1000);
+        pass the result's next_page_token as page_token for the next page."""
+        return self._run(common.stats(topics, page_size, page_token))

@@ -1,68 +1,133 @@
 """`atp schedule create|update|pause|resume|delete|get|list|status` over gRPC.
 
-`run_schedule_command(argv, addr)` is the whole command (argv after the word `schedule`); it
-returns the exit code: 0 done, 1 refused by the server (the message names the status and the
-field), 2 bad usage. Speaks gRPC through the generated ScheduleService stub on the SDK's
-channel and maps errors with the SDK, so it imports neither grpc nor the store nor redis.
+`add_verbs(parser, common)` puts the verbs under `atp schedule` in the one `atp` parser
+(appliance/commands.py, whose common flags --addr, --config, --token, --timeout and --json every
+verb takes); `run_schedule_command(argv, addr)` is the same command on its own (argv after the
+word `schedule`) and returns the exit code: 0 done, 1 refused by the server (the message names
+the status and the field), 2 bad usage. Speaks gRPC through the generated ScheduleService stub
+on the SDK's channel and maps errors with the SDK, so it imports neither grpc nor the store nor
+redis.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 
+from appliance import times
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import Tls, common
 from appliance.client.sync import Client
+from appliance.commands import UsageError, common_flags
 from appliance.errors import AtpError, InvalidArgument
 from appliance.scheduler.definitions import Misfire, duration_ms, instant_ms, misfire_policy
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 MISFIRE_TO_PB = {Misfire.SKIP: pb.SKIP, Misfire.RUN_ONCE: pb.RUN_ONCE}
+VERBS = {
+    "create": "create a schedule (--topic and one of --cron and --every are required)",
+    "update": "change a schedule: the flags given replace those fields",
+    "pause": "stop a schedule firing until it is resumed",
+    "resume": "let a paused schedule fire again",
+    "delete": "delete a schedule (its tasks already enqueued stay)",
+    "get": "show a schedule with its next and last fire times",
+    "list": "list schedules, with their next and last fire times",
+    "status": "which scheduler leads, its lease, and the ticks fired",
+}
+ID_HELP = "The schedule's id: 1-100 of [A-Za-z0-9._:@/+=-]."
+
+
+def add_verbs(schedule: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """The verbs under `schedule`; each takes the `common` flags and runs with `run`."""
+    sub = schedule.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=VERBS[name], description=VERBS[name])
+        p.set_defaults(run=run_verb, schedule_verb=name)
+        return p
+
+    for name in ("create", "update"):
+        cmd = verb(name)
+        cmd.add_argument("id", help=ID_HELP)
+        _definition_flags(cmd, required=name == "create")
+    for name in ("pause", "resume", "delete", "get"):
+        verb(name).add_argument("id", help=ID_HELP)
+    verb("list").add_argument(
+        "--topic", default="", help="Only the schedules of this topic (default: all)."
+    )
+    verb("status")
 
 
 def parser() -> argparse.ArgumentParser:
+    """`atp schedule` on its own (what run_schedule_command parses)."""
     p = argparse.ArgumentParser(prog="atp schedule", description="manage cron/interval schedules")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, text in (("create", "create a schedule"), ("update", "change a schedule")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("id")
-        _definition_flags(cmd, required=name == "create")
-    for name in ("pause", "resume", "delete", "get"):
-        sub.add_parser(name, help=f"{name} a schedule").add_argument("id")
-    listing = sub.add_parser("list", help="list schedules")
-    listing.add_argument("--topic", default="")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    sub.add_parser("status", help="which scheduler leads, and ticks fired")
+    add_verbs(p, common_flags())
     return p
 
 
 def _definition_flags(cmd: argparse.ArgumentParser, required: bool) -> None:
-    cmd.add_argument("--topic", required=required)
+    cmd.add_argument("--topic", required=required, help="Topic each tick's task goes to.")
     when = cmd.add_mutually_exclusive_group(required=required)
-    when.add_argument("--cron", help="5 fields, or 6 with leading seconds (quote it)")
-    when.add_argument("--every", help="fixed interval: 500ms, 30s, 5m, 2h, 1d")
-    cmd.add_argument("--timezone", help="IANA zone of --cron, e.g. Europe/Berlin (default UTC)")
-    cmd.add_argument("--payload", help="task payload text")
-    cmd.add_argument("--payload-file", help="read the payload from this file ('-': stdin)")
-    cmd.add_argument("--max-retries", type=int, help="default: the server's")
-    cmd.add_argument("--misfire", help="after an outage: skip (default) or run_once")
-    cmd.add_argument("--jitter", help="delay each tick's task by a stable 0..this")
-    cmd.add_argument("--start", help="no tick before: ISO-8601 time or epoch ms")
-    cmd.add_argument("--end", help="no tick after: ISO-8601 time or epoch ms")
-    cmd.add_argument("--paused", action=argparse.BooleanOptionalAction, default=None)
-
-
-class UsageError(InvalidArgument):
-    """A flag's value cannot be used (found before anything is sent)."""
+    when.add_argument(
+        "--cron",
+        metavar="EXPR",
+        help="Cron expression: 5 fields, or 6 with leading seconds (quote it).",
+    )
+    when.add_argument(
+        "--every",
+        metavar="DURATION",
+        help="Fixed interval instead of cron: 500ms, 30s, 5m, 2h, 1d (a unit is required).",
+    )
+    cmd.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="IANA zone of --cron and of zone-less --start/--end, e.g. Europe/Berlin "
+        "(default UTC).",
+    )
+    cmd.add_argument("--payload", help="Payload text of each tick's task.")
+    cmd.add_argument(
+        "--payload-file", metavar="FILE", help="Read the payload from this file ('-': stdin)."
+    )
+    cmd.add_argument(
+        "--max-retries",
+        type=int,
+        metavar="N",
+        help="Retries of each tick's task (default: the server's default_max_retries).",
+    )
+    cmd.add_argument(
+        "--misfire",
+        metavar="POLICY",
+        help="Ticks missed in an outage: skip them (skip, the default) or run one (run_once).",
+    )
+    cmd.add_argument(
+        "--jitter",
+        metavar="DURATION",
+        help="Delay each tick's task by a stable random 0..this, e.g. 30s (default none).",
+    )
+    cmd.add_argument(
+        "--start",
+        metavar="TIME",
+        help="No tick before this: ISO 8601 (without a zone: --timezone) or epoch ms.",
+    )
+    cmd.add_argument(
+        "--end",
+        metavar="TIME",
+        help="No tick after this: ISO 8601 (without a zone: --timezone) or epoch ms.",
+    )
+    cmd.add_argument(
+        "--paused",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Create or keep the schedule paused (--no-paused: active).",
+    )
 
 
 def apply_flags(ns: argparse.Namespace, s: pb.Schedule) -> pb.Schedule:
@@ -133,16 +198,18 @@ def run_schedule_command(
     out: TextIO | None = None,
 ) -> int:
     """`atp schedule <argv...>` against the API at `addr` (bearer `token` and `tls` as for the
-    SDK's Client); returns the exit code."""
-    out = out or sys.stdout
+    SDK's Client; --addr, --token and --timeout in argv win); returns the exit code."""
     try:
-        ns = parser().parse_args(argv)
+        ns = parser().parse_args(times.join_negative_values(argv))
     except SystemExit as exc:  # argparse printed the help (0) or the usage and the error
         return 0 if exc.code == 0 else EXIT_USAGE
+    if ns.timeout is not None:
+        timeout = ns.timeout / 1000
     try:
-        with Client(addr, token=token, tls=tls, timeout=timeout, metadata=metadata) as client:
-            call = _Caller(client)
-            COMMANDS[ns.command](call, ns, out)
+        with Client(
+            ns.addr or addr, token=ns.token or token, tls=tls, timeout=timeout, metadata=metadata
+        ) as client:
+            run_verb(client, ns, out)
     except UsageError as exc:
         print(f"atp schedule: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -150,6 +217,11 @@ def run_schedule_command(
         print(f"atp schedule: {common.status_name(exc)}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return 0
+
+
+def run_verb(client: Client, ns: argparse.Namespace, out: TextIO | None = None) -> None:
+    """Run the parsed verb on `client` (raises UsageError or the SDK's errors)."""
+    COMMANDS[ns.schedule_verb](_Caller(client), ns, out or sys.stdout)
 
 
 class _Caller:
@@ -176,22 +248,24 @@ class _Caller:
 
 def _create(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
     schedule = apply_flags(ns, pb.Schedule())
-    _show(call("CreateSchedule", pb.CreateScheduleRequest(schedule=schedule)), out)
+    _show(call("CreateSchedule", pb.CreateScheduleRequest(schedule=schedule)), ns, out)
 
 
 def _update(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
     current = call("GetSchedule", pb.ScheduleIdRequest(id=ns.id))
     schedule = apply_flags(ns, current)
-    _show(call("UpdateSchedule", pb.UpdateScheduleRequest(schedule=schedule)), out)
+    _show(call("UpdateSchedule", pb.UpdateScheduleRequest(schedule=schedule)), ns, out)
 
 
 def _by_id(rpc: str) -> Callable[[_Caller, argparse.Namespace, TextIO], None]:
     def run(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
         reply = call(rpc, pb.ScheduleIdRequest(id=ns.id))
-        if rpc == "DeleteSchedule":
-            print(f"deleted {ns.id}", file=out)
+        if rpc != "DeleteSchedule":
+            _show(reply, ns, out)
+        elif ns.json:
+            print(json.dumps({"id": ns.id, "deleted": True}, sort_keys=True), file=out)
         else:
-            _show(reply, out)
+            print(f"deleted {ns.id}", file=out)
 
     return run
 
@@ -199,16 +273,15 @@ def _by_id(rpc: str) -> Callable[[_Caller, argparse.Namespace, TextIO], None]:
 def _list(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
     reply = call("ListSchedules", pb.ListSchedulesRequest(topic=ns.topic))
     if ns.json:
-        for s in reply.schedules:
-            print(json.dumps(_as_dict(s)), file=out)
+        data = {"schedules": [as_dict(s) for s in reply.schedules]}
+        print(json.dumps(data, sort_keys=True), file=out)
         return
     rows = [("ID", "TOPIC", "WHEN", "NEXT", "LAST", "STATE")]
     for s in reply.schedules:
-        when = f"{s.cron} {s.timezone}".strip() if s.cron else f"every {s.interval_ms} ms"
-        state = "paused" if s.paused else ("done" if not s.next_fire_time_ms else "active")
         rows.append(
-            (s.id, s.topic, when, _time(s.next_fire_time_ms), _time(s.last_fire_time_ms), state)
-        )
+            (s.id, s.topic, _when(s), _time(s.next_fire_time_ms), _time(s.last_fire_time_ms),
+             _state(s))
+        )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip(), file=out)
@@ -216,31 +289,73 @@ def _list(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
 
 def _status(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
     s = call("GetSchedulerStatus", pb.GetSchedulerStatusRequest())
-    leader = s.leader_id or "(none)"
-    print(f"leader:         {leader}", file=out)
+    if ns.json:
+        print(json.dumps(as_dict(s), sort_keys=True), file=out)
+        return
+    print(f"leader:         {s.leader_id or '(none)'}", file=out)
     print(f"fencing token:  {s.fencing_token}", file=out)
     print(f"lease expires:  {_time(s.lease_expires_ms)}", file=out)
     print(f"ticks fired:    {s.ticks_fired}", file=out)
 
 
-def _as_dict(s: pb.Schedule) -> dict[str, Any]:
-    return json_format.MessageToDict(
-        s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+_INT64 = {FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64}
+
+
+def as_dict(message: Any) -> dict[str, Any]:
+    """A message's fields by their proto names, every field present; int64 as JSON numbers
+    (protobuf's JSON mapping writes them as strings)."""
+    data: dict[str, Any] = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    for field in message.DESCRIPTOR.fields:
+        if field.cpp_type in _INT64 and field.name in data:
+            data[field.name] = int(data[field.name])
+    return data
 
 
-def _show(s: pb.Schedule, out: TextIO) -> None:
-    data = _as_dict(s)
-    for key in ("next_fire_time_ms", "last_fire_time_ms"):
-        data[key.replace("_ms", "")] = _time(int(data.get(key, 0)))
-    print(json.dumps(data, indent=2), file=out)
+def _show(s: pb.Schedule, ns: argparse.Namespace, out: TextIO) -> None:
+    if ns.json:
+        print(json.dumps(as_dict(s), sort_keys=True), file=out)
+        return
+    window = " ".join(
+        part
+        for part in (
+            f"from {_time(s.start_ms)}" if s.start_ms else "",
+            f"until {_time(s.end_ms)}" if s.end_ms else "",
+        )
+        if part
+    )
+    lines = [
+        ("id", s.id),
+        ("topic", s.topic),
+        ("when", _when(s)),
+        ("window", window),
+        ("jitter", times.duration_text(s.jitter_ms) if s.jitter_ms else ""),
+        ("misfire", pb.MisfirePolicy.Name(s.misfire_policy)),
+        ("max retries", str(s.max_retries) if s.HasField("max_retries") else "server default"),
+        ("state", _state(s)),
+        ("next fire", _time(s.next_fire_time_ms)),
+        ("last fire", _time(s.last_fire_time_ms)),
+        ("source", s.source),
+        ("payload", s.payload),
+    ]
+    for name, value in lines:
+        if value:
+            print(f"{name + ':':<12} {value}", file=out)
+
+
+def _when(s: pb.Schedule) -> str:
+    if s.cron:
+        return f"{s.cron} {s.timezone}".strip()
+    return f"every {times.duration_text(s.interval_ms)}"
+
+
+def _state(s: pb.Schedule) -> str:
+    return "paused" if s.paused else ("done" if not s.next_fire_time_ms else "active")
 
 
 def _time(ms: int) -> str:
-    if not ms:
-        return "-"
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return times.iso(ms) if ms else "-"
 
 
 COMMANDS: dict[str, Callable[[_Caller, argparse.Namespace, TextIO], None]] = {

@@ -10,7 +10,6 @@ Must not import the store, redis or grpc; uses only the stdlib, appliance founda
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import enum
 import hashlib
 import json
@@ -18,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from appliance import validation
+from appliance import times, validation
 from appliance.errors import ConfigError, InvalidArgument, TooLarge
 from appliance.scheduler.cron import CronError, Timetable, check_cron, zone
 
@@ -215,8 +214,6 @@ CONFIG_KEYS = frozenset(
         "paused",
     }
 )
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def from_config(raw: list[Any], payload_max_bytes: int = DEFAULT_PAYLOAD_MAX) -> list[Definition]:
@@ -282,12 +279,12 @@ def _payload(value: Any, where: str) -> str:
 
 
 def duration_ms(value: Any, field: str) -> int:
-    """Milliseconds as a number, or a duration like 500ms, 30s, 5m, 2h, 1d."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
-    raise InvalidArgument(f"{field}: expected milliseconds or a duration like 30s, got {value!r}")
+    """A duration like 500ms, 30s, 5m, 2h, 1d (appliance.times); a bare number of milliseconds
+    only where the field's name ends in _ms (the config's keys, not the CLI's --every)."""
+    try:
+        return times.duration_ms(value, bare_ms=field.endswith("_ms"))
+    except times.BadValue as exc:
+        raise InvalidArgument(f"{field}: {exc}") from None
 
 
 def _optional_int(value: Any, field: str) -> int | None:
@@ -313,26 +310,10 @@ def _flag(value: Any, field: str) -> bool:
 
 def instant_ms(value: Any, tz: str, field: str) -> int:
     """Epoch ms, or an ISO-8601 date/time (YAML may hand a datetime); naive means the
-    schedule's time zone (UTC for interval schedules)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    moment: dt.datetime | None = None
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            moment = None
-    if moment is None:
-        raise InvalidArgument(f"{field}: expected epoch ms or an ISO-8601 time, got {value!r}")
-    if moment.tzinfo is None:
-        try:
-            moment = moment.replace(tzinfo=zone(tz))
-        except CronError as exc:
-            raise InvalidArgument(f"{field}: {exc}") from exc
-    return round(moment.timestamp() * 1000)
+    schedule's time zone (UTC for interval schedules). Parsed by appliance.times."""
+    try:
+        return times.instant_ms(value, lambda: zone(tz))
+    except CronError as exc:
+        raise InvalidArgument(f"{field}: {exc}") from exc
+    except times.BadValue as exc:
+        raise InvalidArgument(f"{field}: {exc}") from None

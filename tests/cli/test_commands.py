@@ -64,7 +64,7 @@ def test_enqueue_options_in_json(address: str, topic: str) -> None:
     before_ms = int(time.time() * 1000)
     reply = ok_json("enqueue", topic, "p", "--id", f"id-{topic}", "--max-retries", "0",
                     "--delay", "1500ms", addr=address)  # fmt: skip
-    assert reply == {"id": f"id-{topic}"}
+    assert reply == {"id": f"id-{topic}", "duplicate": False}
     task = ok_json("task", "get", f"id-{topic}", addr=address)
     assert task["max_retries"] == 0 and task["topic"] == topic and task["state"] == "PENDING"
     assert 1000 <= task["execute_time_ms"] - before_ms < 5000

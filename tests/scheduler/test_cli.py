@@ -18,13 +18,17 @@ def atp_schedule(server: Any, *argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def as_json(server: Any, *argv: str) -> tuple[int, Any]:
+    code, out = atp_schedule(server, *argv, "--json")
+    return code, json.loads(out) if code == 0 else out
+
+
 def test_create_list_update_pause_resume_delete(server_process: Any) -> None:
-    code, out = atp_schedule(server_process, "create", "beat", "--topic", "ticks", "--every", "1s")
-    assert code == 0, out
-    beat = json.loads(out)
-    assert beat["id"] == "beat" and beat["interval_ms"] == "1000" and beat["source"] == "api"
-    assert beat["next_fire_time"].endswith("Z")
-    code, out = atp_schedule(
+    code, beat = as_json(server_process, "create", "beat", "--topic", "ticks", "--every", "1s")
+    assert code == 0, beat
+    assert beat["id"] == "beat" and beat["interval_ms"] == 1000 and beat["source"] == "api"
+    assert isinstance(beat["next_fire_time_ms"], int) and beat["next_fire_time_ms"] > 0
+    code, nightly = as_json(
         server_process,
         "create",
         "nightly",
@@ -37,26 +41,27 @@ def test_create_list_update_pause_resume_delete(server_process: Any) -> None:
         "--payload",
         '{"kind": "daily"}',
     )
-    nightly = json.loads(out)
     assert code == 0 and nightly["misfire_policy"] == "RUN_ONCE" and nightly["max_retries"] == 0
+    assert nightly["jitter_ms"] == 2000
     code, out = atp_schedule(server_process, "list")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "TOPIC", "WHEN", "NEXT", "LAST", "STATE"]
-    assert lines[1].startswith("beat") and "every 1000 ms" in lines[1] and "active" in lines[1]
+    assert lines[1].startswith("beat") and "every 1s" in lines[1] and "active" in lines[1]
     assert "0 2 * * * Europe/Berlin" in lines[2]
-    code, out = atp_schedule(server_process, "list", "--topic=reports", "--json")
-    assert [json.loads(line)["id"] for line in out.splitlines()] == ["nightly"]
+    code, listed = as_json(server_process, "list", "--topic=reports")
+    assert [s["id"] for s in listed["schedules"]] == ["nightly"]
 
-    code, out = atp_schedule(server_process, "update", "beat", "--payload", "new")
-    assert code == 0 and json.loads(out)["payload"] == "new"
-    assert json.loads(out)["interval_ms"] == "1000"  # merged over the current definition
-    code, out = atp_schedule(server_process, "update", "beat", "--cron", "*/5 * * * * *")
-    assert json.loads(out)["cron"] == "*/5 * * * * *" and json.loads(out)["interval_ms"] == "0"
+    code, beat = as_json(server_process, "update", "beat", "--payload", "new")
+    assert code == 0 and beat["payload"] == "new"
+    assert beat["interval_ms"] == 1000  # merged over the current definition
+    code, beat = as_json(server_process, "update", "beat", "--cron", "*/5 * * * * *")
+    assert beat["cron"] == "*/5 * * * * *" and beat["interval_ms"] == 0
 
-    assert json.loads((atp_schedule(server_process, "pause", "beat"))[1])["paused"] is True
-    assert json.loads((atp_schedule(server_process, "resume", "beat"))[1])["paused"] is False
-    assert json.loads((atp_schedule(server_process, "get", "beat"))[1])["payload"] == "new"
+    assert as_json(server_process, "pause", "beat")[1]["paused"] is True
+    assert as_json(server_process, "resume", "beat")[1]["paused"] is False
+    code, shown = atp_schedule(server_process, "get", "beat")
+    assert code == 0 and "payload:     new" in shown and "state:       active" in shown
     assert atp_schedule(server_process, "delete", "beat") == (0, "deleted beat\n")
     code, out = atp_schedule(server_process, "status")
     assert code == 0 and "leader:         (none)" in out

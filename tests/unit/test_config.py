@@ -61,3 +61,32 @@ def test_cli_exits_78_on_bad_config() -> None:
     )
     assert out.returncode == 78
     assert "batch_max" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "ms"),
+    [("1500", 1500), ("1.5s", 1500), ("2m", 120_000), ("1d", 86_400_000), ("250ms", 250)],
+)
+def test_durations_in_ms_settings(value: str, ms: int) -> None:
+    """A `*_ms` setting: a bare number is milliseconds (the name says so), or any unit."""
+    assert config.load(environ={"ATP_RETENTION_MS": value}).retention_ms == ms
+
+
+@pytest.mark.parametrize("value", ["-5s", "-1", "soon", "5 parsecs", "true"])
+def test_bad_durations_name_their_key(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^visibility_timeout_ms: (must be >= 0|expected)"):
+        config.load(environ={"ATP_VISIBILITY_TIMEOUT_MS": value})
+
+
+def test_the_config_and_the_schedules_share_the_duration_parser() -> None:
+    from appliance.scheduler.definitions import duration_ms
+
+    assert duration_ms("1.5s", "schedules[0].interval_ms") == config.as_int("x_ms", "1.5s")
+    assert duration_ms("250", "schedules[0].interval_ms") == 250  # the key says ms
+    with pytest.raises(Exception, match="has no unit"):
+        duration_ms("250", "--every")  # a flag without a unit in its name needs one
+
+
+def test_every_setting_has_a_sentence_of_help() -> None:
+    assert set(config.HELP) == set(config.FIELDS)
+    assert all(len(text.split()) >= 3 for text in config.HELP.values())

@@ -59,6 +59,11 @@ class DelayQueueServiceStub:
                 request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskRequest.SerializeToString,
                 response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.EnqueueStream = channel.stream_stream(
+                '/api.queue.DelayQueueService/EnqueueStream',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamResponse.FromString,
+                _registered_method=True)
         self.Ack = channel.unary_unary(
                 '/api.queue.DelayQueueService/Ack',
                 request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckRequest.SerializeToString,
@@ -132,6 +137,14 @@ class DelayQueueServiceServicer:
 
     def GetTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueStream(self, request_iterator, context):
+        """Many Enqueue calls on one stream, each with its own correlation id, result and error
+        (docs/API.md, docs/adr/0007-enqueue-stream.md).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -213,6 +226,11 @@ def add_DelayQueueServiceServicer_to_server(servicer, server):
                     servicer.GetTask,
                     request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskRequest.FromString,
                     response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'EnqueueStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EnqueueStream,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamResponse.SerializeToString,
             ),
             'Ack': grpc.unary_unary_rpc_method_handler(
                     servicer.Ack,
@@ -390,6 +408,33 @@ class DelayQueueService:
             '/api.queue.DelayQueueService/GetTask',
             appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskRequest.SerializeToString,
             appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/api.queue.DelayQueueService/EnqueueStream',
+            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

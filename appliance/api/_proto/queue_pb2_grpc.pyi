@@ -45,6 +45,10 @@ class DelayQueueServiceStub:
     EnqueueBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchResponse]
     """Producer RPCs."""
     GetTask: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetTaskRequest, _queue_pb2.GetTaskResponse]
+    EnqueueStream: _grpc.StreamStreamMultiCallable[_queue_pb2.EnqueueStreamRequest, _queue_pb2.EnqueueStreamResponse]
+    """Many Enqueue calls on one stream, each with its own correlation id, result and error
+    (docs/API.md, docs/adr/0007-enqueue-stream.md).
+    """
     Ack: _grpc.UnaryUnaryMultiCallable[_queue_pb2.AckRequest, _queue_pb2.AckResponse]
     """Worker RPCs: every one presents the lease token handed out by Retrieve."""
     AckBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.AckBatchRequest, _queue_pb2.AckBatchResponse]
@@ -66,6 +70,10 @@ class DelayQueueServiceAsyncStub(DelayQueueServiceStub):
     EnqueueBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchResponse]  # type: ignore[assignment]
     """Producer RPCs."""
     GetTask: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetTaskRequest, _queue_pb2.GetTaskResponse]  # type: ignore[assignment]
+    EnqueueStream: _aio.StreamStreamMultiCallable[_queue_pb2.EnqueueStreamRequest, _queue_pb2.EnqueueStreamResponse]  # type: ignore[assignment]
+    """Many Enqueue calls on one stream, each with its own correlation id, result and error
+    (docs/API.md, docs/adr/0007-enqueue-stream.md).
+    """
     Ack: _aio.UnaryUnaryMultiCallable[_queue_pb2.AckRequest, _queue_pb2.AckResponse]  # type: ignore[assignment]
     """Worker RPCs: every one presents the lease token handed out by Retrieve."""
     AckBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.AckBatchRequest, _queue_pb2.AckBatchResponse]  # type: ignore[assignment]
@@ -114,6 +122,16 @@ class DelayQueueServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_pb2.GetTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.GetTaskResponse, _abc.Awaitable[_queue_pb2.GetTaskResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EnqueueStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_queue_pb2.EnqueueStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_queue_pb2.EnqueueStreamResponse], _abc.AsyncIterator[_queue_pb2.EnqueueStreamResponse]]:
+        """Many Enqueue calls on one stream, each with its own correlation id, result and error
+        (docs/API.md, docs/adr/0007-enqueue-stream.md).
+        """
 
     @_abc_1.abstractmethod
     def Ack(
