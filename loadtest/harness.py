@@ -41,6 +41,8 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "seq_tasks": (3_000, 200),
     "batch_tasks": (20_000, 2_000),
     "concurrent_tasks": (10_000, 1_000),
+    "many_tasks": (50_000, 2_000),  # atp, 1,000 in flight (the 50,000 tasks/s target)
+    "enqueue_warmup": (200, 200),  # calls before the clock starts, as enqueue_bench.py's
     "w3_tasks": (40, 6),
     "w3_concurrency": (10, 3),
     "w3_sleep_s": (3.0, 1.0),

@@ -77,9 +77,9 @@ def enqueue_target(runs: Sequence[dict[str, Any]]) -> Row:
 
 
 def concurrent_target(runs: Sequence[dict[str, Any]]) -> Row:
-    ours = med(part(runs, "enqueue", "atp"), "concurrent_per_s")
+    ours = med(part(runs, "enqueue", "atp"), "concurrent_1000_per_s")
     return [
-        "Concurrent enqueue from one producer process (100 in flight): >= 50,000 tasks/s",
+        "Concurrent enqueue from one producer process (1,000 in flight): >= 50,000 tasks/s",
         f"{rate(ours)} tasks/s",
         verdict(check(ours, lambda v: v >= 50_000)),
     ]
