@@ -106,6 +106,7 @@ bench *args: setup
 chaos *scenarios: setup tools
     {{python}} -m chaos {{scenarios}}
 
-# The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart): under 3 minutes.
+# The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart, supervisor
+# SIGKILL): under 3 minutes.
 chaos-quick: setup tools
     {{python}} -m chaos --quick
