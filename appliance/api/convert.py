@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 from appliance import validation
@@ -109,6 +110,24 @@ def wait_ms(value: int, settings: Settings) -> int:
     if value < 0:
         raise InvalidArgument(f"wait_ms must be >= 0, got {value}")
     return min(value, settings.max_wait_ms)
+
+
+STATS_PAGE_MAX = 1000
+
+
+def stats_page(size: int, token: str) -> tuple[int, str]:
+    """GetStats' page size (0: the most) and the topic the page starts after."""
+    validation.non_negative(size, "page_size", STATS_PAGE_MAX)
+    if token:
+        validation.topic(token, "page_token")
+    return size or STATS_PAGE_MAX, token
+
+
+def page_of(names: list[str], size: int, after: str) -> tuple[list[str], str]:
+    """The sorted `names` after `after`, `size` of them, and the next page's token."""
+    start = bisect.bisect_right(names, after) if after else 0
+    page = names[start : start + size]
+    return page, page[-1] if start + size < len(names) else ""
 
 
 def dead_letter_limit(value: int) -> int:

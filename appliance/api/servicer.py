@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -21,10 +20,11 @@ from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal
+from appliance.api.shares import Shares, Slot
 from appliance.api.status import status_of
 from appliance.api.work_stream import WorkStream, count_delivered, open_stream, reply_budget
 from appliance.config import Settings
-from appliance.errors import AtpError, InvalidArgument, PermissionDenied, RateLimited
+from appliance.errors import AtpError, InvalidArgument, PermissionDenied
 from appliance.store import Store
 from appliance.store.store import Claim, topic_of_token
 from appliance.store.wakeups import Wakeups, sleep_until
@@ -55,10 +55,15 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.store = store
         self.wakeups = wakeups
         self.settings = settings
-        self.long_polls = 0  # Retrieve calls waiting right now
+        self.shares = Shares(settings.max_long_polls)  # fair long-poll slots per token
         self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
         self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
         self.enqueue_stream = EnqueueStreamHandler(store, settings)
+
+    @property
+    def long_polls(self) -> int:
+        """Retrieve calls waiting right now."""
+        return self.shares.used
 
     # -- producers -------------------------------------------------------------------------
 
@@ -145,8 +150,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         if wait_s <= 0:
             claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
         else:
-            with self._long_poll_slot():
-                claim = await self._wait_and_claim(topic, limit, lease, wait_s, budget)
+            with self.shares.hold(current_principal().name) as slot:
+                claim = await self._wait_and_claim(topic, limit, lease, wait_s, slot, budget)
         count_delivered(topic, claim)
         return pb.RetrieveResponse(
             tasks=convert.leased_to_pb(topic, claim.rows), now_ms=claim.now_ms
@@ -172,32 +177,21 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         if self._afterwards:
             await asyncio.wait(set(self._afterwards), timeout=5)
 
-    @contextlib.contextmanager
-    def _long_poll_slot(self) -> Iterator[None]:
-        """At most max_long_polls Retrieve calls wait at once in this process."""
-        if self.long_polls >= self.settings.max_long_polls:
-            raise RateLimited(
-                f"{self.long_polls} long-polls wait on this server (max_long_polls); retry later"
-            )
-        self.long_polls += 1
-        try:
-            yield
-        finally:
-            self.long_polls -= 1
-
     async def _wait_and_claim(
-        self, topic: str, limit: int, lease: int, wait_s: float, budget: int
+        self, topic: str, limit: int, lease: int, wait_s: float, slot: Slot, budget: int
     ) -> Claim:
-        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes."""
+        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes (or
+        the slot is given to another token's long-poll: api/shares.py)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         with self.wakeups.watch(topic) as woken:
+            slot.on_evict = woken.set
             while True:
                 woken.clear()
                 sent = loop.time()
                 claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
                 now = loop.time()
-                if claim.rows or now >= deadline:
+                if claim.rows or now >= deadline or slot.evicted:
                     return claim
                 wake_at = min(deadline, now + RECHECK_S)
                 if claim.next_due_in_us >= 0:  # Redis read its clock about mid-call
@@ -308,13 +302,22 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetStatsResponse:
         topics = [validation.topic(t, "topics[]") for t in request.topics]
+        if len(topics) > convert.STATS_PAGE_MAX:
+            raise InvalidArgument(f"at most {convert.STATS_PAGE_MAX} topics per GetStats")
         allowed = current_principal().topics
-        if allowed is not None:
-            for topic in topics:
-                current_principal().check_topic(topic)
-            topics = topics or sorted(allowed)
+        for topic in topics:
+            current_principal().check_topic(topic)
+        next_token = ""
+        if not topics:
+            size, after = convert.stats_page(request.page_size, request.page_token)
+            every = sorted(allowed) if allowed is not None else await self.store.topics()
+            topics, next_token = convert.page_of(every, size, after)
+            if not topics:
+                return pb.GetStatsResponse(now_ms=await self.store.now_ms())
         now, stats = await self.store.stats(topics)
-        return pb.GetStatsResponse(topics=[convert.stats_to_pb(s) for s in stats], now_ms=now)
+        return pb.GetStatsResponse(
+            topics=[convert.stats_to_pb(s) for s in stats], now_ms=now, next_page_token=next_token
+        )
 
 
 def _lease(task_id: str, token: str, field: str = "") -> tuple[str, str]:

@@ -18,7 +18,7 @@ from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
-from appliance.client.enqueue_stream import StreamEnqueuer, traceparent
+from appliance.client.enqueue_stream import StreamEnqueuer
 from appliance.client.work import WorkStream
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
@@ -115,7 +115,7 @@ class AsyncClient:
         EnqueueStream: concurrent calls share its messages; each gets its own answer."""
         request = common.enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._enqueue_stream().submit(request, future, traceparent())
+        self._enqueue_stream().submit(request, future, tracing.current_traceparent())
         return await future
 
     async def enqueue_many(
@@ -200,6 +200,9 @@ class AsyncClient:
         """Removed for good; no ids means all of the topic's dead letters."""
         return await self._run(common.purge_dead_letters(topic, ids))
 
-    async def stats(self, topics: Iterable[str] = ()) -> Stats:
-        """No topics means every known topic."""
-        return await self._run(common.stats(topics))
+    async def stats(
+        self, topics: Iterable[str] = (), page_size: int = 0, page_token: str = ""
+    ) -> Stats:
+        """No topics means every known topic, a page at a time (page_size 0: up to 1000);
+        pass the result's next_page_token as page_token for the next page."""
+        return await self._run(common.stats(topics, page_size, page_token))

@@ -111,6 +111,7 @@ class DeadLetterPage:
 class Stats:
     now_ms: int  # the server's clock; lag of a topic = now_ms - oldest_due_ms
     topics: list[TopicStats]
+    next_page_token: str = ""  # more topics: ask again with it as page_token
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -403,12 +404,13 @@ def purge_dead_letters(topic: str, ids: Iterable[str]) -> Call[int]:
     return Call("PurgeDeadLetters", req, lambda r: int(r.purged))
 
 
-def stats(topics: Iterable[str]) -> Call[Stats]:
+def stats(topics: Iterable[str], page_size: int = 0, page_token: str = "") -> Call[Stats]:
     def decode(r: pb.GetStatsResponse) -> Stats:
         topics = [
             TopicStats(s.topic, s.pending, s.due, s.running, s.dead, s.oldest_due_ms)
             for s in r.topics
         ]
-        return Stats(r.now_ms, topics)
+        return Stats(r.now_ms, topics, r.next_page_token)
 
-    return Call("GetStats", pb.GetStatsRequest(topics=list(topics)), decode)
+    req = pb.GetStatsRequest(topics=list(topics), page_size=page_size, page_token=page_token)
+    return Call("GetStats", req, decode)

@@ -187,6 +187,7 @@ class Client:
         """Removed for good; no ids means all of the topic's dead letters."""
         return self._run(common.purge_dead_letters(topic, ids))
 
-    def stats(self, topics: Iterable[str] = ()) -> Stats:
-        """No topics means every known topic."""
-        return self._run(common.stats(topics))
+    def stats(self, topics: Iterable[str] = (), page_size: int = 0, page_token: str = "") -> Stats:
+        """No topics means every known topic, a page at a time (page_size 0: up to 1000);
+        pass the result's next_page_token as page_token for the next page."""
+        return self._run(common.stats(topics, page_size, page_token))
