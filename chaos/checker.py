@@ -14,7 +14,8 @@ gRPC after the faults healed and the queue drained) and verifies the six invaria
 7. start-in-lease no handler starts after its own lease deadline (the one it was delivered with,
                  or renewed by an ExtendLease/HOLD answered before the start).
 8. restart       (scenarios that ask for it) every task running on a SIGKILLed worker starts
-                 again within the scenario's bound after the kill.
+                 again within the scenario's bound after the kill (unless that attempt was its
+                 last: "worker lost" counts it, so it is dead-lettered instead).
 
 A stream delivery's lease (rpc Work) is renewed by the server while its stream lives, which the
 worker does not see; it ends when the stream breaks, so a SIGKILL of its worker (faults.jsonl)
@@ -163,6 +164,7 @@ class Restart:
     worker: str
     killed_ms: int
     restarted_ms: int | None
+    last_try: bool = False  # the cut attempt was its last (attempt > max_retries): ends DEAD
 
     @property
     def after_ms(self) -> int | None:
@@ -183,7 +185,8 @@ def restarts(history: History) -> list[Restart]:
             if history.death_after(worker, e.start_ms) != killed:
                 continue  # an earlier kill cut it
             later = [r.start_ms for r in runs[e.task] if r.start_ms > killed]
-            out.append(Restart(e.task, worker, killed, min(later) if later else None))
+            again = min(later) if later else None
+            out.append(Restart(e.task, worker, killed, again, e.attempt > e.max_retries))
     return out
 
 
@@ -244,6 +247,8 @@ def _restart(
     if within_ms is None:
         return
     for r in cut:
+        if r.after_ms is None and r.last_try:
+            continue  # the lost attempt spent its retries: dead-lettered, rightly not run again
         if r.after_ms is None or r.after_ms > within_ms:
             when = "never" if r.after_ms is None else f"{r.after_ms} ms after"
             found.append(

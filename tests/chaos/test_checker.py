@@ -287,11 +287,16 @@ def test_restarts_after_a_kill_are_measured_and_bounded() -> None:
     assert caught(verdict, RESTART, "cut") and verdict.counts.restart_max_ms == 1051
     assert check(h, f).ok  # no bound asked: only counted
     h.executions.pop()  # never started again
+    f.tasks["cut"] = FinalTask("PENDING", 1, 3, TOPIC)
+    verdict = check(h, f, restart_within_ms=1000)
+    assert caught(verdict, RESTART, "cut") and verdict.counts.restart_max_ms is None
+    h.executions[-1].max_retries = 0  # its last try: "worker lost" dead-letters it
     f.tasks["cut"] = FinalTask("DEAD", 1, 0, TOPIC)
     f.dead_letters[TOPIC].append("cut")
     f.stats[TOPIC].dead += 1
     verdict = check(h, f, restart_within_ms=1000)
-    assert caught(verdict, RESTART, "cut") and verdict.counts.restart_max_ms is None
+    assert verdict.ok, failure_report(verdict, h, f)
+    assert verdict.counts.interrupted == 1
 
 
 def test_a_task_that_ended_before_the_kill_was_not_cut() -> None:
