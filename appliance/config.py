@@ -284,9 +284,12 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-NOT_SETTINGS = frozenset({"ATP_CONFIG", "ATP_TASK_ID", "ATP_TOPIC", "ATP_ATTEMPT"})
-"""ATP_ variables that are not settings: the config file's name, and what the command executor
-tells the programs it runs (which may call `atp` themselves)."""
+NOT_SETTINGS = frozenset(
+    {"ATP_CONFIG", "ATP_TASK_ID", "ATP_TOPIC", "ATP_ATTEMPT", "ATP_SUPERVISOR_PID"}
+)
+"""ATP_ variables that are not settings: the config file's name, what the command executor
+tells the programs it runs (which may call `atp` themselves), and the pid of the supervisor a
+child watches (appliance/supervisor/lifeline.py)."""
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
