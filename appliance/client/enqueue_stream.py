@@ -24,7 +24,8 @@ from appliance.client import common
 from appliance.errors import AtpError, Unavailable
 
 MAX_CALLS = 1000  # calls per message (the server writes them in slices of its batch_max)
-MAX_BYTES = 4 * 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
+MAX_BYTES = 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
+BIG_PAYLOAD = 64 * 1024  # characters; a larger payload goes by unary Enqueue (see `fits`)
 WINDOW = 2  # messages on their way at once: calls arriving meanwhile wait and go out together
 MAX_SENDS = 3  # a call goes out at most this often (again only when safe: see the ADR)
 SWEEP_S = 1.0  # how often calls past their deadline are failed
@@ -63,6 +64,20 @@ class Waiter:
 
 
 Future = asyncio.Future[str] | Waiter
+
+
+def fits(request: pb.EnqueueRequest) -> bool:
+    """Whether a call goes on the stream. A big payload (up to 4 bytes a character) goes by
+    unary Enqueue instead: its transfer outweighs the call's overhead anyway, and one message
+    over the server's limit would end the stream for every call on it, where a unary call
+    fails alone."""
+    return len(request.payload) <= BIG_PAYLOAD
+
+
+def unsupported(error: AtpError) -> bool:
+    """The server predates EnqueueStream (it answered UNIMPLEMENTED, having read nothing): the
+    client sends this call, and the following ones, by unary Enqueue."""
+    return isinstance(error, common.RpcFailed) and error.status == "UNIMPLEMENTED"
 
 
 class _Pending:
