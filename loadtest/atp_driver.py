@@ -32,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc
+from enqueue_bench import concurrent_enqueue, sequential_enqueue
 from harness import (
     COUNTER_KEY,
     Proc,
@@ -53,7 +54,7 @@ from harness import (
     wait_for_records,
 )
 
-from appliance import AsyncClient, Client
+from appliance import Client
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 
@@ -220,54 +221,32 @@ def w1(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def enqueue_sequential(address: str, count: int) -> float:
-    """`Client.enqueue()` one call at a time from this process; calls/s."""
-    with Client(address) as client:
-        client.enqueue("seq", "x")  # the channel is connected before the clock starts
-        start = time.perf_counter()
-        for _ in range(count):
-            client.enqueue("seq", "x" * 100)
-        return count / (time.perf_counter() - start)
-
-
 def enqueue_batched(address: str, count: int, batch: int = BATCH) -> float:
     """`Client.enqueue_many()` of `batch` payloads, one call at a time; tasks/s."""
     payloads = ["x" * 100] * batch
     with Client(address) as client:
-        client.enqueue("batch", "x")
+        for _ in range(2):  # warm-up, not counted
+            client.enqueue_many("batch", payloads)
         start = time.perf_counter()
         for _ in range(count // batch):
             client.enqueue_many("batch", payloads)
         return (count // batch * batch) / (time.perf_counter() - start)
 
 
-async def enqueue_concurrent(address: str, count: int, inflight: int) -> float:
-    """`AsyncClient.enqueue()` with `inflight` calls in flight from one process; calls/s."""
-    async with AsyncClient(address) as client:
-        await client.enqueue("concurrent", "x")
-        left = count
-
-        async def caller() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                await client.enqueue("concurrent", "x" * 100)
-
-        start = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(inflight))), 120)
-        return count / (time.perf_counter() - start)
-
-
 def enqueue_rates(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Enqueue from one process through the SDK: one call at a time (`Client.enqueue()`),
-    batched (`Client.enqueue_many()` of 1,000), and concurrent (`AsyncClient.enqueue()`,
-    100 in flight); 100-byte payloads, a fresh server and Redis."""
+    """Enqueue from one process through the SDK (loadtest/enqueue_bench.py's functions, after
+    their warm-up of 200 calls): one call at a time (`Client.enqueue()`), batched
+    (`Client.enqueue_many()` of 1,000), and concurrent (`AsyncClient.enqueue()`, 100 in
+    flight as for the peers, and 1,000 in flight); 100-byte payloads, a fresh server."""
     with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
         return {
-            "sequential_per_s": enqueue_sequential(address, size(args, "seq_tasks")),
+            "sequential_per_s": sequential_enqueue(address, size(args, "seq_tasks"), "sync"),
             "batched_per_s": enqueue_batched(address, size(args, "batch_tasks")),
-            "concurrent_per_s": asyncio.run(
-                enqueue_concurrent(address, size(args, "concurrent_tasks"), ENQUEUE_INFLIGHT)
+            "concurrent_per_s": concurrent_enqueue(
+                address, size(args, "concurrent_tasks"), ENQUEUE_INFLIGHT, "async"
+            ),
+            "concurrent_1000_per_s": concurrent_enqueue(
+                address, size(args, "many_tasks"), 1000, "async"
             ),
         }
 
