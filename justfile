@@ -89,8 +89,9 @@ binary: setup
 load *args: setup
     {{python}} loadtest/load.py {{args}}
 
-# W1..W5 for atp, Celery, arq and BullMQ, each on its own fresh redis-server, one after
-# another; writes docs/BENCHMARKS.md. Peers go to .bench/ (git-ignored), never to .venv.
+# atp against Celery, arq and BullMQ (fair W1, enqueue, W2..W6), each on its own fresh
+# redis-server; writes docs/BENCHMARKS.md. `--only w1,w3`, `--systems atp,bullmq`, `--short`
+# (loadtest/README.md). Peers go to .bench/ (git-ignored), never to .venv.
 bench *args: setup
     test -x .bench/venv/bin/python || python3 -m venv .bench/venv
     .bench/venv/bin/python -m pip install -q -r loadtest/peers/requirements.txt
@@ -106,6 +107,7 @@ bench *args: setup
 chaos *scenarios: setup tools
     {{python}} -m chaos {{scenarios}}
 
-# The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart): under 3 minutes.
+# The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart, supervisor
+# SIGKILL): under 3 minutes.
 chaos-quick: setup tools
     {{python}} -m chaos --quick

@@ -129,6 +129,18 @@ def parser() -> argparse.ArgumentParser:
     _dlq_commands(command("dlq"), common)
     stats = command("stats", [common])
     stats.add_argument("topics", nargs="*", help="Topics to show (default: every topic).")
+    stats.add_argument(
+        "--limit",
+        type=count,
+        default=0,
+        metavar="N",
+        help="Most topics per page when listing every topic (default: the server's, 1000).",
+    )
+    stats.add_argument(
+        "--cursor",
+        default="",
+        help="Continue after this cursor (the previous page prints it as 'more: --cursor ...').",
+    )
     stats.set_defaults(run=cmd_stats)
     add_verbs(command("schedule"), common)
     _token_commands(command("token"))
@@ -365,14 +377,21 @@ def cmd_dlq_purge(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_stats(client: Client, args: argparse.Namespace) -> None:
-    stats = client.stats(args.topics)
-    data = {"now_ms": stats.now_ms, "topics": [dataclasses.asdict(s) for s in stats.topics]}
+    stats = client.stats(args.topics, args.limit, args.cursor)
+    data = {
+        "now_ms": stats.now_ms,
+        "topics": [dataclasses.asdict(s) for s in stats.topics],
+        "next_cursor": stats.next_page_token,
+    }
     rows = [
         (s.topic, str(s.pending), str(s.due), str(s.running), str(s.dead),
          _lag(stats.now_ms, s.oldest_due_ms))
         for s in stats.topics
     ]  # fmt: skip
-    _emit(args, data, _table(("TOPIC", "PENDING", "DUE", "RUNNING", "DEAD", "LAG"), rows))
+    text = _table(("TOPIC", "PENDING", "DUE", "RUNNING", "DEAD", "LAG"), rows)
+    if stats.next_page_token:
+        text += f"\nmore: --cursor {stats.next_page_token}"
+    _emit(args, data, text)
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:

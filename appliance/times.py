@@ -1,7 +1,7 @@
 """Durations and times as people write them, and the one way atp prints a time. Stdlib only.
 
 One parser serves the CLI's flags, ATP_* variables, the config file and schedule definitions
-(docs/adr/0007-durations-times-and-flags.md):
+(docs/adr/0008-durations-times-and-flags.md):
 - a duration is a number with a unit: 500ms, 30s, 1.5m, 2h, 1d. A bare number is allowed only
   where the name says the unit (a `*_ms` key or a `--*-ms` flag), and means milliseconds there.
   A duration is never negative.

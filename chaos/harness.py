@@ -68,7 +68,8 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
         topology.start()
         ctx = Context(topology)
         scenario.run(ctx)
-        topology.toxiproxy.heal()  # whatever the scenario left behind
+        if not scenario.options.appliance:  # (an appliance run has no proxies)
+            topology.toxiproxy.heal()  # whatever the scenario left behind
         healed = ctx.healed_at or time.monotonic()
         outcome.notes = ctx.notes
         final = _settle(topology, ctx, healed, outcome)

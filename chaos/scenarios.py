@@ -7,10 +7,12 @@ tasks, faults of seconds, loopback only. Leases are 1.5 s, so "longer than the l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from chaos.history import now_ms
 from chaos.procs import Child, wait_for
@@ -18,6 +20,7 @@ from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
 from chaos.toxics import Link
 
 PAST_LEASE_S = 4.0  # a fault longer than the 1.5 s lease (and the watchdog's reaction)
+ORPHAN_DEADLINE_S = 1.0  # every child of a SIGKILLed supervisor is gone within this
 
 
 class Context:
@@ -256,6 +259,55 @@ def scheduler_kill(ctx: Context) -> None:
     ctx.healed()
 
 
+def supervisor_kill(ctx: Context) -> None:
+    """SIGKILL the supervisor of `atp --role=all --data-dir D` under load (its embedded Redis,
+    server, scheduler, watchdog and worker must all exit within 1 s: no orphan), restart it on
+    the same data dir 0.5 s later; twice. Every acknowledged task must survive."""
+    topo = ctx.topology
+    sup = topo.supervisor
+    assert sup is not None
+    ctx.produce()
+    for start in (3.0, 8.0):
+        ctx.at(start)
+        children = topo.appliance_children()
+        sup.kill()
+        killed = time.monotonic()
+        gone = wait_for(
+            functools.partial(_all_gone, list(children.values())), ORPHAN_DEADLINE_S, 0.01
+        )
+        took = time.monotonic() - killed
+        orphans = {name: pid for name, pid in children.items() if _running([pid])}
+        for pid in orphans.values():  # ours, by pid: a failed run leaves nothing behind
+            os.kill(pid, signal.SIGKILL)
+        if not gone:
+            raise RuntimeError(f"orphans {ORPHAN_DEADLINE_S:g} s after SIGKILL: {orphans}")
+        ctx.note(f"SIGKILL supervisor: its {len(children)} children gone in {took:.2f} s")
+        time.sleep(0.5)
+        sup.restart()
+        restarted = time.monotonic()
+        topo.wait_appliance_ready()
+        ctx.note(
+            f"restarted on the same data dir: serving after {time.monotonic() - restarted:.1f} s"
+        )
+    ctx.healed()
+
+
+def _all_gone(pids: Iterable[int]) -> bool:
+    return not _running(pids)
+
+
+def _running(pids: Iterable[int]) -> bool:
+    """Any of `pids` still running (a zombie waiting for its reaper has exited)."""
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rpartition(")")[2].split()[0] != "Z":
+            return True
+    return False
+
+
 def _reset_bursts(ctx: Context, link: Link | None, name: str) -> None:
     """Six bursts of TCP resets (0.3 s each, 1.2 s apart from 2 s on) on one link, then
     healed."""
@@ -315,6 +367,13 @@ SCENARIOS: dict[str, Scenario] = {
             "3 schedulers, 1 s ticks: SIGKILL leader x2, SIGSTOP leader",
             scheduler_kill,
             Options(schedulers=3, topics=(TOPIC, CRON_TOPIC)),
+        ),
+        Scenario(
+            "supervisor_kill",
+            "SIGKILL the atp --role=all supervisor, restart on its data dir, twice",
+            supervisor_kill,
+            Options(appliance=True),
+            quick=True,  # about 20 s
         ),
     )
 }

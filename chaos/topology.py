@@ -3,14 +3,19 @@
 the workers (and `grpc-solo` for a worker that a scenario cuts off alone), and the processes:
 `atp --role=server`, `--role=watchdog` x N, `--role=scheduler` x N, recording workers
 (chaos/worker.py) and a bounded producer (chaos/producer.py). Every child is ended by its pid.
+
+With `Options(appliance=True)` the atp side is instead one `atp --role=all --data-dir <run>/atp`
+(its supervisor, embedded Redis and roles; no proxies), which the workers reach directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import socket
 import time
+import urllib.request
 from pathlib import Path
 
 from chaos.api import Api
@@ -32,6 +37,7 @@ class Options:
     redis_timeout_ms: int = 2000
     solo_worker: bool = False  # one more worker, behind its own proxy `grpc-solo`
     topics: tuple[str, ...] = (TOPIC,)
+    appliance: bool = False  # one `atp --role=all` (supervisor + embedded Redis), no proxies
 
 
 class Redis:
@@ -86,10 +92,14 @@ class Topology:
         self.grpc_link: Link | None = None
         self.solo_link: Link | None = None
         self.api: Api | None = None
+        self.supervisor: Child | None = None
+        self.http_address = f"127.0.0.1:{free_port()}"
 
     # -- start and stop ---------------------------------------------------------------------
 
     def start(self) -> Topology:
+        if self.options.appliance:
+            return self._start_appliance()
         self.redis.start()
         self.toxiproxy.start()
         self.redis_link = self.toxiproxy.link("redis", self.redis.port)
@@ -103,13 +113,47 @@ class Topology:
         for n in range(1, self.options.schedulers + 1):
             self.schedulers.append(self._add(self._atp(f"scheduler-{n}", "scheduler")))
         for n in range(1, self.options.workers + 1):
-            self.workers.append(self._add(self._worker(f"w{n}", self.grpc_link)))
+            self.workers.append(self._add(self._worker(f"w{n}", self.grpc_link.port)))
         if self.options.solo_worker:
             self.solo_link = self.toxiproxy.link("grpc-solo", self.api_port)
-            self.solo = self._add(self._worker("solo", self.solo_link))
+            self.solo = self._add(self._worker("solo", self.solo_link.port))
         for worker in [*self.workers, *([self.solo] if self.solo else [])]:
             self.wait_worker_ready(worker)
         return self
+
+    def _start_appliance(self) -> Topology:
+        """`atp --role=all` on a data dir in the run dir; the workers dial its API directly."""
+        o = self.options
+        args = [
+            *("-m", "appliance", "--role=all", "--workers=1"),
+            f"--data-dir={self.run_dir / 'atp'}",
+            f"--grpc-addr={self.api_address}",
+            f"--http-addr={self.http_address}",
+            "--backoff-base-ms=100",
+            "--backoff-cap-ms=400",
+            f"--visibility-timeout-ms={o.lease_ms}",
+            "--drain-timeout-ms=5000",
+        ]
+        self.supervisor = self._add(Child.python("atp", args, self.run_dir))
+        self.api = Api(self.api_address)
+        self.wait_appliance_ready()
+        for n in range(1, o.workers + 1):
+            self.workers.append(self._add(self._worker(f"w{n}", self.api_port)))
+        for worker in self.workers:
+            self.wait_worker_ready(worker)
+        return self
+
+    def wait_appliance_ready(self, timeout: float = 30) -> None:
+        assert self.api is not None and self.supervisor is not None
+        if not wait_for(self.api.ready, timeout):
+            raise RuntimeError(f"atp --role=all not ready: {self.supervisor.output()}")
+
+    def appliance_children(self) -> dict[str, int]:
+        """name -> pid of the supervisor's children, from its /healthz."""
+        url = f"http://{self.http_address}/healthz"
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            children = json.loads(reply.read())["children"]
+        return {str(c["name"]): int(c["pid"]) for c in children if c["pid"]}
 
     def _add(self, child: Child) -> Child:
         self.children.append(child.start())
@@ -131,10 +175,10 @@ class Topology:
         ]
         return Child.python(name, args, self.run_dir)
 
-    def _worker(self, name: str, link: Link) -> Child:
+    def _worker(self, name: str, port: int) -> Child:
         o = self.options
         args = [
-            *("-m", "chaos.worker", "--addr", f"127.0.0.1:{link.port}"),
+            *("-m", "chaos.worker", "--addr", f"127.0.0.1:{port}"),
             *("--topics", ",".join(o.topics), "--name", name),
             *("--log", str(self.run_dir / f"worker-{name}.jsonl")),
             *("--lease-ms", str(o.lease_ms), "--concurrency", str(o.concurrency)),
@@ -160,8 +204,9 @@ class Topology:
             child.stop(15)
         if self.api is not None:
             self.api.close()
-        self.toxiproxy.stop()
-        self.redis.child.stop(10)
+        if not self.options.appliance:
+            self.toxiproxy.stop()
+            self.redis.child.stop(10)
 
     # -- during a scenario ------------------------------------------------------------------
 

@@ -1,8 +1,13 @@
-"""atp's side of `just bench`: runs one workload (W1..W5 of docs/BENCHMARKS.md) against real
-appliance processes (`atp --role=server`, the worker process of loadtest/atp_worker.py) and a
-fresh redis-server, and prints its figures as one JSON object.
+"""atp's side of `just bench`: runs one workload (docs/BENCHMARKS.md) against real appliance
+processes (`atp --role=server`, the worker process of loadtest/atp_worker.py) and a fresh
+redis-server, and prints its figures as one JSON object.
 
-    python loadtest/atp_driver.py w1|w2|w3|w4|w5 [--servers N] [--worker-mode sdk|grpc]
+    python loadtest/atp_driver.py w1 --concurrency 10 --handler incr
+    python loadtest/atp_driver.py enqueue|w2|w3|w4|w5|w6|api [--short]
+
+w1: drain throughput; enqueue: one at a time, batched, concurrent; w2: due-time precision;
+w3: a worker SIGKILLed mid-run; w4: memory; w5: w2 and a drain next to a 1,000,000 backlog;
+w6: due-to-start lateness under a steady 1,000 tasks/s load; api: raw gRPC call rates.
 
 Talks to atp only through the public gRPC API (the generated stubs of proto/queue.proto);
 every loop is bounded in count and time, every process is ended by its id.
@@ -27,10 +32,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc
+from enqueue_bench import concurrent_enqueue, sequential_enqueue
 from harness import (
+    COUNTER_KEY,
     Proc,
     RedisServer,
     count_records,
+    crash_run,
     drain_result,
     due_times,
     free_port,
@@ -39,22 +47,27 @@ from harness import (
     now_ms,
     percentile,
     read_records,
+    redis_command,
     redis_server,
+    sized,
     used_memory,
     wait_for_records,
 )
 
+from appliance import Client
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 
 HERE = Path(__file__).resolve().parent
 BATCH = 1000  # the server's default batch cap
 PHASE_LIMIT_S = 120.0  # no phase runs longer than this
-W1_TASKS = 20_000
+BOOT_S = 4.0  # W1's drain limit is the same for all systems, plus this for the worker's boot
+W1_TASKS = 10_000
 W2_TASKS, W2_SPREAD_MS, W2_LEAD_MS, W2_GRACE_MS = 2_000, 10_000, 1_500, 3_000
 W4_TASKS, W4_PAYLOAD = 100_000, 100
-W3_UNARY, W3_BATCH = 10_000, 50_000
+API_UNARY, API_BATCH = 10_000, 50_000
 W5_BACKLOG, W5_RUNS = 1_000_000, 3
+ENQUEUE_INFLIGHT = 100  # concurrent enqueue: calls in flight from one process
 FAR_FUTURE_MS = 2 * 3_600_000
 Stub = pb_grpc.DelayQueueServiceStub
 SERVER_PIDS: dict[str, int] = {}
@@ -66,14 +79,17 @@ PROBE_CALLS = 300
 
 
 @contextlib.contextmanager
-def appliance(redis: RedisServer, servers: int = 1, log: Path | None = None) -> Iterator[str]:
-    """`atp --role=server` (with --servers N: N processes on one port) on a free port."""
+def appliance(
+    redis: RedisServer, servers: int = 1, log: Path | None = None, role: str = "server"
+) -> Iterator[str]:
+    """`atp --role=server` (with --servers N: N processes on one port) on a free port; W3 runs
+    `--role=server,watchdog`, the watchdog being what recovers expired leases."""
     port = free_port()
     argv = [
         sys.executable,
         "-m",
         "appliance",
-        "--role=server",
+        f"--role={role}",
         f"--servers={servers}",
         f"--grpc-addr=127.0.0.1:{port}",
         f"--http-addr=127.0.0.1:{free_port()}",
@@ -114,9 +130,9 @@ def wait_ready(address: str, proc: Proc, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"atp did not answer on {address}")
 
 
-@contextlib.contextmanager
-def worker(address: str, topic: str, records: Path, mode: str) -> Iterator[Proc]:
-    argv = [
+def worker_argv(address: str, topic: str, records: Path, mode: str, *extra: str) -> list[str]:
+    """atp_worker.py's command line; `extra` are its options (--handler, --concurrency, ...)."""
+    return [
         sys.executable,
         str(HERE / "atp_worker.py"),
         f"--address={address}",
@@ -124,8 +140,13 @@ def worker(address: str, topic: str, records: Path, mode: str) -> Iterator[Proc]
         f"--records={records}",
         f"--mode={mode}",
         f"--max-seconds={PHASE_LIMIT_S * 2}",
+        *extra,
     ]
-    proc = Proc(argv, log=records.with_suffix(".log"))
+
+
+@contextlib.contextmanager
+def worker(address: str, topic: str, records: Path, mode: str, *extra: str) -> Iterator[Proc]:
+    proc = Proc(worker_argv(address, topic, records, mode, *extra), log=records.with_suffix(".log"))
     try:
         yield proc
     finally:
@@ -171,32 +192,157 @@ def enqueue(address: str, reqs: Sequence[pb.EnqueueRequest], inflight: int = 4) 
 # -- workloads ---------------------------------------------------------------------------
 
 
-def w1(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
-    """Enqueue 20,000 no-op tasks (EnqueueBatch), then one worker process drains them."""
-    with redis_server() as redis, appliance(redis, servers, tmp / "server.log") as address:
-        rate_in = enqueue(address, requests("w1", W1_TASKS))
+def size(args: argparse.Namespace, name: str) -> Any:
+    return sized(name, args.short)
+
+
+def w1(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Enqueue the tasks (EnqueueBatch), then one worker process drains them: the SDK Worker
+    at --concurrency with --handler (incr: a sync def doing one Redis INCR), or bare gRPC
+    consumers."""
+    tasks = args.tasks or size(args, "w1_tasks")
+    with redis_server() as redis, appliance(redis, args.servers, tmp / "server.log") as address:
+        rate_in = enqueue(address, requests("w1", tasks))
         records = tmp / "w1.rec"
-        with worker(address, "w1", records, mode):
-            done = wait_for_records(records, W1_TASKS, PHASE_LIMIT_S)
-        return drain_result(rate_in, records, done)
+        extra = [f"--handler={args.handler}", f"--concurrency={args.concurrency}"]
+        extra += [f"--redis-url={redis.url}"]
+        if args.worker_mode == "grpc" or args.concurrency >= 1000:
+            extra.append("--batch=250")
+        with worker(address, "w1", records, args.worker_mode, *extra):
+            done = wait_for_records(records, tasks, size(args, "w1_drain_limit_s") + BOOT_S)
+        result = drain_result(rate_in, records, done)
+        counted = redis_command(redis.port, "GET", COUNTER_KEY)
+    result.update(
+        tasks=tasks,
+        concurrency=args.concurrency,
+        handler=args.handler,
+        incr_count=int(counted) if isinstance(counted, bytes) else 0,
+    )
+    return result
 
 
-def run_w2(address: str, tmp: Path, mode: str, topic: str) -> dict[str, Any]:
-    """Idle worker; 2,000 tasks due uniformly over the next 10 s; lateness of their starts."""
+def enqueue_batched(address: str, count: int, batch: int = BATCH) -> float:
+    """`Client.enqueue_many()` of `batch` payloads, one call at a time; tasks/s."""
+    payloads = ["x" * 100] * batch
+    with Client(address) as client:
+        for _ in range(2):  # warm-up, not counted
+            client.enqueue_many("batch", payloads)
+        start = time.perf_counter()
+        for _ in range(count // batch):
+            client.enqueue_many("batch", payloads)
+        return (count // batch * batch) / (time.perf_counter() - start)
+
+
+def enqueue_rates(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Enqueue from one process through the SDK (loadtest/enqueue_bench.py's functions, after
+    their warm-up of 200 calls): one call at a time (`Client.enqueue()`), batched
+    (`Client.enqueue_many()` of 1,000), and concurrent (`AsyncClient.enqueue()`, 100 in
+    flight as for the peers, and 1,000 in flight); 100-byte payloads, a fresh server."""
+    with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
+        return {
+            "sequential_per_s": sequential_enqueue(address, size(args, "seq_tasks"), "sync"),
+            "batched_per_s": enqueue_batched(address, size(args, "batch_tasks")),
+            "concurrent_per_s": concurrent_enqueue(
+                address, size(args, "concurrent_tasks"), ENQUEUE_INFLIGHT, "async"
+            ),
+            "concurrent_1000_per_s": concurrent_enqueue(
+                address, size(args, "many_tasks"), 1000, "async"
+            ),
+        }
+
+
+def w3(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """A worker SIGKILLed mid-run: 40 tasks of 3 s (their number as payload), an SDK Worker
+    at concurrency 10 with a sync def handler; SIGKILL half a task into the first wave, a
+    fresh worker at once; until every task has finished, at most 120 s after the kill."""
+    tasks, conc = size(args, "w3_tasks"), size(args, "w3_concurrency")
+    sleep_s, cap_s = size(args, "w3_sleep_s"), size(args, "w3_cap_s")
+    lease_s = size(args, "w3_lease_s")
+    starts, finishes = tmp / "w3-starts.rec", tmp / "w3-finishes.rec"
+    with (
+        redis_server() as redis,
+        appliance(redis, 1, tmp / "server.log", role="server,watchdog") as address,
+    ):
+        with Client(address) as client:
+            for n in range(tasks):
+                client.enqueue("w3", str(n))
+        extra = [
+            "--handler=sleep",
+            f"--concurrency={conc}",
+            f"--sleep-s={sleep_s}",
+            f"--finish-records={finishes}",
+            f"--lease-s={lease_s}",
+        ]
+        argv = worker_argv(address, "w3", starts, "sdk", *extra)
+        log = tmp / "w3-worker.log"
+        result = crash_run(
+            lambda: Proc(argv, log=log), starts, finishes, tasks, conc, sleep_s, cap_s
+        )
+    return {**result, "concurrency": conc, "sleep_s": sleep_s, "lease_s": lease_s or None}
+
+
+def w6(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Due-to-start lateness under load: one SDK Worker (concurrency 100, the sync INCR handler)
+    serves a topic fed a steady 1,000 tasks/s due at once (enqueue_many of 10 every 10 ms)
+    and the measured topic, whose tasks are due uniformly over the next 10 s."""
+    count, spread = size(args, "w2_tasks"), size(args, "w2_spread_ms")
+    per_s = size(args, "w6_background_per_s")
+    records, background = tmp / "w6.rec", tmp / "w6-background.rec"
+    with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
+        extra = [
+            "--handler=incr",
+            "--concurrency=100",
+            f"--redis-url={redis.url}",
+            "--background-topic=w6-load",
+            f"--background-records={background}",
+        ]
+        with worker(address, "w6", records, "sdk", *extra), Client(address) as client:
+            time.sleep(2.0)
+            due = due_times(count, now_ms() + W2_LEAD_MS, spread)
+            enqueue(address, requests("w6", count, due=due))
+            last = max(due) + W2_GRACE_MS
+            sent, started = paced_load(client, "w6-load", per_s, last)
+            wait_for_records(records, count, 1.0)
+            time.sleep(0.2)
+    result = lateness(read_records(records), due)
+    load = read_records(background)
+    result.update(background_sent_per_s=sent, background_done=len(load), background_sent=started)
+    return result
+
+
+def paced_load(client: Client, topic: str, per_s: int, until_ms: float) -> tuple[float, int]:
+    """enqueue_many of per_s/100 tasks every 10 ms until `until_ms`; (tasks/s sent, tasks)."""
+    chunk = ["b"] * max(per_s // 100, 1)
+    sent, start = 0, time.perf_counter()
+    tick = start
+    while now_ms() < until_ms:
+        client.enqueue_many(topic, chunk)
+        sent += len(chunk)
+        tick += 0.01
+        time.sleep(max(tick - time.perf_counter(), 0.0))
+    return sent / (time.perf_counter() - start), sent
+
+
+def run_w2(
+    address: str, tmp: Path, mode: str, topic: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Idle worker (the SDK Worker of W1's c=1000 row, or bare consumers); 2,000 tasks due
+    uniformly over the next 10 s; lateness of their starts."""
     records = tmp / f"{topic}-{next(RECORD_FILES)}.rec"  # a fresh file for every measurement
-    with worker(address, topic, records, mode):
+    count, spread = size(args, "w2_tasks"), size(args, "w2_spread_ms")
+    with worker(address, topic, records, mode, "--batch=250"):
         time.sleep(2.0)  # the worker is up and long-polling, idle
-        due = due_times(W2_TASKS, now_ms() + W2_LEAD_MS, W2_SPREAD_MS)
-        enqueue(address, requests(topic, W2_TASKS, due=due))
+        due = due_times(count, now_ms() + W2_LEAD_MS, spread)
+        enqueue(address, requests(topic, count, due=due))
         last = max(due) + W2_GRACE_MS
-        wait_for_records(records, W2_TASKS, max((last - now_ms()) / 1000, 0.1))
+        wait_for_records(records, count, max((last - now_ms()) / 1000, 0.1))
         time.sleep(0.2)  # anything still running lands in the file
     return lateness(read_records(records), due)
 
 
-def w2(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
-    with redis_server() as redis, appliance(redis, servers, tmp / "server.log") as address:
-        return run_w2(address, tmp, mode, "w2")
+def w2(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    with redis_server() as redis, appliance(redis, args.servers, tmp / "server.log") as address:
+        return run_w2(address, tmp, args.worker_mode, "w2", args)
 
 
 async def unary_calls(address: str, count: int, inflight: int) -> tuple[int, float, float]:
@@ -276,39 +422,41 @@ async def drain(
     }
 
 
-def w3(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+def api(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """API rates: Enqueue calls/s (1 and 2 server processes), EnqueueBatch tasks/s,
     Retrieve+AckBatch tasks/s."""
+    unary, batch = (1_000, 5_000) if args.short else (API_UNARY, API_BATCH)
     out: dict[str, Any] = {}
     with redis_server() as redis, appliance(redis, 1, tmp / "server1.log") as address:
-        out["unary_1_server"] = unary_rate(address, 2, W3_UNARY)
-        out["batch_1_server"] = enqueue(address, requests("w3", W3_BATCH, "x" * 100), 4)
-        got = asyncio.run(with_stub(address, lambda s: drain(s, "w3", W3_BATCH)))
+        out["unary_1_server"] = unary_rate(address, 2, unary)
+        out["batch_1_server"] = enqueue(address, requests("api", batch, "x" * 100), 4)
+        got = asyncio.run(with_stub(address, lambda s: drain(s, "api", batch)))
         out["retrieve_ack_per_s"] = got["per_s"]
         out["fetch_p50_ms"] = got["fetch_p50_ms"]
     with redis_server() as redis, appliance(redis, 2, tmp / "server2.log") as address:
-        out["unary_2_servers"] = unary_rate(address, 2, W3_UNARY)
-        out["batch_2_servers"] = enqueue(address, requests("w3", W3_BATCH, "x" * 100), 4)
-        got = asyncio.run(with_stub(address, lambda s: drain(s, "w3", W3_BATCH)))
+        out["unary_2_servers"] = unary_rate(address, 2, unary)
+        out["batch_2_servers"] = enqueue(address, requests("api", batch, "x" * 100), 4)
+        got = asyncio.run(with_stub(address, lambda s: drain(s, "api", batch)))
         out["retrieve_ack_2_servers_per_s"] = got["per_s"]
     return out
 
 
-def w4(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+def w4(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Redis bytes per pending task: 100,000 tasks with a 100-byte payload, due in 2 h."""
     with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
         enqueue(address, requests("w4", 1, "x"))  # the topic and its keys exist before
         time.sleep(0.5)
         before = used_memory(redis.port)
         payload = "p" * W4_PAYLOAD
-        enqueue(address, requests("w4", W4_TASKS, payload, delay_ms=FAR_FUTURE_MS))
+        tasks = 5_000 if args.short else W4_TASKS
+        enqueue(address, requests("w4", tasks, payload, delay_ms=FAR_FUTURE_MS))
         time.sleep(0.5)
         after = used_memory(redis.port)
-    per_task = (after - before) / W4_TASKS
+    per_task = (after - before) / tasks
     return {"bytes_per_task": per_task, "beyond_payload": per_task - W4_PAYLOAD}
 
 
-def w5(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
+def w5(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """W2 and a Retrieve+Ack drain on a topic holding 1,000,000 tasks due in 2 h, each run
     next to the same on an empty topic of the same server and redis (interleaved, `runs`)."""
     out: dict[str, Any] = {"runs": []}
@@ -320,8 +468,8 @@ def w5(tmp: Path, mode: str, servers: int) -> dict[str, Any]:
         for n in range(W5_RUNS):
             out["runs"].append(
                 {
-                    "empty_w2": run_w2(address, tmp, mode, f"w5-empty-{n}"),
-                    "backlog_w2": run_w2(address, tmp, mode, "w5"),
+                    "empty_w2": run_w2(address, tmp, args.worker_mode, f"w5-empty-{n}", args),
+                    "backlog_w2": run_w2(address, tmp, args.worker_mode, "w5", args),
                     "empty_drain": drain_due(address, f"w5-empty-{n}"),
                     "backlog_drain": drain_due(address, "w5"),
                 }
@@ -356,12 +504,15 @@ async def probe(stub: Stub, topic: str, calls: int = PROBE_CALLS) -> float:
     return percentile(took, 50)
 
 
-WORKLOADS: dict[str, Callable[[Path, str, int], dict[str, Any]]] = {
+WORKLOADS: dict[str, Callable[[Path, argparse.Namespace], dict[str, Any]]] = {
     "w1": w1,
+    "enqueue": enqueue_rates,
     "w2": w2,
     "w3": w3,
     "w4": w4,
     "w5": w5,
+    "w6": w6,
+    "api": api,
 }
 
 
@@ -385,13 +536,17 @@ def main() -> None:
     p.add_argument("workload", choices=sorted(WORKLOADS))
     p.add_argument("--servers", type=int, default=1, help="server processes for W1/W2")
     p.add_argument("--worker-mode", choices=("sdk", "grpc"), default="sdk")
+    p.add_argument("--concurrency", type=int, default=10, help="W1: the SDK Worker's")
+    p.add_argument("--handler", choices=("incr", "noop"), default="incr", help="W1's handler")
+    p.add_argument("--tasks", type=int, default=0, help="W1's tasks (0: the default)")
+    p.add_argument("--short", action="store_true", help="small sizes: a smoke test")
     p.add_argument("--show-logs", action="store_true", help="print the processes' log tails")
     p.add_argument("--w5-backlog", type=int, default=W5_BACKLOG, help="W5's pending tasks")
     p.add_argument("--w5-runs", type=int, default=W5_RUNS, help="W5's rounds")
     args = p.parse_args()
     W5_BACKLOG, W5_RUNS = args.w5_backlog, args.w5_runs
     with tempfile.TemporaryDirectory(prefix="atp-bench-") as tmp:
-        result = WORKLOADS[args.workload](Path(tmp), args.worker_mode, args.servers)
+        result = WORKLOADS[args.workload](Path(tmp), args)
         if args.show_logs:
             for log in Path(tmp).glob("*.log"):
                 sys.stderr.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")

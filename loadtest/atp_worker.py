@@ -1,11 +1,19 @@
-"""The atp "worker process" of the benchmarks: a no-op handler that appends a start record
+"""The atp "worker process" of the benchmarks: a handler that appends a start record
 (loadtest/harness.py) per task, run either by the SDK's Worker or by bare gRPC consumers
 (long-poll Retrieve of a batch, run the handlers, one AckBatch).
 
-    python loadtest/atp_worker.py --address HOST:PORT --topic T --records FILE [--mode sdk|grpc]
+    python loadtest/atp_worker.py --address HOST:PORT --topic T --records FILE
+        [--mode sdk|grpc] [--handler incr|noop|sleep] [--concurrency N]
 
-Uses only the public API (the SDK, the generated stubs of proto/queue.proto); runs until
-SIGTERM/SIGINT or --max-seconds.
+Handlers (SDK mode):
+  incr   a plain synchronous `def` that records its start, then does one Redis INCR on a
+         counter key (what a user writes; the fair W1 of every system does the same)
+  noop   an `async def` that only records its start (the do-nothing row)
+  sleep  a synchronous `def` that records its start (due = the task's number, its payload),
+         sleeps --sleep-s, then records its finish in --finish-records (W3)
+
+Uses only the public API (the SDK, the generated stubs of proto/queue.proto) and redis-py for
+the handler's own INCR; runs until SIGTERM/SIGINT or --max-seconds.
 """
 
 from __future__ import annotations
@@ -14,12 +22,16 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc
-from harness import Recorder
+import redis
+from harness import COUNTER_KEY, Recorder
 
 from appliance import Worker
 from appliance.api._proto import queue_pb2 as pb
@@ -27,19 +39,54 @@ from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.model import Task
 
 
-def run_sdk(args: argparse.Namespace, recorder: Recorder) -> None:
-    worker = Worker(
-        args.address,
-        concurrency=args.concurrency,
-        batch_size=args.batch,
-        wait=args.wait_ms / 1000,
-        drain_timeout=2.0,
-    )
+def incr_handler(args: argparse.Namespace, recorder: Recorder) -> Callable[[Task], None]:
+    counter = redis.Redis.from_url(args.redis_url, max_connections=args.concurrency + 8)
 
-    @worker.task(args.topic)
+    def incr(task: Task) -> None:
+        recorder.record(float(task.execute_time_ms))
+        counter.incr(COUNTER_KEY)
+
+    return incr
+
+
+def sleep_handler(args: argparse.Namespace, recorder: Recorder) -> Callable[[Task], None]:
+    finished = Recorder(args.finish_records)
+
+    def sleep(task: Task) -> None:
+        number = float(task.payload)
+        recorder.record(number)
+        time.sleep(args.sleep_s)
+        finished.record(number)
+
+    return sleep
+
+
+def noop_handler(recorder: Recorder) -> Callable[[Task], Any]:
     async def noop(task: Task) -> None:
         recorder.record(float(task.execute_time_ms))
 
+    return noop
+
+
+def make_handler(kind: str, args: argparse.Namespace, recorder: Recorder) -> Callable[[Task], Any]:
+    if kind == "incr":
+        return incr_handler(args, recorder)
+    if kind == "sleep":
+        return sleep_handler(args, recorder)
+    return noop_handler(recorder)
+
+
+def run_sdk(args: argparse.Namespace, recorder: Recorder) -> None:
+    extra: dict[str, Any] = {}
+    if args.batch:
+        extra["batch_size"] = args.batch
+    if args.lease_s:
+        extra["visibility_timeout"] = args.lease_s
+    worker = Worker(args.address, concurrency=args.concurrency, drain_timeout=2.0, **extra)
+    worker.register(args.topic, make_handler(args.handler, args, recorder))
+    if args.background_topic:  # W6's steady load: the same handler, its own record file
+        background = Recorder(args.background_records)
+        worker.register(args.background_topic, make_handler(args.handler, args, background))
     signal.signal(signal.SIGALRM, lambda *_: worker.stop())
     signal.alarm(int(args.max_seconds))
     worker.run()
@@ -94,12 +141,21 @@ def main() -> None:
     p.add_argument("--topic", required=True)
     p.add_argument("--records", required=True)
     p.add_argument("--mode", choices=("sdk", "grpc"), default="sdk")
+    p.add_argument("--handler", choices=("incr", "noop", "sleep"), default="noop")
+    p.add_argument("--redis-url", default="", help="incr: the Redis of the counter key")
     p.add_argument("--concurrency", type=int, default=1000, help="SDK: tasks in flight")
-    p.add_argument("--batch", type=int, default=250, help="tasks per Retrieve")
+    p.add_argument("--batch", type=int, default=0, help="tasks per Retrieve (SDK: 0 = default)")
+    p.add_argument("--lease-s", type=float, default=0.0, help="SDK visibility_timeout (0: default)")
+    p.add_argument("--sleep-s", type=float, default=3.0, help="sleep: seconds per task")
+    p.add_argument("--finish-records", default="", help="sleep: where finishes are recorded")
+    p.add_argument("--background-topic", default="", help="also serve this topic (noop)")
+    p.add_argument("--background-records", default="")
     p.add_argument("--consumers", type=int, default=4, help="grpc: concurrent consumers")
-    p.add_argument("--wait-ms", type=int, default=5000, help="long-poll wait per Retrieve")
+    p.add_argument("--wait-ms", type=int, default=5000, help="grpc: long-poll wait per Retrieve")
     p.add_argument("--max-seconds", type=float, default=300.0)
     args = p.parse_args()
+    if args.mode == "grpc" and not args.batch:
+        args.batch = 250
     recorder = Recorder(args.records)
     try:
         if args.mode == "sdk":

@@ -1,9 +1,11 @@
-"""`just bench`: W1..W5 for atp and each peer (Celery, arq, BullMQ), one after another, each
-against its own fresh redis-server; the runs interleave the systems so the machine's noise
-falls on all of them alike. Writes docs/BENCHMARKS.md (loadtest/report.py) and the raw
-figures as JSON.
+"""`just bench`: the workloads of docs/BENCHMARKS.md for atp and each peer (Celery, arq,
+BullMQ), one after another, each against its own fresh redis-server; the runs interleave the
+systems so the machine's noise falls on all of them alike. Writes docs/BENCHMARKS.md
+(loadtest/report.py) and the raw figures as JSON.
 
     python loadtest/bench.py --bench-python .bench/venv/bin/python --py-spy .bench/venv/bin/py-spy
+    python loadtest/bench.py --only w1,w3 --systems atp,bullmq      # parts and systems alone
+    python loadtest/bench.py --short --systems atp --out /tmp/b.md  # a smoke test in seconds
 
 Every step is a subprocess with a time limit; a step that fails is reported as failed and the
 run goes on. Stdlib only (the drivers import what they need).
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -32,67 +35,148 @@ import report  # noqa: E402 - found through the sys.path entry above
 
 STEP_LIMIT_S = 600
 PEERS = ("celery", "arq", "bullmq")
-ATP_W1 = (("sdk", 1), ("sdk", 2), ("grpc", 1), ("grpc", 2))
+W3_ONLY = ("rq", "saq")  # measured in W3 alone: the issue cites them for crash recovery
+SYSTEMS = ("atp", *PEERS, *W3_ONLY)
+FAIR_CONCURRENCY = (10, 100)
+# W1 rows besides the fair ones (never the headline): atp's SDK Worker at concurrency 1000
+# with an async handler that does nothing, and bare gRPC consumers (no SDK).
+ATP_W1_EXTRA = {
+    "atp-c1000-noop": ("--worker-mode=sdk", "--concurrency=1000", "--handler=noop"),
+    "atp-grpc": ("--worker-mode=grpc", "--handler=noop"),
+}
+PARTS = ("w1", "enqueue", "w2", "w3", "w4", "w5", "w6", "api", "profile")
 
 
 def step(argv: Sequence[str], label: str) -> dict[str, Any]:
     """Run one driver; its last stdout line is its JSON result."""
-    started = time.monotonic()
+    return finish(start(argv, label), label)
+
+
+def start(argv: Sequence[str], label: str) -> tuple[subprocess.Popen[str], float]:
     print(f"[bench] {label} ...", file=sys.stderr, flush=True)
+    popen = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    return popen, time.monotonic()
+
+
+def finish(started: tuple[subprocess.Popen[str], float], label: str) -> dict[str, Any]:
+    """Wait for a started driver (bounded by what is left of STEP_LIMIT_S); its result."""
+    popen, began = started
     try:
-        out = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=STEP_LIMIT_S,
-            check=False,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        out, err = popen.communicate(timeout=max(STEP_LIMIT_S - (time.monotonic() - began), 1))
     except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        popen.communicate()
         return {"error": f"timed out after {STEP_LIMIT_S} s"}
-    lines = out.stdout.strip().splitlines()
-    if out.returncode != 0 or not lines:
-        return {"error": f"exit {out.returncode}: {out.stderr.strip()[-600:]}"}
+    lines = out.strip().splitlines()
+    if popen.returncode != 0 or not lines:
+        return {"error": f"exit {popen.returncode}: {err.strip()[-600:]}"}
     result: dict[str, Any] = json.loads(lines[-1])
-    took = time.monotonic() - started
+    took = time.monotonic() - began
     print(f"[bench] {label}: {took:.1f} s {lines[-1][:160]}", file=sys.stderr, flush=True)
     return result
 
 
-def atp(workload: str, *extra: str) -> list[str]:
-    return [sys.executable, str(HERE / "atp_driver.py"), workload, *extra]
+class Bench:
+    """The drivers' command lines for one bench run's options."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.short = ["--short"] if args.short else []
+
+    def atp(self, workload: str, *extra: str) -> list[str]:
+        return [sys.executable, str(HERE / "atp_driver.py"), workload, *extra, *self.short]
+
+    def peer(self, name: str, workload: str, *extra: str) -> list[str]:
+        driver = str(HERE / "peers" / "py_peers.py")
+        return [self.args.bench_python, driver, name, workload, *extra, *self.short]
+
+    def driver(self, system: str, workload: str, *extra: str) -> list[str]:
+        return (
+            self.atp(workload, *extra) if system == "atp" else self.peer(system, workload, *extra)
+        )
+
+    def wants(self, part: str) -> bool:
+        return part in self.args.only
+
+    def systems(self, w3: bool = False) -> list[str]:
+        return [s for s in SYSTEMS if s in self.args.systems and (w3 or s not in W3_ONLY)]
 
 
-def peer(python: str, name: str, workload: str) -> list[str]:
-    return [python, str(HERE / "peers" / "py_peers.py"), name, workload]
+def w1_round(bench: Bench, n: int) -> dict[str, Any]:
+    """The fair W1 (every system at each concurrency, the INCR handler), then atp's extras."""
+    out: dict[str, Any] = {}
+    for conc in FAIR_CONCURRENCY:
+        for system in bench.systems():
+            key = f"{system}-c{conc}"
+            argv = bench.driver(system, "w1", f"--concurrency={conc}", "--handler=incr")
+            out[key] = step(argv, f"run {n} W1 {key} (sync INCR handler)")
+    if "atp" in bench.systems():
+        for key, extra in ATP_W1_EXTRA.items():
+            out[key] = step(bench.atp("w1", *extra), f"run {n} W1 {key}")
+    return out
+
+
+def each_system(bench: Bench, n: int, workload: str) -> dict[str, Any]:
+    return {
+        system: step(bench.driver(system, workload), f"run {n} {workload} {system}")
+        for system in bench.systems()
+    }
+
+
+def one_run(bench: Bench, n: int) -> dict[str, Any]:
+    """One round of the interleaved workloads: every system in turn, each on its own Redis."""
+    run: dict[str, Any] = {"w1": {}, "enqueue": {}, "w2": {}, "w6": None, "api": None}
+    atp = "atp" in bench.systems()
+    if bench.wants("w1"):
+        run["w1"] = w1_round(bench, n)
+    if bench.wants("enqueue"):
+        run["enqueue"] = each_system(bench, n, "enqueue")
+    if bench.wants("w2"):
+        run["w2"] = each_system(bench, n, "w2")
+    if bench.wants("w6") and atp:
+        run["w6"] = step(bench.atp("w6"), f"run {n} W6 atp (lateness under a 1k/s load)")
+    if bench.wants("api") and atp and n == 1:  # once: no target of issue 12 rests on it
+        run["api"] = step(bench.atp("api"), f"run {n} API rates atp")
+    return run
+
+
+def w3_w4(bench: Bench, results: dict[str, Any]) -> None:
+    """W3 once per system, all at the same time (each on its own Redis), with W4 meanwhile:
+    W3's figures are lease and stall timeouts of seconds to minutes and its tasks sleep, W4's
+    are bytes, so neither is moved by CPU noise, and running them side by side keeps the
+    whole bench within its time."""
+    started = {}
+    if bench.wants("w3"):
+        started = {s: start(bench.driver(s, "w3"), f"W3 {s}") for s in bench.systems(w3=True)}
+    if bench.wants("w4"):
+        for system in bench.systems():
+            results["w4"][system] = step(bench.driver(system, "w4"), f"W4 {system}")
+    results["w3"] = {s: finish(p, f"W3 {s}") for s, p in started.items()}
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"runs": [], "w4": {}, "w5": None, "profile": None}
-    for n in range(args.runs):
-        run: dict[str, Any] = {"w1": {}, "w2": {}, "w3": None}
-        for mode, servers in ATP_W1:
-            key = f"atp-{mode}-{servers}"
-            run["w1"][key] = step(
-                atp("w1", f"--worker-mode={mode}", f"--servers={servers}"), f"run {n + 1} W1 {key}"
-            )
-        run["w2"]["atp"] = step(atp("w2", "--worker-mode=sdk"), f"run {n + 1} W2 atp (SDK)")
-        run["w2"]["atp-grpc"] = step(
-            atp("w2", "--worker-mode=grpc"), f"run {n + 1} W2 atp (gRPC consumers)"
-        )
-        for name in PEERS:
-            run["w1"][name] = step(peer(args.bench_python, name, "w1"), f"run {n + 1} W1 {name}")
-            run["w2"][name] = step(peer(args.bench_python, name, "w2"), f"run {n + 1} W2 {name}")
-        run["w3"] = step(atp("w3"), f"run {n + 1} W3 atp")
-        results["runs"].append(run)
-    results["w4"]["atp"] = step(atp("w4"), "W4 atp")
-    for name in PEERS:
-        results["w4"][name] = step(peer(args.bench_python, name, "w4"), f"W4 {name}")
-    if not args.skip_w5:
-        results["w5"] = step(atp("w5", "--worker-mode=sdk"), "W5 atp (1,000,000 pending)")
-    if args.py_spy:
-        profile = [sys.executable, str(HERE / "profiling.py"), f"--py-spy={args.py_spy}"]
+    bench = Bench(args)
+    results: dict[str, Any] = {"runs": [], "w3": {}, "w4": {}, "w5": None, "profile": None}
+    results["parts"] = [p for p in PARTS if bench.wants(p)]
+    results["systems"] = bench.systems(w3=True)
+    results["short"] = bool(args.short)
+    w3_w4(bench, results)
+    if any(bench.wants(p) for p in ("w1", "enqueue", "w2", "w6", "api")):
+        for n in range(args.runs):
+            results["runs"].append(one_run(bench, n + 1))
+    if bench.wants("w5") and "atp" in bench.systems():
+        extra = ["--w5-backlog=20000", "--w5-runs=1"] if args.short else []
+        results["w5"] = step(bench.atp("w5", *extra), "W5 atp (1,000,000 pending)")
+    if bench.wants("profile") and args.py_spy:
+        seconds = ["--seconds=2"] if args.short else []
+        profile = [sys.executable, str(HERE / "profiling.py"), f"--py-spy={args.py_spy}", *seconds]
         results["profile"] = step(profile, "profile atp server")
     return results
 
@@ -139,6 +223,8 @@ def machine(args: argparse.Namespace) -> dict[str, Any]:
         "celery": _pip_version(args.bench_python, "celery"),
         "kombu": _pip_version(args.bench_python, "kombu"),
         "arq": _pip_version(args.bench_python, "arq"),
+        "rq": _pip_version(args.bench_python, "rq"),
+        "saq": _pip_version(args.bench_python, "saq"),
         "bullmq": bullmq,
         "load_before": os.getloadavg(),
     }
@@ -154,13 +240,37 @@ def product_state() -> str:
     return f"{head} {'/'.join(trees)}" + ("+changes" if dirty else "")
 
 
+def _names(allowed: Sequence[str]) -> Any:
+    def parse(text: str) -> list[str]:
+        names = [n.strip().lower() for n in text.split(",") if n.strip()]
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"{bad or text!r}: choose from {','.join(allowed)}")
+        return names
+
+    return parse
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=0, help="rounds (default 3; 1 with --short)")
+    p.add_argument(
+        "--only",
+        type=_names(PARTS),
+        default=list(PARTS),
+        help=f"comma list of the parts to run (default all): {','.join(PARTS)}",
+    )
+    p.add_argument(
+        "--systems",
+        type=_names(SYSTEMS),
+        default=list(SYSTEMS),
+        help=f"comma list of the systems to measure (default all): {','.join(SYSTEMS)}",
+    )
+    p.add_argument("--short", action="store_true", help="tiny sizes, 1 round: a smoke test")
     p.add_argument("--bench-python", default=str(ROOT / ".bench" / "venv" / "bin" / "python"))
     p.add_argument("--node-dir", default=str(ROOT / ".bench" / "node"))
     p.add_argument("--py-spy", default="", help="py-spy binary; empty skips the profile")
-    p.add_argument("--skip-w5", action="store_true")
+    p.add_argument("--skip-w5", action="store_true", help="the same as leaving w5 out of --only")
     p.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     p.add_argument("--json", default=str(ROOT / ".bench" / "results.json"))
     p.add_argument("--baseline", default=str(HERE / "baseline.json"), help="'before' figures")
@@ -169,7 +279,11 @@ def main() -> None:
         "--render-only", action="store_true", help="re-render --out from --json, no measuring"
     )
     args = p.parse_args()
-    baseline = json.loads(Path(args.baseline).read_text()) if Path(args.baseline).exists() else {}
+    args.runs = args.runs or (1 if args.short else 3)
+    if args.skip_w5:
+        args.only = [part for part in args.only if part != "w5"]
+    known = args.baseline and Path(args.baseline).is_file()
+    baseline = json.loads(Path(args.baseline).read_text()) if known else {}
     if args.render_only:
         results = json.loads(Path(args.json).read_text())
         Path(args.out).write_text(report.render(results, baseline))

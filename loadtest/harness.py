@@ -12,6 +12,7 @@ tasks started; its contents give lateness (start - due), early starts and never-
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import math
@@ -23,13 +24,39 @@ import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 RECORD = struct.Struct("<dd")
+COUNTER_KEY = "bench:counter"  # the key every system's W1 handler INCRs (its one Redis call)
 REDIS_START_S = 10.0
 HASH_MAX_LISTPACK_VALUE = 1024  # atp's documented Redis setting (docs/OPERATIONS.md), for all
+
+# The workloads' sizes, the same for every system: (the full run's, --short's: a smoke test).
+SIZES: dict[str, tuple[Any, Any]] = {
+    "w1_tasks": (10_000, 300),
+    "w2_tasks": (2_000, 200),
+    "w2_spread_ms": (10_000, 2_000),
+    "seq_tasks": (3_000, 200),
+    "batch_tasks": (20_000, 2_000),
+    "concurrent_tasks": (10_000, 1_000),
+    "many_tasks": (50_000, 2_000),  # atp, 1,000 in flight (the 50,000 tasks/s target)
+    "enqueue_warmup": (200, 200),  # calls before the clock starts, as enqueue_bench.py's
+    "w3_tasks": (40, 6),
+    "w3_concurrency": (10, 3),
+    "w3_sleep_s": (3.0, 1.0),
+    "w3_cap_s": (120.0, 20.0),
+    "w3_lease_s": (0.0, 2.0),  # 0: the SDK Worker's default lease
+    "w6_background_per_s": (1_000, 1_000),
+    "w1_drain_limit_s": (20.0, 15.0),
+}
+
+
+def sized(name: str, short: bool) -> Any:
+    """One of the workloads' sizes: the full run's, or --short's."""
+    full, small = SIZES[name]
+    return small if short else full
 
 
 def now_ms() -> float:
@@ -73,7 +100,18 @@ class Proc:
         return self.popen.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGTERM to the group, SIGKILL after timeout_s; the exit code (None if it was killed)."""
+        """SIGTERM to the group, SIGKILL after timeout_s; the exit code (None if it was killed).
+        Descendants that had left the group and outlive it get SIGKILL too."""
+        family = descendants(self.pid) if self.alive() else []
+        try:
+            return self._stop_group(timeout_s)
+        finally:
+            for pid, started in family:
+                if _start_time(pid) == started:  # the same process, not a reused pid
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+
+    def _stop_group(self, timeout_s: float) -> int | None:
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
@@ -88,9 +126,51 @@ class Proc:
         self._close()
         return None
 
+    def kill(self) -> None:
+        """SIGKILL to the group and every descendant at once, the ones that left the group
+        too (RQ's work horses do), as when a container dies: W3's crash, no clean-up."""
+        family = [pid for pid, _ in descendants(self.pid)]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.popen.wait(10)
+        self._close()
+
     def _close(self) -> None:
         if self._out is not subprocess.DEVNULL:
             self._out.close()  # type: ignore[union-attr]
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot; /proc/PID/stat field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """Every live descendant of `pid` (Linux /proc), whatever its process group, with its
+    start time (so a later kill can tell it from a process that reused its pid)."""
+    children: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children[int(fields[1])].append((int(entry.name), int(fields[19])))  # ppid, start
+    found: list[tuple[int, int]] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
 
 
 # -- redis -------------------------------------------------------------------------------
@@ -313,3 +393,90 @@ def due_times(count: int, start_ms: float, spread_ms: float) -> list[float]:
     """`count` due times spread uniformly over [start, start + spread), whole ms, distinct."""
     step = spread_ms / count
     return [float(int(start_ms + i * step)) for i in range(count)]
+
+
+# -- W3: a worker SIGKILLed mid-run ------------------------------------------------------
+
+
+def crash_run(
+    start_worker: Callable[[], Proc],
+    starts: Path,
+    finishes: Path,
+    tasks: int,
+    first_wave: int,
+    sleep_s: float,
+    cap_s: float,
+) -> dict[str, Any]:
+    """With `tasks` tasks (numbered 0..tasks-1, each sleeping sleep_s) enqueued: start a
+    worker, SIGKILL it (its whole process group) half a task into its first wave of
+    `first_wave` starts, start a fresh one at once, and wait until every task has finished
+    or cap_s has passed since the kill. Handlers record (number, start) in `starts` and
+    (number, finish) in `finishes`."""
+    first = start_worker()
+    try:
+        if not wait_for_records(starts, first_wave, 60.0):
+            raise RuntimeError(f"the worker started {count_records(starts)} tasks in 60 s")
+        time.sleep(sleep_s / 2)
+    finally:
+        kill_ms = now_ms()
+        first.kill()
+    second = start_worker()
+    try:
+        deadline = time.monotonic() + cap_s
+        while time.monotonic() < deadline:
+            if len({n for n, _ in read_records(finishes)}) >= tasks:
+                break
+            time.sleep(0.05)
+    finally:
+        second.stop()
+    return recovery(read_records(starts), read_records(finishes), kill_ms, tasks, cap_s)
+
+
+def recovery(
+    starts: Sequence[tuple[float, float]],
+    finishes: Sequence[tuple[float, float]],
+    kill_ms: float,
+    tasks: int,
+    cap_s: float,
+) -> dict[str, Any]:
+    """W3's figures from the start and finish records (number, ms) around the SIGKILL at
+    kill_ms. Interrupted: started before the kill and not finished before it. Seconds after
+    the kill until every interrupted task started again (restart_s) and finished
+    (recovered_s), and until all tasks finished (all_done_s): nan when it did not happen
+    within cap_s. unfinished: tasks with no finish at all; completed_twice: tasks whose
+    handler ran to the end more than once."""
+    done_before = {n for n, t in finishes if t <= kill_ms}
+    interrupted = {n for n, t in starts if t <= kill_ms} - done_before
+    restarted: dict[float, float] = {}
+    finished_after: dict[float, float] = {}
+    for n, t in starts:
+        if t > kill_ms:
+            restarted[n] = min(t, restarted.get(n, t))
+    for n, t in finishes:
+        if t > kill_ms:
+            finished_after[n] = min(t, finished_after.get(n, t))
+    completions = collections.Counter(n for n, _ in finishes)
+
+    def after_kill(times: dict[float, float], wanted: set[float]) -> float:
+        if not wanted or not wanted <= times.keys():
+            return math.nan
+        return (max(times[n] for n in wanted) - kill_ms) / 1000.0
+
+    everything = {float(n) for n in range(tasks)}
+    first_done: dict[float, float] = {}
+    for n, t in finishes:
+        first_done[n] = min(t, first_done.get(n, t))
+    all_done = math.nan
+    if everything <= first_done.keys():
+        all_done = (max(first_done[n] for n in everything) - kill_ms) / 1000.0
+    return {
+        "tasks": tasks,
+        "interrupted": len(interrupted),
+        "restart_s": after_kill(restarted, interrupted),
+        "recovered_s": after_kill(finished_after, interrupted),
+        "all_done_s": max(all_done, 0.0) if not math.isnan(all_done) else math.nan,
+        "not_recovered": len(interrupted - finished_after.keys()),
+        "unfinished": len(everything - completions.keys()),
+        "completed_twice": sum(1 for c in completions.values() if c > 1),
+        "cap_s": cap_s,
+    }

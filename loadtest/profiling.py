@@ -1,7 +1,8 @@
 """Where atp's processes spend their time: py-spy samples one `atp --role=server` while
 (a) consumers drain due tasks (W1 processing: Retrieve batches + AckBatch) and
 (b) EnqueueBatch calls create tasks and (c) unary Enqueue calls do, then (d) the SDK Worker's
-process while it drains a backlog; the top costs are printed as JSON.
+process (W1's fair setting: concurrency 10, a sync INCR handler) and the server together while
+it drains a backlog; the top costs are printed as JSON.
 
     python loadtest/profile.py --py-spy PATH [--seconds S]
 
@@ -107,21 +108,29 @@ def profiled(
     return summary
 
 
-def worker_profile(py_spy: str, address: str, seconds: float, tmp: Path) -> dict[str, Any]:
-    """py-spy on the SDK Worker's process (loadtest/atp_worker.py) while it drains a backlog."""
+def worker_profile(
+    py_spy: str, address: str, redis_url: str, seconds: float, tmp: Path
+) -> dict[str, dict[str, Any]]:
+    """py-spy on the SDK Worker's process (loadtest/atp_worker.py: W1's fair setting,
+    concurrency 10 and the sync INCR handler) and, at the same time, on the server, while the
+    worker drains a backlog."""
     drv.enqueue(address, drv.requests("p3", PREFILL))
-    records, out = tmp / "p3.rec", tmp / "sdk_worker.txt"
-    with drv.worker(address, "p3", records, "sdk") as proc:
+    records, out, server_out = tmp / "p3.rec", tmp / "sdk_worker.txt", tmp / "sdk_server.txt"
+    fair = ["--handler=incr", "--concurrency=10", f"--redis-url={redis_url}"]
+    with drv.worker(address, "p3", records, "sdk", *fair) as proc:
         time.sleep(1.0)  # started, connected and draining
         spy = record(py_spy, proc.pid, seconds, out)
+        server_spy = record(py_spy, drv.server_pid(address), seconds, server_out)
         first, start = count_records(records), time.monotonic()
         _, err = spy.communicate(timeout=seconds + 60)
+        server_spy.communicate(timeout=60)
         rate = (count_records(records) - first) / (time.monotonic() - start)
-    if not out.exists():
-        raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-500:]}")
-    summary = summarize(out.read_text())
-    summary["rate_per_s"] = rate
-    return summary
+    got: dict[str, dict[str, Any]] = {}
+    for name, path in (("sdk_worker", out), ("sdk_server", server_out)):
+        if not path.exists():
+            raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-500:]}")
+        got[name] = {**summarize(path.read_text()), "rate_per_s": rate}
+    return got
 
 
 def main() -> None:
@@ -165,7 +174,7 @@ def main() -> None:
                 "unary",
                 lambda: drv.unary_rate(address, 2, int(args.seconds * UNARY_PER_S)),
             )
-            results["sdk_worker"] = worker_profile(args.py_spy, address, args.seconds, tmp)
+            results.update(worker_profile(args.py_spy, address, redis.url, args.seconds, tmp))
     print(json.dumps(results))
 
 

@@ -18,7 +18,7 @@ from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
-from appliance.client.enqueue_stream import StreamEnqueuer, traceparent
+from appliance.client.enqueue_stream import StreamEnqueuer
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 
@@ -114,7 +114,7 @@ class AsyncClient:
         EnqueueStream: concurrent calls share its messages; each gets its own answer."""
         request = common.enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._enqueue_stream().submit(request, future, traceparent())
+        self._enqueue_stream().submit(request, future, tracing.current_traceparent())
         return await future
 
     async def enqueue_many(

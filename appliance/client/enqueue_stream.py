@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
@@ -26,10 +25,44 @@ from appliance.errors import AtpError, Unavailable
 
 MAX_CALLS = 1000  # calls per message (the server writes them in slices of its batch_max)
 MAX_BYTES = 4 * 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
+WINDOW = 2  # messages on their way at once: calls arriving meanwhile wait and go out together
 MAX_SENDS = 3  # a call goes out at most this often (again only when safe: see the ADR)
 SWEEP_S = 1.0  # how often calls past their deadline are failed
 STATUS = {c.value[0]: c for c in grpc.StatusCode}
-Future = asyncio.Future[str] | concurrent.futures.Future[str]
+
+
+class Waiter:
+    """What a blocking caller waits on: the future-like end of one call, set once on the
+    enqueuer's loop; a bare lock (released when set) is the cheapest thing to block on."""
+
+    __slots__ = ("_done", "_error", "_id", "_lock")
+
+    def __init__(self) -> None:
+        self._id = ""
+        self._error: BaseException | None = None
+        self._done = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, task_id: str) -> None:
+        self._id, self._done = task_id, True
+        self._lock.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error, self._done = error, True
+        self._lock.release()
+
+    def result(self) -> str:
+        self._lock.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._id
+
+
+Future = asyncio.Future[str] | Waiter
 
 
 class _Pending:
@@ -57,8 +90,10 @@ class StreamEnqueuer:
         self._seq = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._receiver: asyncio.Task[tuple[bool, AtpError | None]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stream: Any = None
+        self._on_way = 0  # messages written on the stream and not answered yet
         self._ended = False
         self._closed = False
 
@@ -80,12 +115,12 @@ class StreamEnqueuer:
     async def close(self) -> None:
         """End the stream; calls not answered yet fail with Unavailable."""
         self._closed = True
-        for task in (self._runner, self._sweeper):
+        if self._stream is not None:
+            self._stream.cancel()
+        for task in (self._runner, self._receiver, self._sweeper):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self._stream is not None:
-            self._stream.cancel()
         for pending in (*self._outbox, *self._sent.values()):
             _fail(pending, Unavailable("the client was closed before this call was answered"))
         self._outbox.clear()
@@ -98,24 +133,28 @@ class StreamEnqueuer:
             while not self._outbox:
                 self._wake.clear()
                 await self._wake.wait()
-            self._stream, self._ended = self._open_stream(), False
+            self._stream, self._ended, self._on_way = self._open_stream(), False, 0
             receiver = asyncio.get_running_loop().create_task(self._receive(self._stream))
+            self._receiver = receiver
             await self._send(self._stream)
             if not receiver.done():
                 self._stream.cancel()  # a write failed: the stream is broken
             clean, error = await receiver
+            self._receiver = None
             self._stream = None
             self._settle(clean, error)
 
     async def _send(self, stream: Any) -> None:
-        """Write what waits in the outbox, coalesced, until the stream ends."""
+        """Write what waits in the outbox, coalesced, until the stream ends. With WINDOW
+        messages on their way, calls wait for an answer: the server's pace sets the batch size."""
         while True:
-            while not self._outbox and not self._ended:
+            while (not self._outbox or self._on_way >= WINDOW) and not self._ended:
                 self._wake.clear()
                 await self._wake.wait()
             if self._ended:
                 return
             message = self._take()
+            self._on_way += 1
             try:
                 await stream.write(message)
             except (grpc.RpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
@@ -151,6 +190,9 @@ class StreamEnqueuer:
                         return True, None
                     details = await stream.details()
                     return False, common.error_of(code, details or code.name)
+                self._on_way -= 1
+                if self._outbox:
+                    self._wake.set()
                 for result in reply.results:
                     pending = self._sent.pop(result.seq, None)
                     if pending is not None:
@@ -189,14 +231,6 @@ class StreamEnqueuer:
                     _fail(pending, common.RpcFailed("DEADLINE_EXCEEDED", "Deadline Exceeded"))
 
 
-def traceparent() -> str:
-    """The caller's current trace context for one call (empty when tracing is off)."""
-    for key, value in tracing.outgoing("Enqueue"):
-        if key == "traceparent":
-            return value
-    return ""
-
-
 def _answer(pending: _Pending, result: pb.EnqueueStreamResult) -> None:
     future = pending.future
     if future.done():
@@ -233,6 +267,8 @@ class BackgroundEnqueuer:
         self._open_channel = open_channel
         self._metadata = metadata
         self._timeout_s = timeout_s
+        self._inbox: collections.deque[tuple[pb.EnqueueRequest, Waiter, str]] = collections.deque()
+        self._draining = False  # a drain is scheduled on the loop: no need to wake it again
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="atp-enqueue", daemon=True
@@ -250,13 +286,25 @@ class BackgroundEnqueuer:
         return StreamEnqueuer(lambda: stub.EnqueueStream(metadata=metadata), self._timeout_s)
 
     def enqueue(self, request: pb.EnqueueRequest) -> str:
-        """The task id, once the server wrote the task (or the call's error)."""
-        future: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(self._enqueuer.submit, request, future, traceparent())
-        return future.result()
+        """The task id, once the server wrote the task (or the call's error). Calls from many
+        threads meet in the inbox; the loop is woken once per drain, not once per call."""
+        waiter = Waiter()
+        self._inbox.append((request, waiter, tracing.current_traceparent()))
+        if not self._draining:
+            self._draining = True
+            self._loop.call_soon_threadsafe(self._drain)
+        return waiter.result()
+
+    def _drain(self) -> None:
+        self._draining = False  # before emptying: a call added from now on schedules a drain
+        inbox, submit = self._inbox, self._enqueuer.submit
+        while inbox:
+            request, waiter, trace = inbox.popleft()
+            submit(request, waiter, trace)
 
     def close(self) -> None:
         async def stop() -> None:
+            self._drain()
             await self._enqueuer.close()
             await self._channel.close()
 

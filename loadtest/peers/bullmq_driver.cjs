@@ -1,7 +1,9 @@
-// BullMQ's side of `just bench`: one workload (w1, w2 or w4) against the redis-server on
-// BENCH_REDIS_PORT, with BullMQ's own producer API (Queue.addBulk) and one worker process
-// (bullmq_worker.cjs); prints one JSON object. Run by loadtest/peers/bullmq_peer.py, which
-// starts the fresh redis-server and ends everything by pid.
+// BullMQ's side of `just bench`: one workload (w1, w2, w4, enqueue, or w3-enqueue: W3's jobs,
+// whose worker py_peers.py runs and kills itself) against the redis-server on
+// BENCH_REDIS_PORT, with BullMQ's own producer API and one worker process (bullmq_worker.cjs,
+// which reads BENCH_CONCURRENCY and BENCH_HANDLER from the environment passed on); prints one
+// JSON object. Run by loadtest/peers/py_peers.py, which starts the fresh redis-server and
+// ends everything by pid.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -9,8 +11,9 @@ const { spawn } = require('node:child_process');
 const { Queue } = require('bullmq');
 const IORedis = require('ioredis');
 
-const W1_TASKS = 20000;
-const W1_DRAIN_LIMIT_MS = 40000;
+const W1_TASKS = Number(process.env.BENCH_TASKS || '10000');
+const W1_DRAIN_LIMIT_MS = 20000; // as harness.SIZES["w1_drain_limit_s"]
+const ENQUEUE = JSON.parse(process.env.BENCH_ENQUEUE || '{}'); // sizes of the enqueue workload
 const [W2_TASKS, W2_SPREAD_MS, W2_LEAD_MS, W2_GRACE_MS] = [2000, 10000, 1500, 3000];
 const [W4_TASKS, W4_PAYLOAD] = [100000, 100];
 const FAR_FUTURE_MS = 2 * 3600 * 1000;
@@ -103,6 +106,46 @@ async function w2(queue) {
   return { due, records };
 }
 
+async function timed(count, body) {
+  const start = nowMs();
+  await body();
+  return count / ((nowMs() - start) / 1000);
+}
+
+// One at a time (await queue.add), batched (addBulk of 1,000), concurrent (queue.add with
+// `inflight` calls in flight), 100-byte payloads: the same shapes as atp's enqueue workload.
+async function enqueue(queue) {
+  const data = { due: 0, p: 'x'.repeat(100) };
+  for (let i = 0; i < (ENQUEUE.warmup || 200); i++) await queue.add('noop', data); // not counted
+  const seq = ENQUEUE.sequential || 3000;
+  const sequential = await timed(seq, async () => {
+    for (let i = 0; i < seq; i++) await queue.add('noop', data);
+  });
+  const bulk = ENQUEUE.batched || 20000;
+  const batch = Array.from({ length: BULK }, () => ({ name: 'noop', data }));
+  const batched = await timed(Math.floor(bulk / BULK) * BULK, async () => {
+    for (let i = 0; i + BULK <= bulk; i += BULK) await queue.addBulk(batch);
+  });
+  const conc = ENQUEUE.concurrent || 20000;
+  let left = conc;
+  const caller = async () => {
+    while (left > 0) {
+      left -= 1;
+      await queue.add('noop', data);
+    }
+  };
+  const inflight = ENQUEUE.inflight || 100;
+  const concurrent = await timed(conc, () => Promise.all(Array.from({ length: inflight }, caller)));
+  return { sequential_per_s: sequential, batched_per_s: batched, concurrent_per_s: concurrent };
+}
+
+// W3's jobs: numbered 0..N-1 (job.data.due carries the number), added before any worker runs.
+async function w3Enqueue(queue) {
+  const count = Number(process.env.BENCH_TASKS || '40');
+  await queue.addBulk(Array.from({ length: count }, (_, n) => ({ name: 'sleep', data: { due: n } })));
+  return { added: count };
+}
+
 async function usedMemory(redis) {
   const info = await redis.info('memory');
   return Number(/used_memory:(\d+)/.exec(info)[1]);
@@ -123,8 +166,8 @@ async function w4(queue) {
 }
 
 async function main() {
-  const workload = { w1, w2, w4 }[process.argv[2]];
-  if (!workload) throw new Error('usage: bullmq_driver.cjs w1|w2|w4');
+  const workload = { w1, w2, w4, enqueue, 'w3-enqueue': w3Enqueue }[process.argv[2]];
+  if (!workload) throw new Error('usage: bullmq_driver.cjs w1|w2|w4|enqueue|w3-enqueue');
   const queue = new Queue('bench', { connection });
   const killer = setTimeout(() => process.exit(3), 240000); // bounded, whatever happens
   try {

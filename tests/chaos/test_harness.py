@@ -13,8 +13,8 @@ from chaos.harness import Outcome, log_errors, preflight, row, run_scenario, tab
 from chaos.scenarios import QUICK, SCENARIOS
 
 
-def test_the_quick_subset_is_latency_worker_kill_and_redis_restart() -> None:
-    assert QUICK == ["latency", "worker_kill", "redis_restart"]
+def test_the_quick_subset_is_latency_worker_kill_redis_restart_and_supervisor_kill() -> None:
+    assert QUICK == ["latency", "worker_kill", "redis_restart", "supervisor_kill"]
     assert all(s.name == name and s.run.__name__ == name for name, s in SCENARIOS.items())
 
 

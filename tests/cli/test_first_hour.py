@@ -265,3 +265,19 @@ def test_one_duration_syntax_and_one_printed_time(address: str, topic: str) -> N
     listed = run_ok("schedule", "list", f"--topic={topic}", addr=address).splitlines()[1]
     assert re.search(ISO_UTC, listed), listed
     run_ok("schedule", "delete", topic, addr=address)
+
+
+def test_stats_pages_through_every_topic(address: str, topic: str) -> None:
+    for n in range(3):
+        run_ok("enqueue", f"{topic}-{n}", "p", addr=address)
+    seen: list[str] = []
+    page = as_json("stats", "--limit", "2", addr=address)
+    while True:
+        assert len(page["topics"]) <= 2
+        seen += [s["topic"] for s in page["topics"]]
+        if not page["next_cursor"]:
+            break
+        page = as_json("stats", "--limit", "2", "--cursor", page["next_cursor"], addr=address)
+    assert {f"{topic}-{n}" for n in range(3)} <= set(seen) and len(seen) == len(set(seen))
+    text = run_ok("stats", "--limit", "1", addr=address)
+    assert "more: --cursor " in text

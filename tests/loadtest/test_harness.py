@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,29 +97,109 @@ def test_profile_summary_of_collapsed_stacks() -> None:
     assert got["redis_py"] == pytest.approx(0.6)
 
 
-def _results(atp_rate: float, bull_rate: float) -> dict[str, Any]:
-    w1: dict[str, dict[str, Any]] = {
-        key: {"enqueue_per_s": 1.0, "process_per_s": atp_rate, "processed": 20_000}
-        for key in report.ATP_W1
+def _w1(rate: float, conc: int) -> dict[str, Any]:
+    return {"process_per_s": rate, "processed": 100, "tasks": 100, "concurrency": conc}
+
+
+def _results(atp_rate: float, bull_rate: float, restart_s: float = 0.5) -> dict[str, Any]:
+    w1 = {
+        "atp-c10": _w1(atp_rate, 10),
+        "atp-c100": _w1(atp_rate * 2, 100),
+        "bullmq-c10": _w1(bull_rate, 10),
+        "bullmq-c100": _w1(bull_rate, 100),
+        "celery-c10": _w1(100.0, 10),
+        "arq-c10": {"error": "exit 1: boom"},
+        "atp-c1000-noop": _w1(20_000.0, 1000),
     }
-    w1["bullmq"] = {"enqueue_per_s": 1.0, "process_per_s": bull_rate, "processed": 20_000}
-    w1["celery"] = {"enqueue_per_s": 1.0, "process_per_s": 100.0, "processed": 20_000}
-    w1["arq"] = {"error": "exit 1: boom"}
     late = {"p50": 1.0, "p95": 1.5, "p99": 1.9, "max": 3.0, "early": 0.0, "never_run": 0.0}
-    run = {"w1": w1, "w2": {"atp": late, "bullmq": {**late, "p99": 95.0}}, "w3": {}}
-    return {"runs": [run, run, run], "w4": {"atp": {"beyond_payload": 200.0}}, "command": "x"}
+    enqueue = {
+        "atp": {
+            "sequential_per_s": 6000.0,
+            "batched_per_s": 80_000.0,
+            "concurrent_per_s": 20_000.0,
+            "concurrent_1000_per_s": 60_000.0,
+        },
+        "bullmq": {
+            "sequential_per_s": 5000.0,
+            "batched_per_s": 40_000.0,
+            "concurrent_per_s": 9000.0,
+        },
+        "celery": {"sequential_per_s": 2000.0, "batched_per_s": None, "concurrent_per_s": None},
+    }
+    run = {
+        "w1": w1,
+        "enqueue": enqueue,
+        "w2": {"atp": late, "bullmq": {**late, "p99": 95.0}},
+        "w6": {**late, "p99": 4.0, "background_sent_per_s": 1000.0, "background_done": 10_000},
+        "api": {},
+    }
+    w3 = {
+        "atp": {
+            "tasks": 40,
+            "interrupted": 10,
+            "restart_s": restart_s,
+            "recovered_s": 3.5,
+            "all_done_s": 9.0,
+            "not_recovered": 0,
+            "unfinished": 0,
+            "completed_twice": 0,
+            "cap_s": 120.0,
+            "concurrency": 10,
+            "sleep_s": 3.0,
+        },
+        "celery": {
+            "tasks": 40,
+            "interrupted": 10,
+            "restart_s": None,
+            "recovered_s": None,
+            "all_done_s": None,
+            "not_recovered": 10,
+            "unfinished": 40,
+            "completed_twice": 0,
+            "cap_s": 120.0,
+            "concurrency": 10,
+            "sleep_s": 3.0,
+        },
+    }
+    return {
+        "runs": [run, run, run],
+        "w3": w3,
+        "w4": {"atp": {"beyond_payload": 200.0}},
+        "command": "x",
+    }
 
 
-def test_report_ratios_targets_and_failures() -> None:
+def _row(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_report_targets_are_computed_from_the_figures() -> None:
     text = report.render(_results(atp_rate=3000.0, bull_rate=2000.0))
-    assert "| 1.5x | " in text or "1.5x" in text  # atp / BullMQ
-    assert "30.0x" in text  # atp / Celery
-    assert "met (stretch met)" in text
-    assert "W2 p99 lateness <= 2 ms" in text and "p99 1.9 ms, 0 early, 0 never run" in text
+    c10 = _row(text, "| W1, concurrency 10")
+    assert "atp 3,000/s, BullMQ 2,000/s: 1.5x" in c10 and c10.endswith("| met (stretch met) |")
+    assert _row(text, "| W1, concurrency 100").endswith("| met |")  # 6,000 / 2,000 = 3.0x
+    assert "1.2x" in _row(text, "| Sequential enqueue") and "| met |" in text
+    assert "restarted 0.50 s after the SIGKILL; 0 lost" in _row(text, "| W3:")
+    assert _row(text, "| W2 (SDK Worker").endswith("| met |")
+    w6 = _row(text, "| Due-to-start latency")
+    assert "p99 4.0 ms" in w6 and w6.endswith("| **missed** |")
+    assert _row(text, "| Concurrent enqueue").endswith("| met |")  # 60,000 tasks/s
+    assert "1,000 `AsyncClient.enqueue()` calls in flight: 60,000 tasks/s" in text
+    assert "| atp / BullMQ | 1.5x | 3.0x |" in text  # the fair W1's ratios
+    assert "| atp / Celery | 30.0x | n/a |" in text
+    assert "| Celery | 10 | not within 120 s | not within 120 s |" in text  # W3
     assert "failed" in text  # arq's failed step shows as failed, the rest still renders
-    assert "50.0x" in text  # BullMQ's p99 against atp's
-    missed = report.render(_results(atp_rate=1000.0, bull_rate=2000.0))
-    assert "**missed**" in missed
+    assert "50.0x" in text  # BullMQ's W2 p99 against atp's
+    missed = report.render(_results(atp_rate=1000.0, bull_rate=2000.0, restart_s=31.0))
+    assert _row(missed, "| W1, concurrency 10").endswith("| **missed** |")
+    assert _row(missed, "| W3:").endswith("| **missed** |")
+
+
+def test_report_says_not_measured_for_what_was_left_out() -> None:
+    text = report.render({"runs": [{"w1": {"atp-c10": _w1(500.0, 10)}}], "parts": ["w1"]})
+    assert _row(text, "| W1, concurrency 10").endswith("| not measured |")
+    assert "## W2" not in text and "## W3" not in text  # no empty sections
+    assert "parts run: w1" in text
 
 
 def test_report_get_handles_missing_and_errors() -> None:
@@ -128,26 +209,43 @@ def test_report_get_handles_missing_and_errors() -> None:
     assert report.ratio(3.0, 0.0) == "n/a"
 
 
+def test_recovery_figures_around_the_kill() -> None:
+    kill = 10_000.0
+    starts = [(0.0, 9_000.0), (1.0, 9_000.0), (2.0, 8_000.0), (0.0, 10_400.0), (3.0, 10_500.0)]
+    finishes = [(2.0, 9_500.0), (0.0, 13_400.0), (3.0, 13_500.0), (3.0, 13_600.0)]
+    got = harness.recovery(starts, finishes, kill, tasks=4, cap_s=120.0)
+    assert got["interrupted"] == 2  # 0 and 1 (2 finished before the kill)
+    assert got["restart_s"] != got["restart_s"]  # 1 never started again: nan
+    assert got["not_recovered"] == 1 and got["unfinished"] == 1
+    assert got["completed_twice"] == 1  # 3
+    starts.append((1.0, 10_200.0))
+    finishes.append((1.0, 13_200.0))
+    got = harness.recovery(starts, finishes, kill, tasks=4, cap_s=120.0)
+    assert got["restart_s"] == pytest.approx(0.4) and got["recovered_s"] == pytest.approx(3.4)
+    assert got["all_done_s"] == pytest.approx(3.5) and got["unfinished"] == 0
+
+
 def test_summary_and_before_after_against_a_baseline() -> None:
     results = _results(atp_rate=3000.0, bull_rate=2000.0)
     figures = report.summary(results)
-    assert figures["W1 processing, BullMQ (tasks/s)"] == 2000.0
-    assert figures["W3 Enqueue, 1 server process (calls/s)"] is None  # not measured
-    baseline = {"about": "the run before", "figures": {"W1 processing, BullMQ (tasks/s)": 1000}}
+    assert figures["W1 fair, c=10, BullMQ (tasks/s)"] == 2000.0
+    assert figures["W3 atp, restart after SIGKILL (s)"] == 0.5
+    assert figures["API Enqueue, 1 server process (calls/s)"] is None  # not measured
+    baseline = {"about": "the run before", "figures": {"W1 fair, c=10, BullMQ (tasks/s)": 1000}}
     text = report.render(results, baseline)
     assert "## Before and after" in text and "the run before" in text
-    assert "| W1 processing, BullMQ (tasks/s) | 1,000 | 2,000 | 2.0x |" in text
+    assert "| W1 fair, c=10, BullMQ (tasks/s) | 1,000 | 2,000 | 2.0x |" in text
     assert "## Before and after" not in report.render(results, {})
     two = {
         "runs": [
             {"label": "first", "about": "the first run", "figures": {}},
-            {"label": "second", "about": "x", "figures": {"W1 processing, BullMQ (tasks/s)": 500}},
+            {"label": "second", "about": "x", "figures": {"W1 fair, c=10, BullMQ (tasks/s)": 500}},
         ]
     }
     text = report.render(results, two)
     assert "- first: the first run" in text
     assert "| figure (medians) | first | second | now | now / first | now / second |" in text
-    assert "| W1 processing, BullMQ (tasks/s) | n/a | 500 | 2,000 | n/a | 4.0x |" in text
+    assert "| W1 fair, c=10, BullMQ (tasks/s) | n/a | 500 | 2,000 | n/a | 4.0x |" in text
 
 
 def test_code_state_says_when_the_product_code_moved() -> None:
@@ -157,3 +255,39 @@ def test_code_state_says_when_the_product_code_moved() -> None:
     assert "changed during the run" in report.code_state(moved)
     dirty = {"code_before": "abc t1/p1+changes", "code_after": "abc t1/p1+changes"}
     assert "uncommitted" in report.code_state(dirty)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie is dead
+
+
+def test_kill_reaches_a_grandchild_that_left_the_group(tmp_path: Path) -> None:
+    """W3's SIGKILL must reach every process of a worker, as RQ's work horses leave its
+    process group; stop() must not leave such a process behind either."""
+    pid_file = tmp_path / "grandchild"
+    code = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); "
+        "time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    for end in ("kill", "stop"):
+        pid_file.unlink(missing_ok=True)
+        proc = harness.Proc([sys.executable, "-c", code])
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        grandchild = int(pid_file.read_text())
+        assert _alive(grandchild)
+        proc.kill() if end == "kill" else proc.stop(timeout_s=1.0)
+        for _ in range(100):
+            if not _alive(grandchild):
+                break
+            time.sleep(0.05)
+        assert not _alive(grandchild), end
