@@ -17,7 +17,7 @@ import grpc
 from appliance import metrics
 from appliance.api import producing
 from appliance.api._proto import queue_pb2 as pb
-from appliance.api.interceptors import rate_check
+from appliance.api.interceptors import rate_check, topic_owner
 from appliance.api.status import status_of
 from appliance.config import Settings
 from appliance.errors import AtpError, RateLimited, Unavailable
@@ -120,7 +120,8 @@ class EnqueueStreamHandler:
     async def _enqueue(self, admitted: list[tuple[pb.EnqueueStreamResult, NewTask, bool]]) -> None:
         tasks = [task for _, task, _ in admitted]
         try:
-            written = await self.store.enqueue(tasks, [client_id for _, _, client_id in admitted])
+            client_ids = [client_id for _, _, client_id in admitted]
+            written = await self.store.enqueue(tasks, client_ids, topic_owner())
         except AtpError as exc:  # Redis unreachable: each of these calls fails as unary would
             for result, _, _ in admitted:
                 _refuse(result, exc)
