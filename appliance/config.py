@@ -18,6 +18,8 @@ from appliance import times
 from appliance.errors import ConfigError
 
 MiB = 1024 * 1024
+GRPC_DEFAULT_RECEIVE_BYTES = 4 * MiB  # what gRPC clients accept unless told otherwise
+TASK_FIELDS_MAX_BYTES = 64 * 1024  # a leased Task's encoding besides its payload, at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +75,10 @@ class Settings:
     rate_limit_burst: int = 100
     unauthenticated_rate_per_s: int = 5  # calls refused for want of a token, per peer host
     unauthenticated_burst: int = 20
-    max_long_polls: int = 1000  # waiting Retrieve calls per server process
+    max_long_polls: int = 1000  # waiting Retrieve calls per server process, fair per token
+    max_topics: int = 10_000  # known topics; Enqueue to a new one beyond: RESOURCE_EXHAUSTED
+    max_topics_per_token: int = 1_000  # topics one token may make (none configured: no limit)
+    metrics_max_topics: int = 100  # topics with labels of their own in /metrics (rest: _other)
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
     topics: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -103,6 +108,9 @@ class Settings:
             "rate_limit_burst",
             "unauthenticated_burst",
             "max_long_polls",
+            "metrics_max_topics",
+            "max_topics",
+            "max_topics_per_token",
         )
         _check_non_negative(self, "rate_limit_per_s", "unauthenticated_rate_per_s")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -122,6 +130,17 @@ class Settings:
             raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
             raise ConfigError("visibility_timeout_ms: larger than max_visibility_timeout_ms")
+        if self.payload_max_bytes + TASK_FIELDS_MAX_BYTES > self.grpc_max_message_bytes:
+            raise ConfigError(
+                "payload_max_bytes: a task of that size would not fit in one gRPC message "
+                f"(grpc_max_message_bytes {self.grpc_max_message_bytes} - 64 KiB)"
+            )
+
+    @property
+    def reply_bytes_default(self) -> int:
+        """The byte budget of a reply whose receiver named no limit: gRPC's default receive
+        limit (4 MiB), or one task of the largest payload if that is more."""
+        return max(GRPC_DEFAULT_RECEIVE_BYTES, self.payload_max_bytes + TASK_FIELDS_MAX_BYTES)
 
     @property
     def api_target(self) -> str:
@@ -202,7 +221,14 @@ HELP = {
     "unauthenticated_rate_per_s": "Calls per second a peer host may make that are refused for "
     "want of a token, before it is rate limited.",
     "unauthenticated_burst": "Refused calls a peer host may make at once above that rate.",
-    "max_long_polls": "Retrieve calls that may wait at once in one server process.",
+    "max_long_polls": "Retrieve calls that may wait at once in one server process, shared "
+    "fairly between tokens.",
+    "max_topics": "Topics the appliance knows at most; Enqueue to a new one beyond is refused "
+    "(RESOURCE_EXHAUSTED). Empty topics are forgotten after retention_ms.",
+    "max_topics_per_token": "Topics one token may make at most (no tokens configured: only "
+    "max_topics applies).",
+    "metrics_max_topics": "Topics with metric labels of their own per process and in the queue "
+    'depth of /metrics; the others count as topic "_other".',
     "topics": "What the built-in workers run per topic, as JSON (see config/atp.example.yaml).",
     "schedules": "Schedules fired by the scheduler, as a JSON list (see config/atp.example.yaml).",
 }

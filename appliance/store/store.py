@@ -11,12 +11,17 @@ comes first). Only this package imports redis.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import contextvars
 import dataclasses
 import functools
+import math
+import os
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -26,7 +31,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
-from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable, WrongState
+from appliance.errors import (
+    InvalidArgument,
+    NotFound,
+    StaleLease,
+    TooLarge,
+    Unavailable,
+    WrongState,
+)
 from appliance.keys import Keys, TopicKeys, topic_in_id
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
@@ -39,7 +51,10 @@ CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 """When the caller gives up (the event loop's clock): the API layer sets it from the gRPC
 deadline, so a store call ends with the client's deadline instead of later."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+KNOWN_FOR_S = 5.0  # a topic admitted this recently is not checked again (watchdog: FORGET_RECHECK)
 DLQ_CHUNK = 1000
+NONCE_BYTES = 6  # random bytes per lease token: 8 base64url characters (claim.lua NONCE_LEN)
+UNBOUNDED_BYTES = 1 << 50  # claim's byte budget when the caller sets none
 
 
 def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
@@ -81,8 +96,17 @@ class DeadLetter:
     dead_at_ms: int
 
 
+def _group_by_topic(leases: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """(id, lease token) pairs by the topic their token names; malformed tokens left out."""
+    by_topic: dict[str, list[tuple[str, str]]] = {}
+    for pair in leases:
+        with contextlib.suppress(StaleLease):
+            by_topic.setdefault(topic_of_token(pair[1]), []).append(pair)
+    return by_topic
+
+
 def topic_of_token(token: str) -> str:
-    """Lease tokens are '<topic>/<call>.<n>' so Ack/Nack/Extend need no id lookup."""
+    """Lease tokens are '<topic>/<call>.<n>.<nonce>' so Ack/Nack/Extend need no id lookup."""
     topic, sep, _ = token.partition("/")
     if not sep or not topic:
         raise StaleLease("lease token is not one atp handed out")
@@ -95,7 +119,7 @@ class Store:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis)
-        self._known_topics: set[str] = set()
+        self._known_topics: dict[str, float] = {}  # topic -> when admitted (monotonic s)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -106,19 +130,19 @@ class Store:
     # -- producers -------------------------------------------------------------------------
 
     async def enqueue(
-        self, tasks: Sequence[NewTask], client_ids: Sequence[bool] = ()
+        self, tasks: Sequence[NewTask], client_ids: Sequence[bool] = (), owner: str = ""
     ) -> list[EnqueueResult]:
         """Create tasks (one script call per topic, all in one pipeline). Ids are per topic
         (ADR 0006): an id used in another topic neither blocks nor shadows this one.
-        `client_ids` is not needed any more (every id the server did not make is indexed)."""
+        `client_ids` is not needed any more (every id the server did not make is indexed).
+        A topic not known yet must fit under max_topics and the `owner` token's
+        max_topics_per_token, else TooLarge and nothing is written."""
         by_topic: dict[str, list[int]] = {}
         for i, task in enumerate(tasks):
             by_topic.setdefault(task.topic, []).append(i)
+        await self._admit_topics(list(by_topic), owner)
 
         def build(pipe: Any) -> None:
-            new_topics = [t for t in by_topic if t not in self._known_topics]
-            if new_topics:
-                pipe.sadd(self.keys.topics, *new_topics)
             for topic, idx in by_topic.items():
                 self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
 
@@ -126,7 +150,6 @@ class Store:
             return await self.scripts.run_pipeline(self.redis, build)
 
         replies = await _retrying(run) if tasks else []
-        self._known_topics.update(by_topic)
         flags: list[int] = [0] * len(tasks)
         for idx, codes in zip(
             by_topic.values(), replies[len(replies) - len(by_topic) :], strict=True
@@ -139,6 +162,34 @@ class Store:
         living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
         await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
+
+    async def _admit_topics(self, topics: Sequence[str], owner: str) -> None:
+        """topic_add.lua for the topics this process has not admitted within KNOWN_FOR_S (not
+        forever: a topic forgotten meanwhile must be known again)."""
+        now = time.monotonic()
+        known = self._known_topics
+        fresh = [t for t in topics if now - known.get(t, -math.inf) >= KNOWN_FOR_S]
+        if not fresh:
+            return
+        s, k = self.settings, self.keys
+        code, topic = await _retrying(
+            lambda: self.scripts.get("topic_add")(
+                keys=[k.topics, k.topic_owner, k.topic_owned],
+                args=[owner, s.max_topics, s.max_topics_per_token, *fresh],
+            )
+        )
+        if code == -1:
+            raise TooLarge(
+                f"topic {codec.text(topic)!r} is new and this appliance knows max_topics "
+                f"({s.max_topics}) topics already (empty ones are forgotten after retention_ms)"
+            )
+        if code == -2:
+            raise TooLarge(
+                f"topic {codec.text(topic)!r} is new and token {owner!r} has made "
+                f"max_topics_per_token ({s.max_topics_per_token}) topics already"
+            )
+        for t in fresh:
+            self._known_topics[t] = now
 
     def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
         """Queue one enqueue.lua call on `pipe`."""
@@ -243,12 +294,19 @@ class Store:
         return f"{topic}/{secrets.token_urlsafe(9)}"
 
     async def claim(
-        self, topic: str, limit: int, lease_ms: int, call_token: str | None = None
+        self,
+        topic: str,
+        limit: int,
+        lease_ms: int,
+        call_token: str | None = None,
+        max_bytes: int = 0,
     ) -> Claim:
-        """Lease up to `limit` due tasks. Retried with the same call token, so a lost reply
-        returns the same tasks instead of leasing them to nobody."""
+        """Lease up to `limit` due tasks whose protobuf encoding fits in `max_bytes` together
+        (0: no bound; the first task always fits). Retried with the same call token, so a lost
+        reply returns the same tasks instead of leasing them to nobody."""
         tk = self.keys.topic(topic)
         call = call_token or self.new_call_token(topic)
+        nonces = base64.urlsafe_b64encode(os.urandom(limit * NONCE_BYTES)).decode()
         reply = await _retrying(
             lambda: self.scripts.get("claim")(
                 keys=[tk.pending, tk.running, tk.claim(call), tk.new],
@@ -260,6 +318,8 @@ class Store:
                     self.settings.claim_memo_ms,
                     self.keys.lease_channel,
                     topic,
+                    max_bytes or UNBOUNDED_BYTES,
+                    nonces,
                 ],
             )
         )
@@ -273,31 +333,18 @@ class Store:
     async def ack_many(self, acks: Sequence[tuple[str, str]]) -> list[Exception | None]:
         """Ack many leases in one round trip (one ack.lua call per topic); one result per ack
         (None = done)."""
-        outcome: list[Exception | None] = [None] * len(acks)
-        by_topic: dict[str, list[int]] = {}
-        for i, (_, token) in enumerate(acks):
-            try:
-                by_topic.setdefault(topic_of_token(token), []).append(i)
-            except StaleLease as exc:
-                outcome[i] = exc
-
-        def build(pipe: Any) -> None:
-            for topic, idx in by_topic.items():
-                tk = self.keys.topic(topic)
-                pairs = [part for i in idx for part in acks[i]]
-                args = [self.settings.retention_ms, tk.task_prefix, *pairs]
-                self.scripts.queue(pipe, "ack", [tk.running], args)
-
-        replies = (
-            await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
-            if by_topic
-            else []
+        outcome = await self._per_topic(
+            acks,
+            "ack",
+            lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix]),
+            _lease_error,
         )
-        for idx, codes in zip(by_topic.values(), replies, strict=True):
-            for i, code in zip(idx, codes, strict=True):
-                outcome[i] = _lease_error(code, acks[i][0])
         await self._expire_index(
-            [(t, acks[i][0]) for t, idx in by_topic.items() for i in idx if outcome[i] is None]
+            [
+                (topic_of_token(token), task_id)
+                for (task_id, token), e in zip(acks, outcome, strict=True)
+                if e is None
+            ]
         )
         return outcome
 
@@ -351,16 +398,75 @@ class Store:
 
     async def extend(self, task_id: str, token: str, lease_ms: int) -> int:
         """New lease deadline (ms) = now + lease_ms."""
-        tk = self.keys.topic(topic_of_token(token))
-        code = await _retrying(
-            lambda: self.scripts.get("extend")(
-                keys=[tk.running, tk.task(task_id)], args=[task_id, token, lease_ms]
-            )
+        (outcome,) = await self.extend_many([(task_id, token)], lease_ms)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def extend_many(
+        self, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[int | Exception]:
+        """Renew many leases in one round trip (one extend.lua call per topic): per lease its
+        new deadline (ms), or the error (stale token, no such task)."""
+        return await self._per_topic(
+            leases,
+            "extend",
+            lambda tk: ([tk.running], [lease_ms, tk.task_prefix]),
+            lambda code, task_id: _lease_error(code, task_id) or int(code),
         )
-        problem = _lease_error(code, task_id)
-        if problem is not None:
-            raise problem
-        return int(code)
+
+    async def release_lost(self, leases: Sequence[tuple[str, str]], why: str) -> int:
+        """Tasks of a worker that is gone: due again now with the attempt counted (or dead when
+        their retries are spent); tokens that are no longer current are skipped. Returns how
+        many moved."""
+        moved = 0
+        by_topic = _group_by_topic(leases)
+
+        def build(pipe: Any) -> None:
+            for topic, pairs in by_topic.items():
+                tk = self.keys.topic(topic)
+                args = [tk.task_prefix, self.keys.wake_channel, topic, why]
+                args += [part for pair in pairs for part in pair]
+                self.scripts.queue(pipe, "release_lost", [tk.pending, tk.running, tk.dlq], args)
+
+        if by_topic:
+            replies = await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
+            moved = sum(int(retried) + int(dead) for retried, dead in replies)
+        return moved
+
+    async def _per_topic(
+        self,
+        leases: Sequence[tuple[str, str]],
+        script: str,
+        keys_args: Callable[[TopicKeys], tuple[list[str], list[Any]]],
+        decode: Callable[[Any, str], T],
+    ) -> list[T | Exception]:
+        """Run a per-topic batch script over (id, lease token) pairs, one call per topic in one
+        pipeline; one decoded result per pair, in order (a malformed token: its error)."""
+        outcome: list[T | Exception] = []
+        by_topic: dict[str, list[int]] = {}
+        for i, (_, token) in enumerate(leases):
+            try:
+                by_topic.setdefault(topic_of_token(token), []).append(i)
+                outcome.append(Unavailable("no reply"))  # replaced below
+            except StaleLease as exc:
+                outcome.append(exc)
+
+        def build(pipe: Any) -> None:
+            for topic, idx in by_topic.items():
+                keys, args = keys_args(self.keys.topic(topic))
+                pairs = [part for i in idx for part in leases[i]]
+                self.scripts.queue(pipe, script, keys, [*args, *pairs])
+
+        replies = (
+            await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
+            if by_topic
+            else []
+        )
+        for idx, codes in zip(by_topic.values(), replies, strict=True):
+            for i, code in zip(idx, codes, strict=True):
+                outcome[i] = decode(code, leases[i][0])
+        return outcome
 
     # -- watchdog --------------------------------------------------------------------------
 
@@ -456,6 +562,44 @@ class Store:
     async def topics(self) -> list[str]:
         members = await _retrying(lambda: self.redis.smembers(self.keys.topics))
         return sorted(codec.text(m) for m in members)
+
+    async def occupancy(self, topics: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Per topic: (running tasks, 1 if anything is pending or dead else 0), in one round
+        trip of two commands per topic."""
+        commands: list[tuple[Any, ...]] = []
+        for topic in topics:
+            tk = self.keys.topic(topic)
+            commands += [("zcard", tk.running), ("exists", tk.pending, tk.dlq)]
+        replies = await _retrying(lambda: _pipe(self.redis, *commands)) if commands else []
+        return {
+            t: (int(replies[2 * n]), min(int(replies[2 * n + 1]), 1)) for n, t in enumerate(topics)
+        }
+
+    async def marked_empty(self) -> set[str]:
+        """The topics topic_forget.lua is timing (found empty, not forgotten yet)."""
+        return {
+            codec.text(t) for t in await _retrying(lambda: self.redis.hkeys(self.keys.topic_empty))
+        }
+
+    async def forget_topics(self, found_empty: Mapping[str, bool]) -> list[str]:
+        """topic_forget.lua: forget the topics empty for the retention time; returns them."""
+        if not found_empty:
+            return []
+        k = self.keys
+        args: list[Any] = [self.settings.retention_ms]
+        for topic, empty in found_empty.items():
+            args += [topic, int(empty)]
+        reply = await _retrying(
+            lambda: self.scripts.get("topic_forget")(
+                keys=[k.topics, k.topic_owner, k.topic_owned, k.topic_empty], args=args
+            )
+        )
+        return [codec.text(t) for t in reply]
+
+    async def remember_topics(self, topics: Sequence[str]) -> None:
+        """Know these topics again (tasks came after they were forgotten), whatever the limit."""
+        if topics:
+            await _retrying(lambda: self.redis.sadd(self.keys.topics, *topics))
 
     async def now_ms(self) -> int:
         sec, usec = await _retrying(self.redis.time)

@@ -169,7 +169,8 @@ def _supervise(
         for name, role in names
     ]
     ping_url = redis.url if redis else settings.redis_url or DEFAULT_REDIS_URL
-    add_route("/metrics", exposition.handler(ping_url, settings.key_prefix))
+    depth = (settings.metrics_max_topics, tuple(settings.topics))
+    add_route("/metrics", exposition.handler(ping_url, settings.key_prefix, *depth))
     return Arbiter(settings, children, redis_child, ping_url, lock).run()
 
 
