@@ -26,7 +26,8 @@ NAMES = {
 FAIR_CONCURRENCY = (10, 100)
 W1_WORKERS = {
     "atp": "SDK `Worker(addr, concurrency=N)`, a plain `def` handler",
-    "celery": "`celery worker -c N` (prefork, its default pool), a plain `def` task",
+    "celery": "`celery worker -c N` (prefork, its default pool, at 10; threads at 100), a "
+    "plain `def` task",
     "arq": "arq worker, `max_jobs = N`, an `async def` job (arq runs only async jobs)",
     "bullmq": "`new Worker(..., {concurrency: N})`, an async processor",
 }

@@ -8,7 +8,7 @@ appliance/errors.py. Imports grpc; must not import the store, redis or the worke
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -16,9 +16,10 @@ import grpc
 
 from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
-from appliance.client import common
+from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import StreamEnqueuer
+from appliance.client.work import WorkStream
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 
@@ -49,6 +50,7 @@ class AsyncClient:
         self._channel: Any = None
         self._stub: Any = None
         self._enqueuer: StreamEnqueuer | None = None
+        self._streaming = True  # False once the server turned out to predate EnqueueStream
 
     def _open(self) -> Any:
         if self._stub is None:
@@ -113,9 +115,16 @@ class AsyncClient:
         """The task's id (the first task's id when `id` was used already). Sent on the client's
         EnqueueStream: concurrent calls share its messages; each gets its own answer."""
         request = common.enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._enqueue_stream().submit(request, future, tracing.current_traceparent())
-        return await future
+        if self._streaming and enqueue_stream.fits(request):
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._enqueue_stream().submit(request, future, tracing.current_traceparent())
+            try:
+                return await future
+            except common.RpcFailed as exc:
+                if not enqueue_stream.unsupported(exc):
+                    raise
+                self._streaming = False
+        return await self._run(common.Call("Enqueue", request, lambda r: str(r.id)))
 
     async def enqueue_many(
         self,
@@ -172,6 +181,13 @@ class AsyncClient:
         """The attempt failed: retry (after `retry_after`, else the backoff) or dead-letter.
         `release=True` gives the task back without counting the attempt (shutting down)."""
         return await self._run(common.nack(task, error, retry_after, dead_letter, release))
+
+    async def open_work(
+        self, topics: Mapping[str, int], credits: int, lease_ms: int, name: str = ""
+    ) -> WorkStream:
+        """Open a worker stream (rpc Work): `topics` maps each topic to its own cap on tasks
+        held at once (0: none), `credits` is the window of tasks held at once in all."""
+        return await WorkStream.open(self._open(), self._metadata, topics, credits, lease_ms, name)
 
     async def extend_lease(self, task: Task, visibility_timeout: Duration | None = None) -> int:
         """The new lease deadline (ms since the epoch)."""

@@ -7,7 +7,8 @@ printing one JSON object. Run by the bench venv's Python (.bench/venv), never th
     .bench/venv/bin/python loadtest/peers/py_peers.py rq|saq w3
 
 Worker commands (defaults, bar Celery's cluster chatter switched off; N = --concurrency):
-  celery -A celery_app worker -c N --without-gossip --without-mingle --without-heartbeat
+  celery -A celery_app worker -c N --pool P --without-gossip --without-mingle --without-heartbeat
+                                    (P: prefork for N <= 10, threads above; BENCH_CELERY_POOL)
   arq arq_app.WorkerSettings        (max_jobs N)
   node bullmq_worker.cjs            (a Worker with concurrency N)
   rq worker-pool -n N bench         (W3 only)
@@ -119,6 +120,14 @@ class CeleryPeer(Peer):
         self.app = celery_app
         self.task = celery_app.noop_task
 
+    @staticmethod
+    def pool(concurrency: int) -> str:
+        """prefork (Celery's default pool) up to 10 processes; threads above: a hundred forked
+        processes on 2 cores drained at less than half the threads pool's rate here."""
+        return os.environ.get("BENCH_CELERY_POOL") or (
+            "prefork" if concurrency <= 10 else "threads"
+        )
+
     def worker_argv(self, concurrency: int) -> list[str]:
         return [
             sys.executable,
@@ -128,6 +137,7 @@ class CeleryPeer(Peer):
             "celery_app",
             "worker",
             f"--concurrency={concurrency}",
+            f"--pool={self.pool(concurrency)}",
             "--loglevel=WARNING",
             "--without-gossip",
             "--without-mingle",
