@@ -109,9 +109,9 @@ def common_flags() -> argparse.ArgumentParser:
     return p
 
 
-def parser() -> argparse.ArgumentParser:
-    from appliance.scheduler.cli import add_verbs
-
+def parser(schedule_verbs: bool = True) -> argparse.ArgumentParser:
+    """The `atp COMMAND` parser; without `schedule_verbs` the schedule command is listed but
+    its verbs (which import the generated gRPC code) are left out, for a quicker start."""
     common = common_flags()
     root = argparse.ArgumentParser(
         prog="atp",
@@ -142,7 +142,11 @@ def parser() -> argparse.ArgumentParser:
         help="Continue after this cursor (the previous page prints it as 'more: --cursor ...').",
     )
     stats.set_defaults(run=cmd_stats)
-    add_verbs(command("schedule"), common)
+    schedule = command("schedule")
+    if schedule_verbs:
+        from appliance.scheduler.cli import add_verbs
+
+        add_verbs(schedule, common)
     _token_commands(command("token"))
     _healthcheck_command(command("healthcheck"))
     return root
@@ -289,7 +293,7 @@ def _healthcheck_command(p: argparse.ArgumentParser) -> None:
 
 def run_command(argv: list[str]) -> int:
     try:
-        args = parser().parse_args(times.join_negative_values(argv))
+        args = parser(argv[0] == "schedule").parse_args(times.join_negative_values(argv))
     except SystemExit as exc:  # usage errors (2) and --help (0), as argparse decides
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     local: Callable[[argparse.Namespace], int] | None = getattr(args, "local", None)

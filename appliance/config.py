@@ -75,7 +75,10 @@ class Settings:
     rate_limit_burst: int = 100
     unauthenticated_rate_per_s: int = 5  # calls refused for want of a token, per peer host
     unauthenticated_burst: int = 20
-    max_long_polls: int = 1000  # waiting Retrieve calls per server process
+    max_long_polls: int = 1000  # waiting Retrieve calls per server process, fair per token
+    max_topics: int = 10_000  # known topics; Enqueue to a new one beyond: RESOURCE_EXHAUSTED
+    max_topics_per_token: int = 1_000  # topics one token may make (none configured: no limit)
+    metrics_max_topics: int = 100  # topics with labels of their own in /metrics (rest: _other)
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
     topics: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -105,6 +108,9 @@ class Settings:
             "rate_limit_burst",
             "unauthenticated_burst",
             "max_long_polls",
+            "metrics_max_topics",
+            "max_topics",
+            "max_topics_per_token",
         )
         _check_non_negative(self, "rate_limit_per_s", "unauthenticated_rate_per_s")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -215,7 +221,14 @@ HELP = {
     "unauthenticated_rate_per_s": "Calls per second a peer host may make that are refused for "
     "want of a token, before it is rate limited.",
     "unauthenticated_burst": "Refused calls a peer host may make at once above that rate.",
-    "max_long_polls": "Retrieve calls that may wait at once in one server process.",
+    "max_long_polls": "Retrieve calls that may wait at once in one server process, shared "
+    "fairly between tokens.",
+    "max_topics": "Topics the appliance knows at most; Enqueue to a new one beyond is refused "
+    "(RESOURCE_EXHAUSTED). Empty topics are forgotten after retention_ms.",
+    "max_topics_per_token": "Topics one token may make at most (no tokens configured: only "
+    "max_topics applies).",
+    "metrics_max_topics": "Topics with metric labels of their own per process and in the queue "
+    'depth of /metrics; the others count as topic "_other".',
     "topics": "What the built-in workers run per topic, as JSON (see config/atp.example.yaml).",
     "schedules": "Schedules fired by the scheduler, as a JSON list (see config/atp.example.yaml).",
 }
@@ -297,9 +310,12 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-NOT_SETTINGS = frozenset({"ATP_CONFIG", "ATP_TASK_ID", "ATP_TOPIC", "ATP_ATTEMPT"})
-"""ATP_ variables that are not settings: the config file's name, and what the command executor
-tells the programs it runs (which may call `atp` themselves)."""
+NOT_SETTINGS = frozenset(
+    {"ATP_CONFIG", "ATP_TASK_ID", "ATP_TOPIC", "ATP_ATTEMPT", "ATP_SUPERVISOR_PID"}
+)
+"""ATP_ variables that are not settings: the config file's name, what the command executor
+tells the programs it runs (which may call `atp` themselves), and the pid of the supervisor a
+child watches (appliance/supervisor/lifeline.py)."""
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:

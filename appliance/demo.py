@@ -15,7 +15,7 @@ log = logging.getLogger("atp.demo")
 
 def show(task: Task) -> None:
     late_ms = time.time() * 1000 - task.execute_time_ms
-    log.warning(
+    log.info(
         "demo task %s ran: payload=%s attempt=%d, %.1f ms after its due time",
         task.id,
         task.payload[:200],

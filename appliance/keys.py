@@ -80,8 +80,25 @@ class Keys:
 
     @property
     def topics(self) -> str:
-        """SET of every topic ever enqueued to (for stats and the watchdog)."""
+        """SET of the known topics (for stats and the watchdog): added by Enqueue under the
+        topic limits, forgotten once empty for the retention time (topic_forget.lua)."""
         return f"{self.prefix}:topics"
+
+    @property
+    def topic_owner(self) -> str:
+        """HASH topic -> name of the token that made it (topic_add.lua). `{<prefix>:topics}`
+        hashes like `<prefix>:topics`: the topic bookkeeping shares one cluster slot."""
+        return f"{{{self.prefix}:topics}}:owner"
+
+    @property
+    def topic_owned(self) -> str:
+        """HASH token name -> how many known topics it made (max_topics_per_token)."""
+        return f"{{{self.prefix}:topics}}:owned"
+
+    @property
+    def topic_empty(self) -> str:
+        """HASH topic -> when the watchdog first found it empty (ms; topic_forget.lua)."""
+        return f"{{{self.prefix}:topics}}:empty"
 
     def id_topics(self, task_id: str) -> str:
         """HASH topic -> 'live' | 'done': the topics holding a task with this client-given id,

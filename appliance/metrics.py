@@ -4,14 +4,58 @@ prefix, `_total` counters, `_seconds` durations). Documented in docs/OPERATIONS.
 Under the supervisor every child writes into prometheus_client's multiprocess directory
 (PROMETHEUS_MULTIPROC_DIR, set by the supervisor before any child starts), and the
 supervisor's /metrics sums them: a restarted child neither resets nor doubles a total.
+Topic labels are bounded: each process gives its own label to the first `metrics_max_topics`
+topics it sees (100 by default) and counts every other topic as topic="_other" (no topic can be
+named so), so 20k topics cannot make 20k series per metric.
 Imports prometheus_client only; must not import redis or grpc.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 TOPIC = ["topic"]
+OTHER_TOPIC = "_other"
+_labeled: set[str] = set()
+_limit = [100]
+
+
+def limit_topic_labels(limit: int) -> None:
+    """How many topics get a label of their own in this process (settings.metrics_max_topics)."""
+    _limit[0] = limit
+
+
+def topic_label(topic: str) -> str:
+    if topic in _labeled:
+        return topic
+    if len(_labeled) < _limit[0]:
+        _labeled.add(topic)
+        return topic
+    return OTHER_TOPIC
+
+
+def _bounded(values: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
+    if "topic" in named:
+        named["topic"] = topic_label(str(named["topic"]))
+    return (topic_label(str(values[0])), *values[1:]) if values else values
+
+
+class TopicCounter(Counter):
+    """A Counter whose `topic` label (the first) goes through topic_label."""
+
+    def labels(self, *values: Any, **named: Any) -> TopicCounter:
+        return super().labels(*_bounded(values, named), **named)
+
+
+class TopicHistogram(Histogram):
+    """A Histogram whose `topic` label (the first) goes through topic_label."""
+
+    def labels(self, *values: Any, **named: Any) -> TopicHistogram:
+        return super().labels(*_bounded(values, named), **named)
+
+
 # Sub-millisecond to minutes: lateness is ms when healthy and minutes when a queue backs up.
 LATENESS_BUCKETS = (
     0.0005,
@@ -51,43 +95,47 @@ DURATION_BUCKETS = (
     300.0,
 )
 
-ENQUEUED = Counter(
+ENQUEUED = TopicCounter(
     "atp_tasks_enqueued",
     "Tasks created by Enqueue/EnqueueBatch or fired by a schedule (duplicates of an existing id "
     "are not counted).",
     TOPIC,
 )
-DELIVERED = Counter("atp_tasks_delivered", "Tasks handed out by Retrieve under a lease.", TOPIC)
-ACKED = Counter("atp_tasks_acked", "Tasks acknowledged (SUCCEEDED).", TOPIC)
-NACKED = Counter(
+DELIVERED = TopicCounter(
+    "atp_tasks_delivered", "Tasks handed out by Retrieve under a lease.", TOPIC
+)
+ACKED = TopicCounter("atp_tasks_acked", "Tasks acknowledged (SUCCEEDED).", TOPIC)
+NACKED = TopicCounter(
     "atp_tasks_nacked", "Failed attempts reported by Nack (retried or dead-lettered).", TOPIC
 )
-RELEASED = Counter("atp_tasks_released", "Tasks given back unfinished by a stopping worker.", TOPIC)
-DEAD_LETTERED = Counter(
+RELEASED = TopicCounter(
+    "atp_tasks_released", "Tasks given back unfinished by a stopping worker.", TOPIC
+)
+DEAD_LETTERED = TopicCounter(
     "atp_tasks_dead_lettered",
     "Tasks moved to the dead-letter queue, by Nack or by lease expiry with retries spent.",
     TOPIC,
 )
-CANCELED = Counter(
+CANCELED = TopicCounter(
     "atp_tasks_canceled", "Pending tasks canceled by Delete (each task once).", TOPIC
 )
-LEASES_LOST = Counter(
+LEASES_LOST = TopicCounter(
     "atp_leases_lost",
     "Leases released because the worker stream holding them ended without a goodbye.",
     TOPIC,
 )
-LEASES_EXPIRED = Counter(
+LEASES_EXPIRED = TopicCounter(
     "atp_leases_expired",
     "Leases that expired and were recovered by a watchdog (the task retried or dead-lettered).",
     TOPIC,
 )
-LATENESS = Histogram(
+LATENESS = TopicHistogram(
     "atp_delivery_lateness_seconds",
     "Delivery time minus due time, at Retrieve (Redis clock).",
     TOPIC,
     buckets=LATENESS_BUCKETS,
 )
-HANDLER = Histogram(
+HANDLER = TopicHistogram(
     "atp_handler_duration_seconds",
     "Time a worker's handler ran, by outcome (ack, retry, dead_letter, release).",
     ["topic", "outcome"],

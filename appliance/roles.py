@@ -3,6 +3,10 @@
 `run_role` is what a supervised child (or `atp --role=<one role>`) runs: it builds what the
 role needs from the settings, runs until SIGTERM/SIGINT, then drains. Imports of the store
 and grpc happen here, inside the child, never in the supervisor.
+
+Before its body a role says what it connects to and waits for it, quietly (a line per try, the
+tries backing off to every 30 s): server, scheduler and watchdog for Redis, the built-in worker
+for the API. A server whose gRPC address is taken stops at once with one line (exit 78).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,12 +29,80 @@ ROLES = ("server", "scheduler", "watchdog", "worker")
 RoleBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
 EXIT_CONFIG = 78  # the supervisor halts instead of restarting a child that exits with this
 WORKER_DRAIN_SHARE = 0.8  # workers finish draining before the supervisor's deadline (SIGKILL)
+STORE_ROLES = frozenset({"server", "scheduler", "watchdog"})  # they talk to Redis themselves
+WAIT_CAP_S = 30.0  # the longest pause between two tries while waiting for Redis or the API
+WAIT_QUIET_S = 10.0  # waiting longer than this is logged as a warning
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     from appliance.api.server import serve as serve_grpc
+    from appliance.supervisor import ports
 
+    reuse = settings.grpc_reuse_port or settings.servers > 1
+    problem = ports.taken("grpc_addr", settings.grpc_addr, reuse)
+    if problem:
+        raise ConfigError(problem)
     await serve_grpc(settings, stop)
+
+
+async def wait_for_redis(settings: Settings, stop: asyncio.Event) -> bool:
+    """Say which Redis this role uses and why, then wait until it answers PING (False: stopped
+    while waiting)."""
+    from appliance.supervisor import embedded_redis, resp
+    from appliance.supervisor.arbiter import DEFAULT_REDIS_URL, accepts, local_address
+
+    url = settings.redis_url or DEFAULT_REDIS_URL
+    why = (
+        "from --redis-url / ATP_REDIS_URL"
+        if settings.redis_url
+        else "the default: no --redis-url or ATP_REDIS_URL given, and only --role=all starts"
+        " a Redis of its own"
+    )
+    where = f"Redis at {resp.where(url)}"
+    log.info("connecting to %s (%s)", where, why)
+
+    def check() -> str | None:
+        if url.startswith("rediss://"):  # TLS options live in the URL for redis-py: only dial
+            return None if accepts(local_address(resp.where(url))) else "no connection yet"
+        return embedded_redis.ping(url)
+
+    return await wait_until(check, where, stop, first_s=0.5)
+
+
+async def wait_for_api(settings: Settings, stop: asyncio.Event) -> bool:
+    """The built-in worker waits for the API to accept connections before it fetches."""
+    from appliance.supervisor.arbiter import accepts, local_address
+
+    target = settings.api_target
+    why = "--server-addr" if settings.server_addr else "the server role's --grpc-addr"
+
+    def check() -> str | None:
+        return None if accepts(local_address(target)) else "not accepting connections yet"
+
+    return await wait_until(check, f"the atp API at {target} ({why})", stop, first_s=0.25)
+
+
+async def wait_until(
+    check: Callable[[], str | None], what: str, stop: asyncio.Event, first_s: float
+) -> bool:
+    """Try `check` (None: ready) until it passes, pausing first_s, then twice as long each time
+    (up to WAIT_CAP_S), one log line per failed try; False once `stop` is set."""
+    began = time.monotonic()
+    pause = first_s
+    while True:
+        problem = await asyncio.to_thread(check)
+        waited = time.monotonic() - began
+        if problem is None:
+            if waited > 0.05:
+                log.info("%s answers after %.1f s", what, waited)
+            return True
+        level = logging.WARNING if waited >= WAIT_QUIET_S else logging.INFO
+        log.log(level, "waiting for %s: %s; next try in %.1f s", what, problem, pause)
+        try:
+            await asyncio.wait_for(stop.wait(), pause)
+            return False
+        except TimeoutError:
+            pause = min(pause * 2, WAIT_CAP_S)
 
 
 async def watch(settings: Settings, stop: asyncio.Event) -> None:
@@ -60,15 +133,19 @@ async def work(settings: Settings, stop: asyncio.Event) -> None:
     """The built-in worker: the SDK's Worker running the executors configured per topic.
     Topics with their own visibility timeout get a Worker of their own in this process."""
     from appliance.auth import local_token
+    from appliance.certs import CLIENT_CERTS, warn_expiring
     from appliance.client import Tls
     from appliance.executors import build_all
     from appliance.worker import Worker
 
+    warn_expiring(settings, CLIENT_CERTS)
     executors = build_all(settings.topics)
     if not executors:
         log.warning(
             "no topics configured (`topics:` in the config): this worker has nothing to run"
         )
+    elif not await wait_for_api(settings, stop):
+        return
     groups: dict[int, list[Any]] = {}
     for ex in executors:
         groups.setdefault(ex.visibility_timeout_ms or settings.visibility_timeout_ms, []).append(ex)
@@ -121,6 +198,9 @@ def run_role(role: str, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if role in STORE_ROLES and not await wait_for_redis(settings, stop):
+            log.info("%s stopped while waiting for Redis", role)
+            return 0
         await body(settings, stop)
         log.info("%s stopped", role)
         return 0

@@ -35,7 +35,8 @@ import report  # noqa: E402 - found through the sys.path entry above
 
 STEP_LIMIT_S = 600
 PEERS = ("celery", "arq", "bullmq")
-SYSTEMS = ("atp", *PEERS)
+W3_ONLY = ("rq", "saq")  # measured in W3 alone: the issue cites them for crash recovery
+SYSTEMS = ("atp", *PEERS, *W3_ONLY)
 FAIR_CONCURRENCY = (10, 100)
 # W1 rows besides the fair ones (never the headline): atp's SDK Worker at concurrency 1000
 # with an async handler that does nothing, and bare gRPC consumers (no SDK).
@@ -104,8 +105,8 @@ class Bench:
     def wants(self, part: str) -> bool:
         return part in self.args.only
 
-    def systems(self) -> list[str]:
-        return [s for s in SYSTEMS if s in self.args.systems]
+    def systems(self, w3: bool = False) -> list[str]:
+        return [s for s in SYSTEMS if s in self.args.systems and (w3 or s not in W3_ONLY)]
 
 
 def w1_round(bench: Bench, n: int) -> dict[str, Any]:
@@ -153,7 +154,7 @@ def w3_w4(bench: Bench, results: dict[str, Any]) -> None:
     whole bench within its time."""
     started = {}
     if bench.wants("w3"):
-        started = {s: start(bench.driver(s, "w3"), f"W3 {s}") for s in bench.systems()}
+        started = {s: start(bench.driver(s, "w3"), f"W3 {s}") for s in bench.systems(w3=True)}
     if bench.wants("w4"):
         for system in bench.systems():
             results["w4"][system] = step(bench.driver(system, "w4"), f"W4 {system}")
@@ -164,7 +165,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args)
     results: dict[str, Any] = {"runs": [], "w3": {}, "w4": {}, "w5": None, "profile": None}
     results["parts"] = [p for p in PARTS if bench.wants(p)]
-    results["systems"] = bench.systems()
+    results["systems"] = bench.systems(w3=True)
     results["short"] = bool(args.short)
     w3_w4(bench, results)
     if any(bench.wants(p) for p in ("w1", "enqueue", "w2", "w6", "api")):
@@ -222,6 +223,8 @@ def machine(args: argparse.Namespace) -> dict[str, Any]:
         "celery": _pip_version(args.bench_python, "celery"),
         "kombu": _pip_version(args.bench_python, "kombu"),
         "arq": _pip_version(args.bench_python, "arq"),
+        "rq": _pip_version(args.bench_python, "rq"),
+        "saq": _pip_version(args.bench_python, "saq"),
         "bullmq": bullmq,
         "load_before": os.getloadavg(),
     }

@@ -100,7 +100,18 @@ class Proc:
         return self.popen.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGTERM to the group, SIGKILL after timeout_s; the exit code (None if it was killed)."""
+        """SIGTERM to the group, SIGKILL after timeout_s; the exit code (None if it was killed).
+        Descendants that had left the group and outlive it get SIGKILL too."""
+        family = descendants(self.pid) if self.alive() else []
+        try:
+            return self._stop_group(timeout_s)
+        finally:
+            for pid, started in family:
+                if _start_time(pid) == started:  # the same process, not a reused pid
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+
+    def _stop_group(self, timeout_s: float) -> int | None:
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
@@ -116,15 +127,50 @@ class Proc:
         return None
 
     def kill(self) -> None:
-        """SIGKILL to the whole group at once (W3's crash: no chance to clean up)."""
+        """SIGKILL to the group and every descendant at once, the ones that left the group
+        too (RQ's work horses do), as when a container dies: W3's crash, no clean-up."""
+        family = [pid for pid, _ in descendants(self.pid)]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.popen.wait(10)
         self._close()
 
     def _close(self) -> None:
         if self._out is not subprocess.DEVNULL:
             self._out.close()  # type: ignore[union-attr]
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot; /proc/PID/stat field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """Every live descendant of `pid` (Linux /proc), whatever its process group, with its
+    start time (so a later kill can tell it from a process that reused its pid)."""
+    children: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children[int(fields[1])].append((int(entry.name), int(fields[19])))  # ppid, start
+    found: list[tuple[int, int]] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
 
 
 # -- redis -------------------------------------------------------------------------------

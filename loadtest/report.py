@@ -218,7 +218,7 @@ def header(results: dict[str, Any]) -> list[str]:
         f"Software: Python {m.get('python', '?')}, grpcio {m.get('grpcio', '?')}, "
         f"{m.get('redis', 'redis ?')}, Node {m.get('node', '?')}; peers Celery "
         f"{m.get('celery', '?')} (kombu {m.get('kombu', '?')}), arq {m.get('arq', '?')}, "
-        f"BullMQ {m.get('bullmq', '?')}.",
+        f"BullMQ {m.get('bullmq', '?')}, RQ {m.get('rq', '?')}, SAQ {m.get('saq', '?')}.",
         "",
         "Every system gets its own fresh `redis-server` on a free loopback port with the same "
         "settings (AOF on, appendfsync everysec, no RDB snapshots, no automatic AOF rewrite, "
@@ -239,7 +239,7 @@ def scope(results: dict[str, Any]) -> list[str]:
         notes.append("**a --short smoke run: tiny sizes, figures not comparable**")
     if results.get("parts") and "profile" not in results["parts"]:
         notes.append(f"parts run: {', '.join(results['parts'])}")
-    if results.get("systems") and len(results["systems"]) < 4:
+    if results.get("systems") and len(results["systems"]) < 6:
         notes.append(f"systems: {', '.join(results['systems'])}")
     return ["", "This run: " + "; ".join(notes) + "."] if notes else []
 

@@ -14,11 +14,20 @@ from harness import median
 
 PEERS = ("celery", "arq", "bullmq")
 SYSTEMS = ("atp", *PEERS)
-NAMES = {"atp": "atp", "celery": "Celery", "arq": "arq", "bullmq": "BullMQ"}
+W3_SYSTEMS = (*SYSTEMS, "rq", "saq")
+NAMES = {
+    "atp": "atp",
+    "celery": "Celery",
+    "arq": "arq",
+    "bullmq": "BullMQ",
+    "rq": "RQ",
+    "saq": "SAQ",
+}
 FAIR_CONCURRENCY = (10, 100)
 W1_WORKERS = {
     "atp": "SDK `Worker(addr, concurrency=N)`, a plain `def` handler",
-    "celery": "`celery worker -c N` (prefork, its default pool), a plain `def` task",
+    "celery": "`celery worker -c N` (prefork, its default pool, at 10; threads at 100), a "
+    "plain `def` task",
     "arq": "arq worker, `max_jobs = N`, an `async def` job (arq runs only async jobs)",
     "bullmq": "`new Worker(..., {concurrency: N})`, an async processor",
 }
@@ -227,14 +236,14 @@ def seconds(value: float, cap: float) -> str:
 
 def w3_section(w3: dict[str, Any]) -> list[str]:
     lines = ["## W3 a worker SIGKILLed mid-run", ""]
-    measured = [s for s in SYSTEMS if w3.get(s)]
+    measured = [s for s in W3_SYSTEMS if w3.get(s)]
     if not measured:
         return []
     first = next((w3[s] for s in measured if "error" not in w3[s]), {})
     lines += [
         f"{get(first, 'tasks'):.0f} tasks of {get(first, 'sleep_s'):.0f} s each, one worker "
         f"process at concurrency {get(first, 'concurrency'):.0f}; half a task into its first "
-        "wave the worker's process group gets SIGKILL and a fresh worker starts at once. "
+        "wave every process of the worker gets SIGKILL and a fresh worker starts at once. "
         "Interrupted: started and not finished before the kill. Times are from the SIGKILL; "
         f"each system is given {get(first, 'cap_s'):.0f} s. One run per system, all systems "
         "at the same time, each on its own Redis (the figures are timeouts, not CPU).",
@@ -275,9 +284,9 @@ def w3_section(w3: dict[str, Any]) -> list[str]:
         "Workers: atp's SDK Worker with a plain `def` handler (`time.sleep`) against "
         "`atp --role=server,watchdog`; Celery's task with `acks_late=True, "
         "reject_on_worker_lost=True` (what its docs ask for crash safety; by default it "
-        "acknowledges on receipt and loses the task); arq's and BullMQ's defaults. Not "
-        "measured here: RQ and SAQ (not installed in the bench venv), which by the issue's "
-        "own measurement lose the interrupted tasks.",
+        "acknowledges on receipt and loses the task); arq's, BullMQ's, RQ's (`rq worker-pool "
+        "-n 10`, a work horse forked per job) and SAQ's defaults. The SIGKILL reaches every "
+        "process of the worker, as when its container dies.",
     ]
     return lines
 

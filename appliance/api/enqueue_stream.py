@@ -17,15 +17,17 @@ import grpc
 from appliance import metrics
 from appliance.api import producing
 from appliance.api._proto import queue_pb2 as pb
-from appliance.api.interceptors import rate_check
+from appliance.api.interceptors import rate_check, topic_owner
 from appliance.api.status import status_of
 from appliance.config import Settings
-from appliance.errors import AtpError, RateLimited
+from appliance.errors import AtpError, RateLimited, Unavailable
 from appliance.model import NewTask
 from appliance.store import Store
 
 METHOD = "EnqueueStream"
 RATE_LIMITED = RateLimited("rate limit exceeded")  # the unary guard's words (interceptors)
+SHUTTING_DOWN = Unavailable("the server is shutting down: not enqueued, send it again")
+INTERRUPTED = pb.EnqueueStreamRequest()  # close() ended a stream's wait for its next message
 
 
 class EnqueueStreamHandler:
@@ -38,9 +40,9 @@ class EnqueueStreamHandler:
         self._waiting: set[asyncio.Task[Any]] = set()  # streams waiting for their next message
 
     def close(self) -> None:
-        """Shutdown: each stream answers the message it is working on, then ends with OK. A
-        client whose stream ends with OK knows the server never read its unanswered calls, so
-        it may send them again (docs/adr/0007-enqueue-stream.md)."""
+        """Shutdown: each stream answers the message it is working on, then says `closing`,
+        answers later calls with UNAVAILABLE, and ends with OK when the client closes its side
+        (docs/adr/0007-enqueue-stream.md)."""
         self.closing = True
         for task in list(self._waiting):
             task.cancel()
@@ -49,22 +51,33 @@ class EnqueueStreamHandler:
         self, requests: AsyncIterator[pb.EnqueueStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EnqueueStreamResponse]:
         """One reply per request message, with one result per call, until the client closes
-        or the server shuts down. Messages are answered in order; results carry their seq."""
+        its side. Messages are answered in order; results carry their seq."""
+        await context.send_initial_metadata(())  # accepted: the client may write
         stream_trace = producing.traceparent(context)
         allow = rate_check()
-        while not self.closing:
+        said_closing = False
+        while True:
+            if self.closing and not said_closing:
+                said_closing = True
+                yield pb.EnqueueStreamResponse(closing=True)
             request = await self._next(requests)
             if request is None:
                 return
+            if request is INTERRUPTED:
+                continue
             started = time.perf_counter()
-            results = await self.answer(request.calls, stream_trace, allow)
+            if said_closing:
+                results = [_refused(call.seq, SHUTTING_DOWN) for call in request.calls]
+            else:
+                results = await self.answer(request.calls, stream_trace, allow)
             _count(results, time.perf_counter() - started)
             yield pb.EnqueueStreamResponse(results=results)
 
     async def _next(
         self, requests: AsyncIterator[pb.EnqueueStreamRequest]
     ) -> pb.EnqueueStreamRequest | None:
-        """The next message; None when the client closed or close() ended the wait."""
+        """The next message; None when the client closed its side; INTERRUPTED when close()
+        ended the wait (the caller says `closing`, then reads on)."""
         task = asyncio.current_task()
         assert task is not None
         self._waiting.add(task)
@@ -75,8 +88,8 @@ class EnqueueStreamHandler:
         except asyncio.CancelledError:
             if not self.closing:
                 raise
-            task.uncancel()  # close() ended the wait: finish the call with OK
-            return None
+            task.uncancel()
+            return INTERRUPTED
         finally:
             self._waiting.discard(task)
 
@@ -107,7 +120,8 @@ class EnqueueStreamHandler:
     async def _enqueue(self, admitted: list[tuple[pb.EnqueueStreamResult, NewTask, bool]]) -> None:
         tasks = [task for _, task, _ in admitted]
         try:
-            written = await self.store.enqueue(tasks, [client_id for _, _, client_id in admitted])
+            client_ids = [client_id for _, _, client_id in admitted]
+            written = await self.store.enqueue(tasks, client_ids, topic_owner())
         except AtpError as exc:  # Redis unreachable: each of these calls fails as unary would
             for result, _, _ in admitted:
                 _refuse(result, exc)
@@ -121,6 +135,12 @@ class EnqueueStreamHandler:
 def _refuse(result: pb.EnqueueStreamResult, exc: AtpError) -> None:
     result.code = status_of(exc).value[0]
     result.message = str(exc)
+
+
+def _refused(seq: int, exc: AtpError) -> pb.EnqueueStreamResult:
+    result = pb.EnqueueStreamResult(seq=seq)
+    _refuse(result, exc)
+    return result
 
 
 def _count(results: list[pb.EnqueueStreamResult], elapsed_s: float) -> None:

@@ -37,6 +37,13 @@ def current_principal() -> Principal:
     return _principal.get()
 
 
+def topic_owner() -> str:
+    """Whose count of topics a new topic goes to (max_topics_per_token): the caller's token
+    name, or "" with no token table (the anonymous caller is limited by max_topics alone)."""
+    principal = _principal.get()
+    return "" if principal is ANONYMOUS else principal.name
+
+
 def rate_check() -> Callable[[], bool]:
     """The current stream's per-message rate limit: call it once per message a stream handler
     treats as one call (False: over the caller's limit, refuse that message as a unary call

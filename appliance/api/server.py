@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from appliance import metrics
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.interceptors import Guard
@@ -44,6 +45,7 @@ class QueueServer:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        metrics.limit_topic_labels(settings.metrics_max_topics)
         self.wakeups = Wakeups(store.redis, store.keys.wake_channel)
         self.health = health.aio.HealthServicer()
         options = [

@@ -19,7 +19,7 @@ from appliance.api import convert, producing
 from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.enqueue_stream import EnqueueStreamHandler
-from appliance.api.interceptors import current_principal
+from appliance.api.interceptors import current_principal, topic_owner
 from appliance.api.shares import Shares, Slot
 from appliance.api.status import status_of
 from appliance.api.work_stream import WorkStream, count_delivered, open_stream, reply_budget
@@ -72,7 +72,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueResponse:
         task, client_id = producing.admit(request, self.settings, producing.traceparent(context))
-        (result,) = await self.store.enqueue([task], [client_id])
+        (result,) = await self.store.enqueue([task], [client_id], topic_owner())
         if result.created:
             metrics.ENQUEUED.labels(task.topic).inc()
         return pb.EnqueueResponse(success=True, id=result.id, duplicate=not result.created)
@@ -97,7 +97,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
                 raise type(exc)(f"requests[{n}]: {exc}") from exc
             tasks.append(task)
             client_ids.append(client_id)
-        results = await self.store.enqueue(tasks, client_ids)
+        results = await self.store.enqueue(tasks, client_ids, topic_owner())
         producing.count_enqueued(tasks, results)
         return pb.EnqueueBatchResponse(
             responses=[

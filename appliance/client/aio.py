@@ -16,7 +16,7 @@ import grpc
 
 from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
-from appliance.client import common
+from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import StreamEnqueuer
 from appliance.client.work import WorkStream
@@ -50,6 +50,7 @@ class AsyncClient:
         self._channel: Any = None
         self._stub: Any = None
         self._enqueuer: StreamEnqueuer | None = None
+        self._streaming = True  # False once the server turned out to predate EnqueueStream
 
     def _open(self) -> Any:
         if self._stub is None:
@@ -114,9 +115,16 @@ class AsyncClient:
         """The task's id (the first task's id when `id` was used already). Sent on the client's
         EnqueueStream: concurrent calls share its messages; each gets its own answer."""
         request = common.enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._enqueue_stream().submit(request, future, tracing.current_traceparent())
-        return await future
+        if self._streaming and enqueue_stream.fits(request):
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._enqueue_stream().submit(request, future, tracing.current_traceparent())
+            try:
+                return await future
+            except common.RpcFailed as exc:
+                if not enqueue_stream.unsupported(exc):
+                    raise
+                self._streaming = False
+        return await self._run(common.Call("Enqueue", request, lambda r: str(r.id)))
 
     async def enqueue_many(
         self,

@@ -24,11 +24,13 @@ from appliance.client import common
 from appliance.errors import AtpError, Unavailable
 
 MAX_CALLS = 1000  # calls per message (the server writes them in slices of its batch_max)
-MAX_BYTES = 4 * 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
+MAX_BYTES = 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
+BIG_PAYLOAD = 64 * 1024  # characters; a larger payload goes by unary Enqueue (see `fits`)
 WINDOW = 2  # messages on their way at once: calls arriving meanwhile wait and go out together
 MAX_SENDS = 3  # a call goes out at most this often (again only when safe: see the ADR)
 SWEEP_S = 1.0  # how often calls past their deadline are failed
 STATUS = {c.value[0]: c for c in grpc.StatusCode}
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 class Waiter:
@@ -65,6 +67,20 @@ class Waiter:
 Future = asyncio.Future[str] | Waiter
 
 
+def fits(request: pb.EnqueueRequest) -> bool:
+    """Whether a call goes on the stream. A big payload (up to 4 bytes a character) goes by
+    unary Enqueue instead: its transfer outweighs the call's overhead anyway, and one message
+    over the server's limit would end the stream for every call on it, where a unary call
+    fails alone."""
+    return len(request.payload) <= BIG_PAYLOAD
+
+
+def unsupported(error: AtpError) -> bool:
+    """The server predates EnqueueStream (it answered UNIMPLEMENTED, having read nothing): the
+    client sends this call, and the following ones, by unary Enqueue."""
+    return isinstance(error, common.RpcFailed) and error.status == "UNIMPLEMENTED"
+
+
 class _Pending:
     """One call: its message entry, the caller's future, and whether sending it again is safe
     after a broken stream (only a client-given id makes a repeat idempotent)."""
@@ -94,7 +110,8 @@ class StreamEnqueuer:
         self._sweeper: asyncio.Task[None] | None = None
         self._stream: Any = None
         self._on_way = 0  # messages written on the stream and not answered yet
-        self._ended = False
+        self._ended = False  # the stream ended
+        self._closing = False  # the server said it is shutting down
         self._closed = False
 
     def submit(self, request: pb.EnqueueRequest, future: Future, traceparent: str = "") -> None:
@@ -133,32 +150,51 @@ class StreamEnqueuer:
             while not self._outbox:
                 self._wake.clear()
                 await self._wake.wait()
-            self._stream, self._ended, self._on_way = self._open_stream(), False, 0
-            receiver = asyncio.get_running_loop().create_task(self._receive(self._stream))
-            self._receiver = receiver
-            await self._send(self._stream)
-            if not receiver.done():
-                self._stream.cancel()  # a write failed: the stream is broken
+            stream = self._stream = self._open_stream()
+            self._ended, self._closing, self._on_way = False, False, 0
+            refused = await _accepted(stream)
+            if refused is not None:  # refused before anything was written
+                self._stream = None
+                self._refuse_outbox(refused)
+                continue
+            receiver = self._receiver = asyncio.get_running_loop().create_task(
+                self._receive(stream)
+            )
+            if await self._send(stream):
+                stream.cancel()  # a write failed: the stream is broken
             clean, error = await receiver
-            self._receiver = None
-            self._stream = None
+            self._receiver = self._stream = None
             self._settle(clean, error)
 
-    async def _send(self, stream: Any) -> None:
-        """Write what waits in the outbox, coalesced, until the stream ends. With WINDOW
-        messages on their way, calls wait for an answer: the server's pace sets the batch size."""
+    async def _send(self, stream: Any) -> bool:
+        """Write what waits in the outbox, coalesced, until the stream ends or the server says
+        it is closing (then close this side). With WINDOW messages on their way, calls wait
+        for an answer: the server's pace sets the batch size. True when a write failed."""
         while True:
-            while (not self._outbox or self._on_way >= WINDOW) and not self._ended:
+            while (not self._outbox or self._on_way >= WINDOW) and not (
+                self._ended or self._closing
+            ):
                 self._wake.clear()
                 await self._wake.wait()
-            if self._ended:
-                return
-            message = self._take()
-            self._on_way += 1
             try:
+                if self._ended:
+                    return False
+                if self._closing:
+                    await stream.done_writing()
+                    return False
+                message = self._take()
+                self._on_way += 1
                 await stream.write(message)
             except (grpc.RpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
-                return
+                return True
+
+    def _refuse_outbox(self, error: AtpError) -> None:
+        """A new stream was refused (no server, a bad token, a server without EnqueueStream):
+        the waiting calls fail with its error, as unary calls would; a call sent before on a
+        stream that broke keeps the doubt about its first send."""
+        while self._outbox:
+            pending = self._outbox.popleft()
+            _fail(pending, _lost(error) if pending.sends else error)
 
     def _take(self) -> pb.EnqueueStreamRequest:
         """The next message: as many waiting calls as fit."""
@@ -190,12 +226,20 @@ class StreamEnqueuer:
                         return True, None
                     details = await stream.details()
                     return False, common.error_of(code, details or code.name)
+                if reply.closing:
+                    self._closing = True
+                    self._wake.set()
+                    continue
                 self._on_way -= 1
                 if self._outbox:
                     self._wake.set()
                 for result in reply.results:
                     pending = self._sent.pop(result.seq, None)
-                    if pending is not None:
+                    if pending is None:
+                        continue
+                    if self._closing and result.code == UNAVAILABLE:
+                        self._sent[result.seq] = pending  # not read: goes again (see _settle)
+                    else:
                         _answer(pending, result)
         except grpc.RpcError as err:
             return False, common.map_error(err)
@@ -229,6 +273,22 @@ class StreamEnqueuer:
             for pending in (*self._outbox, *self._sent.values()):
                 if pending.deadline < now and not pending.future.done():
                     _fail(pending, common.RpcFailed("DEADLINE_EXCEEDED", "Deadline Exceeded"))
+
+
+async def _accepted(stream: Any) -> AtpError | None:
+    """Wait for the server to accept a new stream (its initial metadata): None, or the error
+    it was refused with. Nothing is written before, so a refusal never races a write."""
+    try:
+        await stream.initial_metadata()
+        if not stream.done():
+            return None
+        code = await stream.code()
+        details = await stream.details()
+    except grpc.RpcError as err:
+        return common.map_error(err)
+    if code == grpc.StatusCode.OK:
+        return Unavailable("the server ended the stream at once")
+    return common.error_of(code, details or code.name)
 
 
 def _answer(pending: _Pending, result: pb.EnqueueStreamResult) -> None:

@@ -15,7 +15,7 @@ import grpc
 
 from appliance import tracing
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
-from appliance.client import common
+from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import BackgroundEnqueuer
 from appliance.errors import AtpError
@@ -54,6 +54,7 @@ class Client:
         self._options = opts
         self._enqueuer: BackgroundEnqueuer | None = None
         self._enqueuer_lock = threading.Lock()
+        self._streaming = True  # False once the server turned out to predate EnqueueStream
 
     def _run(self, call: common.Call[T]) -> T:
         method = getattr(self._stub, call.rpc)
@@ -112,7 +113,14 @@ class Client:
         """The task's id (the first task's id when `id` was used already). Sent on the client's
         EnqueueStream: calls from many threads share its messages; each gets its own answer."""
         request = common.enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
-        return self._enqueue_stream().enqueue(request)
+        if self._streaming and enqueue_stream.fits(request):
+            try:
+                return self._enqueue_stream().enqueue(request)
+            except common.RpcFailed as exc:
+                if not enqueue_stream.unsupported(exc):
+                    raise
+                self._streaming = False
+        return self._run(common.Call("Enqueue", request, lambda r: str(r.id)))
 
     def enqueue_many(
         self,

@@ -8,7 +8,6 @@ generated code; must not import the store, redis or the worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import time
@@ -225,8 +224,7 @@ class WorkStream:
         if clean and not self._sender.done():
             self._half_close = True
             self._wake_sender.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._sender), CLOSE_WAIT_S)
+            await asyncio.wait({self._sender}, timeout=CLOSE_WAIT_S)  # never raises
         self._sender.cancel()
         if not clean:
             self._call.cancel()

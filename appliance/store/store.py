@@ -16,10 +16,12 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import math
 import os
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -29,7 +31,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
-from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable, WrongState
+from appliance.errors import (
+    InvalidArgument,
+    NotFound,
+    StaleLease,
+    TooLarge,
+    Unavailable,
+    WrongState,
+)
 from appliance.keys import Keys, TopicKeys, topic_in_id
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
@@ -42,6 +51,7 @@ CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 """When the caller gives up (the event loop's clock): the API layer sets it from the gRPC
 deadline, so a store call ends with the client's deadline instead of later."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+KNOWN_FOR_S = 5.0  # a topic admitted this recently is not checked again (watchdog: FORGET_RECHECK)
 DLQ_CHUNK = 1000
 NONCE_BYTES = 6  # random bytes per lease token: 8 base64url characters (claim.lua NONCE_LEN)
 UNBOUNDED_BYTES = 1 << 50  # claim's byte budget when the caller sets none
@@ -109,7 +119,7 @@ class Store:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis)
-        self._known_topics: set[str] = set()
+        self._known_topics: dict[str, float] = {}  # topic -> when admitted (monotonic s)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -120,19 +130,19 @@ class Store:
     # -- producers -------------------------------------------------------------------------
 
     async def enqueue(
-        self, tasks: Sequence[NewTask], client_ids: Sequence[bool] = ()
+        self, tasks: Sequence[NewTask], client_ids: Sequence[bool] = (), owner: str = ""
     ) -> list[EnqueueResult]:
         """Create tasks (one script call per topic, all in one pipeline). Ids are per topic
         (ADR 0006): an id used in another topic neither blocks nor shadows this one.
-        `client_ids` is not needed any more (every id the server did not make is indexed)."""
+        `client_ids` is not needed any more (every id the server did not make is indexed).
+        A topic not known yet must fit under max_topics and the `owner` token's
+        max_topics_per_token, else TooLarge and nothing is written."""
         by_topic: dict[str, list[int]] = {}
         for i, task in enumerate(tasks):
             by_topic.setdefault(task.topic, []).append(i)
+        await self._admit_topics(list(by_topic), owner)
 
         def build(pipe: Any) -> None:
-            new_topics = [t for t in by_topic if t not in self._known_topics]
-            if new_topics:
-                pipe.sadd(self.keys.topics, *new_topics)
             for topic, idx in by_topic.items():
                 self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
 
@@ -140,7 +150,6 @@ class Store:
             return await self.scripts.run_pipeline(self.redis, build)
 
         replies = await _retrying(run) if tasks else []
-        self._known_topics.update(by_topic)
         flags: list[int] = [0] * len(tasks)
         for idx, codes in zip(
             by_topic.values(), replies[len(replies) - len(by_topic) :], strict=True
@@ -153,6 +162,34 @@ class Store:
         living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
         await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
+
+    async def _admit_topics(self, topics: Sequence[str], owner: str) -> None:
+        """topic_add.lua for the topics this process has not admitted within KNOWN_FOR_S (not
+        forever: a topic forgotten meanwhile must be known again)."""
+        now = time.monotonic()
+        known = self._known_topics
+        fresh = [t for t in topics if now - known.get(t, -math.inf) >= KNOWN_FOR_S]
+        if not fresh:
+            return
+        s, k = self.settings, self.keys
+        code, topic = await _retrying(
+            lambda: self.scripts.get("topic_add")(
+                keys=[k.topics, k.topic_owner, k.topic_owned],
+                args=[owner, s.max_topics, s.max_topics_per_token, *fresh],
+            )
+        )
+        if code == -1:
+            raise TooLarge(
+                f"topic {codec.text(topic)!r} is new and this appliance knows max_topics "
+                f"({s.max_topics}) topics already (empty ones are forgotten after retention_ms)"
+            )
+        if code == -2:
+            raise TooLarge(
+                f"topic {codec.text(topic)!r} is new and token {owner!r} has made "
+                f"max_topics_per_token ({s.max_topics_per_token}) topics already"
+            )
+        for t in fresh:
+            self._known_topics[t] = now
 
     def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
         """Queue one enqueue.lua call on `pipe`."""
@@ -525,6 +562,44 @@ class Store:
     async def topics(self) -> list[str]:
         members = await _retrying(lambda: self.redis.smembers(self.keys.topics))
         return sorted(codec.text(m) for m in members)
+
+    async def occupancy(self, topics: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Per topic: (running tasks, 1 if anything is pending or dead else 0), in one round
+        trip of two commands per topic."""
+        commands: list[tuple[Any, ...]] = []
+        for topic in topics:
+            tk = self.keys.topic(topic)
+            commands += [("zcard", tk.running), ("exists", tk.pending, tk.dlq)]
+        replies = await _retrying(lambda: _pipe(self.redis, *commands)) if commands else []
+        return {
+            t: (int(replies[2 * n]), min(int(replies[2 * n + 1]), 1)) for n, t in enumerate(topics)
+        }
+
+    async def marked_empty(self) -> set[str]:
+        """The topics topic_forget.lua is timing (found empty, not forgotten yet)."""
+        return {
+            codec.text(t) for t in await _retrying(lambda: self.redis.hkeys(self.keys.topic_empty))
+        }
+
+    async def forget_topics(self, found_empty: Mapping[str, bool]) -> list[str]:
+        """topic_forget.lua: forget the topics empty for the retention time; returns them."""
+        if not found_empty:
+            return []
+        k = self.keys
+        args: list[Any] = [self.settings.retention_ms]
+        for topic, empty in found_empty.items():
+            args += [topic, int(empty)]
+        reply = await _retrying(
+            lambda: self.scripts.get("topic_forget")(
+                keys=[k.topics, k.topic_owner, k.topic_owned, k.topic_empty], args=args
+            )
+        )
+        return [codec.text(t) for t in reply]
+
+    async def remember_topics(self, topics: Sequence[str]) -> None:
+        """Know these topics again (tasks came after they were forgotten), whatever the limit."""
+        if topics:
+            await _retrying(lambda: self.redis.sadd(self.keys.topics, *topics))
 
     async def now_ms(self) -> int:
         sec, usec = await _retrying(self.redis.time)

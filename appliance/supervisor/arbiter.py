@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from appliance.config import Settings
-from appliance.supervisor import embedded_redis, exposition
+from appliance.supervisor import embedded_redis, exposition, lifeline, ports
 from appliance.supervisor.http import StatusServer, add_route
 from appliance.supervisor.process import (
     EXIT_CONFIG,
@@ -118,6 +118,12 @@ def run(
         redis = embedded_redis.prepare(settings) if wants_redis else None
         with embedded_redis.locked(redis) if redis else contextlib.nullcontext() as lock:
             probe_servers = command_factory is None  # stand-in children listen on nothing
+            servers = probe_servers and any(role == "server" for _, role in names)
+            reuse = settings.servers > 1 or settings.grpc_reuse_port
+            problem = servers and ports.taken("grpc_addr", settings.grpc_addr, reuse)
+            if problem:  # one line now, rather than a server restarted until it is FATAL
+                log.error("%s", problem)
+                return EXIT_CONFIG
             return _supervise(settings, names, factory, policy, redis, lock, probe_servers, secrets)
     except embedded_redis.RedisUnavailable as exc:
         log.error("%s", exc)
@@ -137,6 +143,7 @@ def _supervise(
     secrets: dict[str, str] | None = None,
 ) -> int:
     env = {**os.environ, **(secrets or {})}  # passed through to the children, not read as config
+    env[lifeline.SUPERVISOR_PID] = str(os.getpid())  # whom a child watches (lifeline.py)
     if settings.servers > 1:
         env["ATP_GRPC_REUSE_PORT"] = "1"
     redis_child = None
@@ -162,7 +169,8 @@ def _supervise(
         for name, role in names
     ]
     ping_url = redis.url if redis else settings.redis_url or DEFAULT_REDIS_URL
-    add_route("/metrics", exposition.handler(ping_url, settings.key_prefix))
+    depth = (settings.metrics_max_topics, tuple(settings.topics))
+    add_route("/metrics", exposition.handler(ping_url, settings.key_prefix, *depth))
     return Arbiter(settings, children, redis_child, ping_url, lock).run()
 
 
@@ -211,8 +219,9 @@ class Arbiter:
         try:
             http = StatusServer(self.settings.http_addr, self) if self.settings.http_addr else None
         except (OSError, ValueError) as exc:
-            log.error("cannot serve health on %s: %s", self.settings.http_addr, exc)
-            return EXIT_FAILED
+            problem = ports.taken("http_addr", self.settings.http_addr)
+            log.error("%s", problem or f"cannot serve health on {self.settings.http_addr}: {exc}")
+            return EXIT_CONFIG
         with self._signal_queue(), contextlib.closing(http) if http else contextlib.nullcontext():
             if http:
                 http.start()

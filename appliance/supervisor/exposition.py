@@ -1,6 +1,8 @@
 """The supervisor's /metrics: every child's metrics summed from prometheus_client's multiprocess
 directory, plus queue depth by topic and state read from Redis at scrape time (one pipeline of
-O(1)/O(log n) commands per topic, over raw RESP).
+O(1)/O(log n) commands per topic, over raw RESP) for at most `max_topics` topics: the configured
+ones first, then the first by name (SORT ... LIMIT in Redis), so a scrape stays small and fast
+with any number of topics; `atp_topics` counts them all (GetStats pages through every one).
 
 `prepare()` must run before anything imports prometheus_client in this process (it picks the
 multiprocess mode from the environment at import). Must not import redis or grpc.
@@ -43,9 +45,14 @@ def child_exited(pid: int) -> None:
 class QueueDepth:
     """A collector: atp_queue_depth{topic,state} and atp_queue_lag_seconds{topic}."""
 
-    def __init__(self, redis_url: str, prefix: str) -> None:
+    def __init__(
+        self, redis_url: str, prefix: str, max_topics: int = 100, pinned: tuple[str, ...] = ()
+    ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
+        self.max_topics = max_topics
+        self.pinned = pinned[:max_topics]
+        self.known = 0
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -61,24 +68,33 @@ class QueueDepth:
             "How long the oldest due task of a topic has been waiting (0 when none is due).",
             labels=["topic"],
         )
+        known = GaugeMetricFamily(
+            "atp_topics",
+            "Topics known (queue depth and lag cover at most metrics_max_topics of them).",
+        )
         try:
             for topic, values, lag_s in self._read():
                 for state, value in zip(STATES, values, strict=True):
                     depth.add_metric([topic, state], value)
                 lag.add_metric([topic], lag_s)
+            known.add_metric([], self.known)
         except (OSError, ValueError) as exc:
             log.warning("queue depth not read: %s", exc)
         yield depth
         yield lag
+        yield known
 
     def _read(self) -> Iterator[tuple[str, list[int], float]]:
-        now_reply, topics = resp.execute(
-            self.redis_url, [["TIME"], ["SMEMBERS", f"{self.prefix}:topics"]]
-        )
-        if isinstance(topics, resp.RespError) or isinstance(now_reply, resp.RespError):
-            raise ValueError(str(topics if isinstance(topics, resp.RespError) else now_reply))
+        key = f"{self.prefix}:topics"
+        first = ["SORT", key, "ALPHA", "LIMIT", "0", str(self.max_topics)]
+        replies = resp.execute(self.redis_url, [["TIME"], ["SCARD", key], first])
+        for reply in replies:
+            if isinstance(reply, resp.RespError):
+                raise ValueError(str(reply))
+        now_reply, self.known, named = replies
         now = int(now_reply[0]) * 1000 + int(now_reply[1]) // 1000
-        topics = sorted(topics or [])
+        chosen = dict.fromkeys([*self.pinned, *(named or [])])
+        topics = list(chosen)[: self.max_topics]
         commands: list[list[str]] = []
         for topic in topics:
             base = f"{self.prefix}:{{{topic}}}"
@@ -96,7 +112,9 @@ class QueueDepth:
             yield topic, [pending, due, running, dead], max(now - oldest, 0) / 1000
 
 
-def handler(redis_url: str, prefix: str) -> Any:
+def handler(
+    redis_url: str, prefix: str, max_topics: int = 100, pinned: tuple[str, ...] = ()
+) -> Any:
     """The /metrics route: (code, content type, body) for the supervisor's HTTP server."""
     from prometheus_client import (
         CONTENT_TYPE_LATEST,
@@ -108,7 +126,7 @@ def handler(redis_url: str, prefix: str) -> Any:
     def serve(_status: object) -> tuple[int, str, bytes]:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        registry.register(QueueDepth(redis_url, prefix))
+        registry.register(QueueDepth(redis_url, prefix, max_topics, pinned))
         return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
 
     return serve

@@ -4,11 +4,15 @@ printing one JSON object. Run by the bench venv's Python (.bench/venv), never th
 
     .bench/venv/bin/python loadtest/peers/py_peers.py celery|arq|bullmq w1 --concurrency 10
     .bench/venv/bin/python loadtest/peers/py_peers.py celery|arq|bullmq enqueue|w2|w3|w4
+    .bench/venv/bin/python loadtest/peers/py_peers.py rq|saq w3
 
 Worker commands (defaults, bar Celery's cluster chatter switched off; N = --concurrency):
-  celery -A celery_app worker -c N --without-gossip --without-mingle --without-heartbeat
+  celery -A celery_app worker -c N --pool P --without-gossip --without-mingle --without-heartbeat
+                                    (P: prefork for N <= 10, threads above; BENCH_CELERY_POOL)
   arq arq_app.WorkerSettings        (max_jobs N)
   node bullmq_worker.cjs            (a Worker with concurrency N)
+  rq worker-pool -n N bench         (W3 only)
+  saq saq_app.settings              (W3 only; concurrency N)
 Imports only the peer's package and loadtest/harness.py.
 """
 
@@ -116,6 +120,14 @@ class CeleryPeer(Peer):
         self.app = celery_app
         self.task = celery_app.noop_task
 
+    @staticmethod
+    def pool(concurrency: int) -> str:
+        """prefork (Celery's default pool) up to 10 processes; threads above: a hundred forked
+        processes on 2 cores drained at less than half the threads pool's rate here."""
+        return os.environ.get("BENCH_CELERY_POOL") or (
+            "prefork" if concurrency <= 10 else "threads"
+        )
+
     def worker_argv(self, concurrency: int) -> list[str]:
         return [
             sys.executable,
@@ -125,6 +137,7 @@ class CeleryPeer(Peer):
             "celery_app",
             "worker",
             f"--concurrency={concurrency}",
+            f"--pool={self.pool(concurrency)}",
             "--loglevel=WARNING",
             "--without-gossip",
             "--without-mingle",
@@ -235,7 +248,52 @@ class ArqPeer(Peer):
         asyncio.run(send())
 
 
-PEERS: dict[str, type[Peer]] = {"celery": CeleryPeer, "arq": ArqPeer}
+class RqPeer(Peer):
+    """RQ, W3 only: `rq worker-pool -n N` (N workers, each forking a work horse per job)."""
+
+    name = "rq"
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        rq = str(Path(sys.executable).with_name("rq"))
+        return [rq, "worker-pool", "-u", self.redis.url, "-n", str(concurrency), "bench"]
+
+    def start_worker(self, records: Path, concurrency: int = 10, **env: str) -> Proc:
+        return super().start_worker(records, concurrency, PYTHONPATH=str(HERE), **env)
+
+    def enqueue_numbered(self, count: int) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        queue = Queue("bench", connection=Redis.from_url(self.redis.url))
+        for n in range(count):
+            queue.enqueue("rq_app.sleep", float(n))
+
+
+class SaqPeer(Peer):
+    """SAQ, W3 only: `saq saq_app.settings` (concurrency N)."""
+
+    name = "saq"
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        return [str(Path(sys.executable).with_name("saq")), "saq_app.settings"]
+
+    def enqueue_numbered(self, count: int) -> None:
+        from saq import Queue
+
+        async def send() -> None:
+            queue = Queue.from_url(self.redis.url)
+            await queue.connect()
+            try:
+                for n in range(count):
+                    await queue.enqueue("sleep", number=float(n))
+            finally:
+                await queue.disconnect()
+
+        asyncio.run(send())
+
+
+PEERS: dict[str, type[Peer]] = {"celery": CeleryPeer, "arq": ArqPeer, "rq": RqPeer, "saq": SaqPeer}
+W3_ONLY = ("rq", "saq")  # measured in W3 only (the issue cites them for crash recovery)
 
 
 def w1(peer: Peer, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -397,6 +455,8 @@ def main() -> None:
     p.add_argument("--short", action="store_true", help="small sizes: a smoke test")
     p.add_argument("--show-logs", action="store_true")
     args = p.parse_args()
+    if args.peer in W3_ONLY and args.workload != "w3":
+        p.error(f"{args.peer} is measured in w3 only")
     with tempfile.TemporaryDirectory(prefix="atp-bench-") as tmp, redis_server() as redis:
         if args.peer == "bullmq":
             result = bullmq(args.workload, redis, Path(tmp), args)

@@ -133,6 +133,20 @@ async def test_async_one_at_a_time_with_client_ids(address: str, topic: str) -> 
         assert task.execute_time_ms - task.created_at_ms >= 59_000
 
 
+async def test_a_message_too_big_for_the_server_fails_alone(address: str, topic: str) -> None:
+    """Over the server's 16 MiB message limit: on a shared stream it would end the stream for
+    every call on it; the SDK sends big payloads by unary Enqueue, so it fails alone."""
+    async with AsyncClient(address) as c:
+        huge = c.enqueue(topic, "x" * (17 * 1024 * 1024))
+        small = [c.enqueue(topic, f"p{n}") for n in range(300)]
+        big = c.enqueue(topic, "y" * 100_000)  # under payload_max_bytes, over the stream's cut
+        outcomes = await asyncio.gather(huge, big, *small, return_exceptions=True)
+        assert isinstance(outcomes[0], TooLarge)
+        assert all(isinstance(o, str) for o in outcomes[1:])
+        assert (await c.get_task(str(outcomes[1]))).payload == "y" * 100_000
+    assert pending(address, topic) == 301
+
+
 def test_closed_client_refuses_and_a_new_one_works(address: str, topic: str) -> None:
     c = Client(address)
     c.enqueue(topic, "p")

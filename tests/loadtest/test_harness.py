@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,39 @@ def test_code_state_says_when_the_product_code_moved() -> None:
     assert "changed during the run" in report.code_state(moved)
     dirty = {"code_before": "abc t1/p1+changes", "code_after": "abc t1/p1+changes"}
     assert "uncommitted" in report.code_state(dirty)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie is dead
+
+
+def test_kill_reaches_a_grandchild_that_left_the_group(tmp_path: Path) -> None:
+    """W3's SIGKILL must reach every process of a worker, as RQ's work horses leave its
+    process group; stop() must not leave such a process behind either."""
+    pid_file = tmp_path / "grandchild"
+    code = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); "
+        "time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    for end in ("kill", "stop"):
+        pid_file.unlink(missing_ok=True)
+        proc = harness.Proc([sys.executable, "-c", code])
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        grandchild = int(pid_file.read_text())
+        assert _alive(grandchild)
+        proc.kill() if end == "kill" else proc.stop(timeout_s=1.0)
+        for _ in range(100):
+            if not _alive(grandchild):
+                break
+            time.sleep(0.05)
+        assert not _alive(grandchild), end

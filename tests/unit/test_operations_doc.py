@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def exported_names() -> set[str]:
-    names = {"atp_queue_depth", "atp_queue_lag_seconds"}  # read at scrape time by the supervisor
+    names = {"atp_queue_depth", "atp_queue_lag_seconds", "atp_topics"}  # the supervisor's, read
     for obj in vars(metrics).values():
         if isinstance(obj, Counter):
             names.add(obj._name + "_total")
