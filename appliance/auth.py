@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("producer", "worker", "admin")
 PRODUCER_METHODS = frozenset({"Enqueue", "EnqueueBatch", "EnqueueStream", "GetTask", "Delete"})
-WORKER_METHODS = frozenset({"Retrieve", "Ack", "AckBatch", "Nack", "ExtendLease"})
+WORKER_METHODS = frozenset({"Retrieve", "Ack", "AckBatch", "Nack", "ExtendLease", "Work"})
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})  # never needs a token
 TOKEN_FILE = "admin.token"
 STATE_FILE = "auth-state.json"

@@ -18,6 +18,8 @@ from appliance import times
 from appliance.errors import ConfigError
 
 MiB = 1024 * 1024
+GRPC_DEFAULT_RECEIVE_BYTES = 4 * MiB  # what gRPC clients accept unless told otherwise
+TASK_FIELDS_MAX_BYTES = 64 * 1024  # a leased Task's encoding besides its payload, at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +130,17 @@ class Settings:
             raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
             raise ConfigError("visibility_timeout_ms: larger than max_visibility_timeout_ms")
+        if self.payload_max_bytes + TASK_FIELDS_MAX_BYTES > self.grpc_max_message_bytes:
+            raise ConfigError(
+                "payload_max_bytes: a task of that size would not fit in one gRPC message "
+                f"(grpc_max_message_bytes {self.grpc_max_message_bytes} - 64 KiB)"
+            )
+
+    @property
+    def reply_bytes_default(self) -> int:
+        """The byte budget of a reply whose receiver named no limit: gRPC's default receive
+        limit (4 MiB), or one task of the largest payload if that is more."""
+        return max(GRPC_DEFAULT_RECEIVE_BYTES, self.payload_max_bytes + TASK_FIELDS_MAX_BYTES)
 
     @property
     def api_target(self) -> str:
@@ -297,9 +310,12 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-NOT_SETTINGS = frozenset({"ATP_CONFIG", "ATP_TASK_ID", "ATP_TOPIC", "ATP_ATTEMPT"})
-"""ATP_ variables that are not settings: the config file's name, and what the command executor
-tells the programs it runs (which may call `atp` themselves)."""
+NOT_SETTINGS = frozenset(
+    {"ATP_CONFIG", "ATP_TASK_ID", "ATP_TOPIC", "ATP_ATTEMPT", "ATP_SUPERVISOR_PID"}
+)
+"""ATP_ variables that are not settings: the config file's name, what the command executor
+tells the programs it runs (which may call `atp` themselves), and the pid of the supervisor a
+child watches (appliance/supervisor/lifeline.py)."""
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:

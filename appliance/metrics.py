@@ -119,6 +119,11 @@ DEAD_LETTERED = TopicCounter(
 CANCELED = TopicCounter(
     "atp_tasks_canceled", "Pending tasks canceled by Delete (each task once).", TOPIC
 )
+LEASES_LOST = TopicCounter(
+    "atp_leases_lost",
+    "Leases released because the worker stream holding them ended without a goodbye.",
+    TOPIC,
+)
 LEASES_EXPIRED = TopicCounter(
     "atp_leases_expired",
     "Leases that expired and were recovered by a watchdog (the task retried or dead-lettered).",

@@ -55,6 +55,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(TaskState.RUNNING, TaskState.PENDING, "recover_expired"),
     # ... or dead-lettered when its retries are spent.
     Transition(TaskState.RUNNING, TaskState.DEAD, "recover_expired"),
+    # A worker stream ended without a goodbye: its tasks are due again at once, the attempt
+    # counted ("worker lost")...
+    Transition(TaskState.RUNNING, TaskState.PENDING, "release_lost"),
+    # ... or dead-lettered when their retries are spent.
+    Transition(TaskState.RUNNING, TaskState.DEAD, "release_lost"),
     # Operator: a dead letter goes back to the queue, due now, with fresh attempts.
     Transition(TaskState.DEAD, TaskState.PENDING, "requeue_dead"),
     # Operator: a dead letter is removed for good.

@@ -49,7 +49,7 @@ async def wait_for_redis(settings: Settings, stop: asyncio.Event) -> bool:
     """Say which Redis this role uses and why, then wait until it answers PING (False: stopped
     while waiting)."""
     from appliance.supervisor import embedded_redis, resp
-    from appliance.supervisor.arbiter import DEFAULT_REDIS_URL
+    from appliance.supervisor.arbiter import DEFAULT_REDIS_URL, accepts, local_address
 
     url = settings.redis_url or DEFAULT_REDIS_URL
     why = (
@@ -60,7 +60,13 @@ async def wait_for_redis(settings: Settings, stop: asyncio.Event) -> bool:
     )
     where = f"Redis at {resp.where(url)}"
     log.info("connecting to %s (%s)", where, why)
-    return await wait_until(lambda: embedded_redis.ping(url), where, stop, first_s=0.5)
+
+    def check() -> str | None:
+        if url.startswith("rediss://"):  # TLS options live in the URL for redis-py: only dial
+            return None if accepts(local_address(resp.where(url))) else "no connection yet"
+        return embedded_redis.ping(url)
+
+    return await wait_until(check, where, stop, first_s=0.5)
 
 
 async def wait_for_api(settings: Settings, stop: asyncio.Event) -> bool:
@@ -127,10 +133,12 @@ async def work(settings: Settings, stop: asyncio.Event) -> None:
     """The built-in worker: the SDK's Worker running the executors configured per topic.
     Topics with their own visibility timeout get a Worker of their own in this process."""
     from appliance.auth import local_token
+    from appliance.certs import CLIENT_CERTS, warn_expiring
     from appliance.client import Tls
     from appliance.executors import build_all
     from appliance.worker import Worker
 
+    warn_expiring(settings, CLIENT_CERTS)
     executors = build_all(settings.topics)
     if not executors:
         log.warning(

@@ -78,8 +78,8 @@ def make_handler(kind: str, args: argparse.Namespace, recorder: Recorder) -> Cal
 
 def run_sdk(args: argparse.Namespace, recorder: Recorder) -> None:
     extra: dict[str, Any] = {}
-    if args.batch:
-        extra["batch_size"] = args.batch
+    if args.batch:  # the stream's window beyond the slots (the SDK has no batch size)
+        extra["prefetch"] = args.batch
     if args.lease_s:
         extra["visibility_timeout"] = args.lease_s
     worker = Worker(args.address, concurrency=args.concurrency, drain_timeout=2.0, **extra)

@@ -26,6 +26,7 @@ from appliance.config import Settings
 from appliance.errors import ConfigError
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups
+from appliance.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES: Sequence[str] = (
@@ -35,6 +36,7 @@ SERVICE_NAMES: Sequence[str] = (
     reflection.SERVICE_NAME,
 )
 HEALTH_CHECK_S = 2.0
+KEEPALIVE_MS = 5_000
 
 
 class QueueServer:
@@ -51,6 +53,10 @@ class QueueServer:
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
             ("grpc.so_reuseport", 1 if settings.grpc_reuse_port else 0),
             ("grpc.keepalive_permit_without_calls", 1),
+            # A worker stream whose peer froze or vanished behind a half-open link is found
+            # dead within keepalive time + timeout, and its tasks are released.
+            ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_MS),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
         tokens = access_tokens(settings, announce_to=sys.stderr)
@@ -59,6 +65,8 @@ class QueueServer:
         guard = Guard(tokens, limiter, strangers)
         self.server = grpc.aio.server(options=options, interceptors=[guard])
         self.servicer = QueueServicer(store, self.wakeups, settings)
+        # Expired leases come back even where no watchdog role runs (docs/adr/0005).
+        self.recovery = Watchdog(store, settings)
         pb_grpc.add_DelayQueueServiceServicer_to_server(self.servicer, self.server)
         schedules = ScheduleServicer(store, settings)
         pb_grpc.add_ScheduleServiceServicer_to_server(schedules, self.server)
@@ -80,6 +88,7 @@ class QueueServer:
         self._tasks = [
             asyncio.create_task(self.wakeups.run()),
             asyncio.create_task(self._watch_health(serving)),
+            asyncio.create_task(self.recovery.run()),
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeups.subscribed.wait(), 5)
@@ -122,11 +131,15 @@ class QueueServer:
             serving = await self._check_health(serving)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Refuse new calls, let running ones finish for `grace_s`, then stop background work."""
+        """Refuse new calls, let running ones finish for `grace_s`, then stop background work.
+        Worker streams end at once, their leases kept: the workers adopt them elsewhere."""
         await self._set_health(False)
+        self.servicer.stopping.set()
+        self.recovery.stop()
         self.wakeups.stop()
         self.servicer.enqueue_stream.close()  # producers' streams end cleanly, then reconnect
         await self.server.stop(grace_s)
+        await self.servicer.finish()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -22,6 +22,7 @@ from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal, topic_owner
 from appliance.api.shares import Shares, Slot
 from appliance.api.status import status_of
+from appliance.api.work_stream import WorkStream, count_delivered, open_stream, reply_budget
 from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, PermissionDenied
 from appliance.store import Store
@@ -55,6 +56,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.wakeups = wakeups
         self.settings = settings
         self.shares = Shares(settings.max_long_polls)  # fair long-poll slots per token
+        self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
+        self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
         self.enqueue_stream = EnqueueStreamHandler(store, settings)
 
     @property
@@ -143,16 +146,39 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         limit = validation.batch_size(request.batch_size, self.settings.batch_max)
         lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
         wait_s = convert.wait_ms(request.wait_ms, self.settings) / 1000
+        budget = reply_budget(request.max_response_bytes, self.settings, "max_response_bytes")
         if wait_s <= 0:
-            claim = await self.store.claim(topic, limit, lease)
+            claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
         else:
             with self.shares.hold(current_principal().name) as slot:
-                claim = await self._wait_and_claim(topic, limit, lease, wait_s, slot)
-        _count_delivered(topic, claim)
-        return pb.RetrieveResponse(tasks=convert.leased_to_pb(topic, claim.rows))
+                claim = await self._wait_and_claim(topic, limit, lease, wait_s, slot, budget)
+        count_delivered(topic, claim)
+        return pb.RetrieveResponse(
+            tasks=convert.leased_to_pb(topic, claim.rows), now_ms=claim.now_ms
+        )
+
+    async def Work(
+        self, request_iterator: AsyncIterator[pb.WorkRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WorkResponse]:
+        """The worker stream (api/work_stream.py). What it still holds when it ends is settled
+        in a task of its own, so a cancelled call (the worker vanished) still releases it."""
+        subscription = await open_stream(request_iterator, context, self.settings)
+        stream = WorkStream(self.store, self.wakeups, self.settings, subscription, self.stopping)
+        try:
+            async for message in stream.serve(request_iterator):
+                yield message
+        finally:
+            ending = asyncio.create_task(stream.settle_held(), name="atp-work-end")
+            self._afterwards.add(ending)
+            ending.add_done_callback(self._afterwards.discard)
+
+    async def finish(self) -> None:
+        """Wait for the endings of worker streams still settling what they held."""
+        if self._afterwards:
+            await asyncio.wait(set(self._afterwards), timeout=5)
 
     async def _wait_and_claim(
-        self, topic: str, limit: int, lease: int, wait_s: float, slot: Slot
+        self, topic: str, limit: int, lease: int, wait_s: float, slot: Slot, budget: int
     ) -> Claim:
         """Claim now, else sleep until the next due time or a wake-up, until wait_s passes (or
         the slot is given to another token's long-poll: api/shares.py)."""
@@ -163,7 +189,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             while True:
                 woken.clear()
                 sent = loop.time()
-                claim = await self.store.claim(topic, limit, lease)
+                claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
                 now = loop.time()
                 if claim.rows or now >= deadline or slot.evicted:
                     return claim
@@ -292,14 +318,6 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         return pb.GetStatsResponse(
             topics=[convert.stats_to_pb(s) for s in stats], now_ms=now, next_page_token=next_token
         )
-
-
-def _count_delivered(topic: str, claim: Claim) -> None:
-    if claim.rows:
-        metrics.DELIVERED.labels(topic).inc(len(claim.rows))
-        observe, now = metrics.LATENESS.labels(topic).observe, claim.now_ms
-        for row in claim.rows:
-            observe(max(now - row[2], 0) / 1000)
 
 
 def _lease(task_id: str, token: str, field: str = "") -> tuple[str, str]:

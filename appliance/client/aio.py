@@ -8,7 +8,7 @@ appliance/errors.py. Imports grpc; must not import the store, redis or the worke
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import StreamEnqueuer
+from appliance.client.work import WorkStream
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 
@@ -180,6 +181,13 @@ class AsyncClient:
         """The attempt failed: retry (after `retry_after`, else the backoff) or dead-letter.
         `release=True` gives the task back without counting the attempt (shutting down)."""
         return await self._run(common.nack(task, error, retry_after, dead_letter, release))
+
+    async def open_work(
+        self, topics: Mapping[str, int], credits: int, lease_ms: int, name: str = ""
+    ) -> WorkStream:
+        """Open a worker stream (rpc Work): `topics` maps each topic to its own cap on tasks
+        held at once (0: none), `credits` is the window of tasks held at once in all."""
+        return await WorkStream.open(self._open(), self._metadata, topics, credits, lease_ms, name)
 
     async def extend_lease(self, task: Task, visibility_timeout: Duration | None = None) -> int:
         """The new lease deadline (ms since the epoch)."""

@@ -25,6 +25,7 @@ SCRIPT_NAMES = (
     "extend",
     "cancel",
     "recover_expired",
+    "release_lost",
     "requeue_dead",
     "purge_dead",
 )

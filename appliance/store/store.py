@@ -11,10 +11,13 @@ comes first). Only this package imports redis.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import contextvars
 import dataclasses
 import functools
 import math
+import os
 import random
 import secrets
 import time
@@ -50,6 +53,8 @@ deadline, so a store call ends with the client's deadline instead of later."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
 KNOWN_FOR_S = 5.0  # a topic admitted this recently is not checked again (watchdog: FORGET_RECHECK)
 DLQ_CHUNK = 1000
+NONCE_BYTES = 6  # random bytes per lease token: 8 base64url characters (claim.lua NONCE_LEN)
+UNBOUNDED_BYTES = 1 << 50  # claim's byte budget when the caller sets none
 
 
 def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
@@ -91,8 +96,17 @@ class DeadLetter:
     dead_at_ms: int
 
 
+def _group_by_topic(leases: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """(id, lease token) pairs by the topic their token names; malformed tokens left out."""
+    by_topic: dict[str, list[tuple[str, str]]] = {}
+    for pair in leases:
+        with contextlib.suppress(StaleLease):
+            by_topic.setdefault(topic_of_token(pair[1]), []).append(pair)
+    return by_topic
+
+
 def topic_of_token(token: str) -> str:
-    """Lease tokens are '<topic>/<call>.<n>' so Ack/Nack/Extend need no id lookup."""
+    """Lease tokens are '<topic>/<call>.<n>.<nonce>' so Ack/Nack/Extend need no id lookup."""
     topic, sep, _ = token.partition("/")
     if not sep or not topic:
         raise StaleLease("lease token is not one atp handed out")
@@ -280,12 +294,19 @@ class Store:
         return f"{topic}/{secrets.token_urlsafe(9)}"
 
     async def claim(
-        self, topic: str, limit: int, lease_ms: int, call_token: str | None = None
+        self,
+        topic: str,
+        limit: int,
+        lease_ms: int,
+        call_token: str | None = None,
+        max_bytes: int = 0,
     ) -> Claim:
-        """Lease up to `limit` due tasks. Retried with the same call token, so a lost reply
-        returns the same tasks instead of leasing them to nobody."""
+        """Lease up to `limit` due tasks whose protobuf encoding fits in `max_bytes` together
+        (0: no bound; the first task always fits). Retried with the same call token, so a lost
+        reply returns the same tasks instead of leasing them to nobody."""
         tk = self.keys.topic(topic)
         call = call_token or self.new_call_token(topic)
+        nonces = base64.urlsafe_b64encode(os.urandom(limit * NONCE_BYTES)).decode()
         reply = await _retrying(
             lambda: self.scripts.get("claim")(
                 keys=[tk.pending, tk.running, tk.claim(call), tk.new],
@@ -297,6 +318,8 @@ class Store:
                     self.settings.claim_memo_ms,
                     self.keys.lease_channel,
                     topic,
+                    max_bytes or UNBOUNDED_BYTES,
+                    nonces,
                 ],
             )
         )
@@ -310,31 +333,18 @@ class Store:
     async def ack_many(self, acks: Sequence[tuple[str, str]]) -> list[Exception | None]:
         """Ack many leases in one round trip (one ack.lua call per topic); one result per ack
         (None = done)."""
-        outcome: list[Exception | None] = [None] * len(acks)
-        by_topic: dict[str, list[int]] = {}
-        for i, (_, token) in enumerate(acks):
-            try:
-                by_topic.setdefault(topic_of_token(token), []).append(i)
-            except StaleLease as exc:
-                outcome[i] = exc
-
-        def build(pipe: Any) -> None:
-            for topic, idx in by_topic.items():
-                tk = self.keys.topic(topic)
-                pairs = [part for i in idx for part in acks[i]]
-                args = [self.settings.retention_ms, tk.task_prefix, *pairs]
-                self.scripts.queue(pipe, "ack", [tk.running], args)
-
-        replies = (
-            await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
-            if by_topic
-            else []
+        outcome = await self._per_topic(
+            acks,
+            "ack",
+            lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix]),
+            _lease_error,
         )
-        for idx, codes in zip(by_topic.values(), replies, strict=True):
-            for i, code in zip(idx, codes, strict=True):
-                outcome[i] = _lease_error(code, acks[i][0])
         await self._expire_index(
-            [(t, acks[i][0]) for t, idx in by_topic.items() for i in idx if outcome[i] is None]
+            [
+                (topic_of_token(token), task_id)
+                for (task_id, token), e in zip(acks, outcome, strict=True)
+                if e is None
+            ]
         )
         return outcome
 
@@ -388,16 +398,75 @@ class Store:
 
     async def extend(self, task_id: str, token: str, lease_ms: int) -> int:
         """New lease deadline (ms) = now + lease_ms."""
-        tk = self.keys.topic(topic_of_token(token))
-        code = await _retrying(
-            lambda: self.scripts.get("extend")(
-                keys=[tk.running, tk.task(task_id)], args=[task_id, token, lease_ms]
-            )
+        (outcome,) = await self.extend_many([(task_id, token)], lease_ms)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def extend_many(
+        self, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[int | Exception]:
+        """Renew many leases in one round trip (one extend.lua call per topic): per lease its
+        new deadline (ms), or the error (stale token, no such task)."""
+        return await self._per_topic(
+            leases,
+            "extend",
+            lambda tk: ([tk.running], [lease_ms, tk.task_prefix]),
+            lambda code, task_id: _lease_error(code, task_id) or int(code),
         )
-        problem = _lease_error(code, task_id)
-        if problem is not None:
-            raise problem
-        return int(code)
+
+    async def release_lost(self, leases: Sequence[tuple[str, str]], why: str) -> int:
+        """Tasks of a worker that is gone: due again now with the attempt counted (or dead when
+        their retries are spent); tokens that are no longer current are skipped. Returns how
+        many moved."""
+        moved = 0
+        by_topic = _group_by_topic(leases)
+
+        def build(pipe: Any) -> None:
+            for topic, pairs in by_topic.items():
+                tk = self.keys.topic(topic)
+                args = [tk.task_prefix, self.keys.wake_channel, topic, why]
+                args += [part for pair in pairs for part in pair]
+                self.scripts.queue(pipe, "release_lost", [tk.pending, tk.running, tk.dlq], args)
+
+        if by_topic:
+            replies = await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
+            moved = sum(int(retried) + int(dead) for retried, dead in replies)
+        return moved
+
+    async def _per_topic(
+        self,
+        leases: Sequence[tuple[str, str]],
+        script: str,
+        keys_args: Callable[[TopicKeys], tuple[list[str], list[Any]]],
+        decode: Callable[[Any, str], T],
+    ) -> list[T | Exception]:
+        """Run a per-topic batch script over (id, lease token) pairs, one call per topic in one
+        pipeline; one decoded result per pair, in order (a malformed token: its error)."""
+        outcome: list[T | Exception] = []
+        by_topic: dict[str, list[int]] = {}
+        for i, (_, token) in enumerate(leases):
+            try:
+                by_topic.setdefault(topic_of_token(token), []).append(i)
+                outcome.append(Unavailable("no reply"))  # replaced below
+            except StaleLease as exc:
+                outcome.append(exc)
+
+        def build(pipe: Any) -> None:
+            for topic, idx in by_topic.items():
+                keys, args = keys_args(self.keys.topic(topic))
+                pairs = [part for i in idx for part in leases[i]]
+                self.scripts.queue(pipe, script, keys, [*args, *pairs])
+
+        replies = (
+            await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
+            if by_topic
+            else []
+        )
+        for idx, codes in zip(by_topic.values(), replies, strict=True):
+            for i, code in zip(idx, codes, strict=True):
+                outcome[i] = decode(code, leases[i][0])
+        return outcome
 
     # -- watchdog --------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import redis.asyncio as aioredis
 
@@ -33,19 +33,25 @@ class Wakeups:
         self._stop = asyncio.Event()
         self.subscribed = asyncio.Event()
 
-    @contextlib.contextmanager
-    def watch(self, topic: str = ANY) -> Iterator[asyncio.Event]:
+    def watch(self, topic: str = ANY) -> contextlib.AbstractContextManager[asyncio.Event]:
         """An event set whenever a message names `topic` (or any topic, by default)."""
-        event = asyncio.Event()
-        self._waiters.setdefault(topic, set()).add(event)
+        return self.watch_many([topic], asyncio.Event())
+
+    @contextlib.contextmanager
+    def watch_many(self, topics: Iterable[str], event: asyncio.Event) -> Iterator[asyncio.Event]:
+        """`event`, also set whenever a message names one of `topics` (a worker stream's)."""
+        names = list(topics)
+        for topic in names:
+            self._waiters.setdefault(topic, set()).add(event)
         try:
             yield event
         finally:
-            waiters = self._waiters.get(topic)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[topic]
+            for topic in names:
+                waiters = self._waiters.get(topic)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        del self._waiters[topic]
 
     def wake(self, topic: str | None = None) -> None:
         """Wake the waiters of one topic, or all of them."""

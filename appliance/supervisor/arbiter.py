@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from appliance.config import Settings
-from appliance.supervisor import embedded_redis, exposition, ports
+from appliance.supervisor import embedded_redis, exposition, lifeline, ports
 from appliance.supervisor.http import StatusServer, add_route
 from appliance.supervisor.process import (
     EXIT_CONFIG,
@@ -143,6 +143,7 @@ def _supervise(
     secrets: dict[str, str] | None = None,
 ) -> int:
     env = {**os.environ, **(secrets or {})}  # passed through to the children, not read as config
+    env[lifeline.SUPERVISOR_PID] = str(os.getpid())  # whom a child watches (lifeline.py)
     if settings.servers > 1:
         env["ATP_GRPC_REUSE_PORT"] = "1"
     redis_child = None

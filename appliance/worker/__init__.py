@@ -10,7 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from appliance.worker.runtime import Handler, Worker
+    from appliance.worker.execution import Handler
+    from appliance.worker.runtime import Worker
 
 __all__ = ["Handler", "Worker"]
 

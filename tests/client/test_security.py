@@ -50,7 +50,7 @@ async def test_bearer_tokens(secured: str) -> None:
         task_id = await producer.enqueue("t", "p")
         with pytest.raises(PermissionDenied):
             await producer.retrieve("t")
-        worker = Worker(secured, token="w-secret", wait=1, drain_timeout=1)
+        worker = Worker(secured, token="w-secret", drain_timeout=1)
         done: list[str] = []
 
         @worker.task("t")

@@ -26,7 +26,7 @@ async def test_worker_span_continues_the_producers_trace(server) -> None:  # typ
     producer_trace = producer_span.get_span_context().trace_id
 
     seen: list[int] = []
-    worker = Worker(server.address, concurrency=2, wait=0.5)
+    worker = Worker(server.address, concurrency=2)
 
     @worker.task("traced")
     async def handle(task):  # type: ignore[no-untyped-def]

@@ -269,3 +269,34 @@ def _child_pids(http_addr: str) -> list[int]:
 
     with urllib.request.urlopen(f"http://{http_addr}/healthz", timeout=2) as reply:
         return [int(c["pid"]) for c in json.loads(reply.read())["children"]]
+
+
+WATCHER = """
+import sys, time
+from appliance.supervisor import lifeline
+assert lifeline.watch_parent() is not None
+print("watching", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_child_watches_the_supervisor_pid_even_when_it_is_not_its_parent(tmp_path: Path) -> None:
+    """With the one-file binary a bootloader sits between the supervisor and the role: the role
+    watches ATP_SUPERVISOR_PID and dies within 1 s of it, whoever its parent is."""
+    supervisor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    env = {**os.environ, "ATP_SUPERVISOR_PID": str(supervisor.pid)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", WATCHER], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "watching\n"
+        supervisor.kill()
+        supervisor.wait()
+        assert child.wait(1.0) == -signal.SIGKILL
+    finally:
+        for proc in (supervisor, child):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if child.stdout is not None:
+            child.stdout.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from appliance.model import NewTask
 from appliance.store import Store
 from tests.store.helpers import read_pending, read_running, read_state, seed_pending
 
@@ -68,3 +69,22 @@ async def test_retry_leaves_out_tasks_the_call_no_longer_holds(store: Store) -> 
     await store.ack(first.tasks[0].id, first.tasks[0].lease_token)
     retry = await store.claim("t", 2, 30_000, call_token=call)
     assert [t.id for t in retry.tasks] == [first.tasks[1].id]
+
+
+async def test_a_lease_token_does_not_reveal_its_siblings(store: Store) -> None:
+    await seed_pending(store, n=3)
+    tokens = [t.lease_token for t in (await store.claim("t", 3, 30_000)).tasks]
+    prefixes = {tok.rsplit(".", 2)[0] for tok in tokens}
+    assert len(prefixes) == 1  # one call
+    nonces = [tok.rsplit(".", 1)[1] for tok in tokens]
+    assert len(set(nonces)) == 3 and all(len(n) == 8 for n in nonces)
+
+
+async def test_byte_budget_leases_only_what_fits(store: Store, redis_client: redis.Redis) -> None:
+    big = "x" * 100_000
+    await store.enqueue([NewTask(f"t-{i}", "t", big, 3, 0) for i in range(5)], [False] * 5)
+    claim = await store.claim("t", 5, 30_000, max_bytes=250_000)
+    assert len(claim.tasks) == 2  # a third would pass the budget
+    assert len(read_pending(redis_client)) == 3  # the rest were not leased
+    tiny = await store.claim("t", 5, 30_000, max_bytes=10)
+    assert len(tiny.tasks) == 1  # the first task always goes (its size is bounded at enqueue)

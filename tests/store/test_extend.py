@@ -33,3 +33,17 @@ async def test_extend_after_ack_is_refused(store: Store) -> None:
     await store.ack(task.id, task.lease_token)
     with pytest.raises(StaleLease):
         await store.extend(task.id, task.lease_token, 60_000)
+
+
+async def test_extend_many_renews_a_batch_and_reports_each(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    a, b = await seed_running(store, n=2, lease_ms=1_000)
+    await store.ack(b.id, b.lease_token)
+    outcome = await store.extend_many(
+        [(a.id, a.lease_token), (b.id, b.lease_token), ("t-9", "nonsense")], 60_000
+    )
+    assert isinstance(outcome[0], int) and outcome[0] >= now_ms(redis_client) + 59_000
+    assert isinstance(outcome[1], StaleLease)
+    assert isinstance(outcome[2], StaleLease)
+    assert read_running(redis_client) == {a.id: outcome[0]}

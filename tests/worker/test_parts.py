@@ -1,25 +1,12 @@
-"""The runtime's small parts on their own: slots, outcomes, error text."""
+"""The runtime's small parts on their own: outcomes, error text, the server clock."""
 
 from __future__ import annotations
 
-import asyncio
+import time
 
+from appliance.client.work import ServerClock
 from appliance.errors import DeadLetterTask, RetryTask
-from appliance.worker.runtime import ERROR_TEXT_MAX, Slots, describe, outcome_of
-
-
-async def test_slots_hand_out_what_is_free_first_come_first_served() -> None:
-    slots = Slots(3)
-    assert await slots.take(5) == 3
-    first = asyncio.create_task(slots.take(2))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(slots.take(2))
-    await asyncio.sleep(0)
-    slots.give(1)
-    assert await first == 1
-    assert not second.done()
-    slots.give(2)
-    assert await second == 2
+from appliance.worker.execution import ERROR_TEXT_MAX, describe, outcome_of
 
 
 def test_outcomes_of_handler_exceptions() -> None:
@@ -35,3 +22,13 @@ def test_outcomes_of_handler_exceptions() -> None:
 def test_error_text_is_cut() -> None:
     assert describe(ValueError()) == "ValueError"
     assert len(describe(ValueError("x" * 10_000))) == ERROR_TEXT_MAX
+
+
+def test_server_clock_estimates_from_the_best_sample_and_keeps_time_while_stopped() -> None:
+    clock = ServerClock()
+    base = time.monotonic() * 1000
+    clock.saw(1_000_000)
+    first = clock.offset_ms
+    clock.saw(999_000)  # an older (buffered) message: the bound does not go down
+    assert clock.offset_ms == first and clock.heard_ms == 1_000_000
+    assert clock.now_ms() >= 1_000_000 + (time.monotonic() * 1000 - base) - 5

@@ -15,7 +15,7 @@ SCRIPT = """
 import asyncio, sys, time
 from appliance import Worker
 
-worker = Worker(sys.argv[1], wait=1, drain_timeout=30)
+worker = Worker(sys.argv[1], drain_timeout=30)
 
 @worker.task("sync")
 def slow(task):

@@ -15,10 +15,9 @@ import pytest
 from appliance import AsyncClient, Worker
 from appliance.errors import DeadLetterTask, InvalidArgument, RetryTask, Unavailable
 from appliance.model import Task, TaskState
-from appliance.worker.runtime import _polls
 from tests.redis_server import free_port
 
-FAST = {"wait": 1, "drain_timeout": 2, "reconnect_backoff": (0.05, 0.2)}
+FAST = {"drain_timeout": 2, "reconnect_backoff": (0.05, 0.2)}
 
 
 @pytest.fixture
@@ -184,7 +183,7 @@ async def test_stop_releases_tasks_past_the_drain_timeout(server: Any, client: A
     """A sync handler still blocked after drain_timeout: its task is released at once and the
     next worker gets it, still attempt 1 (a release does not count); the blocked thread's late
     result is not recorded."""
-    worker = Worker(server.address, wait=1, drain_timeout=0.2)
+    worker = Worker(server.address, drain_timeout=0.2)
     started, unblock = threading.Event(), threading.Event()
 
     @worker.task("t")
@@ -332,71 +331,3 @@ def test_registration_is_checked() -> None:
         Worker("127.0.0.1:1", concurrency=0)
     with pytest.raises(RuntimeError, match="no handlers"):
         asyncio.run(Worker("127.0.0.1:1").run_async())
-
-
-async def test_a_backlog_gets_several_retrieves_in_flight_an_idle_topic_one_long_poll(
-    server: Any, client: AsyncClient
-) -> None:
-    """While a topic has a backlog, several Retrieves are in flight, so the next batch is on
-    its way while one is handled; an idle topic holds a single long poll."""
-    claims = _ClaimCounter(server)
-    worker = Worker(server.address, concurrency=60, batch_size=10, **FAST)
-    worker.register("wide", _noop)
-    worker.register("narrow", _noop, concurrency=20)
-    async with running(worker):
-        await eventually(_long_polls(server, 2))
-        for _ in range(3):
-            await client.enqueue_many("wide", [str(i) for i in range(1000)])
-        await eventually(_drained(client, "wide"))
-        assert claims.peak >= 2
-        await eventually(_long_polls(server, 2))
-        await asyncio.sleep(0.3)
-        assert server.servicer.long_polls == 2
-
-
-def test_fetchers_per_topic_follow_the_slots() -> None:
-    """concurrency // batch_size fetchers per topic, at most 4, and a topic's own cap counts."""
-    worker = Worker("127.0.0.1:1", concurrency=60, batch_size=10)
-    worker.register("wide", _noop)
-    worker.register("narrow", _noop, concurrency=20)
-    worker.register("single", _noop, concurrency=5)
-    polls = {topic: _polls(worker.config, route) for topic, route in worker.routes.items()}
-    assert polls == {"wide": 4, "narrow": 2, "single": 1}
-
-
-class _ClaimCounter:
-    """Counts the in-process server's store.claim calls running at once (the real calls)."""
-
-    def __init__(self, server: Any) -> None:
-        self.active = self.peak = 0
-        store = server.servicer.store
-        real = store.claim
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-            try:
-                return await real(*args, **kwargs)
-            finally:
-                self.active -= 1
-
-        store.claim = counted
-
-
-async def _noop(task: Task) -> None:
-    return None
-
-
-def _long_polls(server: Any, count: int) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return bool(server.servicer.long_polls == count)
-
-    return check
-
-
-def _drained(client: AsyncClient, topic: str) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        (stats,) = (await client.stats([topic])).topics
-        return stats.pending == 0 and stats.running == 0
-
-    return check

@@ -49,6 +49,37 @@ DEAD: TaskState.ValueType  # 4
 CANCELED: TaskState.ValueType  # 5
 Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
+class _SettleKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SettleKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SettleKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SETTLE_KIND_UNSPECIFIED: _SettleKind.ValueType  # 0
+    ACK: _SettleKind.ValueType  # 1
+    NACK: _SettleKind.ValueType  # 2
+    """Failed: retry with backoff (or after retry_after_ms), or dead-letter."""
+    RELEASE: _SettleKind.ValueType  # 3
+    """Give back without counting the attempt (due again after retry_after_ms, 0 = at once)."""
+    HOLD: _SettleKind.ValueType  # 4
+    """Adopt a lease this worker holds from an earlier stream (after a reconnect): the server
+    renews it and keeps it alive from now on. Takes a credit instead of freeing one.
+    """
+
+class SettleKind(_SettleKind, metaclass=_SettleKindEnumTypeWrapper): ...
+
+SETTLE_KIND_UNSPECIFIED: SettleKind.ValueType  # 0
+ACK: SettleKind.ValueType  # 1
+NACK: SettleKind.ValueType  # 2
+"""Failed: retry with backoff (or after retry_after_ms), or dead-letter."""
+RELEASE: SettleKind.ValueType  # 3
+"""Give back without counting the attempt (due again after retry_after_ms, 0 = at once)."""
+HOLD: SettleKind.ValueType  # 4
+"""Adopt a lease this worker holds from an earlier stream (after a reconnect): the server
+renews it and keeps it alive from now on. Takes a credit instead of freeing one.
+"""
+Global___SettleKind: _TypeAlias = SettleKind  # noqa: Y015
+
 class _MisfirePolicy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -306,6 +337,7 @@ class RetrieveRequest(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _builtins.int
     VISIBILITY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     WAIT_MS_FIELD_NUMBER: _builtins.int
+    MAX_RESPONSE_BYTES_FIELD_NUMBER: _builtins.int
     topic: _builtins.str
     batch_size: _builtins.int
     """0 or unset means 1, as the seed's clients send it."""
@@ -313,6 +345,10 @@ class RetrieveRequest(_message.Message):
     """Lease length; 0 means the server default (30 s)."""
     wait_ms: _builtins.int
     """Long-poll: hold the call until a task is due or this passes; 0 answers at once."""
+    max_response_bytes: _builtins.int
+    """Largest reply the caller accepts (bytes); 0 = 4 MiB, gRPC's default receive limit. The
+    server leases only as many tasks as fit.
+    """
     def __init__(
         self,
         *,
@@ -320,10 +356,11 @@ class RetrieveRequest(_message.Message):
         batch_size: _builtins.int = ...,
         visibility_timeout_ms: _builtins.int = ...,
         wait_ms: _builtins.int = ...,
+        max_response_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "topic", b"topic", "visibility_timeout_ms", b"visibility_timeout_ms", "wait_ms", b"wait_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "max_response_bytes", b"max_response_bytes", "topic", b"topic", "visibility_timeout_ms", b"visibility_timeout_ms", "wait_ms", b"wait_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -334,16 +371,22 @@ class RetrieveResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASKS_FIELD_NUMBER: _builtins.int
+    NOW_MS_FIELD_NUMBER: _builtins.int
+    now_ms: _builtins.int
+    """The server's clock (Redis time) when the tasks were leased, so a client can judge
+    lease_deadline_ms against its own clock.
+    """
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]: ...
     def __init__(
         self,
         *,
         tasks: _abc.Iterable[Global___Task] | None = ...,
+        now_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["now_ms", b"now_ms", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -654,6 +697,388 @@ class ExtendLeaseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExtendLeaseResponse: _TypeAlias = ExtendLeaseResponse  # noqa: Y015
+
+@_typing.final
+class WorkRequest(_message.Message):
+    """---------------------------------------------------------------------------------------------
+    The worker stream (rpc Work).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBE_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
+    SETTLE_FIELD_NUMBER: _builtins.int
+    GOODBYE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscribe(self) -> Global___WorkSubscribe:
+        """First message, exactly once."""
+
+    @_builtins.property
+    def credit(self) -> Global___WorkCredit:
+        """More credits: the window grows by this many tasks."""
+
+    @_builtins.property
+    def settle(self) -> Global___WorkSettleBatch:
+        """Settle (or adopt) leased tasks; each one frees (or takes) a credit."""
+
+    @_builtins.property
+    def goodbye(self) -> Global___WorkGoodbye:
+        """The worker is leaving cleanly: the server pushes nothing more, settles go on; when the
+        worker then half-closes, tasks it still holds go back to PENDING without counting the
+        attempt, and the server ends the stream.
+        """
+
+    def __init__(
+        self,
+        *,
+        subscribe: Global___WorkSubscribe | None = ...,
+        credit: Global___WorkCredit | None = ...,
+        settle: Global___WorkSettleBatch | None = ...,
+        goodbye: Global___WorkGoodbye | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "goodbye", b"goodbye", "kind", b"kind", "settle", b"settle", "subscribe", b"subscribe"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "goodbye", b"goodbye", "kind", b"kind", "settle", b"settle", "subscribe", b"subscribe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["subscribe", "credit", "settle", "goodbye"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___WorkRequest: _TypeAlias = WorkRequest  # noqa: Y015
+
+@_typing.final
+class WorkSubscribe(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPICS_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    VISIBILITY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    WORKER_NAME_FIELD_NUMBER: _builtins.int
+    credits: _builtins.int
+    """The credit window: at most this many tasks pushed and not yet settled (>= 1)."""
+    visibility_timeout_ms: _builtins.int
+    """Lease length the server renews while the stream lives (0 = server default). When the
+    server goes away without ending the stream, the leases run out after this.
+    """
+    max_message_bytes: _builtins.int
+    """Largest message the worker accepts (bytes); 0 = 4 MiB. Never less than one task of the
+    largest payload the server accepts.
+    """
+    worker_name: _builtins.str
+    """Free-form name for logs."""
+    @_builtins.property
+    def topics(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkTopic]: ...
+    def __init__(
+        self,
+        *,
+        topics: _abc.Iterable[Global___WorkTopic] | None = ...,
+        credits: _builtins.int = ...,
+        visibility_timeout_ms: _builtins.int = ...,
+        max_message_bytes: _builtins.int = ...,
+        worker_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "max_message_bytes", b"max_message_bytes", "topics", b"topics", "visibility_timeout_ms", b"visibility_timeout_ms", "worker_name", b"worker_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkSubscribe: _TypeAlias = WorkSubscribe  # noqa: Y015
+
+@_typing.final
+class WorkTopic(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    max_in_flight: _builtins.int
+    """This topic's own cap on tasks held at once (0 = only the window)."""
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        max_in_flight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_in_flight", b"max_in_flight", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkTopic: _TypeAlias = WorkTopic  # noqa: Y015
+
+@_typing.final
+class WorkCredit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDITS_FIELD_NUMBER: _builtins.int
+    credits: _builtins.int
+    def __init__(
+        self,
+        *,
+        credits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkCredit: _TypeAlias = WorkCredit  # noqa: Y015
+
+@_typing.final
+class WorkSettle(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The worker's number for this settle; its WorkSettled result carries it back."""
+    kind: Global___SettleKind.ValueType
+    id: _builtins.str
+    lease_token: _builtins.str
+    error: _builtins.str
+    """NACK and RELEASE: the error text kept as the task's last error."""
+    retry_after_ms: _builtins.int
+    dead_letter: _builtins.bool
+    """NACK: straight to the dead-letter queue."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        kind: Global___SettleKind.ValueType = ...,
+        id: _builtins.str = ...,
+        lease_token: _builtins.str = ...,
+        error: _builtins.str = ...,
+        retry_after_ms: _builtins.int = ...,
+        dead_letter: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "error", b"error", "id", b"id", "kind", b"kind", "lease_token", b"lease_token", "retry_after_ms", b"retry_after_ms", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkSettle: _TypeAlias = WorkSettle  # noqa: Y015
+
+@_typing.final
+class WorkSettleBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settles(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkSettle]: ...
+    def __init__(
+        self,
+        *,
+        settles: _abc.Iterable[Global___WorkSettle] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settles", b"settles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkSettleBatch: _TypeAlias = WorkSettleBatch  # noqa: Y015
+
+@_typing.final
+class WorkGoodbye(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkGoodbye: _TypeAlias = WorkGoodbye  # noqa: Y015
+
+@_typing.final
+class WorkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WELCOME_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def welcome(self) -> Global___WorkWelcome:
+        """First message: the subscription is accepted."""
+
+    @_builtins.property
+    def delivery(self) -> Global___WorkDelivery:
+        """Tasks leased to this stream (one or more per message)."""
+
+    @_builtins.property
+    def settled(self) -> Global___WorkSettledBatch:
+        """The outcome of settles, by seq."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___WorkHeartbeat:
+        """Sent when the stream was quiet for a second: the stream lives. A worker starts a task it
+        holds only while it has heard from the server lately (see docs/API.md).
+        """
+
+    def __init__(
+        self,
+        *,
+        welcome: Global___WorkWelcome | None = ...,
+        delivery: Global___WorkDelivery | None = ...,
+        settled: Global___WorkSettledBatch | None = ...,
+        heartbeat: Global___WorkHeartbeat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "kind", b"kind", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "kind", b"kind", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "delivery", "settled", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___WorkResponse: _TypeAlias = WorkResponse  # noqa: Y015
+
+@_typing.final
+class WorkHeartbeat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOW_MS_FIELD_NUMBER: _builtins.int
+    now_ms: _builtins.int
+    """The server's clock (ms)."""
+    def __init__(
+        self,
+        *,
+        now_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["now_ms", b"now_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkHeartbeat: _TypeAlias = WorkHeartbeat  # noqa: Y015
+
+@_typing.final
+class WorkWelcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOW_MS_FIELD_NUMBER: _builtins.int
+    VISIBILITY_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    now_ms: _builtins.int
+    """The server's clock (ms) when it accepted the subscription."""
+    visibility_timeout_ms: _builtins.int
+    max_message_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        now_ms: _builtins.int = ...,
+        visibility_timeout_ms: _builtins.int = ...,
+        max_message_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_message_bytes", b"max_message_bytes", "now_ms", b"now_ms", "visibility_timeout_ms", b"visibility_timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkWelcome: _TypeAlias = WorkWelcome  # noqa: Y015
+
+@_typing.final
+class WorkDelivery(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    NOW_MS_FIELD_NUMBER: _builtins.int
+    now_ms: _builtins.int
+    """The server's clock (ms) when the tasks were leased."""
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]: ...
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___Task] | None = ...,
+        now_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["now_ms", b"now_ms", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkDelivery: _TypeAlias = WorkDelivery  # noqa: Y015
+
+@_typing.final
+class WorkSettled(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DEAD_LETTERED_FIELD_NUMBER: _builtins.int
+    NEXT_EXECUTE_TIME_MS_FIELD_NUMBER: _builtins.int
+    LEASE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    success: _builtins.bool
+    code: _builtins.str
+    """When !success: the gRPC status name the unary call would have failed with
+    (FAILED_PRECONDITION for a stale lease token, NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE).
+    """
+    error: _builtins.str
+    dead_lettered: _builtins.bool
+    """NACK: dead-lettered, and when the task is due again (0 when dead)."""
+    next_execute_time_ms: _builtins.int
+    lease_deadline_ms: _builtins.int
+    """HOLD: the renewed lease deadline."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        success: _builtins.bool = ...,
+        code: _builtins.str = ...,
+        error: _builtins.str = ...,
+        dead_lettered: _builtins.bool = ...,
+        next_execute_time_ms: _builtins.int = ...,
+        lease_deadline_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "dead_lettered", b"dead_lettered", "error", b"error", "lease_deadline_ms", b"lease_deadline_ms", "next_execute_time_ms", b"next_execute_time_ms", "seq", b"seq", "success", b"success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkSettled: _TypeAlias = WorkSettled  # noqa: Y015
+
+@_typing.final
+class WorkSettledBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTLED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settled(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkSettled]: ...
+    def __init__(
+        self,
+        *,
+        settled: _abc.Iterable[Global___WorkSettled] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settled", b"settled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkSettledBatch: _TypeAlias = WorkSettledBatch  # noqa: Y015
 
 @_typing.final
 class GetTaskRequest(_message.Message):

@@ -84,6 +84,11 @@ class DelayQueueServiceStub:
                 request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseRequest.SerializeToString,
                 response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseResponse.FromString,
                 _registered_method=True)
+        self.Work = channel.stream_stream(
+                '/api.queue.DelayQueueService/Work',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/api.queue.DelayQueueService/ListDeadLetters',
                 request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListDeadLettersRequest.SerializeToString,
@@ -174,6 +179,16 @@ class DelayQueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Work(self, request_iterator, context):
+        """The worker stream: subscribe to topics with a credit window, receive leased tasks as soon
+        as they are due, settle them on the same stream. While the stream lives the server keeps
+        its tasks' leases alive; a stream that ends without a goodbye has its tasks released at
+        once (attempt counted, error "worker lost"). See docs/API.md, "The worker stream".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDeadLetters(self, request, context):
         """Dead letters and statistics.
         """
@@ -251,6 +266,11 @@ def add_DelayQueueServiceServicer_to_server(servicer, server):
                     servicer.ExtendLease,
                     request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseRequest.FromString,
                     response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseResponse.SerializeToString,
+            ),
+            'Work': grpc.stream_stream_rpc_method_handler(
+                    servicer.Work,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -543,6 +563,33 @@ class DelayQueueService:
             '/api.queue.DelayQueueService/ExtendLease',
             appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseRequest.SerializeToString,
             appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Work(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/api.queue.DelayQueueService/Work',
+            appliance_dot_api_dot___proto_dot_queue__pb2.WorkRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.WorkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,12 @@ class DelayQueueServiceStub:
     AckBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.AckBatchRequest, _queue_pb2.AckBatchResponse]
     Nack: _grpc.UnaryUnaryMultiCallable[_queue_pb2.NackRequest, _queue_pb2.NackResponse]
     ExtendLease: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ExtendLeaseRequest, _queue_pb2.ExtendLeaseResponse]
+    Work: _grpc.StreamStreamMultiCallable[_queue_pb2.WorkRequest, _queue_pb2.WorkResponse]
+    """The worker stream: subscribe to topics with a credit window, receive leased tasks as soon
+    as they are due, settle them on the same stream. While the stream lives the server keeps
+    its tasks' leases alive; a stream that ends without a goodbye has its tasks released at
+    once (attempt counted, error "worker lost"). See docs/API.md, "The worker stream".
+    """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListDeadLettersRequest, _queue_pb2.ListDeadLettersResponse]
     """Dead letters and statistics."""
     RequeueDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_pb2.RequeueDeadLettersRequest, _queue_pb2.RequeueDeadLettersResponse]
@@ -79,6 +85,12 @@ class DelayQueueServiceAsyncStub(DelayQueueServiceStub):
     AckBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.AckBatchRequest, _queue_pb2.AckBatchResponse]  # type: ignore[assignment]
     Nack: _aio.UnaryUnaryMultiCallable[_queue_pb2.NackRequest, _queue_pb2.NackResponse]  # type: ignore[assignment]
     ExtendLease: _aio.UnaryUnaryMultiCallable[_queue_pb2.ExtendLeaseRequest, _queue_pb2.ExtendLeaseResponse]  # type: ignore[assignment]
+    Work: _aio.StreamStreamMultiCallable[_queue_pb2.WorkRequest, _queue_pb2.WorkResponse]  # type: ignore[assignment]
+    """The worker stream: subscribe to topics with a credit window, receive leased tasks as soon
+    as they are due, settle them on the same stream. While the stream lives the server keeps
+    its tasks' leases alive; a stream that ends without a goodbye has its tasks released at
+    once (attempt counted, error "worker lost"). See docs/API.md, "The worker stream".
+    """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListDeadLettersRequest, _queue_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """Dead letters and statistics."""
     RequeueDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_pb2.RequeueDeadLettersRequest, _queue_pb2.RequeueDeadLettersResponse]  # type: ignore[assignment]
@@ -161,6 +173,18 @@ class DelayQueueServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_pb2.ExtendLeaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.ExtendLeaseResponse, _abc.Awaitable[_queue_pb2.ExtendLeaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Work(
+        self,
+        request_iterator: _MaybeAsyncIterator[_queue_pb2.WorkRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_queue_pb2.WorkResponse], _abc.AsyncIterator[_queue_pb2.WorkResponse]]:
+        """The worker stream: subscribe to topics with a credit window, receive leased tasks as soon
+        as they are due, settle them on the same stream. While the stream lives the server keeps
+        its tasks' leases alive; a stream that ends without a goodbye has its tasks released at
+        once (attempt counted, error "worker lost"). See docs/API.md, "The worker stream".
+        """
 
     @_abc_1.abstractmethod
     def ListDeadLetters(

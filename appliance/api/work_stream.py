@@ -1,0 +1,453 @@
+"""The worker stream (rpc Work): one `WorkStream` per connected worker.
+
+A worker subscribes to topics with a credit window; the server pushes leased tasks as soon as
+they are due and the window allows (several per message, never more bytes than the worker
+accepts), woken by the same pub/sub wake-ups and timers as the long poll; settles arrive on the
+same stream, are answered by seq and free their credits. While the stream lives the server
+renews its tasks' leases. How the stream ends decides what happens to the tasks it still holds:
+
+| end                                   | held tasks                                          |
+|---------------------------------------|-----------------------------------------------------|
+| goodbye, then the worker half-closes  | released, the attempt not counted                   |
+| broken (killed, reset, keepalive)     | released at once, attempt counted, "worker lost"    |
+| this server stops (drain)             | kept: the worker adopts them (HOLD) on a new stream |
+
+Imports grpc and the store; converts and delegates like the servicer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+
+from appliance import metrics, validation
+from appliance.api import convert
+from appliance.api._proto import queue_pb2 as pb
+from appliance.api.interceptors import current_principal
+from appliance.api.status import status_of
+from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
+from appliance.errors import AtpError, InvalidArgument, StaleLease
+from appliance.store import Store
+from appliance.store.store import Claim, topic_of_token
+from appliance.store.wakeups import Wakeups, sleep_until
+
+log = logging.getLogger(__name__)
+RECHECK_S = 5.0  # an idle stream re-checks its topics at least this often (a lost wake-up)
+LOST_ERROR = "worker lost: its stream ended without a goodbye"
+GOODBYE_ERROR = "released: the worker said goodbye before settling"
+MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
+ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
+HEARTBEAT_S = 1.0  # a quiet stream gets a heartbeat this often
+
+
+class End(enum.Enum):
+    """How a stream ended; decides what becomes of the tasks it holds (see the table above)."""
+
+    GOODBYE = "goodbye"
+    LOST = "lost"
+    SERVER_STOP = "server stop"
+
+
+def count_delivered(topic: str, claim: Claim) -> None:
+    """Metrics of a claim that leased tasks: how many, and how late after their due time."""
+    if claim.rows:
+        metrics.DELIVERED.labels(topic).inc(len(claim.rows))
+        observe, now = metrics.LATENESS.labels(topic).observe, claim.now_ms
+        for row in claim.rows:
+            observe(max(now - row[2], 0) / 1000)
+
+
+def reply_budget(value: int, settings: Settings, field: str) -> int:
+    """The byte budget of a reply: the receiver's limit (0: the default), within what this
+    server may send, and never below one task of the largest payload."""
+    validation.non_negative(value, field)
+    budget = min(value or settings.reply_bytes_default, settings.grpc_max_message_bytes)
+    least = settings.payload_max_bytes + TASK_FIELDS_MAX_BYTES
+    if budget < least:
+        raise InvalidArgument(
+            f"{field} must be 0 or >= {least} (one task of the largest payload), got {value}"
+        )
+    return budget - MESSAGE_OVERHEAD_BYTES
+
+
+class Subscription:
+    """A validated WorkSubscribe."""
+
+    def __init__(self, request: pb.WorkSubscribe, settings: Settings) -> None:
+        if not request.topics:
+            raise InvalidArgument("subscribe: topics must name at least one topic")
+        if len(request.topics) > settings.batch_max:
+            raise InvalidArgument(f"subscribe: more than {settings.batch_max} topics")
+        self.caps: dict[str, int] = {}
+        for t in request.topics:
+            topic = validation.topic(t.topic, "topics[].topic")
+            current_principal().check_topic(topic)
+            validation.non_negative(t.max_in_flight, "topics[].max_in_flight", 1 << 30)
+            if topic in self.caps:
+                raise InvalidArgument(f"subscribe: topic {topic!r} is named twice")
+            self.caps[topic] = t.max_in_flight or (1 << 30)
+        if request.credits < 1:
+            raise InvalidArgument(f"subscribe: credits must be >= 1, got {request.credits}")
+        self.credits = request.credits
+        self.lease_ms = convert.lease_ms(request.visibility_timeout_ms, settings)
+        self.max_bytes = reply_budget(request.max_message_bytes, settings, "max_message_bytes")
+        self.name = request.worker_name[:128]
+
+
+class WorkStream:
+    """One worker's stream: its window, the leases it holds, and the three loops that serve it
+    (push due tasks, answer settles, renew leases)."""
+
+    def __init__(
+        self,
+        store: Store,
+        wakeups: Wakeups,
+        settings: Settings,
+        subscription: Subscription,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.store = store
+        self.wakeups = wakeups
+        self.settings = settings
+        self.sub = subscription
+        self.stopping = stopping
+        self.window = subscription.credits
+        self.held: dict[str, str] = {}  # lease token -> task id
+        self.held_by_topic: collections.Counter[str] = collections.Counter()
+        self.out: asyncio.Queue[pb.WorkResponse | None] = asyncio.Queue()
+        self.settles: list[pb.WorkSettle] = []
+        self.settle_ready = asyncio.Event()
+        self.room = asyncio.Event()  # the window or a topic's cap may have room again
+        self.end = End.LOST
+        self.closed = False
+        self.leaving = False  # the worker said goodbye: push nothing more
+        self.quiet_since = 0.0  # loop time of the last message sent
+        self._rotation = collections.deque(subscription.caps)
+
+    # -- the stream ------------------------------------------------------------------------
+
+    async def serve(
+        self, requests: AsyncIterator[pb.WorkRequest]
+    ) -> AsyncIterator[pb.WorkResponse]:
+        """Yield what goes to the worker until the stream ends; then settle what it held."""
+        now = await self.store.now_ms()
+        self.quiet_since = asyncio.get_running_loop().time()
+        yield pb.WorkResponse(
+            welcome=pb.WorkWelcome(
+                now_ms=now,
+                visibility_timeout_ms=self.sub.lease_ms,
+                max_message_bytes=self.sub.max_bytes + MESSAGE_OVERHEAD_BYTES,
+            )
+        )
+        loops = [
+            asyncio.create_task(self._read(requests), name="atp-work-read"),
+            asyncio.create_task(self._push(), name="atp-work-push"),
+            asyncio.create_task(self._answer(), name="atp-work-settle"),
+            asyncio.create_task(self._renew(), name="atp-work-renew"),
+            asyncio.create_task(self._watch_stop(), name="atp-work-stop"),
+            asyncio.create_task(self._heartbeat(), name="atp-work-heartbeat"),
+        ]
+        try:
+            while (message := await self.out.get()) is not None:
+                yield message
+        finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    def close(self, end: End) -> None:
+        """End the stream; the first reason wins."""
+        if not self.closed:
+            self.closed, self.end = True, end
+            self.out.put_nowait(None)
+
+    def send(self, message: pb.WorkResponse) -> None:
+        self.out.put_nowait(message)
+        self.quiet_since = asyncio.get_running_loop().time()
+
+    async def _heartbeat(self) -> None:
+        """A heartbeat after every quiet second, so the worker knows the stream lives."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(self.quiet_since + HEARTBEAT_S - loop.time(), 0.01))
+            if loop.time() - self.quiet_since >= HEARTBEAT_S:
+                now = await self.store.now_ms()
+                self.send(pb.WorkResponse(heartbeat=pb.WorkHeartbeat(now_ms=now)))
+
+    async def _watch_stop(self) -> None:
+        await self.stopping.wait()
+        self.close(End.SERVER_STOP)
+
+    async def _read(self, requests: AsyncIterator[pb.WorkRequest]) -> None:
+        """Take the worker's messages; a broken or half-closed stream without goodbye is lost."""
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("kind")
+                if kind == "settle":
+                    self.settles.extend(request.settle.settles)
+                    self.settle_ready.set()
+                elif kind == "credit":
+                    validation.non_negative(request.credit.credits, "credit.credits", 1 << 20)
+                    self.window += request.credit.credits
+                    self.room.set()
+                elif kind == "goodbye":
+                    self.leaving = True  # push no more; settles go on until the half-close
+                else:
+                    raise InvalidArgument(f"unexpected {kind or 'empty'} message on the stream")
+            self.close(End.GOODBYE if self.leaving else End.LOST)
+        except AtpError as exc:
+            log.info("work stream of %r refused: %s", self.sub.name, exc)
+        except Exception as exc:  # the transport broke: the worker is gone
+            log.debug("work stream of %r broke: %s", self.sub.name, exc)
+        self.close(End.LOST)
+
+    # -- pushing due tasks -----------------------------------------------------------------
+
+    async def _push(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self.wakeups.watch_many(self.sub.caps, self.room) as woken:
+            while True:
+                woken.clear()
+                try:
+                    wake_at = await self._fill(loop.time())
+                except AtpError as exc:
+                    log.warning("work stream of %r: claim failed: %s", self.sub.name, exc)
+                    wake_at = loop.time() + ERROR_PAUSE_S
+                if wake_at is not None:
+                    await sleep_until(wake_at, woken)
+
+    async def _fill(self, started: float) -> float | None:
+        """Claim and push what is due while there is room. None: pushed something, try again
+        at once; else the loop time to look again (the next due time, or a re-check)."""
+        wake_at = started + RECHECK_S
+        pushed = False
+        for _ in range(len(self._rotation)):
+            room = 0 if self.leaving else self.window - len(self.held)
+            if room <= 0:
+                return wake_at if not pushed else None
+            topic = self._rotation[0]
+            self._rotation.rotate(-1)
+            want = min(room, self.sub.caps[topic] - self.held_by_topic[topic])
+            if want <= 0:
+                continue
+            sent = asyncio.get_running_loop().time()
+            claim = await self.store.claim(
+                topic,
+                min(want, self.settings.batch_max),
+                self.sub.lease_ms,
+                None,
+                self.sub.max_bytes,
+            )
+            if claim.rows:
+                self._deliver(topic, claim)
+                pushed = True
+            elif claim.next_due_in_us >= 0:
+                now = asyncio.get_running_loop().time()
+                wake_at = min(wake_at, (sent + now) / 2 + claim.next_due_in_us / 1e6)
+        return None if pushed else wake_at
+
+    def _deliver(self, topic: str, claim: Claim) -> None:
+        for row in claim.rows:
+            self.held[row[6].decode()] = row[0].decode()
+        self.held_by_topic[topic] += len(claim.rows)
+        count_delivered(topic, claim)
+        tasks = convert.leased_to_pb(topic, claim.rows)
+        self.send(pb.WorkResponse(delivery=pb.WorkDelivery(tasks=tasks, now_ms=claim.now_ms)))
+
+    def _forget(self, token: str) -> None:
+        if self.held.pop(token, None) is not None:
+            self.held_by_topic[topic_of_token(token)] -= 1
+            self.room.set()
+
+    # -- settles ---------------------------------------------------------------------------
+
+    async def _answer(self) -> None:
+        while True:
+            await self.settle_ready.wait()
+            self.settle_ready.clear()
+            batch, self.settles = self.settles, []
+            results = await self._settle(batch)
+            self.send(pb.WorkResponse(settled=pb.WorkSettledBatch(settled=results)))
+
+    async def _settle(self, batch: Sequence[pb.WorkSettle]) -> list[pb.WorkSettled]:
+        """Every settle of a batch, acks and holds in one round trip each; results by seq."""
+        results: dict[int, pb.WorkSettled] = {}
+        acks: list[tuple[int, str, str]] = []
+        holds: list[tuple[int, str, str]] = []
+        others: list[tuple[int, pb.WorkSettle, str, str]] = []
+        for n, s in enumerate(batch):
+            try:
+                task_id, token = _lease(s.id, s.lease_token)
+                if s.kind == pb.ACK:
+                    acks.append((n, task_id, token))
+                elif s.kind == pb.HOLD:
+                    holds.append((n, task_id, token))
+                elif s.kind in (pb.NACK, pb.RELEASE):
+                    validation.non_negative(
+                        s.retry_after_ms, "retry_after_ms", validation.MAX_DELAY_MS
+                    )
+                    others.append((n, s, token, validation.error_text(s.error)))
+                else:
+                    raise InvalidArgument(f"settle kind {s.kind} is not ACK, NACK, RELEASE, HOLD")
+            except AtpError as exc:
+                results[n] = _failed(s.seq, exc)
+        if acks:
+            await self._ack(batch, acks, results)
+        if holds:
+            await self._hold(batch, holds, results)
+        if others:
+            answers = await asyncio.gather(*(self._nack(batch[n], t, e) for n, _, t, e in others))
+            results.update((n, a) for (n, *_), a in zip(others, answers, strict=True))
+        return [results[n] for n in range(len(batch))]
+
+    async def _ack(
+        self,
+        batch: Sequence[pb.WorkSettle],
+        acks: list[tuple[int, str, str]],
+        results: dict[int, pb.WorkSettled],
+    ) -> None:
+        try:
+            outcome = await self.store.ack_many([(i, t) for _, i, t in acks])
+        except AtpError as exc:
+            results.update((n, _failed(batch[n].seq, exc)) for n, _, _ in acks)
+            return
+        acked: collections.Counter[str] = collections.Counter()
+        for (n, _, token), error in zip(acks, outcome, strict=True):
+            self._forget(token)
+            if error is None:
+                acked[topic_of_token(token)] += 1
+                results[n] = pb.WorkSettled(seq=batch[n].seq, success=True)
+            else:
+                results[n] = _failed(batch[n].seq, error)
+        for topic, count in acked.items():
+            metrics.ACKED.labels(topic).inc(count)
+
+    async def _hold(
+        self,
+        batch: Sequence[pb.WorkSettle],
+        holds: list[tuple[int, str, str]],
+        results: dict[int, pb.WorkSettled],
+    ) -> None:
+        try:
+            outcome = await self.store.extend_many([(i, t) for _, i, t in holds], self.sub.lease_ms)
+        except AtpError as exc:
+            results.update((n, _failed(batch[n].seq, exc)) for n, _, _ in holds)
+            return
+        for (n, task_id, token), deadline in zip(holds, outcome, strict=True):
+            if isinstance(deadline, Exception):
+                results[n] = _failed(batch[n].seq, deadline)
+                continue
+            if token not in self.held:
+                self.held[token] = task_id
+                self.held_by_topic[topic_of_token(token)] += 1
+            results[n] = pb.WorkSettled(seq=batch[n].seq, success=True, lease_deadline_ms=deadline)
+
+    async def _nack(self, settle: pb.WorkSettle, token: str, error: str) -> pb.WorkSettled:
+        """NACK or RELEASE of one task, as the unary Nack does it."""
+        topic = topic_of_token(token)
+        try:
+            if settle.kind == pb.RELEASE:
+                result = await self.store.release(settle.id, token, settle.retry_after_ms, error)
+                metrics.RELEASED.labels(topic).inc()
+            else:
+                result = await self.store.nack(
+                    settle.id, token, error, settle.retry_after_ms, settle.dead_letter
+                )
+                metrics.NACKED.labels(topic).inc()
+                if result.dead_lettered:
+                    metrics.DEAD_LETTERED.labels(topic).inc()
+        except AtpError as exc:
+            if not isinstance(exc, StaleLease):
+                return _failed(settle.seq, exc)
+            self._forget(token)
+            return _failed(settle.seq, exc)
+        self._forget(token)
+        return pb.WorkSettled(
+            seq=settle.seq,
+            success=True,
+            dead_lettered=result.dead_lettered,
+            next_execute_time_ms=result.next_execute_time_ms,
+        )
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def _renew(self) -> None:
+        """Renew every held lease at a third of its length; drop the ones no longer ours."""
+        period = self.sub.lease_ms / 3000
+        while True:
+            await asyncio.sleep(period)
+            held = list(self.held.items())
+            if not held:
+                continue
+            try:
+                outcome = await self.store.extend_many(
+                    [(task_id, token) for token, task_id in held], self.sub.lease_ms
+                )
+            except AtpError as exc:
+                log.warning("work stream of %r: lease renewal failed: %s", self.sub.name, exc)
+                continue
+            for (token, _), deadline in zip(held, outcome, strict=True):
+                if isinstance(deadline, Exception):
+                    self._forget(token)
+
+    async def settle_held(self) -> None:
+        """After the stream: release what it still holds, as its end says (see the table)."""
+        leases = [(task_id, token) for token, task_id in self.held.items()]
+        if not leases or self.end is End.SERVER_STOP:
+            return
+        try:
+            if self.end is End.LOST:
+                moved = await self.store.release_lost(leases, LOST_ERROR)
+                log.info("work stream of %r lost: %d tasks released", self.sub.name, moved)
+                for topic, count in collections.Counter(
+                    topic_of_token(t) for _, t in leases
+                ).items():
+                    metrics.LEASES_LOST.labels(topic).inc(count)
+            else:
+                await asyncio.gather(
+                    *(self.store.release(i, t, 0, GOODBYE_ERROR) for i, t in leases),
+                    return_exceptions=True,
+                )
+        except AtpError as exc:
+            log.warning(
+                "work stream of %r: %d tasks not released (%s); their leases run out",
+                self.sub.name,
+                len(leases),
+                exc,
+            )
+
+
+def _lease(task_id: str, token: str) -> tuple[str, str]:
+    task_id, token = validation.task_id(task_id), validation.lease_token(token)
+    current_principal().check_topic(topic_of_token(token))
+    return task_id, token
+
+
+def _failed(seq: int, exc: Exception) -> pb.WorkSettled:
+    code = status_of(exc).name if isinstance(exc, AtpError) else "INTERNAL"
+    return pb.WorkSettled(seq=seq, success=False, code=code, error=str(exc))
+
+
+async def open_stream(
+    requests: AsyncIterator[pb.WorkRequest],
+    context: grpc.aio.ServicerContext,
+    settings: Settings,
+) -> Subscription:
+    """Read and validate the first message, which must subscribe; abort the call if not."""
+    first: Any = None
+    with contextlib.suppress(StopAsyncIteration):
+        first = await requests.__anext__()
+    try:
+        if first is None or first.WhichOneof("kind") != "subscribe":
+            raise InvalidArgument("the first message on a Work stream must be subscribe")
+        return Subscription(first.subscribe, settings)
+    except AtpError as exc:
+        await context.abort(status_of(exc), str(exc))
+        raise  # unreachable: abort raises

@@ -1,0 +1,233 @@
+"""The client side of the worker stream (rpc Work): open it, read what the server sends as
+plain events, send settles (those queued together go out as one message).
+
+Knows the wire, nothing of handlers or slots (that is appliance/worker). Imports grpc and the
+generated code; must not import the store, redis or the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import grpc
+
+from appliance.api._proto import queue_pb2 as pb
+from appliance.client.common import map_error, task_from_pb
+from appliance.errors import (
+    AtpError,
+    InvalidArgument,
+    NotFound,
+    StaleLease,
+    Unavailable,
+    WrongState,
+)
+from appliance.model import Task, TaskState
+
+SETTLE_BATCH_MAX = 500  # settles per message
+CLOSE_WAIT_S = 1.0  # a clean close waits this long for the last settles to go out
+
+
+class SettleKind:
+    ACK = pb.ACK
+    NACK = pb.NACK
+    RELEASE = pb.RELEASE
+    HOLD = pb.HOLD
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settle:
+    """One settle to send: what to do with the lease of `task`."""
+
+    kind: int
+    task: Task
+    error: str = ""
+    retry_after_ms: int = 0
+    dead_letter: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settled:
+    """The server's answer to one settle: None when it worked, else the error."""
+
+    error: AtpError | None
+    lease_deadline_ms: int = 0  # HOLD: the renewed deadline
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    tasks: list[Task]
+
+
+class ServerClock:
+    """The server's clock as seen from here: every message it sends carries its time, which is a
+    lower bound of its time when the message arrives. `now_ms()` estimates the server's time
+    from the monotonic clock (so a stopped process sees the time it lost), and `heard_ms` is
+    the server time of the latest message: how fresh our knowledge of the stream is."""
+
+    def __init__(self) -> None:
+        self.offset_ms = -float("inf")  # server ms - local monotonic ms, lower bound
+        self.heard_ms = 0
+
+    def saw(self, server_ms: int) -> None:
+        self.offset_ms = max(self.offset_ms, server_ms - time.monotonic() * 1000)
+        self.heard_ms = max(self.heard_ms, server_ms)
+
+    def now_ms(self) -> float:
+        return time.monotonic() * 1000 + self.offset_ms
+
+
+_CODES: Mapping[str, type[AtpError]] = {
+    "FAILED_PRECONDITION": StaleLease,
+    "NOT_FOUND": NotFound,
+    "INVALID_ARGUMENT": InvalidArgument,
+    "UNAVAILABLE": Unavailable,
+}
+
+
+class WorkStream:
+    """One open Work stream. `events()` yields Delivery lists and settle answers; `settle()`
+    queues a settle and returns a future for its answer."""
+
+    def __init__(self, call: Any, clock: ServerClock) -> None:
+        self._call = call
+        self.clock = clock
+        self._seq = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Settled]] = {}
+        self._outbox: list[pb.WorkSettle] = []
+        self._wake_sender = asyncio.Event()
+        self._sender = asyncio.create_task(self._send_loop(), name="atp-work-send")
+        self.welcome: pb.WorkWelcome | None = None
+        self._leaving = 0  # 1: goodbye asked for, 2: sent
+        self._half_close = False
+
+    @classmethod
+    async def open(
+        cls,
+        stub: Any,
+        metadata: Iterable[tuple[str, str]],
+        topics: Mapping[str, int],
+        credits: int,
+        lease_ms: int,
+        name: str = "",
+    ) -> WorkStream:
+        """Subscribe and wait for the welcome (errors as the domain's exceptions)."""
+        call = stub.Work(metadata=list(metadata) or None)
+        subscribe = pb.WorkSubscribe(
+            topics=[pb.WorkTopic(topic=t, max_in_flight=cap) for t, cap in topics.items()],
+            credits=credits,
+            visibility_timeout_ms=lease_ms,
+            max_message_bytes=0,
+            worker_name=name,
+        )
+        clock = ServerClock()
+        try:
+            await call.write(pb.WorkRequest(subscribe=subscribe))
+            first = await call.read()
+        except grpc.RpcError as err:
+            raise map_error(err) from err
+        if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":
+            call.cancel()
+            raise Unavailable("the server ended the Work stream before welcoming it")
+        clock.saw(first.welcome.now_ms)
+        stream = cls(call, clock)
+        stream.welcome = first.welcome
+        return stream
+
+    def settle(self, settle: Settle) -> asyncio.Future[Settled]:
+        seq = next(self._seq)
+        done: asyncio.Future[Settled] = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = done
+        self._outbox.append(
+            pb.WorkSettle(
+                seq=seq,
+                kind=settle.kind,  # type: ignore[arg-type]
+                id=settle.task.id,
+                lease_token=settle.task.lease_token,
+                error=settle.error,
+                retry_after_ms=settle.retry_after_ms,
+                dead_letter=settle.dead_letter,
+            )
+        )
+        self._wake_sender.set()
+        return done
+
+    async def _send_loop(self) -> None:
+        """The one writer of the stream: what is queued goes out as one message per turn
+        (settles finishing together batch), then the goodbye, then the half-close."""
+        while True:
+            await self._wake_sender.wait()
+            self._wake_sender.clear()
+            await asyncio.sleep(0)  # let the settles of this loop turn join
+            try:
+                while self._outbox:
+                    batch = self._outbox[:SETTLE_BATCH_MAX]
+                    del self._outbox[:SETTLE_BATCH_MAX]
+                    settles = pb.WorkSettleBatch(settles=batch)
+                    await self._call.write(pb.WorkRequest(settle=settles))
+                if self._leaving == 1:
+                    self._leaving = 2
+                    await self._call.write(pb.WorkRequest(goodbye=pb.WorkGoodbye()))
+                if self._half_close:
+                    await self._call.done_writing()
+                    return
+            except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError):
+                return  # the stream broke: events() ends and fails the waiting settles
+
+    async def events(self) -> Any:
+        """Async iterator of Delivery and heartbeat-free events until the stream ends; then
+        raises the reason (Unavailable for a clean end by the server)."""
+        try:
+            while True:
+                message = await self._call.read()
+                if message is grpc.aio.EOF:
+                    raise Unavailable("the server ended the Work stream")
+                kind = message.WhichOneof("kind")
+                if kind == "delivery":
+                    self.clock.saw(message.delivery.now_ms)
+                    tasks = [task_from_pb(t, TaskState.RUNNING) for t in message.delivery.tasks]
+                    yield Delivery(tasks)
+                elif kind == "settled":
+                    self._answer(message.settled.settled)
+                    yield None
+                elif kind == "heartbeat":
+                    self.clock.saw(message.heartbeat.now_ms)
+                    yield None
+        except grpc.RpcError as err:
+            raise map_error(err) from err
+
+    def _answer(self, results: Iterable[pb.WorkSettled]) -> None:
+        for r in results:
+            done = self._waiting.pop(r.seq, None)
+            if done is None or done.done():
+                continue
+            error = None if r.success else _CODES.get(r.code, WrongState)(r.error or r.code)
+            done.set_result(Settled(error, r.lease_deadline_ms))
+
+    def goodbye(self) -> None:
+        """Tell the server to push no more (after what is queued); settles still go through
+        until close()."""
+        self._leaving = max(self._leaving, 1)
+        self._wake_sender.set()
+
+    async def close(self, clean: bool) -> None:
+        """End the stream: half-close once what is queued is sent (clean), else cancel it.
+        Settles still waiting for an answer fail with Unavailable."""
+        if clean and not self._sender.done():
+            self._half_close = True
+            self._wake_sender.set()
+            await asyncio.wait({self._sender}, timeout=CLOSE_WAIT_S)  # never raises
+        self._sender.cancel()
+        if not clean:
+            self._call.cancel()
+        self.fail_waiting()
+
+    def fail_waiting(self) -> None:
+        for done in self._waiting.values():
+            if not done.done():
+                done.set_result(Settled(Unavailable("the Work stream ended before the answer")))
+        self._waiting.clear()

@@ -1,0 +1,37 @@
+-- release_lost: RUNNING tasks of one topic held by a worker stream that ended without a goodbye
+-- (process killed, connection reset) go back to PENDING, due now, with the attempt counted and
+-- error "worker lost"; tasks whose retries are spent (attempt > max_retries) go to DEAD.
+-- Guarantees: only tasks whose lease token still matches move; each released token is settled
+-- (field settled:<token> = 'lost'), so the lost worker's late Ack or Nack is refused as stale;
+-- repeating the call changes nothing more.
+-- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  KEYS[3] ...:dlq  (ZSETs, ms scores)
+-- ARGV[1] task key prefix (<prefix>:{<topic>}:task:, same hash tag); ARGV[2] wake channel;
+-- ARGV[3] topic; ARGV[4] error text; ARGV[5..] pairs: id, lease token
+-- Returns: {released to pending, dead-lettered}
+--! include clock
+--! include wake
+local pending, running, dlq, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local now = redis_now()
+local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
+local retried, dead = 0, 0
+for a = 5, #ARGV, 2 do
+  local id, token = ARGV[a], ARGV[a + 1]
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'maxr')
+  if f[1] == 'RUNNING' and f[2] == token then
+    redis.call('ZREM', running, id)
+    if tonumber(f[3] or 0) > tonumber(f[4] or 0) then
+      redis.call('ZADD', dlq, now, id)
+      redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[4], 'died', now,
+        'settled:' .. token, 'lost')
+      dead = dead + 1
+    else
+      redis.call('ZADD', pending, now, id)
+      redis.call('HSET', key, 'state', 'PENDING', 'due', now, 'err', ARGV[4],
+        'settled:' .. token, 'lost')
+      retried = retried + 1
+    end
+  end
+end
+if retried > 0 then wake_if_earlier(head, now, ARGV[2], ARGV[3]) end
+return {retried, dead}

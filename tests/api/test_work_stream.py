@@ -1,0 +1,293 @@
+"""rpc Work against the real server and Redis, through the generated stub: subscribe, pushes
+under the credit window, settles by seq, leases kept alive, a lost stream's tasks released at
+once, goodbye, adoption after a reconnect, message size bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+import redis
+
+from appliance.api._proto import queue_pb2 as pb
+from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.keys import Keys
+
+KEYS = Keys("atp")
+
+
+class Stream:
+    """One Work call driven by hand."""
+
+    def __init__(self, stub: pb_grpc.DelayQueueServiceStub) -> None:
+        self.call: Any = stub.Work()
+        self.seq = 0
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.reader: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        """Read in a task of its own: cancelling a read would cancel the whole call."""
+        while True:
+            try:
+                message = await self.call.read()
+            except grpc.aio.AioRpcError as exc:
+                await self.inbox.put(exc)
+                return
+            await self.inbox.put(message)
+            if message is grpc.aio.EOF:
+                return
+
+    async def subscribe(self, *topics: str, credits: int = 10, lease_ms: int = 0, **kw: Any) -> Any:
+        sub = pb.WorkSubscribe(
+            topics=[pb.WorkTopic(topic=t) for t in topics],
+            credits=credits,
+            visibility_timeout_ms=lease_ms,
+            **kw,
+        )
+        await self.call.write(pb.WorkRequest(subscribe=sub))
+        self.reader = asyncio.create_task(self._read())
+        return await self.next("welcome")
+
+    async def next(self, kind: str, within: float = 5.0) -> Any:
+        """The next message of `kind` (heartbeats and other kinds skipped)."""
+        deadline = time.monotonic() + within
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                message = await asyncio.wait_for(self.inbox.get(), max(left, 0.001))
+            except TimeoutError:
+                raise AssertionError(f"no {kind} message within {within} s") from None
+            if isinstance(message, Exception):
+                raise message
+            assert message is not grpc.aio.EOF, f"stream ended waiting for {kind}"
+            if message.WhichOneof("kind") == kind:
+                return getattr(message, kind)
+
+    async def eof(self) -> bool:
+        while True:
+            message = await asyncio.wait_for(self.inbox.get(), 5)
+            if message is grpc.aio.EOF:
+                return True
+
+    async def tasks(self, count: int, within: float = 5.0) -> list[pb.Task]:
+        got: list[pb.Task] = []
+        while len(got) < count:
+            got += (await self.next("delivery", within)).tasks
+        return got
+
+    async def settle(self, *settles: pb.WorkSettle) -> list[pb.WorkSettled]:
+        for s in settles:
+            self.seq += 1
+            s.seq = self.seq
+        await self.call.write(pb.WorkRequest(settle=pb.WorkSettleBatch(settles=settles)))
+        answers: list[pb.WorkSettled] = []
+        while len(answers) < len(settles):
+            answers += (await self.next("settled")).settled
+        return answers
+
+
+def ack(task: pb.Task) -> pb.WorkSettle:
+    return pb.WorkSettle(kind=pb.ACK, id=task.id, lease_token=task.lease_token)
+
+
+@pytest.fixture
+async def stream(stub: pb_grpc.DelayQueueServiceStub) -> AsyncIterator[Stream]:
+    s = Stream(stub)
+    yield s
+    s.call.cancel()
+
+
+async def enqueue(stub: pb_grpc.DelayQueueServiceStub, topic: str, n: int, **kw: Any) -> None:
+    requests = [pb.EnqueueRequest(topic=topic, payload=f"p{i}", **kw) for i in range(n)]
+    await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=requests))
+
+
+def state(r: redis.Redis, topic: str, task_id: str) -> dict[bytes, bytes]:
+    return r.hgetall(KEYS.topic(topic).task(task_id))  # type: ignore[return-value]
+
+
+async def test_pushes_due_tasks_within_the_window_and_more_as_settles_free_credits(
+    stub: Any, stream: Stream
+) -> None:
+    welcome = await stream.subscribe("t", credits=3)
+    assert welcome.now_ms > 0 and welcome.visibility_timeout_ms == 30_000
+    await enqueue(stub, "t", 5)
+    first = await stream.tasks(3)
+    assert len({t.lease_token for t in first}) == 3
+    with pytest.raises(AssertionError, match="no delivery"):
+        await stream.next("delivery", within=0.3)  # the window is full
+    answers = await stream.settle(ack(first[0]), ack(first[1]))
+    assert [a.success for a in answers] == [True, True]
+    rest = await stream.tasks(2)
+    assert {t.id for t in first + rest} == {t.id for t in first} | {t.id for t in rest}
+    assert len({t.id for t in first + rest}) == 5
+
+
+async def test_a_task_enqueued_later_is_pushed_when_due(stub: Any, stream: Stream) -> None:
+    await stream.subscribe("t")
+    started = time.monotonic()
+    await enqueue(stub, "t", 1, delay_ms=300)
+    (task,) = await stream.tasks(1)
+    waited = time.monotonic() - started
+    assert 0.28 <= waited < 1.0
+    assert task.lease_deadline_ms > task.execute_time_ms
+
+
+async def test_settle_errors_come_back_by_seq_and_change_nothing(
+    stub: Any, stream: Stream, redis_client: redis.Redis
+) -> None:
+    await stream.subscribe("t")
+    await enqueue(stub, "t", 1)
+    (task,) = await stream.tasks(1)
+    stale = pb.WorkSettle(kind=pb.ACK, id=task.id, lease_token=task.lease_token[:-1] + "#")
+    bad = pb.WorkSettle(kind=pb.NACK, id=task.id, lease_token="nonsense")
+    answers = await stream.settle(stale, bad)
+    assert [(a.success, a.code) for a in answers] == [
+        (False, "FAILED_PRECONDITION"),
+        (False, "FAILED_PRECONDITION"),
+    ]
+    assert state(redis_client, "t", task.id)[b"state"] == b"RUNNING"
+    nack = pb.WorkSettle(kind=pb.NACK, id=task.id, lease_token=task.lease_token, error="boom")
+    (answer,) = await stream.settle(nack)
+    assert answer.success and not answer.dead_lettered and answer.next_execute_time_ms > 0
+    assert state(redis_client, "t", task.id)[b"err"] == b"boom"
+
+
+async def test_bad_subscriptions_are_refused(stub: Any) -> None:
+    for sub, match in [
+        (pb.WorkSubscribe(credits=1), "topics"),
+        (pb.WorkSubscribe(topics=[pb.WorkTopic(topic="t")], credits=0), "credits"),
+        (pb.WorkSubscribe(topics=[pb.WorkTopic(topic="bad topic")], credits=1), "topic"),
+        (
+            pb.WorkSubscribe(topics=[pb.WorkTopic(topic="t")], credits=1, max_message_bytes=1000),
+            "max_message_bytes",
+        ),
+    ]:
+        call = stub.Work()
+        await call.write(pb.WorkRequest(subscribe=sub))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert match in (refused.value.details() or "")
+
+
+async def test_the_server_keeps_the_leases_of_a_live_stream(
+    stub: Any, stream: Stream, redis_client: redis.Redis
+) -> None:
+    await stream.subscribe("t", lease_ms=600)
+    await enqueue(stub, "t", 1)
+    (task,) = await stream.tasks(1)
+    await asyncio.sleep(1.5)  # 2.5 leases: the server renewed it
+    record = state(redis_client, "t", task.id)
+    assert record[b"state"] == b"RUNNING" and record[b"token"].decode() == task.lease_token
+    (answer,) = await stream.settle(ack(task))
+    assert answer.success
+
+
+async def test_a_lost_stream_releases_its_tasks_at_once_with_the_attempt_counted(
+    stub: Any, redis_client: redis.Redis
+) -> None:
+    stream = Stream(stub)
+    await stream.subscribe("t")
+    await enqueue(stub, "t", 3)
+    tasks = await stream.tasks(3)
+    stream.call.cancel()  # the worker vanished
+    deadline = time.monotonic() + 1.0
+    while any(state(redis_client, "t", t.id)[b"state"] != b"PENDING" for t in tasks):
+        assert time.monotonic() < deadline, "not released within 1 s"
+        await asyncio.sleep(0.02)
+    for t in tasks:
+        record = state(redis_client, "t", t.id)
+        assert record[b"attempt"] == b"1" and record[b"err"].startswith(b"worker lost")
+    again = Stream(stub)
+    await again.subscribe("t")
+    redelivered = await again.tasks(3)
+    assert {t.attempt for t in redelivered} == {2}
+    again.call.cancel()
+
+
+async def test_goodbye_then_half_close_releases_without_counting(
+    stub: Any, redis_client: redis.Redis
+) -> None:
+    stream = Stream(stub)
+    await stream.subscribe("t", credits=2)
+    await enqueue(stub, "t", 4)
+    first, second = await stream.tasks(2)
+    await stream.call.write(pb.WorkRequest(goodbye=pb.WorkGoodbye()))
+    (answer,) = await stream.settle(ack(first))  # settles go on after the goodbye
+    assert answer.success
+    with pytest.raises(AssertionError):
+        await stream.next("delivery", within=0.3)  # nothing more is pushed
+    await stream.call.done_writing()
+    assert await stream.eof()
+    await asyncio.sleep(0.1)
+    record = state(redis_client, "t", second.id)
+    assert record[b"state"] == b"PENDING" and record[b"attempt"] == b"0"
+
+
+async def test_a_new_stream_adopts_held_leases(stub: Any, redis_client: redis.Redis) -> None:
+    server_stream = Stream(stub)
+    await server_stream.subscribe("t", lease_ms=800)
+    await enqueue(stub, "t", 1)
+    (task,) = await server_stream.tasks(1)
+    second = Stream(stub)
+    await second.subscribe("t", lease_ms=800)
+    hold = pb.WorkSettle(kind=pb.HOLD, id=task.id, lease_token=task.lease_token)
+    (answer,) = await second.settle(hold)
+    assert answer.success and answer.lease_deadline_ms > task.lease_deadline_ms - 800
+    stale = pb.WorkSettle(kind=pb.HOLD, id=task.id, lease_token=task.lease_token + "x")
+    (refused,) = await second.settle(stale)
+    assert refused.code == "FAILED_PRECONDITION"
+    (done,) = await second.settle(ack(task))
+    assert done.success
+    server_stream.call.cancel()
+    second.call.cancel()
+    await asyncio.sleep(0.2)
+    assert state(redis_client, "t", task.id)[b"state"] == b"SUCCEEDED"
+
+
+async def test_pushes_never_exceed_the_workers_message_limit(
+    stub: Any, stream: Stream, redis_client: redis.Redis
+) -> None:
+    big = "x" * 900_000
+    requests = [pb.EnqueueRequest(topic="t", payload=big) for _ in range(6)]
+    await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=requests))
+    limit = 2 * 1024 * 1024 + 64 * 1024 + 100  # room for 2 such tasks, not 3
+    await stream.subscribe("t", credits=6, max_message_bytes=limit)
+    sizes = []
+    got = 0
+    while got < 6:
+        delivery = await stream.next("delivery")
+        sizes.append(pb.WorkResponse(delivery=delivery).ByteSize())
+        got += len(delivery.tasks)
+    assert max(sizes) <= limit
+    assert len(sizes) >= 3
+
+
+async def test_unary_retrieve_leases_only_what_fits_in_the_reply(
+    stub: Any, redis_client: redis.Redis
+) -> None:
+    """20 payloads of ~1 MiB in a batch of 20: a reply within 4 MiB, the rest left pending
+    with no attempt used (it used to lease all 20, fail to send, and burn their retries)."""
+    big = "x" * (1024 * 1024 - 1000)
+    for _ in range(2):
+        requests = [pb.EnqueueRequest(topic="t", payload=big) for _ in range(10)]
+        await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=requests))
+    reply = await stub.Retrieve(pb.RetrieveRequest(topic="t", batch_size=20))
+    assert 1 <= len(reply.tasks) <= 4  # 4 fit in 4 MiB, not 20
+    assert reply.ByteSize() <= 4 * 1024 * 1024
+    assert reply.now_ms > 0
+    assert redis_client.zcard(KEYS.topic("t").pending) == 20 - len(reply.tasks)
+    assert redis_client.zcard(KEYS.topic("t").running) == len(reply.tasks)
+
+
+async def test_a_server_without_a_watchdog_recovers_expired_leases(stub: Any) -> None:
+    await enqueue(stub, "t", 1)
+    (first,) = (await stub.Retrieve(pb.RetrieveRequest(topic="t", visibility_timeout_ms=200))).tasks
+    again = await stub.Retrieve(pb.RetrieveRequest(topic="t", wait_ms=3000))
+    assert [t.id for t in again.tasks] == [first.id]
+    assert again.tasks[0].attempt == 2
