@@ -221,8 +221,7 @@ class _Decoded:
         if isinstance(request, Undecodable):
             await self._context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"a message of the stream is not a valid {self._method} message: "
-                f"{request.reason}",
+                f"a message of the stream is not a valid {self._method} message: {request.reason}",
             )
         return request
 
