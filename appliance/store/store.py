@@ -167,8 +167,8 @@ class Store:
             for i, code in zip(idx, codes, strict=True):
                 flags[i] = int(code)
         # Only now, with the task written, is its id indexed: a call cut off before leaves a
-        # task reachable by id and topic (and by id alone once the Enqueue is retried), never
-        # an index entry without its task.
+        # task reachable by id and topic (and by id alone once the Enqueue is repeated), never
+        # an index entry without its task (ADR 0006).
         living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
         await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
