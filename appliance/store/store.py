@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
 from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable
-from appliance.keys import Keys, TopicKeys, topic_in_id
+from appliance.keys import DEPTH_COMMANDS, Keys, TopicKeys, depth, topic_in_id
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
@@ -600,23 +600,14 @@ class Store:
     async def stats(self, topics: Iterable[str] = ()) -> tuple[int, list[TopicStats]]:
         names = list(topics) or await self.topics()
         now = await self.now_ms()
-        commands: list[tuple[Any, ...]] = []
-        for name in names:
-            tk = self.keys.topic(name)
-            commands += [
-                ("zcard", tk.pending),
-                ("zcount", tk.pending, "-inf", now),
-                ("zcard", tk.running),
-                ("zcard", tk.dlq),
-                ("zrange", tk.pending, 0, 0, False, True),
-            ]
+        commands = [
+            ("execute_command", *c) for t in names for c in self.keys.topic(t).depth_commands(now)
+        ]
         replies = await self.read("stats", *commands) if commands else []
-        out = []
-        for n, name in enumerate(names):
-            pending, due, running, dead, head = replies[n * 5 : n * 5 + 5]
-            oldest = int(head[0][1]) if head and due else 0
-            out.append(TopicStats(name, int(pending), int(due), int(running), int(dead), oldest))
-        return now, out
+        n = DEPTH_COMMANDS
+        return now, [
+            TopicStats(name, *depth(replies[i * n : i * n + n])) for i, name in enumerate(names)
+        ]
 
     async def _expire_index(self, finished: Sequence[tuple[str, str]]) -> None:
         """Finished tasks (topic, id) keep their id index as long as their record (the
