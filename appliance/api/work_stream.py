@@ -125,6 +125,7 @@ class WorkStream:
         self.settles: list[pb.WorkSettle] = []
         self.settle_ready = asyncio.Event()
         self.room = asyncio.Event()  # the window or a topic's cap may have room again
+        self.filling = asyncio.Lock()  # one claim round at a time (push loop, settle answers)
         self.end = End.LOST
         self.closed = False
         self.leaving = False  # the worker said goodbye: push nothing more
@@ -155,12 +156,28 @@ class WorkStream:
             asyncio.create_task(self._heartbeat(), name="atp-work-heartbeat"),
         ]
         try:
-            while (message := await self.out.get()) is not None:
+            while (message := await self._next_message()) is not None:
                 yield message
         finally:
             for loop in loops:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _next_message(self) -> pb.WorkResponse | None:
+        """What is queued to go, merged into one message (deliveries only while they fit)."""
+        message = await self.out.get()
+        while message is not None and not self.out.empty():
+            part = self.out.get_nowait()
+            if part is None:
+                self.out.put_nowait(None)  # end after this message
+                break
+            if part.HasField("delivery") and message.HasField("delivery"):
+                size = message.delivery.ByteSize() + part.delivery.ByteSize()
+                if size > self.sub.max_bytes:
+                    self.out.put_nowait(part)  # behind it, in the next message
+                    break
+            message.MergeFrom(part)
+        return message
 
     def close(self, end: End) -> None:
         """End the stream; the first reason wins."""
@@ -216,7 +233,8 @@ class WorkStream:
             while True:
                 woken.clear()
                 try:
-                    wake_at = await self._fill(loop.time())
+                    async with self.filling:
+                        wake_at = await self._fill(loop.time())
                 except AtpError as exc:
                     log.warning("work stream of %r: claim failed: %s", self.sub.name, exc)
                     wake_at = loop.time() + ERROR_PAUSE_S
@@ -274,6 +292,11 @@ class WorkStream:
             self.settle_ready.clear()
             batch, self.settles = self.settles, []
             results = await self._settle(batch)
+            # Fill the credits these settles freed before answering, so the answers and the
+            # next tasks leave in one message.
+            with contextlib.suppress(AtpError):  # the push loop retries and logs
+                async with self.filling:
+                    await self._fill(asyncio.get_running_loop().time())
             self.send(pb.WorkResponse(settled=pb.WorkSettledBatch(settled=results)))
 
     async def _settle(self, batch: Sequence[pb.WorkSettle]) -> list[pb.WorkSettled]:

@@ -29,6 +29,7 @@ from appliance.errors import (
 from appliance.model import Task, TaskState
 
 SETTLE_BATCH_MAX = 500  # settles per message
+SETTLE_DELAY_S = 0.005  # the longest a settle waits for company (settle(now=False))
 CLOSE_WAIT_S = 1.0  # a clean close waits this long for the last settles to go out
 
 
@@ -104,6 +105,7 @@ class WorkStream:
         self.welcome: pb.WorkWelcome | None = None
         self._leaving = 0  # 1: goodbye asked for, 2: sent
         self._half_close = False
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(
@@ -130,7 +132,7 @@ class WorkStream:
             first = await call.read()
         except grpc.RpcError as err:
             raise map_error(err) from err
-        if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":
+        if first is grpc.aio.EOF or not first.HasField("welcome"):
             call.cancel()
             raise Unavailable("the server ended the Work stream before welcoming it")
         clock.saw(first.welcome.now_ms)
@@ -138,7 +140,9 @@ class WorkStream:
         stream.welcome = first.welcome
         return stream
 
-    def settle(self, settle: Settle) -> asyncio.Future[Settled]:
+    def settle(self, settle: Settle, now: bool = True) -> asyncio.Future[Settled]:
+        """Queue a settle; its answer comes in the future. `now=False` lets it wait up to
+        SETTLE_DELAY_S for more to go in the same message (or for flush())."""
         seq = next(self._seq)
         done: asyncio.Future[Settled] = asyncio.get_running_loop().create_future()
         self._waiting[seq] = done
@@ -153,8 +157,20 @@ class WorkStream:
                 dead_letter=settle.dead_letter,
             )
         )
-        self._wake_sender.set()
+        if now:
+            self._wake_sender.set()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(SETTLE_DELAY_S, self.flush)
         return done
+
+    def flush(self) -> None:
+        """Send the queued settles now."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._outbox:
+            self._wake_sender.set()
 
     async def _send_loop(self) -> None:
         """The one writer of the stream: what is queued goes out as one message per turn
@@ -163,6 +179,9 @@ class WorkStream:
             await self._wake_sender.wait()
             self._wake_sender.clear()
             await asyncio.sleep(0)  # let the settles of this loop turn join
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
             try:
                 while self._outbox:
                     batch = self._outbox[:SETTLE_BATCH_MAX]
@@ -179,23 +198,23 @@ class WorkStream:
                 return  # the stream broke: events() ends and fails the waiting settles
 
     async def events(self) -> Any:
-        """Async iterator of Delivery and heartbeat-free events until the stream ends; then
-        raises the reason (Unavailable for a clean end by the server)."""
+        """Async iterator, one item per message: a Delivery, or None for a message without
+        tasks (settle answers, heartbeats), until the stream ends; then raises the reason
+        (Unavailable for a clean end by the server)."""
         try:
             while True:
                 message = await self._call.read()
                 if message is grpc.aio.EOF:
                     raise Unavailable("the server ended the Work stream")
-                kind = message.WhichOneof("kind")
-                if kind == "delivery":
+                if message.HasField("heartbeat"):
+                    self.clock.saw(message.heartbeat.now_ms)
+                if message.HasField("settled"):
+                    self._answer(message.settled.settled)
+                if message.HasField("delivery"):
                     self.clock.saw(message.delivery.now_ms)
                     tasks = [task_from_pb(t, TaskState.RUNNING) for t in message.delivery.tasks]
                     yield Delivery(tasks)
-                elif kind == "settled":
-                    self._answer(message.settled.settled)
-                    yield None
-                elif kind == "heartbeat":
-                    self.clock.saw(message.heartbeat.now_ms)
+                else:
                     yield None
         except grpc.RpcError as err:
             raise map_error(err) from err
@@ -222,6 +241,8 @@ class WorkStream:
             self._wake_sender.set()
             await asyncio.wait({self._sender}, timeout=CLOSE_WAIT_S)  # never raises
         self._sender.cancel()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
         if not clean:
             self._call.cancel()
         self.fail_waiting()

@@ -906,6 +906,10 @@ Global___WorkGoodbye: _TypeAlias = WorkGoodbye  # noqa: Y015
 
 @_typing.final
 class WorkResponse(_message.Message):
+    """One message may carry several parts (a delivery and the answers to settles, say); the
+    server merges what is ready to go at once.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WELCOME_FIELD_NUMBER: _builtins.int
@@ -914,11 +918,11 @@ class WorkResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___WorkWelcome:
-        """First message: the subscription is accepted."""
+        """First message only: the subscription is accepted."""
 
     @_builtins.property
     def delivery(self) -> Global___WorkDelivery:
-        """Tasks leased to this stream (one or more per message)."""
+        """Tasks leased to this stream (one or more)."""
 
     @_builtins.property
     def settled(self) -> Global___WorkSettledBatch:
@@ -938,13 +942,11 @@ class WorkResponse(_message.Message):
         settled: Global___WorkSettledBatch | None = ...,
         heartbeat: Global___WorkHeartbeat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "kind", b"kind", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "kind", b"kind", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "delivery", "settled", "heartbeat"]  # noqa: Y015
-    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkResponse: _TypeAlias = WorkResponse  # noqa: Y015
 
