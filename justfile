@@ -108,6 +108,6 @@ chaos *scenarios: setup tools
     {{python}} -m chaos {{scenarios}}
 
 # The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart, supervisor
-# SIGKILL): under 3 minutes.
+# SIGKILL, stream worker SIGKILL): under 3 minutes.
 chaos-quick: setup tools
     {{python}} -m chaos --quick

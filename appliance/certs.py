@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CERT_WARN_DAYS = 14
-CERT_SETTINGS = ("tls_cert_file", "tls_client_ca_file", "tls_ca_file", "tls_client_cert_file")
+SERVER_CERTS = ("tls_cert_file", "tls_client_ca_file")  # checked by the server role
+CLIENT_CERTS = ("tls_ca_file", "tls_client_cert_file")  # checked by the built-in worker
 
 
 def not_after(path: str) -> float:
@@ -24,11 +25,14 @@ def not_after(path: str) -> float:
     return float(ssl.cert_time_to_seconds(decode(path)["notAfter"]))
 
 
-def expiry_warnings(settings: Settings, now: float | None = None) -> list[str]:
-    """One line per configured certificate that has expired or expires within 14 days."""
+def expiry_warnings(
+    settings: Settings, names: tuple[str, ...] = SERVER_CERTS, now: float | None = None
+) -> list[str]:
+    """One line per configured certificate (of the settings `names`) that has expired or
+    expires within 14 days."""
     now = time.time() if now is None else now
     lines = []
-    for name in CERT_SETTINGS:
+    for name in names:
         path = getattr(settings, name)
         if not path:
             continue
@@ -47,6 +51,6 @@ def expiry_warnings(settings: Settings, now: float | None = None) -> list[str]:
     return lines
 
 
-def warn_expiring(settings: Settings) -> None:
-    for line in expiry_warnings(settings):
+def warn_expiring(settings: Settings, names: tuple[str, ...] = SERVER_CERTS) -> None:
+    for line in expiry_warnings(settings, names):
         log.warning("%s", line)

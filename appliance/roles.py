@@ -133,10 +133,12 @@ async def work(settings: Settings, stop: asyncio.Event) -> None:
     """The built-in worker: the SDK's Worker running the executors configured per topic.
     Topics with their own visibility timeout get a Worker of their own in this process."""
     from appliance.auth import local_token
+    from appliance.certs import CLIENT_CERTS, warn_expiring
     from appliance.client import Tls
     from appliance.executors import build_all
     from appliance.worker import Worker
 
+    warn_expiring(settings, CLIENT_CERTS)
     executors = build_all(settings.topics)
     if not executors:
         log.warning(

@@ -11,6 +11,15 @@ gRPC after the faults healed and the queue drained) and verifies the six invaria
                  listing and the stats agree with the tasks' states.
 5. fencing       no Ack, Nack or ExtendLease was accepted after a later lease of the task began.
 6. cron-once     one task per schedule tick: no two tasks for one tick, no tick left without one.
+7. start-in-lease no handler starts after its own lease deadline (the one it was delivered with,
+                 or renewed by an ExtendLease/HOLD answered before the start).
+8. restart       (scenarios that ask for it) every task running on a SIGKILLed worker starts
+                 again within the scenario's bound after the kill (unless that attempt was its
+                 last: "worker lost" counts it, so it is dead-lettered instead).
+
+A stream delivery's lease (rpc Work) is renewed by the server while its stream lives, which the
+worker does not see; it ends when the stream breaks, so a SIGKILL of its worker (faults.jsonl)
+ends it too: a re-delivery after that kill is no overlap.
 
 Pure: no processes, no network. `python -m chaos.checker <run dir>` re-checks a kept run.
 Stdlib only (plus chaos.history); imports nothing of atp.
@@ -38,7 +47,17 @@ from chaos.history import (
 
 NO_LOSS, EXACTLY_ONCE, NEVER_EARLY = "no-loss", "exactly-once", "never-early"
 DLQ_EXACT, FENCING, CRON_ONCE = "dlq-exact", "fencing", "cron-once"
-INVARIANTS = (NO_LOSS, EXACTLY_ONCE, NEVER_EARLY, DLQ_EXACT, FENCING, CRON_ONCE)
+START_IN_LEASE, RESTART = "start-in-lease", "restart"
+INVARIANTS = (
+    NO_LOSS,
+    EXACTLY_ONCE,
+    NEVER_EARLY,
+    DLQ_EXACT,
+    FENCING,
+    CRON_ONCE,
+    START_IN_LEASE,
+    RESTART,
+)
 FINAL_STATES = frozenset({"SUCCEEDED", "DEAD", "CANCELED"})
 MISSING = "MISSING"  # GetTask answered NOT_FOUND
 
@@ -114,6 +133,10 @@ class Counts:
     early: int = 0
     stale_refused: int = 0  # Ack/Nack refused with FAILED_PRECONDITION (stale token)
     unrecorded: int = 0  # deliveries no recording worker saw (lost replies, killed workers)
+    after_deadline: int = 0  # handlers started after their own lease deadline
+    skipped: int = 0  # deliveries held and not started (their lease too near its end)
+    interrupted: int = 0  # tasks running on a worker when it was SIGKILLed
+    restart_max_ms: int | None = None  # the slowest of those to start again after the kill
 
 
 @dataclasses.dataclass(slots=True)
@@ -132,7 +155,44 @@ class Verdict:
 # -- the checks ---------------------------------------------------------------------------
 
 
-def check(history: History, final: FinalState) -> Verdict:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Restart:
+    """A task that was running on `worker` when it was SIGKILLed at `killed_ms`, and when a
+    handler started it again (None: never)."""
+
+    task: str
+    worker: str
+    killed_ms: int
+    restarted_ms: int | None
+    last_try: bool = False  # the cut attempt was its last (attempt > max_retries): ends DEAD
+
+    @property
+    def after_ms(self) -> int | None:
+        return None if self.restarted_ms is None else self.restarted_ms - self.killed_ms
+
+
+def restarts(history: History) -> list[Restart]:
+    """Each execution cut by a SIGKILL (started before it, no `end` before it) and the next
+    start of its task after the kill."""
+    runs = history.by_task()
+    out = []
+    for worker, killed in sorted(history.kills, key=lambda k: k[1]):
+        for e in history.executions:
+            if e.worker != worker or e.start_ms > killed:
+                continue
+            if e.end_ms is not None and e.end_ms <= killed:
+                continue
+            if history.death_after(worker, e.start_ms) != killed:
+                continue  # an earlier kill cut it
+            later = [r.start_ms for r in runs[e.task] if r.start_ms > killed]
+            again = min(later) if later else None
+            out.append(Restart(e.task, worker, killed, again, e.attempt > e.max_retries))
+    return out
+
+
+def check(history: History, final: FinalState, restart_within_ms: int | None = None) -> Verdict:
+    """The invariants; `restart_within_ms`: also require every task cut by a SIGKILL to start
+    again within that long."""
     counts = Counts()
     found: list[Violation] = []
     runs = history.by_task()
@@ -144,7 +204,8 @@ def check(history: History, final: FinalState) -> Verdict:
     counts.executions = len(history.executions)
     _no_loss(history, final, runs, tracked, counts, found)
     for task, executions in runs.items():
-        _hand_out(task, executions, counts, found)
+        _hand_out(task, executions, history, counts, found)
+        _start_in_lease(task, executions, counts, found)
         _fencing(task, executions, found)
         _early(task, executions, history, counts, found)
     _dlq(final, runs, tracked, found)
@@ -153,7 +214,51 @@ def check(history: History, final: FinalState) -> Verdict:
     counts.stale_refused = sum(
         1 for e in history.executions for c in e.settles() if c.result == STALE
     )
+    counts.skipped = history.skips
+    _restart(restarts(history), restart_within_ms, counts, found)
     return Verdict(counts, found)
+
+
+def _start_in_lease(
+    task: str, runs: list[Execution], counts: Counts, found: list[Violation]
+) -> None:
+    """No handler starts once its lease deadline has passed: by then the task may be another
+    worker's."""
+    for e in runs:
+        deadline = e.deadline_at_start()
+        if e.start_ms > deadline:
+            counts.after_deadline += 1
+            found.append(
+                Violation(
+                    START_IN_LEASE,
+                    task,
+                    f"attempt {e.attempt} ({e.transport}, {e.worker}) started at {e.start_ms},"
+                    f" {e.start_ms - deadline} ms after its lease deadline {deadline}",
+                )
+            )
+
+
+def _restart(
+    cut: list[Restart], within_ms: int | None, counts: Counts, found: list[Violation]
+) -> None:
+    counts.interrupted = len(cut)
+    waits = [r.after_ms for r in cut if r.after_ms is not None]
+    counts.restart_max_ms = max(waits) if waits else None
+    if within_ms is None:
+        return
+    for r in cut:
+        if r.after_ms is None and r.last_try:
+            continue  # the lost attempt spent its retries: dead-lettered, rightly not run again
+        if r.after_ms is None or r.after_ms > within_ms:
+            when = "never" if r.after_ms is None else f"{r.after_ms} ms after"
+            found.append(
+                Violation(
+                    RESTART,
+                    r.task,
+                    f"running on {r.worker} when it was SIGKILLed at {r.killed_ms}, started"
+                    f" again {when} (bound {within_ms} ms)",
+                )
+            )
 
 
 def _no_loss(
@@ -196,7 +301,9 @@ def _accepted(e: Execution) -> list[Call]:
     return [c for c in e.calls if c.accepted]
 
 
-def _hand_out(task: str, runs: list[Execution], counts: Counts, found: list[Violation]) -> None:
+def _hand_out(
+    task: str, runs: list[Execution], history: History, counts: Counts, found: list[Violation]
+) -> None:
     """Exactly one live lease: no delivery while an earlier lease was valid and unsettled."""
     tokens = [e.token for e in runs]
     if len(set(tokens)) != len(tokens):
@@ -206,7 +313,7 @@ def _hand_out(task: str, runs: list[Execution], counts: Counts, found: list[Viol
         found.append(Violation(EXACTLY_ONCE, task, f"two leases with one attempt: {attempts}"))
     counts.unrecorded += (runs[0].attempt - 1) if runs else 0
     for i, a in enumerate(runs):
-        ended = _lease_end(a, runs[i + 1] if i + 1 < len(runs) else None)
+        ended = _lease_end(a, runs[i + 1] if i + 1 < len(runs) else None, history)
         for b in runs[i + 1 :]:
             if any(c.kind == "ack" for c in _accepted(a)):
                 detail = f"attempt {b.attempt} leased after attempt {a.attempt}'s Ack was accepted"
@@ -224,13 +331,24 @@ def _hand_out(task: str, runs: list[Execution], counts: Counts, found: list[Viol
         counts.unrecorded += max(b.attempt - a.attempt - 1, 0)
         if not (_settled_by(a, b.claim_ms, kinds=("nack",)) or _requeued_by_nack(a, b)):
             counts.duplicates += 1
-            counts.explained += b.claim_ms >= a.known_deadline()
+            counts.explained += b.claim_ms >= _valid_until(a, history)
 
 
-def _lease_end(a: Execution, after: Execution | None) -> int:
-    """When `a`'s lease surely ended: its deadline, its accepted Ack/Nack (first sent), or the
-    Nack that evidently re-queued the task before the deadline (see _requeued_by_nack)."""
+def _valid_until(a: Execution, history: History) -> int:
+    """`a`'s known deadline; for a stream delivery, also its worker's SIGKILL (the server
+    releases a broken stream's leases at once)."""
     ends = [a.known_deadline()]
+    death = history.death_after(a.worker, a.start_ms) if a.transport == "stream" else None
+    if death is not None:
+        ends.append(death)
+    return min(ends)
+
+
+def _lease_end(a: Execution, after: Execution | None, history: History) -> int:
+    """When `a`'s lease surely ended: its deadline (or its stream worker's SIGKILL), its
+    accepted Ack/Nack (first sent), or the Nack that evidently re-queued the task before the
+    deadline (see _requeued_by_nack)."""
+    ends = [_valid_until(a, history)]
     ends += [a.first_sent(c.kind) or c.sent_ms for c in a.settles() if c.accepted]
     if after is not None and _requeued_by_nack(a, after):
         ends.append(after.due_ms)
@@ -419,6 +537,8 @@ def _tick_of(task: str, runs: list[Execution]) -> int | None:
 def describe_task(task: str, history: History, final: FinalState) -> str:
     """A task's whole recorded history, one event per line, for a failure report."""
     lines = [f"task {task}"]
+    ran = {e.worker for e in history.by_task().get(task, [])}
+    lines += [f"  (SIGKILL {w} at {t})" for w, t in history.kills if w in ran]
     enq = history.enqueued.get(task)
     if enq is not None:
         lines.append(
@@ -431,8 +551,8 @@ def describe_task(task: str, history: History, final: FinalState) -> str:
         )
     for e in history.by_task().get(task, []):
         lines.append(
-            f"  lease    attempt={e.attempt} worker={e.worker} token={e.token} due={e.due_ms}"
-            f" claim={e.claim_ms} deadline={e.known_deadline()} start={e.start_ms}"
+            f"  lease    attempt={e.attempt} worker={e.worker} {e.transport} token={e.token}"
+            f" due={e.due_ms} claim={e.claim_ms} deadline={e.known_deadline()} start={e.start_ms}"
             f" end={e.end_ms} outcome={e.outcome or '-'}"
         )
         for c in e.calls:

@@ -81,7 +81,7 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
         outcome.notes += log_errors(run_dir)
     if final is not None:
         history = load_history(run_dir)
-        outcome.verdict = check(history, final)
+        outcome.verdict = check(history, final, scenario.restart_within_ms)
         if not outcome.verdict.ok:
             outcome.details = failure_report(outcome.verdict, history, final)
     return outcome
@@ -147,22 +147,28 @@ def _settle(topology: Topology, ctx: Context, healed: float, outcome: Outcome) -
 
 HEADER = (
     "| scenario | tasks | succeeded | dead | canceled | lost | stuck | executions"
-    " | duplicates (lease-expiry explained) | early starts | stale acks refused"
+    " | duplicates (lease-expiry explained) | early starts | after-deadline starts (skipped)"
+    " | SIGKILL -> restart, max (tasks cut) | stale acks refused"
     " | unrecorded deliveries | heal -> drained | run time | result |"
 )
-RULE = "|" + "---|" * 15
+RULE = "|" + "---|" * 17
 
 
 def row(o: Outcome) -> str:
     name = o.scenario.name
     if o.verdict is None:
-        return f"| {name} |" + " - |" * 12 + f" {o.duration_s:.0f} s | ERROR |"
+        return f"| {name} |" + " - |" * 14 + f" {o.duration_s:.0f} s | ERROR |"
     c = o.verdict.counts
     drain = f"{o.heal_to_drain_s:.1f} s" if o.heal_to_drain_s is not None else "not drained"
     result = "pass" if o.ok else f"FAIL ({len(o.verdict.violations)})"
+    restart = "-"
+    if c.interrupted:
+        slowest = "never" if c.restart_max_ms is None else f"{c.restart_max_ms} ms"
+        restart = f"{slowest} ({c.interrupted})"
     return (
         f"| {name} | {c.tasks} | {c.succeeded} | {c.dead} | {c.canceled} | {c.lost} | {c.stuck}"
-        f" | {c.executions} | {c.duplicates} ({c.explained}) | {c.early} | {c.stale_refused}"
+        f" | {c.executions} | {c.duplicates} ({c.explained}) | {c.early}"
+        f" | {c.after_deadline} ({c.skipped}) | {restart} | {c.stale_refused}"
         f" | {c.unrecorded} | {drain} | {o.duration_s:.0f} s | {result} |"
     )
 

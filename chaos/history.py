@@ -1,8 +1,10 @@
 """The recorded history: append-only JSON-lines logs, one per process, and their reader.
 
-Producers write `enqueue` and `cancel` events; workers write `start`, `extend`, `end` and
-`settle` events (one line each, flushed by a single os.write, so a SIGKILL loses at most the
-line being written). Stdlib only; imports nothing of atp.
+Producers write `enqueue` and `cancel` events; workers write `start`, `skip` (a delivery not
+started: its lease was too close to its end or the stream was stale), `end` and `call` (Ack,
+Nack, ExtendLease or a stream HOLD) events; scenarios write `kill` (a worker SIGKILLed, at
+`t_ms`) to faults.jsonl. One line each, flushed by a single os.write, so a SIGKILL loses at most
+the line being written. Stdlib only; imports nothing of atp.
 """
 
 from __future__ import annotations
@@ -121,10 +123,12 @@ class Execution:
     due_ms: int  # the due time the task carried when it was leased
     lease_ms: int
     deadline_ms: int  # the first lease deadline (Redis clock)
-    start_ms: int  # when the worker got it
+    start_ms: int  # when the handler started
     end_ms: int | None = None  # handler finished (None: the worker died first)
     outcome: str = ""  # ack | nack | dead_letter
     calls: list[Call] = dataclasses.field(default_factory=list)
+    transport: str = "unary"  # unary (Retrieve) | stream (Work: the server renews the lease)
+    start_deadline_ms: int = 0  # the deadline the worker knew when it started (a HOLD renews)
 
     @property
     def claim_ms(self) -> int:
@@ -132,9 +136,21 @@ class Execution:
         return self.deadline_ms - self.lease_ms
 
     def known_deadline(self) -> int:
-        """The latest lease deadline the server confirmed (first lease or an accepted extend)."""
+        """The latest lease deadline the server confirmed (first lease, an accepted extend or
+        HOLD). A stream's renewals by the server are not seen: for a stream delivery this is a
+        lower bound while its stream lived."""
         extended = [c.deadline_ms for c in self.calls if c.kind == "extend" and c.accepted]
-        return max([self.deadline_ms, *extended])
+        return max([self.deadline_ms, self.start_deadline_ms, *extended])
+
+    def deadline_at_start(self) -> int:
+        """The lease deadline known when the handler started: the one it came with (or a
+        HOLD's before the start), or an extend answered by then."""
+        extended = [
+            c.deadline_ms
+            for c in self.calls
+            if c.kind == "extend" and c.accepted and c.done_ms <= self.start_ms
+        ]
+        return max([self.deadline_ms, self.start_deadline_ms, *extended])
 
     def settles(self) -> list[Call]:
         return [c for c in self.calls if c.kind in ("ack", "nack")]
@@ -152,6 +168,13 @@ class History:
     enqueued: dict[str, Enqueued] = dataclasses.field(default_factory=dict)
     cancels: dict[str, list[Cancel]] = dataclasses.field(default_factory=dict)
     executions: list[Execution] = dataclasses.field(default_factory=list)
+    kills: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # (worker, t_ms)
+    skips: int = 0  # deliveries a worker held and did not start (past or near their deadline)
+
+    def death_after(self, worker: str, t_ms: int) -> int | None:
+        """When `worker` was first SIGKILLed at or after `t_ms` (None: it was not)."""
+        times = [k for w, k in self.kills if w == worker and k >= t_ms]
+        return min(times) if times else None
 
     def by_task(self) -> dict[str, list[Execution]]:
         """Each task's executions in lease order (the Redis clock of their claims)."""
@@ -192,11 +215,17 @@ def _apply(history: History, runs: dict[str, Execution], ev: dict[str, Any]) -> 
             ev["max_retries"],
             ev["due_ms"],
             ev["lease_ms"],
-            ev["deadline_ms"],
+            ev.get("first_deadline_ms", ev["deadline_ms"]),
             ev["start_ms"],
+            transport=ev.get("transport", "unary"),
+            start_deadline_ms=ev["deadline_ms"],
         )
         runs[run.token] = run
         history.executions.append(run)
+    elif kind == "kill":
+        history.kills.append((ev["worker"], ev["t_ms"]))
+    elif kind == "skip":
+        history.skips += 1
     elif kind == "end" and ev["token"] in runs:
         runs[ev["token"]].end_ms = ev["end_ms"]
         runs[ev["token"]].outcome = ev["outcome"]

@@ -13,13 +13,17 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from chaos.history import now_ms
+from chaos.history import now_ms, read_events
 from chaos.procs import Child, wait_for
 from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
 from chaos.toxics import Link
 
 PAST_LEASE_S = 4.0  # a fault longer than the 1.5 s lease (and the watchdog's reaction)
+PAST_KEEPALIVE_S = 12.0  # longer than the server's keepalive (5 s ping + 5 s timeout)
+RESTART_WITHIN_MS = 1000  # a SIGKILLed stream worker's tasks start elsewhere within this
+STREAM = Options(transport="stream", concurrency=10, prefetch=2)
 ORPHAN_DEADLINE_S = 1.0  # every child of a SIGKILLed supervisor is gone within this
 
 
@@ -68,6 +72,7 @@ class Scenario:
     run: Callable[[Context], None]
     options: Options = dataclasses.field(default_factory=Options)
     quick: bool = False
+    restart_within_ms: int | None = None  # checked: tasks cut by a SIGKILL restart this fast
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -178,7 +183,7 @@ def worker_kill(ctx: Context) -> None:
             alive = [w for w in topo.workers if w.alive()]
             victim = ctx.busy_worker(alive)
             holding = topo.in_flight(victim)
-            victim.kill()
+            topo.kill_worker(victim)
             killed.append(victim)
             ctx.note(f"SIGKILL {victim.name} holding {holding} task(s)")
         time.sleep(0.5)
@@ -292,6 +297,169 @@ def supervisor_kill(ctx: Context) -> None:
     ctx.healed()
 
 
+def stream_worker_kill(ctx: Context) -> None:
+    """Stream workers (10 slots each): SIGKILL the busiest mid-task, three rounds, and restart
+    it 0.5 s later; the server releases a broken stream's tasks at once, so they must start
+    elsewhere within RESTART_WITHIN_MS (the checker measures each from faults.jsonl)."""
+    topo = ctx.topology
+    ctx.produce(long_every=7)
+    for start in (2.0, 5.0, 8.0):
+        ctx.at(start)
+        victim = ctx.busy_worker([w for w in topo.workers if w.alive()])
+        holding = topo.in_flight(victim)
+        topo.kill_worker(victim)
+        ctx.note(f"SIGKILL {victim.name} holding {holding} task(s)")
+        time.sleep(0.5)
+        victim.restart()
+        topo.wait_worker_ready(victim)
+    ctx.healed()
+
+
+def stream_server_kill(ctx: Context) -> None:
+    """server_kill with stream workers: their streams break, they reconnect to the restarted
+    server and adopt (HOLD) what they hold; what cannot be adopted goes to others."""
+    server_kill(ctx)
+
+
+def stream_half_open(ctx: Context) -> None:
+    """The solo stream worker's link to the API held both ways (timeout toxic: no bytes, no
+    close) for longer than the server's keepalive, while it holds tasks, then healed. The
+    server must find the stream dead by keepalive and release its tasks to the others; the
+    cut-off worker must start nothing it held."""
+    topo = ctx.topology
+    solo, link = topo.solo, topo.solo_link
+    assert solo is not None and link is not None
+    ctx.produce(long_every=5)
+    ctx.at(2.0)
+    holding = wait_for(lambda: topo.in_flight(solo) > 0, 5, pause=0.01)
+    cut = now_ms()
+    link.both_ways("cut", "timeout", timeout=0)
+    ctx.note(f"grpc-solo held (half-open) for {PAST_KEEPALIVE_S:g} s (holding tasks: {holding})")
+    time.sleep(PAST_KEEPALIVE_S)
+    link.clear()
+    ctx.healed()
+    held = _held_by(_events(topo.run_dir / "worker-solo.jsonl"), cut)
+    taken = _first_starts(topo.run_dir, held, cut, exclude="solo")
+    if taken:
+        ctx.note(
+            f"{len(taken)} of the {len(held)} task(s) it held started elsewhere, the first"
+            f" {min(taken.values()) - cut} ms after the cut (keepalive 5 s + 5 s)"
+        )
+    else:
+        ctx.note(f"none of the {len(held)} task(s) it held started elsewhere during the cut")
+
+
+def stream_worker_stop(ctx: Context) -> None:
+    """SIGSTOP a stream worker (3 slots, 6 more prefetched, under a backlog) while it holds
+    deliveries it has not started, for longer than its lease and the server's keepalive, then
+    SIGCONT: it must start none of them (the checker's start-in-lease rule); twice."""
+    topo = ctx.topology
+    ctx.produce(count=300, rate=20.0, long_every=5)
+    for start in (3.0, 17.0):
+        ctx.at(start)
+        victim = _holding_unstarted(ctx, topo.workers)
+        path = topo.run_dir / f"{victim.name}.jsonl"
+        victim.signal(signal.SIGSTOP)
+        stopped = now_ms()
+        held = _unstarted(_events(path), stopped)
+        time.sleep(PAST_KEEPALIVE_S)
+        victim.signal(signal.SIGCONT)
+        resumed = now_ms()
+        time.sleep(2.0)
+        after = [e for e in _events(path) if _stamp(e) >= resumed]
+        started = sum(1 for e in after if e["ev"] == "start" and e["token"] in held)
+        skipped = sum(1 for e in after if e["ev"] == "skip" and e["token"] in held)
+        refused = sum(1 for e in after if _refused_hold(e) and e["token"] in held)
+        ctx.note(
+            f"SIGSTOP {victim.name} for {PAST_KEEPALIVE_S:g} s holding {len(held)} unstarted"
+            f" deliveries; after SIGCONT it started {started} of them, skipped {skipped} (lease"
+            f" deadline passed), {refused} refused when it tried to adopt them (HOLD: stale)"
+        )
+    ctx.healed()
+
+
+def _holding_unstarted(ctx: Context, workers: list[Child], timeout: float = 10.0) -> Child:
+    """The first worker seen holding deliveries it has not started (else the busiest)."""
+    run_dir = ctx.topology.run_dir
+    found: list[Child] = []
+
+    def holding() -> bool:
+        now = now_ms()
+        found[:] = [
+            w
+            for w in workers
+            if w.alive() and _unstarted(_events(run_dir / f"{w.name}.jsonl"), now)
+        ]
+        return bool(found)
+
+    if wait_for(holding, timeout, pause=0.05):
+        return found[0]
+    return ctx.busy_worker(workers)
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    try:
+        return list(read_events(path))
+    except OSError:
+        return []
+
+
+def _stamp(e: dict[str, Any]) -> int:
+    for key in ("t_ms", "start_ms", "sent_ms", "end_ms"):
+        if key in e:
+            return int(e[key])
+    return 0
+
+
+def _unstarted(events: list[dict[str, Any]], t_ms: int) -> set[str]:
+    """Lease tokens a stream worker had received by `t_ms` and not started, skipped or
+    released by then (the latest incarnation's: a restarted worker holds nothing)."""
+    delivered: set[str] = set()
+    done: set[str] = set()
+    for e in events:
+        if _stamp(e) > t_ms:
+            break
+        if e["ev"] == "ready":
+            delivered, done = set(), set()
+        elif e["ev"] == "delivered":
+            delivered |= set(e["tokens"])
+        elif e["ev"] in ("start", "skip") or _refused_hold(e):
+            done.add(str(e["token"]))
+    return delivered - done
+
+
+def _refused_hold(e: dict[str, Any]) -> bool:
+    return e["ev"] == "call" and e.get("via") == "hold" and e["result"] != "ok"
+
+
+def _held_by(events: list[dict[str, Any]], t_ms: int) -> set[str]:
+    """Task ids a stream worker held at `t_ms`: received and not settled or given back."""
+    held: dict[str, str] = {}  # token -> task
+    for e in events:
+        if _stamp(e) > t_ms:
+            break
+        if e["ev"] == "ready":
+            held = {}
+        elif e["ev"] == "delivered":
+            held.update(zip(e["tokens"], e["tasks"], strict=True))
+        elif e["ev"] == "skip" or (e["ev"] == "call" and e.get("kind") != "extend"):
+            held.pop(str(e["token"]), None)
+    return set(held.values())
+
+
+def _first_starts(run_dir: Path, ids: set[str], after_ms: int, exclude: str) -> dict[str, int]:
+    """Task -> its first start after `after_ms` by a worker other than `exclude`."""
+    first: dict[str, int] = {}
+    for path in run_dir.glob("worker-*.jsonl"):
+        for e in _events(path):
+            if e["ev"] != "start" or e["worker"] == exclude or e["task"] not in ids:
+                continue
+            start = int(e["start_ms"])
+            if start > after_ms and start < first.get(e["task"], start + 1):
+                first[e["task"]] = start
+    return first
+
+
 def _all_gone(pids: Iterable[int]) -> bool:
     return not _running(pids)
 
@@ -377,4 +545,35 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
+SCENARIOS.update(
+    (s.name, s)
+    for s in (
+        Scenario(
+            "stream_worker_kill",
+            "stream workers: SIGKILL one mid-task, 3 rounds; its tasks restart within 1 s",
+            stream_worker_kill,
+            STREAM,
+            quick=True,
+            restart_within_ms=RESTART_WITHIN_MS,
+        ),
+        Scenario(
+            "stream_server_kill",
+            "stream workers: SIGKILL the API server (streams open), restart it, twice",
+            stream_server_kill,
+            STREAM,
+        ),
+        Scenario(
+            "stream_half_open",
+            f"stream: one worker's API link held both ways {PAST_KEEPALIVE_S:.0f} s (> keepalive)",
+            stream_half_open,
+            dataclasses.replace(STREAM, solo_worker=True),
+        ),
+        Scenario(
+            "stream_worker_stop",
+            f"stream: SIGSTOP a worker {PAST_KEEPALIVE_S:.0f} s (> lease, keepalive), twice",
+            stream_worker_stop,
+            dataclasses.replace(STREAM, concurrency=3, prefetch=6),
+        ),
+    )
+)
 QUICK = [name for name, s in SCENARIOS.items() if s.quick]

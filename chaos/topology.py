@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from chaos.api import Api
+from chaos.history import LogWriter, now_ms
 from chaos.procs import Child, free_port, wait_for
 from chaos.toxics import Link, Toxiproxy
 
@@ -30,7 +31,7 @@ CRON_TOPIC = "chaos-cron"
 class Options:
     lease_ms: int = 1500
     workers: int = 3
-    concurrency: int = 3  # fetch loops per worker and topic
+    concurrency: int = 3  # unary: fetch loops per worker and topic; stream: handler slots
     watchdogs: int = 2
     schedulers: int = 0
     leader_ttl_ms: int = 1000
@@ -38,6 +39,8 @@ class Options:
     solo_worker: bool = False  # one more worker, behind its own proxy `grpc-solo`
     topics: tuple[str, ...] = (TOPIC,)
     appliance: bool = False  # one `atp --role=all` (supervisor + embedded Redis), no proxies
+    transport: str = "unary"  # the recording workers': unary (Retrieve) or stream (rpc Work)
+    prefetch: int = 2  # stream: deliveries a worker holds beyond its `concurrency` slots
 
 
 class Redis:
@@ -182,6 +185,7 @@ class Topology:
             *("--topics", ",".join(o.topics), "--name", name),
             *("--log", str(self.run_dir / f"worker-{name}.jsonl")),
             *("--lease-ms", str(o.lease_ms), "--concurrency", str(o.concurrency)),
+            *("--transport", o.transport, "--prefetch", str(o.prefetch)),
         ]
         return Child.python(f"worker-{name}", args, self.run_dir)
 
@@ -229,6 +233,13 @@ class Topology:
             return 0
         text = text[text.rfind('"ev":"ready"') :]
         return text.count('"ev":"start"') - text.count('"ev":"end"')
+
+    def kill_worker(self, worker: Child) -> None:
+        """SIGKILL a recording worker; its time goes to faults.jsonl (taken just before the
+        signal, so a restart latency measured from it is an upper bound)."""
+        with LogWriter(self.run_dir / "faults.jsonl") as log:
+            log.write("kill", worker=worker.name.removeprefix("worker-"), t_ms=now_ms())
+        worker.kill()
 
     def restart_redis(self, down_s: float) -> None:
         """SIGKILL redis-server, keep it down for `down_s`, start it again on its AOF."""

@@ -57,6 +57,9 @@ class QueueServer:
             # dead within keepalive time + timeout, and its tasks are released.
             ("grpc.keepalive_time_ms", KEEPALIVE_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_MS),
+            # The keepalive ping is an ordinary ping to grpc core 1.85: without this its ack is
+            # awaited for the default minute, and a frozen peer is never found in 5 + 5 s.
+            ("grpc.http2.ping_timeout_ms", KEEPALIVE_MS),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
         tokens = access_tokens(settings, announce_to=sys.stderr)

@@ -57,6 +57,8 @@ class Settled:
 
     error: AtpError | None
     lease_deadline_ms: int = 0  # HOLD: the renewed deadline
+    dead_lettered: bool = False  # NACK: the task went to the dead-letter queue
+    next_execute_time_ms: int = 0  # NACK: when it is due again (0 when dead)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -225,7 +227,9 @@ class WorkStream:
             if done is None or done.done():
                 continue
             error = None if r.success else _CODES.get(r.code, WrongState)(r.error or r.code)
-            done.set_result(Settled(error, r.lease_deadline_ms))
+            done.set_result(
+                Settled(error, r.lease_deadline_ms, r.dead_lettered, r.next_execute_time_ms)
+            )
 
     def goodbye(self) -> None:
         """Tell the server to push no more (after what is queued); settles still go through

@@ -109,8 +109,10 @@ class _Session:
     async def connect(self) -> None:
         """Keep a Work stream open until the session closes; reconnect with backoff."""
         backoff = Backoff(*self.config.backoff_s)
+        # A topic's own cap bounds its pushes (no prefetch); 0 = none: the credit window,
+        # slots plus prefetch, bounds the rest.
         caps = {
-            t: min(r.concurrency or self.config.concurrency, self.config.concurrency)
+            t: min(r.concurrency, self.config.concurrency) if r.concurrency else 0
             for t, r in self.routes.items()
         }
         credits = self.config.concurrency + self.config.prefetch

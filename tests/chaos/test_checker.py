@@ -17,6 +17,8 @@ from chaos.checker import (
     MISSING,
     NEVER_EARLY,
     NO_LOSS,
+    RESTART,
+    START_IN_LEASE,
     FinalState,
     FinalTask,
     ScheduleFinal,
@@ -25,6 +27,7 @@ from chaos.checker import (
     check,
     describe_task,
     failure_report,
+    restarts,
 )
 from chaos.history import (
     OK,
@@ -221,6 +224,87 @@ def test_two_leases_with_one_attempt_number_are_caught() -> None:
     assert caught(check(h, f), EXACTLY_ONCE, "same")
 
 
+def test_a_start_after_its_own_lease_deadline_is_caught() -> None:
+    h, f = clean_history()
+    enqueue(h, "stale")
+    e = lease(h, "stale", 1, 1000, ack(2700, STALE))
+    e.start_ms = 1000 + LEASE + 10  # held past its deadline (2500), then started anyway
+    f.tasks["stale"] = FinalTask("PENDING", 1, 3, TOPIC)
+    verdict = check(h, f)
+    assert caught(verdict, START_IN_LEASE, "stale") and verdict.counts.after_deadline == 1
+    assert "10 ms after its lease deadline 2500" in failure_report(verdict, h, f)
+
+
+def test_a_start_within_a_lease_renewed_before_it_passes() -> None:
+    h, f = clean_history()
+    enqueue(h, "held")
+    e = lease(h, "held", 1, 1000, extend(2000, 4000), ack(3100))
+    e.start_ms = 3000  # after the first deadline (2500), before the renewed one (4000)
+    e.transport = "stream"
+    f.tasks["held"] = done()
+    verdict = check(h, f)
+    assert verdict.ok, failure_report(verdict, h, f)
+    e.calls[0] = extend(3000, 4000)  # renewed only after the start: too late
+    assert caught(check(h, f), START_IN_LEASE, "held")
+
+
+def _killed_mid_task(
+    transport: str, killed_at: int | None, again: int = 1250
+) -> tuple[History, FinalState]:
+    """w1 runs attempt 1 (lease to 2500) and dies at `killed_at`; w2 gets attempt 2 at
+    `again` (started 1 ms later)."""
+    h, f = clean_history()
+    enqueue(h, "cut")
+    a = lease(h, "cut", 1, 1000)
+    a.end_ms, a.outcome, a.transport = None, "", transport
+    b = lease(h, "cut", 2, again, ack(again + 50))
+    b.worker, b.transport = "w2", transport
+    if killed_at is not None:
+        h.kills.append(("w1", killed_at))
+    f.tasks["cut"] = done(2)
+    return h, f
+
+
+def test_a_stream_lease_ends_when_its_worker_is_killed() -> None:
+    h, f = _killed_mid_task("stream", killed_at=1200)
+    verdict = check(h, f, restart_within_ms=1000)
+    assert verdict.ok, failure_report(verdict, h, f)
+    assert (verdict.counts.duplicates, verdict.counts.explained) == (2, 2)  # "expired": 1
+    assert (verdict.counts.interrupted, verdict.counts.restart_max_ms) == (1, 51)
+
+
+def test_a_redelivery_before_the_kill_or_of_a_unary_lease_is_an_overlap() -> None:
+    for transport, killed_at in (("stream", None), ("stream", 1300), ("unary", 1200)):
+        h, f = _killed_mid_task(transport, killed_at)
+        assert caught(check(h, f), EXACTLY_ONCE, "cut"), (transport, killed_at)
+
+
+def test_restarts_after_a_kill_are_measured_and_bounded() -> None:
+    h, f = _killed_mid_task("stream", killed_at=1200, again=2250)
+    (cut,) = restarts(h)
+    assert (cut.task, cut.worker, cut.killed_ms, cut.after_ms) == ("cut", "w1", 1200, 1051)
+    verdict = check(h, f, restart_within_ms=1000)
+    assert caught(verdict, RESTART, "cut") and verdict.counts.restart_max_ms == 1051
+    assert check(h, f).ok  # no bound asked: only counted
+    h.executions.pop()  # never started again
+    f.tasks["cut"] = FinalTask("PENDING", 1, 3, TOPIC)
+    verdict = check(h, f, restart_within_ms=1000)
+    assert caught(verdict, RESTART, "cut") and verdict.counts.restart_max_ms is None
+    h.executions[-1].max_retries = 0  # its last try: "worker lost" dead-letters it
+    f.tasks["cut"] = FinalTask("DEAD", 1, 0, TOPIC)
+    f.dead_letters[TOPIC].append("cut")
+    f.stats[TOPIC].dead += 1
+    verdict = check(h, f, restart_within_ms=1000)
+    assert verdict.ok, failure_report(verdict, h, f)
+    assert verdict.counts.interrupted == 1
+
+
+def test_a_task_that_ended_before_the_kill_was_not_cut() -> None:
+    h, _ = _killed_mid_task("stream", killed_at=1200)
+    h.executions[-2].end_ms = 1100
+    assert restarts(h) == []
+
+
 def test_planted_early_start_is_caught() -> None:
     h, f = clean_history()
     enqueue(h, "early", due=2000)
@@ -415,6 +499,8 @@ def test_history_round_trips_through_the_logs(tmp_path: Path) -> None:
             deadline_ms=20 + LEASE,
             start_ms=21,
         )
+        log.write("skip", worker="w1", task="b", token="chaos/y.1", attempt=1, deadline_ms=5,
+                  t_ms=9, why="lease deadline")  # fmt: skip
         log.write("call", token="chaos/x.1", kind="extend", sent_ms=30, done_ms=31, result=OK,
                   deadline_ms=2000)  # fmt: skip
         log.write("end", token="chaos/x.1", end_ms=40, outcome="ack")
@@ -427,6 +513,27 @@ def test_history_round_trips_through_the_logs(tmp_path: Path) -> None:
     (e,) = h.executions
     assert (e.claim_ms, e.known_deadline(), e.end_ms, e.outcome) == (20, 2000, 40, "ack")
     assert [c.kind for c in e.calls] == ["extend", "ack"] and e.accepted_settle() is not None
+    assert (e.transport, h.skips, h.kills) == ("unary", 1, [])
+
+
+def test_stream_starts_and_kills_round_trip_through_the_logs(tmp_path: Path) -> None:
+    with LogWriter(tmp_path / "worker-w1.jsonl") as log:
+        log.write("start", worker="w1", task="a", topic=TOPIC, token="chaos/x.1", attempt=1,
+                  max_retries=3, due_ms=10, lease_ms=LEASE, deadline_ms=3000,
+                  first_deadline_ms=20 + LEASE, start_ms=2000,
+                  transport="stream")  # fmt: skip
+    with LogWriter(tmp_path / "faults.jsonl") as log:
+        log.write("kill", worker="w1", t_ms=2100)
+    h = load_history(tmp_path)
+    (e,) = h.executions
+    assert (e.transport, e.claim_ms, e.deadline_at_start(), e.known_deadline()) == (
+        "stream",
+        20,
+        3000,
+        3000,
+    )
+    assert h.kills == [("w1", 2100)] and h.death_after("w1", 2000) == 2100
+    assert h.death_after("w1", 2200) is None
 
 
 @pytest.mark.parametrize("result", [STALE, "not_found", "error:UNAVAILABLE"])

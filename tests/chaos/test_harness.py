@@ -13,20 +13,31 @@ from chaos.harness import Outcome, log_errors, preflight, row, run_scenario, tab
 from chaos.scenarios import QUICK, SCENARIOS
 
 
-def test_the_quick_subset_is_latency_worker_kill_redis_restart_and_supervisor_kill() -> None:
-    assert QUICK == ["latency", "worker_kill", "redis_restart", "supervisor_kill"]
+def test_the_quick_subset_includes_the_stream_worker_kill() -> None:
+    assert QUICK == [
+        "latency",
+        "worker_kill",
+        "redis_restart",
+        "supervisor_kill",
+        "stream_worker_kill",
+    ]
+    assert SCENARIOS["stream_worker_kill"].restart_within_ms == 1000
     assert all(s.name == name and s.run.__name__ == name for name, s in SCENARIOS.items())
 
 
 def test_a_row_per_scenario_with_every_column(tmp_path: Path) -> None:
     counts = Counts(tasks=300, succeeded=259, dead=31, canceled=10, duplicates=4, explained=3)
+    counts.interrupted, counts.restart_max_ms, counts.skipped = 5, 12, 7
     passed = Outcome(SCENARIOS["latency"], tmp_path, Verdict(counts, []), 3.25, 18.0)
     broken = Violation("fencing", "t1", "x")
     failed = Outcome(SCENARIOS["reset_peer"], tmp_path, Verdict(Counts(), [broken]), None, 20.0)
     errored = Outcome(SCENARIOS["slow"], tmp_path, None, error="boom")
     lines = table([passed, failed, errored]).splitlines()
-    assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|") == 16
-    assert "| latency | 300 | 259 | 31 | 10 | 0 | 0 | 0 | 4 (3) |" in lines[2]
+    assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|") == 18
+    assert lines[3].count("|") == lines[4].count("|") == 18
+    assert (
+        "| latency | 300 | 259 | 31 | 10 | 0 | 0 | 0 | 4 (3) | 0 | 0 (7) | 12 ms (5) |" in lines[2]
+    )
     assert lines[2].endswith("| 3.2 s | 18 s | pass |")
     assert "not drained" in row(failed) and row(failed).endswith("FAIL (1) |")
     assert row(errored).endswith("ERROR |")

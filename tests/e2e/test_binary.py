@@ -152,3 +152,37 @@ def test_binary_runs_with_an_empty_environment(binary: Path) -> None:
     )
     assert out.returncode == 78 and "role" in out.stderr
     assert os.access(binary, os.X_OK)
+
+
+def test_binary_children_die_with_a_sigkilled_supervisor(binary: Path, setup) -> None:  # type: ignore[no-untyped-def]
+    """The one-file binary's supervisor (the Python process under PyInstaller's bootloader, as
+    the data dir lock records it) SIGKILLed: every child is gone within 1 s; a restart works."""
+    data, config, _ = setup
+    first = Appliance(binary, data, config)
+    try:
+        first.ready()
+        health = json.loads(
+            urllib.request.urlopen(f"http://{first.http}/healthz", timeout=2).read()
+        )
+        pids = [int(c["pid"]) for c in health["children"]]
+        supervisor = json.loads((data / "redis" / "atp.lock").read_text())["supervisor"]
+        os.kill(supervisor, signal.SIGKILL)
+        assert wait_for(lambda: not any(_running(p) for p in pids), 1.0, every=0.01), [
+            p for p in pids if _running(p)
+        ]
+    finally:
+        first.stop()
+    second = Appliance(binary, data, config)
+    try:
+        second.ready()
+    finally:
+        code, _ = second.stop()
+    assert code == 0, second.output()[-3000:]
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -298,3 +298,14 @@ async def test_a_certificate_near_its_end_is_named_at_start(
         assert named == []
     else:
         assert len(named) == 1 and warning in named[0] and "tls_cert_file" in named[0], named
+
+
+def test_client_certificates_are_checked_too(tmp_path: Path) -> None:
+    from appliance.certs import CLIENT_CERTS, expiry_warnings
+
+    key = _key()
+    (tmp_path / "c.crt").write_bytes(_pem(_cert("worker-1", key, days=5)))
+    settings = Settings(tls_ca_file=str(tmp_path / "c.crt"))
+    (line,) = expiry_warnings(settings, CLIENT_CERTS)
+    assert line.startswith("tls_ca_file:") and "expires at" in line
+    assert expiry_warnings(settings) == []  # the server role checks its own certificates only
