@@ -29,6 +29,9 @@ from appliance.errors import (
 from appliance.model import Task, TaskState
 
 SETTLE_BATCH_MAX = 500  # settles per message
+PING_S = 1.0  # the worker asks the server whether the stream lives this often
+FRESH_S = 2.5  # a delivery starts only if a ping sent at most this long ago was answered
+DEADLINE_MARGIN_MS = 100  # ... and its lease has at least this long to go
 SETTLE_DELAY_S = 0.005  # the longest a settle waits for company (settle(now=False))
 CLOSE_WAIT_S = 1.0  # a clean close waits this long for the last settles to go out
 
@@ -69,19 +72,23 @@ class Delivery:
 class ServerClock:
     """The server's clock as seen from here: every message it sends carries its time, which is a
     lower bound of its time when the message arrives. `now_ms()` estimates the server's time
-    from the monotonic clock (so a stopped process sees the time it lost), and `heard_ms` is
-    the server time of the latest message: how fresh our knowledge of the stream is."""
+    from the monotonic clock, so a process that was stopped sees the time it lost."""
 
     def __init__(self) -> None:
         self.offset_ms = -float("inf")  # server ms - local monotonic ms, lower bound
-        self.heard_ms = 0
 
     def saw(self, server_ms: int) -> None:
         self.offset_ms = max(self.offset_ms, server_ms - time.monotonic() * 1000)
-        self.heard_ms = max(self.heard_ms, server_ms)
 
     def now_ms(self) -> float:
         return time.monotonic() * 1000 + self.offset_ms
+
+
+def deadline_refusal(deadline_ms: int, server_now_ms: float) -> str | None:
+    """'lease deadline' when a delivery's lease has less than DEADLINE_MARGIN_MS to go."""
+    if server_now_ms + DEADLINE_MARGIN_MS >= deadline_ms:
+        return "lease deadline"
+    return None
 
 
 _CODES: Mapping[str, type[AtpError]] = {
@@ -107,6 +114,10 @@ class WorkStream:
         self.welcome: pb.WorkWelcome | None = None
         self._leaving = 0  # 1: goodbye asked for, 2: sent
         self._half_close = False
+        self._pings: dict[int, float] = {}  # ping seq -> monotonic time it was sent
+        self._ping_due = False
+        self.answered_at = time.monotonic()  # send time of the latest answered ping
+        self._pinger = asyncio.create_task(self._ping_loop(), name="atp-work-ping")
         self._flush_timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -166,6 +177,33 @@ class WorkStream:
             self._flush_timer = loop.call_later(SETTLE_DELAY_S, self.flush)
         return done
 
+    def start_refusal(self, deadline_ms: int) -> str | None:
+        """Why a delivery held on this stream must not start now (None: it may): 'stale
+        stream' while no ping sent within FRESH_S has been answered — the server may have
+        declared this worker lost and released its tasks (after a SIGSTOP, a partition) — or
+        'lease deadline'. A stale stream asks the server at once."""
+        if time.monotonic() - self.answered_at > FRESH_S:
+            self.ping()
+            return "stale stream"
+        return deadline_refusal(deadline_ms, self.clock.now_ms())
+
+    def ping(self) -> None:
+        """Ask the server whether the stream lives (answered by a heartbeat)."""
+        self._ping_due = True
+        self._wake_sender.set()
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PING_S)
+            self.ping()
+
+    def _ponged(self, seq: int) -> None:
+        sent = self._pings.pop(seq, None)
+        if sent is not None:
+            self.answered_at = max(self.answered_at, sent)
+            for old in [s for s in self._pings if s < seq]:
+                del self._pings[old]
+
     def flush(self) -> None:
         """Send the queued settles now."""
         if self._flush_timer is not None:
@@ -190,6 +228,11 @@ class WorkStream:
                     del self._outbox[:SETTLE_BATCH_MAX]
                     settles = pb.WorkSettleBatch(settles=batch)
                     await self._call.write(pb.WorkRequest(settle=settles))
+                if self._ping_due:
+                    self._ping_due = False
+                    seq = next(self._seq)
+                    self._pings[seq] = time.monotonic()
+                    await self._call.write(pb.WorkRequest(ping=pb.WorkPing(seq=seq)))
                 if self._leaving == 1:
                     self._leaving = 2
                     await self._call.write(pb.WorkRequest(goodbye=pb.WorkGoodbye()))
@@ -210,6 +253,7 @@ class WorkStream:
                     raise Unavailable("the server ended the Work stream")
                 if message.HasField("heartbeat"):
                     self.clock.saw(message.heartbeat.now_ms)
+                    self._ponged(message.heartbeat.ping_seq)
                 if message.HasField("settled"):
                     self._answer(message.settled.settled)
                 if message.HasField("delivery"):
@@ -245,6 +289,7 @@ class WorkStream:
             self._wake_sender.set()
             await asyncio.wait({self._sender}, timeout=CLOSE_WAIT_S)  # never raises
         self._sender.cancel()
+        self._pinger.cancel()
         if self._flush_timer is not None:
             self._flush_timer.cancel()
         if not clean:

@@ -8,9 +8,10 @@ grpc, redis or the store.
 Delivery notes: while the stream lives the server keeps the worker's leases alive, so a long
 handler never loses its task to a second consumer while this worker is alive. A delivery is
 started only while the lease deadline it came with (server clock, corrected for the offset to
-this machine's clock) has not passed and the worker has heard from the server within FRESH_MS:
-a worker that was stopped (SIGSTOP) or cut off starts nothing it held, because the server may
-have released it to another worker meanwhile. On stop the worker says goodbye (the server pushes
+this machine's clock) has not passed and the server answered a ping sent within the last
+FRESH_S (appliance/client/work.py): a worker that was stopped (SIGSTOP) or cut off starts
+nothing it held until a ping sent after it resumed is answered, because the server may have
+released it to another worker meanwhile. On stop the worker says goodbye (the server pushes
 nothing more), gives back what it has not started, lets running handlers finish for
 `drain_timeout`, then releases the rest (the attempt not counted). A sync handler's thread
 cannot be interrupted: it runs on, its result unrecorded.
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 from appliance import metrics, tracing, validation
 from appliance.client import AsyncClient, Tls
 from appliance.client.common import Duration, to_ms
-from appliance.client.work import Delivery, ServerClock, Settle, Settled, SettleKind, WorkStream
+from appliance.client.work import Delivery, Settle, Settled, SettleKind, WorkStream
 from appliance.errors import AtpError
 from appliance.model import Task
 from appliance.worker.execution import (
@@ -52,8 +53,6 @@ H = TypeVar("H", bound=Handler)
 
 QUIET_FAILURES = 5  # connect failures in a row logged at info before they become warnings
 SETTLE_GRACE_S = 5.0  # after the drain, how long the last settles may take
-FRESH_MS = 2_500  # start a delivery only if the server was heard from this recently
-DEADLINE_MARGIN_MS = 100  # ... and its lease has at least this long to go
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,11 +132,16 @@ class _Session:
     async def _serve(self, stream: WorkStream) -> None:
         self.stream = stream
         self.stream_up.set()
-        adopting = asyncio.create_task(self._adopt(stream), name="atp-adopt")
+        # Mark what is to be adopted before anything can start it: a delivery of the last
+        # stream may have been released by the server meanwhile.
+        todo = [h for h in self.held.values() if not h.settling]
+        for h in todo:
+            h.holding = True
+        adopting = asyncio.create_task(self._adopt(stream, todo), name="atp-adopt")
         try:
             async for event in stream.events():
                 if isinstance(event, Delivery):
-                    self._receive(event.tasks, stream.clock)
+                    self._receive(event.tasks)
                 self._dispatch()
         except AtpError as exc:
             if not self.closing:
@@ -148,14 +152,11 @@ class _Session:
             adopting.cancel()
             await stream.close(clean=False)
 
-    async def _adopt(self, stream: WorkStream) -> None:
+    async def _adopt(self, stream: WorkStream, todo: list[_Held]) -> None:
         """After a reconnect: HOLD what this worker still holds and is not settling, so the
         new stream keeps its leases alive; what cannot be held is lost."""
-        todo = [h for h in self.held.values() if not h.settling]
         if not todo:
             return
-        for h in todo:
-            h.holding = True
         answers = await asyncio.gather(
             *(stream.settle(Settle(SettleKind.HOLD, h.task)) for h in todo)
         )
@@ -170,7 +171,7 @@ class _Session:
         log.info("work stream: adopted %d of %d held tasks", kept, len(todo))
         self._dispatch()
 
-    def _receive(self, tasks: list[Task], clock: ServerClock) -> None:
+    def _receive(self, tasks: list[Task]) -> None:
         for task in tasks:
             route = self.routes.get(task.topic)
             if route is None:  # not subscribed: cannot happen with a correct server
@@ -200,11 +201,11 @@ class _Session:
                 continue
             if held.holding or stream is None:
                 return
-            now = stream.clock.now_ms()
-            if now - stream.clock.heard_ms > FRESH_MS:
-                return  # not heard from the server lately: wait for its next message
+            refusal = stream.start_refusal(held.deadline_ms)
+            if refusal == "stale stream":
+                return  # wait for the answer to a ping (or for the stream to break)
             self.ready.popleft()
-            if now + DEADLINE_MARGIN_MS >= held.deadline_ms:
+            if refusal is not None:
                 log.warning("task %s: held past its lease deadline, not started", held.task.id)
                 self._settle_soon(held, NOT_STARTED)
                 continue

@@ -60,8 +60,7 @@ class Stream:
         return await self.next("welcome")
 
     async def next(self, kind: str, within: float = 5.0) -> Any:
-        """The next part of `kind`; parts of other kinds wait for their own next() (heartbeats
-        are dropped)."""
+        """The next part of `kind`; parts of other kinds wait for their own next()."""
         for n, part in enumerate(self.skipped):
             if part.HasField(kind):
                 del self.skipped[n]
@@ -78,8 +77,7 @@ class Stream:
             assert message is not grpc.aio.EOF, f"stream ended waiting for {kind}"
             if message.HasField(kind):
                 return getattr(message, kind)
-            if not message.HasField("heartbeat"):
-                self.skipped.append(message)
+            self.skipped.append(message)
 
     async def eof(self) -> bool:
         while True:
@@ -302,3 +300,12 @@ async def test_a_server_without_a_watchdog_recovers_expired_leases(stub: Any) ->
     again = await stub.Retrieve(pb.RetrieveRequest(topic="t", wait_ms=3000))
     assert [t.id for t in again.tasks] == [first.id]
     assert again.tasks[0].attempt == 2
+
+
+async def test_a_ping_is_answered_by_a_heartbeat_with_its_seq(stream: Stream) -> None:
+    welcome = await stream.subscribe("t")
+    await stream.call.write(pb.WorkRequest(ping=pb.WorkPing(seq=41)))
+    beat = await stream.next("heartbeat")
+    assert beat.ping_seq == 41 and beat.now_ms >= welcome.now_ms
+    with pytest.raises(AssertionError, match="no heartbeat"):
+        await stream.next("heartbeat", within=1.5)  # none unasked
