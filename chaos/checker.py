@@ -12,14 +12,17 @@ gRPC after the faults healed and the queue drained) and verifies the six invaria
 5. fencing       no Ack, Nack or ExtendLease was accepted after a later lease of the task began.
 6. cron-once     one task per schedule tick: no two tasks for one tick, no tick left without one.
 7. start-in-lease no handler starts after its own lease deadline (the one it was delivered with,
-                 or renewed by an ExtendLease/HOLD answered before the start).
+                 or renewed by an ExtendLease/HOLD answered before the start), nor after a
+                 later lease of its task began.
 8. restart       (scenarios that ask for it) every task running on a SIGKILLed worker starts
                  again within the scenario's bound after the kill (unless that attempt was its
                  last: "worker lost" counts it, so it is dead-lettered instead).
 
 A stream delivery's lease (rpc Work) is renewed by the server while its stream lives, which the
 worker does not see; it ends when the stream breaks, so a SIGKILL of its worker (faults.jsonl)
-ends it too: a re-delivery after that kill is no overlap.
+ends it too, and so may a silence (SIGSTOP, a cut link; faults.jsonl) past the server's
+keepalive ping timeout: a re-delivery after that is no overlap (a handler that was running
+finishes, its result refused). Starting a delivery after that is a violation (start-in-lease).
 
 Pure: no processes, no network. `python -m chaos.checker <run dir>` re-checks a kept run.
 Stdlib only (plus chaos.history); imports nothing of atp.
@@ -48,6 +51,9 @@ from chaos.history import (
 NO_LOSS, EXACTLY_ONCE, NEVER_EARLY = "no-loss", "exactly-once", "never-early"
 DLQ_EXACT, FENCING, CRON_ONCE = "dlq-exact", "fencing", "cron-once"
 START_IN_LEASE, RESTART = "start-in-lease", "restart"
+# The server finds a silent stream (its worker stopped or cut off) dead no sooner than its
+# keepalive ping timeout, 5 s, after the silence began (less 100 ms for the clocks).
+SILENCE_TO_RELEASE_MS = 4_900
 INVARIANTS = (
     NO_LOSS,
     EXACTLY_ONCE,
@@ -222,9 +228,22 @@ def check(history: History, final: FinalState, restart_within_ms: int | None = N
 def _start_in_lease(
     task: str, runs: list[Execution], counts: Counts, found: list[Violation]
 ) -> None:
-    """No handler starts once its lease deadline has passed: by then the task may be another
-    worker's."""
-    for e in runs:
+    """No handler starts once its lease deadline has passed, nor once a later lease of the task
+    began (the server released it: a stream found dead): by then the task is another worker's."""
+    for i, e in enumerate(runs):
+        later = [b for b in runs[i + 1 :] if b.claim_ms < e.start_ms]
+        if later:
+            counts.after_deadline += 1
+            found.append(
+                Violation(
+                    START_IN_LEASE,
+                    task,
+                    f"attempt {e.attempt} ({e.transport}, {e.worker}) started at {e.start_ms},"
+                    f" after a later lease (attempt {later[0].attempt}, {later[0].worker})"
+                    f" began at {later[0].claim_ms}",
+                )
+            )
+            continue
         deadline = e.deadline_at_start()
         if e.start_ms > deadline:
             counts.after_deadline += 1
@@ -335,12 +354,23 @@ def _hand_out(
 
 
 def _valid_until(a: Execution, history: History) -> int:
-    """`a`'s known deadline; for a stream delivery, also its worker's SIGKILL (the server
-    releases a broken stream's leases at once)."""
+    """`a`'s known deadline, or earlier: the first call the server answered "stale" (its token
+    was no longer current then); for a stream delivery, its worker's SIGKILL (the server
+    releases a broken stream's leases at once), or SILENCE_TO_RELEASE_MS into a silence of its
+    worker longer than that (the keepalive may have found the stream dead)."""
     ends = [a.known_deadline()]
-    death = history.death_after(a.worker, a.start_ms) if a.transport == "stream" else None
-    if death is not None:
-        ends.append(death)
+    ends += [c.done_ms for c in a.calls if c.result == STALE]
+    if a.transport == "stream":
+        death = history.death_after(a.worker, a.start_ms)
+        if death is not None:
+            ends.append(death)
+        ends += [
+            since + SILENCE_TO_RELEASE_MS
+            for worker, since, until in history.silences
+            if worker == a.worker
+            and until - since > SILENCE_TO_RELEASE_MS
+            and a.claim_ms <= since + SILENCE_TO_RELEASE_MS
+        ]
     return min(ends)
 
 

@@ -3,8 +3,9 @@
 Producers write `enqueue` and `cancel` events; workers write `start`, `skip` (a delivery not
 started: its lease was too close to its end or the stream was stale), `end` and `call` (Ack,
 Nack, ExtendLease or a stream HOLD) events; scenarios write `kill` (a worker SIGKILLed, at
-`t_ms`) to faults.jsonl. One line each, flushed by a single os.write, so a SIGKILL loses at most
-the line being written. Stdlib only; imports nothing of atp.
+`t_ms`) and `silent` (a worker stopped or cut off from `t_ms` to `until_ms`) to faults.jsonl.
+One line each, flushed by a single os.write, so a SIGKILL loses at most the line being written.
+Stdlib only; imports nothing of atp.
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ class History:
     cancels: dict[str, list[Cancel]] = dataclasses.field(default_factory=dict)
     executions: list[Execution] = dataclasses.field(default_factory=list)
     kills: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # (worker, t_ms)
+    # (worker, from, until): stopped or cut off, so its server may find its stream dead
+    silences: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
     skips: int = 0  # deliveries a worker held and did not start (past or near their deadline)
 
     def death_after(self, worker: str, t_ms: int) -> int | None:
@@ -224,6 +227,8 @@ def _apply(history: History, runs: dict[str, Execution], ev: dict[str, Any]) -> 
         history.executions.append(run)
     elif kind == "kill":
         history.kills.append((ev["worker"], ev["t_ms"]))
+    elif kind == "silent":
+        history.silences.append((ev["worker"], ev["t_ms"], ev["until_ms"]))
     elif kind == "skip":
         history.skips += 1
     elif kind == "end" and ev["token"] in runs:

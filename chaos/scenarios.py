@@ -337,6 +337,7 @@ def stream_half_open(ctx: Context) -> None:
     ctx.note(f"grpc-solo held (half-open) for {PAST_KEEPALIVE_S:g} s (holding tasks: {holding})")
     time.sleep(PAST_KEEPALIVE_S)
     link.clear()
+    topo.silenced(solo, cut)
     ctx.healed()
     held = _held_by(_events(topo.run_dir / "worker-solo.jsonl"), cut)
     taken = _first_starts(topo.run_dir, held, cut, exclude="solo")
@@ -365,6 +366,7 @@ def stream_worker_stop(ctx: Context) -> None:
         time.sleep(PAST_KEEPALIVE_S)
         victim.signal(signal.SIGCONT)
         resumed = now_ms()
+        topo.silenced(victim, stopped)
         time.sleep(2.0)
         after = [e for e in _events(path) if _stamp(e) >= resumed]
         started = sum(1 for e in after if e["ev"] == "start" and e["token"] in held)
@@ -376,6 +378,13 @@ def stream_worker_stop(ctx: Context) -> None:
             f" deadline passed), {refused} refused when it tried to adopt them (HOLD: stale)"
         )
     ctx.healed()
+
+
+def stream_stop_long_lease(ctx: Context) -> None:
+    """stream_worker_stop with 20 s leases: on SIGCONT the deadlines of what the worker holds
+    have not passed, so only the stream's freshness can keep it from starting deliveries the
+    server released when its keepalive found the stream dead."""
+    stream_worker_stop(ctx)
 
 
 def _holding_unstarted(ctx: Context, workers: list[Child], timeout: float = 10.0) -> Child:
@@ -567,6 +576,12 @@ SCENARIOS.update(
             f"stream: one worker's API link held both ways {PAST_KEEPALIVE_S:.0f} s (> keepalive)",
             stream_half_open,
             dataclasses.replace(STREAM, solo_worker=True),
+        ),
+        Scenario(
+            "stream_stop_long_lease",
+            f"stream_worker_stop with 20 s leases (> the {PAST_KEEPALIVE_S:.0f} s stop)",
+            stream_stop_long_lease,
+            dataclasses.replace(STREAM, concurrency=3, prefetch=6, lease_ms=20_000),
         ),
         Scenario(
             "stream_worker_stop",

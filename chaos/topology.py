@@ -241,6 +241,13 @@ class Topology:
             log.write("kill", worker=worker.name.removeprefix("worker-"), t_ms=now_ms())
         worker.kill()
 
+    def silenced(self, worker: Child, since_ms: int) -> None:
+        """Record that `worker` could not answer its server from `since_ms` until now (stopped
+        or cut off): the server may find its stream dead and release its tasks."""
+        with LogWriter(self.run_dir / "faults.jsonl") as log:
+            name = worker.name.removeprefix("worker-")
+            log.write("silent", worker=name, t_ms=since_ms, until_ms=now_ms())
+
     def restart_redis(self, down_s: float) -> None:
         """SIGKILL redis-server, keep it down for `down_s`, start it again on its AOF."""
         self.redis.child.kill()

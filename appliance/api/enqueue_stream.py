@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
 import grpc
 
@@ -27,7 +26,8 @@ from appliance.store import Store
 METHOD = "EnqueueStream"
 RATE_LIMITED = RateLimited("rate limit exceeded")  # the unary guard's words (interceptors)
 SHUTTING_DOWN = Unavailable("the server is shutting down: not enqueued, send it again")
-INTERRUPTED = pb.EnqueueStreamRequest()  # close() ended a stream's wait for its next message
+CLOSING = pb.EnqueueStreamResponse(closing=True)
+Reply = pb.EnqueueStreamResponse | asyncio.Future[pb.EnqueueStreamResponse]
 
 
 class EnqueueStreamHandler:
@@ -37,61 +37,62 @@ class EnqueueStreamHandler:
         self.store = store
         self.settings = settings
         self.closing = False
-        self._waiting: set[asyncio.Task[Any]] = set()  # streams waiting for their next message
+        self._open: set[asyncio.Queue[Reply | None]] = set()  # each open stream's replies
 
     def close(self) -> None:
-        """Shutdown: each stream answers the message it is working on, then says `closing`,
+        """Shutdown: each stream answers the messages it has read, then says `closing`,
         answers later calls with UNAVAILABLE, and ends with OK when the client closes its side
-        (docs/adr/0007-enqueue-stream.md)."""
+        (docs/adr/0007-enqueue-stream.md). Nothing is interrupted: a read cancelled in grpc
+        Python ends the stream's receiving side for good."""
         self.closing = True
-        for task in list(self._waiting):
-            task.cancel()
+        for replies in list(self._open):
+            replies.put_nowait(CLOSING)
 
     async def serve(
         self, requests: AsyncIterator[pb.EnqueueStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EnqueueStreamResponse]:
         """One reply per request message, with one result per call, until the client closes
-        its side. Messages are answered in order; results carry their seq."""
+        its side. Messages are answered in order; results carry their seq. A reader admits
+        the next message while the previous one's Redis write is on its way."""
         await context.send_initial_metadata(())  # accepted: the client may write
+        replies: asyncio.Queue[Reply | None] = asyncio.Queue()
+        self._open.add(replies)
+        if self.closing:
+            replies.put_nowait(CLOSING)
+        reader = asyncio.get_running_loop().create_task(self._read(context, replies))
+        try:
+            while (reply := await replies.get()) is not None:
+                yield (await reply) if isinstance(reply, asyncio.Future) else reply
+            await reader  # its error, if it failed
+        finally:
+            self._open.discard(replies)
+            reader.cancel()
+
+    async def _read(
+        self, context: grpc.aio.ServicerContext, replies: asyncio.Queue[Reply | None]
+    ) -> None:
+        """Queue each message's reply (being made) in order, refusals once closing; None at
+        the end (the client closed its side)."""
         stream_trace = producing.traceparent(context)
         allow = rate_check()
-        said_closing = False
-        while True:
-            if self.closing and not said_closing:
-                said_closing = True
-                yield pb.EnqueueStreamResponse(closing=True)
-            request = await self._next(requests)
-            if request is None:
-                return
-            if request is INTERRUPTED:
-                continue
-            started = time.perf_counter()
-            if said_closing:
-                results = [_refused(call.seq, SHUTTING_DOWN) for call in request.calls]
-            else:
-                results = await self.answer(request.calls, stream_trace, allow)
-            _count(results, time.perf_counter() - started)
-            yield pb.EnqueueStreamResponse(results=results)
-
-    async def _next(
-        self, requests: AsyncIterator[pb.EnqueueStreamRequest]
-    ) -> pb.EnqueueStreamRequest | None:
-        """The next message; None when the client closed its side; INTERRUPTED when close()
-        ended the wait (the caller says `closing`, then reads on)."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._waiting.add(task)
         try:
-            return await anext(requests)
-        except StopAsyncIteration:
-            return None
-        except asyncio.CancelledError:
-            if not self.closing:
-                raise
-            task.uncancel()
-            return INTERRUPTED
+            while (request := await context.read()) is not grpc.aio.EOF:
+                if self.closing:  # read after close() queued CLOSING: not enqueued
+                    results = [_refused(call.seq, SHUTTING_DOWN) for call in request.calls]
+                    replies.put_nowait(pb.EnqueueStreamResponse(results=results))
+                else:
+                    reply = self._reply(request.calls, stream_trace, allow)
+                    replies.put_nowait(asyncio.ensure_future(reply))
         finally:
-            self._waiting.discard(task)
+            replies.put_nowait(None)
+
+    async def _reply(
+        self, calls: Sequence[pb.EnqueueCall], stream_trace: str, allow: Callable[[], bool]
+    ) -> pb.EnqueueStreamResponse:
+        started = time.perf_counter()
+        results = await self.answer(calls, stream_trace, allow)
+        _count(results, time.perf_counter() - started)
+        return pb.EnqueueStreamResponse(results=results)
 
     async def answer(
         self, calls: Sequence[pb.EnqueueCall], stream_trace: str, allow: Callable[[], bool]

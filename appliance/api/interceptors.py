@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -79,7 +79,7 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             and service.startswith(OWN_SERVICES)
         ):
             limiter = self.limiter if self.limiter.rate > 0 else None
-            return _wrap_stream(handler, principal, limiter, bool(self.tokens))
+            return _wrap_stream(handler, method, principal, limiter, bool(self.tokens))
         if handler.unary_unary is None:  # streaming (server reflection): the token check only
             return handler if refusal is None else _refuse_stream(handler, refusal, self.strangers)
         if refusal is not None:
@@ -172,6 +172,7 @@ def _refuse_stream(
 
 def _wrap_stream(
     handler: grpc.RpcMethodHandler,
+    method: str,
     principal: Principal,
     limiter: RateLimiter | None,
     keyed_by_token: bool,
@@ -186,7 +187,7 @@ def _wrap_stream(
         if limiter is not None:
             key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
             _rate_check.set(lambda: limiter.allow(key))
-        replies = inner(requests, context)
+        replies = inner(_decoded(requests, context, method), context)
         if inspect.isasyncgen(replies):
             async for reply in replies:
                 yield reply
@@ -195,9 +196,22 @@ def _wrap_stream(
 
     return grpc.stream_stream_rpc_method_handler(
         guarded,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
+
+
+async def _decoded(
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, method: str
+) -> AsyncIterator[Any]:
+    """A stream's requests; one that is not a valid message ends the call INVALID_ARGUMENT."""
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a message of the stream is not a valid {method} message: {request.reason}",
+            )
+        yield request
 
 
 def _wrap(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -177,5 +179,26 @@ async def test_undecodable_request_is_invalid_argument_without_a_traceback(
                 await call(body)
             assert err.value.code() == INVALID
             assert "not a valid" in (err.value.details() or "")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("method", ["EnqueueStream", "Work"])
+async def test_an_undecodable_stream_message_ends_the_stream_invalid_argument(
+    server, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    before = snapshot(redis_client)
+
+    async def messages() -> AsyncIterator[bytes]:
+        yield b"\x0a\x02\xff\xfe"
+        await asyncio.sleep(5)  # the server ends the call first
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        call = channel.stream_stream(f"/api.queue.DelayQueueService/{method}")
+        with caplog.at_level(logging.WARNING), pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in call(messages()):
+                pass
+    assert err.value.code() == INVALID
+    assert "not a valid" in (err.value.details() or "")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert snapshot(redis_client) == before

@@ -248,6 +248,49 @@ def test_a_start_within_a_lease_renewed_before_it_passes() -> None:
     assert caught(check(h, f), START_IN_LEASE, "held")
 
 
+def test_a_start_after_a_later_lease_began_is_caught() -> None:
+    h, f = clean_history()
+    enqueue(h, "resumed")
+    a = lease(h, "resumed", 1, 1000, ack(12_100, STALE))
+    a.lease_ms, a.deadline_ms = 20_000, 21_000  # a long lease, released when its stream died
+    a.start_ms, a.end_ms, a.transport = 12_000, 12_050, "stream"  # started after resuming
+    lease(h, "resumed", 2, 11_000, ack(11_100))
+    f.tasks["resumed"] = done(2)
+    verdict = check(h, f)
+    assert caught(verdict, START_IN_LEASE, "resumed") and verdict.counts.after_deadline == 1
+    assert "after a later lease (attempt 2, w1) began at 11000" in failure_report(verdict, h, f)
+
+
+def test_a_lease_answered_stale_had_ended_by_then() -> None:
+    h, f = clean_history()
+    enqueue(h, "frozen")
+    a = lease(h, "frozen", 1, 1000, ack(11_000, STALE))
+    a.lease_ms, a.deadline_ms, a.end_ms = 20_000, 21_000, 10_990  # its stream found dead
+    lease(h, "frozen", 2, 11_500, ack(11_600))
+    f.tasks["frozen"] = done(2)
+    verdict = check(h, f)
+    assert verdict.ok, failure_report(verdict, h, f)
+    assert (verdict.counts.duplicates, verdict.counts.explained) == (2, 2)  # "expired": 1
+    h.executions[-1].deadline_ms = 10_000 + LEASE  # claimed at 10000, before the stale answer
+    assert caught(check(h, f), EXACTLY_ONCE, "frozen")
+
+
+def test_a_stream_lease_may_end_once_its_worker_is_silent_past_the_keepalive() -> None:
+    h, f = clean_history()
+    enqueue(h, "frozen")
+    a = lease(h, "frozen", 1, 1000)
+    a.lease_ms, a.deadline_ms, a.end_ms, a.transport = 20_000, 21_000, 14_000, "stream"
+    b = lease(h, "frozen", 2, 7_000, ack(7_100))
+    b.transport = "stream"
+    f.tasks["frozen"] = done(2)
+    assert caught(check(h, f), EXACTLY_ONCE, "frozen")  # nothing explains the release
+    h.silences.append(("w1", 2_000, 14_000))  # SIGSTOP from 2000 to 14000
+    verdict = check(h, f)
+    assert verdict.ok, failure_report(verdict, h, f)
+    b.deadline_ms = 6_800 + LEASE  # claimed 4.8 s into the silence: released too soon
+    assert caught(check(h, f), EXACTLY_ONCE, "frozen")
+
+
 def _killed_mid_task(
     transport: str, killed_at: int | None, again: int = 1250
 ) -> tuple[History, FinalState]:
