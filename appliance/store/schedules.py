@@ -1,8 +1,6 @@
 """The store side of schedules and scheduler leadership: one method per Lua script
-(lua/leader_*.lua, lua/schedule_*.lua) plus plain reads, and the keys they use.
-
-Every key lives under one hash tag, `{<prefix>/scheduler}` ('/' never occurs in a topic, so no
-topic's keys can collide), so each script touches one Redis Cluster slot. A schedule travels as
+(lua/leader_*.lua, lua/schedule_*.lua) plus plain reads; their keys are
+appliance/keys.py's SchedulerKeys. A schedule travels as
 its HASH fields (text -> text); appliance/scheduler/definitions.py owns their meaning. Only this
 package imports redis; this module must not import the scheduler or grpc.
 """
@@ -15,59 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.errors import NotFound
+from appliance.keys import SchedulerKeys
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
 from appliance.store.store import Store
 
 Fields = dict[str, str]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SchedulerKeys:
-    prefix: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:{{{self.prefix}/scheduler}}"
-
-    @property
-    def lease(self) -> str:
-        """HASH holder, token, expires (ms): the leader's lease (expires with PEXPIREAT)."""
-        return f"{self.base}:leader"
-
-    @property
-    def fence(self) -> str:
-        """STRING counter: the last fencing token handed out."""
-        return f"{self.base}:fence"
-
-    @property
-    def due(self) -> str:
-        """ZSET schedule id -> next fire (ms), for schedules that are not paused."""
-        return f"{self.base}:due"
-
-    @property
-    def ids(self) -> str:
-        """SET of every schedule id."""
-        return f"{self.base}:ids"
-
-    @property
-    def outbox(self) -> str:
-        """HASH task id -> task JSON: ticks fired but not yet confirmed enqueued."""
-        return f"{self.base}:outbox"
-
-    @property
-    def fired(self) -> str:
-        """STRING counter: ticks fired in total."""
-        return f"{self.base}:fired"
-
-    def schedule(self, schedule_id: str) -> str:
-        """HASH: one schedule's definition and state."""
-        return f"{self.base}:schedule:{schedule_id}"
-
-    @property
-    def channel(self) -> str:
-        """Pub/sub: '<id> <next ms>' when a schedule is written, so the leader re-plans."""
-        return f"{self.prefix}:schedules"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
 from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable
-from appliance.keys import Keys, TopicKeys, topic_in_id
+from appliance.keys import DEPTH_COMMANDS, Keys, TopicKeys, depth, topic_in_id
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
@@ -46,6 +46,7 @@ CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 """When the caller gives up (the event loop's clock): the API layer sets it from the gRPC
 deadline, so a store call ends with the client's deadline instead of later."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+SCAN_TOPICS_MAX = 64  # a token with at most this many topics: an id not indexed is looked for
 KNOWN_FOR_S = 5.0  # a topic admitted this recently is not checked again (watchdog: FORGET_RECHECK)
 DLQ_CHUNK = 1000
 NONCE_BYTES = 6  # random bytes per lease token: 8 base64url characters (claim.lua NONCE_LEN)
@@ -167,8 +168,8 @@ class Store:
             for i, code in zip(idx, codes, strict=True):
                 flags[i] = int(code)
         # Only now, with the task written, is its id indexed: a call cut off before leaves a
-        # task reachable by id and topic (and by id alone once the Enqueue is retried), never
-        # an index entry without its task.
+        # task reachable by id and topic (and by id alone once the Enqueue is repeated), never
+        # an index entry without its task (ADR 0006).
         living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
         await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
@@ -256,7 +257,9 @@ class Store:
         """The topic to look for task `task_id` in: `topic` when given, the one a server-made
         id names, else the one topic of the id index holding a task with the id. Only topics
         in `allowed` (None: all) count, and a topic outside it is NotFound with the very words
-        of a missing id, so a tenant cannot tell another tenant's ids from none (ADR 0006).
+        of a missing id, so a tenant cannot tell another tenant's ids from none (ADR 0006). A
+        token limited to a few topics also finds a task whose id is not indexed (an Enqueue cut
+        off before its index was written) by looking in each of them.
         InvalidArgument when the id lives in several of the caller's topics."""
         missing = NotFound(f"no task with id {task_id!r}")
         named = topic_in_id(task_id)
@@ -273,6 +276,8 @@ class Store:
         topics = sorted(t for t in found if allowed is None or t in allowed)
         if len(topics) > 1:
             topics = await self._holding(task_id, topics)
+        elif not topics and allowed is not None and len(allowed) <= SCAN_TOPICS_MAX:
+            topics = await self._holding(task_id, sorted(allowed))  # not indexed (yet)
         if not topics:
             raise missing
         if len(topics) > 1:
@@ -595,23 +600,14 @@ class Store:
     async def stats(self, topics: Iterable[str] = ()) -> tuple[int, list[TopicStats]]:
         names = list(topics) or await self.topics()
         now = await self.now_ms()
-        commands: list[tuple[Any, ...]] = []
-        for name in names:
-            tk = self.keys.topic(name)
-            commands += [
-                ("zcard", tk.pending),
-                ("zcount", tk.pending, "-inf", now),
-                ("zcard", tk.running),
-                ("zcard", tk.dlq),
-                ("zrange", tk.pending, 0, 0, False, True),
-            ]
+        commands = [
+            ("execute_command", *c) for t in names for c in self.keys.topic(t).depth_commands(now)
+        ]
         replies = await self.read("stats", *commands) if commands else []
-        out = []
-        for n, name in enumerate(names):
-            pending, due, running, dead, head = replies[n * 5 : n * 5 + 5]
-            oldest = int(head[0][1]) if head and due else 0
-            out.append(TopicStats(name, int(pending), int(due), int(running), int(dead), oldest))
-        return now, out
+        n = DEPTH_COMMANDS
+        return now, [
+            TopicStats(name, *depth(replies[i * n : i * n + n])) for i, name in enumerate(names)
+        ]
 
     async def _expire_index(self, finished: Sequence[tuple[str, str]]) -> None:
         """Finished tasks (topic, id) keep their id index as long as their record (the
