@@ -397,9 +397,6 @@ SUMMARY: tuple[tuple[str, Callable[[dict[str, Any]], float]], ...] = (
     ),
     ("W2 lateness p50, atp SDK Worker (ms)", lambda r: runs_median(r, "w2", "atp", "p50")),
     ("W2 lateness p99, atp SDK Worker (ms)", lambda r: runs_median(r, "w2", "atp", "p99")),
-    (
-        "W2 lateness p99, atp bare gRPC consumers (ms)",
-        lambda r: runs_median(r, "w2", "atp-grpc", "p99"),
     ),
     ("W2 lateness p99, Celery (ms)", lambda r: runs_median(r, "w2", "celery", "p99")),
     (
