@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 H = TypeVar("H", bound=Handler)
 
 QUIET_FAILURES = 5  # connect failures in a row logged at info before they become warnings
+PREFETCH_PER_SLOT = 2  # default prefetch: this many tasks per slot beyond the slots
 SETTLE_GRACE_S = 5.0  # after the drain, how long the last settles may take
 
 
@@ -379,8 +380,10 @@ class Worker:
         tls: Tls | None = None,
     ) -> None:
         """`concurrency`: handlers at once, all topics together; `prefetch`: tasks the server
-        may push beyond the free slots, so the next one is here when a handler finishes
-        (default: as many as `concurrency`; topics with their own cap get none);
+        may push beyond the free slots, so the next ones are here when handlers finish and
+        several travel per message (default: PREFETCH_PER_SLOT x `concurrency`, as Celery's
+        prefetch multiplier; 0 for long tasks that other workers should pick up instead;
+        topics with their own cap get none);
         `visibility_timeout`: the lease the server renews while the stream lives, and how long
         tasks stay leased if the server vanishes; durations in seconds or timedeltas;
         `token`/`tls`: as for AsyncClient."""
@@ -501,7 +504,7 @@ def _config(
 ) -> WorkerConfig:
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    extra = concurrency if prefetch is None else prefetch
+    extra = PREFETCH_PER_SLOT * concurrency if prefetch is None else prefetch
     if extra < 0:
         raise ValueError(f"prefetch must be >= 0, got {prefetch}")
     lease = _seconds(visibility_timeout, "visibility_timeout")
