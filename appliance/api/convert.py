@@ -71,21 +71,21 @@ def leased_to_pb(topic: str, rows: Iterable[codec.ClaimedRow]) -> list[pb.Task]:
     would make them from Tasks; tests/api checks that the two agree)."""
     return [
         pb.Task(
-            id=tid.decode(),
+            id=r.id.decode(),
             topic=topic,
-            payload=payload.decode(),
-            execute_time=due // 1000,
-            retry_count=attempt - 1,
-            max_retries=maxr,
-            created_at=created // 1000,
-            lease_token=token.decode(),
-            execute_time_ms=due,
-            attempt=attempt,
-            created_at_ms=created,
-            lease_deadline_ms=deadline,
-            traceparent=trace.decode(),
+            payload=r.payload.decode(),
+            execute_time=r.due_ms // 1000,
+            retry_count=r.attempt - 1,
+            max_retries=r.max_retries,
+            created_at=r.created_ms // 1000,
+            lease_token=r.token.decode(),
+            execute_time_ms=r.due_ms,
+            attempt=r.attempt,
+            created_at_ms=r.created_ms,
+            lease_deadline_ms=r.deadline_ms,
+            traceparent=r.traceparent.decode(),
         )
-        for tid, payload, due, created, maxr, attempt, token, deadline, trace in rows
+        for r in rows
     ]
 
 

@@ -60,7 +60,7 @@ def count_delivered(topic: str, claim: Claim) -> None:
         metrics.DELIVERED.labels(topic).inc(len(claim.rows))
         observe, now = metrics.LATENESS.labels(topic).observe, claim.now_ms
         for row in claim.rows:
-            observe(max(now - row[2], 0) / 1000)
+            observe(max(now - row.due_ms, 0) / 1000)
 
 
 def reply_budget(value: int, settings: Settings, field: str) -> int:
@@ -270,7 +270,7 @@ class WorkStream:
 
     def _deliver(self, topic: str, claim: Claim) -> None:
         for row in claim.rows:
-            self.held[row[6].decode()] = row[0].decode()
+            self.held[row.token.decode()] = row.id.decode()
         self.held_by_topic[topic] += len(claim.rows)
         count_delivered(topic, claim)
         tasks = convert.leased_to_pb(topic, claim.rows)
