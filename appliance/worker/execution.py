@@ -1,7 +1,7 @@
 """Running one delivery: call the handler (async on the loop, sync in the thread pool) and say
 how it ended (an Outcome: Ack, or Nack with its error and instructions).
 
-Knows handlers and outcomes, nothing of the wire (appliance/worker/runtime.py sends the
+Knows handlers and outcomes, nothing of the wire (appliance/worker/session.py sends the
 settles). Must not import grpc, redis or the store.
 """
 
