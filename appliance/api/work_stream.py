@@ -34,8 +34,9 @@ from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
 from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
 from appliance.errors import AtpError, InvalidArgument, StaleLease
+from appliance.keys import topic_of_token
 from appliance.store import Store
-from appliance.store.store import Claim, topic_of_token
+from appliance.store.store import Claim
 from appliance.store.wakeups import Wakeups, sleep_until
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,11 @@ class Subscription:
         if request.credits < 1:
             raise InvalidArgument(f"subscribe: credits must be >= 1, got {request.credits}")
         self.credits = request.credits
-        self.lease_ms = convert.lease_ms(request.visibility_timeout_ms, settings)
+        self.lease_ms = validation.lease_ms(
+            request.visibility_timeout_ms,
+            settings.visibility_timeout_ms,
+            settings.max_visibility_timeout_ms,
+        )
         self.max_bytes = reply_budget(request.max_message_bytes, settings, "max_message_bytes")
         self.name = request.worker_name[:128]
 
