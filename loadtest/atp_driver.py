@@ -264,8 +264,7 @@ def w3(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         appliance(redis, 1, tmp / "server.log", role="server,watchdog") as address,
     ):
         with Client(address) as client:
-            for n in range(tasks):
-                client.enqueue("w3", str(n))
+            ids = {float(n): client.enqueue("w3", str(n)) for n in range(tasks)}
         extra = [
             "--handler=sleep",
             f"--concurrency={conc}",
@@ -276,9 +275,37 @@ def w3(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         argv = worker_argv(address, "w3", starts, "sdk", *extra)
         log = tmp / "w3-worker.log"
         result = crash_run(
-            lambda: Proc(argv, log=log), starts, finishes, tasks, conc, sleep_s, cap_s
+            lambda: Proc(argv, log=log),
+            starts,
+            finishes,
+            tasks,
+            conc,
+            sleep_s,
+            cap_s,
+            watch=lambda kill_ms, interrupted, deadline: released(
+                address, ids, kill_ms, interrupted, deadline
+            ),
         )
     return {**result, "concurrency": conc, "sleep_s": sleep_s, "lease_s": lease_s or None}
+
+
+def released(
+    address: str, ids: dict[float, str], kill_ms: float, interrupted: set[float], deadline: float
+) -> dict[str, Any]:
+    """W3, atp's own view: seconds from the SIGKILL until the server had released every
+    interrupted task (GetTask: no longer RUNNING under its first lease, i.e. pending again or
+    leased anew with attempt 2, or done); nan when not within the cap."""
+    seen: dict[float, float] = {}
+    with Client(address) as client:
+        while len(seen) < len(interrupted) and time.monotonic() < deadline:
+            for n in interrupted - seen.keys():
+                task = client.get_task(ids[n], "w3")
+                if task.state != "RUNNING" or task.attempt >= 2:
+                    seen[n] = now_ms()
+            time.sleep(0.02)
+    if not interrupted or len(seen) < len(interrupted):
+        return {"released_s": math.nan}
+    return {"released_s": (max(seen.values()) - kill_ms) / 1000.0}
 
 
 def w6(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -144,7 +144,12 @@ def main() -> None:
     p.add_argument("--handler", choices=("incr", "noop", "sleep"), default="noop")
     p.add_argument("--redis-url", default="", help="incr: the Redis of the counter key")
     p.add_argument("--concurrency", type=int, default=1000, help="SDK: tasks in flight")
-    p.add_argument("--batch", type=int, default=0, help="tasks per Retrieve (SDK: 0 = default)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="grpc: tasks per Retrieve; SDK: the stream's prefetch (0 = default)",
+    )
     p.add_argument("--lease-s", type=float, default=0.0, help="SDK visibility_timeout (0: default)")
     p.add_argument("--sleep-s", type=float, default=3.0, help="sleep: seconds per task")
     p.add_argument("--finish-records", default="", help="sleep: where finishes are recorded")

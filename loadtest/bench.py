@@ -116,7 +116,7 @@ def w1_round(bench: Bench, n: int) -> dict[str, Any]:
         for system in bench.systems():
             key = f"{system}-c{conc}"
             argv = bench.driver(system, "w1", f"--concurrency={conc}", "--handler=incr")
-            out[key] = step(argv, f"run {n} W1 {key} (sync INCR handler)")
+            out[key] = step(argv, f"run {n} W1 {key} (INCR handler)")
     if "atp" in bench.systems():
         for key, extra in ATP_W1_EXTRA.items():
             out[key] = step(bench.atp("w1", *extra), f"run {n} W1 {key}")

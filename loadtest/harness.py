@@ -23,6 +23,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -398,6 +399,9 @@ def due_times(count: int, start_ms: float, spread_ms: float) -> list[float]:
 # -- W3: a worker SIGKILLed mid-run ------------------------------------------------------
 
 
+Watch = Callable[[float, set[float], float], dict[str, Any]]
+
+
 def crash_run(
     start_worker: Callable[[], Proc],
     starts: Path,
@@ -406,12 +410,14 @@ def crash_run(
     first_wave: int,
     sleep_s: float,
     cap_s: float,
+    watch: Watch | None = None,
 ) -> dict[str, Any]:
     """With `tasks` tasks (numbered 0..tasks-1, each sleeping sleep_s) enqueued: start a
-    worker, SIGKILL it (its whole process group) half a task into its first wave of
-    `first_wave` starts, start a fresh one at once, and wait until every task has finished
-    or cap_s has passed since the kill. Handlers record (number, start) in `starts` and
-    (number, finish) in `finishes`."""
+    worker, SIGKILL it (every process of it) half a task into its first wave of `first_wave`
+    starts, start a fresh one at once, and wait until every task has finished or cap_s has
+    passed since the kill. Handlers record (number, start) in `starts` and (number, finish)
+    in `finishes`. `watch(kill_ms, interrupted numbers, deadline)`, run in a thread from the
+    kill on, adds the system's own view (atp: when the server released the tasks)."""
     first = start_worker()
     try:
         if not wait_for_records(starts, first_wave, 60.0):
@@ -420,16 +426,30 @@ def crash_run(
     finally:
         kill_ms = now_ms()
         first.kill()
+    deadline = time.monotonic() + cap_s
+    watched: dict[str, Any] = {}
+    watcher = None
+    if watch is not None:
+        done = {n for n, _ in read_records(finishes)}
+        interrupted = {n for n, _ in read_records(starts)} - done
+
+        def run_watch() -> None:
+            watched.update(watch(kill_ms, interrupted, deadline))
+
+        watcher = threading.Thread(target=run_watch, daemon=True)
+        watcher.start()
     second = start_worker()
     try:
-        deadline = time.monotonic() + cap_s
         while time.monotonic() < deadline:
             if len({n for n, _ in read_records(finishes)}) >= tasks:
                 break
             time.sleep(0.05)
     finally:
         second.stop()
-    return recovery(read_records(starts), read_records(finishes), kill_ms, tasks, cap_s)
+    if watcher is not None:
+        watcher.join(max(deadline - time.monotonic(), 0) + 5)
+    figures = recovery(read_records(starts), read_records(finishes), kill_ms, tasks, cap_s)
+    return {**figures, **watched}
 
 
 def recovery(

@@ -279,6 +279,13 @@ def w3_section(w3: dict[str, Any]) -> list[str]:
         "tasks completed twice",
     ]
     lines += table(header, rows)
+    released = get(w3.get("atp"), "released_s")
+    if not math.isnan(released):
+        lines += [
+            "",
+            f"atp's server released the interrupted tasks {released:.2f} s after the SIGKILL "
+            "(GetTask polled every 20 ms: no longer running under the dead worker's lease).",
+        ]
     lines += [
         "",
         "Workers: atp's SDK Worker with a plain `def` handler (`time.sleep`) against "

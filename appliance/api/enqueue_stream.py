@@ -59,7 +59,7 @@ class EnqueueStreamHandler:
         self._open.add(replies)
         if self.closing:
             replies.put_nowait(CLOSING)
-        reader = asyncio.get_running_loop().create_task(self._read(context, replies))
+        reader = asyncio.get_running_loop().create_task(self._read(requests, context, replies))
         try:
             while (reply := await replies.get()) is not None:
                 yield (await reply) if isinstance(reply, asyncio.Future) else reply
@@ -69,14 +69,17 @@ class EnqueueStreamHandler:
             reader.cancel()
 
     async def _read(
-        self, context: grpc.aio.ServicerContext, replies: asyncio.Queue[Reply | None]
+        self,
+        requests: AsyncIterator[pb.EnqueueStreamRequest],
+        context: grpc.aio.ServicerContext,
+        replies: asyncio.Queue[Reply | None],
     ) -> None:
         """Queue each message's reply (being made) in order, refusals once closing; None at
         the end (the client closed its side)."""
         stream_trace = producing.traceparent(context)
         allow = rate_check()
         try:
-            while (request := await context.read()) is not grpc.aio.EOF:
+            async for request in requests:
                 if self.closing:  # read after close() queued CLOSING: not enqueued
                     results = [_refused(call.seq, SHUTTING_DOWN) for call in request.calls]
                     replies.put_nowait(pb.EnqueueStreamResponse(results=results))

@@ -48,6 +48,7 @@ def test_short_bench_of_atp_measures_and_renders(tmp_path: Path) -> None:
     assert 1 <= w3["interrupted"] <= 3, log
     assert w3["unfinished"] == 0 and w3["not_recovered"] == 0, log
     assert 0 < w3["restart_s"] < w3["cap_s"], log
+    assert 0 <= w3["released_s"] <= w3["restart_s"], log  # the server's view, from GetTask
     text = out.read_text()
     c10 = f"{w1['atp-c10']['process_per_s']:,.0f}"
     assert f"| atp: SDK `Worker(addr, concurrency=N)`, a plain `def` handler | {c10} |" in text

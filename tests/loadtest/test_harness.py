@@ -137,6 +137,7 @@ def _results(atp_rate: float, bull_rate: float, restart_s: float = 0.5) -> dict[
         "atp": {
             "tasks": 40,
             "interrupted": 10,
+            "released_s": 0.05,
             "restart_s": restart_s,
             "recovered_s": 3.5,
             "all_done_s": 9.0,
@@ -179,7 +180,9 @@ def test_report_targets_are_computed_from_the_figures() -> None:
     assert "atp 3,000/s, BullMQ 2,000/s: 1.5x" in c10 and c10.endswith("| met (stretch met) |")
     assert _row(text, "| W1, concurrency 100").endswith("| met |")  # 6,000 / 2,000 = 3.0x
     assert "1.2x" in _row(text, "| Sequential enqueue") and "| met |" in text
-    assert "restarted 0.50 s after the SIGKILL; 0 lost" in _row(text, "| W3:")
+    w3 = "restarted 0.50 s after the SIGKILL (released by the server after 0.05 s); 0 lost"
+    assert w3 in _row(text, "| W3:")
+    assert "released the interrupted tasks 0.05 s after the SIGKILL" in text
     assert _row(text, "| W2 (SDK Worker").endswith("| met |")
     w6 = _row(text, "| Due-to-start latency")
     assert "p99 4.0 ms" in w6 and w6.endswith("| **missed** |")
@@ -193,6 +196,7 @@ def test_report_targets_are_computed_from_the_figures() -> None:
     missed = report.render(_results(atp_rate=1000.0, bull_rate=2000.0, restart_s=31.0))
     assert _row(missed, "| W1, concurrency 10").endswith("| **missed** |")
     assert _row(missed, "| W3:").endswith("| **missed** |")
+    assert "wait behind the 30 tasks still pending" in missed  # released at once, queued behind
 
 
 def test_report_says_not_measured_for_what_was_left_out() -> None:
