@@ -1,13 +1,16 @@
-"""Every Redis key and channel name atp uses, built in one place.
+"""Every Redis key and channel name atp uses, built in one place, and the one queue-depth read.
 
-All keys of one topic share the hash tag `{<topic>}`, so a topic's keys live in one
-Redis Cluster slot and every script touches one slot only. Stdlib only.
+All keys of one topic share the hash tag `{<topic>}`, so a topic's keys live in one Redis
+Cluster slot and every script touches one slot only; the scheduler's share
+`{<prefix>/scheduler}` ('/' never occurs in a topic). Stdlib only: the supervisor imports it
+too (its /metrics reads queue depth over raw RESP).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import secrets
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,6 +56,30 @@ class TopicKeys:
         """STRING remembering which ids one Retrieve call leased (for safe retries)."""
         return f"{self.base}:claim:{call_token}"
 
+    def depth_commands(self, now_ms: int) -> list[list[str]]:
+        """The commands reading this topic's depth at `now_ms` (Store.stats and the supervisor's
+        /metrics send them, one pipeline); `depth()` reads their replies."""
+        return [
+            ["ZCARD", self.pending],
+            ["ZCOUNT", self.pending, "-inf", str(now_ms)],
+            ["ZCARD", self.running],
+            ["ZCARD", self.dlq],
+            ["ZRANGE", self.pending, "0", "0", "WITHSCORES"],
+        ]
+
+
+DEPTH_COMMANDS = 5  # len(TopicKeys.depth_commands(...))
+
+
+def depth(replies: list[Any]) -> tuple[int, int, int, int, int]:
+    """(pending, due, running, dead, due time of the oldest due task in ms or 0 when none is
+    due) from the replies to one topic's `depth_commands`."""
+    pending, due, running, dead, head = replies
+    oldest = 0
+    if head and due:  # [member, score] over raw RESP; [(member, score)] from redis-py
+        oldest = int(float(head[0][1] if isinstance(head[0], list | tuple) else head[1]))
+    return int(pending), int(due), int(running), int(dead), oldest
+
 
 SERVER_ID_MARK = "~"  # never in a topic nor in a client-given id
 SERVER_ID_RANDOM = 22  # characters: 16 random bytes (128 bits) in base64url
@@ -77,6 +104,10 @@ class Keys:
 
     def topic(self, topic: str) -> TopicKeys:
         return TopicKeys(self.prefix, topic)
+
+    @property
+    def scheduler(self) -> SchedulerKeys:
+        return SchedulerKeys(self.prefix)
 
     @property
     def topics(self) -> str:
@@ -121,3 +152,51 @@ class Keys:
         """Pub/sub channel: '<topic> <deadline ms>' when a topic's earliest lease deadline moves
         earlier, so watchdogs wake at the next deadline instead of polling."""
         return f"{self.prefix}:leases"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchedulerKeys:
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.prefix}/scheduler}}"
+
+    @property
+    def lease(self) -> str:
+        """HASH holder, token, expires (ms): the leader's lease (expires with PEXPIREAT)."""
+        return f"{self.base}:leader"
+
+    @property
+    def fence(self) -> str:
+        """STRING counter: the last fencing token handed out."""
+        return f"{self.base}:fence"
+
+    @property
+    def due(self) -> str:
+        """ZSET schedule id -> next fire (ms), for schedules that are not paused."""
+        return f"{self.base}:due"
+
+    @property
+    def ids(self) -> str:
+        """SET of every schedule id."""
+        return f"{self.base}:ids"
+
+    @property
+    def outbox(self) -> str:
+        """HASH task id -> task JSON: ticks fired but not yet confirmed enqueued."""
+        return f"{self.base}:outbox"
+
+    @property
+    def fired(self) -> str:
+        """STRING counter: ticks fired in total."""
+        return f"{self.base}:fired"
+
+    def schedule(self, schedule_id: str) -> str:
+        """HASH: one schedule's definition and state."""
+        return f"{self.base}:schedule:{schedule_id}"
+
+    @property
+    def channel(self) -> str:
+        """Pub/sub: '<id> <next ms>' when a schedule is written, so the leader re-plans."""
+        return f"{self.prefix}:schedules"

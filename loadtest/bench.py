@@ -116,7 +116,7 @@ def w1_round(bench: Bench, n: int) -> dict[str, Any]:
         for system in bench.systems():
             key = f"{system}-c{conc}"
             argv = bench.driver(system, "w1", f"--concurrency={conc}", "--handler=incr")
-            out[key] = step(argv, f"run {n} W1 {key} (sync INCR handler)")
+            out[key] = step(argv, f"run {n} W1 {key} (INCR handler)")
     if "atp" in bench.systems():
         for key, extra in ATP_W1_EXTRA.items():
             out[key] = step(bench.atp("w1", *extra), f"run {n} W1 {key}")
@@ -289,7 +289,7 @@ def main() -> None:
         Path(args.out).write_text(report.render(results, baseline))
         print(f"[bench] re-rendered {args.out} from {args.json}", file=sys.stderr)
         return
-    os.environ["BENCH_NODE_DIR"] = args.node_dir
+    os.environ["BENCH_NODE_DIR"] = str(Path(args.node_dir).resolve())
     started = time.monotonic()
     info = machine(args)
     info["code_before"] = product_state()

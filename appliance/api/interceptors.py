@@ -39,9 +39,9 @@ def current_principal() -> Principal:
 
 def topic_owner() -> str:
     """Whose count of topics a new topic goes to (max_topics_per_token): the caller's token
-    name, or "" with no token table (the anonymous caller is limited by max_topics alone)."""
+    name, or "" (max_topics alone) for an admin token and with no token table at all."""
     principal = _principal.get()
-    return "" if principal is ANONYMOUS else principal.name
+    return "" if principal is ANONYMOUS or principal.role == "admin" else principal.name
 
 
 def rate_check() -> Callable[[], bool]:
@@ -187,7 +187,7 @@ def _wrap_stream(
         if limiter is not None:
             key = principal.name if keyed_by_token else context.peer().rpartition(":")[0]
             _rate_check.set(lambda: limiter.allow(key))
-        replies = inner(_decoded(requests, context, method), context)
+        replies = inner(_Decoded(requests, context, method), context)
         if inspect.isasyncgen(replies):
             async for reply in replies:
                 yield reply
@@ -201,17 +201,29 @@ def _wrap_stream(
     )
 
 
-async def _decoded(
-    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, method: str
-) -> AsyncIterator[Any]:
-    """A stream's requests; one that is not a valid message ends the call INVALID_ARGUMENT."""
-    async for request in requests:
+class _Decoded:
+    """A stream's requests; one that is not a valid message ends the call INVALID_ARGUMENT.
+    An iterator object, not an async generator: a read cancelled by the handler (a stream
+    closing) must leave the stream readable, and a cancelled generator would be finished."""
+
+    def __init__(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, method: str
+    ) -> None:
+        self._requests = requests
+        self._context = context
+        self._method = method
+
+    def __aiter__(self) -> _Decoded:
+        return self
+
+    async def __anext__(self) -> Any:
+        request = await self._requests.__anext__()
         if isinstance(request, Undecodable):
-            await context.abort(
+            await self._context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"a message of the stream is not a valid {method} message: {request.reason}",
+                f"a message of the stream is not a valid {self._method} message: {request.reason}",
             )
-        yield request
+        return request
 
 
 def _wrap(

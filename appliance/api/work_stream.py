@@ -44,7 +44,6 @@ LOST_ERROR = "worker lost: its stream ended without a goodbye"
 GOODBYE_ERROR = "released: the worker said goodbye before settling"
 MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
 ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
-HEARTBEAT_S = 1.0  # a quiet stream gets a heartbeat this often
 
 
 class End(enum.Enum):
@@ -125,10 +124,11 @@ class WorkStream:
         self.settles: list[pb.WorkSettle] = []
         self.settle_ready = asyncio.Event()
         self.room = asyncio.Event()  # the window or a topic's cap may have room again
+        self.filling = asyncio.Lock()  # one claim round at a time (push loop, settle answers)
         self.end = End.LOST
         self.closed = False
         self.leaving = False  # the worker said goodbye: push nothing more
-        self.quiet_since = 0.0  # loop time of the last message sent
+        self._pongs: set[asyncio.Task[None]] = set()
         self._rotation = collections.deque(subscription.caps)
 
     # -- the stream ------------------------------------------------------------------------
@@ -138,7 +138,6 @@ class WorkStream:
     ) -> AsyncIterator[pb.WorkResponse]:
         """Yield what goes to the worker until the stream ends; then settle what it held."""
         now = await self.store.now_ms()
-        self.quiet_since = asyncio.get_running_loop().time()
         yield pb.WorkResponse(
             welcome=pb.WorkWelcome(
                 now_ms=now,
@@ -152,15 +151,30 @@ class WorkStream:
             asyncio.create_task(self._answer(), name="atp-work-settle"),
             asyncio.create_task(self._renew(), name="atp-work-renew"),
             asyncio.create_task(self._watch_stop(), name="atp-work-stop"),
-            asyncio.create_task(self._heartbeat(), name="atp-work-heartbeat"),
         ]
         try:
-            while (message := await self.out.get()) is not None:
+            while (message := await self._next_message()) is not None:
                 yield message
         finally:
             for loop in loops:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _next_message(self) -> pb.WorkResponse | None:
+        """What is queued to go, merged into one message (deliveries only while they fit)."""
+        message = await self.out.get()
+        while message is not None and not self.out.empty():
+            part = self.out.get_nowait()
+            if part is None:
+                self.out.put_nowait(None)  # end after this message
+                break
+            if part.HasField("delivery") and message.HasField("delivery"):
+                size = message.delivery.ByteSize() + part.delivery.ByteSize()
+                if size > self.sub.max_bytes:
+                    self.out.put_nowait(part)  # behind it, in the next message
+                    break
+            message.MergeFrom(part)
+        return message
 
     def close(self, end: End) -> None:
         """End the stream; the first reason wins."""
@@ -170,16 +184,12 @@ class WorkStream:
 
     def send(self, message: pb.WorkResponse) -> None:
         self.out.put_nowait(message)
-        self.quiet_since = asyncio.get_running_loop().time()
 
-    async def _heartbeat(self) -> None:
-        """A heartbeat after every quiet second, so the worker knows the stream lives."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(max(self.quiet_since + HEARTBEAT_S - loop.time(), 0.01))
-            if loop.time() - self.quiet_since >= HEARTBEAT_S:
-                now = await self.store.now_ms()
-                self.send(pb.WorkResponse(heartbeat=pb.WorkHeartbeat(now_ms=now)))
+    async def _pong(self, seq: int) -> None:
+        """Answer a ping at once: the worker learns the stream lives (and the server's time)."""
+        with contextlib.suppress(AtpError):
+            now = await self.store.now_ms()
+            self.send(pb.WorkResponse(heartbeat=pb.WorkHeartbeat(now_ms=now, ping_seq=seq)))
 
     async def _watch_stop(self) -> None:
         await self.stopping.wait()
@@ -197,6 +207,10 @@ class WorkStream:
                     validation.non_negative(request.credit.credits, "credit.credits", 1 << 20)
                     self.window += request.credit.credits
                     self.room.set()
+                elif kind == "ping":
+                    pong = asyncio.create_task(self._pong(request.ping.seq))
+                    self._pongs.add(pong)
+                    pong.add_done_callback(self._pongs.discard)
                 elif kind == "goodbye":
                     self.leaving = True  # push no more; settles go on until the half-close
                 else:
@@ -216,7 +230,8 @@ class WorkStream:
             while True:
                 woken.clear()
                 try:
-                    wake_at = await self._fill(loop.time())
+                    async with self.filling:
+                        wake_at = await self._fill(loop.time())
                 except AtpError as exc:
                     log.warning("work stream of %r: claim failed: %s", self.sub.name, exc)
                     wake_at = loop.time() + ERROR_PAUSE_S
@@ -274,6 +289,11 @@ class WorkStream:
             self.settle_ready.clear()
             batch, self.settles = self.settles, []
             results = await self._settle(batch)
+            # Fill the credits these settles freed before answering, so the answers and the
+            # next tasks leave in one message.
+            with contextlib.suppress(AtpError):  # the push loop retries and logs
+                async with self.filling:
+                    await self._fill(asyncio.get_running_loop().time())
             self.send(pb.WorkResponse(settled=pb.WorkSettledBatch(settled=results)))
 
     async def _settle(self, batch: Sequence[pb.WorkSettle]) -> list[pb.WorkSettled]:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from appliance import metrics
+from appliance.store.results import Refusal
 from appliance.store.schedules import LeaseReply, ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,9 @@ class Leader:
         except TimeoutError:
             log.warning("scheduler lease renewal timed out; retrying")
             return 0.0
-        if expires < 0:
-            self.step_down("the lease " + ("expired" if expires == -1 else "was taken over"))
+        if isinstance(expires, Refusal):
+            gone = expires is Refusal.LEASE_GONE
+            self.step_down("the lease " + ("expired" if gone else "was taken over"))
             return 0.0
         self._hold(self._token, sent, self.ttl_ms)
         return self.renew_s

@@ -29,6 +29,7 @@ from appliance.scheduler.definitions import Definition, Misfire, Schedule, from_
 from appliance.scheduler.leader import Leader
 from appliance.scheduler.registry import Registry
 from appliance.store import Store, connect
+from appliance.store.results import Refusal
 from appliance.store.schedules import ScheduleStore
 from appliance.store.wakeups import Wakeups, wait_any
 
@@ -38,7 +39,6 @@ ERROR_PAUSE_S = 0.5
 BUSY_PAUSE_S = 0.01  # something due could not be fired this pass: look again soon
 DUE_BATCH = 100  # schedules read per pass
 MAX_FIRES = 100  # ticks fired per schedule per pass (a tiny interval cannot starve the rest)
-NOT_LEADER = -2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,12 +148,12 @@ class Scheduler:
                 return
             step = plan(d, next_ms, now, self.grace_ms)
             task = self._task(d, step.tick_ms) if step.tick_ms else None
-            code = await self.schedules.fire(
+            refused = await self.schedules.fire(
                 token, d.id, (rev, next_ms), step.tick_ms, step.next_ms, task
             )
-            if code == NOT_LEADER:
+            if refused is Refusal.NOT_LEADER:
                 self.leader.step_down("a fire was refused: another scheduler holds the lease")
-            if code != 1:
+            if refused is not None:
                 return  # changed, paused or deleted meanwhile: read again next pass
             self._log_step(d, next_ms, step)
             if task is not None:

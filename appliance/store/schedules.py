@@ -1,8 +1,6 @@
 """The store side of schedules and scheduler leadership: one method per Lua script
-(lua/leader_*.lua, lua/schedule_*.lua) plus plain reads, and the keys they use.
-
-Every key lives under one hash tag, `{<prefix>/scheduler}` ('/' never occurs in a topic, so no
-topic's keys can collide), so each script touches one Redis Cluster slot. A schedule travels as
+(lua/leader_*.lua, lua/schedule_*.lua) plus plain reads; their keys are
+appliance/keys.py's SchedulerKeys. A schedule travels as
 its HASH fields (text -> text); appliance/scheduler/definitions.py owns their meaning. Only this
 package imports redis; this module must not import the scheduler or grpc.
 """
@@ -14,59 +12,13 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from appliance.errors import AlreadyExists, NotFound, WrongState
+from appliance.errors import NotFound
+from appliance.keys import SchedulerKeys
 from appliance.store import codec
-from appliance.store.store import Store, _pipe, _retrying
+from appliance.store.results import Refusal, error, refusal
+from appliance.store.store import Store
 
 Fields = dict[str, str]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SchedulerKeys:
-    prefix: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:{{{self.prefix}/scheduler}}"
-
-    @property
-    def lease(self) -> str:
-        """HASH holder, token, expires (ms): the leader's lease (expires with PEXPIREAT)."""
-        return f"{self.base}:leader"
-
-    @property
-    def fence(self) -> str:
-        """STRING counter: the last fencing token handed out."""
-        return f"{self.base}:fence"
-
-    @property
-    def due(self) -> str:
-        """ZSET schedule id -> next fire (ms), for schedules that are not paused."""
-        return f"{self.base}:due"
-
-    @property
-    def ids(self) -> str:
-        """SET of every schedule id."""
-        return f"{self.base}:ids"
-
-    @property
-    def outbox(self) -> str:
-        """HASH task id -> task JSON: ticks fired but not yet confirmed enqueued."""
-        return f"{self.base}:outbox"
-
-    @property
-    def fired(self) -> str:
-        """STRING counter: ticks fired in total."""
-        return f"{self.base}:fired"
-
-    def schedule(self, schedule_id: str) -> str:
-        """HASH: one schedule's definition and state."""
-        return f"{self.base}:schedule:{schedule_id}"
-
-    @property
-    def channel(self) -> str:
-        """Pub/sub: '<id> <next ms>' when a schedule is written, so the leader re-plans."""
-        return f"{self.prefix}:schedules"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,7 +53,6 @@ class ScheduleStore:
         self.store = store
         self.redis = store.redis
         self.keys = SchedulerKeys(store.settings.key_prefix)
-        self._scripts = store.scripts
 
     async def now_ms(self) -> int:
         return await self.store.now_ms()
@@ -111,30 +62,24 @@ class ScheduleStore:
     async def acquire(self, holder: str, ttl_ms: int) -> LeaseReply:
         """Take the lease if free (safe to retry: a holder gets its own lease back)."""
         k = self.keys
-        reply = await _retrying(
-            lambda: self._scripts.get("leader_acquire")(
-                keys=[k.lease, k.fence], args=[holder, ttl_ms]
-            )
-        )
+        reply = await self.store.run("leader_acquire", [k.lease, k.fence], [holder, ttl_ms])
         granted, who, token, expires, left = reply
         return LeaseReply(
             bool(granted), codec.text(who), int(token), codec.number(expires), int(left)
         )
 
-    async def renew(self, token: int, ttl_ms: int) -> int:
-        """The new expiry (ms), or -1 (the lease expired) / -2 (another token holds it)."""
-        script = self._scripts.get("leader_renew")
-        return int(await _retrying(lambda: script(keys=[self.keys.lease], args=[token, ttl_ms])))
+    async def renew(self, token: int, ttl_ms: int) -> int | Refusal:
+        """The new expiry (ms), or LEASE_GONE (it expired) / NOT_LEADER (another token holds
+        it)."""
+        reply = await self.store.run("leader_renew", [self.keys.lease], [token, ttl_ms])
+        return refusal("leader_renew", reply) or int(reply)
 
     async def release(self, token: int) -> bool:
-        script = self._scripts.get("leader_release")
-        return bool(await _retrying(lambda: script(keys=[self.keys.lease], args=[token])))
+        return bool(await self.store.run("leader_release", [self.keys.lease], [token]))
 
     async def leader(self) -> LeaderInfo:
         k = self.keys
-        lease, fired = await _retrying(
-            lambda: _pipe(self.redis, ("hgetall", k.lease), ("get", k.fired))
-        )
+        lease, fired = await self.store.read("leader", ("hgetall", k.lease), ("get", k.fired))
         f = _hash(lease)
         return LeaderInfo(
             f.get("holder", ""),
@@ -155,82 +100,77 @@ class ScheduleStore:
         args: list[Any] = [mode, schedule_id, next_ms, call, k.channel]
         for name, value in fields.items():
             args += [name, value]
-        script = self._scripts.get("schedule_put")
-        reply = await _retrying(
-            lambda: script(keys=[k.schedule(schedule_id), k.due, k.ids], args=args)
-        )
-        return _fields(_refusal(reply, schedule_id, PUT_REFUSALS))
+        reply = await self.store.run("schedule_put", [k.schedule(schedule_id), k.due, k.ids], args)
+        return _fields(_refused("schedule_put", reply, schedule_id))
 
     async def delete(self, schedule_id: str, api_only: bool = True) -> Fields:
         """Remove a schedule; returns what it was. A retry whose first try deleted it (reply
         lost) counts as done, not as NotFound."""
         k = self.keys
         tries = 0
-        script = self._scripts.get("schedule_delete")
 
         async def call() -> Any:
             nonlocal tries
             tries += 1
-            return await script(
-                keys=[k.schedule(schedule_id), k.due, k.ids],
-                args=[schedule_id, "api" if api_only else ""],
+            return await self.store.scripts.call(
+                "schedule_delete",
+                [k.schedule(schedule_id), k.due, k.ids],
+                [schedule_id, "api" if api_only else ""],
             )
 
-        reply = await _retrying(call)
-        if reply == -1 and tries > 1:
+        reply = await self.store.call("schedule_delete", call)
+        if refusal("schedule_delete", reply) is Refusal.NOT_FOUND and tries > 1:
             return {}
-        return _fields(_refusal(reply, schedule_id, EDIT_REFUSALS))
+        return _fields(_refused("schedule_delete", reply, schedule_id))
 
     async def pause(self, schedule_id: str) -> Fields:
         k = self.keys
-        script = self._scripts.get("schedule_pause")
-        reply = await _retrying(
-            lambda: script(keys=[k.schedule(schedule_id), k.due], args=[schedule_id])
-        )
-        return _fields(_refusal(reply, schedule_id, EDIT_REFUSALS))
+        keys = [k.schedule(schedule_id), k.due]
+        reply = await self.store.run("schedule_pause", keys, [schedule_id])
+        return _fields(_refused("schedule_pause", reply, schedule_id))
 
     async def resume(self, schedule_id: str, next_ms: int) -> Fields:
         k = self.keys
-        script = self._scripts.get("schedule_resume")
-        reply = await _retrying(
-            lambda: script(
-                keys=[k.schedule(schedule_id), k.due], args=[schedule_id, next_ms, k.channel]
-            )
+        reply = await self.store.run(
+            "schedule_resume", [k.schedule(schedule_id), k.due], [schedule_id, next_ms, k.channel]
         )
-        return _fields(_refusal(reply, schedule_id, EDIT_REFUSALS))
+        return _fields(_refused("schedule_resume", reply, schedule_id))
 
     async def get(self, schedule_id: str) -> Fields:
-        raw = await _retrying(lambda: self.redis.hgetall(self.keys.schedule(schedule_id)))
+        (raw,) = await self.store.read("schedule_get", ("hgetall", self.keys.schedule(schedule_id)))
         if not raw:
             raise NotFound(f"no schedule with id {schedule_id!r}")
         return _hash(raw)
 
     async def list_all(self) -> list[Fields]:
         """Every schedule, by id."""
-        members = await _retrying(lambda: self.redis.smembers(self.keys.ids))
+        (members,) = await self.store.read("schedule_list", ("smembers", self.keys.ids))
         return await self._read(sorted(codec.text(m) for m in members))
 
     async def _read(self, ids: Sequence[str]) -> list[Fields]:
         if not ids:
             return []
         commands = [("hgetall", self.keys.schedule(i)) for i in ids]
-        replies = await _retrying(lambda: _pipe(self.redis, *commands))
+        replies = await self.store.read("schedule_read", *commands)
         return [_hash(r) for r in replies if r]
 
     # -- firing (the leader) ---------------------------------------------------------------
 
     async def due(self, until_ms: int, limit: int) -> list[Fields]:
         """Schedules whose next fire is at or before `until_ms`, earliest first."""
-        ids = await _retrying(
+        ids = await self.store.call(
+            "schedule_due",
             lambda: self.redis.zrange(
                 self.keys.due, "-inf", until_ms, byscore=True, offset=0, num=limit
-            )
+            ),
         )
         return await self._read([codec.text(i) for i in ids])
 
     async def next_due_ms(self) -> int | None:
         """The earliest next fire of all running schedules (None: nothing scheduled)."""
-        head = await _retrying(lambda: self.redis.zrange(self.keys.due, 0, 0, withscores=True))
+        head = await self.store.call(
+            "schedule_due", lambda: self.redis.zrange(self.keys.due, 0, 0, withscores=True)
+        )
         return int(head[0][1]) if head else None
 
     async def fire(
@@ -241,43 +181,40 @@ class ScheduleStore:
         tick_ms: int,
         next_ms: int,
         task: tuple[str, str] | None,
-    ) -> int:
+    ) -> Refusal | None:
         """schedule_fire.lua: `expected` is (rev, next fire) as planned; `task` is (task id,
-        task JSON) for the fired tick. Returns 1, or the script's refusal code (-1..-4)."""
+        task JSON) for the fired tick. Returns None (advanced) or the script's refusal."""
         k = self.keys
         task_id, body = task or ("", "")
         rev, planned = expected
-        script = self._scripts.get("schedule_fire")
-        return int(
-            await _retrying(
-                lambda: script(
-                    keys=[k.lease, k.schedule(schedule_id), k.due, k.outbox, k.fired],
-                    args=[token, schedule_id, rev, planned, tick_ms, next_ms, task_id, body],
-                )
-            )
+        reply = await self.store.run(
+            "schedule_fire",
+            [k.lease, k.schedule(schedule_id), k.due, k.outbox, k.fired],
+            [token, schedule_id, rev, planned, tick_ms, next_ms, task_id, body],
         )
+        return refusal("schedule_fire", reply)
 
     async def outbox(self) -> dict[str, str]:
         """Ticks fired but not confirmed enqueued: task id -> task JSON."""
-        return _hash(await _retrying(lambda: self.redis.hgetall(self.keys.outbox)))
+        (raw,) = await self.store.read("schedule_outbox", ("hgetall", self.keys.outbox))
+        return _hash(raw)
 
     async def settle(self, task_ids: Sequence[str]) -> None:
         """The tasks are enqueued: drop them from the outbox (idempotent)."""
         if task_ids:
-            await _retrying(lambda: self.redis.hdel(self.keys.outbox, *task_ids))
+            await self.store.read("schedule_settle", ("hdel", self.keys.outbox, *task_ids))
 
 
-PUT_REFUSALS: dict[int, type[Exception]] = {-1: AlreadyExists, -2: NotFound, -3: WrongState}
-EDIT_REFUSALS: dict[int, type[Exception]] = {-1: NotFound, -3: WrongState}
+REFUSED = {
+    Refusal.EXISTS: "a schedule with id {!r} exists already",
+    Refusal.NOT_FOUND: "no schedule with id {!r}",
+    Refusal.CONFIG_DECLARED: "schedule {!r} is declared in the config file; change it there",
+}
 
 
-def _refusal(reply: Any, schedule_id: str, codes: Mapping[int, type[Exception]]) -> Any:
-    """A script's negative code as its domain error; any other reply passes through."""
-    if not isinstance(reply, int):
+def _refused(script: str, reply: Any, schedule_id: str) -> Any:
+    """A schedule script's refusal as its domain error; any other reply passes through."""
+    why = refusal(script, reply)
+    if why is None:
         return reply
-    cls = codes[reply]
-    if cls is AlreadyExists:
-        raise AlreadyExists(f"a schedule with id {schedule_id!r} exists already")
-    if cls is NotFound:
-        raise NotFound(f"no schedule with id {schedule_id!r}")
-    raise WrongState(f"schedule {schedule_id!r} is declared in the config file; change it there")
+    raise error(why, REFUSED[why].format(schedule_id))

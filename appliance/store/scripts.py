@@ -7,12 +7,14 @@ Nobody else calls EVAL. Imports redis; nothing of atp but this package's files.
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from appliance.store.results import CODES
 
 # The task lifecycle's scripts (appliance/model.py TRANSITIONS names each one's edge). Other
 # scripts beside them (the scheduler's) are registered too: see available_scripts().
@@ -54,22 +56,39 @@ def available_scripts() -> list[str]:
 
 
 class Scripts:
-    """One registered script per name: `await scripts.get("claim")(keys=..., args=...)` for a
-    single call, `queue()` inside `run_pipeline()` for several in one round trip."""
+    """One registered script per name: `await scripts.call("claim", keys, args)` for a single
+    call (Store.run retries it), `queue()` inside `run_pipeline()` for several in one round trip.
 
-    def __init__(self, redis: Redis) -> None:
+    The names are results.CODES's rows: a row without its lua/<name>.lua file, or a file
+    without its row, fails here, at start, not at the first call."""
+
+    def __init__(self, redis: Redis, names: Collection[str] = CODES) -> None:
+        files = set(available_scripts())
+        unknown, unlisted = set(names) - files, files - set(names)
+        if unknown or unlisted:
+            raise ValueError(
+                f"script table and lua/ differ: no file for {sorted(unknown)}, "
+                f"no results.CODES row for {sorted(unlisted)}"
+            )
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(script_source(name)) for name in available_scripts()
+            name: redis.register_script(script_source(name)) for name in sorted(names)
         }
 
     def get(self, name: str) -> AsyncScript:
-        return self._scripts[name]
+        try:
+            return self._scripts[name]
+        except KeyError:
+            raise ValueError(f"no script {name!r} (see appliance/store/results.py)") from None
+
+    async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One EVALSHA (reloaded on NOSCRIPT), not retried: Store.run retries."""
+        return await self.get(name)(keys=keys, args=args)
 
     def queue(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Queue `EVALSHA` of a script on a pipeline. Unlike calling the Script object with
         client=pipe, this sends no `SCRIPT EXISTS` round trip before every pipeline; a NOSCRIPT
         (Redis restarted) is handled by `run_pipeline`."""
-        pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+        pipe.evalsha(self.get(name).sha, len(keys), *keys, *args)
 
     async def run_pipeline(self, redis: Redis, build: Callable[[Any], None]) -> list[Any]:
         """Build and execute one pipeline; after NOSCRIPT load every script and run it again."""

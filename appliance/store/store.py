@@ -1,7 +1,8 @@
 """One method per lifecycle move, each one atomic Lua script call (see lua/*.lua).
 
 Every call here is safe to repeat (idempotent by task id, call token or lease token), so
-connection errors are retried a few times by `_retrying` and only then surface as Unavailable;
+connection errors are retried a few times (`run`, `run_many`, `read`, `call`: every Redis call
+goes through one of them) and only then surface as Unavailable naming the operation;
 the redis client's own blind retries are switched off (docs/ARCHITECTURE.md). A timeout is
 never retried: Redis may be frozen, and the call may have run; it fails at once
 (redis_timeout_ms, 2 s by default, or sooner when the caller's deadline, `CALL_DEADLINE`,
@@ -31,17 +32,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
-from appliance.errors import (
-    InvalidArgument,
-    NotFound,
-    StaleLease,
-    TooLarge,
-    Unavailable,
-    WrongState,
-)
-from appliance.keys import Keys, TopicKeys, topic_in_id
+from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable
+from appliance.keys import DEPTH_COMMANDS, Keys, TopicKeys, depth, topic_in_id
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
+from appliance.store.results import Refusal, error, refusal
 from appliance.store.scripts import Scripts
 
 T = TypeVar("T")
@@ -51,6 +46,7 @@ CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 """When the caller gives up (the event loop's clock): the API layer sets it from the gRPC
 deadline, so a store call ends with the client's deadline instead of later."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+SCAN_TOPICS_MAX = 64  # a token with at most this many topics: an id not indexed is looked for
 KNOWN_FOR_S = 5.0  # a topic admitted this recently is not checked again (watchdog: FORGET_RECHECK)
 DLQ_CHUNK = 1000
 NONCE_BYTES = 6  # random bytes per lease token: 8 base64url characters (claim.lua NONCE_LEN)
@@ -125,7 +121,25 @@ class Store:
         await self.redis.aclose()
 
     async def ping(self) -> bool:
-        return bool(await _retrying(self.redis.ping))
+        return bool(await self.call("ping", self.redis.ping))
+
+    # -- the one way to Redis: each retried, each error naming its operation ------------------
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One call of script `name` (results.CODES; checked when the loader starts)."""
+        return await _retrying(lambda: self.scripts.call(name, keys, args), name)
+
+    async def run_many(self, op: str, build: Callable[[Any], None]) -> list[Any]:
+        """The script calls `build` queues (Scripts.queue) in one pipeline."""
+        return await _retrying(lambda: self.scripts.run_pipeline(self.redis, build), op)
+
+    async def read(self, op: str, *commands: tuple[Any, ...]) -> list[Any]:
+        """Plain commands, (name, *args) each, in one pipeline."""
+        return await _retrying(lambda: _pipe(self.redis, *commands), op)
+
+    async def call(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Any other idempotent Redis call."""
+        return await _retrying(call, op)
 
     # -- producers -------------------------------------------------------------------------
 
@@ -146,10 +160,7 @@ class Store:
             for topic, idx in by_topic.items():
                 self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
 
-        async def run() -> list[Any]:
-            return await self.scripts.run_pipeline(self.redis, build)
-
-        replies = await _retrying(run) if tasks else []
+        replies = await self.run_many("enqueue", build) if tasks else []
         flags: list[int] = [0] * len(tasks)
         for idx, codes in zip(
             by_topic.values(), replies[len(replies) - len(by_topic) :], strict=True
@@ -157,8 +168,8 @@ class Store:
             for i, code in zip(idx, codes, strict=True):
                 flags[i] = int(code)
         # Only now, with the task written, is its id indexed: a call cut off before leaves a
-        # task reachable by id and topic (and by id alone once the Enqueue is retried), never
-        # an index entry without its task.
+        # task reachable by id and topic (and by id alone once the Enqueue is repeated), never
+        # an index entry without its task (ADR 0006).
         living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
         await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
@@ -172,21 +183,23 @@ class Store:
         if not fresh:
             return
         s, k = self.settings, self.keys
-        code, topic = await _retrying(
-            lambda: self.scripts.get("topic_add")(
-                keys=[k.topics, k.topic_owner, k.topic_owned],
-                args=[owner, s.max_topics, s.max_topics_per_token, *fresh],
-            )
+        reply = await self.run(
+            "topic_add",
+            [k.topics, k.topic_owner, k.topic_owned],
+            [owner, s.max_topics, s.max_topics_per_token, *fresh],
         )
-        if code == -1:
-            raise TooLarge(
-                f"topic {codec.text(topic)!r} is new and this appliance knows max_topics "
-                f"({s.max_topics}) topics already (empty ones are forgotten after retention_ms)"
+        why, topic = refusal("topic_add", reply), codec.text(reply[1])
+        if why is Refusal.OVER_MAX_TOPICS:
+            raise error(
+                why,
+                f"topic {topic!r} is new and this appliance knows max_topics "
+                f"({s.max_topics}) topics already (empty ones are forgotten after retention_ms)",
             )
-        if code == -2:
-            raise TooLarge(
-                f"topic {codec.text(topic)!r} is new and token {owner!r} has made "
-                f"max_topics_per_token ({s.max_topics_per_token}) topics already"
+        if why is Refusal.OVER_TOKEN_TOPICS:
+            raise error(
+                why,
+                f"topic {topic!r} is new and token {owner!r} has made "
+                f"max_topics_per_token ({s.max_topics_per_token}) topics already",
             )
         for t in fresh:
             self._known_topics[t] = now
@@ -207,18 +220,15 @@ class Store:
         it was canceled before, nothing changed). `topic` and `allowed` as in `locate`."""
         topic = await self.locate(task_id, topic, allowed)
         tk = self.keys.topic(topic)
-        code, state = await _retrying(
-            lambda: self.scripts.get("cancel")(
-                keys=[tk.pending, tk.task(task_id), tk.new],
-                args=[task_id, self.settings.retention_ms],
-            )
+        reply = await self.run(
+            "cancel", [tk.pending, tk.task(task_id), tk.new], [task_id, self.settings.retention_ms]
         )
-        if code == -1:
-            raise NotFound(f"no task with id {task_id!r}")
-        if code == -3:
-            raise WrongState(
-                f"task {task_id!r} is {codec.text(state)}; only a PENDING task can be deleted"
-            )
+        code, why = reply[0], refusal("cancel", reply)
+        if why is Refusal.NOT_FOUND:
+            raise error(why, f"no task with id {task_id!r}")
+        if why is Refusal.NOT_PENDING:
+            state = codec.text(reply[1])
+            raise error(why, f"task {task_id!r} is {state}; only a PENDING task can be deleted")
         if code == 1:
             await self._expire_index([(topic, task_id)])
         return topic, code == 1
@@ -229,13 +239,11 @@ class Store:
         """The task; `topic` and `allowed` as in `locate`."""
         topic = await self.locate(task_id, topic, allowed)
         tk = self.keys.topic(topic)
-        fields, packed, due = await _retrying(
-            lambda: _pipe(
-                self.redis,
-                ("hgetall", tk.task(task_id)),
-                ("hget", tk.new, task_id),
-                ("zscore", tk.pending, task_id),
-            )
+        fields, packed, due = await self.read(
+            "get",
+            ("hgetall", tk.task(task_id)),
+            ("hget", tk.new, task_id),
+            ("zscore", tk.pending, task_id),
         )
         if fields:
             return codec.task_from_hash(task_id, topic, fields)
@@ -249,7 +257,9 @@ class Store:
         """The topic to look for task `task_id` in: `topic` when given, the one a server-made
         id names, else the one topic of the id index holding a task with the id. Only topics
         in `allowed` (None: all) count, and a topic outside it is NotFound with the very words
-        of a missing id, so a tenant cannot tell another tenant's ids from none (ADR 0006).
+        of a missing id, so a tenant cannot tell another tenant's ids from none (ADR 0006). A
+        token limited to a few topics also finds a task whose id is not indexed (an Enqueue cut
+        off before its index was written) by looking in each of them.
         InvalidArgument when the id lives in several of the caller's topics."""
         missing = NotFound(f"no task with id {task_id!r}")
         named = topic_in_id(task_id)
@@ -259,17 +269,15 @@ class Store:
             ):
                 raise missing
             return topic or str(named)
-        index, legacy = await _retrying(
-            lambda: _pipe(
-                self.redis,
-                ("hkeys", self.keys.id_topics(task_id)),
-                ("get", self.keys.id_index(task_id)),
-            )
+        index, legacy = await self.read(
+            "locate", ("hkeys", self.keys.id_topics(task_id)), ("get", self.keys.id_index(task_id))
         )
         found = {codec.text(t) for t in index} | ({codec.text(legacy)} if legacy else set())
         topics = sorted(t for t in found if allowed is None or t in allowed)
         if len(topics) > 1:
             topics = await self._holding(task_id, topics)
+        elif not topics and allowed is not None and len(allowed) <= SCAN_TOPICS_MAX:
+            topics = await self._holding(task_id, sorted(allowed))  # not indexed (yet)
         if not topics:
             raise missing
         if len(topics) > 1:
@@ -285,7 +293,7 @@ class Store:
         for topic in topics:
             tk = self.keys.topic(topic)
             commands += [("exists", tk.task(task_id)), ("hexists", tk.new, task_id)]
-        replies = await _retrying(lambda: _pipe(self.redis, *commands))
+        replies = await self.read("locate", *commands)
         return [t for n, t in enumerate(topics) if replies[2 * n] or replies[2 * n + 1]]
 
     # -- workers ---------------------------------------------------------------------------
@@ -307,21 +315,20 @@ class Store:
         tk = self.keys.topic(topic)
         call = call_token or self.new_call_token(topic)
         nonces = base64.urlsafe_b64encode(os.urandom(limit * NONCE_BYTES)).decode()
-        reply = await _retrying(
-            lambda: self.scripts.get("claim")(
-                keys=[tk.pending, tk.running, tk.claim(call), tk.new],
-                args=[
-                    tk.task_prefix,
-                    limit,
-                    lease_ms,
-                    call,
-                    self.settings.claim_memo_ms,
-                    self.keys.lease_channel,
-                    topic,
-                    max_bytes or UNBOUNDED_BYTES,
-                    nonces,
-                ],
-            )
+        reply = await self.run(
+            "claim",
+            [tk.pending, tk.running, tk.claim(call), tk.new],
+            [
+                tk.task_prefix,
+                limit,
+                lease_ms,
+                call,
+                self.settings.claim_memo_ms,
+                self.keys.lease_channel,
+                topic,
+                max_bytes or UNBOUNDED_BYTES,
+                nonces,
+            ],
         )
         return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
 
@@ -337,7 +344,7 @@ class Store:
             acks,
             "ack",
             lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix]),
-            _lease_error,
+            functools.partial(_lease_error, "ack"),
         )
         await self._expire_index(
             [
@@ -358,24 +365,23 @@ class Store:
     ) -> NackResult:
         tk = self.keys.topic(topic_of_token(token))
         s = self.settings
-        reply = await _retrying(
-            lambda: self.scripts.get("nack")(
-                keys=[tk.pending, tk.running, tk.dlq, tk.task(task_id)],
-                args=[
-                    task_id,
-                    token,
-                    error,
-                    retry_after_ms,
-                    int(dead_letter),
-                    s.backoff_base_ms,
-                    s.backoff_cap_ms,
-                    random.random(),
-                    self.keys.wake_channel,
-                    tk.topic,
-                ],
-            )
+        reply = await self.run(
+            "nack",
+            [tk.pending, tk.running, tk.dlq, tk.task(task_id)],
+            [
+                task_id,
+                token,
+                error,
+                retry_after_ms,
+                int(dead_letter),
+                s.backoff_base_ms,
+                s.backoff_cap_ms,
+                random.random(),
+                self.keys.wake_channel,
+                tk.topic,
+            ],
         )
-        problem = _lease_error(reply[0], task_id)
+        problem = _lease_error("nack", reply[0], task_id)
         if problem is not None:
             raise problem
         return NackResult(dead_lettered=bool(reply[1]), next_execute_time_ms=codec.number(reply[2]))
@@ -385,13 +391,12 @@ class Store:
     ) -> NackResult:
         """Give a leased task back without counting the attempt; due again after delay_ms."""
         tk = self.keys.topic(topic_of_token(token))
-        reply = await _retrying(
-            lambda: self.scripts.get("release")(
-                keys=[tk.pending, tk.running, tk.task(task_id)],
-                args=[task_id, token, delay_ms, self.keys.wake_channel, tk.topic, why],
-            )
+        reply = await self.run(
+            "release",
+            [tk.pending, tk.running, tk.task(task_id)],
+            [task_id, token, delay_ms, self.keys.wake_channel, tk.topic, why],
         )
-        problem = _lease_error(reply[0], task_id)
+        problem = _lease_error("release", reply[0], task_id)
         if problem is not None:
             raise problem
         return NackResult(dead_lettered=False, next_execute_time_ms=codec.number(reply[1]))
@@ -412,7 +417,7 @@ class Store:
             leases,
             "extend",
             lambda tk: ([tk.running], [lease_ms, tk.task_prefix]),
-            lambda code, task_id: _lease_error(code, task_id) or int(code),
+            lambda code, task_id: _lease_error("extend", code, task_id) or int(code),
         )
 
     async def release_lost(self, leases: Sequence[tuple[str, str]], why: str) -> int:
@@ -430,7 +435,7 @@ class Store:
                 self.scripts.queue(pipe, "release_lost", [tk.pending, tk.running, tk.dlq], args)
 
         if by_topic:
-            replies = await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
+            replies = await self.run_many("release_lost", build)
             moved = sum(int(retried) + int(dead) for retried, dead in replies)
         return moved
 
@@ -458,11 +463,7 @@ class Store:
                 pairs = [part for i in idx for part in leases[i]]
                 self.scripts.queue(pipe, script, keys, [*args, *pairs])
 
-        replies = (
-            await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
-            if by_topic
-            else []
-        )
+        replies = await self.run_many(script, build) if by_topic else []
         for idx, codes in zip(by_topic.values(), replies, strict=True):
             for i, code in zip(idx, codes, strict=True):
                 outcome[i] = decode(code, leases[i][0])
@@ -480,10 +481,7 @@ class Store:
                 args = [tk.task_prefix, limit, self.keys.wake_channel, topic]
                 self.scripts.queue(pipe, "recover_expired", keys, args)
 
-        async def run() -> list[Any]:
-            return await self.scripts.run_pipeline(self.redis, build)
-
-        replies = await _retrying(run) if topics else []
+        replies = await self.run_many("recover_expired", build) if topics else []
         return {
             t: Recovery(*(codec.number(v) for v in r)) for t, r in zip(topics, replies, strict=True)
         }
@@ -501,10 +499,8 @@ class Store:
         start = 0
         if cursor:
             died, _, last_id = cursor.partition(":")
-            rank, before = await _retrying(
-                lambda: _pipe(
-                    self.redis, ("zrank", tk.dlq, last_id), ("zcount", tk.dlq, "-inf", f"({died}")
-                )
+            rank, before = await self.read(
+                "list_dead", ("zrank", tk.dlq, last_id), ("zcount", tk.dlq, "-inf", f"({died}")
             )
             start = int(rank) + 1 if rank is not None else int(before)
 
@@ -512,9 +508,9 @@ class Store:
             reply = await self.redis.zrange(tk.dlq, start, start + limit - 1, withscores=True)
             return cast(list[tuple[bytes, float]], reply)
 
-        entries = await _retrying(page)
-        records = await _retrying(
-            lambda: _pipe(self.redis, *(("hgetall", tk.task(codec.text(i))) for i, _ in entries))
+        entries = await self.call("list_dead", page)
+        records = await self.read(
+            "list_dead", *(("hgetall", tk.task(codec.text(i))) for i, _ in entries)
         )
         letters = [
             DeadLetter(codec.task_from_hash(codec.text(i), topic, fields), int(score))
@@ -547,20 +543,19 @@ class Store:
         if ids:
             for start in range(0, len(ids), DLQ_CHUNK):
                 chunk = list(ids[start : start + DLQ_CHUNK])
-                call = functools.partial(self.scripts.get(script), keys=keys, args=[*fixed, *chunk])
-                reply = await _retrying(call)
+                reply = await self.run(script, keys, [*fixed, *chunk])
                 done += [codec.text(i) for i in reply]
             return done
-        rounds = int(await _retrying(lambda: self.redis.zcard(tk.dlq))) // DLQ_CHUNK + 1
+        rounds = int(await self.call(script, lambda: self.redis.zcard(tk.dlq))) // DLQ_CHUNK + 1
         for _ in range(rounds):
-            reply = await _retrying(lambda: self.scripts.get(script)(keys=keys, args=fixed))
+            reply = await self.run(script, keys, fixed)
             done += [codec.text(i) for i in reply]
             if len(reply) < DLQ_CHUNK:
                 break
         return done
 
     async def topics(self) -> list[str]:
-        members = await _retrying(lambda: self.redis.smembers(self.keys.topics))
+        members = await self.call("topics", lambda: self.redis.smembers(self.keys.topics))
         return sorted(codec.text(m) for m in members)
 
     async def occupancy(self, topics: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -570,16 +565,15 @@ class Store:
         for topic in topics:
             tk = self.keys.topic(topic)
             commands += [("zcard", tk.running), ("exists", tk.pending, tk.dlq)]
-        replies = await _retrying(lambda: _pipe(self.redis, *commands)) if commands else []
+        replies = await self.read("occupancy", *commands) if commands else []
         return {
             t: (int(replies[2 * n]), min(int(replies[2 * n + 1]), 1)) for n, t in enumerate(topics)
         }
 
     async def marked_empty(self) -> set[str]:
         """The topics topic_forget.lua is timing (found empty, not forgotten yet)."""
-        return {
-            codec.text(t) for t in await _retrying(lambda: self.redis.hkeys(self.keys.topic_empty))
-        }
+        marked = await self.call("marked_empty", lambda: self.redis.hkeys(self.keys.topic_empty))
+        return {codec.text(t) for t in marked}
 
     async def forget_topics(self, found_empty: Mapping[str, bool]) -> list[str]:
         """topic_forget.lua: forget the topics empty for the retention time; returns them."""
@@ -589,42 +583,31 @@ class Store:
         args: list[Any] = [self.settings.retention_ms]
         for topic, empty in found_empty.items():
             args += [topic, int(empty)]
-        reply = await _retrying(
-            lambda: self.scripts.get("topic_forget")(
-                keys=[k.topics, k.topic_owner, k.topic_owned, k.topic_empty], args=args
-            )
+        reply = await self.run(
+            "topic_forget", [k.topics, k.topic_owner, k.topic_owned, k.topic_empty], args
         )
         return [codec.text(t) for t in reply]
 
     async def remember_topics(self, topics: Sequence[str]) -> None:
         """Know these topics again (tasks came after they were forgotten), whatever the limit."""
         if topics:
-            await _retrying(lambda: self.redis.sadd(self.keys.topics, *topics))
+            await self.call("remember_topics", lambda: self.redis.sadd(self.keys.topics, *topics))
 
     async def now_ms(self) -> int:
-        sec, usec = await _retrying(self.redis.time)
+        sec, usec = await self.call("now_ms", self.redis.time)
         return int(sec) * 1000 + int(usec) // 1000
 
     async def stats(self, topics: Iterable[str] = ()) -> tuple[int, list[TopicStats]]:
         names = list(topics) or await self.topics()
         now = await self.now_ms()
-        commands: list[tuple[Any, ...]] = []
-        for name in names:
-            tk = self.keys.topic(name)
-            commands += [
-                ("zcard", tk.pending),
-                ("zcount", tk.pending, "-inf", now),
-                ("zcard", tk.running),
-                ("zcard", tk.dlq),
-                ("zrange", tk.pending, 0, 0, False, True),
-            ]
-        replies = await _retrying(lambda: _pipe(self.redis, *commands)) if commands else []
-        out = []
-        for n, name in enumerate(names):
-            pending, due, running, dead, head = replies[n * 5 : n * 5 + 5]
-            oldest = int(head[0][1]) if head and due else 0
-            out.append(TopicStats(name, int(pending), int(due), int(running), int(dead), oldest))
-        return now, out
+        commands = [
+            ("execute_command", *c) for t in names for c in self.keys.topic(t).depth_commands(now)
+        ]
+        replies = await self.read("stats", *commands) if commands else []
+        n = DEPTH_COMMANDS
+        return now, [
+            TopicStats(name, *depth(replies[i * n : i * n + n])) for i, name in enumerate(names)
+        ]
 
     async def _expire_index(self, finished: Sequence[tuple[str, str]]) -> None:
         """Finished tasks (topic, id) keep their id index as long as their record (the
@@ -646,17 +629,19 @@ class Store:
                 if mode != "live":
                     pipe.pexpire(self.keys.id_index(task_id), ttl if mode == "done" else 1)
 
-        await _retrying(lambda: self.scripts.run_pipeline(self.redis, build))
+        await self.run_many("id_index", build)
 
 
-def _lease_error(code: Any, task_id: str) -> Exception | None:
-    code = int(code)
-    if code == -1:
-        return NotFound(f"no task with id {task_id!r}")
-    if code == -2:
-        return StaleLease(
+def _lease_error(script: str, code: Any, task_id: str) -> Exception | None:
+    """The error of an ack, nack, release or extend code for one lease (None: done)."""
+    why = refusal(script, int(code))
+    if why is Refusal.NOT_FOUND:
+        return error(why, f"no task with id {task_id!r}")
+    if why is Refusal.STALE_LEASE:
+        return error(
+            why,
             f"lease token for task {task_id!r} is not the current one (expired and "
-            "handed out again, already settled, or wrong)"
+            "handed out again, already settled, or wrong)",
         )
     return None
 
@@ -668,25 +653,26 @@ async def _pipe(redis: aioredis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
         return list(await pipe.execute())
 
 
-async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+async def _retrying(call: Callable[[], Awaitable[T]], op: str) -> T:
     """Run an idempotent store call, retrying connection errors a few times; a timeout (Redis
-    frozen or overloaded) or the caller's deadline ends it at once with Unavailable."""
+    frozen or overloaded) or the caller's deadline ends it at once with Unavailable. Every
+    error names the operation `op` (a script's name, or the Store method reading)."""
     try:
         async with asyncio.timeout_at(CALL_DEADLINE.get()):
-            return await _retry_connection_errors(call)
+            return await _retry_connection_errors(call, op)
     except TimeoutError as exc:  # the caller's deadline (asyncio.timeout_at)
-        raise Unavailable("redis did not answer within the call's deadline") from exc
+        raise Unavailable(f"{op}: redis did not answer within the call's deadline") from exc
 
 
-async def _retry_connection_errors(call: Callable[[], Awaitable[T]]) -> T:
+async def _retry_connection_errors(call: Callable[[], Awaitable[T]], op: str) -> T:
     for delay in (*RETRY_DELAYS_S, None):
         try:
             return await call()
         except RedisTimeoutError as exc:
-            raise Unavailable(f"redis did not answer in time: {exc}") from exc
+            raise Unavailable(f"{op}: redis did not answer in time: {exc}") from exc
         except (RedisConnectionError, OSError) as exc:
             if delay is None:
-                raise Unavailable(f"redis unavailable: {exc}") from exc
+                raise Unavailable(f"{op}: redis unavailable: {exc}") from exc
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 

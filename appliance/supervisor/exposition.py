@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from appliance.keys import DEPTH_COMMANDS, Keys, depth
 from appliance.supervisor import resp
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,9 @@ class QueueDepth:
         yield known
 
     def _read(self) -> Iterator[tuple[str, list[int], float]]:
-        key = f"{self.prefix}:topics"
-        first = ["SORT", key, "ALPHA", "LIMIT", "0", str(self.max_topics)]
-        replies = resp.execute(self.redis_url, [["TIME"], ["SCARD", key], first])
+        keys = Keys(self.prefix)
+        first = ["SORT", keys.topics, "ALPHA", "LIMIT", "0", str(self.max_topics)]
+        replies = resp.execute(self.redis_url, [["TIME"], ["SCARD", keys.topics], first])
         for reply in replies:
             if isinstance(reply, resp.RespError):
                 raise ValueError(str(reply))
@@ -95,21 +96,12 @@ class QueueDepth:
         now = int(now_reply[0]) * 1000 + int(now_reply[1]) // 1000
         chosen = dict.fromkeys([*self.pinned, *(named or [])])
         topics = list(chosen)[: self.max_topics]
-        commands: list[list[str]] = []
-        for topic in topics:
-            base = f"{self.prefix}:{{{topic}}}"
-            commands += [
-                ["ZCARD", f"{base}:pending"],
-                ["ZCOUNT", f"{base}:pending", "-inf", str(now)],
-                ["ZCARD", f"{base}:running"],
-                ["ZCARD", f"{base}:dlq"],
-                ["ZRANGE", f"{base}:pending", "0", "0", "WITHSCORES"],
-            ]
+        commands = [c for t in topics for c in keys.topic(t).depth_commands(now)]
         replies = resp.execute(self.redis_url, commands) if commands else []
-        for n, topic in enumerate(topics):
-            pending, due, running, dead, head = replies[n * 5 : n * 5 + 5]
-            oldest = float(head[1]) if head and due else now
-            yield topic, [pending, due, running, dead], max(now - oldest, 0) / 1000
+        n = DEPTH_COMMANDS
+        for i, topic in enumerate(topics):
+            pending, due, running, dead, oldest = depth(replies[i * n : i * n + n])
+            yield topic, [pending, due, running, dead], max(now - (oldest or now), 0) / 1000
 
 
 def handler(

@@ -8,9 +8,10 @@ grpc, redis or the store.
 Delivery notes: while the stream lives the server keeps the worker's leases alive, so a long
 handler never loses its task to a second consumer while this worker is alive. A delivery is
 started only while the lease deadline it came with (server clock, corrected for the offset to
-this machine's clock) has not passed and the worker has heard from the server within FRESH_MS:
-a worker that was stopped (SIGSTOP) or cut off starts nothing it held, because the server may
-have released it to another worker meanwhile. On stop the worker says goodbye (the server pushes
+this machine's clock) has not passed and the server answered a ping sent within the last
+FRESH_S (appliance/client/work.py): a worker that was stopped (SIGSTOP) or cut off starts
+nothing it held until a ping sent after it resumed is answered, because the server may have
+released it to another worker meanwhile. On stop the worker says goodbye (the server pushes
 nothing more), gives back what it has not started, lets running handlers finish for
 `drain_timeout`, then releases the rest (the attempt not counted). A sync handler's thread
 cannot be interrupted: it runs on, its result unrecorded.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import dataclasses
 import logging
 import signal
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from appliance import metrics, tracing, validation
 from appliance.client import AsyncClient, Tls
 from appliance.client.common import Duration, to_ms
-from appliance.client.work import Delivery, ServerClock, Settle, SettleKind, WorkStream
+from appliance.client.work import Delivery, Settle, Settled, SettleKind, WorkStream
 from appliance.errors import AtpError
 from appliance.model import Task
 from appliance.worker.execution import (
@@ -40,9 +40,10 @@ from appliance.worker.execution import (
     RELEASE,
     Backoff,
     Handler,
+    HandlerThreads,
     Outcome,
     Route,
-    call_handler,
+    call_async_handler,
     is_async,
     transient,
 )
@@ -52,8 +53,6 @@ H = TypeVar("H", bound=Handler)
 
 QUIET_FAILURES = 5  # connect failures in a row logged at info before they become warnings
 SETTLE_GRACE_S = 5.0  # after the drain, how long the last settles may take
-FRESH_MS = 2_500  # start a delivery only if the server was heard from this recently
-DEADLINE_MARGIN_MS = 100  # ... and its lease has at least this long to go
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,9 +72,11 @@ class _Held:
     route: Route
     deadline_ms: int  # the lease deadline by the server's clock, as last heard
     started: bool = False
+    running: bool = False  # its handler runs now
     settling: bool = False
     holding: bool = False  # being adopted on a new stream: do not start it yet
-    lost: bool = False  # the lease is gone: its result would not be recorded
+    lost: bool = False  # the lease is gone (or given back): its result is not recorded
+    job: asyncio.Task[None] | None = None  # an async handler's task
 
 
 class _Session:
@@ -87,12 +88,15 @@ class _Session:
         self.client = client
         self.routes = {r.topic: r for r in routes}
         self.free = config.concurrency
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            config.concurrency, thread_name_prefix="atp-handler"
+        self.threads = HandlerThreads(
+            config.concurrency if any(not r.is_async for r in self.routes.values()) else 0,
+            asyncio.get_running_loop(),
+            self._finished,
         )
         self.held: dict[str, _Held] = {}  # lease token -> held task
         self.ready: collections.deque[_Held] = collections.deque()  # received, not started
-        self.jobs: set[asyncio.Task[None]] = set()
+        self.running: set[_Held] = set()
+        self.jobs: set[asyncio.Task[None]] = set()  # settles waiting for a stream
         self.stream: WorkStream | None = None
         self.stream_up = asyncio.Event()
         self.closing = False
@@ -128,11 +132,16 @@ class _Session:
     async def _serve(self, stream: WorkStream) -> None:
         self.stream = stream
         self.stream_up.set()
-        adopting = asyncio.create_task(self._adopt(stream), name="atp-adopt")
+        # Mark what is to be adopted before anything can start it: a delivery of the last
+        # stream may have been released by the server meanwhile.
+        todo = [h for h in self.held.values() if not h.settling]
+        for h in todo:
+            h.holding = True
+        adopting = asyncio.create_task(self._adopt(stream, todo), name="atp-adopt")
         try:
             async for event in stream.events():
                 if isinstance(event, Delivery):
-                    self._receive(event.tasks, stream.clock)
+                    self._receive(event.tasks)
                 self._dispatch()
         except AtpError as exc:
             if not self.closing:
@@ -143,14 +152,11 @@ class _Session:
             adopting.cancel()
             await stream.close(clean=False)
 
-    async def _adopt(self, stream: WorkStream) -> None:
+    async def _adopt(self, stream: WorkStream, todo: list[_Held]) -> None:
         """After a reconnect: HOLD what this worker still holds and is not settling, so the
         new stream keeps its leases alive; what cannot be held is lost."""
-        todo = [h for h in self.held.values() if not h.settling]
         if not todo:
             return
-        for h in todo:
-            h.holding = True
         answers = await asyncio.gather(
             *(stream.settle(Settle(SettleKind.HOLD, h.task)) for h in todo)
         )
@@ -165,7 +171,7 @@ class _Session:
         log.info("work stream: adopted %d of %d held tasks", kept, len(todo))
         self._dispatch()
 
-    def _receive(self, tasks: list[Task], clock: ServerClock) -> None:
+    def _receive(self, tasks: list[Task]) -> None:
         for task in tasks:
             route = self.routes.get(task.topic)
             if route is None:  # not subscribed: cannot happen with a correct server
@@ -195,11 +201,11 @@ class _Session:
                 continue
             if held.holding or stream is None:
                 return
-            now = stream.clock.now_ms()
-            if now - stream.clock.heard_ms > FRESH_MS:
-                return  # not heard from the server lately: wait for its next message
+            refusal = stream.start_refusal(held.deadline_ms)
+            if refusal == "stale stream":
+                return  # wait for the answer to a ping (or for the stream to break)
             self.ready.popleft()
-            if now + DEADLINE_MARGIN_MS >= held.deadline_ms:
+            if refusal is not None:
                 log.warning("task %s: held past its lease deadline, not started", held.task.id)
                 self._settle_soon(held, NOT_STARTED)
                 continue
@@ -207,24 +213,30 @@ class _Session:
 
     def _start(self, held: _Held) -> None:
         self.free -= 1
-        held.started = True
-        job = asyncio.create_task(self._job(held))
-        self.jobs.add(job)
-        job.add_done_callback(self.jobs.discard)
+        held.started = held.running = True
+        self.running.add(held)
+        if held.route.is_async:
+            held.job = asyncio.create_task(self._run_async(held))
+        else:
+            self.threads.run(held.route, held.task, held)
 
-    async def _job(self, held: _Held) -> None:
+    async def _run_async(self, held: _Held) -> None:
         started = time.perf_counter()
         outcome = RELEASE
         try:
             with tracing.execution(held.task) if self.traced else tracing.NO_SPAN:
-                outcome = await call_handler(held.route, held.task, self.pool)
-        except Exception:  # a bug here must not cost a slot or the loop
-            log.exception("task %s: worker error", held.task.id)
+                outcome = await call_async_handler(held.route, held.task)
         finally:
-            self.free += 1
-            self._dispatch()
-        self.observe_handler(held.task.topic, outcome.name, time.perf_counter() - started)
-        await self._settle(held, outcome)
+            self._finished(held, outcome, time.perf_counter() - started)
+
+    def _finished(self, held: _Held, outcome: Outcome, seconds: float) -> None:
+        """A handler ended (on the loop): free its slot, settle, start the next."""
+        held.running = False
+        self.running.discard(held)
+        self.free += 1
+        self.observe_handler(held.task.topic, outcome.name, seconds)
+        self._settle(held, outcome)
+        self._dispatch()
 
     def observe_handler(self, topic: str, outcome: str, seconds: float) -> None:
         key = (topic, outcome)
@@ -236,16 +248,41 @@ class _Session:
     # -- settling --------------------------------------------------------------------------
 
     def _settle_soon(self, held: _Held, outcome: Outcome) -> None:
-        job = asyncio.create_task(self._settle(held, outcome))
-        self.jobs.add(job)
-        job.add_done_callback(self.jobs.discard)
+        self._settle(held, outcome)
 
-    async def _settle(self, held: _Held, outcome: Outcome) -> None:
-        """Send the outcome on the stream; across a reconnect, again on the next one."""
+    def _settle(self, held: _Held, outcome: Outcome) -> None:
+        """Send the outcome on the stream; its answer comes back to _answered."""
         if held.lost:
             return
         held.settling = True
         settle = _settle_of(held.task, outcome)
+        stream = self.stream
+        if stream is None:
+            self._settle_later(held, settle)
+            return
+        # While enough work is queued here, a settle may wait a little for others, so settles
+        # (and the pushes their credits free) travel several per message.
+        plenty = len(self.ready) > self.config.prefetch // 2
+        answer = stream.settle(settle, now=not plenty or self.closing)
+        answer.add_done_callback(lambda done: self._answered(held, settle, done.result()))
+
+    def _answered(self, held: _Held, settle: Settle, answer: Settled) -> None:
+        if answer.error is None:
+            self.held.pop(held.task.lease_token, None)
+        elif transient(answer.error):
+            self._settle_later(held, settle)
+        else:
+            log.warning("task %s: result not recorded: %s", held.task.id, answer.error)
+            self.held.pop(held.task.lease_token, None)
+
+    def _settle_later(self, held: _Held, settle: Settle) -> None:
+        job = asyncio.create_task(self._resend(held, settle))
+        self.jobs.add(job)
+        job.add_done_callback(self.jobs.discard)
+
+    async def _resend(self, held: _Held, settle: Settle) -> None:
+        """Send a settle again, on the next stream if this one broke (the server answers a
+        repeat the way it answered the first: settles are idempotent per lease token)."""
         while True:
             stream = self.stream
             if stream is None:
@@ -285,27 +322,38 @@ class _Session:
             held = self.ready.popleft()
             if not held.lost:
                 self._settle_soon(held, NOT_STARTED)
-        running = [j for j in self.jobs if not j.done()]
-        if running:
-            log.info("draining %d in-flight tasks (up to %.1f s)", len(running), timeout_s)
-            _, late = await asyncio.wait(running, timeout=timeout_s)
-            if late:
-                log.warning("releasing %d tasks still running after the drain timeout", len(late))
-                for job in late:
-                    job.cancel()
-        if self.jobs:
-            await asyncio.wait(set(self.jobs), timeout=SETTLE_GRACE_S)
+        if self.running:
+            log.info("draining %d in-flight tasks (up to %.1f s)", len(self.running), timeout_s)
+            await _until(lambda: not self.running, timeout_s)
+        if self.running:
+            log.warning(
+                "releasing %d tasks still running after the drain timeout", len(self.running)
+            )
+            self.release_all()
+        await _until(lambda: not self.held, SETTLE_GRACE_S)
         stream = self.stream
         if stream is not None:
             await stream.close(clean=True)
 
     def release_all(self) -> None:
-        """Stop waiting for handlers: release their tasks now (second signal)."""
-        for job in self.jobs:
-            job.cancel()
+        """Stop waiting for handlers: release their tasks now (second signal). An async
+        handler is cancelled; a sync handler's thread runs on, its result unrecorded."""
+        for held in list(self.running):
+            if held.job is not None:
+                held.job.cancel()
+            else:
+                self._settle(held, RELEASE)
+                held.lost = True
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.threads.close()
+
+
+async def _until(done: Callable[[], bool], timeout_s: float) -> None:
+    """Return once done() holds, or after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:  # noqa: ASYNC110 - drain only, 10 ms
+        await asyncio.sleep(0.01)
 
 
 def _settle_of(task: Task, outcome: Outcome) -> Settle:

@@ -7,9 +7,10 @@ from typing import Any
 
 import redis
 
+from appliance.keys import SchedulerKeys
 from appliance.scheduler.definitions import Definition, Schedule, from_fields
 from appliance.store import Store
-from appliance.store.schedules import SchedulerKeys, ScheduleStore
+from appliance.store.schedules import ScheduleStore
 
 KEYS = SchedulerKeys("atp")
 EVERY_SECOND = Definition(id="s1", topic="ticks", payload="p", interval_ms=1000)

@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from appliance.store import Store
+from appliance.store.results import Refusal
 from appliance.store.schedules import ScheduleStore
 from tests.scheduler.helpers import (
     read_due,
@@ -28,7 +29,7 @@ async def _leader(store: Store) -> tuple[ScheduleStore, int]:
 async def test_fire_advances_and_parks_the_task(store: Store, redis_client: redis.Redis) -> None:
     s = await seed_schedule(store, 5000)
     schedules, token = await _leader(store)
-    assert await schedules.fire(token, "s1", (s.rev, 5000), 5000, 6000, TASK) == 1
+    assert await schedules.fire(token, "s1", (s.rev, 5000), 5000, 6000, TASK) is None
     fields = read_schedule(redis_client)
     assert (fields["next"], fields["last"], fields["rev"]) == ("6000", "5000", "1")
     assert read_due(redis_client) == {"s1": 6000}
@@ -41,7 +42,7 @@ async def test_fire_advances_and_parks_the_task(store: Store, redis_client: redi
 async def test_a_skip_moves_next_without_a_task(store: Store, redis_client: redis.Redis) -> None:
     s = await seed_schedule(store, 5000)
     schedules, token = await _leader(store)
-    assert await schedules.fire(token, "s1", (s.rev, 5000), 0, 60_000, None) == 1
+    assert await schedules.fire(token, "s1", (s.rev, 5000), 0, 60_000, None) is None
     fields = read_schedule(redis_client)
     assert (fields["next"], fields["last"]) == ("60000", "0")
     assert read_outbox(redis_client) == {} and read_fired(redis_client) == 0
@@ -50,16 +51,21 @@ async def test_a_skip_moves_next_without_a_task(store: Store, redis_client: redi
 async def test_the_last_tick_ends_the_schedule(store: Store, redis_client: redis.Redis) -> None:
     s = await seed_schedule(store, 5000)
     schedules, token = await _leader(store)
-    assert await schedules.fire(token, "s1", (s.rev, 5000), 5000, 0, TASK) == 1
+    assert await schedules.fire(token, "s1", (s.rev, 5000), 5000, 0, TASK) is None
     assert read_due(redis_client) == {} and read_schedule(redis_client)["next"] == "0"
 
 
 @pytest.mark.parametrize(
     ("case", "code"),
-    [("stale token", -2), ("no lease", -2), ("stale rev", -4), ("stale next", -4)],
+    [
+        ("stale token", Refusal.NOT_LEADER),
+        ("no lease", Refusal.NOT_LEADER),
+        ("stale rev", Refusal.CHANGED),
+        ("stale next", Refusal.CHANGED),
+    ],
 )
 async def test_refusals_change_nothing(
-    store: Store, redis_client: redis.Redis, case: str, code: int
+    store: Store, redis_client: redis.Redis, case: str, code: Refusal
 ) -> None:
     s = await seed_schedule(store, 5000)
     schedules, token = await _leader(store)
@@ -73,7 +79,7 @@ async def test_refusals_change_nothing(
     else:
         expected = (s.rev, 4000)
     before = snapshot(redis_client)
-    assert await schedules.fire(token, "s1", expected, 5000, 6000, TASK) == code
+    assert await schedules.fire(token, "s1", expected, 5000, 6000, TASK) is code
     assert snapshot(redis_client) == before
 
 
@@ -83,6 +89,6 @@ async def test_paused_and_missing_schedules_are_refused(
     s = await seed_schedule(store, 5000, paused=True)
     schedules, token = await _leader(store)
     before = snapshot(redis_client)
-    assert await schedules.fire(token, "s1", (s.rev, 5000), 5000, 6000, TASK) == -3
-    assert await schedules.fire(token, "nope", (1, 5000), 5000, 6000, TASK) == -1
+    assert await schedules.fire(token, "s1", (s.rev, 5000), 5000, 6000, TASK) is Refusal.PAUSED
+    assert await schedules.fire(token, "nope", (1, 5000), 5000, 6000, TASK) is Refusal.NOT_FOUND
     assert snapshot(redis_client) == before

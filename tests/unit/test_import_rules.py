@@ -59,3 +59,12 @@ def test_foundations_are_stdlib_only() -> None:
             if i.startswith("appliance.")
             and i not in {"appliance.errors", "appliance.model", "appliance.times"}
         }, name
+
+
+def test_keys_are_built_in_keys_py_only() -> None:
+    """The key layout is written once (appliance/keys.py): no other module spells a key."""
+    spelled = ("prefix}:", "{{{", ":pending", ":running", ":dlq", "/scheduler}")
+    offenders = [
+        (p.name, s) for p in modules() if p.name != "keys.py" for s in spelled if s in p.read_text()
+    ]
+    assert offenders == []
