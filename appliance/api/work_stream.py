@@ -33,9 +33,10 @@ from appliance.api._proto import queue_pb2 as pb
 from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
 from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
-from appliance.errors import AtpError, InvalidArgument, StaleLease
+from appliance.errors import AtpError, InvalidArgument, NotFound, StaleLease
+from appliance.keys import topic_of_token
 from appliance.store import Store
-from appliance.store.store import Claim, topic_of_token
+from appliance.store.store import Claim
 from appliance.store.wakeups import Wakeups, sleep_until
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def count_delivered(topic: str, claim: Claim) -> None:
         metrics.DELIVERED.labels(topic).inc(len(claim.rows))
         observe, now = metrics.LATENESS.labels(topic).observe, claim.now_ms
         for row in claim.rows:
-            observe(max(now - row[2], 0) / 1000)
+            observe(max(now - row.due_ms, 0) / 1000)
 
 
 def reply_budget(value: int, settings: Settings, field: str) -> int:
@@ -95,7 +96,11 @@ class Subscription:
         if request.credits < 1:
             raise InvalidArgument(f"subscribe: credits must be >= 1, got {request.credits}")
         self.credits = request.credits
-        self.lease_ms = convert.lease_ms(request.visibility_timeout_ms, settings)
+        self.lease_ms = validation.lease_ms(
+            request.visibility_timeout_ms,
+            settings.visibility_timeout_ms,
+            settings.max_visibility_timeout_ms,
+        )
         self.max_bytes = reply_budget(request.max_message_bytes, settings, "max_message_bytes")
         self.name = request.worker_name[:128]
 
@@ -215,12 +220,13 @@ class WorkStream:
                     self.leaving = True  # push no more; settles go on until the half-close
                 else:
                     raise InvalidArgument(f"unexpected {kind or 'empty'} message on the stream")
-            self.close(End.GOODBYE if self.leaving else End.LOST)
         except AtpError as exc:
             log.info("work stream of %r refused: %s", self.sub.name, exc)
         except Exception as exc:  # the transport broke: the worker is gone
             log.debug("work stream of %r broke: %s", self.sub.name, exc)
-        self.close(End.LOST)
+        else:  # half-closed: clean only after a goodbye
+            self.close(End.GOODBYE if self.leaving else End.LOST)
+        self.close(End.LOST)  # no-op when closed above: the first reason wins
 
     # -- pushing due tasks -----------------------------------------------------------------
 
@@ -270,7 +276,7 @@ class WorkStream:
 
     def _deliver(self, topic: str, claim: Claim) -> None:
         for row in claim.rows:
-            self.held[row[6].decode()] = row[0].decode()
+            self.held[row.token.decode()] = row.id.decode()
         self.held_by_topic[topic] += len(claim.rows)
         count_delivered(topic, claim)
         tasks = convert.leased_to_pb(topic, claim.rows)
@@ -384,9 +390,8 @@ class WorkStream:
                 if result.dead_lettered:
                     metrics.DEAD_LETTERED.labels(topic).inc()
         except AtpError as exc:
-            if not isinstance(exc, StaleLease):
-                return _failed(settle.seq, exc)
-            self._forget(token)
+            if isinstance(exc, StaleLease | NotFound):  # not ours any more
+                self._forget(token)
             return _failed(settle.seq, exc)
         self._forget(token)
         return pb.WorkSettled(

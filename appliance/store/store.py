@@ -20,7 +20,6 @@ import functools
 import math
 import os
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -33,7 +32,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
 from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable
-from appliance.keys import DEPTH_COMMANDS, Keys, TopicKeys, depth, topic_in_id
+from appliance.keys import (
+    DEPTH_COMMANDS,
+    Keys,
+    TopicKeys,
+    depth,
+    new_call_token,
+    topic_in_id,
+    topic_of_token,
+)
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
@@ -99,14 +106,6 @@ def _group_by_topic(leases: Sequence[tuple[str, str]]) -> dict[str, list[tuple[s
         with contextlib.suppress(StaleLease):
             by_topic.setdefault(topic_of_token(pair[1]), []).append(pair)
     return by_topic
-
-
-def topic_of_token(token: str) -> str:
-    """Lease tokens are '<topic>/<call>.<n>.<nonce>' so Ack/Nack/Extend need no id lookup."""
-    topic, sep, _ = token.partition("/")
-    if not sep or not topic:
-        raise StaleLease("lease token is not one atp handed out")
-    return topic
 
 
 class Store:
@@ -299,7 +298,7 @@ class Store:
     # -- workers ---------------------------------------------------------------------------
 
     def new_call_token(self, topic: str) -> str:
-        return f"{topic}/{secrets.token_urlsafe(9)}"
+        return new_call_token(topic)
 
     async def claim(
         self,
