@@ -77,7 +77,7 @@ class Settings:
     unauthenticated_burst: int = 20
     max_long_polls: int = 1000  # waiting Retrieve calls per server process, fair per token
     max_topics: int = 10_000  # known topics; Enqueue to a new one beyond: RESOURCE_EXHAUSTED
-    max_topics_per_token: int = 1_000  # topics one token may make (none configured: no limit)
+    max_topics_per_token: int = 1_000  # per producer token (admin, or no tokens: max_topics only)
     metrics_max_topics: int = 100  # topics with labels of their own in /metrics (rest: _other)
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
@@ -225,8 +225,8 @@ HELP = {
     "fairly between tokens.",
     "max_topics": "Topics the appliance knows at most; Enqueue to a new one beyond is refused "
     "(RESOURCE_EXHAUSTED). Empty topics are forgotten after retention_ms.",
-    "max_topics_per_token": "Topics one token may make at most (no tokens configured: only "
-    "max_topics applies).",
+    "max_topics_per_token": "Topics one producer token may make at most (admin tokens, and "
+    "callers when no tokens are configured, count against max_topics only).",
     "metrics_max_topics": "Topics with metric labels of their own per process and in the queue "
     'depth of /metrics; the others count as topic "_other".',
     "topics": "What the built-in workers run per topic, as JSON (see config/atp.example.yaml).",

@@ -12,6 +12,8 @@ import dataclasses
 import secrets
 from typing import Any
 
+from appliance.errors import StaleLease
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TopicKeys:
@@ -90,6 +92,21 @@ def new_task_id(topic: str) -> str:
     find the task's keys without the id index; only client-given ids need `id_index`. Short,
     because every pending task holds its id twice (pending ZSET member and `new` field)."""
     return f"{topic}{SERVER_ID_MARK}{secrets.token_urlsafe(16)}"
+
+
+def new_call_token(topic: str) -> str:
+    """A Retrieve call's token, '<topic>/<random>': claim.lua makes each lease token of the call
+    '<call token>.<n>.<nonce>', so a lease token names its topic."""
+    return f"{topic}/{secrets.token_urlsafe(9)}"
+
+
+def topic_of_token(token: str) -> str:
+    """The topic a lease token names, so Ack/Nack/Extend need no id lookup; StaleLease for a
+    token atp cannot have handed out."""
+    topic, sep, _ = token.partition("/")
+    if not sep or not topic:
+        raise StaleLease("lease token is not one atp handed out")
+    return topic
 
 
 def topic_in_id(task_id: str) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
 from appliance.errors import InvalidArgument, TooLarge
 
@@ -70,6 +71,66 @@ def execute_at_ms(value: int, now_ms: int | None = None) -> int:
             f"execute_at_ms {value} is more than ten years ahead (at most {upper} now)"
         )
     return value
+
+
+def batch_length(count: int, cap: int, what: str) -> int:
+    """A batch call's length (EnqueueBatch's requests, AckBatch's acks): at most `cap`."""
+    if count > cap:
+        raise InvalidArgument(f"{count} {what} is over the batch cap of {cap}")
+    return count
+
+
+def lease_ms(value: int, default: int, cap: int, field: str = "visibility_timeout_ms") -> int:
+    """A lease length (ms): 0 (unset) means `default`."""
+    non_negative(value, field, cap)
+    return value or default
+
+
+def wait_ms(value: int, cap: int) -> int:
+    """Long-poll wait; negative is refused, anything over the cap is cut to the cap."""
+    if value < 0:
+        raise InvalidArgument(f"wait_ms must be >= 0, got {value}")
+    return min(value, cap)
+
+
+STATS_PAGE_MAX = 1000
+
+
+def stats_topics(values: Iterable[str]) -> list[str]:
+    """GetStats' named topics: valid, at most STATS_PAGE_MAX."""
+    topics = [topic(t, "topics[]") for t in values]
+    if len(topics) > STATS_PAGE_MAX:
+        raise InvalidArgument(f"at most {STATS_PAGE_MAX} topics per GetStats")
+    return topics
+
+
+def stats_page(size: int, token: str) -> tuple[int, str]:
+    """GetStats' page size (0: the most) and the topic the page starts after."""
+    non_negative(size, "page_size", STATS_PAGE_MAX)
+    if token:
+        topic(token, "page_token")
+    return size or STATS_PAGE_MAX, token
+
+
+def dead_letter_limit(value: int) -> int:
+    non_negative(value, "limit", 1000)
+    return value or 100
+
+
+def dead_letter_cursor(cursor: str) -> str:
+    """'' or '<dead at ms>:<id>', as ListDeadLetters hands it out."""
+    died, sep, rest = cursor.partition(":")
+    if cursor and (not sep or not died.isdigit() or not _is_task_id(rest)):
+        raise InvalidArgument(f"cursor {cursor[:80]!r} is not one this server returned")
+    return cursor
+
+
+def _is_task_id(value: str) -> bool:
+    return bool(ID_RE.fullmatch(value) or SERVER_ID_RE.fullmatch(value))
+
+
+def task_ids(values: Iterable[str]) -> list[str]:
+    return [task_id(v, "ids[]") for v in values]
 
 
 def batch_size(value: int, cap: int) -> int:

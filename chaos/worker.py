@@ -36,10 +36,9 @@ from typing import Any
 
 from appliance import AsyncClient
 from appliance.client import RpcFailed
-from appliance.client.work import Delivery, ServerClock, Settle, SettleKind, WorkStream
+from appliance.client.work import Delivery, Settle, SettleKind, WorkStream, deadline_refusal
 from appliance.errors import AtpError, NotFound, StaleLease, WrongState
 from appliance.model import Task
-from appliance.worker.runtime import DEADLINE_MARGIN_MS, FRESH_MS
 from chaos.history import NOT_FOUND, OK, REFUSED, STALE, WRONG_STATE, LogWriter, now_ms
 
 
@@ -61,15 +60,10 @@ def final(result: str) -> bool:
     return not result.startswith("error:")
 
 
-def start_refusal(deadline_ms: int, now_ms: float, heard_ms: float | None = None) -> str | None:
-    """Why a delivery must not start now (None: it may), by the SDK Worker's rule: `now_ms`
-    is the server's time as estimated here; `heard_ms`, the server time of its latest
-    message on the stream (None for a unary reply, which is itself that message)."""
-    if heard_ms is not None and now_ms - heard_ms > FRESH_MS:
-        return "stale stream"
-    if now_ms + DEADLINE_MARGIN_MS >= deadline_ms:
-        return "lease deadline"
-    return None
+def start_refusal(deadline_ms: int, now_ms: float) -> str | None:
+    """Why a unary delivery must not start now (None: it may), by the SDK Worker's rule:
+    `now_ms` is the server's time as estimated here (a stream asks its WorkStream)."""
+    return deadline_refusal(deadline_ms, now_ms)
 
 
 class RecordingWorker:
@@ -323,8 +317,7 @@ class StreamWorker:
             held = self.ready[0]
             if held.holding or stream is None:
                 return
-            clock: ServerClock = stream.clock
-            refusal = start_refusal(held.deadline_ms, clock.now_ms(), clock.heard_ms)
+            refusal = stream.start_refusal(held.deadline_ms)
             if refusal == "stale stream":
                 return  # wait for the server's next message (the SDK Worker's rule)
             self.ready.popleft()

@@ -289,7 +289,7 @@ def main() -> None:
         Path(args.out).write_text(report.render(results, baseline))
         print(f"[bench] re-rendered {args.out} from {args.json}", file=sys.stderr)
         return
-    os.environ["BENCH_NODE_DIR"] = args.node_dir
+    os.environ["BENCH_NODE_DIR"] = str(Path(args.node_dir).resolve())
     started = time.monotonic()
     info = machine(args)
     info["code_before"] = product_state()

@@ -391,21 +391,12 @@ SUMMARY: tuple[tuple[str, Callable[[dict[str, Any]], float]], ...] = (
         "Enqueue 100 in flight, atp (tasks/s)",
         lambda r: runs_median(r, "enqueue", "atp", "concurrent_per_s"),
     ),
-    (
-        "W3 atp, restart after SIGKILL (s)",
-        lambda r: get((r.get("w3") or {}).get("atp"), "restart_s"),
-    ),
+    ("W3 atp, restart after SIGKILL (s)", lambda r: single(r, "w3", "restart_s")),
+    ("W3 atp, released after SIGKILL (s)", lambda r: single(r, "w3", "released_s")),
     ("W2 lateness p50, atp SDK Worker (ms)", lambda r: runs_median(r, "w2", "atp", "p50")),
     ("W2 lateness p99, atp SDK Worker (ms)", lambda r: runs_median(r, "w2", "atp", "p99")),
-    (
-        "W2 lateness p99, atp bare gRPC consumers (ms)",
-        lambda r: runs_median(r, "w2", "atp-grpc", "p99"),
-    ),
     ("W2 lateness p99, Celery (ms)", lambda r: runs_median(r, "w2", "celery", "p99")),
-    (
-        "W6 lateness p99 under 1k/s, atp (ms)",
-        lambda r: med([x.get("w6") or {} for x in r.get("runs", [])], "p99"),
-    ),
+    ("W6 lateness p99 under 1k/s, atp (ms)", lambda r: w6_median(r, "p99")),
     ("API Enqueue, 1 server process (calls/s)", lambda r: api_median(r, "unary_1_server")),
     ("API Enqueue, 2 server processes (calls/s)", lambda r: api_median(r, "unary_2_servers")),
     ("API EnqueueBatch, 1 server process (tasks/s)", lambda r: api_median(r, "batch_1_server")),
@@ -414,10 +405,7 @@ SUMMARY: tuple[tuple[str, Callable[[dict[str, Any]], float]], ...] = (
         "API Retrieve + AckBatch, 1 server process (tasks/s)",
         lambda r: api_median(r, "retrieve_ack_per_s"),
     ),
-    (
-        "W4 atp, bytes per pending task",
-        lambda r: get((r.get("w4") or {}).get("atp"), "bytes_per_task"),
-    ),
+    ("W4 atp, bytes per pending task", lambda r: single(r, "w4", "bytes_per_task")),
 )
 
 

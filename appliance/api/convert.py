@@ -1,4 +1,4 @@
-"""protobuf <-> model conversions, and request validation into model objects."""
+"""protobuf <-> model conversions (the checks they run are appliance/validation.py's)."""
 
 from __future__ import annotations
 
@@ -71,21 +71,21 @@ def leased_to_pb(topic: str, rows: Iterable[codec.ClaimedRow]) -> list[pb.Task]:
     would make them from Tasks; tests/api checks that the two agree)."""
     return [
         pb.Task(
-            id=tid.decode(),
+            id=r.id.decode(),
             topic=topic,
-            payload=payload.decode(),
-            execute_time=due // 1000,
-            retry_count=attempt - 1,
-            max_retries=maxr,
-            created_at=created // 1000,
-            lease_token=token.decode(),
-            execute_time_ms=due,
-            attempt=attempt,
-            created_at_ms=created,
-            lease_deadline_ms=deadline,
-            traceparent=trace.decode(),
+            payload=r.payload.decode(),
+            execute_time=r.due_ms // 1000,
+            retry_count=r.attempt - 1,
+            max_retries=r.max_retries,
+            created_at=r.created_ms // 1000,
+            lease_token=r.token.decode(),
+            execute_time_ms=r.due_ms,
+            attempt=r.attempt,
+            created_at_ms=r.created_ms,
+            lease_deadline_ms=r.deadline_ms,
+            traceparent=r.traceparent.decode(),
         )
-        for tid, payload, due, created, maxr, attempt, token, deadline, trace in rows
+        for r in rows
     ]
 
 
@@ -100,40 +100,8 @@ def stats_to_pb(stats: TopicStats) -> pb.TopicStats:
     )
 
 
-def lease_ms(value: int, settings: Settings, field: str = "visibility_timeout_ms") -> int:
-    validation.non_negative(value, field, settings.max_visibility_timeout_ms)
-    return value or settings.visibility_timeout_ms
-
-
-def wait_ms(value: int, settings: Settings) -> int:
-    """Long-poll wait; negative is refused, anything over the cap is cut to the cap."""
-    if value < 0:
-        raise InvalidArgument(f"wait_ms must be >= 0, got {value}")
-    return min(value, settings.max_wait_ms)
-
-
-STATS_PAGE_MAX = 1000
-
-
-def stats_page(size: int, token: str) -> tuple[int, str]:
-    """GetStats' page size (0: the most) and the topic the page starts after."""
-    validation.non_negative(size, "page_size", STATS_PAGE_MAX)
-    if token:
-        validation.topic(token, "page_token")
-    return size or STATS_PAGE_MAX, token
-
-
 def page_of(names: list[str], size: int, after: str) -> tuple[list[str], str]:
     """The sorted `names` after `after`, `size` of them, and the next page's token."""
     start = bisect.bisect_right(names, after) if after else 0
     page = names[start : start + size]
     return page, page[-1] if start + size < len(names) else ""
-
-
-def dead_letter_limit(value: int) -> int:
-    validation.non_negative(value, "limit", 1000)
-    return value or 100
-
-
-def ids(values: Iterable[str]) -> list[str]:
-    return [validation.task_id(v, "ids[]") for v in values]

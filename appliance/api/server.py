@@ -68,7 +68,7 @@ class QueueServer:
         guard = Guard(tokens, limiter, strangers)
         self.server = grpc.aio.server(options=options, interceptors=[guard])
         self.servicer = QueueServicer(store, self.wakeups, settings)
-        # Expired leases come back even where no watchdog role runs (docs/adr/0005).
+        # Expired leases come back even where no watchdog role runs (docs/adr/0009).
         self.recovery = Watchdog(store, settings)
         pb_grpc.add_DelayQueueServiceServicer_to_server(self.servicer, self.server)
         schedules = ScheduleServicer(store, settings)

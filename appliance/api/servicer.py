@@ -20,20 +20,20 @@ from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal, topic_owner
-from appliance.api.shares import Shares, Slot
+from appliance.api.shares import Shares
 from appliance.api.status import status_of
 from appliance.api.work_stream import WorkStream, count_delivered, open_stream, reply_budget
 from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, PermissionDenied
+from appliance.keys import topic_of_token
 from appliance.store import Store
-from appliance.store.store import Claim, topic_of_token
-from appliance.store.wakeups import Wakeups, sleep_until
+from appliance.store.longpoll import claim_within
+from appliance.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-RECHECK_S = 5.0  # long-polls re-check at least this often, in case a wake-up was lost
 
 
 def rpc(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
@@ -61,6 +61,11 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.enqueue_stream = EnqueueStreamHandler(store, settings)
 
     @property
+    def _lease_bounds(self) -> tuple[int, int]:
+        """A lease's default and cap (ms)."""
+        return self.settings.visibility_timeout_ms, self.settings.max_visibility_timeout_ms
+
+    @property
     def long_polls(self) -> int:
         """Retrieve calls waiting right now."""
         return self.shares.used
@@ -81,11 +86,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def EnqueueBatch(
         self, request: pb.EnqueueBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueBatchResponse:
-        if len(request.requests) > self.settings.batch_max:
-            cap = self.settings.batch_max
-            raise InvalidArgument(
-                f"{len(request.requests)} requests is over the batch cap of {cap}"
-            )
+        validation.batch_length(len(request.requests), self.settings.batch_max, "requests")
         trace = producing.traceparent(context)
         tasks, client_ids = [], []
         for n, req in enumerate(request.requests):
@@ -144,14 +145,16 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     ) -> pb.RetrieveResponse:
         topic = _topic(request.topic)
         limit = validation.batch_size(request.batch_size, self.settings.batch_max)
-        lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
-        wait_s = convert.wait_ms(request.wait_ms, self.settings) / 1000
+        lease = validation.lease_ms(request.visibility_timeout_ms, *self._lease_bounds)
+        wait_s = validation.wait_ms(request.wait_ms, self.settings.max_wait_ms) / 1000
         budget = reply_budget(request.max_response_bytes, self.settings, "max_response_bytes")
         if wait_s <= 0:
             claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
         else:
             with self.shares.hold(current_principal().name) as slot:
-                claim = await self._wait_and_claim(topic, limit, lease, wait_s, slot, budget)
+                claim = await claim_within(
+                    self.store, self.wakeups, topic, limit, lease, wait_s, slot, budget
+                )
         count_delivered(topic, claim)
         return pb.RetrieveResponse(
             tasks=convert.leased_to_pb(topic, claim.rows), now_ms=claim.now_ms
@@ -177,27 +180,6 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         if self._afterwards:
             await asyncio.wait(set(self._afterwards), timeout=5)
 
-    async def _wait_and_claim(
-        self, topic: str, limit: int, lease: int, wait_s: float, slot: Slot, budget: int
-    ) -> Claim:
-        """Claim now, else sleep until the next due time or a wake-up, until wait_s passes (or
-        the slot is given to another token's long-poll: api/shares.py)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        with self.wakeups.watch(topic) as woken:
-            slot.on_evict = woken.set
-            while True:
-                woken.clear()
-                sent = loop.time()
-                claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
-                now = loop.time()
-                if claim.rows or now >= deadline or slot.evicted:
-                    return claim
-                wake_at = min(deadline, now + RECHECK_S)
-                if claim.next_due_in_us >= 0:  # Redis read its clock about mid-call
-                    wake_at = min(wake_at, (sent + now) / 2 + claim.next_due_in_us / 1e6)
-                await sleep_until(wake_at, woken)
-
     @rpc
     async def Ack(
         self, request: pb.AckRequest, context: grpc.aio.ServicerContext
@@ -211,10 +193,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def AckBatch(
         self, request: pb.AckBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.AckBatchResponse:
-        if len(request.acks) > self.settings.batch_max:
-            raise InvalidArgument(
-                f"{len(request.acks)} acks is over the batch cap of {self.settings.batch_max}"
-            )
+        validation.batch_length(len(request.acks), self.settings.batch_max, "acks")
         pairs = [_lease(a.id, a.lease_token, f"acks[{i}].") for i, a in enumerate(request.acks)]
         outcome = await self.store.ack_many(pairs)
         acked = collections.Counter(
@@ -254,7 +233,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     async def ExtendLease(
         self, request: pb.ExtendLeaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtendLeaseResponse:
-        lease = convert.lease_ms(request.visibility_timeout_ms, self.settings)
+        lease = validation.lease_ms(request.visibility_timeout_ms, *self._lease_bounds)
         deadline = await self.store.extend(*_lease(request.id, request.lease_token), lease)
         return pb.ExtendLeaseResponse(success=True, lease_deadline_ms=deadline)
 
@@ -265,9 +244,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         topic = _topic(request.topic)
-        limit = convert.dead_letter_limit(request.limit)
-        if request.cursor and not _valid_cursor(request.cursor):
-            raise InvalidArgument(f"cursor {request.cursor[:80]!r} is not one this server returned")
+        limit = validation.dead_letter_limit(request.limit)
+        validation.dead_letter_cursor(request.cursor)
         letters, cursor = await self.store.list_dead(topic, limit, request.cursor)
         return pb.ListDeadLettersResponse(
             dead_letters=[
@@ -286,7 +264,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.RequeueDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.RequeueDeadLettersResponse:
         topic = _topic(request.topic)
-        count = await self.store.requeue_dead(topic, convert.ids(request.ids))
+        count = await self.store.requeue_dead(topic, validation.task_ids(request.ids))
         return pb.RequeueDeadLettersResponse(requeued=count)
 
     @rpc
@@ -294,22 +272,20 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.PurgeDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.PurgeDeadLettersResponse:
         topic = _topic(request.topic)
-        count = await self.store.purge_dead(topic, convert.ids(request.ids))
+        count = await self.store.purge_dead(topic, validation.task_ids(request.ids))
         return pb.PurgeDeadLettersResponse(purged=count)
 
     @rpc
     async def GetStats(
         self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetStatsResponse:
-        topics = [validation.topic(t, "topics[]") for t in request.topics]
-        if len(topics) > convert.STATS_PAGE_MAX:
-            raise InvalidArgument(f"at most {convert.STATS_PAGE_MAX} topics per GetStats")
+        topics = validation.stats_topics(request.topics)
         allowed = current_principal().topics
         for topic in topics:
             current_principal().check_topic(topic)
         next_token = ""
         if not topics:
-            size, after = convert.stats_page(request.page_size, request.page_token)
+            size, after = validation.stats_page(request.page_size, request.page_token)
             every = sorted(allowed) if allowed is not None else await self.store.topics()
             topics, next_token = convert.page_of(every, size, after)
             if not topics:
@@ -343,14 +319,3 @@ def _optional_topic(value: str) -> str:
     """A validated topic, or "" when none was given. Not checked against the caller's topics:
     the store answers NOT_FOUND outside them, as for an id that does not exist (ADR 0006)."""
     return validation.topic(value) if value else ""
-
-
-def _valid_cursor(cursor: str) -> bool:
-    died, sep, task_id = cursor.partition(":")
-    if not sep or not died.isdigit():
-        return False
-    try:
-        validation.task_id(task_id)
-    except InvalidArgument:
-        return False
-    return True

@@ -33,9 +33,10 @@ from appliance.api._proto import queue_pb2 as pb
 from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
 from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
-from appliance.errors import AtpError, InvalidArgument, StaleLease
+from appliance.errors import AtpError, InvalidArgument, NotFound, StaleLease
+from appliance.keys import topic_of_token
 from appliance.store import Store
-from appliance.store.store import Claim, topic_of_token
+from appliance.store.store import Claim
 from appliance.store.wakeups import Wakeups, sleep_until
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ LOST_ERROR = "worker lost: its stream ended without a goodbye"
 GOODBYE_ERROR = "released: the worker said goodbye before settling"
 MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
 ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
-HEARTBEAT_S = 1.0  # a quiet stream gets a heartbeat this often
 
 
 class End(enum.Enum):
@@ -61,7 +61,7 @@ def count_delivered(topic: str, claim: Claim) -> None:
         metrics.DELIVERED.labels(topic).inc(len(claim.rows))
         observe, now = metrics.LATENESS.labels(topic).observe, claim.now_ms
         for row in claim.rows:
-            observe(max(now - row[2], 0) / 1000)
+            observe(max(now - row.due_ms, 0) / 1000)
 
 
 def reply_budget(value: int, settings: Settings, field: str) -> int:
@@ -96,7 +96,11 @@ class Subscription:
         if request.credits < 1:
             raise InvalidArgument(f"subscribe: credits must be >= 1, got {request.credits}")
         self.credits = request.credits
-        self.lease_ms = convert.lease_ms(request.visibility_timeout_ms, settings)
+        self.lease_ms = validation.lease_ms(
+            request.visibility_timeout_ms,
+            settings.visibility_timeout_ms,
+            settings.max_visibility_timeout_ms,
+        )
         self.max_bytes = reply_budget(request.max_message_bytes, settings, "max_message_bytes")
         self.name = request.worker_name[:128]
 
@@ -125,10 +129,11 @@ class WorkStream:
         self.settles: list[pb.WorkSettle] = []
         self.settle_ready = asyncio.Event()
         self.room = asyncio.Event()  # the window or a topic's cap may have room again
+        self.filling = asyncio.Lock()  # one claim round at a time (push loop, settle answers)
         self.end = End.LOST
         self.closed = False
         self.leaving = False  # the worker said goodbye: push nothing more
-        self.quiet_since = 0.0  # loop time of the last message sent
+        self._pongs: set[asyncio.Task[None]] = set()
         self._rotation = collections.deque(subscription.caps)
 
     # -- the stream ------------------------------------------------------------------------
@@ -138,7 +143,6 @@ class WorkStream:
     ) -> AsyncIterator[pb.WorkResponse]:
         """Yield what goes to the worker until the stream ends; then settle what it held."""
         now = await self.store.now_ms()
-        self.quiet_since = asyncio.get_running_loop().time()
         yield pb.WorkResponse(
             welcome=pb.WorkWelcome(
                 now_ms=now,
@@ -152,15 +156,30 @@ class WorkStream:
             asyncio.create_task(self._answer(), name="atp-work-settle"),
             asyncio.create_task(self._renew(), name="atp-work-renew"),
             asyncio.create_task(self._watch_stop(), name="atp-work-stop"),
-            asyncio.create_task(self._heartbeat(), name="atp-work-heartbeat"),
         ]
         try:
-            while (message := await self.out.get()) is not None:
+            while (message := await self._next_message()) is not None:
                 yield message
         finally:
             for loop in loops:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _next_message(self) -> pb.WorkResponse | None:
+        """What is queued to go, merged into one message (deliveries only while they fit)."""
+        message = await self.out.get()
+        while message is not None and not self.out.empty():
+            part = self.out.get_nowait()
+            if part is None:
+                self.out.put_nowait(None)  # end after this message
+                break
+            if part.HasField("delivery") and message.HasField("delivery"):
+                size = message.delivery.ByteSize() + part.delivery.ByteSize()
+                if size > self.sub.max_bytes:
+                    self.out.put_nowait(part)  # behind it, in the next message
+                    break
+            message.MergeFrom(part)
+        return message
 
     def close(self, end: End) -> None:
         """End the stream; the first reason wins."""
@@ -170,16 +189,12 @@ class WorkStream:
 
     def send(self, message: pb.WorkResponse) -> None:
         self.out.put_nowait(message)
-        self.quiet_since = asyncio.get_running_loop().time()
 
-    async def _heartbeat(self) -> None:
-        """A heartbeat after every quiet second, so the worker knows the stream lives."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(max(self.quiet_since + HEARTBEAT_S - loop.time(), 0.01))
-            if loop.time() - self.quiet_since >= HEARTBEAT_S:
-                now = await self.store.now_ms()
-                self.send(pb.WorkResponse(heartbeat=pb.WorkHeartbeat(now_ms=now)))
+    async def _pong(self, seq: int) -> None:
+        """Answer a ping at once: the worker learns the stream lives (and the server's time)."""
+        with contextlib.suppress(AtpError):
+            now = await self.store.now_ms()
+            self.send(pb.WorkResponse(heartbeat=pb.WorkHeartbeat(now_ms=now, ping_seq=seq)))
 
     async def _watch_stop(self) -> None:
         await self.stopping.wait()
@@ -197,16 +212,21 @@ class WorkStream:
                     validation.non_negative(request.credit.credits, "credit.credits", 1 << 20)
                     self.window += request.credit.credits
                     self.room.set()
+                elif kind == "ping":
+                    pong = asyncio.create_task(self._pong(request.ping.seq))
+                    self._pongs.add(pong)
+                    pong.add_done_callback(self._pongs.discard)
                 elif kind == "goodbye":
                     self.leaving = True  # push no more; settles go on until the half-close
                 else:
                     raise InvalidArgument(f"unexpected {kind or 'empty'} message on the stream")
-            self.close(End.GOODBYE if self.leaving else End.LOST)
         except AtpError as exc:
             log.info("work stream of %r refused: %s", self.sub.name, exc)
         except Exception as exc:  # the transport broke: the worker is gone
             log.debug("work stream of %r broke: %s", self.sub.name, exc)
-        self.close(End.LOST)
+        else:  # half-closed: clean only after a goodbye
+            self.close(End.GOODBYE if self.leaving else End.LOST)
+        self.close(End.LOST)  # no-op when closed above: the first reason wins
 
     # -- pushing due tasks -----------------------------------------------------------------
 
@@ -216,7 +236,8 @@ class WorkStream:
             while True:
                 woken.clear()
                 try:
-                    wake_at = await self._fill(loop.time())
+                    async with self.filling:
+                        wake_at = await self._fill(loop.time())
                 except AtpError as exc:
                     log.warning("work stream of %r: claim failed: %s", self.sub.name, exc)
                     wake_at = loop.time() + ERROR_PAUSE_S
@@ -255,7 +276,7 @@ class WorkStream:
 
     def _deliver(self, topic: str, claim: Claim) -> None:
         for row in claim.rows:
-            self.held[row[6].decode()] = row[0].decode()
+            self.held[row.token.decode()] = row.id.decode()
         self.held_by_topic[topic] += len(claim.rows)
         count_delivered(topic, claim)
         tasks = convert.leased_to_pb(topic, claim.rows)
@@ -274,6 +295,11 @@ class WorkStream:
             self.settle_ready.clear()
             batch, self.settles = self.settles, []
             results = await self._settle(batch)
+            # Fill the credits these settles freed before answering, so the answers and the
+            # next tasks leave in one message.
+            with contextlib.suppress(AtpError):  # the push loop retries and logs
+                async with self.filling:
+                    await self._fill(asyncio.get_running_loop().time())
             self.send(pb.WorkResponse(settled=pb.WorkSettledBatch(settled=results)))
 
     async def _settle(self, batch: Sequence[pb.WorkSettle]) -> list[pb.WorkSettled]:
@@ -364,9 +390,8 @@ class WorkStream:
                 if result.dead_lettered:
                     metrics.DEAD_LETTERED.labels(topic).inc()
         except AtpError as exc:
-            if not isinstance(exc, StaleLease):
-                return _failed(settle.seq, exc)
-            self._forget(token)
+            if isinstance(exc, StaleLease | NotFound):  # not ours any more
+                self._forget(token)
             return _failed(settle.seq, exc)
         self._forget(token)
         return pb.WorkSettled(

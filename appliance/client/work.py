@@ -29,6 +29,10 @@ from appliance.errors import (
 from appliance.model import Task, TaskState
 
 SETTLE_BATCH_MAX = 500  # settles per message
+PING_S = 1.0  # the worker asks the server whether the stream lives this often
+FRESH_S = 2.5  # a delivery starts only if a ping sent at most this long ago was answered
+DEADLINE_MARGIN_MS = 100  # ... and its lease has at least this long to go
+SETTLE_DELAY_S = 0.005  # the longest a settle waits for company (settle(now=False))
 CLOSE_WAIT_S = 1.0  # a clean close waits this long for the last settles to go out
 
 
@@ -68,19 +72,23 @@ class Delivery:
 class ServerClock:
     """The server's clock as seen from here: every message it sends carries its time, which is a
     lower bound of its time when the message arrives. `now_ms()` estimates the server's time
-    from the monotonic clock (so a stopped process sees the time it lost), and `heard_ms` is
-    the server time of the latest message: how fresh our knowledge of the stream is."""
+    from the monotonic clock, so a process that was stopped sees the time it lost."""
 
     def __init__(self) -> None:
         self.offset_ms = -float("inf")  # server ms - local monotonic ms, lower bound
-        self.heard_ms = 0
 
     def saw(self, server_ms: int) -> None:
         self.offset_ms = max(self.offset_ms, server_ms - time.monotonic() * 1000)
-        self.heard_ms = max(self.heard_ms, server_ms)
 
     def now_ms(self) -> float:
         return time.monotonic() * 1000 + self.offset_ms
+
+
+def deadline_refusal(deadline_ms: int, server_now_ms: float) -> str | None:
+    """'lease deadline' when a delivery's lease has less than DEADLINE_MARGIN_MS to go."""
+    if server_now_ms + DEADLINE_MARGIN_MS >= deadline_ms:
+        return "lease deadline"
+    return None
 
 
 _CODES: Mapping[str, type[AtpError]] = {
@@ -106,6 +114,11 @@ class WorkStream:
         self.welcome: pb.WorkWelcome | None = None
         self._leaving = 0  # 1: goodbye asked for, 2: sent
         self._half_close = False
+        self._pings: dict[int, float] = {}  # ping seq -> monotonic time it was sent
+        self._ping_due = False
+        self.answered_at = time.monotonic()  # send time of the latest answered ping
+        self._pinger = asyncio.create_task(self._ping_loop(), name="atp-work-ping")
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(
@@ -132,7 +145,7 @@ class WorkStream:
             first = await call.read()
         except grpc.RpcError as err:
             raise map_error(err) from err
-        if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":
+        if first is grpc.aio.EOF or not first.HasField("welcome"):
             call.cancel()
             raise Unavailable("the server ended the Work stream before welcoming it")
         clock.saw(first.welcome.now_ms)
@@ -140,7 +153,9 @@ class WorkStream:
         stream.welcome = first.welcome
         return stream
 
-    def settle(self, settle: Settle) -> asyncio.Future[Settled]:
+    def settle(self, settle: Settle, now: bool = True) -> asyncio.Future[Settled]:
+        """Queue a settle; its answer comes in the future. `now=False` lets it wait up to
+        SETTLE_DELAY_S for more to go in the same message (or for flush())."""
         seq = next(self._seq)
         done: asyncio.Future[Settled] = asyncio.get_running_loop().create_future()
         self._waiting[seq] = done
@@ -155,8 +170,47 @@ class WorkStream:
                 dead_letter=settle.dead_letter,
             )
         )
-        self._wake_sender.set()
+        if now:
+            self._wake_sender.set()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(SETTLE_DELAY_S, self.flush)
         return done
+
+    def start_refusal(self, deadline_ms: int) -> str | None:
+        """Why a delivery held on this stream must not start now (None: it may): 'stale
+        stream' while no ping sent within FRESH_S has been answered — the server may have
+        declared this worker lost and released its tasks (after a SIGSTOP, a partition) — or
+        'lease deadline'. A stale stream asks the server at once."""
+        if time.monotonic() - self.answered_at > FRESH_S:
+            self.ping()
+            return "stale stream"
+        return deadline_refusal(deadline_ms, self.clock.now_ms())
+
+    def ping(self) -> None:
+        """Ask the server whether the stream lives (answered by a heartbeat)."""
+        self._ping_due = True
+        self._wake_sender.set()
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PING_S)
+            self.ping()
+
+    def _ponged(self, seq: int) -> None:
+        sent = self._pings.pop(seq, None)
+        if sent is not None:
+            self.answered_at = max(self.answered_at, sent)
+            for old in [s for s in self._pings if s < seq]:
+                del self._pings[old]
+
+    def flush(self) -> None:
+        """Send the queued settles now."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._outbox:
+            self._wake_sender.set()
 
     async def _send_loop(self) -> None:
         """The one writer of the stream: what is queued goes out as one message per turn
@@ -165,12 +219,20 @@ class WorkStream:
             await self._wake_sender.wait()
             self._wake_sender.clear()
             await asyncio.sleep(0)  # let the settles of this loop turn join
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
             try:
                 while self._outbox:
                     batch = self._outbox[:SETTLE_BATCH_MAX]
                     del self._outbox[:SETTLE_BATCH_MAX]
                     settles = pb.WorkSettleBatch(settles=batch)
                     await self._call.write(pb.WorkRequest(settle=settles))
+                if self._ping_due:
+                    self._ping_due = False
+                    seq = next(self._seq)
+                    self._pings[seq] = time.monotonic()
+                    await self._call.write(pb.WorkRequest(ping=pb.WorkPing(seq=seq)))
                 if self._leaving == 1:
                     self._leaving = 2
                     await self._call.write(pb.WorkRequest(goodbye=pb.WorkGoodbye()))
@@ -181,23 +243,24 @@ class WorkStream:
                 return  # the stream broke: events() ends and fails the waiting settles
 
     async def events(self) -> Any:
-        """Async iterator of Delivery and heartbeat-free events until the stream ends; then
-        raises the reason (Unavailable for a clean end by the server)."""
+        """Async iterator, one item per message: a Delivery, or None for a message without
+        tasks (settle answers, heartbeats), until the stream ends; then raises the reason
+        (Unavailable for a clean end by the server)."""
         try:
             while True:
                 message = await self._call.read()
                 if message is grpc.aio.EOF:
                     raise Unavailable("the server ended the Work stream")
-                kind = message.WhichOneof("kind")
-                if kind == "delivery":
+                if message.HasField("heartbeat"):
+                    self.clock.saw(message.heartbeat.now_ms)
+                    self._ponged(message.heartbeat.ping_seq)
+                if message.HasField("settled"):
+                    self._answer(message.settled.settled)
+                if message.HasField("delivery"):
                     self.clock.saw(message.delivery.now_ms)
                     tasks = [task_from_pb(t, TaskState.RUNNING) for t in message.delivery.tasks]
                     yield Delivery(tasks)
-                elif kind == "settled":
-                    self._answer(message.settled.settled)
-                    yield None
-                elif kind == "heartbeat":
-                    self.clock.saw(message.heartbeat.now_ms)
+                else:
                     yield None
         except grpc.RpcError as err:
             raise map_error(err) from err
@@ -226,6 +289,9 @@ class WorkStream:
             self._wake_sender.set()
             await asyncio.wait({self._sender}, timeout=CLOSE_WAIT_S)  # never raises
         self._sender.cancel()
+        self._pinger.cancel()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
         if not clean:
             self._call.cancel()
         self.fail_waiting()

@@ -4,11 +4,9 @@ packed record of a task never leased."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.model import Task, TaskState
-
-CLAIM_FIELDS = 9  # per task in claim.lua's reply
 
 
 def text(value: Any) -> str:
@@ -61,29 +59,41 @@ def task_from_new_record(task_id: str, topic: str, packed: bytes, due_ms: int) -
     )
 
 
-ClaimedRow = tuple[bytes, bytes, int, int, int, int, bytes, int, bytes]
-"""claim.lua's 9 values per task: id, payload, due, created, max_retries, attempt, lease token,
-lease deadline, traceparent."""
+class ClaimedRow(NamedTuple):
+    """One leased task as claim.lua sends it: its 9 values per task, in this order."""
+
+    id: bytes
+    payload: bytes
+    due_ms: int
+    created_ms: int
+    max_retries: int
+    attempt: int
+    token: bytes
+    deadline_ms: int
+    traceparent: bytes
+
+
+CLAIM_FIELDS = len(ClaimedRow._fields)
 
 
 def claimed_rows(flat: Sequence[Any]) -> list[ClaimedRow]:
-    """claim.lua's reply tail, one tuple per task (the server turns these into protobuf
+    """claim.lua's reply tail, one row per task (the server turns these into protobuf
     directly: building a Task first was a large share of a Retrieve's time)."""
-    return list(zip(*(flat[i::CLAIM_FIELDS] for i in range(CLAIM_FIELDS)), strict=True))
+    columns = (flat[i::CLAIM_FIELDS] for i in range(CLAIM_FIELDS))
+    return list(map(ClaimedRow._make, zip(*columns, strict=True)))
 
 
 def claimed_task(topic: str, row: ClaimedRow) -> Task:
-    tid, payload, due, created, maxr, attempt, token, deadline, trace = row
     return Task(
-        id=text(tid),
+        id=text(row.id),
         topic=topic,
-        payload=text(payload),
-        execute_time_ms=number(due),
-        created_at_ms=number(created),
-        max_retries=number(maxr),
-        attempt=number(attempt),
+        payload=text(row.payload),
+        execute_time_ms=number(row.due_ms),
+        created_at_ms=number(row.created_ms),
+        max_retries=number(row.max_retries),
+        attempt=number(row.attempt),
         state=TaskState.RUNNING,
-        lease_token=text(token),
-        lease_deadline_ms=number(deadline),
-        traceparent=text(trace),
+        lease_token=text(row.token),
+        lease_deadline_ms=number(row.deadline_ms),
+        traceparent=text(row.traceparent),
     )

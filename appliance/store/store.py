@@ -20,7 +20,6 @@ import functools
 import math
 import os
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -33,7 +32,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appliance.config import Settings
 from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable
-from appliance.keys import DEPTH_COMMANDS, Keys, TopicKeys, depth, topic_in_id
+from appliance.keys import (
+    DEPTH_COMMANDS,
+    Keys,
+    TopicKeys,
+    depth,
+    new_call_token,
+    topic_in_id,
+    topic_of_token,
+)
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
@@ -46,6 +53,7 @@ CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 """When the caller gives up (the event loop's clock): the API layer sets it from the gRPC
 deadline, so a store call ends with the client's deadline instead of later."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+SCAN_TOPICS_MAX = 64  # a token with at most this many topics: an id not indexed is looked for
 KNOWN_FOR_S = 5.0  # a topic admitted this recently is not checked again (watchdog: FORGET_RECHECK)
 DLQ_CHUNK = 1000
 NONCE_BYTES = 6  # random bytes per lease token: 8 base64url characters (claim.lua NONCE_LEN)
@@ -98,14 +106,6 @@ def _group_by_topic(leases: Sequence[tuple[str, str]]) -> dict[str, list[tuple[s
         with contextlib.suppress(StaleLease):
             by_topic.setdefault(topic_of_token(pair[1]), []).append(pair)
     return by_topic
-
-
-def topic_of_token(token: str) -> str:
-    """Lease tokens are '<topic>/<call>.<n>.<nonce>' so Ack/Nack/Extend need no id lookup."""
-    topic, sep, _ = token.partition("/")
-    if not sep or not topic:
-        raise StaleLease("lease token is not one atp handed out")
-    return topic
 
 
 class Store:
@@ -256,7 +256,9 @@ class Store:
         """The topic to look for task `task_id` in: `topic` when given, the one a server-made
         id names, else the one topic of the id index holding a task with the id. Only topics
         in `allowed` (None: all) count, and a topic outside it is NotFound with the very words
-        of a missing id, so a tenant cannot tell another tenant's ids from none (ADR 0006).
+        of a missing id, so a tenant cannot tell another tenant's ids from none (ADR 0006). A
+        token limited to a few topics also finds a task whose id is not indexed (an Enqueue cut
+        off before its index was written) by looking in each of them.
         InvalidArgument when the id lives in several of the caller's topics."""
         missing = NotFound(f"no task with id {task_id!r}")
         named = topic_in_id(task_id)
@@ -273,6 +275,8 @@ class Store:
         topics = sorted(t for t in found if allowed is None or t in allowed)
         if len(topics) > 1:
             topics = await self._holding(task_id, topics)
+        elif not topics and allowed is not None and len(allowed) <= SCAN_TOPICS_MAX:
+            topics = await self._holding(task_id, sorted(allowed))  # not indexed (yet)
         if not topics:
             raise missing
         if len(topics) > 1:
@@ -294,7 +298,7 @@ class Store:
     # -- workers ---------------------------------------------------------------------------
 
     def new_call_token(self, topic: str) -> str:
-        return f"{topic}/{secrets.token_urlsafe(9)}"
+        return new_call_token(topic)
 
     async def claim(
         self,

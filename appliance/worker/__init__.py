@@ -1,4 +1,4 @@
-"""The worker runtime: `Worker` runs handlers for topics, fetching over gRPC through the SDK.
+"""The worker runtime: `Worker` runs handlers for topics, fed by a Work stream through the SDK.
 
 Loaded lazily so `appliance.worker.<submodule>` (executors) can be imported on its own. Must
 not import grpc, redis or the store directly.

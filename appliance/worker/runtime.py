@@ -1,6 +1,7 @@
-"""The Worker runtime: one Work stream to the server (appliance/client/work.py), bounded
-concurrency, handlers (async on the event loop, sync in a thread pool), settles on the stream,
-reconnects that adopt what the worker still holds, and a graceful drain.
+"""The Worker: the public face of the worker runtime — handlers by topic, run() and stop(),
+signals. One run is a Session (appliance/worker/session.py: the Work stream, flow control,
+settles, the drain) and handlers run by appliance/worker/execution.py (async on the event loop,
+sync on handler threads).
 
 Reaches the queue only through `appliance.client`, like any external worker; must not import
 grpc, redis or the store.
@@ -8,9 +9,10 @@ grpc, redis or the store.
 Delivery notes: while the stream lives the server keeps the worker's leases alive, so a long
 handler never loses its task to a second consumer while this worker is alive. A delivery is
 started only while the lease deadline it came with (server clock, corrected for the offset to
-this machine's clock) has not passed and the worker has heard from the server within FRESH_MS:
-a worker that was stopped (SIGSTOP) or cut off starts nothing it held, because the server may
-have released it to another worker meanwhile. On stop the worker says goodbye (the server pushes
+this machine's clock) has not passed and the server answered a ping sent within the last
+FRESH_S (appliance/client/work.py): a worker that was stopped (SIGSTOP) or cut off starts
+nothing it held until a ping sent after it resumed is answered, because the server may have
+released it to another worker meanwhile. On stop the worker says goodbye (the server pushes
 nothing more), gives back what it has not started, lets running handlers finish for
 `drain_timeout`, then releases the rest (the attempt not counted). A sync handler's thread
 cannot be interrupted: it runs on, its result unrecorded.
@@ -19,300 +21,22 @@ cannot be interrupted: it runs on, its result unrecorded.
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
-import dataclasses
 import logging
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-from appliance import metrics, tracing, validation
+from appliance import validation
 from appliance.client import AsyncClient, Tls
 from appliance.client.common import Duration, to_ms
-from appliance.client.work import Delivery, ServerClock, Settle, SettleKind, WorkStream
-from appliance.errors import AtpError
-from appliance.model import Task
-from appliance.worker.execution import (
-    NOT_STARTED,
-    RELEASE,
-    Backoff,
-    Handler,
-    Outcome,
-    Route,
-    call_handler,
-    is_async,
-    transient,
-)
+from appliance.worker.execution import Handler, Route, is_async
+from appliance.worker.session import Session, WorkerConfig
 
 log = logging.getLogger(__name__)
 H = TypeVar("H", bound=Handler)
 
-QUIET_FAILURES = 5  # connect failures in a row logged at info before they become warnings
-SETTLE_GRACE_S = 5.0  # after the drain, how long the last settles may take
-FRESH_MS = 2_500  # start a delivery only if the server was heard from this recently
-DEADLINE_MARGIN_MS = 100  # ... and its lease has at least this long to go
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    concurrency: int
-    prefetch: int
-    visibility_timeout_s: float
-    drain_timeout_s: float
-    backoff_s: tuple[float, float]  # reconnect backoff: first and longest pause
-
-
-@dataclasses.dataclass(eq=False, slots=True)
-class _Held:
-    """A task this worker holds: received, maybe running, not yet settled."""
-
-    task: Task
-    route: Route
-    deadline_ms: int  # the lease deadline by the server's clock, as last heard
-    started: bool = False
-    settling: bool = False
-    holding: bool = False  # being adopted on a new stream: do not start it yet
-    lost: bool = False  # the lease is gone: its result would not be recorded
-
-
-class _Session:
-    """One run of a Worker: the stream, the slots, the thread pool and what it holds. Built
-    inside the running event loop."""
-
-    def __init__(self, config: WorkerConfig, client: AsyncClient, routes: Iterable[Route]) -> None:
-        self.config = config
-        self.client = client
-        self.routes = {r.topic: r for r in routes}
-        self.free = config.concurrency
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            config.concurrency, thread_name_prefix="atp-handler"
-        )
-        self.held: dict[str, _Held] = {}  # lease token -> held task
-        self.ready: collections.deque[_Held] = collections.deque()  # received, not started
-        self.jobs: set[asyncio.Task[None]] = set()
-        self.stream: WorkStream | None = None
-        self.stream_up = asyncio.Event()
-        self.closing = False
-        self._handler_seconds: dict[tuple[str, str], Any] = {}
-        self.traced = tracing.enabled()  # configure tracing before the worker runs
-
-    # -- the stream ------------------------------------------------------------------------
-
-    async def connect(self) -> None:
-        """Keep a Work stream open until the session closes; reconnect with backoff."""
-        backoff = Backoff(*self.config.backoff_s)
-        # A topic's own cap bounds its pushes (no prefetch); 0 = none: the credit window,
-        # slots plus prefetch, bounds the rest.
-        caps = {
-            t: min(r.concurrency, self.config.concurrency) if r.concurrency else 0
-            for t, r in self.routes.items()
-        }
-        credits = self.config.concurrency + self.config.prefetch
-        lease_ms = round(self.config.visibility_timeout_s * 1000)
-        while not self.closing:
-            try:
-                stream = await self.client.open_work(caps, credits, lease_ms)
-            except AtpError as exc:
-                pause = backoff.next()
-                # The server may simply not be up yet (all roles start together): quiet at first.
-                level = logging.WARNING if backoff.failures > QUIET_FAILURES else logging.INFO
-                log.log(level, "work stream failed (%s); again in %.2f s", exc, pause)
-                await asyncio.sleep(pause)
-                continue
-            backoff.reset()
-            await self._serve(stream)
-
-    async def _serve(self, stream: WorkStream) -> None:
-        self.stream = stream
-        self.stream_up.set()
-        adopting = asyncio.create_task(self._adopt(stream), name="atp-adopt")
-        try:
-            async for event in stream.events():
-                if isinstance(event, Delivery):
-                    self._receive(event.tasks, stream.clock)
-                self._dispatch()
-        except AtpError as exc:
-            if not self.closing:
-                log.info("work stream ended (%s); reconnecting", exc)
-        finally:
-            self.stream_up.clear()
-            self.stream = None
-            adopting.cancel()
-            await stream.close(clean=False)
-
-    async def _adopt(self, stream: WorkStream) -> None:
-        """After a reconnect: HOLD what this worker still holds and is not settling, so the
-        new stream keeps its leases alive; what cannot be held is lost."""
-        todo = [h for h in self.held.values() if not h.settling]
-        if not todo:
-            return
-        for h in todo:
-            h.holding = True
-        answers = await asyncio.gather(
-            *(stream.settle(Settle(SettleKind.HOLD, h.task)) for h in todo)
-        )
-        kept = 0
-        for h, answer in zip(todo, answers, strict=True):
-            h.holding = False
-            if answer.error is None:
-                h.deadline_ms = answer.lease_deadline_ms
-                kept += 1
-            elif not transient(answer.error):
-                self._lose(h)
-        log.info("work stream: adopted %d of %d held tasks", kept, len(todo))
-        self._dispatch()
-
-    def _receive(self, tasks: list[Task], clock: ServerClock) -> None:
-        for task in tasks:
-            route = self.routes.get(task.topic)
-            if route is None:  # not subscribed: cannot happen with a correct server
-                continue
-            held = _Held(task, route, task.lease_deadline_ms)
-            self.held[task.lease_token] = held
-            if self.closing:
-                self._settle_soon(held, NOT_STARTED)
-            else:
-                self.ready.append(held)
-
-    def _lose(self, held: _Held) -> None:
-        held.lost = True
-        self.held.pop(held.task.lease_token, None)
-        if held.started:
-            log.warning("task %s: lease lost, its result will not be recorded", held.task.id)
-
-    # -- starting --------------------------------------------------------------------------
-
-    def _dispatch(self) -> None:
-        """Start what is ready while slots are free, the stream is fresh and leases hold."""
-        stream = self.stream
-        while self.ready and self.free > 0 and not self.closing:
-            held = self.ready[0]
-            if held.lost:
-                self.ready.popleft()
-                continue
-            if held.holding or stream is None:
-                return
-            now = stream.clock.now_ms()
-            if now - stream.clock.heard_ms > FRESH_MS:
-                return  # not heard from the server lately: wait for its next message
-            self.ready.popleft()
-            if now + DEADLINE_MARGIN_MS >= held.deadline_ms:
-                log.warning("task %s: held past its lease deadline, not started", held.task.id)
-                self._settle_soon(held, NOT_STARTED)
-                continue
-            self._start(held)
-
-    def _start(self, held: _Held) -> None:
-        self.free -= 1
-        held.started = True
-        job = asyncio.create_task(self._job(held))
-        self.jobs.add(job)
-        job.add_done_callback(self.jobs.discard)
-
-    async def _job(self, held: _Held) -> None:
-        started = time.perf_counter()
-        outcome = RELEASE
-        try:
-            with tracing.execution(held.task) if self.traced else tracing.NO_SPAN:
-                outcome = await call_handler(held.route, held.task, self.pool)
-        except Exception:  # a bug here must not cost a slot or the loop
-            log.exception("task %s: worker error", held.task.id)
-        finally:
-            self.free += 1
-            self._dispatch()
-        self.observe_handler(held.task.topic, outcome.name, time.perf_counter() - started)
-        await self._settle(held, outcome)
-
-    def observe_handler(self, topic: str, outcome: str, seconds: float) -> None:
-        key = (topic, outcome)
-        child = self._handler_seconds.get(key)
-        if child is None:
-            child = self._handler_seconds[key] = metrics.HANDLER.labels(topic, outcome)
-        child.observe(seconds)
-
-    # -- settling --------------------------------------------------------------------------
-
-    def _settle_soon(self, held: _Held, outcome: Outcome) -> None:
-        job = asyncio.create_task(self._settle(held, outcome))
-        self.jobs.add(job)
-        job.add_done_callback(self.jobs.discard)
-
-    async def _settle(self, held: _Held, outcome: Outcome) -> None:
-        """Send the outcome on the stream; across a reconnect, again on the next one."""
-        if held.lost:
-            return
-        held.settling = True
-        settle = _settle_of(held.task, outcome)
-        while True:
-            stream = self.stream
-            if stream is None:
-                if not await self._stream_back():
-                    log.warning("task %s: result not recorded (no stream)", held.task.id)
-                    break
-                continue
-            answer = await stream.settle(settle)
-            if answer.error is None:
-                break
-            if not transient(answer.error):
-                log.warning("task %s: result not recorded: %s", held.task.id, answer.error)
-                break
-            if self.stream is stream:  # a transient error on a live stream: pause a little
-                await asyncio.sleep(0.1)
-        self.held.pop(held.task.lease_token, None)
-
-    async def _stream_back(self) -> bool:
-        """Wait for a stream (while closing, only for the settle grace)."""
-        timeout = SETTLE_GRACE_S if self.closing else None
-        try:
-            await asyncio.wait_for(self.stream_up.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    # -- stopping --------------------------------------------------------------------------
-
-    async def drain(self, timeout_s: float) -> None:
-        """Push nothing more; give back what has not started; let running handlers finish for
-        `timeout_s`, then release them; wait for the last settles."""
-        self.closing = True
-        stream = self.stream
-        if stream is not None:
-            stream.goodbye()
-        while self.ready:
-            held = self.ready.popleft()
-            if not held.lost:
-                self._settle_soon(held, NOT_STARTED)
-        running = [j for j in self.jobs if not j.done()]
-        if running:
-            log.info("draining %d in-flight tasks (up to %.1f s)", len(running), timeout_s)
-            _, late = await asyncio.wait(running, timeout=timeout_s)
-            if late:
-                log.warning("releasing %d tasks still running after the drain timeout", len(late))
-                for job in late:
-                    job.cancel()
-        if self.jobs:
-            await asyncio.wait(set(self.jobs), timeout=SETTLE_GRACE_S)
-        stream = self.stream
-        if stream is not None:
-            await stream.close(clean=True)
-
-    def release_all(self) -> None:
-        """Stop waiting for handlers: release their tasks now (second signal)."""
-        for job in self.jobs:
-            job.cancel()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _settle_of(task: Task, outcome: Outcome) -> Settle:
-    if outcome.ack:
-        return Settle(SettleKind.ACK, task)
-    kind = SettleKind.RELEASE if outcome.release else SettleKind.NACK
-    return Settle(kind, task, outcome.error, outcome.retry_after_ms, outcome.dead_letter)
+PREFETCH_PER_SLOT = 2  # default prefetch: this many tasks per slot beyond the slots
 
 
 class Worker:
@@ -331,8 +55,10 @@ class Worker:
         tls: Tls | None = None,
     ) -> None:
         """`concurrency`: handlers at once, all topics together; `prefetch`: tasks the server
-        may push beyond the free slots, so the next one is here when a handler finishes
-        (default: as many as `concurrency`; topics with their own cap get none);
+        may push beyond the free slots, so the next ones are here when handlers finish and
+        several travel per message (default: PREFETCH_PER_SLOT x `concurrency`, as Celery's
+        prefetch multiplier; 0 for long tasks that other workers should pick up instead;
+        topics with their own cap get none);
         `visibility_timeout`: the lease the server renews while the stream lives, and how long
         tasks stay leased if the server vanishes; durations in seconds or timedeltas;
         `token`/`tls`: as for AsyncClient."""
@@ -344,7 +70,7 @@ class Worker:
         self.routes: dict[str, Route] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._stop_requested = False
         self._signals = 0
 
@@ -404,7 +130,7 @@ class Worker:
             loop.call_soon_threadsafe(event.set)
 
     async def _serve(self, client: AsyncClient, stop: asyncio.Event) -> None:
-        session = self._session = _Session(self.config, client, self.routes.values())
+        session = self._session = Session(self.config, client, self.routes.values())
         connection = asyncio.create_task(session.connect(), name="atp-work")
         topics = ", ".join(self.routes)
         log.info("worker on %s: %s, concurrency %d", self.address, topics, self.config.concurrency)
@@ -453,7 +179,7 @@ def _config(
 ) -> WorkerConfig:
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    extra = concurrency if prefetch is None else prefetch
+    extra = PREFETCH_PER_SLOT * concurrency if prefetch is None else prefetch
     if extra < 0:
         raise ValueError(f"prefetch must be >= 0, got {prefetch}")
     lease = _seconds(visibility_timeout, "visibility_timeout")

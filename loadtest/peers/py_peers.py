@@ -368,7 +368,8 @@ NODE_LIMIT_S = 300.0
 
 
 def node_dir() -> Path:
-    return Path(os.environ.get("BENCH_NODE_DIR", HERE.parents[1] / ".bench" / "node"))
+    """Absolute: the W3 worker runs in this directory, `just bench` passes a relative one."""
+    return Path(os.environ.get("BENCH_NODE_DIR", HERE.parents[1] / ".bench" / "node")).resolve()
 
 
 class BullmqPeer(Peer):

@@ -21,8 +21,10 @@ from tests.store.helpers import KEYS, snapshot
 ENTRIES = [
     {"name": "one", "hash": hash_token("one-secret"), "role": "producer"},
     {"name": "two", "hash": hash_token("two-secret"), "role": "producer"},
+    {"name": "root", "hash": hash_token("root-secret"), "role": "admin"},
 ]
 ONE, TWO = (("authorization", "Bearer one-secret"),), (("authorization", "Bearer two-secret"),)
+ROOT = (("authorization", "Bearer root-secret"),)
 
 
 @pytest_asyncio.fixture
@@ -65,3 +67,12 @@ async def test_topics_per_token_and_per_appliance_are_bounded(
     await refused(limited.EnqueueBatch(batch, metadata=TWO), "max_topics", redis_client)
     assert {t.decode() for t in redis_client.smembers(KEYS.topics)} == {"a", "b", "c"}
     assert redis_client.hgetall(KEYS.topic_owned) == {b"one": b"2", b"two": b"1"}
+
+
+async def test_an_admin_token_counts_against_max_topics_only(
+    limited: pb_grpc.DelayQueueServiceStub, redis_client: redis.Redis
+) -> None:
+    for topic in ("a", "b", "c"):  # over max_topics_per_token (2), within max_topics (3)
+        await enqueue(limited, topic, ROOT)
+    await refused(enqueue(limited, "d", ROOT), "max_topics (3)", redis_client)
+    assert redis_client.hlen(KEYS.topic_owned) == 0

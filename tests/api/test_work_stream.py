@@ -28,6 +28,8 @@ class Stream:
         self.seq = 0
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.reader: asyncio.Task[None] | None = None
+        self.sizes: list[int] = []  # of every message received
+        self.skipped: list[pb.WorkResponse] = []
 
     async def _read(self) -> None:
         """Read in a task of its own: cancelling a read would cancel the whole call."""
@@ -37,9 +39,14 @@ class Stream:
             except grpc.aio.AioRpcError as exc:
                 await self.inbox.put(exc)
                 return
-            await self.inbox.put(message)
             if message is grpc.aio.EOF:
+                await self.inbox.put(message)
                 return
+            self.sizes.append(message.ByteSize())
+            for field, value in message.ListFields():  # one part at a time for next()
+                part = pb.WorkResponse()
+                getattr(part, field.name).CopyFrom(value)
+                await self.inbox.put(part)
 
     async def subscribe(self, *topics: str, credits: int = 10, lease_ms: int = 0, **kw: Any) -> Any:
         sub = pb.WorkSubscribe(
@@ -53,7 +60,11 @@ class Stream:
         return await self.next("welcome")
 
     async def next(self, kind: str, within: float = 5.0) -> Any:
-        """The next message of `kind` (heartbeats and other kinds skipped)."""
+        """The next part of `kind`; parts of other kinds wait for their own next()."""
+        for n, part in enumerate(self.skipped):
+            if part.HasField(kind):
+                del self.skipped[n]
+                return getattr(part, kind)
         deadline = time.monotonic() + within
         while True:
             left = deadline - time.monotonic()
@@ -64,8 +75,9 @@ class Stream:
             if isinstance(message, Exception):
                 raise message
             assert message is not grpc.aio.EOF, f"stream ended waiting for {kind}"
-            if message.WhichOneof("kind") == kind:
+            if message.HasField(kind):
                 return getattr(message, kind)
+            self.skipped.append(message)
 
     async def eof(self) -> bool:
         while True:
@@ -258,14 +270,11 @@ async def test_pushes_never_exceed_the_workers_message_limit(
     await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=requests))
     limit = 2 * 1024 * 1024 + 64 * 1024 + 100  # room for 2 such tasks, not 3
     await stream.subscribe("t", credits=6, max_message_bytes=limit)
-    sizes = []
     got = 0
     while got < 6:
-        delivery = await stream.next("delivery")
-        sizes.append(pb.WorkResponse(delivery=delivery).ByteSize())
-        got += len(delivery.tasks)
-    assert max(sizes) <= limit
-    assert len(sizes) >= 3
+        got += len((await stream.next("delivery")).tasks)
+    assert max(stream.sizes) <= limit
+    assert len(stream.sizes) >= 4  # the welcome, then at least 3 deliveries
 
 
 async def test_unary_retrieve_leases_only_what_fits_in_the_reply(
@@ -291,3 +300,12 @@ async def test_a_server_without_a_watchdog_recovers_expired_leases(stub: Any) ->
     again = await stub.Retrieve(pb.RetrieveRequest(topic="t", wait_ms=3000))
     assert [t.id for t in again.tasks] == [first.id]
     assert again.tasks[0].attempt == 2
+
+
+async def test_a_ping_is_answered_by_a_heartbeat_with_its_seq(stream: Stream) -> None:
+    welcome = await stream.subscribe("t")
+    await stream.call.write(pb.WorkRequest(ping=pb.WorkPing(seq=41)))
+    beat = await stream.next("heartbeat")
+    assert beat.ping_seq == 41 and beat.now_ms >= welcome.now_ms
+    with pytest.raises(AssertionError, match="no heartbeat"):
+        await stream.next("heartbeat", within=1.5)  # none unasked

@@ -4,6 +4,7 @@ its directory is put on sys.path)."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtest"))
 
+import bench
 import harness
 import load
 import profiling
@@ -295,3 +297,15 @@ def test_kill_reaches_a_grandchild_that_left_the_group(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         assert not _alive(grandchild), end
+
+
+def test_bench_selectors_name_parts_and_systems() -> None:
+    parts = bench._names(bench.PARTS)
+    assert parts("W1, w3") == ["w1", "w3"]
+    with pytest.raises(argparse.ArgumentTypeError, match="w9"):
+        parts("w1,w9")
+    args = argparse.Namespace(systems=["atp", "rq", "bullmq"], only=["w3"], short=True)
+    chosen = bench.Bench(args)
+    assert chosen.systems() == ["atp", "bullmq"]  # RQ and SAQ are measured in W3 alone
+    assert chosen.systems(w3=True) == ["atp", "bullmq", "rq"]
+    assert chosen.atp("w1")[-1] == "--short" and chosen.wants("w3") and not chosen.wants("w1")

@@ -17,7 +17,7 @@ from appliance.api.server import QueueServer
 from appliance.auth import hash_token
 from appliance.config import Settings
 from appliance.store import Store, connect
-from tests.store.helpers import read_pending, snapshot
+from tests.store.helpers import KEYS, read_pending, snapshot
 
 ENTRIES = [
     {"name": "tenant-a", "hash": hash_token("a-secret"), "role": "producer", "topics": ["a"]},
@@ -97,3 +97,13 @@ async def test_a_single_tenant_deletes_by_id_alone(
     assert list(read_pending(redis_client, "u")) == ["twice"]
     reply = await stub.GetTask(pb.GetTaskRequest(id="twice", topic="v"))
     assert (reply.task.topic, reply.state) == ("v", pb.CANCELED)
+
+
+async def test_a_tenant_finds_its_task_whose_index_write_was_cut_off(
+    tenants: pb_grpc.DelayQueueServiceStub, redis_client: redis.Redis
+) -> None:
+    await tenants.Enqueue(pb.EnqueueRequest(topic="a", payload="A", id="cut-1"), metadata=A)
+    redis_client.delete(KEYS.id_topics("cut-1"))  # what an Enqueue cut off after the task leaves
+    assert (await tenants.GetTask(pb.GetTaskRequest(id="cut-1"), metadata=A)).task.topic == "a"
+    code, _ = await refusal(tenants.GetTask, pb.GetTaskRequest(id="cut-1"), B)
+    assert code == grpc.StatusCode.NOT_FOUND

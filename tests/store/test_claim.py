@@ -88,3 +88,19 @@ async def test_byte_budget_leases_only_what_fits(store: Store, redis_client: red
     assert len(read_pending(redis_client)) == 3  # the rest were not leased
     tiny = await store.claim("t", 5, 30_000, max_bytes=10)
     assert len(tiny.tasks) == 1  # the first task always goes (its size is bounded at enqueue)
+
+
+async def test_each_claimed_row_names_claim_lua_values(store: Store) -> None:
+    """codec.ClaimedRow's field order is claim.lua's reply order (a NamedTuple, read by name
+    by the servicer and the Work stream)."""
+    await store.enqueue([NewTask("r", "t", "body", 4, execute_at_ms=1234, traceparent="00-x")])
+    (row,) = (await store.claim("t", 1, 30_000)).rows
+    assert (row.id, row.payload, row.due_ms, row.max_retries, row.attempt) == (
+        b"r",
+        b"body",
+        1234,
+        4,
+        1,
+    )
+    assert row.token.startswith(b"t/") and row.traceparent == b"00-x"
+    assert row.deadline_ms > row.created_ms > 1234

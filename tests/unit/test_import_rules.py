@@ -68,3 +68,9 @@ def test_keys_are_built_in_keys_py_only() -> None:
         (p.name, s) for p in modules() if p.name != "keys.py" for s in spelled if s in p.read_text()
     ]
     assert offenders == []
+
+
+def test_the_servicer_only_converts() -> None:
+    """The long poll's timing engine is store/longpoll.py's: the servicer sleeps on nothing."""
+    text = (PACKAGE / "api" / "servicer.py").read_text()
+    assert "sleep_until" not in text and "loop.time()" not in text

@@ -117,3 +117,12 @@ def test_running_moves() -> None:
     assert allowed(TaskState.RUNNING, TaskState.DEAD)
     assert not allowed(TaskState.RUNNING, TaskState.CANCELED)
     assert not allowed(TaskState.SUCCEEDED, TaskState.PENDING)
+
+
+def test_the_clock_and_wake_snippets_come_from_lua_lib() -> None:
+    """Every script reads the Redis clock through lib/clock.lua and publishes through
+    lib/wake.lua, so neither snippet is copied again."""
+    lua = Path(__file__).resolve().parents[2] / "appliance" / "store" / "lua"
+    for name in available_scripts():
+        own = (lua / f"{name}.lua").read_text()
+        assert "'TIME'" not in own and "'PUBLISH'" not in own, name

@@ -30,5 +30,5 @@ def test_server_clock_estimates_from_the_best_sample_and_keeps_time_while_stoppe
     clock.saw(1_000_000)
     first = clock.offset_ms
     clock.saw(999_000)  # an older (buffered) message: the bound does not go down
-    assert clock.offset_ms == first and clock.heard_ms == 1_000_000
+    assert clock.offset_ms == first
     assert clock.now_ms() >= 1_000_000 + (time.monotonic() * 1000 - base) - 5

@@ -710,6 +710,7 @@ class WorkRequest(_message.Message):
     CREDIT_FIELD_NUMBER: _builtins.int
     SETTLE_FIELD_NUMBER: _builtins.int
     GOODBYE_FIELD_NUMBER: _builtins.int
+    PING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def subscribe(self) -> Global___WorkSubscribe:
         """First message, exactly once."""
@@ -729,6 +730,10 @@ class WorkRequest(_message.Message):
         attempt, and the server ends the stream.
         """
 
+    @_builtins.property
+    def ping(self) -> Global___WorkPing:
+        """Is the stream alive? The server answers with a heartbeat carrying the same seq."""
+
     def __init__(
         self,
         *,
@@ -736,16 +741,36 @@ class WorkRequest(_message.Message):
         credit: Global___WorkCredit | None = ...,
         settle: Global___WorkSettleBatch | None = ...,
         goodbye: Global___WorkGoodbye | None = ...,
+        ping: Global___WorkPing | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "goodbye", b"goodbye", "kind", b"kind", "settle", b"settle", "subscribe", b"subscribe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "goodbye", b"goodbye", "kind", b"kind", "ping", b"ping", "settle", b"settle", "subscribe", b"subscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "goodbye", b"goodbye", "kind", b"kind", "settle", b"settle", "subscribe", b"subscribe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit", b"credit", "goodbye", b"goodbye", "kind", b"kind", "ping", b"ping", "settle", b"settle", "subscribe", b"subscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["subscribe", "credit", "settle", "goodbye"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["subscribe", "credit", "settle", "goodbye", "ping"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___WorkRequest: _TypeAlias = WorkRequest  # noqa: Y015
+
+@_typing.final
+class WorkPing(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkPing: _TypeAlias = WorkPing  # noqa: Y015
 
 @_typing.final
 class WorkSubscribe(_message.Message):
@@ -906,6 +931,10 @@ Global___WorkGoodbye: _TypeAlias = WorkGoodbye  # noqa: Y015
 
 @_typing.final
 class WorkResponse(_message.Message):
+    """One message may carry several parts (a delivery and the answers to settles, say); the
+    server merges what is ready to go at once.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WELCOME_FIELD_NUMBER: _builtins.int
@@ -914,11 +943,11 @@ class WorkResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___WorkWelcome:
-        """First message: the subscription is accepted."""
+        """First message only: the subscription is accepted."""
 
     @_builtins.property
     def delivery(self) -> Global___WorkDelivery:
-        """Tasks leased to this stream (one or more per message)."""
+        """Tasks leased to this stream (one or more)."""
 
     @_builtins.property
     def settled(self) -> Global___WorkSettledBatch:
@@ -926,8 +955,8 @@ class WorkResponse(_message.Message):
 
     @_builtins.property
     def heartbeat(self) -> Global___WorkHeartbeat:
-        """Sent when the stream was quiet for a second: the stream lives. A worker starts a task it
-        holds only while it has heard from the server lately (see docs/API.md).
+        """The answer to a ping: the stream lives. A worker starts a task it holds only while the
+        server answered a ping it sent lately (see docs/API.md).
         """
 
     def __init__(
@@ -938,13 +967,11 @@ class WorkResponse(_message.Message):
         settled: Global___WorkSettledBatch | None = ...,
         heartbeat: Global___WorkHeartbeat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "kind", b"kind", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "kind", b"kind", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "delivery", "settled", "heartbeat"]  # noqa: Y015
-    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkResponse: _TypeAlias = WorkResponse  # noqa: Y015
 
@@ -953,16 +980,20 @@ class WorkHeartbeat(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NOW_MS_FIELD_NUMBER: _builtins.int
+    PING_SEQ_FIELD_NUMBER: _builtins.int
     now_ms: _builtins.int
     """The server's clock (ms)."""
+    ping_seq: _builtins.int
+    """The seq of the ping this answers."""
     def __init__(
         self,
         *,
         now_ms: _builtins.int = ...,
+        ping_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["now_ms", b"now_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["now_ms", b"now_ms", "ping_seq", b"ping_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,9 +7,9 @@
 -- ARGV[1] retention (ms) of the finished records; ARGV[2] task key prefix
 --         (<prefix>:{<topic>}:task:, the topic's hash tag); ARGV[3..] pairs: id, lease token
 -- Returns: one code per pair: 1 done, -1 no such task, -2 stale or wrong token / not running
+--! include clock
 local running, retention, prefix = KEYS[1], ARGV[1], ARGV[2]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 local codes = {}
 for a = 3, #ARGV, 2 do
   local id, token = ARGV[a], ARGV[a + 1]

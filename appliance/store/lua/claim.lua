@@ -21,6 +21,7 @@
 --           attempt, token, deadline, traceparent (the times and counts as integers)}
 --! include new_record
 --! include clock
+--! include wake
 local TASK_OVERHEAD, NONCE_LEN = 300, 8
 local pending, running, memo_key, new = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, limit, lease, call = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -88,9 +89,7 @@ end
 if #fresh > 0 then redis.call('HDEL', new, unpack(fresh)) end
 redis.call('ZREM', pending, unpack(taken))
 local first = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
-if first[2] == nil or deadline < tonumber(first[2]) then
-  redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. string.format('%d', deadline))
-end
+wake_if_earlier(first, deadline, ARGV[6], ARGV[7])
 redis.call('ZADD', running, unpack(leases))
 redis.call('SET', memo_key, table.concat(taken, '\n'), 'PX', ARGV[5])
 return out

@@ -12,10 +12,11 @@
 -- Returns: one integer per task, 1 = created; the id existed (nothing changed): 2 = its task
 --          lives (PENDING, RUNNING or DEAD), 0 = its task finished (a record kept for retention).
 --! include new_record
+--! include clock
+--! include wake
 local pending, new = KEYS[1], KEYS[2]
 local channel, topic, prefix = ARGV[1], ARGV[2], ARGV[3]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 local earliest = nil
 local created = {}
@@ -36,7 +37,5 @@ for a = 4, #ARGV, 3 do
     if earliest == nil or due < earliest then earliest = due end
   end
 end
-if earliest ~= nil and (head[2] == nil or earliest < tonumber(head[2])) then
-  redis.call('PUBLISH', channel, topic .. ' ' .. string.format('%d', earliest))
-end
+if earliest ~= nil then wake_if_earlier(head, earliest, channel, topic) end
 return created

@@ -6,10 +6,10 @@
 -- ARGV[1] holder id (unique per process); ARGV[2] lease length (ms)
 -- Returns: {granted (1/0), holder, token, expires (ms), ms left on the lease} - on 0, who holds
 --          it (and for how long), so a follower can wait until exactly then.
+--! include clock
 local lease, fence = KEYS[1], KEYS[2]
 local holder, ttl = ARGV[1], tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 local cur = redis.call('HMGET', lease, 'holder', 'token', 'expires')
 if cur[1] then
   local left = redis.call('PTTL', lease)

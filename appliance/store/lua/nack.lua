@@ -9,6 +9,8 @@
 -- ARGV[5] dead_letter (1/0); ARGV[6] backoff base (ms); ARGV[7] backoff cap (ms);
 -- ARGV[8] jitter in [0,1] (caller's random); ARGV[9] wake channel; ARGV[10] topic
 -- Returns: {1, dead (1/0), next due ms (0 when dead)}, {-1} no such task, {-2} stale token
+--! include clock
+--! include wake
 local pending, running, dlq, key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', key, 'state', 'token', 'settled:' .. token, 'attempt', 'maxr')
@@ -16,8 +18,7 @@ if not f[1] then return {-1} end
 if f[3] == 'dead' then return {1, 1, 0} end
 if f[3] and string.sub(f[3], 1, 6) == 'retry:' then return {1, 0, tonumber(string.sub(f[3], 7))} end
 if f[3] or f[1] ~= 'RUNNING' or f[2] ~= token then return {-2} end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 local attempt = tonumber(f[4])
 redis.call('ZREM', running, id)
 if ARGV[5] == '1' or attempt > tonumber(f[5]) then
@@ -35,7 +36,5 @@ local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 redis.call('ZADD', pending, due, id)
 redis.call('HSET', key, 'state', 'PENDING', 'due', due, 'err', ARGV[3],
   'settled:' .. token, 'retry:' .. string.format('%d', due))
-if head[2] == nil or due < tonumber(head[2]) then
-  redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. string.format('%d', due))
-end
+wake_if_earlier(head, due, ARGV[9], ARGV[10])
 return {1, 0, due}

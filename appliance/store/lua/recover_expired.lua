@@ -5,10 +5,11 @@
 -- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  KEYS[3] ...:dlq  (ZSETs, ms scores)
 -- ARGV[1] task key prefix (same hash tag); ARGV[2] limit; ARGV[3] wake channel; ARGV[4] topic
 -- Returns: {recovered to pending, dead-lettered, ms until the next lease deadline (-1: none)}
+--! include clock
+--! include wake
 local pending, running, dlq = KEYS[1], KEYS[2], KEYS[3]
 local prefix = ARGV[1]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 local ids = redis.call('ZRANGE', running, '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
 local retried, dead = 0, 0
 for _, id in ipairs(ids) do
@@ -25,6 +26,6 @@ for _, id in ipairs(ids) do
     retried = retried + 1
   end
 end
-if retried > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. string.format('%d', now)) end
+if retried > 0 then wake(ARGV[3], ARGV[4], now) end
 local head = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
 return {retried, dead, head[2] and math.max(tonumber(head[2]) - now, 0) or -1}

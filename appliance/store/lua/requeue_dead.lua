@@ -4,13 +4,14 @@
 -- ARGV[1] task key prefix (same hash tag); ARGV[2] wake channel; ARGV[3] topic;
 -- ARGV[4] limit when no ids are given; ARGV[5..] ids (none: the oldest `limit` dead letters)
 -- Returns: the ids requeued
+--! include clock
+--! include wake
 local pending, dlq = KEYS[1], KEYS[2]
 local prefix = ARGV[1]
 local ids = {}
 for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then ids = redis.call('ZRANGE', dlq, 0, tonumber(ARGV[4]) - 1) end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 local moved = {}
 for _, id in ipairs(ids) do
   if redis.call('ZREM', dlq, id) == 1 then
@@ -20,5 +21,5 @@ for _, id in ipairs(ids) do
     moved[#moved + 1] = id
   end
 end
-if #moved > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. string.format('%d', now)) end
+if #moved > 0 then wake(ARGV[2], ARGV[3], now) end
 return moved

@@ -9,6 +9,8 @@
 -- ARGV[6..] the definition's field, value pairs (including paused '0'/'1' and source)
 -- Returns: the stored HASH as a flat field/value list; -1 exists (create); -2 no such schedule
 --          (update); -3 declared in the config file (update).
+--! include clock
+--! include wake
 local key, due, ids = KEYS[1], KEYS[2], KEYS[3]
 local mode, id, next_fire, call, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local old = redis.call('HMGET', key, 'call', 'source', 'last', 'rev', 'created')
@@ -16,8 +18,7 @@ if old[1] == call then return redis.call('HGETALL', key) end
 if mode == 'create' and old[4] then return -1 end
 if mode == 'update' and not old[4] then return -2 end
 if mode == 'update' and old[2] == 'config' then return -3 end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 redis.call('DEL', key)
 redis.call('HSET', key, unpack(ARGV, 6))
 redis.call('HSET', key, 'next', next_fire, 'last', old[3] or 0, 'rev', (tonumber(old[4]) or 0) + 1,
@@ -28,5 +29,5 @@ else
   redis.call('ZADD', due, next_fire, id)
 end
 redis.call('SADD', ids, id)
-redis.call('PUBLISH', channel, id .. ' ' .. string.format('%d', next_fire))
+wake(channel, id, next_fire)
 return redis.call('HGETALL', key)

@@ -5,6 +5,7 @@
 -- KEYS[2] <prefix>:{<prefix>/scheduler}:due             ZSET id -> next fire (ms)
 -- ARGV[1] id; ARGV[2] next fire (ms, 0 = no tick left); ARGV[3] wake channel
 -- Returns: the stored HASH as a flat field/value list; -1 no such schedule
+--! include wake
 local key, due = KEYS[1], KEYS[2]
 local id, next_fire, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local paused = redis.call('HGET', key, 'paused')
@@ -13,6 +14,6 @@ if paused == '1' then
   redis.call('HSET', key, 'paused', '0', 'next', next_fire)
   redis.call('HINCRBY', key, 'rev', 1)
   if next_fire > 0 then redis.call('ZADD', due, next_fire, id) end
-  redis.call('PUBLISH', channel, id .. ' ' .. string.format('%d', next_fire))
+  wake(channel, id, next_fire)
 end
 return redis.call('HGETALL', key)

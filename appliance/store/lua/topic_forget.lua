@@ -7,9 +7,9 @@
 -- KEYS[4] {<prefix>:topics}:empty      HASH topic -> when it was first found empty (ms)
 -- ARGV[1] retention (ms); ARGV[2..] pairs: topic, 1 (found empty) or 0 (not)
 -- Returns: the topics forgotten
+--! include clock
 local topics, owner, owned, empty = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now()
 local forgotten = {}
 for i = 2, #ARGV, 2 do
   local topic = ARGV[i]

@@ -1,8 +1,12 @@
--- wake (included by scripts that make a task due): publish '<topic> <due ms>' on the wake
--- channel when `due` is earlier than the pending head read before the change (`head`, the
--- reply of ZRANGE pending 0 0 WITHSCORES), so long polls and worker streams wake on time.
-local function wake_if_earlier(head, due, channel, topic)
-  if head[2] == nil or due < tonumber(head[2]) then
-    redis.call('PUBLISH', channel, topic .. ' ' .. string.format('%d', due))
-  end
+-- wake (included by scripts that make a task due or a lease end earlier): publish
+-- '<name> <ms>' on a channel, so long polls, worker streams, watchdogs and the scheduler wake
+-- on time.
+local function wake(channel, name, ms)
+  redis.call('PUBLISH', channel, name .. ' ' .. string.format('%d', ms))
+end
+
+-- Publish when `ms` is earlier than the head read before the change (`head`, the reply of
+-- ZRANGE <zset> 0 0 WITHSCORES): the only case a waiter must re-plan.
+local function wake_if_earlier(head, ms, channel, name)
+  if head[2] == nil or ms < tonumber(head[2]) then wake(channel, name, ms) end
 end
