@@ -33,7 +33,7 @@ from appliance.api._proto import queue_pb2 as pb
 from appliance.api.interceptors import current_principal
 from appliance.api.status import status_of
 from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
-from appliance.errors import AtpError, InvalidArgument, StaleLease
+from appliance.errors import AtpError, InvalidArgument, NotFound, StaleLease
 from appliance.keys import topic_of_token
 from appliance.store import Store
 from appliance.store.store import Claim
@@ -220,12 +220,13 @@ class WorkStream:
                     self.leaving = True  # push no more; settles go on until the half-close
                 else:
                     raise InvalidArgument(f"unexpected {kind or 'empty'} message on the stream")
-            self.close(End.GOODBYE if self.leaving else End.LOST)
         except AtpError as exc:
             log.info("work stream of %r refused: %s", self.sub.name, exc)
         except Exception as exc:  # the transport broke: the worker is gone
             log.debug("work stream of %r broke: %s", self.sub.name, exc)
-        self.close(End.LOST)
+        else:  # half-closed: clean only after a goodbye
+            self.close(End.GOODBYE if self.leaving else End.LOST)
+        self.close(End.LOST)  # no-op when closed above: the first reason wins
 
     # -- pushing due tasks -----------------------------------------------------------------
 
@@ -389,9 +390,8 @@ class WorkStream:
                 if result.dead_lettered:
                     metrics.DEAD_LETTERED.labels(topic).inc()
         except AtpError as exc:
-            if not isinstance(exc, StaleLease):
-                return _failed(settle.seq, exc)
-            self._forget(token)
+            if isinstance(exc, StaleLease | NotFound):  # not ours any more
+                self._forget(token)
             return _failed(settle.seq, exc)
         self._forget(token)
         return pb.WorkSettled(

@@ -115,12 +115,8 @@ def outcome_of_call(route: Route, task: Task) -> Outcome:
         result = route.handler(task)
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
             asyncio.run(_awaited(result))
-    except (RetryTask, DeadLetterTask) as exc:
-        log.info("task %s of %s: %s", task.id, task.topic, describe(exc))
-        return outcome_of(exc)
     except Exception as exc:
-        log.warning("task %s of %s failed", task.id, task.topic, exc_info=True)
-        return outcome_of(exc)
+        return _raised(task, exc)
     return ACK
 
 
@@ -135,13 +131,19 @@ async def call_async_handler(route: Route, task: Task) -> Outcome:
         await route.handler(task)
     except asyncio.CancelledError:
         return RELEASE
-    except (RetryTask, DeadLetterTask) as exc:
-        log.info("task %s of %s: %s", task.id, task.topic, describe(exc))
-        return outcome_of(exc)
     except Exception as exc:
-        log.warning("task %s of %s failed", task.id, task.topic, exc_info=True)
-        return outcome_of(exc)
+        return _raised(task, exc)
     return ACK
+
+
+def _raised(task: Task, exc: Exception) -> Outcome:
+    """The outcome of a handler that raised, logged: a retry or dead-letter request at info,
+    any other exception at warning with its traceback."""
+    if isinstance(exc, RetryTask | DeadLetterTask):
+        log.info("task %s of %s: %s", task.id, task.topic, describe(exc))
+    else:
+        log.warning("task %s of %s failed", task.id, task.topic, exc_info=exc)
+    return outcome_of(exc)
 
 
 Finished = Callable[[Any, Outcome, float], None]
