@@ -6,7 +6,7 @@ Owns argument parsing, output (human-readable, or one JSON object with `--json`)
 command that talks to the server takes --addr, --config, --token, --timeout and --json; address,
 token and client TLS come from `appliance.config.load()` (file < ATP_* env < those flags).
 Durations and times are read and printed by appliance.times. Must not import grpc, redis or the
-store at module level (the schedule verbs come from appliance/scheduler/cli.py when parsing).
+store at module level (the schedule verbs come from appliance/schedule_commands.py when parsing).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def parser(schedule_verbs: bool = True) -> argparse.ArgumentParser:
     stats.set_defaults(run=cmd_stats)
     schedule = command("schedule")
     if schedule_verbs:
-        from appliance.scheduler.cli import add_verbs
+        from appliance.schedule_commands import add_verbs
 
         add_verbs(schedule, common)
     _token_commands(command("token"))

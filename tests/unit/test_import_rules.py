@@ -93,3 +93,14 @@ def test_colliding_names_are_defined_once() -> None:
     assert defined["EXIT_CONFIG"] == ["errors.py"]
     assert defined["DeadLetter"] == ["client/common.py"]
     assert not any("def tick(" in p.read_text() for p in modules())
+
+
+def test_the_scheduler_imports_neither_api_nor_client() -> None:
+    """`atp schedule` lives beside the other commands (schedule_commands.py) and speaks through
+    the SDK's schedule calls; the scheduler itself needs neither the API nor the SDK."""
+    for path in (PACKAGE / "scheduler").glob("*.py"):
+        wrong = {i for i in imports_of(path) if i.startswith(("appliance.api", "appliance.client"))}
+        assert not wrong, (path.name, wrong)
+    for path in modules():
+        text = path.read_text()
+        assert "client._channel" not in text and "client._metadata" not in text, path.name
