@@ -27,6 +27,7 @@ METHOD = "EnqueueStream"
 RATE_LIMITED = RateLimited("rate limit exceeded")  # the unary guard's words (interceptors)
 SHUTTING_DOWN = Unavailable("the server is shutting down: not enqueued, send it again")
 CLOSING = pb.EnqueueStreamResponse(closing=True)
+MAX_AHEAD = 4  # messages read and not yet answered, per stream
 Reply = pb.EnqueueStreamResponse | asyncio.Future[pb.EnqueueStreamResponse]
 
 
@@ -59,10 +60,17 @@ class EnqueueStreamHandler:
         self._open.add(replies)
         if self.closing:
             replies.put_nowait(CLOSING)
-        reader = asyncio.get_running_loop().create_task(self._read(requests, context, replies))
+        ahead = asyncio.Semaphore(MAX_AHEAD)
+        reader = asyncio.get_running_loop().create_task(
+            self._read(requests, context, replies, ahead)
+        )
         try:
             while (reply := await replies.get()) is not None:
+                if reply is CLOSING:
+                    yield reply
+                    continue
                 yield (await reply) if isinstance(reply, asyncio.Future) else reply
+                ahead.release()
             await reader  # its error, if it failed
         finally:
             self._open.discard(replies)
@@ -73,13 +81,19 @@ class EnqueueStreamHandler:
         requests: AsyncIterator[pb.EnqueueStreamRequest],
         context: grpc.aio.ServicerContext,
         replies: asyncio.Queue[Reply | None],
+        ahead: asyncio.Semaphore,
     ) -> None:
         """Queue each message's reply (being made) in order, refusals once closing; None at
-        the end (the client closed its side)."""
+        the end (the client closed its side). At most MAX_AHEAD replies wait to be sent: a
+        client that writes without reading is held by flow control."""
         stream_trace = producing.traceparent(context)
         allow = rate_check()
         try:
-            async for request in requests:
+            while True:
+                await ahead.acquire()
+                request = await anext(requests, None)
+                if request is None:
+                    return
                 if self.closing:  # read after close() queued CLOSING: not enqueued
                     results = [_refused(call.seq, SHUTTING_DOWN) for call in request.calls]
                     replies.put_nowait(pb.EnqueueStreamResponse(results=results))

@@ -122,7 +122,7 @@ class StreamEnqueuer:
         self._seq += 1
         call = pb.EnqueueCall(seq=self._seq, request=request, traceparent=traceparent)
         self._outbox.append(_Pending(call, future, time.monotonic() + self._timeout_s))
-        if self._runner is None:
+        if self._runner is None or self._runner.done():  # (done: only after a bug in _run)
             self._runner = asyncio.get_running_loop().create_task(self._run())
         else:
             self._wake.set()
