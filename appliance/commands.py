@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance import config, times
 from appliance.auth import local_token
-from appliance.errors import AtpError, ConfigError, Unavailable
+from appliance.errors import EXIT_CONFIG, AtpError, ConfigError, Unavailable
 from appliance.model import Task
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
-EXIT_CONFIG = 78  # EX_CONFIG
 DEFAULT_TIMEOUT_MS = 10_000
 
 SUMMARIES = {
@@ -236,7 +235,7 @@ def _token_commands(token: argparse.ArgumentParser) -> None:
     new = verbs.add_parser("new", help=what, description=what)
     new.add_argument(
         "--role",
-        choices=auth.ROLES,
+        choices=auth.TOKEN_ROLES,
         default="producer",
         help="What the token may do (default producer).",
     )
