@@ -33,11 +33,11 @@ _install-redis:
 
 # Regenerate the protobuf/gRPC code (committed) from proto/queue.proto.
 proto: setup
-    PATH="$PWD/{{venv}}/bin:$PATH" {{python}} -m grpc_tools.protoc -Iappliance/api/_proto=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. proto/queue.proto
+    PATH="$PWD/{{venv}}/bin:$PATH" {{python}} -m grpc_tools.protoc -Iappliance/proto=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. proto/queue.proto
 
 # Fail when the committed generated code differs from what `just proto` makes.
 proto-check: proto
-    git diff --exit-code -- appliance/api/_proto || (echo "generated code is stale: run 'just proto' and commit" >&2; exit 1)
+    git diff --exit-code -- appliance/proto/queue_pb2* || (echo "generated code is stale: run 'just proto' and commit" >&2; exit 1)
 
 # ruff (lint + format check) and mypy --strict.
 lint: setup

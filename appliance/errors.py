@@ -1,6 +1,6 @@
 """Domain exceptions: what the store and validation refuse, and why.
 
-Stdlib only. The gRPC layer maps each class to one status code (appliance/api/status.py);
+Stdlib only. The gRPC layer maps each class to one status code (appliance/proto/status.py);
 the SDK maps status codes back to these classes, so both ends speak the same errors.
 """
 

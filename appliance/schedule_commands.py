@@ -21,11 +21,11 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from appliance import times
-from appliance.api._proto import queue_pb2 as pb
 from appliance.client import Tls, common
 from appliance.client.sync import Client
 from appliance.commands import UsageError, common_flags
 from appliance.errors import AtpError, InvalidArgument
+from appliance.proto import queue_pb2 as pb
 from appliance.scheduler.definitions import Misfire, duration_ms, instant_ms, misfire_policy
 
 EXIT_REFUSED = 1

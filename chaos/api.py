@@ -12,9 +12,9 @@ from typing import Any
 import grpc
 
 from appliance import Client
-from appliance.api._proto import queue_pb2 as pb  # the public proto's generated code
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.errors import AtpError, NotFound
+from appliance.proto import queue_pb2 as pb  # the public proto's generated code
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from chaos.checker import MISSING, FinalState, FinalTask, ScheduleFinal, TopicCounts
 
 

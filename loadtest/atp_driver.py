@@ -55,8 +55,8 @@ from harness import (
 )
 
 from appliance import Client
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 HERE = Path(__file__).resolve().parent
 BATCH = 1000  # the server's default batch cap

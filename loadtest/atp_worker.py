@@ -34,9 +34,9 @@ import redis
 from harness import COUNTER_KEY, Recorder
 
 from appliance import Worker
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.model import Task
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 
 def incr_handler(args: argparse.Namespace, recorder: Recorder) -> Callable[[Task], None]:

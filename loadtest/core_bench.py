@@ -25,8 +25,8 @@ from collections.abc import Iterator
 
 import grpc
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 LIMIT_S = 120
 

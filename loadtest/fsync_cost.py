@@ -26,8 +26,8 @@ from pathlib import Path
 
 import grpc
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT_S = 120.0

@@ -25,8 +25,8 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import User, between, events, task
 from locust.env import Environment
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 grpc_gevent.init_gevent()  # grpc's blocking calls yield to gevent's other greenlets
 

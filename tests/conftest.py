@@ -67,7 +67,7 @@ async def server(settings: Settings) -> AsyncIterator[object]:
 
 @pytest_asyncio.fixture
 async def stub(server: object) -> AsyncIterator[object]:
-    from appliance.api._proto import queue_pb2_grpc as pb_grpc
+    from appliance.proto import queue_pb2_grpc as pb_grpc
 
     async with grpc.aio.insecure_channel(server.address) as channel:  # type: ignore[attr-defined]
         yield pb_grpc.DelayQueueServiceStub(channel)

@@ -1,1 +1,1 @@
-"""The gRPC layer: thin servicers over the store. Only `api` and `client` import grpc."""
+"""The gRPC layer: thin servicers over the store. Only `api`, `client` and `proto` import grpc."""

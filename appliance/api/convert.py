@@ -6,11 +6,11 @@ import bisect
 from collections.abc import Iterable
 
 from appliance import validation
-from appliance.api._proto import queue_pb2 as pb
 from appliance.config import Settings
 from appliance.errors import InvalidArgument
 from appliance.keys import new_task_id, topic_in_id
 from appliance.model import NewTask, Task, TaskState, TopicStats
+from appliance.proto import queue_pb2 as pb
 from appliance.store import codec
 
 STATE_TO_PB = {

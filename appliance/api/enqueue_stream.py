@@ -15,12 +15,12 @@ import grpc
 
 from appliance import metrics
 from appliance.api import producing
-from appliance.api._proto import queue_pb2 as pb
 from appliance.api.interceptors import rate_check, topic_owner
-from appliance.api.status import status_of
 from appliance.config import Settings
 from appliance.errors import AtpError, RateLimited, Unavailable
 from appliance.model import NewTask
+from appliance.proto import queue_pb2 as pb
+from appliance.proto.status import status_of
 from appliance.store import Store
 
 METHOD = "EnqueueStream"

@@ -12,10 +12,10 @@ import grpc
 
 from appliance import metrics
 from appliance.api import convert
-from appliance.api._proto import queue_pb2 as pb
 from appliance.api.interceptors import current_principal
 from appliance.config import Settings
 from appliance.model import EnqueueResult, NewTask
+from appliance.proto import queue_pb2 as pb
 
 TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import grpc
 
 from appliance import validation
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.servicer import rpc
 from appliance.config import Settings
 from appliance.errors import InvalidArgument
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.scheduler.definitions import (
     Definition,
     Misfire,

@@ -15,8 +15,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from appliance import metrics
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.interceptors import Guard
 from appliance.api.schedules import ScheduleServicer
 from appliance.api.servicer import QueueServicer
@@ -24,6 +22,8 @@ from appliance.auth import RateLimiter, access_tokens
 from appliance.certs import warn_expiring
 from appliance.config import Settings
 from appliance.errors import ConfigError
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups
 from appliance.watchdog import Watchdog

@@ -1,6 +1,6 @@
 """DelayQueueService: converts protobuf <-> model and calls the store; nothing else.
 
-Errors are domain exceptions turned into status codes by one decorator (api/status.py).
+Errors are domain exceptions turned into status codes by one decorator (proto/status.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ import grpc
 
 from appliance import metrics, validation
 from appliance.api import convert, producing
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal, topic_owner
 from appliance.api.shares import Shares
-from appliance.api.status import status_of
 from appliance.api.work_stream import (
     End,
     WorkStream,
@@ -32,6 +29,9 @@ from appliance.api.work_stream import (
 from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, PermissionDenied, RateLimited
 from appliance.keys import topic_of_token
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
+from appliance.proto.status import status_of
 from appliance.store import Store
 from appliance.store.longpoll import claim_within
 from appliance.store.wakeups import Wakeups

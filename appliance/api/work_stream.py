@@ -29,12 +29,12 @@ import grpc
 
 from appliance import metrics, validation
 from appliance.api import convert
-from appliance.api._proto import queue_pb2 as pb
 from appliance.api.interceptors import current_principal
-from appliance.api.status import status_of
 from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
 from appliance.errors import AtpError, InvalidArgument, NotFound, StaleLease
 from appliance.keys import topic_of_token
+from appliance.proto import queue_pb2 as pb
+from appliance.proto.status import status_of
 from appliance.store import Store
 from appliance.store.store import Claim
 from appliance.store.wakeups import Wakeups, sleep_until

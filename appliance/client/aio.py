@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 import grpc
 
 from appliance import tracing
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import StreamEnqueuer
 from appliance.client.work import WorkStream
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api.status import ERROR_OF, status_of
 from appliance.errors import (
     AtpError,
     ConfigError,
@@ -28,6 +26,8 @@ from appliance.errors import (
     WrongState,
 )
 from appliance.model import NackResult, Task, TaskState, TopicStats
+from appliance.proto import queue_pb2 as pb
+from appliance.proto.status import ERROR_OF, status_of
 
 if TYPE_CHECKING:
     from appliance.config import Settings
@@ -129,7 +129,7 @@ class Call(Generic[T]):
 
 
 def map_error(err: grpc.RpcError) -> AtpError:
-    """The domain exception a gRPC status stands for (appliance.api.status.ERROR_OF)."""
+    """The domain exception a gRPC status stands for (appliance.proto.status.ERROR_OF)."""
     code = err.code()
     return error_of(code, err.details() or code.name)
 

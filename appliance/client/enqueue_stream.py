@@ -19,9 +19,9 @@ from typing import Any
 import grpc
 
 from appliance import tracing
-from appliance.api._proto import queue_pb2 as pb
 from appliance.client import common
 from appliance.errors import AtpError, Unavailable
+from appliance.proto import queue_pb2 as pb
 
 MAX_CALLS = 1000  # calls per message (the server writes them in slices of its batch_max)
 MAX_BYTES = 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
@@ -338,7 +338,7 @@ class BackgroundEnqueuer:
         self._enqueuer = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
 
     async def _start(self) -> StreamEnqueuer:
-        from appliance.api._proto import queue_pb2_grpc as pb_grpc
+        from appliance.proto import queue_pb2_grpc as pb_grpc
 
         self._channel = self._open_channel()
         stub = pb_grpc.DelayQueueServiceStub(self._channel)

@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 
-from appliance.api._proto import queue_pb2 as pb
 from appliance.client.common import map_error, task_from_pb
 from appliance.errors import (
     AtpError,
@@ -27,6 +26,7 @@ from appliance.errors import (
     WrongState,
 )
 from appliance.model import Task, TaskState
+from appliance.proto import queue_pb2 as pb
 
 SETTLE_BATCH_MAX = 500  # settles per message
 PING_S = 1.0  # the worker asks the server whether the stream lives this often

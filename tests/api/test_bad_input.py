@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from appliance import validation
-from appliance.api._proto import queue_pb2 as pb
+from appliance.proto import queue_pb2 as pb
 from tests.store.helpers import snapshot
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

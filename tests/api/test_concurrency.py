@@ -8,8 +8,8 @@ import collections
 
 import grpc
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 TOTAL = 10_000
 CONSUMERS = 8

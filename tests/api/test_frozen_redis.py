@@ -13,10 +13,10 @@ import pytest
 import pytest_asyncio
 import redis
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.config import Settings
 from appliance.errors import Unavailable
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store, connect
 from appliance.store.store import CALL_DEADLINE
 from tests.redis_server import RedisServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.api._proto import queue_pb2 as pb
+from appliance.proto import queue_pb2 as pb
 
 
 async def test_seed_fields_and_ack(stub) -> None:

@@ -7,8 +7,8 @@ import time
 
 import grpc
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 
 async def test_waits_for_a_delayed_task_and_never_returns_it_early(stub) -> None:

@@ -13,13 +13,13 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.server import QueueServer
 from appliance.api.shares import Shares
 from appliance.auth import hash_token
 from appliance.config import Settings
 from appliance.errors import RateLimited
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store, connect
 
 ENTRIES = [

@@ -1,4 +1,4 @@
-from appliance.api._proto import queue_pb2 as pb
+from appliance.proto import queue_pb2 as pb
 
 
 async def test_enqueue_then_retrieve(stub) -> None:
@@ -11,7 +11,7 @@ async def test_enqueue_then_retrieve(stub) -> None:
 def test_server_process_serves(server_process) -> None:
     import grpc
 
-    from appliance.api._proto import queue_pb2_grpc as pb_grpc
+    from appliance.proto import queue_pb2_grpc as pb_grpc
 
     with grpc.insecure_channel(server_process.address) as ch:
         stub = pb_grpc.DelayQueueServiceStub(ch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from appliance.api._proto import queue_pb2 as pb
+from appliance.proto import queue_pb2 as pb
 
 
 async def test_every_topic_once_a_page_at_a_time(stub) -> None:

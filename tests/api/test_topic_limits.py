@@ -10,11 +10,11 @@ import pytest
 import pytest_asyncio
 import redis
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.server import QueueServer
 from appliance.auth import hash_token
 from appliance.config import Settings
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store, connect
 from tests.store.helpers import KEYS, snapshot
 

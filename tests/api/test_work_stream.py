@@ -13,9 +13,9 @@ import grpc
 import pytest
 import redis
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.keys import Keys
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 KEYS = Keys("atp")
 

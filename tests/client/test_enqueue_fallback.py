@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from appliance import AsyncClient, Client
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 
 class OlderServer(pb_grpc.DelayQueueServiceServicer):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import grpc
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 
 
 def calls(*pairs: tuple[int, str]) -> pb.EnqueueStreamRequest:

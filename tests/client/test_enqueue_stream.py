@@ -13,10 +13,10 @@ import grpc
 import pytest
 
 from appliance import AsyncClient, Client
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common
 from appliance.errors import AtpError, InvalidArgument, TooLarge
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from tests.conftest import ServerProcess
 
 BAD = [

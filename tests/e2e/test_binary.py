@@ -17,8 +17,8 @@ import grpc
 import pytest
 import yaml
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from tests.executors.webhook import Recorder
 from tests.redis_server import free_port
 from tests.waiting import wait_for

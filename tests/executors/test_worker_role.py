@@ -11,8 +11,8 @@ from pathlib import Path
 import grpc
 import yaml
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from tests.executors.webhook import Recorder
 from tests.waiting import wait_for
 

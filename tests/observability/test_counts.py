@@ -8,8 +8,8 @@ import asyncio
 from prometheus_client import REGISTRY
 
 from appliance import metrics
-from appliance.api._proto import queue_pb2 as pb
 from appliance.config import Settings
+from appliance.proto import queue_pb2 as pb
 from appliance.scheduler.definitions import Definition
 from appliance.scheduler.leader import Leader
 from appliance.scheduler.registry import Registry

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from tests.roles.test_appliance import Supervised, wait_for
 
 FAST = {"fast": {"executor": "python", "callable": "tests.roles.handlers:slow"}}

@@ -19,8 +19,8 @@ import grpc
 import pytest
 import redis
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from tests.redis_server import free_port
 from tests.roles.supervisor_harness import Supervisor, pid_alive
 from tests.waiting import wait_for

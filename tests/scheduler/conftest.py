@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest_asyncio
 
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.config import Settings
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.scheduler.registry import Registry
 from appliance.store import Store
 

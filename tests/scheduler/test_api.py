@@ -9,8 +9,8 @@ import grpc
 import pytest
 import redis
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.scheduler.definitions import from_config
 from appliance.scheduler.registry import Registry
 from appliance.store import Store

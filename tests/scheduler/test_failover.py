@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from appliance.api._proto import queue_pb2 as pb
+from appliance.proto import queue_pb2 as pb
 from tests.scheduler.helpers import read_lease
 from tests.store.helpers import now_ms
 

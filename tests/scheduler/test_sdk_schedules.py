@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.api._proto import queue_pb2 as pb
 from appliance.client import AsyncClient
 from appliance.errors import AlreadyExists, NotFound
+from appliance.proto import queue_pb2 as pb
 
 
 async def test_create_get_pause_resume_list_status_delete(server: object) -> None:

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.api.server import QueueServer
 from appliance.auth import STATE_FILE, TOKEN_FILE, hash_token
 from appliance.config import Settings
+from appliance.proto import queue_pb2 as pb
+from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store, connect
 from tests.redis_server import RedisServer
 

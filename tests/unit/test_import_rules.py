@@ -1,5 +1,5 @@
-"""Import rules (docs/ARCHITECTURE.md): only store imports redis; only api and client import grpc;
-the supervisor imports neither; stdlib-only foundations import nothing heavy."""
+"""Import rules (docs/ARCHITECTURE.md): only store imports redis; only api, client and proto
+import grpc; the supervisor imports neither; stdlib-only foundations import nothing heavy."""
 
 from __future__ import annotations
 
@@ -25,8 +25,12 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
+GENERATED = ("queue_pb2.py", "queue_pb2_grpc.py")  # appliance/proto/, by `just proto`
+
+
 def modules() -> list[Path]:
-    return [p for p in PACKAGE.rglob("*.py") if "_proto" not in p.parts]
+    """Every module of atp's own (the generated ones left out)."""
+    return [p for p in PACKAGE.rglob("*.py") if p.name not in GENERATED]
 
 
 def test_only_the_store_imports_redis() -> None:
@@ -39,7 +43,7 @@ def test_only_the_store_imports_redis() -> None:
 
 
 def test_only_api_and_client_import_grpc() -> None:
-    allowed = {"api", "client"}
+    allowed = {"api", "client", "proto"}  # proto: the generated stubs and the status table
     offenders = [
         p
         for p in modules()
@@ -104,3 +108,24 @@ def test_the_scheduler_imports_neither_api_nor_client() -> None:
     for path in modules():
         text = path.read_text()
         assert "client._channel" not in text and "client._metadata" not in text, path.name
+
+
+def test_the_generated_stubs_are_imported_below_the_api_only() -> None:
+    """The generated code (appliance/proto/queue_pb2*) is imported only by api/, client/ and
+    `atp schedule` (its flags build a pb.Schedule); nothing under client/, scheduler/ or
+    proto/ imports upward into api/; and no one imports the stubs from where they used to be."""
+    stub_users = {"api", "client", "proto"}
+    for path in modules():
+        parts = set(path.relative_to(PACKAGE).parts)
+        names = imports_of(path) | {
+            f"{node.module}.{a.name}"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module
+            for a in node.names
+        }
+        stubs = {n for n in names if n.startswith("appliance.proto.queue_pb2")}
+        if stubs and not stub_users & parts:
+            assert path.name == "schedule_commands.py", (path.name, stubs)
+        if parts & {"client", "scheduler", "proto"}:
+            assert not {n for n in names if n.startswith("appliance.api")}, path.name
+        assert not {n for n in names if "_proto" in n}, path.name

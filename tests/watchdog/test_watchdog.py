@@ -7,8 +7,8 @@ import statistics
 
 import redis
 
-from appliance.api._proto import queue_pb2 as pb
 from appliance.config import Settings
+from appliance.proto import queue_pb2 as pb
 from appliance.store import Store, connect
 from appliance.watchdog import Watchdog
 from tests.store.helpers import read_dlq

@@ -10,7 +10,7 @@ are milliseconds since the Unix epoch (…_ms); the seed's second-based fields
 stay as they were.
 """
 
-from appliance.api._proto import queue_pb2 as _queue_pb2
+from appliance.proto import queue_pb2 as _queue_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
 import abc as _abc_1

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from appliance.api._proto import queue_pb2 as appliance_dot_api_dot___proto_dot_queue__pb2
+from appliance.proto import queue_pb2 as appliance_dot_proto_dot_queue__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in appliance/api/_proto/queue_pb2_grpc.py depends on'
+        + ' but the generated code in appliance/proto/queue_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,78 +36,78 @@ class DelayQueueServiceStub:
         """
         self.Enqueue = channel.unary_unary(
                 '/api.queue.DelayQueueService/Enqueue',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.EnqueueRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.EnqueueResponse.FromString,
                 _registered_method=True)
         self.Retrieve = channel.unary_unary(
                 '/api.queue.DelayQueueService/Retrieve',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.RetrieveRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.RetrieveResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.RetrieveRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.RetrieveResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/api.queue.DelayQueueService/Delete',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.EnqueueBatch = channel.unary_unary(
                 '/api.queue.DelayQueueService/EnqueueBatch',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueBatchResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.EnqueueBatchResponse.FromString,
                 _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/api.queue.DelayQueueService/GetTask',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
         self.EnqueueStream = channel.stream_stream(
                 '/api.queue.DelayQueueService/EnqueueStream',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.EnqueueStreamRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.EnqueueStreamResponse.FromString,
                 _registered_method=True)
         self.Ack = channel.unary_unary(
                 '/api.queue.DelayQueueService/Ack',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.AckRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.AckResponse.FromString,
                 _registered_method=True)
         self.AckBatch = channel.unary_unary(
                 '/api.queue.DelayQueueService/AckBatch',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckBatchRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckBatchResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.AckBatchRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.AckBatchResponse.FromString,
                 _registered_method=True)
         self.Nack = channel.unary_unary(
                 '/api.queue.DelayQueueService/Nack',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.NackRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.NackResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.NackRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.NackResponse.FromString,
                 _registered_method=True)
         self.ExtendLease = channel.unary_unary(
                 '/api.queue.DelayQueueService/ExtendLease',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ExtendLeaseRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.ExtendLeaseResponse.FromString,
                 _registered_method=True)
         self.Work = channel.stream_stream(
                 '/api.queue.DelayQueueService/Work',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.WorkRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.WorkResponse.FromString,
                 _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/api.queue.DelayQueueService/ListDeadLetters',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListDeadLettersRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListDeadLettersResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.ListDeadLettersResponse.FromString,
                 _registered_method=True)
         self.RequeueDeadLetters = channel.unary_unary(
                 '/api.queue.DelayQueueService/RequeueDeadLetters',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.RequeueDeadLettersRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.RequeueDeadLettersResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.RequeueDeadLettersRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.RequeueDeadLettersResponse.FromString,
                 _registered_method=True)
         self.PurgeDeadLetters = channel.unary_unary(
                 '/api.queue.DelayQueueService/PurgeDeadLetters',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.PurgeDeadLettersRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.PurgeDeadLettersResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.PurgeDeadLettersRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.PurgeDeadLettersResponse.FromString,
                 _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/api.queue.DelayQueueService/GetStats',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetStatsRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetStatsResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
 
 
@@ -219,78 +219,78 @@ def add_DelayQueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Enqueue': grpc.unary_unary_rpc_method_handler(
                     servicer.Enqueue,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.EnqueueRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.EnqueueResponse.SerializeToString,
             ),
             'Retrieve': grpc.unary_unary_rpc_method_handler(
                     servicer.Retrieve,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.RetrieveRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.RetrieveResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.RetrieveRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.RetrieveResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.DeleteRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.DeleteResponse.SerializeToString,
             ),
             'EnqueueBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.EnqueueBatch,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueBatchRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueBatchResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.EnqueueBatchRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.EnqueueBatchResponse.SerializeToString,
             ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.GetTaskRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.GetTaskResponse.SerializeToString,
             ),
             'EnqueueStream': grpc.stream_stream_rpc_method_handler(
                     servicer.EnqueueStream,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.EnqueueStreamRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.EnqueueStreamResponse.SerializeToString,
             ),
             'Ack': grpc.unary_unary_rpc_method_handler(
                     servicer.Ack,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.AckRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.AckResponse.SerializeToString,
             ),
             'AckBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.AckBatch,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckBatchRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.AckBatchResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.AckBatchRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.AckBatchResponse.SerializeToString,
             ),
             'Nack': grpc.unary_unary_rpc_method_handler(
                     servicer.Nack,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.NackRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.NackResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.NackRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.NackResponse.SerializeToString,
             ),
             'ExtendLease': grpc.unary_unary_rpc_method_handler(
                     servicer.ExtendLease,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ExtendLeaseRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.ExtendLeaseResponse.SerializeToString,
             ),
             'Work': grpc.stream_stream_rpc_method_handler(
                     servicer.Work,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.WorkResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.WorkRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.WorkResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListDeadLettersRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListDeadLettersResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.ListDeadLettersResponse.SerializeToString,
             ),
             'RequeueDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.RequeueDeadLetters,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.RequeueDeadLettersRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.RequeueDeadLettersResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.RequeueDeadLettersRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.RequeueDeadLettersResponse.SerializeToString,
             ),
             'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.PurgeDeadLetters,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.PurgeDeadLettersRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.PurgeDeadLettersResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.PurgeDeadLettersRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.PurgeDeadLettersResponse.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetStatsRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetStatsResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.GetStatsRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,8 +318,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/Enqueue',
-            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.EnqueueRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.EnqueueResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -345,8 +345,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/Retrieve',
-            appliance_dot_api_dot___proto_dot_queue__pb2.RetrieveRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.RetrieveResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.RetrieveRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.RetrieveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -372,8 +372,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/Delete',
-            appliance_dot_api_dot___proto_dot_queue__pb2.DeleteRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.DeleteResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.DeleteRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -399,8 +399,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/EnqueueBatch',
-            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueBatchResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.EnqueueBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -426,8 +426,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/GetTask',
-            appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.GetTaskResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.GetTaskRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.GetTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -453,8 +453,8 @@ class DelayQueueService:
             request_iterator,
             target,
             '/api.queue.DelayQueueService/EnqueueStream',
-            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.EnqueueStreamResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.EnqueueStreamRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.EnqueueStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -480,8 +480,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/Ack',
-            appliance_dot_api_dot___proto_dot_queue__pb2.AckRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.AckResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.AckRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.AckResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -507,8 +507,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/AckBatch',
-            appliance_dot_api_dot___proto_dot_queue__pb2.AckBatchRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.AckBatchResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.AckBatchRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.AckBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -534,8 +534,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/Nack',
-            appliance_dot_api_dot___proto_dot_queue__pb2.NackRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.NackResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.NackRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.NackResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -561,8 +561,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/ExtendLease',
-            appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.ExtendLeaseResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.ExtendLeaseRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.ExtendLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -588,8 +588,8 @@ class DelayQueueService:
             request_iterator,
             target,
             '/api.queue.DelayQueueService/Work',
-            appliance_dot_api_dot___proto_dot_queue__pb2.WorkRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.WorkResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.WorkRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.WorkResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -615,8 +615,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/ListDeadLetters',
-            appliance_dot_api_dot___proto_dot_queue__pb2.ListDeadLettersRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.ListDeadLettersResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.ListDeadLettersRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.ListDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -642,8 +642,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/RequeueDeadLetters',
-            appliance_dot_api_dot___proto_dot_queue__pb2.RequeueDeadLettersRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.RequeueDeadLettersResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.RequeueDeadLettersRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.RequeueDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -669,8 +669,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/PurgeDeadLetters',
-            appliance_dot_api_dot___proto_dot_queue__pb2.PurgeDeadLettersRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.PurgeDeadLettersResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.PurgeDeadLettersRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.PurgeDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -696,8 +696,8 @@ class DelayQueueService:
             request,
             target,
             '/api.queue.DelayQueueService/GetStats',
-            appliance_dot_api_dot___proto_dot_queue__pb2.GetStatsRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.GetStatsResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.GetStatsRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -723,43 +723,43 @@ class ScheduleServiceStub:
         """
         self.CreateSchedule = channel.unary_unary(
                 '/api.queue.ScheduleService/CreateSchedule',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.CreateScheduleRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
                 _registered_method=True)
         self.UpdateSchedule = channel.unary_unary(
                 '/api.queue.ScheduleService/UpdateSchedule',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.UpdateScheduleRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
                 _registered_method=True)
         self.PauseSchedule = channel.unary_unary(
                 '/api.queue.ScheduleService/PauseSchedule',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
                 _registered_method=True)
         self.ResumeSchedule = channel.unary_unary(
                 '/api.queue.ScheduleService/ResumeSchedule',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
                 _registered_method=True)
         self.DeleteSchedule = channel.unary_unary(
                 '/api.queue.ScheduleService/DeleteSchedule',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteScheduleResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.DeleteScheduleResponse.FromString,
                 _registered_method=True)
         self.GetSchedule = channel.unary_unary(
                 '/api.queue.ScheduleService/GetSchedule',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
                 _registered_method=True)
         self.ListSchedules = channel.unary_unary(
                 '/api.queue.ScheduleService/ListSchedules',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesResponse.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.ListSchedulesResponse.FromString,
                 _registered_method=True)
         self.GetSchedulerStatus = channel.unary_unary(
                 '/api.queue.ScheduleService/GetSchedulerStatus',
-                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
-                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.SchedulerStatus.FromString,
+                request_serializer=appliance_dot_proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.SchedulerStatus.FromString,
                 _registered_method=True)
 
 
@@ -822,43 +822,43 @@ def add_ScheduleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSchedule,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.CreateScheduleRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.Schedule.SerializeToString,
             ),
             'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSchedule,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.UpdateScheduleRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.Schedule.SerializeToString,
             ),
             'PauseSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseSchedule,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.Schedule.SerializeToString,
             ),
             'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeSchedule,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.Schedule.SerializeToString,
             ),
             'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSchedule,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.DeleteScheduleResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.DeleteScheduleResponse.SerializeToString,
             ),
             'GetSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSchedule,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.Schedule.SerializeToString,
             ),
             'ListSchedules': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSchedules,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesResponse.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.ListSchedulesResponse.SerializeToString,
             ),
             'GetSchedulerStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSchedulerStatus,
-                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.GetSchedulerStatusRequest.FromString,
-                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.SchedulerStatus.SerializeToString,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.GetSchedulerStatusRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.SchedulerStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -889,8 +889,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/CreateSchedule',
-            appliance_dot_api_dot___proto_dot_queue__pb2.CreateScheduleRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            appliance_dot_proto_dot_queue__pb2.CreateScheduleRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,
@@ -916,8 +916,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/UpdateSchedule',
-            appliance_dot_api_dot___proto_dot_queue__pb2.UpdateScheduleRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            appliance_dot_proto_dot_queue__pb2.UpdateScheduleRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,
@@ -943,8 +943,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/PauseSchedule',
-            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,
@@ -970,8 +970,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/ResumeSchedule',
-            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,
@@ -997,8 +997,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/DeleteSchedule',
-            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.DeleteScheduleResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.DeleteScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1024,8 +1024,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/GetSchedule',
-            appliance_dot_api_dot___proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.Schedule.FromString,
+            appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1051,8 +1051,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/ListSchedules',
-            appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.ListSchedulesResponse.FromString,
+            appliance_dot_proto_dot_queue__pb2.ListSchedulesRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.ListSchedulesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1078,8 +1078,8 @@ class ScheduleService:
             request,
             target,
             '/api.queue.ScheduleService/GetSchedulerStatus',
-            appliance_dot_api_dot___proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
-            appliance_dot_api_dot___proto_dot_queue__pb2.SchedulerStatus.FromString,
+            appliance_dot_proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.SchedulerStatus.FromString,
             options,
             channel_credentials,
             insecure,
