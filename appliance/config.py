@@ -18,6 +18,7 @@ from appliance import times
 from appliance.errors import ConfigError
 
 MiB = 1024 * 1024
+ROLES = ("server", "scheduler", "watchdog", "worker")  # the processes atp runs (--role)
 GRPC_DEFAULT_RECEIVE_BYTES = 4 * MiB  # what gRPC clients accept unless told otherwise
 TASK_FIELDS_MAX_BYTES = 64 * 1024  # a leased Task's encoding besides its payload, at most
 
@@ -78,6 +79,7 @@ class Settings:
     max_long_polls: int = 1000  # waiting Retrieve calls per server process, fair per token
     max_topics: int = 10_000  # known topics; Enqueue to a new one beyond: RESOURCE_EXHAUSTED
     max_topics_per_token: int = 1_000  # per producer token (admin, or no tokens: max_topics only)
+    max_work_streams: int = 1000  # open Work streams per server process, shared fairly by token
     metrics_max_topics: int = 100  # topics with labels of their own in /metrics (rest: _other)
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
     # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
@@ -109,6 +111,7 @@ class Settings:
             "unauthenticated_burst",
             "max_long_polls",
             "metrics_max_topics",
+            "max_work_streams",
             "max_topics",
             "max_topics_per_token",
         )
@@ -223,6 +226,8 @@ HELP = {
     "unauthenticated_burst": "Refused calls a peer host may make at once above that rate.",
     "max_long_polls": "Retrieve calls that may wait at once in one server process, shared "
     "fairly between tokens.",
+    "max_work_streams": "Work streams that may be open at once in one server process, shared "
+    "fairly between tokens (a newcomer's stream ends the oldest of the token holding most).",
     "max_topics": "Topics the appliance knows at most; Enqueue to a new one beyond is refused "
     "(RESOURCE_EXHAUSTED). Empty topics are forgotten after retention_ms.",
     "max_topics_per_token": "Topics one producer token may make at most (admin tokens, and "

@@ -22,9 +22,15 @@ from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal, topic_owner
 from appliance.api.shares import Shares
 from appliance.api.status import status_of
-from appliance.api.work_stream import WorkStream, count_delivered, open_stream, reply_budget
+from appliance.api.work_stream import (
+    End,
+    WorkStream,
+    count_delivered,
+    open_stream,
+    reply_budget,
+)
 from appliance.config import Settings
-from appliance.errors import AtpError, InvalidArgument, PermissionDenied
+from appliance.errors import AtpError, InvalidArgument, PermissionDenied, RateLimited
 from appliance.keys import topic_of_token
 from appliance.store import Store
 from appliance.store.longpoll import claim_within
@@ -56,6 +62,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.wakeups = wakeups
         self.settings = settings
         self.shares = Shares(settings.max_long_polls)  # fair long-poll slots per token
+        self.stream_shares = Shares(settings.max_work_streams, "worker streams", "max_work_streams")
         self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
         self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
         self.enqueue_stream = EnqueueStreamHandler(store, settings)
@@ -165,12 +172,24 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     ) -> AsyncIterator[pb.WorkResponse]:
         """The worker stream (api/work_stream.py). What it still holds when it ends is settled
         in a task of its own, so a cancelled call (the worker vanished) still releases it."""
-        subscription = await open_stream(request_iterator, context, self.settings)
+        try:  # a fair share per token (api/shares.py); a slot taken back ends the stream
+            slot = self.stream_shares.acquire(current_principal().name)
+        except RateLimited as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        try:
+            subscription = await open_stream(request_iterator, context, self.settings)
+        except BaseException:
+            self.stream_shares.release(slot)
+            raise
         stream = WorkStream(self.store, self.wakeups, self.settings, subscription, self.stopping)
+        slot.on_evict = functools.partial(stream.close, End.SERVER_STOP)  # the worker reconnects
+        if slot.evicted:
+            slot.evict()
         try:
             async for message in stream.serve(request_iterator):
                 yield message
         finally:
+            self.stream_shares.release(slot)
             ending = asyncio.create_task(stream.settle_held(), name="atp-work-end")
             self._afterwards.add(ending)
             ending.add_done_callback(self._afterwards.discard)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -43,7 +44,7 @@ def test_shares_converge_to_fair_and_refuse_beyond() -> None:
 
 @pytest_asyncio.fixture
 async def capped(settings: Settings) -> AsyncIterator[QueueServer]:
-    s = settings.replace(tokens=ENTRIES, max_long_polls=4)
+    s = settings.replace(tokens=ENTRIES, max_long_polls=4, max_work_streams=2)
     store = Store(connect(s), s)
     server = QueueServer(s, store)
     await server.start()
@@ -72,3 +73,36 @@ async def test_a_token_holding_every_long_poll_does_not_starve_another(
         done, _ = await asyncio.wait(hog, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
         assert len(done) == 1 and next(iter(done)).result() < 1.0  # the oldest answered early
         await asyncio.gather(*hog)
+
+
+async def open_work(stub: pb_grpc.DelayQueueServiceStub, metadata: object) -> Any:
+    """A Work stream subscribed to topic q, once welcomed."""
+    call = stub.Work(metadata=metadata)
+    subscribe = pb.WorkSubscribe(topics=[pb.WorkTopic(topic="q")], credits=1)
+    await call.write(pb.WorkRequest(subscribe=subscribe))
+    assert (await call.read()).HasField("welcome")
+    return call
+
+
+async def ended(call: Any) -> grpc.StatusCode:
+    while await asyncio.wait_for(call.read(), 5) is not grpc.aio.EOF:
+        pass  # heartbeats
+    return await call.code()  # type: ignore[no-any-return]
+
+
+async def test_a_token_holding_every_work_stream_does_not_starve_another(
+    capped: QueueServer,
+) -> None:
+    async with grpc.aio.insecure_channel(capped.address) as channel:
+        stub = pb_grpc.DelayQueueServiceStub(channel)
+        oldest = await open_work(stub, HOG)
+        kept = await open_work(stub, HOG)
+        newcomer = await open_work(stub, SMALL)  # welcomed: it took a slot back from the hog
+        assert await ended(oldest) == grpc.StatusCode.OK  # the hog's oldest stream was ended
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await open_work(stub, SMALL)  # one each now: that is fair
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_work_streams" in (err.value.details() or "")
+        assert capped.servicer.stream_shares.used == 2
+        for call in (kept, newcomer):
+            call.cancel()
