@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROLES = ("producer", "worker", "admin")
+TOKEN_ROLES = ("producer", "worker", "admin")  # what a token may do (the processes: config.ROLES)
 PRODUCER_METHODS = frozenset({"Enqueue", "EnqueueBatch", "EnqueueStream", "GetTask", "Delete"})
 WORKER_METHODS = frozenset({"Retrieve", "Ack", "AckBatch", "Nack", "ExtendLease", "Work"})
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})  # never needs a token
@@ -106,8 +106,8 @@ def _entry(index: int, item: Any) -> _Entry:
     except ValueError as exc:
         raise ConfigError(f"{where}.hash: not hexadecimal") from exc
     role = item.get("role")
-    if role not in ROLES:
-        raise ConfigError(f"{where}.role: one of {', '.join(ROLES)}, got {role!r}")
+    if role not in TOKEN_ROLES:
+        raise ConfigError(f"{where}.role: one of {', '.join(TOKEN_ROLES)}, got {role!r}")
     topics = item.get("topics")
     if topics is not None and (
         not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)

@@ -14,8 +14,9 @@ from typing import Any
 
 from appliance import auth, config, logs, times
 from appliance.commands import SUMMARIES
-from appliance.errors import ConfigError
-from appliance.roles import BODIES, EXIT_CONFIG, ROLES, run_role
+from appliance.config import ROLES
+from appliance.errors import EXIT_CONFIG, ConfigError
+from appliance.roles import BODIES, run_role
 
 
 def role_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ Owns argument parsing, output (human-readable, or one JSON object with `--json`)
 command that talks to the server takes --addr, --config, --token, --timeout and --json; address,
 token and client TLS come from `appliance.config.load()` (file < ATP_* env < those flags).
 Durations and times are read and printed by appliance.times. Must not import grpc, redis or the
-store at module level (the schedule verbs come from appliance/scheduler/cli.py when parsing).
+store at module level (the schedule verbs come from appliance/schedule_commands.py when parsing).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance import config, times
 from appliance.auth import local_token
-from appliance.errors import AtpError, ConfigError, Unavailable
+from appliance.errors import EXIT_CONFIG, AtpError, ConfigError, Unavailable
 from appliance.model import Task
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
-EXIT_CONFIG = 78  # EX_CONFIG
 DEFAULT_TIMEOUT_MS = 10_000
 
 SUMMARIES = {
@@ -144,7 +143,7 @@ def parser(schedule_verbs: bool = True) -> argparse.ArgumentParser:
     stats.set_defaults(run=cmd_stats)
     schedule = command("schedule")
     if schedule_verbs:
-        from appliance.scheduler.cli import add_verbs
+        from appliance.schedule_commands import add_verbs
 
         add_verbs(schedule, common)
     _token_commands(command("token"))
@@ -236,7 +235,7 @@ def _token_commands(token: argparse.ArgumentParser) -> None:
     new = verbs.add_parser("new", help=what, description=what)
     new.add_argument(
         "--role",
-        choices=auth.ROLES,
+        choices=auth.TOKEN_ROLES,
         default="producer",
         help="What the token may do (default producer).",
     )

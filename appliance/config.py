@@ -18,6 +18,7 @@ from appliance import times
 from appliance.errors import ConfigError
 
 MiB = 1024 * 1024
+ROLES = ("server", "scheduler", "watchdog", "worker")  # the processes atp runs (--role)
 GRPC_DEFAULT_RECEIVE_BYTES = 4 * MiB  # what gRPC clients accept unless told otherwise
 TASK_FIELDS_MAX_BYTES = 64 * 1024  # a leased Task's encoding besides its payload, at most
 

@@ -55,6 +55,11 @@ class ConfigError(AtpError):
     """The configuration is invalid; the message names the key."""
 
 
+EXIT_CONFIG = 78
+"""EX_CONFIG, the exit code of "bad config" (a ConfigError) from every atp process and
+command: the supervisor halts instead of restarting a child that exits with it."""
+
+
 class RetryTask(Exception):
     """Raised by a handler: fail this attempt and retry after `after_ms` (or the backoff)."""
 

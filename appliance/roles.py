@@ -22,12 +22,10 @@ from typing import Any
 
 from appliance import tracing
 from appliance.config import Settings
-from appliance.errors import ConfigError
+from appliance.errors import EXIT_CONFIG, ConfigError
 
 log = logging.getLogger(__name__)
-ROLES = ("server", "scheduler", "watchdog", "worker")
 RoleBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
-EXIT_CONFIG = 78  # the supervisor halts instead of restarting a child that exits with this
 WORKER_DRAIN_SHARE = 0.8  # workers finish draining before the supervisor's deadline (SIGKILL)
 STORE_ROLES = frozenset({"server", "scheduler", "watchdog"})  # they talk to Redis themselves
 WAIT_CAP_S = 30.0  # the longest pause between two tries while waiting for Redis or the API

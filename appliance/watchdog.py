@@ -68,9 +68,9 @@ class Watchdog:
                 await asyncio.wait_for(self.wakeups.subscribed.wait(), SUBSCRIBE_WAIT_S)
             while not self._stop.is_set():
                 woken.clear()
-                await wait_any(await self.tick(), woken, self._stop)
+                await wait_any(await self.run_once(), woken, self._stop)
 
-    async def tick(self) -> float:
+    async def run_once(self) -> float:
         """Recover every expired lease once; return seconds until there is more to do."""
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -44,7 +44,7 @@ ATP_W1_EXTRA = {
     "atp-c1000-noop": ("--worker-mode=sdk", "--concurrency=1000", "--handler=noop"),
     "atp-grpc": ("--worker-mode=grpc", "--handler=noop"),
 }
-PARTS = ("w1", "enqueue", "w2", "w3", "w4", "w5", "w6", "api", "profile")
+PARTS = ("w1", "enqueue", "w2", "w3", "w4", "w5", "w6", "api", "fsync", "profile")
 
 
 def step(argv: Sequence[str], label: str) -> dict[str, Any]:
@@ -163,7 +163,14 @@ def w3_w4(bench: Bench, results: dict[str, Any]) -> None:
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args)
-    results: dict[str, Any] = {"runs": [], "w3": {}, "w4": {}, "w5": None, "profile": None}
+    results: dict[str, Any] = {
+        "runs": [],
+        "w3": {},
+        "w4": {},
+        "w5": None,
+        "fsync": None,
+        "profile": None,
+    }
     results["parts"] = [p for p in PARTS if bench.wants(p)]
     results["systems"] = bench.systems(w3=True)
     results["short"] = bool(args.short)
@@ -174,6 +181,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     if bench.wants("w5") and "atp" in bench.systems():
         extra = ["--w5-backlog=20000", "--w5-runs=1"] if args.short else []
         results["w5"] = step(bench.atp("w5", *extra), "W5 atp (1,000,000 pending)")
+    if bench.wants("fsync") and "atp" in bench.systems():
+        tasks = ["--tasks=300"] if args.short else []
+        fsync = [sys.executable, str(HERE / "fsync_cost.py"), *tasks]
+        results["fsync"] = step(fsync, "fsync cost atp (--redis-fsync always vs everysec)")
     if bench.wants("profile") and args.py_spy:
         seconds = ["--seconds=2"] if args.short else []
         profile = [sys.executable, str(HERE / "profiling.py"), f"--py-spy={args.py_spy}", *seconds]

@@ -15,6 +15,7 @@ from sections import (
     NAN,
     api_section,
     enqueue_section,
+    fsync_section,
     get,
     med,
     ms,
@@ -456,6 +457,7 @@ def render(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> s
         api_section(runs),
         w4_section(results.get("w4") or {}),
         w5_section(results.get("w5")),
+        fsync_section(results.get("fsync")),
     ):
         if section:
             lines += [*section, ""]

@@ -484,3 +484,25 @@ def profile_section(profile: dict[str, Any] | None) -> list[str]:
         )
         lines += [""]
     return lines
+
+
+def fsync_section(fsync: dict[str, Any] | None) -> list[str]:
+    """What `--redis-fsync always` costs against the default `everysec` (issue 13 item 8)."""
+    if not fsync:
+        return []
+    lines = ["## Durability: `--redis-fsync always` vs `everysec`", ""]
+    if "error" in fsync:
+        return [*lines, f"Not measured: {fsync['error']}"]
+    every, always = get(fsync, "everysec"), get(fsync, "always")
+    return [
+        *lines,
+        "Unary Enqueue calls per second into `atp --role=all` (embedded Redis, AOF), 32 callers "
+        "in flight, one run each (loadtest/fsync_cost.py). `always` fsyncs the AOF before "
+        "every reply; `everysec` once a second, so an OS or power crash may lose up to about 1 s "
+        "of acknowledged writes (a process kill loses nothing; docs/OPERATIONS.md).",
+        "",
+        *table(
+            ["--redis-fsync", "Enqueue/s", "vs everysec"],
+            [["everysec", rate(every), "1.00x"], ["always", rate(always), ratio(always, every)]],
+        ),
+    ]

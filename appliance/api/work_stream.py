@@ -106,8 +106,8 @@ class Subscription:
 
 
 class WorkStream:
-    """One worker's stream: its window, the leases it holds, and the three loops that serve it
-    (push due tasks, answer settles, renew leases)."""
+    """One worker's stream: its window, the leases it holds, and the loops that serve it (read
+    the worker's messages, push due tasks, answer settles, renew leases, end on server stop)."""
 
     def __init__(
         self,
@@ -141,7 +141,8 @@ class WorkStream:
     async def serve(
         self, requests: AsyncIterator[pb.WorkRequest]
     ) -> AsyncIterator[pb.WorkResponse]:
-        """Yield what goes to the worker until the stream ends; then settle what it held."""
+        """Yield what goes to the worker until the stream ends (then the caller runs
+        settle_held(), in a task of its own)."""
         now = await self.store.now_ms()
         yield pb.WorkResponse(
             welcome=pb.WorkWelcome(

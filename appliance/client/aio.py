@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import grpc
 
 from appliance import tracing
+from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
@@ -49,6 +50,7 @@ class AsyncClient:
         self._options = [*common.CHANNEL_OPTIONS, *options]
         self._channel: Any = None
         self._stub: Any = None
+        self._schedule_stub: Any = None
         self._enqueuer: StreamEnqueuer | None = None
         self._streaming = True  # False once the server turned out to predate EnqueueStream
 
@@ -60,10 +62,13 @@ class AsyncClient:
                 else grpc.aio.insecure_channel(self.address, self._options)
             )
             self._stub = pb_grpc.DelayQueueServiceStub(self._channel)
+            self._schedule_stub = pb_grpc.ScheduleServiceStub(self._channel)
         return self._stub
 
     async def _run(self, call: common.Call[T]) -> T:
-        method = getattr(self._open(), call.rpc)
+        queue = self._open()
+        stub = queue if call.service == "queue" else self._schedule_stub
+        method = getattr(stub, call.rpc)
         try:
             reply = await method(
                 call.request,
@@ -88,6 +93,7 @@ class AsyncClient:
         if enqueuer is not None:
             await enqueuer.close()
         channel, self._channel, self._stub = self._channel, None, None
+        self._schedule_stub = None
         if channel is not None:
             await channel.close()
 
@@ -214,3 +220,32 @@ class AsyncClient:
         """No topics means every known topic, a page at a time (page_size 0: up to 1000);
         pass the result's next_page_token as page_token for the next page."""
         return await self._run(common.stats(topics, page_size, page_token))
+
+    # -- schedules (ScheduleService) -----------------------------------------------------
+
+    async def create_schedule(self, schedule: pb.Schedule) -> pb.Schedule:
+        """AlreadyExists when the id is taken."""
+        return await self._run(common.create_schedule(schedule))
+
+    async def update_schedule(self, schedule: pb.Schedule) -> pb.Schedule:
+        """Replace a schedule made over the API (WrongState for one from the config file)."""
+        return await self._run(common.update_schedule(schedule))
+
+    async def get_schedule(self, schedule_id: str) -> pb.Schedule:
+        return await self._run(common.schedule_by_id("GetSchedule", schedule_id))
+
+    async def pause_schedule(self, schedule_id: str) -> pb.Schedule:
+        return await self._run(common.schedule_by_id("PauseSchedule", schedule_id))
+
+    async def resume_schedule(self, schedule_id: str) -> pb.Schedule:
+        return await self._run(common.schedule_by_id("ResumeSchedule", schedule_id))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._run(common.delete_schedule(schedule_id))
+
+    async def list_schedules(self, topic: str = "") -> list[pb.Schedule]:
+        return await self._run(common.list_schedules(topic))
+
+    async def scheduler_status(self) -> pb.SchedulerStatus:
+        """Which scheduler leads, its lease, and the ticks fired."""
+        return await self._run(common.scheduler_status())

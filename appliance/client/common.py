@@ -122,6 +122,7 @@ class Call(Generic[T]):
     request: Any
     decode: Callable[[Any], T]
     extra_timeout_s: float = 0.0  # a long poll may legitimately take this much longer
+    service: str = "queue"  # or SCHEDULES: the ScheduleService
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -414,3 +415,40 @@ def stats(topics: Iterable[str], page_size: int = 0, page_token: str = "") -> Ca
 
     req = pb.GetStatsRequest(topics=list(topics), page_size=page_size, page_token=page_token)
     return Call("GetStats", req, decode)
+
+
+# -- schedules (ScheduleService; a schedule travels as the generated pb.Schedule) -------------
+
+SCHEDULES = "schedules"
+
+
+def _schedule_call(rpc: str, request: Any) -> Call[Any]:
+    """A call whose reply is the result as it is (a pb.Schedule, pb.SchedulerStatus)."""
+    return Call(rpc, request, lambda r: r, service=SCHEDULES)
+
+
+def create_schedule(schedule: pb.Schedule) -> Call[pb.Schedule]:
+    return _schedule_call("CreateSchedule", pb.CreateScheduleRequest(schedule=schedule))
+
+
+def update_schedule(schedule: pb.Schedule) -> Call[pb.Schedule]:
+    return _schedule_call("UpdateSchedule", pb.UpdateScheduleRequest(schedule=schedule))
+
+
+def schedule_by_id(rpc: str, schedule_id: str) -> Call[pb.Schedule]:
+    """GetSchedule, PauseSchedule or ResumeSchedule."""
+    return _schedule_call(rpc, pb.ScheduleIdRequest(id=schedule_id))
+
+
+def delete_schedule(schedule_id: str) -> Call[None]:
+    req = pb.ScheduleIdRequest(id=schedule_id)
+    return Call("DeleteSchedule", req, lambda r: None, service=SCHEDULES)
+
+
+def list_schedules(topic: str = "") -> Call[list[pb.Schedule]]:
+    req = pb.ListSchedulesRequest(topic=topic)
+    return Call("ListSchedules", req, lambda r: list(r.schedules), service=SCHEDULES)
+
+
+def scheduler_status() -> Call[pb.SchedulerStatus]:
+    return _schedule_call("GetSchedulerStatus", pb.GetSchedulerStatusRequest())

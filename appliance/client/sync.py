@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 
 from appliance import tracing
+from appliance.api._proto import queue_pb2 as pb
 from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
@@ -51,13 +52,17 @@ class Client:
             else grpc.insecure_channel(address, opts)
         )
         self._stub = pb_grpc.DelayQueueServiceStub(self._channel)
+        self._stubs = {
+            "queue": self._stub,
+            common.SCHEDULES: pb_grpc.ScheduleServiceStub(self._channel),
+        }
         self._options = opts
         self._enqueuer: BackgroundEnqueuer | None = None
         self._enqueuer_lock = threading.Lock()
         self._streaming = True  # False once the server turned out to predate EnqueueStream
 
     def _run(self, call: common.Call[T]) -> T:
-        method = getattr(self._stub, call.rpc)
+        method = getattr(self._stubs[call.service], call.rpc)
         try:
             reply = method(
                 call.request,
@@ -199,3 +204,32 @@ class Client:
         """No topics means every known topic, a page at a time (page_size 0: up to 1000);
         pass the result's next_page_token as page_token for the next page."""
         return self._run(common.stats(topics, page_size, page_token))
+
+    # -- schedules (ScheduleService) -----------------------------------------------------
+
+    def create_schedule(self, schedule: pb.Schedule) -> pb.Schedule:
+        """AlreadyExists when the id is taken."""
+        return self._run(common.create_schedule(schedule))
+
+    def update_schedule(self, schedule: pb.Schedule) -> pb.Schedule:
+        """Replace a schedule made over the API (WrongState for one from the config file)."""
+        return self._run(common.update_schedule(schedule))
+
+    def get_schedule(self, schedule_id: str) -> pb.Schedule:
+        return self._run(common.schedule_by_id("GetSchedule", schedule_id))
+
+    def pause_schedule(self, schedule_id: str) -> pb.Schedule:
+        return self._run(common.schedule_by_id("PauseSchedule", schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> pb.Schedule:
+        return self._run(common.schedule_by_id("ResumeSchedule", schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._run(common.delete_schedule(schedule_id))
+
+    def list_schedules(self, topic: str = "") -> list[pb.Schedule]:
+        return self._run(common.list_schedules(topic))
+
+    def scheduler_status(self) -> pb.SchedulerStatus:
+        """Which scheduler leads, its lease, and the ticks fired."""
+        return self._run(common.scheduler_status())

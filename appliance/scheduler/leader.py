@@ -38,7 +38,7 @@ def holder_id() -> str:
 
 
 class Leader:
-    """The lease loop: `run()` until `stop()`, one `tick()` per acquire/renew attempt.
+    """The lease loop: `run()` until `stop()`, one `run_once()` per acquire/renew attempt.
     `token()` is the fencing token while the lease is surely held, else None."""
 
     def __init__(
@@ -87,13 +87,13 @@ class Leader:
     async def run(self) -> None:
         try:
             while not self._stop.is_set():
-                pause = await self.tick()
+                pause = await self.run_once()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), pause)
         finally:
             await self.release()
 
-    async def tick(self) -> float:
+    async def run_once(self) -> float:
         """One acquire or renew; returns seconds until the next one."""
         try:
             if self.token() is not None:

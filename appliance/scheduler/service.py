@@ -67,7 +67,7 @@ def plan(d: Definition, next_ms: int, now_ms: int, grace_ms: int) -> Step:
 
 
 class Scheduler:
-    """The scheduler loop: `run()` until `stop()`, one `tick()` per pass."""
+    """The scheduler loop: `run()` until `stop()`, one `run_once()` per pass."""
 
     def __init__(
         self,
@@ -95,9 +95,9 @@ class Scheduler:
             while not self._stop.is_set():
                 woken.clear()
                 self.leader.changed.clear()
-                await wait_any(await self.tick(), woken, self.leader.changed, self._stop)
+                await wait_any(await self.run_once(), woken, self.leader.changed, self._stop)
 
-    async def tick(self) -> float:
+    async def run_once(self) -> float:
         """One pass; returns seconds until the next one is needed."""
         try:
             if not self._reconciled:

@@ -94,7 +94,7 @@ class Recovery:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadTask:
     task: Task
     dead_at_ms: int
 
@@ -178,14 +178,14 @@ class Store:
         forever: a topic forgotten meanwhile must be known again)."""
         now = time.monotonic()
         known = self._known_topics
-        fresh = [t for t in topics if now - known.get(t, -math.inf) >= KNOWN_FOR_S]
-        if not fresh:
+        unchecked = [t for t in topics if now - known.get(t, -math.inf) >= KNOWN_FOR_S]
+        if not unchecked:
             return
         s, k = self.settings, self.keys
         reply = await self.run(
             "topic_add",
             [k.topics, k.topic_owner, k.topic_owned],
-            [owner, s.max_topics, s.max_topics_per_token, *fresh],
+            [owner, s.max_topics, s.max_topics_per_token, *unchecked],
         )
         why, topic = refusal("topic_add", reply), codec.text(reply[1])
         if why is Refusal.OVER_MAX_TOPICS:
@@ -200,7 +200,7 @@ class Store:
                 f"topic {topic!r} is new and token {owner!r} has made "
                 f"max_topics_per_token ({s.max_topics_per_token}) topics already",
             )
-        for t in fresh:
+        for t in unchecked:
             self._known_topics[t] = now
 
     def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
@@ -492,7 +492,7 @@ class Store:
 
     async def list_dead(
         self, topic: str, limit: int, cursor: str = ""
-    ) -> tuple[list[DeadLetter], str]:
+    ) -> tuple[list[DeadTask], str]:
         """Oldest first. The cursor is '<dead at ms>:<id>' of the last letter returned."""
         tk = self.keys.topic(topic)
         start = 0
@@ -512,7 +512,7 @@ class Store:
             "list_dead", *(("hgetall", tk.task(codec.text(i))) for i, _ in entries)
         )
         letters = [
-            DeadLetter(codec.task_from_hash(codec.text(i), topic, fields), int(score))
+            DeadTask(codec.task_from_hash(codec.text(i), topic, fields), int(score))
             for (i, score), fields in zip(entries, records, strict=True)
             if fields
         ]
@@ -676,4 +676,4 @@ async def _retry_connection_errors(call: Callable[[], Awaitable[T]], op: str) ->
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["CALL_DEADLINE", "Claim", "DeadLetter", "Recovery", "Store", "TaskState", "connect"]
+__all__ = ["CALL_DEADLINE", "Claim", "DeadTask", "Recovery", "Store", "TaskState", "connect"]

@@ -23,11 +23,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
-from appliance.config import Settings
+from appliance.config import ROLES, Settings
+from appliance.errors import EXIT_CONFIG
 from appliance.supervisor import embedded_redis, exposition, lifeline, ports
 from appliance.supervisor.http import StatusServer, add_route
 from appliance.supervisor.process import (
-    EXIT_CONFIG,
     ChildInfo,
     ChildSpec,
     Process,
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 S = ProcessState
 
 EXIT_OK, EXIT_FAILED = 0, 1  # and EXIT_CONFIG (78): a child or the setup reported bad config
-ROLES = ("server", "scheduler", "watchdog", "worker")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # what the store uses when redis_url is empty
 KILL_WAIT_S = 5.0  # after SIGKILL, how long to wait for the reaper before giving up
 MAX_SLEEP_S = 1.0
@@ -191,7 +190,8 @@ def accepts(address: tuple[str, int]) -> bool:
 
 
 class Arbiter:
-    """The supervision loop: `run()` loops `tick()` until the drain is over; `stop()` starts it."""
+    """The supervision loop: `run()` loops `run_once()` until the drain is over; `stop()`
+    starts the drain."""
 
     def __init__(
         self,
@@ -203,7 +203,7 @@ class Arbiter:
     ) -> None:
         self.settings = settings
         self.lock = lock  # the data dir lock: records who runs
-        self.workers = children  # every atp child; started once Redis answers
+        self.atp_children = children  # every atp child; started once Redis answers
         self.redis = redis
         self.redis_url = redis_url
         self.processes = ([redis] if redis else []) + children
@@ -229,11 +229,11 @@ class Arbiter:
             self._supervise(time.monotonic())
             self._record()
             while not self.done:
-                self.tick()
+                self.run_once()
         log.info("supervisor exits with %d", self.exit_code)
         return self.exit_code
 
-    def tick(self) -> None:
+    def run_once(self) -> None:
         """One pass: sleep until something is due, dispatch queued signals, reap, move states."""
         self._sleep(self._timeout(time.monotonic()))
         while self._signals:
@@ -257,8 +257,8 @@ class Arbiter:
             return
         log.info("stopping (%s): draining for up to %d ms", reason, self.settings.drain_timeout_ms)
         self.exit_code = exit_code
-        workers = [p for p in self.workers if p.spec.role == "worker"]
-        others = [p for p in self.workers if p.spec.role != "worker"]
+        workers = [p for p in self.atp_children if p.spec.role == "worker"]
+        others = [p for p in self.atp_children if p.spec.role != "worker"]
         stages = [workers, others, [self.redis] if self.redis else []]
         self._drain = Drain(stages, self.settings.drain_timeout_ms / 1000, time.monotonic())
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 
+from appliance.errors import EXIT_CONFIG
 from appliance.supervisor import lifeline
 from appliance.supervisor.states import (
     SIGNALLABLE_STATES,
@@ -28,7 +29,6 @@ from appliance.supervisor.states import (
 log = logging.getLogger(__name__)
 S = ProcessState
 
-EXIT_CONFIG = 78  # EX_CONFIG, reserved: "bad config", restarting cannot help -> FATAL at once
 EXIT_SPAWN_FAILED = 127  # what a shell reports when a command cannot be run
 # Signals that must not stay ignored in a child (Python ignores SIGPIPE and SIGXFSZ; a parent
 # started under nohup or `&` may ignore SIGHUP or SIGINT). Caught ones reset on exec anyway.

@@ -309,3 +309,10 @@ def test_bench_selectors_name_parts_and_systems() -> None:
     assert chosen.systems() == ["atp", "bullmq"]  # RQ and SAQ are measured in W3 alone
     assert chosen.systems(w3=True) == ["atp", "bullmq", "rq"]
     assert chosen.atp("w1")[-1] == "--short" and chosen.wants("w3") and not chosen.wants("w1")
+
+
+def test_the_fsync_cost_is_rendered_from_its_figures() -> None:
+    doc = report.render({"runs": [], "fsync": {"everysec": 2000.0, "always": 1500.0}})
+    assert "## Durability: `--redis-fsync always` vs `everysec`" in doc
+    assert "| always | 1,500 | 0.8x |" in doc
+    assert "Durability" not in report.render({"runs": []})

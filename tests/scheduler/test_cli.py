@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from appliance.scheduler.cli import EXIT_REFUSED, EXIT_USAGE, run_schedule_command
+from appliance.schedule_commands import EXIT_REFUSED, EXIT_USAGE, run_schedule_command
 
 
 def atp_schedule(server: Any, *argv: str) -> tuple[int, str]:

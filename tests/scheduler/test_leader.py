@@ -37,7 +37,7 @@ async def test_one_leader_renews_and_hands_over_on_stop(
 
 async def test_a_dead_leader_is_replaced_within_the_ttl(store: Store) -> None:
     a = Leader(ScheduleStore(store), 600, holder="a")
-    await a.tick()  # a leads, then never renews (as if killed)
+    await a.run_once()  # a leads, then never renews (as if killed)
     b = Leader(ScheduleStore(store), 600, holder="b")
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -54,14 +54,14 @@ async def test_a_stalled_leader_steps_down_on_its_own_clock(
 ) -> None:
     now = [100.0]
     a = Leader(ScheduleStore(store), 5000, holder="a", clock=lambda: now[0])
-    await a.tick()
+    await a.run_once()
     assert a.token() == 1
     now[0] += 4.6  # e.g. SIGSTOPped: past TTL - margin (4.5 s); Redis still has the lease
     with caplog.at_level(logging.WARNING):
         assert a.token() is None
     assert "stepped down" in caplog.text
     assert redis_client.pttl(KEYS.lease) > 0  # it stopped trusting the lease first
-    await a.tick()  # asks again: its own lease (a lost reply looks the same) comes back
+    await a.run_once()  # asks again: its own lease (a lost reply looks the same) comes back
     assert a.token() == 1
 
 
@@ -69,12 +69,12 @@ async def test_a_leader_whose_lease_was_taken_over_steps_down(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = Leader(ScheduleStore(store), 300, holder="a", clock=lambda: 0.0)
-    await a.tick()
+    await a.run_once()
     await asyncio.sleep(0.35)
     b = Leader(ScheduleStore(store), 5000, holder="b")
-    await b.tick()
+    await b.run_once()
     with caplog.at_level(logging.INFO):
-        await a.tick()  # the renewal is refused
+        await a.run_once()  # the renewal is refused
         assert a.token() is None
-        await a.tick()  # now a follower: sees b
+        await a.run_once()  # now a follower: sees b
     assert "taken over" in caplog.text and "scheduler leader is b (token 2)" in caplog.text

@@ -56,6 +56,6 @@ async def test_the_scheduler_reconciles_at_start(
     declared = from_config(DECLARED[:1])
     leader = Leader(ScheduleStore(store), 5000)
     scheduler = Scheduler(store, leader, settings, declared)
-    await scheduler.tick()  # a follower reconciles too; it is idempotent
+    await scheduler.run_once()  # a follower reconciles too; it is idempotent
     assert [s.id for s in await registry.list()] == ["report"]
     assert (await registry.get("report")).definition == declared[0]

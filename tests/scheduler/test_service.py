@@ -38,9 +38,9 @@ def tuned(settings: Settings, **changes: int) -> Settings:
 
 
 async def leading(store: Store, settings: Settings) -> Scheduler:
-    """A scheduler whose leader holds a long lease: the test drives tick() by hand."""
+    """A scheduler whose leader holds a long lease: the test drives run_once() by hand."""
     leader = Leader(ScheduleStore(store), 30_000)
-    await leader.tick()
+    await leader.run_once()
     assert leader.token() is not None
     return Scheduler(store, leader, settings)
 
@@ -131,7 +131,7 @@ async def test_jitter_delays_each_task_by_a_stable_amount(
     now = now_ms(redis_client)
     await seed_schedule(store, second(now) + 1000, jitter_ms=250)
     scheduler = await leading(store, settings.replace(scheduler_lookahead_ms=3000))
-    await scheduler.tick()
+    await scheduler.run_once()
     ticks = fired_ticks(redis_client)
     assert len(ticks) >= 2
     assert all(0 <= due - tick <= 250 for tick, due in ticks.items())
@@ -147,7 +147,7 @@ async def test_skip_drops_the_missed_ticks(
     now = now_ms(redis_client)
     await seed_schedule(store, second(now) - 10_000)
     scheduler = await leading(store, tuned(settings))
-    await scheduler.tick()
+    await scheduler.run_once()
     after = now_ms(redis_client)
     ticks = fired_ticks(redis_client)
     assert all(tick >= now for tick in ticks), ticks  # nothing for the outage
@@ -161,7 +161,7 @@ async def test_run_once_fires_one_catch_up_task(
     now = now_ms(redis_client)
     await seed_schedule(store, second(now) - 10_000, misfire=Misfire.RUN_ONCE)
     scheduler = await leading(store, tuned(settings))
-    await scheduler.tick()
+    await scheduler.run_once()
     after = now_ms(redis_client)
     ticks = fired_ticks(redis_client)
     missed = [tick for tick in ticks if tick < now]
@@ -178,7 +178,7 @@ async def test_ticks_late_within_the_grace_all_fire(
     first = second(now) - 3000  # a failover-sized gap: every tick still fires
     await seed_schedule(store, first)
     scheduler = await leading(store, tuned(settings))
-    await scheduler.tick()
+    await scheduler.run_once()
     ticks = fired_ticks(redis_client)
     assert sorted(ticks)[:4] == [first, first + 1000, first + 2000, first + 3000]
 
@@ -194,20 +194,20 @@ async def test_pause_cancels_the_tick_enqueued_ahead_and_resume_skips_the_pause(
     now = now_ms(redis_client)
     await seed_schedule(store, second(now) + 1000)
     scheduler = await leading(store, settings)
-    await scheduler.tick()
+    await scheduler.run_once()
     (ahead, *_) = sorted(fired_ticks(redis_client))
     assert ahead > now
     paused = await registry.pause("s1")
     assert paused.definition.paused
     assert read_state(redis_client, "ticks", f"sched:s1:{ahead}") == "CANCELED"
     assert fired_ticks(redis_client) == {}
-    await scheduler.tick()
+    await scheduler.run_once()
     assert fired_ticks(redis_client) == {}  # nothing fires while paused
     await asyncio.sleep(1.2)
     resumed = await registry.resume("s1")
     assert not resumed.definition.paused
     assert resumed.next_fire_ms > now_ms(redis_client) - 1 and resumed.next_fire_ms > ahead
-    await scheduler.tick()
+    await scheduler.run_once()
     assert min(fired_ticks(redis_client)) == resumed.next_fire_ms
 
 
@@ -218,12 +218,12 @@ async def test_delete_stops_firing(
     now = now_ms(redis_client)
     await seed_schedule(store, second(now) + 2000)  # at least a second ahead: still ahead at
     scheduler = await leading(store, settings)  # the delete on a loaded machine
-    await scheduler.tick()
+    await scheduler.run_once()
     assert fired_ticks(redis_client)
     await Registry(store, settings).delete("s1")
     assert fired_ticks(redis_client) == {}  # the tick enqueued ahead is canceled
     await asyncio.sleep(1.0)
-    await scheduler.tick()
+    await scheduler.run_once()
     assert fired_ticks(redis_client) == {}
 
 
@@ -236,11 +236,11 @@ async def test_the_next_leader_enqueues_what_the_last_one_left_in_the_outbox(
     body = {"topic": "ticks", "payload": "p", "due": 5000, "maxr": 2}
     redis_client.hset(KEYS.outbox, "sched:s1:5000", json.dumps(body))
     scheduler = await leading(store, tuned(settings))
-    await scheduler.tick()
+    await scheduler.run_once()
     assert read_pending(redis_client, "ticks") == {"sched:s1:5000": 5000}
     assert read_outbox(redis_client) == {}
     redis_client.hset(KEYS.outbox, "sched:s1:5000", json.dumps(body))  # fired twice
-    await scheduler.tick()
+    await scheduler.run_once()
     assert read_pending(redis_client, "ticks") == {"sched:s1:5000": 5000}  # still one task
     assert scheduler.enqueued == 2
 
@@ -252,11 +252,11 @@ async def test_a_deposed_leader_fires_nothing(
     now = now_ms(redis_client)
     await seed_schedule(store, second(now) + 1000)
     frozen = Leader(ScheduleStore(store), 300, holder="frozen", clock=lambda: 0.0)
-    await frozen.tick()  # leads; its clock never moves, so it never notices by itself
+    await frozen.run_once()  # leads; its clock never moves, so it never notices by itself
     await asyncio.sleep(0.4)  # its lease expires in Redis
     other = Leader(ScheduleStore(store), 60_000, holder="other")
-    await other.tick()
+    await other.run_once()
     stale = Scheduler(store, frozen, settings.replace(scheduler_lookahead_ms=3000))
-    await stale.tick()
+    await stale.run_once()
     assert fired_ticks(redis_client) == {} and read_outbox(redis_client) == {}
     assert frozen.token() is None  # the refused fire made it step down

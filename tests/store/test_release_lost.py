@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 
 from appliance.errors import StaleLease
+from appliance.model import NewTask
 from appliance.store import Store
 from tests.store.helpers import (
     KEYS,
-    now_ms,
     read_pending,
     read_running,
     read_state,
@@ -18,22 +20,25 @@ from tests.store.helpers import (
 )
 
 
-async def test_lost_tasks_are_due_at_once_with_the_attempt_counted(
+async def test_lost_tasks_are_due_at_once_in_their_place_with_the_attempt_counted(
     store: Store, redis_client: redis.Redis
 ) -> None:
     tasks = await seed_running(store, n=3)
-    before = now_ms(redis_client)
+    await asyncio.sleep(0.005)
+    later = [NewTask(f"later-{i}", "t", "p", 3, 0) for i in range(2)]
+    await store.enqueue(later, [True, True])  # due after the lost ones
     moved = await store.release_lost([(t.id, t.lease_token) for t in tasks], "worker lost")
     assert moved == 3
     assert read_running(redis_client) == {}
     pending = read_pending(redis_client)
     for t in tasks:
-        assert before <= pending[t.id] <= now_ms(redis_client)
+        assert pending[t.id] == t.execute_time_ms  # its own due time: back at its place
         record = redis_client.hgetall(KEYS.topic("t").task(t.id))
         assert record[b"state"] == b"PENDING"
         assert record[b"attempt"] == b"1"  # counted: the next lease is attempt 2
         assert record[b"err"] == b"worker lost"
-    again = (await store.claim("t", 3, 30_000)).tasks
+    again = (await store.claim("t", 3, 30_000)).tasks  # first in line, before "later-*"
+    assert sorted(a.id for a in again) == sorted(t.id for t in tasks)
     assert sorted(a.attempt for a in again) == [2, 2, 2]
 
 

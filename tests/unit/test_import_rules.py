@@ -74,3 +74,33 @@ def test_the_servicer_only_converts() -> None:
     """The long poll's timing engine is store/longpoll.py's: the servicer sleeps on nothing."""
     text = (PACKAGE / "api" / "servicer.py").read_text()
     assert "sleep_until" not in text and "loop.time()" not in text
+
+
+def test_colliding_names_are_defined_once() -> None:
+    """One meaning per name (issue 14 item 7): the process roles are config.ROLES, a token's
+    auth.TOKEN_ROLES; EXIT_CONFIG is errors.py's; DeadLetter is the SDK's (the store's row is
+    DeadTask); a loop's pass is run_once() ("tick" is a schedule's fire time)."""
+    defined: dict[str, list[str]] = {}
+    for path in modules():
+        for node in ast.parse(path.read_text()).body:
+            names = [node.name] if isinstance(node, ast.ClassDef | ast.FunctionDef) else []
+            if isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            for name in names:
+                defined.setdefault(name, []).append(str(path.relative_to(PACKAGE)))
+    assert defined["ROLES"] == ["config.py"]
+    assert defined["TOKEN_ROLES"] == ["auth.py"]
+    assert defined["EXIT_CONFIG"] == ["errors.py"]
+    assert defined["DeadLetter"] == ["client/common.py"]
+    assert not any("def tick(" in p.read_text() for p in modules())
+
+
+def test_the_scheduler_imports_neither_api_nor_client() -> None:
+    """`atp schedule` lives beside the other commands (schedule_commands.py) and speaks through
+    the SDK's schedule calls; the scheduler itself needs neither the API nor the SDK."""
+    for path in (PACKAGE / "scheduler").glob("*.py"):
+        wrong = {i for i in imports_of(path) if i.startswith(("appliance.api", "appliance.client"))}
+        assert not wrong, (path.name, wrong)
+    for path in modules():
+        text = path.read_text()
+        assert "client._channel" not in text and "client._metadata" not in text, path.name

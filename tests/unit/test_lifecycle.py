@@ -126,3 +126,15 @@ def test_the_clock_and_wake_snippets_come_from_lua_lib() -> None:
     for name in available_scripts():
         own = (lua / f"{name}.lua").read_text()
         assert "'TIME'" not in own and "'PUBLISH'" not in own, name
+
+
+def test_architecture_names_each_move_with_its_script_and_test() -> None:
+    """docs/ARCHITECTURE.md's lifecycle table has one row per edge of TRANSITIONS, each naming
+    its script and an existing test module."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md").read_text()
+    rows = [r for r in doc.splitlines() if re.match(r"\| .* \| `\w+\.lua` \| `test_\w+\.py` \|", r)]
+    assert len(rows) == len(TRANSITIONS)
+    for t in TRANSITIONS:
+        module = SCRIPT_TESTS.get(t.script, f"test_{t.script}")
+        assert any(f"`{t.script}.lua` | `{module}.py`" in r for r in rows), t
+        assert (TESTS / f"{module}.py").exists()

@@ -18,7 +18,7 @@ from tests.store.helpers import KEYS
 
 async def full_pass(dog: Watchdog) -> None:
     dog.wakeups.lost = True
-    await dog.tick()
+    await dog.run_once()
 
 
 async def test_an_empty_topic_is_forgotten_after_the_retention_time(

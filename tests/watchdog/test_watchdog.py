@@ -73,7 +73,7 @@ async def test_expired_lease_with_retries_spent_is_dead_lettered(
 async def test_watchdog_survives_a_redis_outage(settings: Settings) -> None:
     bad = settings.replace(redis_url="redis://127.0.0.1:1/0", redis_timeout_ms=200)
     dog, runner, store = await _with_watchdog(bad)
-    pause = await dog.tick()
+    pause = await dog.run_once()
     assert pause > 0
     dog.stop()
     await asyncio.wait_for(runner, 10)

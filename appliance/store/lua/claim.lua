@@ -60,7 +60,7 @@ local ids = {}
 for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
 local packed = redis.call('HMGET', new, unpack(ids))
 local fixed = 2 * #ARGV[7] + TASK_OVERHEAD
-local taken, fresh, leases, size = {}, {}, {}, 0
+local taken, new_ids, leases, size = {}, {}, {}, 0
 for n, id in ipairs(ids) do
   local key = prefix .. id
   local bytes = packed[n] and #packed[n] or redis.call('HSTRLEN', key, 'payload')
@@ -69,7 +69,7 @@ for n, id in ipairs(ids) do
   local token = call .. '.' .. n .. '.' .. string.sub(nonces, (n - 1) * NONCE_LEN + 1, n * NONCE_LEN)
   local f
   if packed[n] then
-    fresh[#fresh + 1] = id
+    new_ids[#new_ids + 1] = id
     local payload, created, max_retries, trace = write_new_record(key, packed[n], due[2 * n], 1,
       'RUNNING', 'token', token, 'deadline', deadline)
     f = {id, payload, tonumber(due[2 * n]), tonumber(created), tonumber(max_retries), 1, token,
@@ -86,7 +86,7 @@ for n, id in ipairs(ids) do
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id
 end
-if #fresh > 0 then redis.call('HDEL', new, unpack(fresh)) end
+if #new_ids > 0 then redis.call('HDEL', new, unpack(new_ids)) end
 redis.call('ZREM', pending, unpack(taken))
 local first = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
 wake_if_earlier(first, deadline, ARGV[6], ARGV[7])

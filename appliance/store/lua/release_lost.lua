@@ -1,6 +1,8 @@
 -- release_lost: RUNNING tasks of one topic held by a worker stream that ended without a goodbye
--- (process killed, connection reset) go back to PENDING, due now, with the attempt counted and
--- error "worker lost"; tasks whose retries are spent (attempt > max_retries) go to DEAD.
+-- (process killed, connection reset) go back to PENDING at their place in the queue (their own
+-- due time, which has passed: due at once, ahead of what came due after them), with the
+-- attempt counted and error "worker lost"; tasks whose retries are spent (attempt >
+-- max_retries) go to DEAD.
 -- Guarantees: only tasks whose lease token still matches move; each released token is settled
 -- (field settled:<token> = 'lost'), so the lost worker's late Ack or Nack is refused as stale;
 -- repeating the call changes nothing more.
@@ -13,11 +15,11 @@
 local pending, running, dlq, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local now = redis_now()
 local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
-local retried, dead = 0, 0
+local retried, dead, earliest = 0, 0, nil
 for a = 5, #ARGV, 2 do
   local id, token = ARGV[a], ARGV[a + 1]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'maxr')
+  local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'maxr', 'due')
   if f[1] == 'RUNNING' and f[2] == token then
     redis.call('ZREM', running, id)
     if tonumber(f[3] or 0) > tonumber(f[4] or 0) then
@@ -26,12 +28,13 @@ for a = 5, #ARGV, 2 do
         'settled:' .. token, 'lost')
       dead = dead + 1
     else
-      redis.call('ZADD', pending, now, id)
-      redis.call('HSET', key, 'state', 'PENDING', 'due', now, 'err', ARGV[4],
-        'settled:' .. token, 'lost')
+      local due = math.min(tonumber(f[5] or now), now)
+      redis.call('ZADD', pending, due, id)
+      redis.call('HSET', key, 'state', 'PENDING', 'err', ARGV[4], 'settled:' .. token, 'lost')
       retried = retried + 1
+      if earliest == nil or due < earliest then earliest = due end
     end
   end
 end
-if retried > 0 then wake_if_earlier(head, now, ARGV[2], ARGV[3]) end
+if earliest then wake_if_earlier(head, earliest, ARGV[2], ARGV[3]) end
 return {retried, dead}

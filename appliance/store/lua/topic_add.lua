@@ -9,18 +9,18 @@
 -- Returns: {0, ''} all known now; {-1, <topic>} over max_topics; {-2, <topic>} over the token's
 local topics, owner, owned = KEYS[1], KEYS[2], KEYS[3]
 local token, most, per_token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local fresh = {}
+local unknown = {}
 for i = 4, #ARGV do
-  if redis.call('SISMEMBER', topics, ARGV[i]) == 0 then fresh[#fresh + 1] = ARGV[i] end
+  if redis.call('SISMEMBER', topics, ARGV[i]) == 0 then unknown[#unknown + 1] = ARGV[i] end
 end
-if #fresh == 0 then return {0, ''} end
-if redis.call('SCARD', topics) + #fresh > most then return {-1, fresh[1]} end
-if token ~= '' and (tonumber(redis.call('HGET', owned, token)) or 0) + #fresh > per_token then
-  return {-2, fresh[1]}
+if #unknown == 0 then return {0, ''} end
+if redis.call('SCARD', topics) + #unknown > most then return {-1, unknown[1]} end
+if token ~= '' and (tonumber(redis.call('HGET', owned, token)) or 0) + #unknown > per_token then
+  return {-2, unknown[1]}
 end
-for _, topic in ipairs(fresh) do
+for _, topic in ipairs(unknown) do
   redis.call('SADD', topics, topic)
   if token ~= '' then redis.call('HSET', owner, topic, token) end
 end
-if token ~= '' then redis.call('HINCRBY', owned, token, #fresh) end
+if token ~= '' then redis.call('HINCRBY', owned, token, #unknown) end
 return {0, ''}

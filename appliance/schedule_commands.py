@@ -4,9 +4,9 @@
 (appliance/commands.py, whose common flags --addr, --config, --token, --timeout and --json every
 verb takes); `run_schedule_command(argv, addr)` is the same command on its own (argv after the
 word `schedule`) and returns the exit code: 0 done, 1 refused by the server (the message names
-the status and the field), 2 bad usage. Speaks gRPC through the generated ScheduleService stub
-on the SDK's channel and maps errors with the SDK, so it imports neither grpc nor the store nor
-redis.
+the status and the field), 2 bad usage. Lives beside the other commands (commands.py) and
+calls the SDK's schedule calls (Client.create_schedule, ...), so it imports neither grpc nor the
+store nor redis.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from appliance import times
 from appliance.api._proto import queue_pb2 as pb
-from appliance.api._proto import queue_pb2_grpc as pb_grpc
 from appliance.client import Tls, common
 from appliance.client.sync import Client
 from appliance.commands import UsageError, common_flags
@@ -221,46 +220,27 @@ def run_schedule_command(
 
 def run_verb(client: Client, ns: argparse.Namespace, out: TextIO | None = None) -> None:
     """Run the parsed verb on `client` (raises UsageError or the SDK's errors)."""
-    COMMANDS[ns.schedule_verb](_Caller(client), ns, out or sys.stdout)
-
-
-class _Caller:
-    """Calls ScheduleService RPCs on the SDK client's channel, raising the SDK's errors."""
-
-    def __init__(self, client: Client) -> None:
-        # The SDK has no schedule calls yet: reuse its channel (address, TLS, options) and
-        # call metadata (the bearer token), so both speak to the server the same way.
-        self._stub = pb_grpc.ScheduleServiceStub(client._channel)
-        self._timeout = client.timeout
-        self._metadata = client._metadata or None
-
-    def __call__(self, rpc: str, request: Any) -> Any:
-        try:
-            return getattr(self._stub, rpc)(request, timeout=self._timeout, metadata=self._metadata)
-        except Exception as err:  # grpc.RpcError (only api/ and client/ import grpc)
-            if not callable(getattr(err, "code", None)):
-                raise
-            raise common.map_error(cast(Any, err)) from err
+    COMMANDS[ns.schedule_verb](client, ns, out or sys.stdout)
 
 
 # -- the subcommands ---------------------------------------------------------------------------
 
 
-def _create(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
-    schedule = apply_flags(ns, pb.Schedule())
-    _show(call("CreateSchedule", pb.CreateScheduleRequest(schedule=schedule)), ns, out)
+def _create(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
+    _show(client.create_schedule(apply_flags(ns, pb.Schedule())), ns, out)
 
 
-def _update(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
-    current = call("GetSchedule", pb.ScheduleIdRequest(id=ns.id))
-    schedule = apply_flags(ns, current)
-    _show(call("UpdateSchedule", pb.UpdateScheduleRequest(schedule=schedule)), ns, out)
+def _update(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
+    schedule = apply_flags(ns, client.get_schedule(ns.id))
+    _show(client.update_schedule(schedule), ns, out)
 
 
-def _by_id(rpc: str) -> Callable[[_Caller, argparse.Namespace, TextIO], None]:
-    def run(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
-        reply = call(rpc, pb.ScheduleIdRequest(id=ns.id))
-        if rpc != "DeleteSchedule":
+def _by_id(verb: str) -> Callable[[Client, argparse.Namespace, TextIO], None]:
+    """get, pause, resume or delete: the SDK's <verb>_schedule(id)."""
+
+    def run(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
+        reply = getattr(client, f"{verb}_schedule")(ns.id)
+        if verb != "delete":
             _show(reply, ns, out)
         elif ns.json:
             print(json.dumps({"id": ns.id, "deleted": True}, sort_keys=True), file=out)
@@ -270,14 +250,14 @@ def _by_id(rpc: str) -> Callable[[_Caller, argparse.Namespace, TextIO], None]:
     return run
 
 
-def _list(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
-    reply = call("ListSchedules", pb.ListSchedulesRequest(topic=ns.topic))
+def _list(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
+    schedules = client.list_schedules(ns.topic)
     if ns.json:
-        data = {"schedules": [as_dict(s) for s in reply.schedules]}
+        data = {"schedules": [as_dict(s) for s in schedules]}
         print(json.dumps(data, sort_keys=True), file=out)
         return
     rows = [("ID", "TOPIC", "WHEN", "NEXT", "LAST", "STATE")]
-    for s in reply.schedules:
+    for s in schedules:
         rows.append(
             (s.id, s.topic, _when(s), _time(s.next_fire_time_ms), _time(s.last_fire_time_ms),
              _state(s))
@@ -287,8 +267,8 @@ def _list(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip(), file=out)
 
 
-def _status(call: _Caller, ns: argparse.Namespace, out: TextIO) -> None:
-    s = call("GetSchedulerStatus", pb.GetSchedulerStatusRequest())
+def _status(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
+    s = client.scheduler_status()
     if ns.json:
         print(json.dumps(as_dict(s), sort_keys=True), file=out)
         return
@@ -358,13 +338,13 @@ def _time(ms: int) -> str:
     return times.iso(ms) if ms else "-"
 
 
-COMMANDS: dict[str, Callable[[_Caller, argparse.Namespace, TextIO], None]] = {
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace, TextIO], None]] = {
     "create": _create,
     "update": _update,
-    "pause": _by_id("PauseSchedule"),
-    "resume": _by_id("ResumeSchedule"),
-    "delete": _by_id("DeleteSchedule"),
-    "get": _by_id("GetSchedule"),
+    "pause": _by_id("pause"),
+    "resume": _by_id("resume"),
+    "delete": _by_id("delete"),
+    "get": _by_id("get"),
     "list": _list,
     "status": _status,
 }
