@@ -175,7 +175,7 @@ async def schedule(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def console(settings: Settings, stop: asyncio.Event) -> None:
-    """The web console (ADR 0010): HTTP in its own threads, the API through the SDK."""
+    """The web console (ADR 0011): HTTP in its own threads, the API through the SDK."""
     from appliance.console.server import ConsoleServer
 
     server = ConsoleServer(settings).start()

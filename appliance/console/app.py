@@ -1,4 +1,4 @@
-"""The console's HTTP side (ADR 0010): routes, the sign-in, sessions and CSRF, rendering.
+"""The console's HTTP side (ADR 0011): routes, the sign-in, sessions and CSRF, rendering.
 
 Pages are rendered here with Jinja2 (autoescaped) from templates/; static/ holds the vendored
 htmx. Every read and action goes through the SDK with the viewer's own token (views.py). Must

@@ -1,5 +1,5 @@
 """The console role's HTTP server: a threading http.server on console_addr, or on the unix
-socket <data_dir>/console.sock that the supervisor proxies /console/* to (ADR 0010).
+socket <data_dir>/console.sock that the supervisor proxies /console/* to (ADR 0011).
 
 Stdlib http.server plus app.py; must not import redis, grpc or the store.
 """

@@ -1,4 +1,4 @@
-"""The supervisor's side of the console (ADR 0010): forward /console/* on http_addr to the
+"""The supervisor's side of the console (ADR 0011): forward /console/* on http_addr to the
 console role's own HTTP server (a unix socket in the data dir, or console_addr).
 
 Stdlib only (http.client): the console itself, with the SDK and grpc, runs in its own child.
@@ -29,7 +29,7 @@ def socket_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / SOCKET_NAME
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
         super().__init__("localhost", timeout=TIMEOUT_S)
         self._path = path
@@ -51,7 +51,7 @@ class ConsoleProxy:
         if self.console_addr:
             host, _, port = self.console_addr.rpartition(":")
             return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=TIMEOUT_S)
-        return _UnixConnection(self.path)
+        return UnixConnection(self.path)
 
     def forward(
         self, method: str, path: str, headers: list[tuple[str, str]], body: bytes, peer: str
