@@ -313,6 +313,7 @@ class WorkStream:
             try:
                 task_id, token = _lease(s.id, s.lease_token)
                 if s.kind == pb.ACK:
+                    validation.payload(s.result, self.settings.payload_max_bytes)
                     acks.append((n, task_id, token))
                 elif s.kind == pb.HOLD:
                     holds.append((n, task_id, token))
@@ -341,7 +342,8 @@ class WorkStream:
         results: dict[int, pb.WorkSettled],
     ) -> None:
         try:
-            outcome = await self.store.ack_many([(i, t) for _, i, t in acks])
+            outputs = [batch[n].result for n, _, _ in acks]
+            outcome = await self.store.ack_many([(i, t) for _, i, t in acks], outputs)
         except AtpError as exc:
             results.update((n, _failed(batch[n].seq, exc)) for n, _, _ in acks)
             return

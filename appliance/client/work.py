@@ -52,6 +52,7 @@ class Settle:
     error: str = ""
     retry_after_ms: int = 0
     dead_letter: bool = False
+    result: str = ""  # ACK: the task's output
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class WorkStream:
                 error=settle.error,
                 retry_after_ms=settle.retry_after_ms,
                 dead_letter=settle.dead_letter,
+                result=settle.result,
             )
         )
         if now:

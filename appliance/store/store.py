@@ -331,19 +331,23 @@ class Store:
         )
         return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
 
-    async def ack(self, task_id: str, token: str) -> None:
-        (error,) = await self.ack_many([(task_id, token)])
+    async def ack(self, task_id: str, token: str, result: str = "") -> None:
+        (error,) = await self.ack_many([(task_id, token)], [result])
         if error is not None:
             raise error
 
-    async def ack_many(self, acks: Sequence[tuple[str, str]]) -> list[Exception | None]:
+    async def ack_many(
+        self, acks: Sequence[tuple[str, str]], results: Sequence[str] = ()
+    ) -> list[Exception | None]:
         """Ack many leases in one round trip (one ack.lua call per topic); one result per ack
-        (None = done)."""
+        (None = done). `results`: each task's output (kept on its record), '' or none = none."""
+        channel = self.keys.workflows.channel
         outcome = await self._per_topic(
             acks,
             "ack",
-            lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix]),
+            lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix, channel]),
             functools.partial(_lease_error, "ack"),
+            more=list(results) or [""] * len(acks),
         )
         await self._expire_index(
             [
@@ -444,9 +448,11 @@ class Store:
         script: str,
         keys_args: Callable[[TopicKeys], tuple[list[str], list[Any]]],
         decode: Callable[[Any, str], T],
+        more: Sequence[str] | None = None,
     ) -> list[T | Exception]:
         """Run a per-topic batch script over (id, lease token) pairs, one call per topic in one
-        pipeline; one decoded result per pair, in order (a malformed token: its error)."""
+        pipeline; one decoded result per pair, in order (a malformed token: its error).
+        `more`: one more argument per pair, sent after it (ack's result)."""
         outcome: list[T | Exception] = []
         by_topic: dict[str, list[int]] = {}
         for i, (_, token) in enumerate(leases):
@@ -459,7 +465,11 @@ class Store:
         def build(pipe: Any) -> None:
             for topic, idx in by_topic.items():
                 keys, args = keys_args(self.keys.topic(topic))
-                pairs = [part for i in idx for part in leases[i]]
+                pairs = [
+                    part
+                    for i in idx
+                    for part in (leases[i] if more is None else (*leases[i], more[i]))
+                ]
                 self.scripts.queue(pipe, script, keys, [*args, *pairs])
 
         replies = await self.run_many(script, build) if by_topic else []

@@ -339,6 +339,6 @@ async def _until(done: Callable[[], bool], timeout_s: float) -> None:
 
 def _settle_of(task: Task, outcome: Outcome) -> Settle:
     if outcome.ack:
-        return Settle(SettleKind.ACK, task)
+        return Settle(SettleKind.ACK, task, result=outcome.result)
     kind = SettleKind.RELEASE if outcome.release else SettleKind.NACK
     return Settle(kind, task, outcome.error, outcome.retry_after_ms, outcome.dead_letter)

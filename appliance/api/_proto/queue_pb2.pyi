@@ -504,17 +504,23 @@ class AckRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     lease_token: _builtins.str
+    result: _builtins.str
+    """The task's output, kept on its record for the retention time; a workflow step's output
+    (docs/adr/0010-workflows.md).
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         lease_token: _builtins.str = ...,
+        result: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "lease_token", b"lease_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "lease_token", b"lease_token", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -865,6 +871,7 @@ class WorkSettle(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     DEAD_LETTER_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """The worker's number for this settle; its WorkSettled result carries it back."""
     kind: Global___SettleKind.ValueType
@@ -875,6 +882,8 @@ class WorkSettle(_message.Message):
     retry_after_ms: _builtins.int
     dead_letter: _builtins.bool
     """NACK: straight to the dead-letter queue."""
+    result: _builtins.str
+    """ACK: the task's output, as AckRequest.result."""
     def __init__(
         self,
         *,
@@ -885,10 +894,11 @@ class WorkSettle(_message.Message):
         error: _builtins.str = ...,
         retry_after_ms: _builtins.int = ...,
         dead_letter: _builtins.bool = ...,
+        result: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "error", b"error", "id", b"id", "kind", b"kind", "lease_token", b"lease_token", "retry_after_ms", b"retry_after_ms", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "error", b"error", "id", b"id", "kind", b"kind", "lease_token", b"lease_token", "result", b"result", "retry_after_ms", b"retry_after_ms", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1141,8 +1151,11 @@ class GetTaskResponse(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     state: Global___TaskState.ValueType
     last_error: _builtins.str
+    result: _builtins.str
+    """SUCCEEDED: the result its Ack carried (AckRequest.result)."""
     @_builtins.property
     def task(self) -> Global___Task: ...
     def __init__(
@@ -1151,10 +1164,11 @@ class GetTaskResponse(_message.Message):
         task: Global___Task | None = ...,
         state: Global___TaskState.ValueType = ...,
         last_error: _builtins.str = ...,
+        result: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "result", b"result", "state", b"state", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
