@@ -127,6 +127,15 @@ class Keys:
         return SchedulerKeys(self.prefix)
 
     @property
+    def workflows(self) -> WorkflowKeys:
+        return WorkflowKeys(self.prefix)
+
+    def run(self, run_id: str) -> str:
+        """HASH: one workflow run and its steps (`<step>:<field>` fields), alone in its slot
+        (hash tag `{run:<id>}`): every run script touches this one key (docs/adr/0010)."""
+        return f"{self.prefix}:{{run:{run_id}}}:run"
+
+    @property
     def topics(self) -> str:
         """SET of the known topics (for stats and the watchdog): added by Enqueue under the
         topic limits, forgotten once empty for the retention time (topic_forget.lua)."""
@@ -217,3 +226,41 @@ class SchedulerKeys:
     def channel(self) -> str:
         """Pub/sub: '<id> <next ms>' when a schedule is written, so the leader re-plans."""
         return f"{self.prefix}:schedules"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkflowKeys:
+    """Workflow definitions and the run indexes, one slot (`{<prefix>/workflows}`; '/' never
+    occurs in a topic). The runs themselves live in their own slots: Keys.run."""
+
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.prefix}/workflows}}"
+
+    @property
+    def names(self) -> str:
+        """HASH workflow name -> its latest version (absent: deleted or never put)."""
+        return f"{self.base}:workflows"
+
+    def versions(self, name: str) -> str:
+        """HASH version -> definition JSON, and `next`: the last version handed out."""
+        return f"{self.base}:workflow:{name}"
+
+    @property
+    def runs(self) -> str:
+        """ZSET run id -> created (ms): for ListRuns; a hint (a run gone is skipped)."""
+        return f"{self.base}:runs"
+
+    @property
+    def due(self) -> str:
+        """ZSET run id -> when an advancer should look at it next (ms); a run leaves once
+        finished. Written before the change it covers: a crash leaves a run looked at too
+        often, never forgotten."""
+        return f"{self.base}:due"
+
+    @property
+    def channel(self) -> str:
+        """Pub/sub: a step task's id ('wf:<run>:<step>') when ack.lua finished it."""
+        return f"{self.prefix}:workflows"

@@ -87,6 +87,7 @@ class Task:
     lease_deadline_ms: int = 0
     last_error: str = ""
     traceparent: str = ""  # W3C trace context of the Enqueue call, if the producer sent one
+    result: str = ""  # SUCCEEDED: the output its Ack carried (docs/adr/0010-workflows.md)
 
     @property
     def retry_count(self) -> int:

@@ -11,13 +11,13 @@ stream|unary]`. The payload says what to do: `{"ms": 120, "mode": "ok" | "fail_o
   `--prefetch` more deliveries held; settles on the stream; on a reconnect it adopts what it
   holds with HOLD (logged as an extend: the renewed deadline).
 
-Both start a delivery only by the SDK Worker's rule (`start_refusal`): its lease deadline at
-least DEADLINE_MARGIN_MS ahead and (stream) the server heard from within FRESH_MS; a refused one
-is logged as `skip` and never started (stream: RELEASEd; unary: left to its lease). Unlike the
-SDK's Worker it keeps trying to settle after its lease ran out (for up to --settle-for seconds)
-so that a stale Ack really reaches the server and is seen refused. SIGTERM: stop fetching,
-finish what is in flight, exit 0. Uses only the SDK (appliance.AsyncClient, its work stream)
-and its errors, plus the SDK Worker's two start-rule constants.
+Both start a delivery only by the SDK Worker's rule: its lease deadline at least
+DEADLINE_MARGIN_MS ahead (`deadline_refusal`) and, on the stream, a ping sent within FRESH_S
+answered (`WorkStream.start_refusal`, the one the SDK Worker calls); a refused one is logged as
+`skip` and never started (stream: RELEASEd; unary: left to its lease). Unlike the SDK's Worker
+it keeps trying to settle after its lease ran out (for up to --settle-for seconds) so that a
+stale Ack really reaches the server and is seen refused. SIGTERM: stop fetching, finish what is
+in flight, exit 0. Uses only the SDK (appliance.AsyncClient, its work stream) and its errors.
 """
 
 from __future__ import annotations

@@ -142,6 +142,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             task=convert.task_to_pb(task),
             state=convert.STATE_TO_PB[task.state],
             last_error=task.last_error,
+            result=task.result,
         )
 
     # -- workers ---------------------------------------------------------------------------
@@ -204,7 +205,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.AckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AckResponse:
         task_id, token = _lease(request.id, request.lease_token)
-        await self.store.ack(task_id, token)
+        result = validation.payload(request.result, self.settings.payload_max_bytes)
+        await self.store.ack(task_id, token, result)
         metrics.ACKED.labels(topic_of_token(token)).inc()
         return pb.AckResponse(success=True)
 
@@ -214,7 +216,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
     ) -> pb.AckBatchResponse:
         validation.batch_length(len(request.acks), self.settings.batch_max, "acks")
         pairs = [_lease(a.id, a.lease_token, f"acks[{i}].") for i, a in enumerate(request.acks)]
-        outcome = await self.store.ack_many(pairs)
+        limit = self.settings.payload_max_bytes
+        results = [validation.payload(a.result, limit) for a in request.acks]
+        outcome = await self.store.ack_many(pairs, results)
         acked = collections.Counter(
             topic_of_token(token) for (_, token), e in zip(pairs, outcome, strict=True) if e is None
         )

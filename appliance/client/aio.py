@@ -169,8 +169,11 @@ class AsyncClient:
         """Lease up to batch_size due tasks; with `wait`, long-poll until one is due."""
         return await self._run(common.retrieve(topic, batch_size, visibility_timeout, wait))
 
-    async def ack(self, task_or_id: Task | str, lease_token: str | None = None) -> None:
-        await self._run(common.ack(task_or_id, lease_token))
+    async def ack(
+        self, task_or_id: Task | str, lease_token: str | None = None, result: str = ""
+    ) -> None:
+        """Ack a lease; `result` is the task's output (a workflow step's, docs/adr/0010)."""
+        await self._run(common.ack(task_or_id, lease_token, result))
 
     async def ack_many(self, tasks: Iterable[Task]) -> list[AtpError | None]:
         """One AckBatch call; per task None (done) or the error that refused it."""

@@ -334,9 +334,10 @@ def _lease_ms(value: Duration | None) -> int:
     return max(to_ms(value, "visibility_timeout"), 1)
 
 
-def ack(task_or_id: Task | str, lease_token: str | None) -> Call[None]:
+def ack(task_or_id: Task | str, lease_token: str | None, result: str = "") -> Call[None]:
     task_id, token = _lease(task_or_id, lease_token)
-    return Call("Ack", pb.AckRequest(id=task_id, lease_token=token), lambda r: None)
+    request = pb.AckRequest(id=task_id, lease_token=token, result=result)
+    return Call("Ack", request, lambda r: None)
 
 
 def ack_many(tasks: Iterable[Task]) -> Call[list[AtpError | None]]:
@@ -375,7 +376,9 @@ def get_task(task_id: str, topic: str = "") -> Call[Task]:
     return Call(
         "GetTask",
         pb.GetTaskRequest(id=task_id, topic=topic),
-        lambda r: task_from_pb(r.task, _state(r.state), r.last_error),
+        lambda r: dataclasses.replace(
+            task_from_pb(r.task, _state(r.state), r.last_error), result=r.result
+        ),
     )
 
 

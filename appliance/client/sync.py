@@ -164,8 +164,9 @@ class Client:
         """Lease up to batch_size due tasks; with `wait`, long-poll until one is due."""
         return self._run(common.retrieve(topic, batch_size, visibility_timeout, wait))
 
-    def ack(self, task_or_id: Task | str, lease_token: str | None = None) -> None:
-        self._run(common.ack(task_or_id, lease_token))
+    def ack(self, task_or_id: Task | str, lease_token: str | None = None, result: str = "") -> None:
+        """Ack a lease; `result` is the task's output (a workflow step's, docs/adr/0010)."""
+        self._run(common.ack(task_or_id, lease_token, result))
 
     def ack_many(self, tasks: Iterable[Task]) -> list[AtpError | None]:
         """One AckBatch call; per task None (done) or the error that refused it."""

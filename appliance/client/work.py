@@ -52,6 +52,7 @@ class Settle:
     error: str = ""
     retry_after_ms: int = 0
     dead_letter: bool = False
+    result: str = ""  # ACK: the task's output
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +68,15 @@ class Settled:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Delivery:
     tasks: list[Task]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Renewed:
+    """The server renewed what the stream holds: all of it runs to at least `deadline_ms`
+    (server clock; 0: none was renewed) but the `revoked` lease tokens, which are gone."""
+
+    deadline_ms: int
+    revoked: frozenset[str]
 
 
 class ServerClock:
@@ -168,6 +178,7 @@ class WorkStream:
                 error=settle.error,
                 retry_after_ms=settle.retry_after_ms,
                 dead_letter=settle.dead_letter,
+                result=settle.result,
             )
         )
         if now:
@@ -243,9 +254,9 @@ class WorkStream:
                 return  # the stream broke: events() ends and fails the waiting settles
 
     async def events(self) -> Any:
-        """Async iterator, one item per message: a Delivery, or None for a message without
-        tasks (settle answers, heartbeats), until the stream ends; then raises the reason
-        (Unavailable for a clean end by the server)."""
+        """Async iterator: per message a Renewed when it renews leases, then a Delivery, or
+        None for a message without tasks (settle answers, heartbeats), until the stream ends;
+        then raises the reason (Unavailable for a clean end by the server)."""
         try:
             while True:
                 message = await self._call.read()
@@ -256,6 +267,9 @@ class WorkStream:
                     self._ponged(message.heartbeat.ping_seq)
                 if message.HasField("settled"):
                     self._answer(message.settled.settled)
+                if message.HasField("renewed"):
+                    renewed = message.renewed
+                    yield Renewed(renewed.lease_deadline_ms, frozenset(renewed.revoked))
                 if message.HasField("delivery"):
                     self.clock.saw(message.delivery.now_ms)
                     tasks = [task_from_pb(t, TaskState.RUNNING) for t in message.delivery.tasks]

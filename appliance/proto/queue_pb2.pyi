@@ -504,17 +504,23 @@ class AckRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     lease_token: _builtins.str
+    result: _builtins.str
+    """The task's output, kept on its record for the retention time; a workflow step's output
+    (docs/adr/0010-workflows.md).
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         lease_token: _builtins.str = ...,
+        result: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "lease_token", b"lease_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "lease_token", b"lease_token", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -865,6 +871,7 @@ class WorkSettle(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     DEAD_LETTER_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """The worker's number for this settle; its WorkSettled result carries it back."""
     kind: Global___SettleKind.ValueType
@@ -875,6 +882,8 @@ class WorkSettle(_message.Message):
     retry_after_ms: _builtins.int
     dead_letter: _builtins.bool
     """NACK: straight to the dead-letter queue."""
+    result: _builtins.str
+    """ACK: the task's output, as AckRequest.result."""
     def __init__(
         self,
         *,
@@ -885,10 +894,11 @@ class WorkSettle(_message.Message):
         error: _builtins.str = ...,
         retry_after_ms: _builtins.int = ...,
         dead_letter: _builtins.bool = ...,
+        result: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "error", b"error", "id", b"id", "kind", b"kind", "lease_token", b"lease_token", "retry_after_ms", b"retry_after_ms", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "error", b"error", "id", b"id", "kind", b"kind", "lease_token", b"lease_token", "result", b"result", "retry_after_ms", b"retry_after_ms", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -941,6 +951,7 @@ class WorkResponse(_message.Message):
     DELIVERY_FIELD_NUMBER: _builtins.int
     SETTLED_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RENEWED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___WorkWelcome:
         """First message only: the subscription is accepted."""
@@ -959,6 +970,10 @@ class WorkResponse(_message.Message):
         server answered a ping it sent lately (see docs/API.md).
         """
 
+    @_builtins.property
+    def renewed(self) -> Global___WorkRenewed:
+        """The server renewed the leases this stream holds (every third of the lease)."""
+
     def __init__(
         self,
         *,
@@ -966,14 +981,45 @@ class WorkResponse(_message.Message):
         delivery: Global___WorkDelivery | None = ...,
         settled: Global___WorkSettledBatch | None = ...,
         heartbeat: Global___WorkHeartbeat | None = ...,
+        renewed: Global___WorkRenewed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "renewed", b"renewed", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "renewed", b"renewed", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkResponse: _TypeAlias = WorkResponse  # noqa: Y015
+
+@_typing.final
+class WorkRenewed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
+    lease_deadline_ms: _builtins.int
+    """Every lease the stream held when it renewed them, but those in `revoked`, now runs to at
+    least this deadline (server clock, ms).
+    """
+    @_builtins.property
+    def revoked(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lease tokens that are no longer this stream's (settled elsewhere, or expired and handed
+        out again): what they lease must not start, and their results will be refused.
+        """
+
+    def __init__(
+        self,
+        *,
+        lease_deadline_ms: _builtins.int = ...,
+        revoked: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_deadline_ms", b"lease_deadline_ms", "revoked", b"revoked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkRenewed: _TypeAlias = WorkRenewed  # noqa: Y015
 
 @_typing.final
 class WorkHeartbeat(_message.Message):
@@ -1141,8 +1187,11 @@ class GetTaskResponse(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     state: Global___TaskState.ValueType
     last_error: _builtins.str
+    result: _builtins.str
+    """SUCCEEDED: the result its Ack carried (AckRequest.result)."""
     @_builtins.property
     def task(self) -> Global___Task: ...
     def __init__(
@@ -1151,10 +1200,11 @@ class GetTaskResponse(_message.Message):
         task: Global___Task | None = ...,
         state: Global___TaskState.ValueType = ...,
         last_error: _builtins.str = ...,
+        result: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "result", b"result", "state", b"state", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

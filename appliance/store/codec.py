@@ -37,6 +37,7 @@ def task_from_hash(task_id: str, topic: str, fields: Mapping[Any, Any]) -> Task:
         lease_deadline_ms=number(get(b"deadline")),
         last_error=text(get(b"err")),
         traceparent=text(get(b"trace")),
+        result=text(get(b"result")),
     )
 
 

@@ -169,8 +169,12 @@ class Store:
         # Only now, with the task written, is its id indexed: a call cut off before leaves a
         # task reachable by id and topic (and by id alone once the Enqueue is repeated), never
         # an index entry without its task (ADR 0006).
-        living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
-        await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
+        indexed = [(t, f) for t, f in zip(tasks, flags, strict=True) if topic_in_id(t.id) is None]
+        await self._index_ids("live", list({(t.topic, t.id) for t, f in indexed if f in (1, 2)}))
+        # A repeat that finds its task finished (0) indexes it too, as done: the first call's
+        # indexing may have been cut off, and the task run and acked since.
+        finished = list({(t.topic, t.id) for t, f in indexed if f == 0})
+        await self._index_ids("found", finished)
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
 
     async def _admit_topics(self, topics: Sequence[str], owner: str) -> None:
@@ -331,19 +335,23 @@ class Store:
         )
         return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
 
-    async def ack(self, task_id: str, token: str) -> None:
-        (error,) = await self.ack_many([(task_id, token)])
+    async def ack(self, task_id: str, token: str, result: str = "") -> None:
+        (error,) = await self.ack_many([(task_id, token)], [result])
         if error is not None:
             raise error
 
-    async def ack_many(self, acks: Sequence[tuple[str, str]]) -> list[Exception | None]:
+    async def ack_many(
+        self, acks: Sequence[tuple[str, str]], results: Sequence[str] = ()
+    ) -> list[Exception | None]:
         """Ack many leases in one round trip (one ack.lua call per topic); one result per ack
-        (None = done)."""
+        (None = done). `results`: each task's output (kept on its record), '' or none = none."""
+        channel = self.keys.workflows.channel
         outcome = await self._per_topic(
             acks,
             "ack",
-            lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix]),
+            lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix, channel]),
             functools.partial(_lease_error, "ack"),
+            more=list(results) or [""] * len(acks),
         )
         await self._expire_index(
             [
@@ -444,9 +452,11 @@ class Store:
         script: str,
         keys_args: Callable[[TopicKeys], tuple[list[str], list[Any]]],
         decode: Callable[[Any, str], T],
+        more: Sequence[str] | None = None,
     ) -> list[T | Exception]:
         """Run a per-topic batch script over (id, lease token) pairs, one call per topic in one
-        pipeline; one decoded result per pair, in order (a malformed token: its error)."""
+        pipeline; one decoded result per pair, in order (a malformed token: its error).
+        `more`: one more argument per pair, sent after it (ack's result)."""
         outcome: list[T | Exception] = []
         by_topic: dict[str, list[int]] = {}
         for i, (_, token) in enumerate(leases):
@@ -459,7 +469,11 @@ class Store:
         def build(pipe: Any) -> None:
             for topic, idx in by_topic.items():
                 keys, args = keys_args(self.keys.topic(topic))
-                pairs = [part for i in idx for part in leases[i]]
+                pairs = [
+                    part
+                    for i in idx
+                    for part in (leases[i] if more is None else (*leases[i], more[i]))
+                ]
                 self.scripts.queue(pipe, script, keys, [*args, *pairs])
 
         replies = await self.run_many(script, build) if by_topic else []

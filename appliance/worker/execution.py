@@ -12,6 +12,7 @@ import collections
 import contextlib
 import dataclasses
 import inspect
+import json
 import logging
 import queue
 import random
@@ -50,6 +51,7 @@ class Outcome:
     retry_after_ms: int = 0  # 0: the task's backoff
     dead_letter: bool = False
     release: bool = False  # given back unfinished: due at once, the attempt not counted
+    result: str = ""  # Ack: the handler's return value (a workflow step's output; ADR 0010)
 
     @property
     def name(self) -> str:
@@ -114,26 +116,36 @@ def outcome_of_call(route: Route, task: Task) -> Outcome:
     try:
         result = route.handler(task)
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
-            asyncio.run(_awaited(result))
+            result = asyncio.run(_awaited(result))
     except Exception as exc:
         return _raised(task, exc)
-    return ACK
+    return acked(result)
 
 
-async def _awaited(result: Any) -> None:
-    await result
+async def _awaited(result: Any) -> Any:
+    return await result
+
+
+def acked(value: Any) -> Outcome:
+    """Ack with the handler's return value as the task's result: text as is, bytes as UTF-8,
+    None as none, anything else as JSON."""
+    if value is None:
+        return ACK
+    if isinstance(value, bytes):
+        return Outcome(ack=True, result=value.decode(errors="replace"))
+    return Outcome(ack=True, result=value if isinstance(value, str) else json.dumps(value))
 
 
 async def call_async_handler(route: Route, task: Task) -> Outcome:
     """Run an async handler on the loop; how it ended decides the outcome (cancelled:
     released)."""
     try:
-        await route.handler(task)
+        value = await route.handler(task)
     except asyncio.CancelledError:
         return RELEASE
     except Exception as exc:
         return _raised(task, exc)
-    return ACK
+    return acked(value)
 
 
 def _raised(task: Task, exc: Exception) -> Outcome:

@@ -214,10 +214,10 @@ async def test_pause_cancels_the_tick_enqueued_ahead_and_resume_skips_the_pause(
 async def test_delete_stops_firing(
     store: Store, settings: Settings, redis_client: redis.Redis
 ) -> None:
-    settings = tuned(settings, scheduler_lookahead_ms=1500)
+    settings = tuned(settings, scheduler_lookahead_ms=2500)
     now = now_ms(redis_client)
-    await seed_schedule(store, second(now) + 1000)
-    scheduler = await leading(store, settings)
+    await seed_schedule(store, second(now) + 2000)  # at least a second ahead: still ahead at
+    scheduler = await leading(store, settings)  # the delete on a loaded machine
     await scheduler.run_once()
     assert fired_ticks(redis_client)
     await Registry(store, settings).delete("s1")

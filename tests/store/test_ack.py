@@ -69,3 +69,34 @@ async def test_ack_many_across_topics(store: Store, redis_client: redis.Redis) -
     assert read_state(redis_client, "a", a[0].id) == "SUCCEEDED"
     assert read_state(redis_client, "b", b[0].id) == "SUCCEEDED"
     assert read_state(redis_client, "a", a[1].id) == "RUNNING"
+
+
+async def test_ack_keeps_the_result_on_the_record_for_retention(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    first, second = await seed_running(store, n=2)
+    assert await store.ack_many(
+        [(first.id, first.lease_token), (second.id, second.lease_token)], ['{"sent": 1}', ""]
+    ) == [None, None]
+    assert (await store.get(first.id)).result == '{"sent": 1}'
+    assert (await store.get(second.id)).result == ""
+    key = KEYS.topic("t").task(first.id)
+    assert 0 < redis_client.pttl(key) <= store.settings.retention_ms
+    await store.ack(first.id, first.lease_token, "another")  # a repeat changes nothing
+    assert (await store.get(first.id)).result == '{"sent": 1}'
+
+
+async def test_a_workflow_step_task_publishes_its_id_when_acked(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    from appliance.model import NewTask
+
+    await store.enqueue([NewTask("wf:r1:welcome", "t", "p", 0)])
+    (task,) = (await store.claim("t", 1, 30_000)).tasks
+    listener = redis_client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(KEYS.workflows.channel)
+    listener.get_message(timeout=1)
+    await store.ack(task.id, task.lease_token, "out")
+    message = listener.get_message(timeout=2)
+    listener.close()
+    assert message is not None and message["data"].split()[0] == b"wf:r1:welcome"
