@@ -1,0 +1,50 @@
+"""Step payload templates: Jinja2's sandboxed environment, not an expression parser of ours.
+
+A template sees `input` (the run's input) and `steps` (`steps.<name>.output`, each finished
+parent's Ack result); both are parsed as JSON when they are JSON, else kept as text. Undefined
+names fail (StrictUndefined), so a typo fails its step instead of sending an empty value.
+Must not import grpc or redis.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from appliance.errors import InvalidArgument
+
+NAMES = frozenset({"input", "steps"})
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def check(template: str, field: str) -> None:
+    """InvalidArgument unless `template` parses and names nothing but input and steps."""
+    try:
+        names = meta.find_undeclared_variables(_ENV.parse(template))
+    except jinja2.TemplateSyntaxError as exc:
+        raise InvalidArgument(f"{field}: bad template (line {exc.lineno}: {exc.message})") from None
+    unknown = sorted(names - NAMES)
+    if unknown:
+        raise InvalidArgument(f"{field}: a template may name only input and steps, not {unknown}")
+
+
+def value(text: str) -> Any:
+    """JSON text as its value; any other text as itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def render(template: str, run_input: str, outputs: Mapping[str, str]) -> str:
+    """The payload; ValueError with the reason when rendering fails (the step fails)."""
+    steps = {name: {"output": value(out)} for name, out in outputs.items()}
+    try:
+        return _ENV.from_string(template).render(input=value(run_input), steps=steps)
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        raise ValueError(f"template: {type(exc).__name__}: {exc}") from None
