@@ -2,7 +2,8 @@
 
 A template sees `input` (the run's input) and `steps` (`steps.<name>.output`, each finished
 parent's Ack result); both are parsed as JSON when they are JSON, else kept as text. Undefined
-names fail (StrictUndefined), so a typo fails its step instead of sending an empty value.
+names fail (StrictUndefined), so a typo fails its step instead of sending an empty value; an
+object or list printed whole is JSON.
 Must not import grpc or redis.
 """
 
@@ -19,7 +20,14 @@ from jinja2.sandbox import SandboxedEnvironment
 from appliance.errors import InvalidArgument
 
 NAMES = frozenset({"input", "steps"})
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def _finalize(value: Any) -> Any:
+    """An object or list printed by `{{ }}` is JSON (not Python's repr)."""
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
 
 
 def check(template: str, field: str) -> None:

@@ -110,3 +110,32 @@ async def test_cancel_deletes_the_scheduled_step_and_a_running_steps_result_star
 
 async def run_state_of(wf: Any, run_id: str) -> pb.Run:
     return (await wf.GetRun(pb.GetRunRequest(run_id=run_id))).run
+
+
+async def test_a_template_that_fails_to_render_fails_its_step_and_the_run(wf: Any) -> None:
+    steps = [step("a", "t", "{{ input.email }}")]
+    await wf.PutWorkflow(pb.PutWorkflowRequest(workflow=pb.Workflow(name="w", steps=steps)))
+    run_id = (await wf.StartRun(pb.StartRunRequest(workflow="w", input="{}"))).run_id
+    run = await until_run(wf, run_id, finished)
+    assert run.state == pb.RUN_FAILED and "UndefinedError" in run.error
+    assert run.steps[0].state == pb.STEP_FAILED and not run.steps[0].task_id
+
+
+async def test_list_runs_filters_by_workflow_and_state_and_pages(wf: Any, stub: Any) -> None:
+    for name in ("w", "v"):
+        one = pb.Workflow(name=name, steps=[step("a", "t")])
+        await wf.PutWorkflow(pb.PutWorkflowRequest(workflow=one))
+    for n in range(5):
+        await wf.StartRun(pb.StartRunRequest(workflow="w", id=f"w{n}"))
+    await wf.StartRun(pb.StartRunRequest(workflow="v", id="v0"))
+    await wf.CancelRun(pb.CancelRunRequest(run_id="w1"))
+    seen, token = [], ""
+    while True:
+        page = await wf.ListRuns(pb.ListRunsRequest(workflow="w", page_size=2, page_token=token))
+        seen += [r.id for r in page.runs]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == ["w0", "w1", "w2", "w3", "w4"]
+    canceled = await wf.ListRuns(pb.ListRunsRequest(state=pb.RUN_CANCELED))
+    assert [r.id for r in canceled.runs] == ["w1"] and not canceled.next_page_token
