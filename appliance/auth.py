@@ -27,9 +27,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOKEN_ROLES = ("producer", "worker", "admin")  # what a token may do (the processes: config.ROLES)
+TOKEN_ROLES = (
+    "producer",
+    "worker",
+    "viewer",
+    "admin",
+)  # what a token may do (processes: config.ROLES)
 PRODUCER_METHODS = frozenset({"Enqueue", "EnqueueBatch", "EnqueueStream", "GetTask", "Delete"})
 WORKER_METHODS = frozenset({"Retrieve", "Ack", "AckBatch", "Nack", "ExtendLease", "Work"})
+# Read-only (the console's viewers): figures, tasks, dead letters and schedules; no action.
+VIEWER_METHODS = frozenset(
+    {"GetStats", "GetTask", "ListDeadLetters", "GetSchedule", "ListSchedules", "GetSchedulerStatus"}
+)
+ROLE_METHODS = {"producer": PRODUCER_METHODS, "worker": WORKER_METHODS, "viewer": VIEWER_METHODS}
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})  # never needs a token
 TOKEN_FILE = "admin.token"
 STATE_FILE = "auth-state.json"
@@ -55,8 +65,7 @@ class Principal:
     def may_call(self, method: str) -> bool:
         if self.role == "admin":
             return True
-        allowed = PRODUCER_METHODS if self.role == "producer" else WORKER_METHODS
-        return method in allowed
+        return method in ROLE_METHODS.get(self.role, frozenset())
 
     def check_topic(self, topic: str) -> None:
         if self.topics is not None and topic not in self.topics:

@@ -38,7 +38,7 @@ def role_parser() -> argparse.ArgumentParser:
         "--role",
         default=None,
         metavar="ROLES",
-        help="Roles to run: a comma list of server, scheduler, watchdog, worker, or all "
+        help="Roles to run: a comma list of server, scheduler, watchdog, worker, console, or all "
         "(default server).",
     )
     p.add_argument(

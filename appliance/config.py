@@ -18,7 +18,7 @@ from appliance import times
 from appliance.errors import ConfigError
 
 MiB = 1024 * 1024
-ROLES = ("server", "scheduler", "watchdog", "worker")  # the processes atp runs (--role)
+ROLES = ("server", "scheduler", "watchdog", "worker", "console")  # the processes atp runs (--role)
 GRPC_DEFAULT_RECEIVE_BYTES = 4 * MiB  # what gRPC clients accept unless told otherwise
 TASK_FIELDS_MAX_BYTES = 64 * 1024  # a leased Task's encoding besides its payload, at most
 
@@ -29,6 +29,7 @@ class Settings:
     grpc_addr: str = "127.0.0.1:9090"
     server_addr: str = ""  # where workers and the CLI reach the API; empty: derived from grpc_addr
     http_addr: str = "127.0.0.1:9100"
+    console_addr: str = ""  # the console role's HTTP address; empty: <data_dir>/console.sock
     redis_url: str = ""  # empty: the embedded redis-server (role all) or redis://127.0.0.1:6379/0
     key_prefix: str = "atp"
     data_dir: str = "./atp-data"
@@ -176,7 +177,10 @@ HELP = {
     "grpc_addr": "Address the gRPC API listens on, host:port.",
     "server_addr": "Address workers and the CLI dial for the API; empty: grpc_addr, with a "
     "wildcard host replaced by 127.0.0.1.",
-    "http_addr": "Address of the supervisor's /healthz, /readyz and /metrics, host:port.",
+    "http_addr": "Address of the supervisor's /healthz, /readyz and /metrics, host:port; "
+    "it also serves the console at /console/ (proxied to console_addr).",
+    "console_addr": "Address the console role listens on, host:port; empty: the unix socket "
+    "<data_dir>/console.sock. The supervisor proxies http_addr/console/ to it.",
     "redis_url": "Redis to use, e.g. redis://127.0.0.1:6379/0; empty: --role=all starts an "
     "embedded redis-server, other roles use redis://127.0.0.1:6379/0.",
     "key_prefix": "Prefix of every Redis key, so several appliances can share one Redis.",

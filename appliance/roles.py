@@ -1,4 +1,4 @@
-"""Each role's body in one process: server, watchdog, scheduler, worker.
+"""Each role's body in one process: server, watchdog, scheduler, worker, console.
 
 `run_role` is what a supervised child (or `atp --role=<one role>`) runs: it builds what the
 role needs from the settings, runs until SIGTERM/SIGINT, then drains. Imports of the store
@@ -174,11 +174,23 @@ async def schedule(settings: Settings, stop: asyncio.Event) -> None:
     await run(settings, stop)
 
 
+async def console(settings: Settings, stop: asyncio.Event) -> None:
+    """The web console (ADR 0011): HTTP in its own threads, the API through the SDK."""
+    from appliance.console.server import ConsoleServer
+
+    server = ConsoleServer(settings).start()
+    try:
+        await stop.wait()
+    finally:
+        await asyncio.to_thread(server.close)
+
+
 BODIES: dict[str, RoleBody] = {
     "server": serve,
     "watchdog": watch,
     "worker": work,
     "scheduler": schedule,
+    "console": console,
 }
 
 

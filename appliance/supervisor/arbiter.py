@@ -26,6 +26,7 @@ from types import FrameType
 from appliance.config import ROLES, Settings
 from appliance.errors import EXIT_CONFIG
 from appliance.supervisor import embedded_redis, exposition, lifeline, ports
+from appliance.supervisor.console_proxy import ConsoleProxy
 from appliance.supervisor.http import StatusServer, add_route
 from appliance.supervisor.process import (
     ChildInfo,
@@ -217,7 +218,11 @@ class Arbiter:
 
     def run(self) -> int:
         try:
-            http = StatusServer(self.settings.http_addr, self) if self.settings.http_addr else None
+            http = (
+                StatusServer(self.settings.http_addr, self, ConsoleProxy(self.settings))
+                if self.settings.http_addr
+                else None
+            )
         except (OSError, ValueError) as exc:
             problem = ports.taken("http_addr", self.settings.http_addr)
             log.error("%s", problem or f"cannot serve health on {self.settings.http_addr}: {exc}")

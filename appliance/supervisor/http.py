@@ -1,4 +1,5 @@
-"""The supervisor's HTTP endpoint on settings.http_addr: /healthz, /readyz and a route table.
+"""The supervisor's HTTP endpoint on settings.http_addr: /healthz, /readyz, a route table, and
+/console/* forwarded to the console role (console_proxy.py; `/` redirects there).
 
 Other modules add routes with `add_route("/metrics", handler)` before the supervisor starts
 (a handler gets the Status and returns (code, content type, body)). Runs http.server in a
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from appliance.supervisor.console_proxy import PREFIX, ConsoleProxy
 from appliance.supervisor.process import ChildInfo
 from appliance.supervisor.states import ProcessState
 
@@ -80,14 +82,14 @@ add_route("/readyz", readyz)
 class StatusServer:
     """ThreadingHTTPServer on `addr` ("host:port", "[::1]:port"; port 0 picks one)."""
 
-    def __init__(self, addr: str, status: Status) -> None:
+    def __init__(self, addr: str, status: Status, console: ConsoleProxy | None = None) -> None:
         host, port = split_addr(addr)
 
         class Server(ThreadingHTTPServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
             daemon_threads = True
 
-        self.httpd = Server((host, port), _handler_class(status))
+        self.httpd = Server((host, port), _handler_class(status, console))
         self.address = f"{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, args=(0.2,), name="atp-http", daemon=True
@@ -112,25 +114,53 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _handler_class(status: Status) -> type[BaseHTTPRequestHandler]:
+def _route(status: Status, path: str) -> Response:
+    handler = ROUTES.get(urlsplit(path).path)
+    if handler is None:
+        return json_response(404, {"error": f"no route {path}"})
+    try:
+        return handler(status)
+    except Exception as exc:
+        log.exception("GET %s failed", path)
+        return json_response(500, {"error": str(exc)})
+
+
+def _handler_class(status: Status, console: ConsoleProxy | None) -> type[BaseHTTPRequestHandler]:
     class RequestHandler(BaseHTTPRequestHandler):
         server_version = "atp"
 
-        def do_GET(self) -> None:  # http.server's naming
-            handler = ROUTES.get(urlsplit(self.path).path)
-            if handler is None:
-                code, ctype, body = json_response(404, {"error": f"no route {self.path}"})
-            else:
-                try:
-                    code, ctype, body = handler(status)
-                except Exception as exc:
-                    log.exception("GET %s failed", self.path)
-                    code, ctype, body = json_response(500, {"error": str(exc)})
+        def _console(self) -> bool:
+            """Forward a /console request (True), or redirect `/` to the console."""
+            path = urlsplit(self.path).path
+            if console is None or not (path == "/" or path.startswith(PREFIX)):
+                return False
+            if path == "/":
+                self._reply(303, [("Location", PREFIX + "/")], b"")
+                return True
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            code, headers, data = console.forward(
+                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+            )
+            self._reply(code, [(k, v) for k, v in headers if k.lower() != "content-length"], data)
+            return True
+
+        def _reply(self, code: int, headers: list[tuple[str, str]], body: bytes) -> None:
             self.send_response(code)
-            self.send_header("Content-Type", ctype)
+            for key, value in headers:
+                self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self) -> None:  # http.server's naming
+            if not self._console():
+                self._reply(405, [("Content-Type", "text/plain")], b"only GET here\n")
+
+        def do_GET(self) -> None:  # http.server's naming
+            if not self._console():
+                code, ctype, body = _route(status, self.path)
+                self._reply(code, [("Content-Type", ctype)], body)
 
         def log_message(self, format: str, *args: Any) -> None:  # the base class's signature
             log.debug("http: " + format, *args)

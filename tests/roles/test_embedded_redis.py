@@ -16,8 +16,8 @@ from appliance.supervisor import embedded_redis
 from tests.redis_server import free_port
 from tests.roles.supervisor_harness import Supervisor, pid_alive
 
-ROLES = ("server", "scheduler", "watchdog", "worker")
-ATP_CHILDREN = ("server-1", "scheduler-1", "watchdog-1", "worker-1")
+ROLES = ("server", "scheduler", "watchdog", "worker", "console")
+ATP_CHILDREN = ("server-1", "scheduler-1", "watchdog-1", "worker-1", "console-1")
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from tests.roles.supervisor_harness import Supervisor, pid_alive
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLES = ("server", "scheduler", "watchdog", "worker")
-ATP_CHILDREN = ("server-1", "scheduler-1", "watchdog-1", "worker-1")
+ROLES = ("server", "scheduler", "watchdog", "worker", "console")
+ATP_CHILDREN = ("server-1", "scheduler-1", "watchdog-1", "worker-1", "console-1")
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def test_real_appliance_sigkilled_leaves_no_process_and_restarts_with_every_task
     try:
         first = start()
         pids += _child_pids(http_addr)
-        assert len(pids) == 5  # redis, server, scheduler, watchdog, worker
+        assert len(pids) == 6  # redis, server, scheduler, watchdog, worker, console
         with grpc.insecure_channel(grpc_addr) as channel:
             stub = pb_grpc.DelayQueueServiceStub(channel)
             for i in range(50):

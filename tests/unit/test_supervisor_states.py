@@ -143,6 +143,7 @@ def test_all_expands_to_every_role_with_counts() -> None:
         "worker-1",
         "worker-2",
         "worker-3",
+        "console-1",
     ]
 
 

@@ -1,0 +1,338 @@
+"""The console's HTTP side (ADR 0011): routes, the sign-in, sessions and CSRF, rendering.
+
+Pages are rendered here with Jinja2 (autoescaped) from templates/; static/ holds the vendored
+htmx. Every read and action goes through the SDK with the viewer's own token (views.py). Must
+not import redis, grpc or the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import logging
+import mimetypes
+from collections.abc import Callable
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import jinja2
+
+from appliance import auth
+from appliance.client import Client, DeadLetter, RpcFailed, Tls
+from appliance.config import Settings
+from appliance.console import views
+from appliance.console.sessions import COOKIE, Session, Sessions, cookie_header
+from appliance.errors import AtpError, NotFound, PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
+PREFIX = "/console"
+CALL_TIMEOUT_S = 10.0
+FORM_MAX_BYTES = 64 * 1024
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    path: str  # below PREFIX, e.g. "/topic/x"
+    query: dict[str, str]
+    form: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    peer: str  # the browser's address (X-Forwarded-For from the supervisor's proxy)
+    session: Session | None = None
+    token: str = ""
+
+    def arg(self, name: str, default: str = "") -> str:
+        return self.query.get(name, default)
+
+    def int_arg(self, name: str, default: int) -> int:
+        try:
+            return int(self.query.get(name, ""))
+        except ValueError:
+            return default
+
+
+@dataclasses.dataclass
+class Response:
+    code: int
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def redirect(path: str) -> Response:
+    return Response(303, headers=[("Location", PREFIX + path)])
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+class Console:
+    """One per console process: sessions, one SDK client per token, the stats cache."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions = Sessions()
+        self.stats = views.StatsCache()
+        self._clients: dict[str, Client] = {}
+        self.tls = Tls.from_settings(settings)
+        self.templates = jinja2.Environment(
+            loader=jinja2.FunctionLoader(_template),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.templates.filters["q"] = lambda v: quote(str(v), safe="")
+        self.routes: dict[tuple[str, str], Callable[[Request, list[str]], Response]] = {
+            ("GET", ""): self.overview,
+            ("GET", "topic"): self.topic,
+            ("POST", "topic"): self.topic_action,
+            ("GET", "task"): self.task,
+            ("GET", "dead"): self.dead,
+            ("POST", "dead"): self.dead_action,
+            ("GET", "schedules"): self.schedules,
+            ("POST", "schedules"): self.schedule_action,
+            ("GET", "login"): self.login_page,
+            ("POST", "login"): self.login,
+            ("POST", "logout"): self.logout,
+        }
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    # -- who is asking -------------------------------------------------------------------------
+
+    def is_open(self, peer: str) -> bool:
+        """Open as the API is: on loopback, with no tokens configured and an API that asks for
+        none there. Anything else signs in with a token."""
+        api_open = not self.settings.tokens and not auth.needs_bootstrap(
+            self.settings.grpc_addr, False, self.settings.insecure
+        )
+        return api_open and auth.is_loopback(f"{peer}:0")
+
+    def client(self, token: str) -> Client:
+        found = self._clients.get(token)
+        if found is None:
+            found = Client(
+                self.settings.api_target, token=token or None, tls=self.tls, timeout=CALL_TIMEOUT_S
+            )
+            self._clients[token] = found
+        return found
+
+    # -- the request cycle ---------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith("/static/"):
+            return self.static(request.path.removeprefix("/static/"))
+        cookie = _cookie(request.headers.get("cookie", ""))
+        session = self.sessions.get(cookie)
+        fresh = session is None
+        request.session = session = session or self.sessions.new()
+        response = self._guarded(request, session)
+        if fresh:
+            response.headers.append(("Set-Cookie", cookie_header(session)))
+        response.headers.append(("Cache-Control", "no-store"))
+        return response
+
+    def _guarded(self, request: Request, session: Session) -> Response:
+        if request.method == "POST":
+            refused = self._csrf_refusal(request, session)
+            if refused:
+                return self.page("error.html", request, 403, message=refused)
+        if self.is_open(request.peer):
+            request.token = self.settings.token or auth.local_token(self.settings)
+        elif session.token is None and request.path not in ("/login",):
+            return redirect("/login")
+        else:
+            request.token = session.token or ""
+        head, _, rest = request.path.strip("/").partition("/")
+        route = self.routes.get((request.method, head))
+        if route is None:
+            return self.page("error.html", request, 404, message=f"no page {request.path}")
+        try:
+            return route(request, [p for p in rest.split("/") if p])
+        except PermissionDenied as exc:
+            return self.page("error.html", request, 403, message=str(exc))
+        except Unauthenticated:
+            session.token = None
+            return redirect("/login")
+        except NotFound as exc:
+            return self.page("error.html", request, 404, message=str(exc))
+        except RpcFailed as exc:
+            if exc.status == "UNAUTHENTICATED":
+                session.token = None
+                return redirect("/login")
+            return self.page("error.html", request, 502, message=f"{exc.status}: {exc}")
+        except AtpError as exc:
+            return self.page("error.html", request, 400, message=str(exc))
+
+    def _csrf_refusal(self, request: Request, session: Session) -> str:
+        origin = request.headers.get("origin", "")
+        host = request.headers.get("host", "")
+        if origin and origin != "null" and urlsplit(origin).netloc != host:
+            return f"refused: the request comes from another site ({origin})"
+        if not session.csrf_ok(request.form.get("csrf", "")):
+            return "refused: missing or wrong CSRF token (reload the page and try again)"
+        return ""
+
+    def page(self, name: str, request: Request, code: int = 200, **values: Any) -> Response:
+        session = request.session
+        values.setdefault("flash", session.take_flash() if session else "")
+        html = self.templates.get_template(name).render(
+            prefix=PREFIX,
+            csrf=session.csrf if session else "",
+            signed_in=bool(session and session.token),
+            **values,
+        )
+        return Response(code, html.encode())
+
+    def static(self, name: str) -> Response:
+        if "/" in name or name.startswith("."):
+            return Response(404, b"not found\n", "text/plain")
+        resource = importlib.resources.files("appliance.console").joinpath("static", name)
+        if not resource.is_file():
+            return Response(404, b"not found\n", "text/plain")
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        headers = [("Cache-Control", "public, max-age=3600")]
+        return Response(200, resource.read_bytes(), kind, headers)
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    def overview(self, request: Request, _: list[str]) -> Response:
+        client = self.client(request.token)
+        size = request.int_arg("size", 50)
+        size = size if size in views.PAGE_SIZES else 50
+        sort, desc = request.arg("sort", "topic"), request.arg("dir", "asc") == "desc"
+        shown = views.overview(
+            self.stats.rows(client, request.token),
+            request.arg("q"),
+            sort,
+            desc,
+            request.int_arg("page", 1),
+            size,
+            views.leader(client),
+        )
+        name = "overview_rows.html" if request.headers.get("hx-request") else "overview.html"
+        return self.page(
+            name, request, view=shown, q=request.arg("q"), sort=sort, desc=desc, size=size
+        )
+
+    def topic(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) != 1:
+            return self.page("error.html", request, 404, message="which topic?")
+        client = self.client(request.token)
+        topic = parts[0]
+        stats = client.stats([topic])
+        figures = views.row(stats.topics[0], stats.now_ms) if stats.topics else None
+        letters, cursor = views.dead_page(client, topic, "", request.arg("cursor"))
+        return self.page(
+            "topic.html", request, topic=topic, figures=figures, letters=letters, cursor=cursor
+        )
+
+    def topic_action(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) != 2 or parts[1] not in ("requeue", "purge"):
+            return self.page("error.html", request, 404, message="no such action")
+        topic, action = parts
+        ids = [i for i in request.form.get("ids", "").split(",") if i]
+        client = self.client(request.token)
+        call = client.requeue_dead_letters if action == "requeue" else client.purge_dead_letters
+        count = call(topic, ids)
+        self._done(request, f"{action}d {count} dead letter(s) of {topic}")
+        return redirect(f"/topic/{quote(topic, safe='')}")
+
+    def task(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) != 1:
+            return self.page("error.html", request, 404, message="which task?")
+        found = self.client(request.token).get_task(parts[0], request.arg("topic"))
+        return self.page("task.html", request, task=found)
+
+    def dead(self, request: Request, _: list[str]) -> Response:
+        topic, error = request.arg("topic"), request.arg("error")
+        client = self.client(request.token)
+        topics = [r for r in self.stats.rows(client, request.token) if r.dead]
+        letters: list[DeadLetter] = []
+        cursor = ""
+        if topic:
+            letters, cursor = views.dead_page(client, topic, error, request.arg("cursor"))
+        return self.page(
+            "dead.html",
+            request,
+            topics=topics,
+            topic=topic,
+            error=error,
+            letters=letters,
+            cursor=cursor,
+        )
+
+    def dead_action(self, request: Request, parts: list[str]) -> Response:
+        action = parts[0] if parts else ""
+        topic, error = request.form.get("topic", ""), request.form.get("error", "")
+        if action not in ("requeue", "purge") or not topic:
+            return self.page("error.html", request, 400, message="requeue or purge, and a topic")
+        count = views.act_on_dead(self.client(request.token), topic, error, action)
+        matching = f" matching {error!r}" if error else ""
+        self._done(request, f"{action}d {count} dead letter(s) of {topic}{matching}")
+        return redirect(f"/dead?topic={quote(topic, safe='')}")
+
+    def schedules(self, request: Request, _: list[str]) -> Response:
+        client = self.client(request.token)
+        found = client.list_schedules(request.arg("topic"))
+        return self.page("schedules.html", request, schedules=found)
+
+    def schedule_action(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) != 2 or parts[1] not in ("pause", "resume"):
+            return self.page("error.html", request, 404, message="pause or resume a schedule")
+        client = self.client(request.token)
+        call = client.pause_schedule if parts[1] == "pause" else client.resume_schedule
+        call(parts[0])
+        self._done(request, f"schedule {parts[0]} {parts[1]}d")
+        return redirect("/schedules")
+
+    def _done(self, request: Request, message: str) -> None:
+        self.stats.forget()
+        if request.session:
+            request.session.flash = message
+
+    # -- signing in ----------------------------------------------------------------------------
+
+    def login_page(self, request: Request, _: list[str]) -> Response:
+        return self.page("login.html", request, message="")
+
+    def login(self, request: Request, _: list[str]) -> Response:
+        token = request.form.get("token", "").strip()
+        try:
+            self.client(token).stats(page_size=1)
+        except PermissionDenied:
+            pass  # a known token without GetStats (a producer, a worker) may still sign in
+        except (Unauthenticated, RpcFailed, AtpError) as exc:
+            self._clients.pop(token, None)
+            return self.page("login.html", request, 401, message=f"not signed in: {exc}")
+        assert request.session is not None
+        self.sessions.drop(request.session.sid)  # a new id after signing in (no fixation)
+        request.session = self.sessions.new(token)
+        response = redirect("/")
+        response.headers.append(("Set-Cookie", cookie_header(request.session)))
+        return response
+
+    def logout(self, request: Request, _: list[str]) -> Response:
+        if request.session:
+            self.sessions.drop(request.session.sid)
+        response = redirect("/login")
+        response.headers.append(("Set-Cookie", cookie_header(None)))
+        return response
+
+
+def _template(name: str) -> str | None:
+    """Templates read as package data (so the one-file binary has them too)."""
+    found = importlib.resources.files("appliance.console").joinpath("templates", name)
+    return found.read_text(encoding="utf-8") if found.is_file() else None
+
+
+def _cookie(header: str) -> str | None:
+    try:
+        jar = SimpleCookie(header)
+    except CookieError:
+        return None
+    morsel = jar.get(COOKIE)
+    return morsel.value if morsel else None

@@ -1,0 +1,138 @@
+"""What each console page shows and each action does, through the SDK (appliance.client) only:
+the same calls, tokens and roles as any API user. No HTTP here (app.py), no grpc import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+
+from appliance.client import Client, DeadLetter
+from appliance.model import TopicStats
+
+STATS_PAGE = 1000  # topics per GetStats call when the overview reads every topic
+STATS_FRESH_S = 2.0  # the overview reuses one reading of every topic this long
+SORT_KEYS = ("topic", "pending", "due", "running", "dead", "lag")
+PAGE_SIZES = (25, 50, 100, 500)
+DEAD_PAGE = 100  # dead letters per ListDeadLetters call
+DEAD_SCAN_MAX = 100_000  # a filtered requeue/purge looks at this many dead letters at most
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    topic: str
+    pending: int
+    due: int
+    running: int
+    dead: int
+    lag_ms: int  # age of the oldest due task; 0: none due
+
+    def key(self, column: str) -> int | str:
+        return self.lag_ms if column == "lag" else getattr(self, column)
+
+
+@dataclasses.dataclass(frozen=True)
+class Overview:
+    rows: list[Row]  # this page
+    matched: int  # topics matching the search
+    total: Row  # sums over every topic (lag: the largest)
+    topics: int  # every topic
+    page: int
+    pages: int
+    leader: str
+
+
+def row(stats: TopicStats, now_ms: int) -> Row:
+    lag = max(now_ms - stats.oldest_due_ms, 0) if stats.oldest_due_ms > 0 else 0
+    return Row(stats.topic, stats.pending, stats.due, stats.running, stats.dead, lag)
+
+
+class StatsCache:
+    """Every topic's figures, read page by page and kept STATS_FRESH_S, one reading per token."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_token: dict[str, tuple[float, list[Row]]] = {}
+
+    def rows(self, client: Client, token: str) -> list[Row]:
+        with self._lock:
+            cached = self._by_token.get(token)
+            if cached is not None and time.monotonic() - cached[0] < STATS_FRESH_S:
+                return cached[1]
+        rows = list(read_all_stats(client))
+        with self._lock:
+            self._by_token[token] = (time.monotonic(), rows)
+        return rows
+
+    def forget(self) -> None:
+        """After an action: the next page shows fresh figures."""
+        with self._lock:
+            self._by_token.clear()
+
+
+def read_all_stats(client: Client) -> Iterator[Row]:
+    token = ""
+    while True:
+        stats = client.stats(page_size=STATS_PAGE, page_token=token)
+        yield from (row(t, stats.now_ms) for t in stats.topics)
+        token = stats.next_page_token
+        if not token:
+            return
+
+
+def overview(
+    rows: list[Row], q: str, sort: str, desc: bool, page: int, size: int, leader: str
+) -> Overview:
+    matched = [r for r in rows if q.lower() in r.topic.lower()] if q else rows
+    column = sort if sort in SORT_KEYS else "topic"
+    ordered = sorted(matched, key=lambda r: r.key(column), reverse=desc)
+    pages = max((len(ordered) + size - 1) // size, 1)
+    page = min(max(page, 1), pages)
+    total = Row(
+        "all",
+        sum(r.pending for r in rows),
+        sum(r.due for r in rows),
+        sum(r.running for r in rows),
+        sum(r.dead for r in rows),
+        max((r.lag_ms for r in rows), default=0),
+    )
+    window = ordered[(page - 1) * size : page * size]
+    return Overview(window, len(matched), total, len(rows), page, pages, leader)
+
+
+def leader(client: Client) -> str:
+    status = client.scheduler_status()
+    return status.leader_id or "none"
+
+
+def matching_dead(
+    client: Client, topic: str, error: str, limit: int = DEAD_SCAN_MAX
+) -> Iterator[DeadLetter]:
+    """The topic's dead letters whose last error contains `error` (case-insensitive)."""
+    cursor, seen, needle = "", 0, error.lower()
+    while seen < limit:
+        page = client.list_dead_letters(topic, limit=DEAD_PAGE, cursor=cursor)
+        seen += len(page.letters)
+        yield from (d for d in page.letters if needle in d.task.last_error.lower())
+        cursor = page.next_cursor
+        if not cursor:
+            return
+
+
+def dead_page(client: Client, topic: str, error: str, cursor: str) -> tuple[list[DeadLetter], str]:
+    """One page of a topic's dead letters (filtered by error text when given)."""
+    page = client.list_dead_letters(topic, limit=DEAD_PAGE, cursor=cursor)
+    needle = error.lower()
+    return [d for d in page.letters if needle in d.task.last_error.lower()], page.next_cursor
+
+
+def act_on_dead(client: Client, topic: str, error: str, action: str) -> int:
+    """Requeue or purge a topic's dead letters matching `error`: every one when `error` is
+    empty (one call), else the matching ids, sent DEAD_PAGE at a time (not one call per task)."""
+    call = client.requeue_dead_letters if action == "requeue" else client.purge_dead_letters
+    if not error:
+        return call(topic)
+    ids = [d.task.id for d in matching_dead(client, topic, error)]
+    return sum(call(topic, ids[i : i + DEAD_PAGE]) for i in range(0, len(ids), DEAD_PAGE))
