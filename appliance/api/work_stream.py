@@ -407,7 +407,8 @@ class WorkStream:
     # -- leases ----------------------------------------------------------------------------
 
     async def _renew(self) -> None:
-        """Renew every held lease at a third of its length; drop the ones no longer ours."""
+        """Renew every held lease at a third of its length; drop the ones no longer ours, and
+        tell the worker both (so it knows how long what it holds stays valid)."""
         period = self.sub.lease_ms / 3000
         while True:
             await asyncio.sleep(period)
@@ -421,9 +422,16 @@ class WorkStream:
             except AtpError as exc:
                 log.warning("work stream of %r: lease renewal failed: %s", self.sub.name, exc)
                 continue
-            for (token, _), deadline in zip(held, outcome, strict=True):
-                if isinstance(deadline, Exception):
-                    self._forget(token)
+            revoked = [
+                t for (t, _), d in zip(held, outcome, strict=True) if isinstance(d, Exception)
+            ]
+            for token in revoked:
+                self._forget(token)
+            renewed = [d for d in outcome if not isinstance(d, Exception)]
+            deadline = min(renewed, default=0)
+            self.send(
+                pb.WorkResponse(renewed=pb.WorkRenewed(lease_deadline_ms=deadline, revoked=revoked))
+            )
 
     async def settle_held(self) -> None:
         """After the stream: release what it still holds, as its end says (see the table)."""

@@ -70,6 +70,15 @@ class Delivery:
     tasks: list[Task]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Renewed:
+    """The server renewed what the stream holds: all of it runs to at least `deadline_ms`
+    (server clock; 0: none was renewed) but the `revoked` lease tokens, which are gone."""
+
+    deadline_ms: int
+    revoked: frozenset[str]
+
+
 class ServerClock:
     """The server's clock as seen from here: every message it sends carries its time, which is a
     lower bound of its time when the message arrives. `now_ms()` estimates the server's time
@@ -245,9 +254,9 @@ class WorkStream:
                 return  # the stream broke: events() ends and fails the waiting settles
 
     async def events(self) -> Any:
-        """Async iterator, one item per message: a Delivery, or None for a message without
-        tasks (settle answers, heartbeats), until the stream ends; then raises the reason
-        (Unavailable for a clean end by the server)."""
+        """Async iterator: per message a Renewed when it renews leases, then a Delivery, or
+        None for a message without tasks (settle answers, heartbeats), until the stream ends;
+        then raises the reason (Unavailable for a clean end by the server)."""
         try:
             while True:
                 message = await self._call.read()
@@ -258,6 +267,9 @@ class WorkStream:
                     self._ponged(message.heartbeat.ping_seq)
                 if message.HasField("settled"):
                     self._answer(message.settled.settled)
+                if message.HasField("renewed"):
+                    renewed = message.renewed
+                    yield Renewed(renewed.lease_deadline_ms, frozenset(renewed.revoked))
                 if message.HasField("delivery"):
                     self.clock.saw(message.delivery.now_ms)
                     tasks = [task_from_pb(t, TaskState.RUNNING) for t in message.delivery.tasks]

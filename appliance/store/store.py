@@ -169,8 +169,12 @@ class Store:
         # Only now, with the task written, is its id indexed: a call cut off before leaves a
         # task reachable by id and topic (and by id alone once the Enqueue is repeated), never
         # an index entry without its task (ADR 0006).
-        living = {(t.topic, t.id) for t, f in zip(tasks, flags, strict=True) if f in (1, 2)}
-        await self._index_ids("live", [(t, i) for t, i in living if topic_in_id(i) is None])
+        indexed = [(t, f) for t, f in zip(tasks, flags, strict=True) if topic_in_id(t.id) is None]
+        await self._index_ids("live", list({(t.topic, t.id) for t, f in indexed if f in (1, 2)}))
+        # A repeat that finds its task finished (0) indexes it too, as done: the first call's
+        # indexing may have been cut off, and the task run and acked since.
+        finished = list({(t.topic, t.id) for t, f in indexed if f == 0})
+        await self._index_ids("found", finished)
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
 
     async def _admit_topics(self, topics: Sequence[str], owner: str) -> None:

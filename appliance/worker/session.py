@@ -17,7 +17,7 @@ from typing import Any
 
 from appliance import metrics, tracing
 from appliance.client import AsyncClient
-from appliance.client.work import Delivery, Settle, Settled, SettleKind, WorkStream
+from appliance.client.work import Delivery, Renewed, Settle, Settled, SettleKind, WorkStream
 from appliance.errors import AtpError
 from appliance.model import Task
 from appliance.worker.execution import (
@@ -123,6 +123,8 @@ class Session:
             async for event in stream.events():
                 if isinstance(event, Delivery):
                     self._receive(event.tasks)
+                elif isinstance(event, Renewed):
+                    self._renewed(event)
                 self._dispatch()
         except AtpError as exc:
             if not self.closing:
@@ -163,6 +165,15 @@ class Session:
                 self._settle_soon(held, NOT_STARTED)
             else:
                 self.ready.append(held)
+
+    def _renewed(self, renewed: Renewed) -> None:
+        """The server renewed what this stream holds: their deadlines move on; the revoked
+        ones are lost (not started; a running one's result would be refused)."""
+        for held in list(self.held.values()):
+            if held.task.lease_token in renewed.revoked:
+                self._lose(held)
+            elif not held.settling:
+                held.deadline_ms = max(held.deadline_ms, renewed.deadline_ms)
 
     def _lose(self, held: Held) -> None:
         held.lost = True

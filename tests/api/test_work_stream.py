@@ -309,3 +309,17 @@ async def test_a_ping_is_answered_by_a_heartbeat_with_its_seq(stream: Stream) ->
     assert beat.ping_seq == 41 and beat.now_ms >= welcome.now_ms
     with pytest.raises(AssertionError, match="no heartbeat"):
         await stream.next("heartbeat", within=1.5)  # none unasked
+
+
+async def test_renewals_tell_the_worker_new_deadlines_and_revoked_leases(
+    stub: Any, stream: Stream
+) -> None:
+    await stream.subscribe("t", lease_ms=600)
+    await enqueue(stub, "t", 2)
+    kept, taken = await stream.tasks(2)
+    await stub.Ack(pb.AckRequest(id=taken.id, lease_token=taken.lease_token))  # settled elsewhere
+    renewed = await stream.next("renewed", within=2)
+    assert renewed.lease_deadline_ms > kept.lease_deadline_ms
+    assert list(renewed.revoked) == [taken.lease_token]
+    later = await stream.next("renewed", within=2)
+    assert later.lease_deadline_ms > renewed.lease_deadline_ms and not later.revoked

@@ -128,3 +128,22 @@ async def test_scripts_flushed_from_redis_are_loaded_again(
     assert await store.ack_many([(t.id, t.lease_token) for t in claim.tasks]) == [None, None]
     redis_client.script_flush()
     assert (await store.recover_all(["t", "u"])).keys() == {"t", "u"}
+
+
+async def test_a_repeat_after_the_task_finished_indexes_its_id(store: Store) -> None:
+    """The first Enqueue wrote the task but its indexing was cut off (only the script ran);
+    the task ran and was acked; the client's repeat must leave the id findable by id alone
+    (found by the chaos run: reset_peer lost 4 such ids)."""
+    task = NewTask("order-7", "t", "p", 3, 0)
+    tk = store.keys.topic("t")
+    meta = f"{task.delay_ms} {task.execute_at_ms} {task.max_retries} "
+    await store.run(
+        "enqueue",
+        [tk.pending, tk.new],
+        [store.keys.wake_channel, "t", tk.task_prefix, task.id, task.payload, meta],
+    )
+    (leased,) = (await store.claim("t", 1, 30_000)).tasks
+    await store.ack(leased.id, leased.lease_token)
+    (again,) = await store.enqueue([task], [True])
+    assert not again.created
+    assert (await store.get("order-7")).state.value == "SUCCEEDED"

@@ -49,3 +49,16 @@ async def test_an_unknown_mode_is_refused(store: Store, redis_client: redis.Redi
     with pytest.raises(redis.exceptions.ResponseError, match="mode"):
         await index(store, "bogus", "a")
     assert not redis_client.exists(KEYS.id_topics("x"))
+
+
+async def test_found_indexes_a_finished_task_as_done_with_the_retention(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """A repeated Enqueue that finds its task finished: the index is made, done, expiring."""
+    key = KEYS.id_topics("x")
+    assert await index(store, "found", "a") == 0
+    assert redis_client.hgetall(key) == {b"a": b"done"}
+    assert 0 < redis_client.pttl(key) <= RETENTION
+    await index(store, "live", "b")
+    assert await index(store, "found", "b") == 1  # never turns a live entry done
+    assert redis_client.hget(key, "b") == b"live"

@@ -951,6 +951,7 @@ class WorkResponse(_message.Message):
     DELIVERY_FIELD_NUMBER: _builtins.int
     SETTLED_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RENEWED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___WorkWelcome:
         """First message only: the subscription is accepted."""
@@ -969,6 +970,10 @@ class WorkResponse(_message.Message):
         server answered a ping it sent lately (see docs/API.md).
         """
 
+    @_builtins.property
+    def renewed(self) -> Global___WorkRenewed:
+        """The server renewed the leases this stream holds (every third of the lease)."""
+
     def __init__(
         self,
         *,
@@ -976,14 +981,45 @@ class WorkResponse(_message.Message):
         delivery: Global___WorkDelivery | None = ...,
         settled: Global___WorkSettledBatch | None = ...,
         heartbeat: Global___WorkHeartbeat | None = ...,
+        renewed: Global___WorkRenewed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "renewed", b"renewed", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "heartbeat", b"heartbeat", "renewed", b"renewed", "settled", b"settled", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkResponse: _TypeAlias = WorkResponse  # noqa: Y015
+
+@_typing.final
+class WorkRenewed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
+    lease_deadline_ms: _builtins.int
+    """Every lease the stream held when it renewed them, but those in `revoked`, now runs to at
+    least this deadline (server clock, ms).
+    """
+    @_builtins.property
+    def revoked(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lease tokens that are no longer this stream's (settled elsewhere, or expired and handed
+        out again): what they lease must not start, and their results will be refused.
+        """
+
+    def __init__(
+        self,
+        *,
+        lease_deadline_ms: _builtins.int = ...,
+        revoked: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_deadline_ms", b"lease_deadline_ms", "revoked", b"revoked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkRenewed: _TypeAlias = WorkRenewed  # noqa: Y015
 
 @_typing.final
 class WorkHeartbeat(_message.Message):
