@@ -85,6 +85,7 @@ class Console:
         self.templates.filters["q"] = lambda v: quote(str(v), safe="")
         self.routes: dict[tuple[str, str], Callable[[Request, list[str]], Response]] = {
             ("GET", ""): self.overview,
+            ("GET", "summary"): self.summary,
             ("GET", "topic"): self.topic,
             ("POST", "topic"): self.topic_action,
             ("GET", "task"): self.task,
@@ -203,20 +204,24 @@ class Console:
         client = self.client(request.token)
         size = request.int_arg("size", 50)
         size = size if size in views.PAGE_SIZES else 50
-        sort, desc = request.arg("sort", "topic"), request.arg("dir", "asc") == "desc"
-        shown = views.overview(
-            self.stats.rows(client, request.token),
-            request.arg("q"),
-            sort,
-            desc,
-            request.int_arg("page", 1),
-            size,
-            views.leader(client),
-        )
+        q, sort = request.arg("q"), request.arg("sort", "topic")
+        desc = request.arg("dir", "asc") == "desc"
+        if not q and sort == "topic" and not desc and "page" not in request.query:
+            shown = views.first_pages(client, size, request.arg("after"))
+        else:
+            rows = self.stats.rows(client, request.token)
+            page = request.int_arg("page", 1)
+            shown = views.overview(rows, q, sort, desc, page, size, views.leader(client))
         name = "overview_rows.html" if request.headers.get("hx-request") else "overview.html"
-        return self.page(
-            name, request, view=shown, q=request.arg("q"), sort=sort, desc=desc, size=size
-        )
+        values: dict[str, Any] = {"view": shown, "q": q, "sort": sort, "desc": desc, "size": size}
+        return self.page(name, request, after=request.arg("after"), **values)
+
+    def summary(self, request: Request, _: list[str]) -> Response:
+        """The overview's totals over every topic, fetched by the page after its first paint."""
+        client = self.client(request.token)
+        rows = self.stats.rows(client, request.token)
+        found = views.summary(rows, request.arg("q"), views.leader(client))
+        return self.page("summary.html", request, summary=found)
 
     def topic(self, request: Request, parts: list[str]) -> Response:
         if len(parts) != 1:

@@ -13,7 +13,7 @@ from appliance.client import Client, DeadLetter
 from appliance.model import TopicStats
 
 STATS_PAGE = 1000  # topics per GetStats call when the overview reads every topic
-STATS_FRESH_S = 2.0  # the overview reuses one reading of every topic this long
+STATS_FRESH_S = 5.0  # the overview reuses one reading of every topic this long
 SORT_KEYS = ("topic", "pending", "due", "running", "dead", "lag")
 PAGE_SIZES = (25, 50, 100, 500)
 DEAD_PAGE = 100  # dead letters per ListDeadLetters call
@@ -34,14 +34,20 @@ class Row:
 
 
 @dataclasses.dataclass(frozen=True)
+class Summary:
+    matched: int  # topics matching the search
+    topics: int  # every topic
+    total: Row  # sums over every topic (lag: the largest)
+    leader: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Overview:
     rows: list[Row]  # this page
-    matched: int  # topics matching the search
-    total: Row  # sums over every topic (lag: the largest)
-    topics: int  # every topic
-    page: int
+    page: int  # 0: a page by name (`after`), counted from nowhere
     pages: int
-    leader: str
+    summary: Summary | None  # None: the page shows it once read (after the first paint)
+    next_after: str = ""  # by-name paging: the next page starts after this topic
 
 
 def row(stats: TopicStats, now_ms: int) -> Row:
@@ -66,6 +72,13 @@ class StatsCache:
             self._by_token[token] = (time.monotonic(), rows)
         return rows
 
+    def peek(self, token: str) -> list[Row] | None:
+        """The fresh reading, if there is one (no call)."""
+        with self._lock:
+            cached = self._by_token.get(token)
+        fresh = cached is not None and time.monotonic() - cached[0] < STATS_FRESH_S
+        return cached[1] if cached is not None and fresh else None
+
     def forget(self) -> None:
         """After an action: the next page shows fresh figures."""
         with self._lock:
@@ -82,14 +95,11 @@ def read_all_stats(client: Client) -> Iterator[Row]:
             return
 
 
-def overview(
-    rows: list[Row], q: str, sort: str, desc: bool, page: int, size: int, leader: str
-) -> Overview:
-    matched = [r for r in rows if q.lower() in r.topic.lower()] if q else rows
-    column = sort if sort in SORT_KEYS else "topic"
-    ordered = sorted(matched, key=lambda r: r.key(column), reverse=desc)
-    pages = max((len(ordered) + size - 1) // size, 1)
-    page = min(max(page, 1), pages)
+def search(rows: list[Row], q: str) -> list[Row]:
+    return [r for r in rows if q.lower() in r.topic.lower()] if q else rows
+
+
+def summary(rows: list[Row], q: str, leader: str) -> Summary:
     total = Row(
         "all",
         sum(r.pending for r in rows),
@@ -98,8 +108,28 @@ def overview(
         sum(r.dead for r in rows),
         max((r.lag_ms for r in rows), default=0),
     )
+    return Summary(len(search(rows, q)), len(rows), total, leader)
+
+
+def overview(
+    rows: list[Row], q: str, sort: str, desc: bool, page: int, size: int, leader: str
+) -> Overview:
+    """A page of every topic, searched and sorted by any column (needs every topic's figures)."""
+    matched = search(rows, q)
+    column = sort if sort in SORT_KEYS else "topic"
+    ordered = sorted(matched, key=lambda r: r.key(column), reverse=desc)
+    pages = max((len(ordered) + size - 1) // size, 1)
+    page = min(max(page, 1), pages)
     window = ordered[(page - 1) * size : page * size]
-    return Overview(window, len(matched), total, len(rows), page, pages, leader)
+    return Overview(window, page, pages, summary(rows, q, leader))
+
+
+def first_pages(client: Client, size: int, after: str) -> Overview:
+    """By topic name, the order GetStats pages in: one call of `size` topics, so the first
+    paint does not wait for 10,000 topics' figures (the summary comes after, by htmx)."""
+    stats = client.stats(page_size=size, page_token=after)
+    rows = [row(t, stats.now_ms) for t in stats.topics]
+    return Overview(rows, 0, 0, None, stats.next_page_token)
 
 
 def leader(client: Client) -> str:

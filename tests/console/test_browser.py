@@ -5,59 +5,19 @@ screenshots go to test-artifacts/console/ (git-ignored)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.console.appliance import SCHEDULE_ID, WORKLOAD, Appliance, expected
 
 selenium = pytest.importorskip("selenium", reason="selenium (pip install -e '.[dev]') is missing")
-from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1200,800",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip(
-            "chromium and chromium-driver are missing (apt-get install chromium chromium-driver)"
-        )
-    profile = tempfile.mkdtemp(prefix="atp-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
-    driver.implicitly_wait(0)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+from tests.console.conftest import ARTIFACTS  # noqa: E402
 
 
 def shoot(driver: WebDriver, name: str) -> None:
@@ -85,7 +45,9 @@ def test_overview_shows_every_topic_s_real_figures(
     assert browser.current_url.endswith("/console/")
     for topic in WORKLOAD:
         assert cells(browser, topic) == {k: v for k, v in expected(topic).items()}, topic
-    assert browser.find_element(By.ID, "topic-count").text == "3 of 3 topics"
+    wait_text(browser, "#topic-count", "3 of 3 topics")  # the summary comes after first paint
+    totals = {k: browser.find_element(By.ID, f"total-{k}").text for k in ("pending", "due", "dead")}
+    assert totals == {"pending": "27", "due": "19", "dead": "9"}
     assert browser.find_element(By.ID, "leader").text not in ("", "none")
     shoot(browser, "overview")
 
