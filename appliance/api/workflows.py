@@ -36,6 +36,9 @@ def workflow_from_pb(message: pb.Workflow, settings: Settings) -> Workflow:
             after_any=s.after_any,
             delay_ms=s.delay_ms,
             max_retries=s.max_retries if s.HasField("max_retries") else None,
+            on_failure=s.on_failure,
+            signal=s.signal,
+            timeout_ms=s.timeout_ms,
         )
         for s in message.steps
     )
@@ -52,6 +55,9 @@ def workflow_to_pb(wf: Workflow) -> pb.Workflow:
             after=list(s.after),
             after_any=s.after_any,
             delay_ms=s.delay_ms,
+            on_failure=s.on_failure,
+            signal=s.signal,
+            timeout_ms=s.timeout_ms,
         )
         if s.max_retries is not None:
             step.max_retries = s.max_retries
@@ -209,6 +215,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         tasks = await self.store.cancel_run(run.id, wf.step_names)
         await self.advancer.delete_tasks(tasks)
         return pb.CancelRunResponse(success=True)
+
+    @rpc
+    async def SignalRun(
+        self, request: pb.SignalRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignalRunResponse:
+        run_id = definitions.run_id(request.run_id, "run_id")
+        name = definitions.name(request.name, "name")
+        validation.payload(request.payload, self.settings.payload_max_bytes)
+        kept = await self.store.signal_run(run_id, name, request.payload)
+        await self.advancer.look(run_id)
+        return pb.SignalRunResponse(duplicate=not kept)
 
 
 def _offset(token: str) -> int:

@@ -70,6 +70,7 @@ CODES: dict[str, dict[int, Refusal]] = {
     "step_running": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
     "step_finish": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
     "run_cancel": {-1: R.NOT_FOUND, -3: R.RUN_FINISHED},
+    "run_signal": {-1: R.NOT_FOUND, -4: R.RUN_FINISHED},
 }
 """Per script: its refusal codes. A script with none still has its row (the loader checks)."""
 

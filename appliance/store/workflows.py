@@ -107,6 +107,16 @@ class WorkflowStore:
             raise error(why, f"run {run_id!r} has finished ({codec.text(reply[1])})")
         return [codec.text(t) for t in reply[1:]]
 
+    async def signal_run(self, run_id: str, name: str, payload: str) -> bool:
+        """Keep a signal for the run: True; False when one of the name came before."""
+        reply = await self.store.run("run_signal", [self.store.keys.run(run_id)], [name, payload])
+        why = refusal("run_signal", reply)
+        if why is Refusal.NOT_FOUND:
+            raise NotFound(f"no run {run_id!r}")
+        if why is Refusal.RUN_FINISHED:
+            raise error(why, f"run {run_id!r} has finished: a signal starts nothing")
+        return int(reply) == 1
+
     # -- advancing -----------------------------------------------------------------------
 
     async def due_runs(self, now_ms: int, limit: int) -> tuple[list[str], int | None]:
@@ -146,6 +156,7 @@ class WorkflowStore:
         finished_ms: int,
         attempts: int,
         steps: Sequence[str],
+        on_failure: str = "",
     ) -> tuple[str, list[str]] | None:
         """Record a step's outcome: (the run's state, ids of tasks of steps canceled now), or
         None when the step had finished already (nothing changed)."""
@@ -153,7 +164,7 @@ class WorkflowStore:
         reply = await self.store.run(
             "step_finish",
             [self.store.keys.run(run_id)],
-            [step, outcome, text, finished_ms, attempts, self.retention_ms, *steps],
+            [step, outcome, text, finished_ms, attempts, self.retention_ms, on_failure, *steps],
         )
         if refusal("step_finish", reply) is not None:
             return None

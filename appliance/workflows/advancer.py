@@ -21,7 +21,7 @@ from appliance.store import Store
 from appliance.store.wakeups import Wakeups, wait_any
 from appliance.store.workflows import WorkflowStore
 from appliance.workflows import templates
-from appliance.workflows.definitions import Workflow
+from appliance.workflows.definitions import Step, Workflow
 from appliance.workflows.model import (
     RUN_ACTIVE,
     STEP_HAS_TASK,
@@ -138,16 +138,22 @@ class Advancer:
         await self._advance_logged(run_id, await self.store.now_ms())
 
     def _next_look(self, run: RunRecord, now: int) -> int:
+        """A RUNNING step: the poll interval; else the earliest due time of a scheduled step
+        (a task in its delay, a signal's deadline); at most a minute."""
         later = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED and s.due_ms > now]
         if any(s.state == StepState.RUNNING for s in run.steps) or not later:
             return now + self.poll_ms
         return min(min(later), now + 60_000)  # waiting in a delay: looked at when it is due
 
     async def _observe(self, run: RunRecord, wf: Workflow) -> bool:
-        """Bring the steps whose tasks exist up to date; True when something changed."""
-        open_steps = [s for s in run.steps if s.state in STEP_HAS_TASK]
-        tasks = await self.workflows.tasks([(s.topic, s.task_id) for s in open_steps])
+        """Bring the steps whose tasks exist (or signals wait) up to date; True when one
+        changed."""
+        waiting = [s for s in run.steps if s.state in STEP_HAS_TASK]
         changed = False
+        for step in [s for s in waiting if wf.step(s.name).signal]:
+            changed |= await self._signal(run, wf, step)
+        open_steps = [s for s in waiting if not wf.step(s.name).signal]
+        tasks = await self.workflows.tasks([(s.topic, s.task_id) for s in open_steps])
         for step, task in zip(open_steps, tasks, strict=True):
             if task is None:  # the outbox record was not delivered yet (or got lost): again
                 if run.state in RUN_ACTIVE and step.state == StepState.SCHEDULED:
@@ -163,6 +169,22 @@ class Advancer:
                 changed = True
         return changed
 
+    async def _signal(self, run: RunRecord, wf: Workflow, step: StepRecord) -> bool:
+        """A signal step: its signal came by the deadline (SUCCEEDED with the payload), or the
+        deadline passed without it (FAILED); both judged by the Redis clock (ADR 0010)."""
+        spec = wf.step(step.name)
+        came = run.signals.get(spec.signal)
+        if came is not None and (not spec.timeout_ms or came[0] <= step.due_ms):
+            return await self._finish(
+                run, wf, step.name, True, came[1], {"finished": str(came[0])}, 0
+            )
+        if spec.timeout_ms and await self.store.now_ms() >= step.due_ms:
+            why = f"no signal {spec.signal!r} within {spec.timeout_ms} ms"
+            return await self._finish(
+                run, wf, step.name, False, why, {"finished": str(step.due_ms)}, 0
+            )
+        return False
+
     async def _finish(
         self,
         run: RunRecord,
@@ -175,7 +197,7 @@ class Advancer:
     ) -> bool:
         finished = int(task.get("finished", 0))
         done = await self.workflows.finish_step(
-            run.id, step, ok, text, finished, attempts, wf.step_names
+            run.id, step, ok, text, finished, attempts, wf.step_names, wf.on_failure
         )
         if done is not None:
             await self.delete_tasks(done[1])
@@ -189,33 +211,47 @@ class Advancer:
             if step.state != StepState.WAITING:
                 continue
             spec = wf.step(step.name)
-            parents = [run.step(p) for p in spec.after]
-            ends = [p.finished_ms for p in parents if p.state == StepState.SUCCEEDED]
-            if spec.after and not (ends if spec.after_any else len(ends) == len(parents)):
+            base = self._ready_since(run, spec)
+            if base is None:
                 continue
-            base = (min(ends) if spec.after_any else max(ends)) if ends else run.created_ms
+            failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
             try:
-                payload = templates.render(spec.payload, run.input, outputs)
+                payload = templates.render(spec.payload, run.input, outputs, failed)
             except ValueError as exc:
                 await self._finish(run, wf, step.name, False, str(exc), {}, 0)
                 return True
             retries = self.settings.default_max_retries
             task = NewTask(
-                id=step_task_id(run.id, step.name),
+                id=step_task_id(run.id, step.name) if spec.has_task else "",
                 topic=spec.topic,
                 payload=payload,
                 max_retries=retries if spec.max_retries is None else spec.max_retries,
-                execute_at_ms=base + spec.delay_ms,
+                execute_at_ms=base + spec.delay_ms + spec.timeout_ms,
             )
             if await self.workflows.schedule_step(run.id, step.name, task) is None:
-                await self.store.enqueue([task])
+                if spec.has_task:
+                    await self.store.enqueue([task])
                 moved = True
         return moved
+
+    @staticmethod
+    def _ready_since(run: RunRecord, spec: Step) -> int | None:
+        """When a WAITING step's wait began (its parents' finish), or None: not ready. Once a
+        step failed the run, only the on_failure step is ready."""
+        if spec.on_failure:
+            return run.step(run.failed).finished_ms if run.failed else None
+        if run.failed:
+            return None
+        parents = [run.step(p) for p in spec.after]
+        ends = [p.finished_ms for p in parents if p.state == StepState.SUCCEEDED]
+        if spec.after and not (ends if spec.after_any else len(ends) == len(parents)):
+            return None
+        return (min(ends) if spec.after_any else max(ends)) if ends else run.created_ms
 
     async def delete_tasks(self, task_ids: list[str]) -> None:
         """Delete the tasks of canceled steps that are still PENDING (others run on: their
         outcome starts nothing)."""
-        for task_id in task_ids:
+        for task_id in filter(None, task_ids):  # a signal step has no task
             with contextlib.suppress(NotFound, WrongState):
                 await self.store.cancel(task_id)
 

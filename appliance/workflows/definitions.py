@@ -30,6 +30,13 @@ class Step:
     after_any: bool = False  # runs after any parent succeeded, not all
     delay_ms: int = 0  # after the parents finished
     max_retries: int | None = None  # None: the server's default
+    on_failure: bool = False  # runs only when another step failed (sees failed.step, .error)
+    signal: str = ""  # no task: waits for SignalRun(name=signal); its payload is the output
+    timeout_ms: int = 0  # a signal step: fails when no signal came this long after its parents
+
+    @property
+    def has_task(self) -> bool:
+        return not self.signal
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,6 +61,11 @@ class Workflow:
     def step_names(self) -> list[str]:
         return [s.name for s in self.steps]
 
+    @property
+    def on_failure(self) -> str:
+        """The name of the on_failure step, or ''."""
+        return next((s.name for s in self.steps if s.on_failure), "")
+
 
 def name(value: str, field: str) -> str:
     if not NAME_RE.fullmatch(value):
@@ -75,22 +87,40 @@ def check(workflow: Workflow, payload_max_bytes: int) -> Workflow:
     seen: set[str] = set()
     for i, step in enumerate(workflow.steps):
         field = f"workflow.steps[{i}]"
-        name(step.name, f"{field}.name")
         if step.name in seen:
             raise InvalidArgument(f"{field}.name {step.name!r} is used twice")
         seen.add(step.name)
-        validation.topic(step.topic, f"{field}.topic")
-        validation.payload(step.payload, payload_max_bytes)
-        validation.non_negative(step.delay_ms, f"{field}.delay_ms", validation.MAX_DELAY_MS)
-        if step.max_retries is not None:
-            validation.max_retries(step.max_retries)
-        templates.check(step.payload, f"{field}.payload")
+        _check_step(step, field, payload_max_bytes)
+    if sum(s.on_failure for s in workflow.steps) > 1:
+        raise InvalidArgument("workflow.steps: at most one on_failure step")
     for i, step in enumerate(workflow.steps):
         for parent in step.after:
             if parent not in seen:
                 raise InvalidArgument(f"workflow.steps[{i}].after: unknown parent {parent!r}")
+            if parent == workflow.on_failure:
+                raise InvalidArgument(f"workflow.steps[{i}].after: {parent!r} is on_failure")
     try:
         graphlib.TopologicalSorter({s.name: s.after for s in workflow.steps}).prepare()
     except graphlib.CycleError as exc:
         raise InvalidArgument(f"workflow.steps: cycle {' -> '.join(exc.args[1])}") from None
     return workflow
+
+
+def _check_step(step: Step, field: str, payload_max_bytes: int) -> None:
+    name(step.name, f"{field}.name")
+    if step.signal:
+        name(step.signal, f"{field}.signal")
+        if step.topic or step.payload:
+            raise InvalidArgument(f"{field}: a signal step has no topic and no payload")
+    else:
+        validation.topic(step.topic, f"{field}.topic")
+        if step.timeout_ms:
+            raise InvalidArgument(f"{field}.timeout_ms: only a signal step has a timeout")
+    validation.payload(step.payload, payload_max_bytes)
+    validation.non_negative(step.delay_ms, f"{field}.delay_ms", validation.MAX_DELAY_MS)
+    validation.non_negative(step.timeout_ms, f"{field}.timeout_ms", validation.MAX_DELAY_MS)
+    if step.max_retries is not None:
+        validation.max_retries(step.max_retries)
+    if step.on_failure and (step.after or step.signal):
+        raise InvalidArgument(f"{field}: an on_failure step has no parents and no signal")
+    templates.check(step.payload, f"{field}.payload")

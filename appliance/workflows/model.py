@@ -69,14 +69,16 @@ STEP_TRANSITIONS: tuple[Move, ...] = (
     # Its task was leased by a worker (or leased again: attempts updated).
     Move(S.SCHEDULED, S.RUNNING, "step_running"),
     Move(S.RUNNING, S.RUNNING, "step_running"),
-    # Its task was acked: the result is the step's output.
+    # Its task was acked: the result is the step's output (a signal step: the signal came,
+    # its payload is the output; or no signal by its timeout: FAILED).
     Move(S.SCHEDULED, S.SUCCEEDED, "step_finish"),
     Move(S.RUNNING, S.SUCCEEDED, "step_finish"),
     # Its task dead-lettered or was deleted; or its payload template failed to render.
     Move(S.SCHEDULED, S.FAILED, "step_finish"),
     Move(S.RUNNING, S.FAILED, "step_finish"),
     Move(S.WAITING, S.FAILED, "step_finish"),
-    # Another step failed the run: what waited is skipped, what was scheduled is canceled.
+    # Another step failed the run: what waited is skipped, what was scheduled is canceled; or
+    # the run succeeded: its on_failure step is skipped.
     Move(S.WAITING, S.SKIPPED, "step_finish"),
     Move(S.SCHEDULED, S.CANCELED, "step_finish"),
     # CancelRun: what waited or was scheduled is canceled (a RUNNING step may finish).
@@ -123,6 +125,8 @@ class RunRecord:
     finished_ms: int
     error: str
     steps: tuple[StepRecord, ...]
+    failed: str = ""  # the step that failed the run (its on_failure step runs)
+    signals: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)  # at, payload
 
     def step(self, name: str) -> StepRecord:
         return next(s for s in self.steps if s.name == name)
@@ -161,4 +165,10 @@ def run_from_fields(run_id: str, fields: dict[str, str], step_names: list[str]) 
         finished_ms=num("finished"),
         error=fields.get("error", ""),
         steps=steps,
+        failed=fields.get("failed", ""),
+        signals={
+            k.removeprefix("signal:"): (num("signal_at:" + k.removeprefix("signal:")), v)
+            for k, v in fields.items()
+            if k.startswith("signal:")
+        },
     )

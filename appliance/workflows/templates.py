@@ -19,7 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from appliance.errors import InvalidArgument
 
-NAMES = frozenset({"input", "steps"})
+NAMES = frozenset({"input", "steps", "failed"})  # failed: on_failure steps only
 
 
 def _finalize(value: Any) -> Any:
@@ -31,14 +31,16 @@ _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, 
 
 
 def check(template: str, field: str) -> None:
-    """InvalidArgument unless `template` parses and names nothing but input and steps."""
+    """InvalidArgument unless `template` parses and names nothing but input, steps, failed."""
     try:
         names = meta.find_undeclared_variables(_ENV.parse(template))
     except jinja2.TemplateSyntaxError as exc:
         raise InvalidArgument(f"{field}: bad template (line {exc.lineno}: {exc.message})") from None
     unknown = sorted(names - NAMES)
     if unknown:
-        raise InvalidArgument(f"{field}: a template may name only input and steps, not {unknown}")
+        raise InvalidArgument(
+            f"{field}: a template may name only input, steps and failed, not {unknown}"
+        )
 
 
 def value(text: str) -> Any:
@@ -49,10 +51,19 @@ def value(text: str) -> Any:
         return text
 
 
-def render(template: str, run_input: str, outputs: Mapping[str, str]) -> str:
-    """The payload; ValueError with the reason when rendering fails (the step fails)."""
+def render(
+    template: str,
+    run_input: str,
+    outputs: Mapping[str, str],
+    failed: Mapping[str, str] | None = None,
+) -> str:
+    """The payload; ValueError with the reason when rendering fails (the step fails).
+    `failed`: for an on_failure step, {step, error} of the step that failed."""
     steps = {name: {"output": value(out)} for name, out in outputs.items()}
+    context: dict[str, Any] = {"input": value(run_input), "steps": steps}
+    if failed is not None:
+        context["failed"] = dict(failed)
     try:
-        return _ENV.from_string(template).render(input=value(run_input), steps=steps)
+        return _ENV.from_string(template).render(**context)
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
         raise ValueError(f"template: {type(exc).__name__}: {exc}") from None

@@ -7,7 +7,7 @@ import redis
 
 from appliance.store import Store
 from tests.store.helpers import snapshot
-from tests.workflows.seed import STEPS, read_run, seed_scheduled, states
+from tests.workflows.seed import STEPS, read_run, seed_scheduled, states, step_task
 
 
 async def test_the_last_success_finishes_the_run_and_it_expires_after_retention(
@@ -52,3 +52,22 @@ async def test_a_step_finishing_in_a_canceled_run_is_recorded_and_changes_the_ru
     await wf.cancel_run("r1", STEPS)
     assert await wf.finish_step("r1", "a", True, "late", 0, 1, STEPS) == ("CANCELED", [])
     assert states(await read_run(wf)) == ["CANCELED", "SUCCEEDED", "CANCELED", "CANCELED"]
+
+
+async def test_a_failure_hands_the_run_to_its_on_failure_step_whose_end_fails_it(
+    store: Store,
+) -> None:
+    wf = await seed_scheduled(store, "r1", "a")
+    assert await wf.finish_step("r1", "a", False, "boom", 0, 1, STEPS, "c") == ("RUNNING", [])
+    run = await read_run(wf)
+    assert states(run) == ["RUNNING", "FAILED", "SKIPPED", "WAITING"] and run.failed == "a"
+    await wf.schedule_step("r1", "c", step_task("r1", "c"))
+    assert await wf.finish_step("r1", "c", True, "undone", 0, 1, STEPS, "c") == ("FAILED", [])
+    assert states(await read_run(wf)) == ["FAILED", "FAILED", "SKIPPED", "SUCCEEDED"]
+
+
+async def test_a_run_that_succeeds_skips_its_on_failure_step(store: Store) -> None:
+    wf = await seed_scheduled(store, "r1", "a", "b")
+    await wf.finish_step("r1", "a", True, "", 0, 1, STEPS, "c")
+    assert await wf.finish_step("r1", "b", True, "", 0, 1, STEPS, "c") == ("SUCCEEDED", [])
+    assert states(await read_run(wf)) == ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED", "SKIPPED"]

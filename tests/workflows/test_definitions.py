@@ -62,6 +62,23 @@ BAD = {
     "a bad step name": ([step("a:b", "t")], "name"),
     "a step name used twice": ([step("a", "t"), step("a", "t")], "used twice"),
     "no steps": ([], "1 to 100 steps"),
+    "a signal step with a topic": (
+        [pb.WorkflowStep(name="a", topic="t", signal="paid")],
+        "no topic and no payload",
+    ),
+    "a timeout on a task step": ([step("a", "t", timeout_ms=5)], "only a signal step"),
+    "two on_failure steps": (
+        [step("a", "t"), step("x", "t", on_failure=True), step("y", "t", on_failure=True)],
+        "at most one on_failure",
+    ),
+    "an on_failure step with parents": (
+        [step("a", "t"), step("x", "t", "", "a", on_failure=True)],
+        "no parents",
+    ),
+    "an on_failure step as a parent": (
+        [step("x", "t", on_failure=True), step("a", "t", "", "x")],
+        "is on_failure",
+    ),
 }
 
 

@@ -1766,6 +1766,9 @@ class WorkflowStep(_message.Message):
     AFTER_ANY_FIELD_NUMBER: _builtins.int
     DELAY_MS_FIELD_NUMBER: _builtins.int
     MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    ON_FAILURE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """[A-Za-z0-9_-], 1-48 characters, unique in the workflow."""
     topic: _builtins.str
@@ -1779,6 +1782,18 @@ class WorkflowStep(_message.Message):
     """Wait this long after the parents finished (0 .. 10 years)."""
     max_retries: _builtins.int
     """Unset: the server's default_max_retries."""
+    on_failure: _builtins.bool
+    """Runs only when another step failed the run (no parents); its template also sees
+    `failed.step` and `failed.error`. The run is FAILED once it ends. At most one.
+    """
+    signal: _builtins.str
+    """A step with no task (no topic, no payload): it waits for SignalRun(name = signal) and its
+    output is the signal's payload. A signal that came before the step began counts.
+    """
+    timeout_ms: _builtins.int
+    """A signal step: FAILED when no signal came this long after its parents (+ delay_ms);
+    0 = wait for ever. With an on_failure step: "wait for paid up to 30 min, else cancel".
+    """
     @_builtins.property
     def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Parent steps; none: the step starts with the run."""
@@ -1793,10 +1808,13 @@ class WorkflowStep(_message.Message):
         after_any: _builtins.bool = ...,
         delay_ms: _builtins.int = ...,
         max_retries: _builtins.int | None = ...,
+        on_failure: _builtins.bool = ...,
+        signal: _builtins.str = ...,
+        timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "after", b"after", "after_any", b"after_any", "delay_ms", b"delay_ms", "max_retries", b"max_retries", "name", b"name", "payload", b"payload", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "after", b"after", "after_any", b"after_any", "delay_ms", b"delay_ms", "max_retries", b"max_retries", "name", b"name", "on_failure", b"on_failure", "payload", b"payload", "signal", b"signal", "timeout_ms", b"timeout_ms", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
@@ -2229,3 +2247,49 @@ class CancelRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class SignalRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    name: _builtins.str
+    """[A-Za-z0-9_-], 1-48: the `signal` a step waits for."""
+    payload: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        payload: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payload", b"payload", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRunRequest: _TypeAlias = SignalRunRequest  # noqa: Y015
+
+@_typing.final
+class SignalRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    """True: a signal of this name came before; this one changed nothing."""
+    def __init__(
+        self,
+        *,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRunResponse: _TypeAlias = SignalRunResponse  # noqa: Y015

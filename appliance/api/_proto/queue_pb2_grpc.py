@@ -1144,6 +1144,11 @@ class WorkflowServiceStub:
                 request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.SignalRun = channel.unary_unary(
+                '/api.queue.WorkflowService/SignalRun',
+                request_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.SignalRunRequest.SerializeToString,
+                response_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.SignalRunResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -1202,6 +1207,12 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignalRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1244,6 +1255,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.CancelRunRequest.FromString,
                     response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'SignalRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalRun,
+                    request_deserializer=appliance_dot_api_dot___proto_dot_queue__pb2.SignalRunRequest.FromString,
+                    response_serializer=appliance_dot_api_dot___proto_dot_queue__pb2.SignalRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1466,6 +1482,33 @@ class WorkflowService:
             '/api.queue.WorkflowService/CancelRun',
             appliance_dot_api_dot___proto_dot_queue__pb2.CancelRunRequest.SerializeToString,
             appliance_dot_api_dot___proto_dot_queue__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/SignalRun',
+            appliance_dot_api_dot___proto_dot_queue__pb2.SignalRunRequest.SerializeToString,
+            appliance_dot_api_dot___proto_dot_queue__pb2.SignalRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -333,6 +333,7 @@ class WorkflowServiceStub:
     GetRun: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetRunRequest, _queue_pb2.GetRunResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListRunsRequest, _queue_pb2.ListRunsResponse]
     CancelRun: _grpc.UnaryUnaryMultiCallable[_queue_pb2.CancelRunRequest, _queue_pb2.CancelRunResponse]
+    SignalRun: _grpc.UnaryUnaryMultiCallable[_queue_pb2.SignalRunRequest, _queue_pb2.SignalRunResponse]
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -351,6 +352,7 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     GetRun: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetRunRequest, _queue_pb2.GetRunResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListRunsRequest, _queue_pb2.ListRunsResponse]  # type: ignore[assignment]
     CancelRun: _aio.UnaryUnaryMultiCallable[_queue_pb2.CancelRunRequest, _queue_pb2.CancelRunResponse]  # type: ignore[assignment]
+    SignalRun: _aio.UnaryUnaryMultiCallable[_queue_pb2.SignalRunRequest, _queue_pb2.SignalRunResponse]  # type: ignore[assignment]
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     """---------------------------------------------------------------------------------------------
@@ -414,5 +416,12 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_pb2.CancelRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.CancelRunResponse, _abc.Awaitable[_queue_pb2.CancelRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SignalRun(
+        self,
+        request: _queue_pb2.SignalRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.SignalRunResponse, _abc.Awaitable[_queue_pb2.SignalRunResponse]]: ...
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
