@@ -39,6 +39,7 @@ def workflow_from_pb(message: pb.Workflow, settings: Settings) -> Workflow:
             on_failure=s.on_failure,
             signal=s.signal,
             timeout_ms=s.timeout_ms,
+            when=s.when,
         )
         for s in message.steps
     )
@@ -58,6 +59,7 @@ def workflow_to_pb(wf: Workflow) -> pb.Workflow:
             on_failure=s.on_failure,
             signal=s.signal,
             timeout_ms=s.timeout_ms,
+            when=s.when,
         )
         if s.max_retries is not None:
             step.max_retries = s.max_retries

@@ -157,10 +157,12 @@ class WorkflowStore:
         attempts: int,
         steps: Sequence[str],
         on_failure: str = "",
+        skipped: bool = False,
     ) -> tuple[str, list[str]] | None:
         """Record a step's outcome: (the run's state, ids of tasks of steps canceled now), or
-        None when the step had finished already (nothing changed)."""
-        outcome = "SUCCEEDED" if succeeded else "FAILED"
+        None when the step had finished already (nothing changed). `skipped`: its `when` was
+        false or a parent was skipped (`text` says which)."""
+        outcome = "SKIPPED" if skipped else "SUCCEEDED" if succeeded else "FAILED"
         reply = await self.store.run(
             "step_finish",
             [self.store.keys.run(run_id)],

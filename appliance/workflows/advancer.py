@@ -25,6 +25,7 @@ from appliance.workflows.definitions import Step, Workflow
 from appliance.workflows.model import (
     RUN_ACTIVE,
     STEP_HAS_TASK,
+    STEP_OPEN,
     RunRecord,
     StepRecord,
     StepState,
@@ -123,7 +124,9 @@ class Advancer:
             found = await self.read(run_id)
             assert found is not None
             run, wf = found
-        if run.state in RUN_ACTIVE and await self._schedule_ready(run, wf):
+        for _ in wf.steps:  # a skipped step may make its children ready (or skipped) at once
+            if run.state not in RUN_ACTIVE or not await self._schedule_ready(run, wf):
+                break
             found = await self.read(run_id)
             assert found is not None
             run, wf = found
@@ -194,10 +197,11 @@ class Advancer:
         text: str,
         task: dict[str, str],
         attempts: int,
+        skipped: bool = False,
     ) -> bool:
         finished = int(task.get("finished", 0))
         done = await self.workflows.finish_step(
-            run.id, step, ok, text, finished, attempts, wf.step_names, wf.on_failure
+            run.id, step, ok, text, finished, attempts, wf.step_names, wf.on_failure, skipped
         )
         if done is not None:
             await self.delete_tasks(done[1])
@@ -206,12 +210,24 @@ class Advancer:
     async def _schedule_ready(self, run: RunRecord, wf: Workflow) -> bool:
         """Schedule every WAITING step whose parents allow it; True when one moved."""
         outputs = {s.name: s.output for s in run.steps if s.state == StepState.SUCCEEDED}
+        done = {s.name: s.state.value for s in run.steps if s.state not in STEP_OPEN}
         moved = False
         for step in run.steps:
             if step.state != StepState.WAITING:
                 continue
             spec = wf.step(step.name)
             base = self._ready_since(run, spec)
+            skip = _skipped_parents(run, spec) if base is None else ""
+            if base is not None and spec.when:
+                try:
+                    if not templates.holds(spec.when, run.input, outputs, done):
+                        skip = f"when is false: {spec.when}"
+                except ValueError as exc:
+                    await self._finish(run, wf, step.name, False, str(exc), {}, 0)
+                    return True
+            if skip:
+                await self._finish(run, wf, step.name, False, skip, {}, 0, skipped=True)
+                return True  # its children may be ready (or skipped) now: read again
             if base is None:
                 continue
             failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
@@ -254,6 +270,18 @@ class Advancer:
         for task_id in filter(None, task_ids):  # a signal step has no task
             with contextlib.suppress(NotFound, WrongState):
                 await self.store.cancel(task_id)
+
+
+def _skipped_parents(run: RunRecord, spec: Step) -> str:
+    """Why a step whose parents all finished is skipped ('' when it is not): a skipped parent
+    (all of them with after_any). A failed parent fails the run instead."""
+    parents = [run.step(p) for p in spec.after]
+    if not parents or not all(p.state in (StepState.SUCCEEDED, StepState.SKIPPED) for p in parents):
+        return ""
+    skipped = [p.name for p in parents if p.state == StepState.SKIPPED]
+    if skipped and (len(skipped) == len(parents) or not spec.after_any):
+        return f"parent skipped: {', '.join(skipped)}"
+    return ""
 
 
 def _outbox_task(step: StepRecord) -> NewTask:

@@ -33,6 +33,7 @@ class Step:
     on_failure: bool = False  # runs only when another step failed (sees failed.step, .error)
     signal: str = ""  # no task: waits for SignalRun(name=signal); its payload is the output
     timeout_ms: int = 0  # a signal step: fails when no signal came this long after its parents
+    when: str = ""  # a Jinja2 expression over input and steps; false: the step is SKIPPED
 
     @property
     def has_task(self) -> bool:
@@ -124,3 +125,5 @@ def _check_step(step: Step, field: str, payload_max_bytes: int) -> None:
     if step.on_failure and (step.after or step.signal):
         raise InvalidArgument(f"{field}: an on_failure step has no parents and no signal")
     templates.check(step.payload, f"{field}.payload")
+    if step.when:
+        templates.check(step.when, f"{field}.when", expression=True)

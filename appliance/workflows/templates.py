@@ -30,10 +30,13 @@ def _finalize(value: Any) -> Any:
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
 
 
-def check(template: str, field: str) -> None:
-    """InvalidArgument unless `template` parses and names nothing but input, steps, failed."""
+def check(template: str, field: str, expression: bool = False) -> None:
+    """InvalidArgument unless `template` (or a `when` expression) parses and names nothing but
+    input, steps and failed."""
     try:
-        names = meta.find_undeclared_variables(_ENV.parse(template))
+        names = meta.find_undeclared_variables(
+            _ENV.parse("{{ (" + template + ") }}" if expression else template)
+        )
     except jinja2.TemplateSyntaxError as exc:
         raise InvalidArgument(f"{field}: bad template (line {exc.lineno}: {exc.message})") from None
     unknown = sorted(names - NAMES)
@@ -51,6 +54,27 @@ def value(text: str) -> Any:
         return text
 
 
+def _context(
+    run_input: str, outputs: Mapping[str, str], states: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    steps = {
+        name: {"output": value(out), "state": (states or {}).get(name, "SUCCEEDED")}
+        for name, out in outputs.items()
+    }
+    return {"input": value(run_input), "steps": steps}
+
+
+def holds(
+    expression: str, run_input: str, outputs: Mapping[str, str], states: Mapping[str, str]
+) -> bool:
+    """Whether a step's `when` holds: `steps.<name>.output` / `.state` of every finished step.
+    ValueError when it cannot be evaluated (the step fails)."""
+    try:
+        return bool(_ENV.compile_expression(expression)(**_context(run_input, outputs, states)))
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        raise ValueError(f"when: {type(exc).__name__}: {exc}") from None
+
+
 def render(
     template: str,
     run_input: str,
@@ -59,8 +83,7 @@ def render(
 ) -> str:
     """The payload; ValueError with the reason when rendering fails (the step fails).
     `failed`: for an on_failure step, {step, error} of the step that failed."""
-    steps = {name: {"output": value(out)} for name, out in outputs.items()}
-    context: dict[str, Any] = {"input": value(run_input), "steps": steps}
+    context = _context(run_input, outputs)
     if failed is not None:
         context["failed"] = dict(failed)
     try:

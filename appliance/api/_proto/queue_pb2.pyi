@@ -1769,6 +1769,7 @@ class WorkflowStep(_message.Message):
     ON_FAILURE_FIELD_NUMBER: _builtins.int
     SIGNAL_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    WHEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """[A-Za-z0-9_-], 1-48 characters, unique in the workflow."""
     topic: _builtins.str
@@ -1794,6 +1795,12 @@ class WorkflowStep(_message.Message):
     """A signal step: FAILED when no signal came this long after its parents (+ delay_ms);
     0 = wait for ever. With an on_failure step: "wait for paid up to 30 min, else cancel".
     """
+    when: _builtins.str
+    """A Jinja2 expression (sandboxed) over `input` and `steps.<name>.output|state` of the
+    finished steps, checked once the parents allow the step: false and the step is SKIPPED
+    (e.g. 'steps.check.output.vip'). A step after a skipped parent is skipped too (after
+    all of them skipped, with after_any).
+    """
     @_builtins.property
     def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Parent steps; none: the step starts with the run."""
@@ -1811,10 +1818,11 @@ class WorkflowStep(_message.Message):
         on_failure: _builtins.bool = ...,
         signal: _builtins.str = ...,
         timeout_ms: _builtins.int = ...,
+        when: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "after", b"after", "after_any", b"after_any", "delay_ms", b"delay_ms", "max_retries", b"max_retries", "name", b"name", "on_failure", b"on_failure", "payload", b"payload", "signal", b"signal", "timeout_ms", b"timeout_ms", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "after", b"after", "after_any", b"after_any", "delay_ms", b"delay_ms", "max_retries", b"max_retries", "name", b"name", "on_failure", b"on_failure", "payload", b"payload", "signal", b"signal", "timeout_ms", b"timeout_ms", "topic", b"topic", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
