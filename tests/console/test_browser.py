@@ -82,6 +82,7 @@ def test_topic_and_task_pages_show_the_dead_letters_and_the_task(
         for r in browser.find_elements(By.CSS_SELECTOR, "#letters tr[data-id]")
     }
     assert ids == {"emails-smtp-0", "emails-smtp-1", "emails-smtp-2"}
+    shoot(browser, "topic")
     browser.find_element(By.LINK_TEXT, "emails-smtp-1").click()
     assert browser.find_element(By.ID, "state").text == "DEAD"
     assert browser.find_element(By.ID, "last-error").text == "smtp 550 mailbox unavailable"
@@ -135,3 +136,16 @@ def test_pause_and_resume_a_schedule(browser: WebDriver, open_appliance: Applian
     with open_appliance.client() as client:
         schedule = client.get_schedule(SCHEDULE_ID)
         assert not schedule.paused and schedule.next_fire_time_ms > time.time() * 1000
+
+
+def test_find_a_task_by_id_and_cancel_it(browser: WebDriver, open_appliance: Appliance) -> None:
+    browser.get(f"{open_appliance.base}/topic/reports")
+    assert browser.find_element(By.ID, "pending").text == "5"
+    browser.find_element(By.ID, "task-id").send_keys("reports-later-2\n")
+    assert browser.find_element(By.ID, "state").text == "PENDING"
+    browser.find_element(By.ID, "cancel").click()
+    wait_text(browser, "#flash", "cancelled task reports-later-2")
+    assert browser.find_element(By.ID, "state").text == "CANCELED"
+    assert not browser.find_elements(By.ID, "cancel")
+    with open_appliance.client() as client:
+        assert client.stats(["reports"]).topics[0].pending == 4

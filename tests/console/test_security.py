@@ -71,6 +71,7 @@ def test_a_viewer_sees_the_figures_but_cannot_act(token_appliance: Appliance) ->
         ("/dead/purge", {"topic": "emails", "error": "smtp"}),
         ("/topic/emails/requeue", {}),
         (f"/schedules/{SCHEDULE_ID}/pause", {}),
+        ("/task/billing-due-0/cancel", {"topic": "billing"}),
     ]:
         code, _, body = web.post(path, {"csrf": csrf, **form})
         assert code == 403, (path, code)
@@ -78,6 +79,7 @@ def test_a_viewer_sees_the_figures_but_cannot_act(token_appliance: Appliance) ->
     assert dead_count(token_appliance, "emails") == before
     with token_appliance.client(ADMIN) as client:
         assert not client.get_schedule(SCHEDULE_ID).paused
+        assert client.get_task("billing-due-0", "billing").state.value == "PENDING"
 
 
 def test_an_action_without_the_right_csrf_token_or_from_another_site_is_refused(
