@@ -157,3 +157,14 @@ def test_an_open_console_still_needs_the_csrf_token(open_appliance: Appliance) -
     code, _, body = web.post("/dead/purge", {"topic": "emails"})
     assert code == 403 and "CSRF" in body
     assert dead_count(open_appliance, "emails") == before
+
+
+def test_a_bad_filter_changes_nothing(open_appliance: Appliance) -> None:
+    web = Web(open_appliance.base)
+    before = dead_count(open_appliance, "emails")
+    form = {"csrf": web.csrf(), "topic": "emails", "within": "forever"}
+    code, _, body = web.post("/dead/purge", form)
+    assert code == 400 and "requeue or purge" in body
+    assert dead_count(open_appliance, "emails") == before
+    code, _, body = web.get("/dead?topic=emails&within=1h&error=SMTP")
+    assert code == 200 and body.count('<tr data-id="emails-smtp-') == before
