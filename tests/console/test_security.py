@@ -162,7 +162,7 @@ def test_an_open_console_still_needs_the_csrf_token(open_appliance: Appliance) -
 def test_a_bad_filter_changes_nothing(open_appliance: Appliance) -> None:
     web = Web(open_appliance.base)
     before = dead_count(open_appliance, "emails")
-    form = {"csrf": web.csrf(), "topic": "emails", "within": "forever"}
+    form = {"csrf": web.csrf("/dead?topic=emails"), "topic": "emails", "within": "forever"}
     code, _, body = web.post("/dead/purge", form)
     assert code == 400 and "requeue or purge" in body
     assert dead_count(open_appliance, "emails") == before
