@@ -5,6 +5,7 @@ but cannot act. Against a real `atp --role=all`, through the supervisor's /conso
 
 from __future__ import annotations
 
+from appliance.auth import Principal
 from appliance.errors import PermissionDenied
 from appliance.supervisor.console_proxy import SOCKET_NAME, UnixConnection
 from tests.console.appliance import SCHEDULE_ID, Appliance
@@ -168,3 +169,12 @@ def test_a_bad_filter_changes_nothing(open_appliance: Appliance) -> None:
     assert dead_count(open_appliance, "emails") == before
     code, _, body = web.get("/dead?topic=emails&within=1h&error=SMTP")
     assert code == 200 and body.count('<tr data-id="emails-smtp-') == before
+
+
+def test_the_viewer_role_table() -> None:
+    viewer = Principal("looker", "viewer")
+    reads = ["GetStats", "GetTask", "ListDeadLetters", "ListSchedules", "GetRun", "ListRuns"]
+    acts = ["Enqueue", "Delete", "RequeueDeadLetters", "PurgeDeadLetters", "PauseSchedule"]
+    acts += ["Retrieve", "Ack", "Work", "PutWorkflow", "StartRun", "CancelRun", "SignalRun"]
+    assert all(viewer.may_call(m) for m in reads)
+    assert not any(viewer.may_call(m) for m in acts)
