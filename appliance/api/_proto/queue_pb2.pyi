@@ -2051,6 +2051,7 @@ class StepRun(_message.Message):
     """SUCCEEDED: its task's Ack result."""
     error: _builtins.str
     started_ms: _builtins.int
+    """When an advancer first saw its task leased (0 if it finished before any look)."""
     finished_ms: _builtins.int
     due_ms: _builtins.int
     """When its task is due (its parents' finish + delay)."""
