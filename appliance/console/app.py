@@ -14,7 +14,7 @@ import mimetypes
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import jinja2
 
@@ -89,6 +89,7 @@ class Console:
             ("GET", "topic"): self.topic,
             ("POST", "topic"): self.topic_action,
             ("GET", "task"): self.task,
+            ("POST", "task"): self.task_action,
             ("GET", "dead"): self.dead,
             ("POST", "dead"): self.dead_action,
             ("GET", "schedules"): self.schedules,
@@ -152,7 +153,7 @@ class Console:
         if route is None:
             return self.page("error.html", request, 404, message=f"no page {request.path}")
         try:
-            return route(request, [p for p in rest.split("/") if p])
+            return route(request, [unquote(p) for p in rest.split("/") if p])
         except PermissionDenied as exc:
             return self.page("error.html", request, 403, message=str(exc))
         except Unauthenticated:
@@ -230,7 +231,7 @@ class Console:
         topic = parts[0]
         stats = client.stats([topic])
         figures = views.row(stats.topics[0], stats.now_ms) if stats.topics else None
-        letters, cursor = views.dead_page(client, topic, "", request.arg("cursor"))
+        letters, cursor = views.dead_page(client, topic, views.DeadFilter(), request.arg("cursor"))
         return self.page(
             "topic.html", request, topic=topic, figures=figures, letters=letters, cursor=cursor
         )
@@ -247,36 +248,51 @@ class Console:
         return redirect(f"/topic/{quote(topic, safe='')}")
 
     def task(self, request: Request, parts: list[str]) -> Response:
-        if len(parts) != 1:
+        task_id = parts[0] if len(parts) == 1 else request.arg("id").strip()
+        if not task_id:
             return self.page("error.html", request, 404, message="which task?")
-        found = self.client(request.token).get_task(parts[0], request.arg("topic"))
+        found = self.client(request.token).get_task(task_id, request.arg("topic"))
         return self.page("task.html", request, task=found)
 
+    def task_action(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) != 2 or parts[1] != "cancel":
+            return self.page("error.html", request, 404, message="no such action")
+        topic = request.form.get("topic", "")
+        self.client(request.token).cancel(parts[0], topic)
+        self._done(request, f"cancelled task {parts[0]}")
+        return redirect(f"/task/{quote(parts[0], safe='')}?topic={quote(topic, safe='')}")
+
     def dead(self, request: Request, _: list[str]) -> Response:
-        topic, error = request.arg("topic"), request.arg("error")
+        topic, error, within = request.arg("topic"), request.arg("error"), request.arg("within")
+        wanted = views.DeadFilter(error, within)
         client = self.client(request.token)
         topics = [r for r in self.stats.rows(client, request.token) if r.dead]
         letters: list[DeadLetter] = []
         cursor = ""
         if topic:
-            letters, cursor = views.dead_page(client, topic, error, request.arg("cursor"))
+            letters, cursor = views.dead_page(client, topic, wanted, request.arg("cursor"))
         return self.page(
             "dead.html",
             request,
             topics=topics,
             topic=topic,
             error=error,
+            within=within,
+            choices=list(views.WITHIN),
             letters=letters,
             cursor=cursor,
         )
 
     def dead_action(self, request: Request, parts: list[str]) -> Response:
         action = parts[0] if parts else ""
-        topic, error = request.form.get("topic", ""), request.form.get("error", "")
-        if action not in ("requeue", "purge") or not topic:
+        form = request.form
+        topic, error, within = form.get("topic", ""), form.get("error", ""), form.get("within", "")
+        if action not in ("requeue", "purge") or not topic or within not in views.WITHIN:
             return self.page("error.html", request, 400, message="requeue or purge, and a topic")
-        count = views.act_on_dead(self.client(request.token), topic, error, action)
+        wanted = views.DeadFilter(error, within)
+        count = views.act_on_dead(self.client(request.token), topic, wanted, action)
         matching = f" matching {error!r}" if error else ""
+        matching += f" dead within {within}" if within else ""
         self._done(request, f"{action}d {count} dead letter(s) of {topic}{matching}")
         return redirect(f"/dead?topic={quote(topic, safe='')}")
 

@@ -137,32 +137,55 @@ def leader(client: Client) -> str:
     return status.leader_id or "none"
 
 
+WITHIN = {"": 0, "1h": 3_600_000, "24h": 86_400_000, "7d": 604_800_000}  # dead for at most
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadFilter:
+    """Dead letters whose last error contains `error` (any case), dead for at most `within`."""
+
+    error: str = ""
+    within: str = ""  # a WITHIN key; "": any time
+
+    @property
+    def empty(self) -> bool:
+        return not self.error and not WITHIN.get(self.within)
+
+    def matches(self, letter: DeadLetter, now_ms: int) -> bool:
+        window = WITHIN.get(self.within, 0)
+        if window and letter.dead_at_ms < now_ms - window:
+            return False
+        return self.error.lower() in letter.task.last_error.lower()
+
+
 def matching_dead(
-    client: Client, topic: str, error: str, limit: int = DEAD_SCAN_MAX
+    client: Client, topic: str, wanted: DeadFilter, limit: int = DEAD_SCAN_MAX
 ) -> Iterator[DeadLetter]:
-    """The topic's dead letters whose last error contains `error` (case-insensitive)."""
-    cursor, seen, needle = "", 0, error.lower()
+    """The topic's dead letters that `wanted` matches, looking at `limit` at most."""
+    cursor, seen, now_ms = "", 0, int(time.time() * 1000)
     while seen < limit:
         page = client.list_dead_letters(topic, limit=DEAD_PAGE, cursor=cursor)
         seen += len(page.letters)
-        yield from (d for d in page.letters if needle in d.task.last_error.lower())
+        yield from (d for d in page.letters if wanted.matches(d, now_ms))
         cursor = page.next_cursor
         if not cursor:
             return
 
 
-def dead_page(client: Client, topic: str, error: str, cursor: str) -> tuple[list[DeadLetter], str]:
-    """One page of a topic's dead letters (filtered by error text when given)."""
+def dead_page(
+    client: Client, topic: str, wanted: DeadFilter, cursor: str
+) -> tuple[list[DeadLetter], str]:
+    """One page of a topic's dead letters, those `wanted` matches."""
     page = client.list_dead_letters(topic, limit=DEAD_PAGE, cursor=cursor)
-    needle = error.lower()
-    return [d for d in page.letters if needle in d.task.last_error.lower()], page.next_cursor
+    now_ms = int(time.time() * 1000)
+    return [d for d in page.letters if wanted.matches(d, now_ms)], page.next_cursor
 
 
-def act_on_dead(client: Client, topic: str, error: str, action: str) -> int:
-    """Requeue or purge a topic's dead letters matching `error`: every one when `error` is
-    empty (one call), else the matching ids, sent DEAD_PAGE at a time (not one call per task)."""
+def act_on_dead(client: Client, topic: str, wanted: DeadFilter, action: str) -> int:
+    """Requeue or purge a topic's dead letters that `wanted` matches: every one when the
+    filter is empty (one call), else the matching ids, DEAD_PAGE a call (not one per task)."""
     call = client.requeue_dead_letters if action == "requeue" else client.purge_dead_letters
-    if not error:
+    if wanted.empty:
         return call(topic)
-    ids = [d.task.id for d in matching_dead(client, topic, error)]
+    ids = [d.task.id for d in matching_dead(client, topic, wanted)]
     return sum(call(topic, ids[i : i + DEAD_PAGE]) for i in range(0, len(ids), DEAD_PAGE))

@@ -32,6 +32,11 @@ def cells(driver: WebDriver, topic: str) -> dict[str, int]:
     }
 
 
+def wait_url(driver: WebDriver, part: str) -> None:
+    """After a click that navigates: wait until the new page is there."""
+    WebDriverWait(driver, 10).until(expected_conditions.url_contains(part))
+
+
 def wait_text(driver: WebDriver, css: str, text: str) -> None:
     WebDriverWait(driver, 10).until(
         expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
@@ -75,6 +80,7 @@ def test_topic_and_task_pages_show_the_dead_letters_and_the_task(
 ) -> None:
     browser.get(f"{open_appliance.base}/")
     browser.find_element(By.LINK_TEXT, "emails").click()
+    wait_url(browser, "/topic/emails")
     assert browser.find_element(By.ID, "dead").text == "3"
     assert browser.find_element(By.ID, "pending").text == "12"
     ids = {
@@ -82,7 +88,9 @@ def test_topic_and_task_pages_show_the_dead_letters_and_the_task(
         for r in browser.find_elements(By.CSS_SELECTOR, "#letters tr[data-id]")
     }
     assert ids == {"emails-smtp-0", "emails-smtp-1", "emails-smtp-2"}
+    shoot(browser, "topic")
     browser.find_element(By.LINK_TEXT, "emails-smtp-1").click()
+    wait_url(browser, "/task/emails-smtp-1")
     assert browser.find_element(By.ID, "state").text == "DEAD"
     assert browser.find_element(By.ID, "last-error").text == "smtp 550 mailbox unavailable"
     assert browser.find_element(By.ID, "payload").text == '{"fails": "smtp"}'
@@ -98,6 +106,7 @@ def test_requeue_dead_letters_matching_an_error_text(
     browser.find_element(By.CSS_SELECTOR, '#topic option[value="billing"]').click()
     browser.find_element(By.ID, "error").send_keys("declined")
     browser.find_element(By.ID, "apply").click()
+    wait_url(browser, "error=declined")
     shown = {
         r.get_attribute("data-id")
         for r in browser.find_elements(By.CSS_SELECTOR, "#letters tr[data-id]")
@@ -135,3 +144,17 @@ def test_pause_and_resume_a_schedule(browser: WebDriver, open_appliance: Applian
     with open_appliance.client() as client:
         schedule = client.get_schedule(SCHEDULE_ID)
         assert not schedule.paused and schedule.next_fire_time_ms > time.time() * 1000
+
+
+def test_find_a_task_by_id_and_cancel_it(browser: WebDriver, open_appliance: Appliance) -> None:
+    browser.get(f"{open_appliance.base}/topic/reports")
+    assert browser.find_element(By.ID, "pending").text == "5"
+    browser.find_element(By.ID, "task-id").send_keys("reports-later-2\n")
+    wait_url(browser, "id=reports-later-2")
+    assert browser.find_element(By.ID, "state").text == "PENDING"
+    browser.find_element(By.ID, "cancel").click()
+    wait_text(browser, "#flash", "cancelled task reports-later-2")
+    assert browser.find_element(By.ID, "state").text == "CANCELED"
+    assert not browser.find_elements(By.ID, "cancel")
+    with open_appliance.client() as client:
+        assert client.stats(["reports"]).topics[0].pending == 4
