@@ -138,16 +138,9 @@ class Console:
         return response
 
     def _guarded(self, request: Request, session: Session) -> Response:
-        if request.method == "POST":
-            refused = self._csrf_refusal(request, session)
-            if refused:
-                return self.page("error.html", request, 403, message=refused)
-        if self.is_open(request.peer):
-            request.token = self.settings.token or auth.local_token(self.settings)
-        elif session.token is None and request.path not in ("/login",):
-            return redirect("/login")
-        else:
-            request.token = session.token or ""
+        refused = self._who(request, session)
+        if refused is not None:
+            return refused
         head, _, rest = request.path.strip("/").partition("/")
         route = self.routes.get((request.method, head))
         if route is None:
@@ -168,6 +161,25 @@ class Console:
             return self.page("error.html", request, 502, message=f"{exc.status}: {exc}")
         except AtpError as exc:
             return self.page("error.html", request, 400, message=str(exc))
+
+    def _who(self, request: Request, session: Session) -> Response | None:
+        """Set the token this request calls the API with, or answer a refusal (a POST without
+        its CSRF token, a foreign Host on the open console) or the way to the sign-in."""
+        if request.method == "POST":
+            refused = self._csrf_refusal(request, session)
+            if refused:
+                return self.page("error.html", request, 403, message=refused)
+        if self.is_open(request.peer):
+            if not _loopback_host(request.headers.get("host", "")):
+                # a page elsewhere that re-pointed its own name at 127.0.0.1 (DNS rebinding)
+                # would read this open console, CSRF tokens included: only loopback names pass
+                return self.page("error.html", request, 403, message="refused: unexpected Host")
+            request.token = self.settings.token or auth.local_token(self.settings)
+        elif session.token is None and request.path != "/login":
+            return redirect("/login")
+        else:
+            request.token = session.token or ""
+        return None
 
     def _csrf_refusal(self, request: Request, session: Session) -> str:
         origin = request.headers.get("origin", "")
@@ -342,6 +354,12 @@ class Console:
         response = redirect("/login")
         response.headers.append(("Set-Cookie", cookie_header(None)))
         return response
+
+
+def _loopback_host(host: str) -> bool:
+    """The Host header names loopback: localhost or a loopback address, any port."""
+    name = urlsplit(f"//{host}").hostname or ""
+    return name == "localhost" or auth.is_loopback(f"[{name}]:0")
 
 
 def _template(name: str) -> str | None:

@@ -178,3 +178,15 @@ def test_the_viewer_role_table() -> None:
     acts += ["Retrieve", "Ack", "Work", "PutWorkflow", "StartRun", "CancelRun", "SignalRun"]
     assert all(viewer.may_call(m) for m in reads)
     assert not any(viewer.may_call(m) for m in acts)
+
+
+def test_the_open_console_answers_only_loopback_host_names(open_appliance: Appliance) -> None:
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 would read the
+    open console (and its CSRF tokens) as same-origin; its Host header gives it away."""
+    web = Web(open_appliance.base)
+    port = open_appliance.http_addr.rpartition(":")[2]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert web.call("/", headers={"Host": host})[0] == 200, host
+    for host in (f"evil.example:{port}", "evil.example", f"10.1.2.3:{port}"):
+        code, _, body = web.call("/", headers={"Host": host})
+        assert code == 403 and "unexpected Host" in body, host
