@@ -21,7 +21,7 @@ from appliance.store import Store
 from appliance.store.wakeups import Wakeups, wait_any
 from appliance.store.workflows import WorkflowStore
 from appliance.workflows import templates
-from appliance.workflows.definitions import Step, Workflow
+from appliance.workflows.definitions import Step, Workflow, from_config
 from appliance.workflows.model import (
     RUN_ACTIVE,
     STEP_HAS_TASK,
@@ -64,13 +64,33 @@ class Advancer:
         self.kick = asyncio.Event()  # set by StartRun and CancelRun in this process
         self._stop = asyncio.Event()
         self._definitions: dict[tuple[str, int], Workflow] = {}
+        # The config's workflows (ConfigError here stops the server at start, exit 78).
+        self.declared = from_config(settings.workflows, settings.payload_max_bytes)
 
     async def run(self) -> None:
         async with self.wakeups.listening() as woken:
+            while self.declared and not self._stop.is_set():
+                try:
+                    await self.declare()
+                    break
+                except AtpError as exc:
+                    log.warning("workflows from the config not put yet: %s", exc)
+                    await wait_any(ERROR_PAUSE_S, self._stop)
             while not self._stop.is_set():
                 woken.clear()
                 self.kick.clear()
                 await wait_any(await self.run_once(), woken, self.kick, self._stop)
+
+    async def declare(self) -> None:
+        """Put each workflow of the config whose definition differs from its latest version."""
+        for wf in self.declared:
+            try:
+                _, text = await self.workflows.workflow(wf.name)
+            except NotFound:
+                text = ""
+            if text != wf.to_json():
+                version = await self.workflows.put_workflow(wf.name, wf.to_json())
+                log.info("workflow %s v%d put from the config", wf.name, version)
 
     def stop(self) -> None:
         self._stop.set()
