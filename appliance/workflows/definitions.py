@@ -160,7 +160,7 @@ def _parse(item: Any, where: str) -> Workflow:
         unknown = sorted(set(s) - STEP_KEYS)
         if unknown:
             raise InvalidArgument(f"steps[{i}].{unknown[0]}: unknown key")
-        fields = dict(s)
+        fields = {"topic": "", **s}  # a signal step has none
         for key in DURATION_KEYS:
             if key in fields:
                 fields[key] = times.duration_ms(fields[key], bare_ms=True)

@@ -18,6 +18,7 @@ from appliance.workflows.advancer import Advancer
 from appliance.workflows.definitions import from_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "atp.example.yaml"
+DEMO = EXAMPLE.with_name("demo.yaml")
 CHAIN: list[Any] = [
     {
         "name": "w",
@@ -32,6 +33,12 @@ CHAIN: list[Any] = [
 def test_the_example_config_declares_the_user_lifecycle() -> None:
     (wf,) = from_config(config.load(str(EXAMPLE)).workflows, 1 << 20)
     assert wf.name == "user-lifecycle" and wf.step("coupon").delay_ms == 3 * 86_400_000
+
+
+def test_the_demo_declares_the_user_lifecycle_and_the_order_timeout() -> None:
+    lifecycle, order = from_config(config.load(str(DEMO)).workflows, 1 << 20)
+    assert lifecycle.step("coupon").delay_ms == 10_000 and order.on_failure == "cancel-order"
+    assert order.step("paid").timeout_ms == 30_000
 
 
 @pytest.mark.parametrize(
