@@ -62,6 +62,10 @@ check: proto-check lint test
 run *args: setup
     {{venv}}/bin/atp --role=all --config config/demo.yaml {{args}}
 
+# The console's first-paint budget: 10,000 topics, headless Chromium, prints the figures (~1 min).
+console-budget: setup
+    {{venv}}/bin/pytest -m slow tests/console/test_budget.py -s -q
+
 # Build the real external clients the tests use (grpcurl; toxiproxy for chaos) into .tools/.
 tools:
     mkdir -p .tools

@@ -38,6 +38,7 @@ WORKER_METHODS = frozenset({"Retrieve", "Ack", "AckBatch", "Nack", "ExtendLease"
 # Read-only (the console's viewers): figures, tasks, dead letters and schedules; no action.
 VIEWER_METHODS = frozenset(
     {"GetStats", "GetTask", "ListDeadLetters", "GetSchedule", "ListSchedules", "GetSchedulerStatus"}
+    | {"GetWorkflow", "ListWorkflows", "GetRun", "ListRuns"}
 )
 ROLE_METHODS = {"producer": PRODUCER_METHODS, "worker": WORKER_METHODS, "viewer": VIEWER_METHODS}
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})  # never needs a token

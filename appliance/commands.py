@@ -37,6 +37,8 @@ SUMMARIES = {
     "dlq": "list, requeue or purge the dead letters of a topic",
     "stats": "pending, due, running and dead tasks per topic, and the lag",
     "schedule": "create, update, pause, resume, delete, get or list cron/interval schedules",
+    "workflow": "put, get, list or delete workflows (DAGs of steps; docs/adr/0010)",
+    "run": "start, get, list, cancel or signal workflow runs",
     "token": "make an access token and its config entry (new), or hash one (hash)",
     "healthcheck": "exit 0 when the local supervisor's /healthz answers (the container probe)",
 }
@@ -146,6 +148,12 @@ def parser(schedule_verbs: bool = True) -> argparse.ArgumentParser:
         from appliance.schedule_commands import add_verbs
 
         add_verbs(schedule, common)
+    workflow, run = command("workflow"), command("run")
+    if schedule_verbs:
+        from appliance.workflow_commands import add_run_verbs, add_workflow_verbs
+
+        add_workflow_verbs(workflow, common)
+        add_run_verbs(run, common)
     _token_commands(command("token"))
     _healthcheck_command(command("healthcheck"))
     return root
@@ -292,7 +300,8 @@ def _healthcheck_command(p: argparse.ArgumentParser) -> None:
 
 def run_command(argv: list[str]) -> int:
     try:
-        args = parser(argv[0] == "schedule").parse_args(times.join_negative_values(argv))
+        verbs = argv[0] in ("schedule", "workflow", "run")  # the verbs import the gRPC code
+        args = parser(verbs).parse_args(times.join_negative_values(argv))
     except SystemExit as exc:  # usage errors (2) and --help (0), as argparse decides
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     local: Callable[[argparse.Namespace], int] | None = getattr(args, "local", None)

@@ -18,6 +18,7 @@ from appliance import metrics
 from appliance.api.interceptors import Guard
 from appliance.api.schedules import ScheduleServicer
 from appliance.api.servicer import QueueServicer
+from appliance.api.workflows import WorkflowServicer
 from appliance.auth import RateLimiter, access_tokens
 from appliance.certs import warn_expiring
 from appliance.config import Settings
@@ -27,11 +28,13 @@ from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups
 from appliance.watchdog import Watchdog
+from appliance.workflows.advancer import Advancer
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES: Sequence[str] = (
     pb.DESCRIPTOR.services_by_name["DelayQueueService"].full_name,
     pb.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     health.SERVICE_NAME,
     reflection.SERVICE_NAME,
 )
@@ -73,6 +76,10 @@ class QueueServer:
         pb_grpc.add_DelayQueueServiceServicer_to_server(self.servicer, self.server)
         schedules = ScheduleServicer(store, settings)
         pb_grpc.add_ScheduleServiceServicer_to_server(schedules, self.server)
+        # Workflow runs move on in every server, like lease recovery (docs/adr/0010).
+        self.advancer = Advancer(store, settings)
+        workflows = WorkflowServicer(store, settings, self.advancer)
+        pb_grpc.add_WorkflowServiceServicer_to_server(workflows, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(SERVICE_NAMES, self.server)
         self.port = _listen(self.server, settings)
@@ -92,6 +99,7 @@ class QueueServer:
             asyncio.create_task(self.wakeups.run()),
             asyncio.create_task(self._watch_health(serving)),
             asyncio.create_task(self.recovery.run()),
+            asyncio.create_task(self.advancer.run()),
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeups.subscribed.wait(), 5)
@@ -139,6 +147,7 @@ class QueueServer:
         await self._set_health(False)
         self.servicer.stopping.set()
         self.recovery.stop()
+        self.advancer.stop()
         self.wakeups.stop()
         self.servicer.enqueue_stream.close()  # producers' streams end cleanly, then reconnect
         await self.server.stop(grace_s)

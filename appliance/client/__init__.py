@@ -13,6 +13,7 @@ from appliance.client.common import (
     status_name,
 )
 from appliance.client.sync import Client
+from appliance.client.workflows import Workflow
 
 __all__ = [
     "AsyncClient",
@@ -22,5 +23,6 @@ __all__ = [
     "RpcFailed",
     "Stats",
     "Tls",
+    "Workflow",
     "status_name",
 ]

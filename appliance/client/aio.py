@@ -19,6 +19,7 @@ from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import StreamEnqueuer
 from appliance.client.work import WorkStream
+from appliance.client.workflows import Workflow
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 from appliance.proto import queue_pb2 as pb
@@ -51,6 +52,7 @@ class AsyncClient:
         self._channel: Any = None
         self._stub: Any = None
         self._schedule_stub: Any = None
+        self._workflow_stub: Any = None
         self._enqueuer: StreamEnqueuer | None = None
         self._streaming = True  # False once the server turned out to predate EnqueueStream
 
@@ -63,11 +65,16 @@ class AsyncClient:
             )
             self._stub = pb_grpc.DelayQueueServiceStub(self._channel)
             self._schedule_stub = pb_grpc.ScheduleServiceStub(self._channel)
+            self._workflow_stub = pb_grpc.WorkflowServiceStub(self._channel)
         return self._stub
 
     async def _run(self, call: common.Call[T]) -> T:
         queue = self._open()
-        stub = queue if call.service == "queue" else self._schedule_stub
+        stub = {
+            "queue": queue,
+            common.SCHEDULES: self._schedule_stub,
+            common.WORKFLOWS: self._workflow_stub,
+        }[call.service]
         method = getattr(stub, call.rpc)
         try:
             reply = await method(
@@ -94,6 +101,7 @@ class AsyncClient:
             await enqueuer.close()
         channel, self._channel, self._stub = self._channel, None, None
         self._schedule_stub = None
+        self._workflow_stub = None
         if channel is not None:
             await channel.close()
 
@@ -223,6 +231,49 @@ class AsyncClient:
         """No topics means every known topic, a page at a time (page_size 0: up to 1000);
         pass the result's next_page_token as page_token for the next page."""
         return await self._run(common.stats(topics, page_size, page_token))
+
+    # -- workflows (WorkflowService; docs/adr/0010-workflows.md) -------------------------
+
+    async def put_workflow(self, workflow: Workflow | pb.Workflow) -> int:
+        """Store a new version of a workflow (a `Workflow` builder or a pb.Workflow); its number."""
+        return await self._run(
+            common.put_workflow(workflow.to_pb() if isinstance(workflow, Workflow) else workflow)
+        )
+
+    async def get_workflow(self, name: str, version: int = 0) -> pb.Workflow:
+        """A workflow's definition (version 0: the latest)."""
+        return await self._run(common.get_workflow(name, version))
+
+    async def list_workflows(self) -> list[pb.Workflow]:
+        """The latest version of every workflow."""
+        return await self._run(common.list_workflows())
+
+    async def delete_workflow(self, name: str) -> None:
+        """The name can no longer be started; runs in flight finish."""
+        await self._run(common.delete_workflow(name))
+
+    async def start_run(self, workflow: str, input: Payload = "", id: str = "") -> str:
+        """Start a run of the latest version; its id. With `id` idempotent: the same id again starts
+        nothing and answers it."""
+        return await self._run(common.start_run(workflow, input, id))
+
+    async def get_run(self, run_id: str) -> pb.Run:
+        """The run, its state and each step's state, output, error and times."""
+        return await self._run(common.get_run(run_id))
+
+    async def list_runs(
+        self, workflow: str = "", state: str = "", page_size: int = 0, page_token: str = ""
+    ) -> pb.ListRunsResponse:
+        """Runs, newest first; `state` e.g. 'RUNNING'; `next_page_token` until the last page."""
+        return await self._run(common.list_runs(workflow, state, page_size, page_token))
+
+    async def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run's waiting and scheduled steps; False when it was canceled before."""
+        return await self._run(common.cancel_run(run_id))
+
+    async def signal_run(self, run_id: str, name: str, payload: Payload = "") -> bool:
+        """Send a signal a step waits for; False when one of the name came before."""
+        return await self._run(common.signal_run(run_id, name, payload))
 
     # -- schedules (ScheduleService) -----------------------------------------------------
 

@@ -455,3 +455,69 @@ def list_schedules(topic: str = "") -> Call[list[pb.Schedule]]:
 
 def scheduler_status() -> Call[pb.SchedulerStatus]:
     return _schedule_call("GetSchedulerStatus", pb.GetSchedulerStatusRequest())
+
+
+# -- workflows (WorkflowService; docs/adr/0010-workflows.md) ------------------------------
+
+WORKFLOWS = "workflows"
+
+
+def _workflow_call(rpc: str, request: Any, decode: Callable[[Any], T]) -> Call[T]:
+    return Call(rpc, request, decode, service=WORKFLOWS)
+
+
+def put_workflow(workflow: pb.Workflow) -> Call[int]:
+    """Store a new version; its number."""
+    req = pb.PutWorkflowRequest(workflow=workflow)
+    return _workflow_call("PutWorkflow", req, lambda r: int(r.version))
+
+
+def get_workflow(name: str, version: int = 0) -> Call[pb.Workflow]:
+    req = pb.GetWorkflowRequest(name=name, version=version)
+    return _workflow_call("GetWorkflow", req, lambda r: r)
+
+
+def list_workflows() -> Call[list[pb.Workflow]]:
+    req = pb.ListWorkflowsRequest()
+    return _workflow_call("ListWorkflows", req, lambda r: list(r.workflows))
+
+
+def delete_workflow(name: str) -> Call[None]:
+    req = pb.DeleteWorkflowRequest(name=name)
+    return _workflow_call("DeleteWorkflow", req, lambda r: None)
+
+
+def start_run(workflow: str, run_input: Payload, run_id: str) -> Call[str]:
+    """Start a run; its id (the same `run_id` again starts nothing and answers it)."""
+    req = pb.StartRunRequest(workflow=workflow, input=payload_text(run_input), id=run_id)
+    return _workflow_call("StartRun", req, lambda r: str(r.run_id))
+
+
+def get_run(run_id: str) -> Call[pb.Run]:
+    return _workflow_call("GetRun", pb.GetRunRequest(run_id=run_id), lambda r: r.run)
+
+
+def list_runs(
+    workflow: str, state: str, page_size: int, page_token: str
+) -> Call[pb.ListRunsResponse]:
+    """`state`: '' (any) or a run state's name, e.g. 'RUNNING'."""
+    try:
+        value = pb.RunState.Value(f"RUN_{state.upper()}") if state else pb.RUN_STATE_UNSPECIFIED
+    except ValueError:
+        raise InvalidArgument(f"state {state!r} is not a run state") from None
+    req = pb.ListRunsRequest(
+        workflow=workflow, state=value, page_size=page_size, page_token=page_token
+    )
+    return _workflow_call("ListRuns", req, lambda r: r)
+
+
+def cancel_run(run_id: str) -> Call[bool]:
+    """True when this call canceled it (False: canceled before)."""
+    req = pb.CancelRunRequest(run_id=run_id)
+    return _workflow_call("CancelRun", req, lambda r: bool(r.success))
+
+
+def signal_run(run_id: str, name: str, payload: Payload) -> Call[bool]:
+    """True when the signal was kept (False: one of the name came before)."""
+    req = pb.SignalRunRequest(run_id=run_id, name=name, payload=payload_text(payload))
+    return _workflow_call("SignalRun", req, lambda r: not r.duplicate)

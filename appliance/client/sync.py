@@ -17,6 +17,7 @@ from appliance import tracing
 from appliance.client import common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import BackgroundEnqueuer
+from appliance.client.workflows import Workflow
 from appliance.errors import AtpError
 from appliance.model import NackResult, Task
 from appliance.proto import queue_pb2 as pb
@@ -55,6 +56,7 @@ class Client:
         self._stubs = {
             "queue": self._stub,
             common.SCHEDULES: pb_grpc.ScheduleServiceStub(self._channel),
+            common.WORKFLOWS: pb_grpc.WorkflowServiceStub(self._channel),
         }
         self._options = opts
         self._enqueuer: BackgroundEnqueuer | None = None
@@ -205,6 +207,49 @@ class Client:
         """No topics means every known topic, a page at a time (page_size 0: up to 1000);
         pass the result's next_page_token as page_token for the next page."""
         return self._run(common.stats(topics, page_size, page_token))
+
+    # -- workflows (WorkflowService; docs/adr/0010-workflows.md) -------------------------
+
+    def put_workflow(self, workflow: Workflow | pb.Workflow) -> int:
+        """Store a new version of a workflow (a `Workflow` builder or a pb.Workflow); its number."""
+        return self._run(
+            common.put_workflow(workflow.to_pb() if isinstance(workflow, Workflow) else workflow)
+        )
+
+    def get_workflow(self, name: str, version: int = 0) -> pb.Workflow:
+        """A workflow's definition (version 0: the latest)."""
+        return self._run(common.get_workflow(name, version))
+
+    def list_workflows(self) -> list[pb.Workflow]:
+        """The latest version of every workflow."""
+        return self._run(common.list_workflows())
+
+    def delete_workflow(self, name: str) -> None:
+        """The name can no longer be started; runs in flight finish."""
+        self._run(common.delete_workflow(name))
+
+    def start_run(self, workflow: str, input: Payload = "", id: str = "") -> str:
+        """Start a run of the latest version; its id. With `id` idempotent: the same id again starts
+        nothing and answers it."""
+        return self._run(common.start_run(workflow, input, id))
+
+    def get_run(self, run_id: str) -> pb.Run:
+        """The run, its state and each step's state, output, error and times."""
+        return self._run(common.get_run(run_id))
+
+    def list_runs(
+        self, workflow: str = "", state: str = "", page_size: int = 0, page_token: str = ""
+    ) -> pb.ListRunsResponse:
+        """Runs, newest first; `state` e.g. 'RUNNING'; `next_page_token` until the last page."""
+        return self._run(common.list_runs(workflow, state, page_size, page_token))
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run's waiting and scheduled steps; False when it was canceled before."""
+        return self._run(common.cancel_run(run_id))
+
+    def signal_run(self, run_id: str, name: str, payload: Payload = "") -> bool:
+        """Send a signal a step waits for; False when one of the name came before."""
+        return self._run(common.signal_run(run_id, name, payload))
 
     # -- schedules (ScheduleService) -----------------------------------------------------
 

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -117,7 +117,7 @@ class WorkStream:
         self._call = call
         self.clock = clock
         self._seq = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[Settled]] = {}
+        self._waiting: dict[int, Callable[[Settled], None]] = {}  # seq -> its answer's taker
         self._outbox: list[pb.WorkSettle] = []
         self._wake_sender = asyncio.Event()
         self._sender = asyncio.create_task(self._send_loop(), name="atp-work-send")
@@ -166,9 +166,21 @@ class WorkStream:
     def settle(self, settle: Settle, now: bool = True) -> asyncio.Future[Settled]:
         """Queue a settle; its answer comes in the future. `now=False` lets it wait up to
         SETTLE_DELAY_S for more to go in the same message (or for flush())."""
-        seq = next(self._seq)
         done: asyncio.Future[Settled] = asyncio.get_running_loop().create_future()
-        self._waiting[seq] = done
+
+        def answer(settled: Settled) -> None:
+            if not done.done():
+                done.set_result(settled)
+
+        self.settle_then(settle, answer, now)
+        return done
+
+    def settle_then(
+        self, settle: Settle, then: Callable[[Settled], None], now: bool = True
+    ) -> None:
+        """settle() for the hot path: `then(answer)` is called on the loop, no future made."""
+        seq = next(self._seq)
+        self._waiting[seq] = then
         self._outbox.append(
             pb.WorkSettle(
                 seq=seq,
@@ -186,7 +198,6 @@ class WorkStream:
         elif self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(SETTLE_DELAY_S, self.flush)
-        return done
 
     def start_refusal(self, deadline_ms: int) -> str | None:
         """Why a delivery held on this stream must not start now (None: it may): 'stale
@@ -281,13 +292,11 @@ class WorkStream:
 
     def _answer(self, results: Iterable[pb.WorkSettled]) -> None:
         for r in results:
-            done = self._waiting.pop(r.seq, None)
-            if done is None or done.done():
+            then = self._waiting.pop(r.seq, None)
+            if then is None:
                 continue
             error = None if r.success else _CODES.get(r.code, WrongState)(r.error or r.code)
-            done.set_result(
-                Settled(error, r.lease_deadline_ms, r.dead_lettered, r.next_execute_time_ms)
-            )
+            then(Settled(error, r.lease_deadline_ms, r.dead_lettered, r.next_execute_time_ms))
 
     def goodbye(self) -> None:
         """Tell the server to push no more (after what is queued); settles still go through
@@ -311,7 +320,6 @@ class WorkStream:
         self.fail_waiting()
 
     def fail_waiting(self) -> None:
-        for done in self._waiting.values():
-            if not done.done():
-                done.set_result(Settled(Unavailable("the Work stream ended before the answer")))
-        self._waiting.clear()
+        waiting, self._waiting = self._waiting, {}
+        for then in waiting.values():
+            then(Settled(Unavailable("the Work stream ended before the answer")))

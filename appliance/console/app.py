@@ -14,7 +14,7 @@ import mimetypes
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import jinja2
 
@@ -85,9 +85,11 @@ class Console:
         self.templates.filters["q"] = lambda v: quote(str(v), safe="")
         self.routes: dict[tuple[str, str], Callable[[Request, list[str]], Response]] = {
             ("GET", ""): self.overview,
+            ("GET", "summary"): self.summary,
             ("GET", "topic"): self.topic,
             ("POST", "topic"): self.topic_action,
             ("GET", "task"): self.task,
+            ("POST", "task"): self.task_action,
             ("GET", "dead"): self.dead,
             ("POST", "dead"): self.dead_action,
             ("GET", "schedules"): self.schedules,
@@ -136,22 +138,15 @@ class Console:
         return response
 
     def _guarded(self, request: Request, session: Session) -> Response:
-        if request.method == "POST":
-            refused = self._csrf_refusal(request, session)
-            if refused:
-                return self.page("error.html", request, 403, message=refused)
-        if self.is_open(request.peer):
-            request.token = self.settings.token or auth.local_token(self.settings)
-        elif session.token is None and request.path not in ("/login",):
-            return redirect("/login")
-        else:
-            request.token = session.token or ""
+        refused = self._who(request, session)
+        if refused is not None:
+            return refused
         head, _, rest = request.path.strip("/").partition("/")
         route = self.routes.get((request.method, head))
         if route is None:
             return self.page("error.html", request, 404, message=f"no page {request.path}")
         try:
-            return route(request, [p for p in rest.split("/") if p])
+            return route(request, [unquote(p) for p in rest.split("/") if p])
         except PermissionDenied as exc:
             return self.page("error.html", request, 403, message=str(exc))
         except Unauthenticated:
@@ -166,6 +161,25 @@ class Console:
             return self.page("error.html", request, 502, message=f"{exc.status}: {exc}")
         except AtpError as exc:
             return self.page("error.html", request, 400, message=str(exc))
+
+    def _who(self, request: Request, session: Session) -> Response | None:
+        """Set the token this request calls the API with, or answer a refusal (a POST without
+        its CSRF token, a foreign Host on the open console) or the way to the sign-in."""
+        if request.method == "POST":
+            refused = self._csrf_refusal(request, session)
+            if refused:
+                return self.page("error.html", request, 403, message=refused)
+        if self.is_open(request.peer):
+            if not _loopback_host(request.headers.get("host", "")):
+                # a page elsewhere that re-pointed its own name at 127.0.0.1 (DNS rebinding)
+                # would read this open console, CSRF tokens included: only loopback names pass
+                return self.page("error.html", request, 403, message="refused: unexpected Host")
+            request.token = self.settings.token or auth.local_token(self.settings)
+        elif session.token is None and request.path != "/login":
+            return redirect("/login")
+        else:
+            request.token = session.token or ""
+        return None
 
     def _csrf_refusal(self, request: Request, session: Session) -> str:
         origin = request.headers.get("origin", "")
@@ -203,20 +217,24 @@ class Console:
         client = self.client(request.token)
         size = request.int_arg("size", 50)
         size = size if size in views.PAGE_SIZES else 50
-        sort, desc = request.arg("sort", "topic"), request.arg("dir", "asc") == "desc"
-        shown = views.overview(
-            self.stats.rows(client, request.token),
-            request.arg("q"),
-            sort,
-            desc,
-            request.int_arg("page", 1),
-            size,
-            views.leader(client),
-        )
+        q, sort = request.arg("q"), request.arg("sort", "topic")
+        desc = request.arg("dir", "asc") == "desc"
+        if not q and sort == "topic" and not desc and "page" not in request.query:
+            shown = views.first_pages(client, size, request.arg("after"))
+        else:
+            rows = self.stats.rows(client, request.token)
+            page = request.int_arg("page", 1)
+            shown = views.overview(rows, q, sort, desc, page, size, views.leader(client))
         name = "overview_rows.html" if request.headers.get("hx-request") else "overview.html"
-        return self.page(
-            name, request, view=shown, q=request.arg("q"), sort=sort, desc=desc, size=size
-        )
+        values: dict[str, Any] = {"view": shown, "q": q, "sort": sort, "desc": desc, "size": size}
+        return self.page(name, request, after=request.arg("after"), **values)
+
+    def summary(self, request: Request, _: list[str]) -> Response:
+        """The overview's totals over every topic, fetched by the page after its first paint."""
+        client = self.client(request.token)
+        rows = self.stats.rows(client, request.token)
+        found = views.summary(rows, request.arg("q"), views.leader(client))
+        return self.page("summary.html", request, summary=found)
 
     def topic(self, request: Request, parts: list[str]) -> Response:
         if len(parts) != 1:
@@ -225,7 +243,7 @@ class Console:
         topic = parts[0]
         stats = client.stats([topic])
         figures = views.row(stats.topics[0], stats.now_ms) if stats.topics else None
-        letters, cursor = views.dead_page(client, topic, "", request.arg("cursor"))
+        letters, cursor = views.dead_page(client, topic, views.DeadFilter(), request.arg("cursor"))
         return self.page(
             "topic.html", request, topic=topic, figures=figures, letters=letters, cursor=cursor
         )
@@ -242,36 +260,51 @@ class Console:
         return redirect(f"/topic/{quote(topic, safe='')}")
 
     def task(self, request: Request, parts: list[str]) -> Response:
-        if len(parts) != 1:
+        task_id = parts[0] if len(parts) == 1 else request.arg("id").strip()
+        if not task_id:
             return self.page("error.html", request, 404, message="which task?")
-        found = self.client(request.token).get_task(parts[0], request.arg("topic"))
+        found = self.client(request.token).get_task(task_id, request.arg("topic"))
         return self.page("task.html", request, task=found)
 
+    def task_action(self, request: Request, parts: list[str]) -> Response:
+        if len(parts) != 2 or parts[1] != "cancel":
+            return self.page("error.html", request, 404, message="no such action")
+        topic = request.form.get("topic", "")
+        self.client(request.token).cancel(parts[0], topic)
+        self._done(request, f"cancelled task {parts[0]}")
+        return redirect(f"/task/{quote(parts[0], safe='')}?topic={quote(topic, safe='')}")
+
     def dead(self, request: Request, _: list[str]) -> Response:
-        topic, error = request.arg("topic"), request.arg("error")
+        topic, error, within = request.arg("topic"), request.arg("error"), request.arg("within")
+        wanted = views.DeadFilter(error, within)
         client = self.client(request.token)
         topics = [r for r in self.stats.rows(client, request.token) if r.dead]
         letters: list[DeadLetter] = []
         cursor = ""
         if topic:
-            letters, cursor = views.dead_page(client, topic, error, request.arg("cursor"))
+            letters, cursor = views.dead_page(client, topic, wanted, request.arg("cursor"))
         return self.page(
             "dead.html",
             request,
             topics=topics,
             topic=topic,
             error=error,
+            within=within,
+            choices=list(views.WITHIN),
             letters=letters,
             cursor=cursor,
         )
 
     def dead_action(self, request: Request, parts: list[str]) -> Response:
         action = parts[0] if parts else ""
-        topic, error = request.form.get("topic", ""), request.form.get("error", "")
-        if action not in ("requeue", "purge") or not topic:
+        form = request.form
+        topic, error, within = form.get("topic", ""), form.get("error", ""), form.get("within", "")
+        if action not in ("requeue", "purge") or not topic or within not in views.WITHIN:
             return self.page("error.html", request, 400, message="requeue or purge, and a topic")
-        count = views.act_on_dead(self.client(request.token), topic, error, action)
+        wanted = views.DeadFilter(error, within)
+        count = views.act_on_dead(self.client(request.token), topic, wanted, action)
         matching = f" matching {error!r}" if error else ""
+        matching += f" dead within {within}" if within else ""
         self._done(request, f"{action}d {count} dead letter(s) of {topic}{matching}")
         return redirect(f"/dead?topic={quote(topic, safe='')}")
 
@@ -321,6 +354,12 @@ class Console:
         response = redirect("/login")
         response.headers.append(("Set-Cookie", cookie_header(None)))
         return response
+
+
+def _loopback_host(host: str) -> bool:
+    """The Host header names loopback: localhost or a loopback address, any port."""
+    name = urlsplit(f"//{host}").hostname or ""
+    return name == "localhost" or auth.is_loopback(f"[{name}]:0")
 
 
 def _template(name: str) -> str | None:

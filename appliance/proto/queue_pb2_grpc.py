@@ -1089,3 +1089,432 @@ class ScheduleService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class WorkflowServiceStub:
+    """---------------------------------------------------------------------------------------------
+    Workflows: named, versioned DAGs of steps, each step a task on a topic; runs advanced exactly
+    once (docs/adr/0010-workflows.md). Admin tokens only.
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PutWorkflow = channel.unary_unary(
+                '/api.queue.WorkflowService/PutWorkflow',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.PutWorkflowRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.GetWorkflow = channel.unary_unary(
+                '/api.queue.WorkflowService/GetWorkflow',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.GetWorkflowRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.ListWorkflows = channel.unary_unary(
+                '/api.queue.WorkflowService/ListWorkflows',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ListWorkflowsRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.ListWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.DeleteWorkflow = channel.unary_unary(
+                '/api.queue.WorkflowService/DeleteWorkflow',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.DeleteWorkflowRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.DeleteWorkflowResponse.FromString,
+                _registered_method=True)
+        self.StartRun = channel.unary_unary(
+                '/api.queue.WorkflowService/StartRun',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.StartRunRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.StartRunResponse.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/api.queue.WorkflowService/GetRun',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.GetRunResponse.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/api.queue.WorkflowService/ListRuns',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/api.queue.WorkflowService/CancelRun',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
+        self.SignalRun = channel.unary_unary(
+                '/api.queue.WorkflowService/SignalRun',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.SignalRunRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.SignalRunResponse.FromString,
+                _registered_method=True)
+
+
+class WorkflowServiceServicer:
+    """---------------------------------------------------------------------------------------------
+    Workflows: named, versioned DAGs of steps, each step a task on a topic; runs advanced exactly
+    once (docs/adr/0010-workflows.md). Admin tokens only.
+
+    """
+
+    def PutWorkflow(self, request, context):
+        """Store a new version of a workflow (checked first: INVALID_ARGUMENT changes nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflows(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignalRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_WorkflowServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PutWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutWorkflow,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.PutWorkflowRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.Workflow.SerializeToString,
+            ),
+            'GetWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflow,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.GetWorkflowRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.Workflow.SerializeToString,
+            ),
+            'ListWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflows,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ListWorkflowsRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.ListWorkflowsResponse.SerializeToString,
+            ),
+            'DeleteWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkflow,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.DeleteWorkflowRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.DeleteWorkflowResponse.SerializeToString,
+            ),
+            'StartRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRun,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.StartRunRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.StartRunResponse.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.GetRunRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.GetRunResponse.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ListRunsRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.CancelRunRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'SignalRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalRun,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.SignalRunRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.SignalRunResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'api.queue.WorkflowService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('api.queue.WorkflowService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class WorkflowService:
+    """---------------------------------------------------------------------------------------------
+    Workflows: named, versioned DAGs of steps, each step a task on a topic; runs advanced exactly
+    once (docs/adr/0010-workflows.md). Admin tokens only.
+
+    """
+
+    @staticmethod
+    def PutWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/PutWorkflow',
+            appliance_dot_proto_dot_queue__pb2.PutWorkflowRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/GetWorkflow',
+            appliance_dot_proto_dot_queue__pb2.GetWorkflowRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/ListWorkflows',
+            appliance_dot_proto_dot_queue__pb2.ListWorkflowsRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.ListWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/DeleteWorkflow',
+            appliance_dot_proto_dot_queue__pb2.DeleteWorkflowRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.DeleteWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/StartRun',
+            appliance_dot_proto_dot_queue__pb2.StartRunRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.StartRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/GetRun',
+            appliance_dot_proto_dot_queue__pb2.GetRunRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.GetRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/ListRuns',
+            appliance_dot_proto_dot_queue__pb2.ListRunsRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/CancelRun',
+            appliance_dot_proto_dot_queue__pb2.CancelRunRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.WorkflowService/SignalRun',
+            appliance_dot_proto_dot_queue__pb2.SignalRunRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.SignalRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

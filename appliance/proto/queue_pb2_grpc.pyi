@@ -313,3 +313,115 @@ class ScheduleServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_queue_pb2.SchedulerStatus, _abc.Awaitable[_queue_pb2.SchedulerStatus]]: ...
 
 def add_ScheduleServiceServicer_to_server(servicer: ScheduleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class WorkflowServiceStub:
+    """---------------------------------------------------------------------------------------------
+    Workflows: named, versioned DAGs of steps, each step a task on a topic; runs advanced exactly
+    once (docs/adr/0010-workflows.md). Admin tokens only.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> WorkflowServiceAsyncStub: ...
+    PutWorkflow: _grpc.UnaryUnaryMultiCallable[_queue_pb2.PutWorkflowRequest, _queue_pb2.Workflow]
+    """Store a new version of a workflow (checked first: INVALID_ARGUMENT changes nothing)."""
+    GetWorkflow: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetWorkflowRequest, _queue_pb2.Workflow]
+    ListWorkflows: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListWorkflowsRequest, _queue_pb2.ListWorkflowsResponse]
+    DeleteWorkflow: _grpc.UnaryUnaryMultiCallable[_queue_pb2.DeleteWorkflowRequest, _queue_pb2.DeleteWorkflowResponse]
+    StartRun: _grpc.UnaryUnaryMultiCallable[_queue_pb2.StartRunRequest, _queue_pb2.StartRunResponse]
+    GetRun: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetRunRequest, _queue_pb2.GetRunResponse]
+    ListRuns: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListRunsRequest, _queue_pb2.ListRunsResponse]
+    CancelRun: _grpc.UnaryUnaryMultiCallable[_queue_pb2.CancelRunRequest, _queue_pb2.CancelRunResponse]
+    SignalRun: _grpc.UnaryUnaryMultiCallable[_queue_pb2.SignalRunRequest, _queue_pb2.SignalRunResponse]
+
+@_typing.type_check_only
+class WorkflowServiceAsyncStub(WorkflowServiceStub):
+    """---------------------------------------------------------------------------------------------
+    Workflows: named, versioned DAGs of steps, each step a task on a topic; runs advanced exactly
+    once (docs/adr/0010-workflows.md). Admin tokens only.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    PutWorkflow: _aio.UnaryUnaryMultiCallable[_queue_pb2.PutWorkflowRequest, _queue_pb2.Workflow]  # type: ignore[assignment]
+    """Store a new version of a workflow (checked first: INVALID_ARGUMENT changes nothing)."""
+    GetWorkflow: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetWorkflowRequest, _queue_pb2.Workflow]  # type: ignore[assignment]
+    ListWorkflows: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListWorkflowsRequest, _queue_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
+    DeleteWorkflow: _aio.UnaryUnaryMultiCallable[_queue_pb2.DeleteWorkflowRequest, _queue_pb2.DeleteWorkflowResponse]  # type: ignore[assignment]
+    StartRun: _aio.UnaryUnaryMultiCallable[_queue_pb2.StartRunRequest, _queue_pb2.StartRunResponse]  # type: ignore[assignment]
+    GetRun: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetRunRequest, _queue_pb2.GetRunResponse]  # type: ignore[assignment]
+    ListRuns: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListRunsRequest, _queue_pb2.ListRunsResponse]  # type: ignore[assignment]
+    CancelRun: _aio.UnaryUnaryMultiCallable[_queue_pb2.CancelRunRequest, _queue_pb2.CancelRunResponse]  # type: ignore[assignment]
+    SignalRun: _aio.UnaryUnaryMultiCallable[_queue_pb2.SignalRunRequest, _queue_pb2.SignalRunResponse]  # type: ignore[assignment]
+
+class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
+    """---------------------------------------------------------------------------------------------
+    Workflows: named, versioned DAGs of steps, each step a task on a topic; runs advanced exactly
+    once (docs/adr/0010-workflows.md). Admin tokens only.
+    """
+
+    @_abc_1.abstractmethod
+    def PutWorkflow(
+        self,
+        request: _queue_pb2.PutWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.Workflow, _abc.Awaitable[_queue_pb2.Workflow]]:
+        """Store a new version of a workflow (checked first: INVALID_ARGUMENT changes nothing)."""
+
+    @_abc_1.abstractmethod
+    def GetWorkflow(
+        self,
+        request: _queue_pb2.GetWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.Workflow, _abc.Awaitable[_queue_pb2.Workflow]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWorkflows(
+        self,
+        request: _queue_pb2.ListWorkflowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.ListWorkflowsResponse, _abc.Awaitable[_queue_pb2.ListWorkflowsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteWorkflow(
+        self,
+        request: _queue_pb2.DeleteWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.DeleteWorkflowResponse, _abc.Awaitable[_queue_pb2.DeleteWorkflowResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StartRun(
+        self,
+        request: _queue_pb2.StartRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.StartRunResponse, _abc.Awaitable[_queue_pb2.StartRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRun(
+        self,
+        request: _queue_pb2.GetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.GetRunResponse, _abc.Awaitable[_queue_pb2.GetRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRuns(
+        self,
+        request: _queue_pb2.ListRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.ListRunsResponse, _abc.Awaitable[_queue_pb2.ListRunsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelRun(
+        self,
+        request: _queue_pb2.CancelRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.CancelRunResponse, _abc.Awaitable[_queue_pb2.CancelRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SignalRun(
+        self,
+        request: _queue_pb2.SignalRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.SignalRunResponse, _abc.Awaitable[_queue_pb2.SignalRunResponse]]: ...
+
+def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,6 +28,8 @@ class Refusal(enum.StrEnum):
     NOT_LEADER = "NOT_LEADER"  # another fencing token holds the scheduler lease
     PAUSED = "PAUSED"  # the schedule is paused
     CHANGED = "CHANGED"  # the schedule changed since the fire was planned
+    STEP_MOVED = "STEP_MOVED"  # a workflow step is not in the state the move starts from
+    RUN_FINISHED = "RUN_FINISHED"  # the workflow run has finished (or was canceled)
 
 
 R = Refusal
@@ -60,6 +62,15 @@ CODES: dict[str, dict[int, Refusal]] = {
     "schedule_pause": {-1: R.NOT_FOUND},
     "schedule_resume": {-1: R.NOT_FOUND},
     "schedule_fire": {-1: R.NOT_FOUND, -2: R.NOT_LEADER, -3: R.PAUSED, -4: R.CHANGED},
+    # workflows (appliance/workflows/model.py RUN_TRANSITIONS, STEP_TRANSITIONS)
+    "workflow_put": {},
+    "workflow_delete": {-1: R.NOT_FOUND},
+    "run_start": {},
+    "step_schedule": {-1: R.NOT_FOUND, -3: R.STEP_MOVED, -4: R.RUN_FINISHED},
+    "step_running": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
+    "step_finish": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
+    "run_cancel": {-1: R.NOT_FOUND, -3: R.RUN_FINISHED},
+    "run_signal": {-1: R.NOT_FOUND, -4: R.RUN_FINISHED},
 }
 """Per script: its refusal codes. A script with none still has its row (the loader checks)."""
 
@@ -71,9 +82,11 @@ ERRORS: dict[Refusal, type[AtpError]] = {
     R.CONFIG_DECLARED: WrongState,
     R.OVER_MAX_TOPICS: TooLarge,
     R.OVER_TOKEN_TOPICS: TooLarge,
+    R.RUN_FINISHED: WrongState,
 }
 """The refusals a caller gets as an error. The others (LEASE_GONE, NOT_LEADER, PAUSED,
-CHANGED) are news for the scheduler, which steps down or reads again."""
+CHANGED) are news for the scheduler, which steps down or reads again; STEP_MOVED is news for
+a workflow advancer (another one moved the step first)."""
 
 
 def refusal(script: str, reply: Any) -> Refusal | None:

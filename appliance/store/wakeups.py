@@ -23,6 +23,9 @@ ANY = "*"  # watch() key for "any topic" (topics never contain '*')
 # asyncio's epoll wait takes whole milliseconds, rounded up: a timer fires up to 1 ms late.
 # sleep_until() therefore sets its timer this much early and yields for the rest.
 EPOLL_SLACK_S = 0.0012
+RESUBSCRIBE_FIRST_S = 0.25  # after losing the subscription; doubling while Redis stays away
+RESUBSCRIBE_MAX_S = 30.0
+RESUBSCRIBE_LOG_EVERY = 10  # a long outage logs its first loss, then every tenth try
 
 
 class Wakeups:
@@ -65,17 +68,28 @@ class Wakeups:
 
     async def run(self) -> None:
         """Listen until stop(); resubscribe after errors, waking all who may have missed one."""
+        failures = 0  # in a row, without a subscription in between
         while not self._stop.is_set():
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("wake-up subscription lost (%s); retrying", exc)
+                failures = 1 if self.subscribed.is_set() else failures + 1
+                if failures == 1 or failures % RESUBSCRIBE_LOG_EVERY == 0:
+                    log.warning(
+                        "wake-up subscription to %s lost (%s, %d tries); retrying, pausing up "
+                        "to %.0f s",
+                        self._channel,
+                        exc,
+                        failures,
+                        RESUBSCRIBE_MAX_S,
+                    )
             self.subscribed.clear()
             self.wake()
+            pause = min(RESUBSCRIBE_FIRST_S * 2 ** max(failures - 1, 0), RESUBSCRIBE_MAX_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 0.5)
+                await asyncio.wait_for(self._stop.wait(), pause)
 
     async def _listen(self) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)

@@ -36,7 +36,7 @@ from appliance.worker.session import Session, WorkerConfig
 log = logging.getLogger(__name__)
 H = TypeVar("H", bound=Handler)
 
-PREFETCH_PER_SLOT = 2  # default prefetch: this many tasks per slot beyond the slots
+PREFETCH_PER_SLOT = 4  # default prefetch: tasks per slot beyond the slots (Celery's multiplier)
 
 
 class Worker:

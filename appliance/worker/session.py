@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -252,11 +253,12 @@ class Session:
         if stream is None:
             self._settle_later(held, settle)
             return
-        # While enough work is queued here, a settle may wait a little for others, so settles
-        # (and the pushes their credits free) travel several per message.
-        plenty = len(self.ready) > self.config.prefetch // 2
-        answer = stream.settle(settle, now=not plenty or self.closing)
-        answer.add_done_callback(lambda done: self._answered(held, settle, done.result()))
+        # While more than half the slots' worth of work is queued here, a settle may wait a
+        # little for others, so settles (and the pushes their credits free) travel several per
+        # message; with less queued it goes at once, before the slots run dry.
+        plenty = len(self.ready) > self.config.concurrency // 2
+        answered = functools.partial(self._answered, held, settle)
+        stream.settle_then(settle, answered, now=not plenty or self.closing)
 
     def _answered(self, held: Held, settle: Settle, answer: Settled) -> None:
         if answer.error is None:

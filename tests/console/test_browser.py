@@ -5,59 +5,19 @@ screenshots go to test-artifacts/console/ (git-ignored)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.console.appliance import SCHEDULE_ID, WORKLOAD, Appliance, expected
 
 selenium = pytest.importorskip("selenium", reason="selenium (pip install -e '.[dev]') is missing")
-from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1200,800",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip(
-            "chromium and chromium-driver are missing (apt-get install chromium chromium-driver)"
-        )
-    profile = tempfile.mkdtemp(prefix="atp-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
-    driver.implicitly_wait(0)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+from tests.console.conftest import ARTIFACTS  # noqa: E402
 
 
 def shoot(driver: WebDriver, name: str) -> None:
@@ -70,6 +30,11 @@ def cells(driver: WebDriver, topic: str) -> dict[str, int]:
         name: int(row.find_element(By.CSS_SELECTOR, f"td.{name}").text)
         for name in ("pending", "due", "running", "dead")
     }
+
+
+def wait_url(driver: WebDriver, part: str) -> None:
+    """After a click that navigates: wait until the new page is there."""
+    WebDriverWait(driver, 10).until(expected_conditions.url_contains(part))
 
 
 def wait_text(driver: WebDriver, css: str, text: str) -> None:
@@ -85,7 +50,9 @@ def test_overview_shows_every_topic_s_real_figures(
     assert browser.current_url.endswith("/console/")
     for topic in WORKLOAD:
         assert cells(browser, topic) == {k: v for k, v in expected(topic).items()}, topic
-    assert browser.find_element(By.ID, "topic-count").text == "3 of 3 topics"
+    wait_text(browser, "#topic-count", "3 of 3 topics")  # the summary comes after first paint
+    totals = {k: browser.find_element(By.ID, f"total-{k}").text for k in ("pending", "due", "dead")}
+    assert totals == {"pending": "27", "due": "19", "dead": "9"}
     assert browser.find_element(By.ID, "leader").text not in ("", "none")
     shoot(browser, "overview")
 
@@ -113,6 +80,7 @@ def test_topic_and_task_pages_show_the_dead_letters_and_the_task(
 ) -> None:
     browser.get(f"{open_appliance.base}/")
     browser.find_element(By.LINK_TEXT, "emails").click()
+    wait_url(browser, "/topic/emails")
     assert browser.find_element(By.ID, "dead").text == "3"
     assert browser.find_element(By.ID, "pending").text == "12"
     ids = {
@@ -120,7 +88,9 @@ def test_topic_and_task_pages_show_the_dead_letters_and_the_task(
         for r in browser.find_elements(By.CSS_SELECTOR, "#letters tr[data-id]")
     }
     assert ids == {"emails-smtp-0", "emails-smtp-1", "emails-smtp-2"}
+    shoot(browser, "topic")
     browser.find_element(By.LINK_TEXT, "emails-smtp-1").click()
+    wait_url(browser, "/task/emails-smtp-1")
     assert browser.find_element(By.ID, "state").text == "DEAD"
     assert browser.find_element(By.ID, "last-error").text == "smtp 550 mailbox unavailable"
     assert browser.find_element(By.ID, "payload").text == '{"fails": "smtp"}'
@@ -136,6 +106,7 @@ def test_requeue_dead_letters_matching_an_error_text(
     browser.find_element(By.CSS_SELECTOR, '#topic option[value="billing"]').click()
     browser.find_element(By.ID, "error").send_keys("declined")
     browser.find_element(By.ID, "apply").click()
+    wait_url(browser, "error=declined")
     shown = {
         r.get_attribute("data-id")
         for r in browser.find_elements(By.CSS_SELECTOR, "#letters tr[data-id]")
@@ -173,3 +144,17 @@ def test_pause_and_resume_a_schedule(browser: WebDriver, open_appliance: Applian
     with open_appliance.client() as client:
         schedule = client.get_schedule(SCHEDULE_ID)
         assert not schedule.paused and schedule.next_fire_time_ms > time.time() * 1000
+
+
+def test_find_a_task_by_id_and_cancel_it(browser: WebDriver, open_appliance: Appliance) -> None:
+    browser.get(f"{open_appliance.base}/topic/reports")
+    assert browser.find_element(By.ID, "pending").text == "5"
+    browser.find_element(By.ID, "task-id").send_keys("reports-later-2\n")
+    wait_url(browser, "id=reports-later-2")
+    assert browser.find_element(By.ID, "state").text == "PENDING"
+    browser.find_element(By.ID, "cancel").click()
+    wait_text(browser, "#flash", "cancelled task reports-later-2")
+    assert browser.find_element(By.ID, "state").text == "CANCELED"
+    assert not browser.find_elements(By.ID, "cancel")
+    with open_appliance.client() as client:
+        assert client.stats(["reports"]).topics[0].pending == 4

@@ -5,6 +5,7 @@ but cannot act. Against a real `atp --role=all`, through the supervisor's /conso
 
 from __future__ import annotations
 
+from appliance.auth import Principal
 from appliance.errors import PermissionDenied
 from appliance.supervisor.console_proxy import SOCKET_NAME, UnixConnection
 from tests.console.appliance import SCHEDULE_ID, Appliance
@@ -71,6 +72,7 @@ def test_a_viewer_sees_the_figures_but_cannot_act(token_appliance: Appliance) ->
         ("/dead/purge", {"topic": "emails", "error": "smtp"}),
         ("/topic/emails/requeue", {}),
         (f"/schedules/{SCHEDULE_ID}/pause", {}),
+        ("/task/billing-due-0/cancel", {"topic": "billing"}),
     ]:
         code, _, body = web.post(path, {"csrf": csrf, **form})
         assert code == 403, (path, code)
@@ -78,6 +80,7 @@ def test_a_viewer_sees_the_figures_but_cannot_act(token_appliance: Appliance) ->
     assert dead_count(token_appliance, "emails") == before
     with token_appliance.client(ADMIN) as client:
         assert not client.get_schedule(SCHEDULE_ID).paused
+        assert client.get_task("billing-due-0", "billing").state.value == "PENDING"
 
 
 def test_an_action_without_the_right_csrf_token_or_from_another_site_is_refused(
@@ -155,3 +158,35 @@ def test_an_open_console_still_needs_the_csrf_token(open_appliance: Appliance) -
     code, _, body = web.post("/dead/purge", {"topic": "emails"})
     assert code == 403 and "CSRF" in body
     assert dead_count(open_appliance, "emails") == before
+
+
+def test_a_bad_filter_changes_nothing(open_appliance: Appliance) -> None:
+    web = Web(open_appliance.base)
+    before = dead_count(open_appliance, "emails")
+    form = {"csrf": web.csrf("/dead?topic=emails"), "topic": "emails", "within": "forever"}
+    code, _, body = web.post("/dead/purge", form)
+    assert code == 400 and "requeue or purge" in body
+    assert dead_count(open_appliance, "emails") == before
+    code, _, body = web.get("/dead?topic=emails&within=1h&error=SMTP")
+    assert code == 200 and body.count('<tr data-id="emails-smtp-') == before
+
+
+def test_the_viewer_role_table() -> None:
+    viewer = Principal("looker", "viewer")
+    reads = ["GetStats", "GetTask", "ListDeadLetters", "ListSchedules", "GetRun", "ListRuns"]
+    acts = ["Enqueue", "Delete", "RequeueDeadLetters", "PurgeDeadLetters", "PauseSchedule"]
+    acts += ["Retrieve", "Ack", "Work", "PutWorkflow", "StartRun", "CancelRun", "SignalRun"]
+    assert all(viewer.may_call(m) for m in reads)
+    assert not any(viewer.may_call(m) for m in acts)
+
+
+def test_the_open_console_answers_only_loopback_host_names(open_appliance: Appliance) -> None:
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 would read the
+    open console (and its CSRF tokens) as same-origin; its Host header gives it away."""
+    web = Web(open_appliance.base)
+    port = open_appliance.http_addr.rpartition(":")[2]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert web.call("/", headers={"Host": host})[0] == 200, host
+    for host in (f"evil.example:{port}", "evil.example", f"10.1.2.3:{port}"):
+        code, _, body = web.call("/", headers={"Host": host})
+        assert code == 403 and "unexpected Host" in body, host

@@ -128,7 +128,15 @@ def test_binary_runs_all_roles_and_keeps_tasks_across_a_restart(binary: Path, se
             "scheduler",
             "watchdog",
             "worker",
+            "console",
         }
+        # the console's templates and vendored htmx travel inside the binary (package data)
+        page = urllib.request.urlopen(f"http://{first.http}/console/?q=hooks&sort=dead", timeout=5)
+        assert 'data-topic="hooks"' in page.read().decode()
+        script = urllib.request.urlopen(
+            f"http://{first.http}/console/static/htmx.min.js", timeout=5
+        )
+        assert script.read().startswith(b"var htmx=")
     finally:
         code, took = first.stop()
     assert code == 0, first.output()[-3000:]

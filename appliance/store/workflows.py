@@ -1,0 +1,199 @@
+"""The workflow scripts (definitions in the workflows slot; each run in its own slot, docs/adr/
+0010) and the reads the advancer and the API need. One method per script; every call is safe
+to repeat (each script checks its from-state; a step's task id is derived, ADR 0010).
+
+Only this package imports redis. Knows no Jinja2 and no gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from appliance.errors import NotFound
+from appliance.model import NewTask
+from appliance.store import codec
+from appliance.store.results import Refusal, error, refusal
+from appliance.store.store import Store
+from appliance.workflows.model import RunRecord, run_from_fields
+
+
+class WorkflowStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys = store.keys.workflows
+        self.retention_ms = store.settings.retention_ms
+
+    # -- definitions ---------------------------------------------------------------------
+
+    async def put_workflow(self, name: str, definition_json: str) -> int:
+        """Store a checked definition as the name's next version; returns the version."""
+        k = self.keys
+        return int(
+            await self.store.run(
+                "workflow_put", [k.names, k.versions(name)], [name, definition_json]
+            )
+        )
+
+    async def workflow(self, name: str, version: int = 0) -> tuple[int, str]:
+        """(version, definition JSON): the latest when version is 0 (NotFound if deleted)."""
+        k = self.keys
+        if version <= 0:
+            (latest,) = await self.store.read("get_workflow", ("hget", k.names, name))
+            if latest is None:
+                raise NotFound(f"no workflow {name!r}")
+            version = int(latest)
+        (text,) = await self.store.read("get_workflow", ("hget", k.versions(name), str(version)))
+        if text is None:
+            raise NotFound(f"no workflow {name!r} version {version}")
+        return version, codec.text(text)
+
+    async def workflow_names(self) -> dict[str, int]:
+        (names,) = await self.store.read("list_workflows", ("hgetall", self.keys.names))
+        return {codec.text(n): int(v) for n, v in names.items()}
+
+    async def delete_workflow(self, name: str) -> None:
+        reply = await self.store.run("workflow_delete", [self.keys.names], [name])
+        if refusal("workflow_delete", reply) is Refusal.NOT_FOUND:
+            raise NotFound(f"no workflow {name!r}")
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def start_run(
+        self, run_id: str, workflow: str, version: int, run_input: str, steps: Sequence[str]
+    ) -> bool:
+        """Create the run (True), or find it made before (False). The indexes are written
+        first: a crash leaves a run looked at, never one forgotten (ADR 0010)."""
+        now = await self.store.now_ms()
+        await self.store.read(
+            "start_run",
+            ("zadd", self.keys.runs, {run_id: now}, True),
+            ("zadd", self.keys.due, {run_id: now}),
+        )
+        key = self.store.keys.run(run_id)
+        reply = await self.store.run("run_start", [key], [workflow, version, run_input, *steps])
+        return int(reply) == 1
+
+    async def run_fields(self, run_id: str) -> dict[str, str]:
+        (fields,) = await self.store.read("get_run", ("hgetall", self.store.keys.run(run_id)))
+        return {codec.text(k): codec.text(v) for k, v in fields.items()}
+
+    async def get_run(self, run_id: str, steps: Sequence[str]) -> RunRecord:
+        fields = await self.run_fields(run_id)
+        if not fields:
+            raise NotFound(f"no run {run_id!r}")
+        return run_from_fields(run_id, fields, list(steps))
+
+    async def run_ids(self, offset: int, count: int) -> list[str]:
+        """Run ids, newest first (a page of the runs index; ids of expired runs included)."""
+        (ids,) = await self.store.read(
+            "list_runs", ("zrevrange", self.keys.runs, offset, offset + count - 1)
+        )
+        return [codec.text(i) for i in ids]
+
+    async def created_ms(self, run_id: str) -> int | None:
+        """When StartRun indexed the run (ms), or None."""
+        (score,) = await self.store.read("get_run", ("zscore", self.keys.runs, run_id))
+        return None if score is None else int(score)
+
+    async def forget_runs(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            await self.store.read("list_runs", ("zrem", self.keys.runs, *run_ids))
+
+    async def cancel_run(self, run_id: str, steps: Sequence[str]) -> list[str]:
+        """Cancel the run; the task ids of the steps canceled now (to delete). Canceling a
+        canceled run answers []; a finished one is WrongState."""
+        key = self.store.keys.run(run_id)
+        reply = await self.store.run("run_cancel", [key], [self.retention_ms, *steps])
+        why = refusal("run_cancel", reply)
+        if why is Refusal.NOT_FOUND:
+            raise NotFound(f"no run {run_id!r}")
+        if why is Refusal.RUN_FINISHED:
+            raise error(why, f"run {run_id!r} has finished ({codec.text(reply[1])})")
+        return [codec.text(t) for t in reply[1:]]
+
+    async def signal_run(self, run_id: str, name: str, payload: str) -> bool:
+        """Keep a signal for the run: True; False when one of the name came before."""
+        reply = await self.store.run("run_signal", [self.store.keys.run(run_id)], [name, payload])
+        why = refusal("run_signal", reply)
+        if why is Refusal.NOT_FOUND:
+            raise NotFound(f"no run {run_id!r}")
+        if why is Refusal.RUN_FINISHED:
+            raise error(why, f"run {run_id!r} has finished: a signal starts nothing")
+        return int(reply) == 1
+
+    # -- advancing -----------------------------------------------------------------------
+
+    async def due_runs(self, now_ms: int, limit: int) -> tuple[list[str], int | None]:
+        """Runs due for a look at `now_ms` (up to `limit`), and the next due time after them."""
+        due, head = await self.store.read(
+            "due_runs",
+            ("zrangebyscore", self.keys.due, "-inf", now_ms, 0, limit),
+            ("zrange", self.keys.due, 0, 0, "WITHSCORES"),
+        )
+        return [codec.text(r) for r in due], (int(head[0][1]) if head else None)
+
+    async def look_again(self, run_id: str, at_ms: int | None) -> None:
+        """When to look at the run next; None: never (it finished)."""
+        if at_ms is None:
+            await self.store.read("due_runs", ("zrem", self.keys.due, run_id))
+        else:
+            await self.store.read("due_runs", ("zadd", self.keys.due, {run_id: at_ms}))
+
+    async def schedule_step(self, run_id: str, step: str, task: NewTask) -> Refusal | None:
+        """Record the step's task (the outbox); None when scheduled now."""
+        reply = await self.store.run(
+            "step_schedule",
+            [self.store.keys.run(run_id)],
+            [step, task.id, task.topic, task.payload, task.execute_at_ms, task.max_retries],
+        )
+        return refusal("step_schedule", reply)
+
+    async def step_running(self, run_id: str, step: str, attempts: int) -> None:
+        await self.store.run("step_running", [self.store.keys.run(run_id)], [step, attempts])
+
+    async def finish_step(
+        self,
+        run_id: str,
+        step: str,
+        succeeded: bool,
+        text: str,
+        finished_ms: int,
+        attempts: int,
+        steps: Sequence[str],
+        on_failure: str = "",
+        skipped: bool = False,
+    ) -> tuple[str, list[str]] | None:
+        """Record a step's outcome: (the run's state, ids of tasks of steps canceled now), or
+        None when the step had finished already (nothing changed). `skipped`: its `when` was
+        false or a parent was skipped (`text` says which)."""
+        outcome = "SKIPPED" if skipped else "SUCCEEDED" if succeeded else "FAILED"
+        reply = await self.store.run(
+            "step_finish",
+            [self.store.keys.run(run_id)],
+            [step, outcome, text, finished_ms, attempts, self.retention_ms, on_failure, *steps],
+        )
+        if refusal("step_finish", reply) is not None:
+            return None
+        return codec.text(reply[1]), [codec.text(t) for t in reply[2:]]
+
+    async def tasks(self, refs: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:
+        """Per (topic, task id): the task record's state, attempt, result, err and finished
+        fields; {'state': 'PENDING'} for a task never leased; None when there is none."""
+        commands: list[tuple[Any, ...]] = []
+        for topic, task_id in refs:
+            tk = self.store.keys.topic(topic)
+            commands.append(
+                ("hmget", tk.task(task_id), "state", "attempt", "result", "err", "finished")
+            )
+            commands.append(("hexists", tk.new, task_id))
+        replies = await self.store.read("step_tasks", *commands) if commands else []
+        found: list[dict[str, str] | None] = []
+        for n in range(len(refs)):
+            fields, new = replies[2 * n], replies[2 * n + 1]
+            if fields[0] is not None:
+                names = ("state", "attempt", "result", "err", "finished")
+                found.append({k: codec.text(v) for k, v in zip(names, fields, strict=True) if v})
+            else:
+                found.append({"state": "PENDING"} if new else None)
+        return found
