@@ -83,9 +83,11 @@ class Settings:
     max_work_streams: int = 1000  # open Work streams per server process, shared fairly by token
     metrics_max_topics: int = 100  # topics with labels of their own in /metrics (rest: _other)
     # Structured sections (YAML, or JSON in ATP_TOPICS / ATP_SCHEDULES); each owner validates its
-    # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler).
+    # own section at start (worker executors: appliance/worker; schedules: appliance/scheduler;
+    # workflows: appliance/workflows, put by every server at start).
     topics: dict[str, Any] = dataclasses.field(default_factory=dict)
     schedules: list[Any] = dataclasses.field(default_factory=list)
+    workflows: list[Any] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -240,6 +242,8 @@ HELP = {
     'depth of /metrics; the others count as topic "_other".',
     "topics": "What the built-in workers run per topic, as JSON (see config/atp.example.yaml).",
     "schedules": "Schedules fired by the scheduler, as a JSON list (see config/atp.example.yaml).",
+    "workflows": "Workflows every server puts at start (a new version when the definition "
+    "changed), as a JSON list (see config/atp.example.yaml).",
 }
 """One sentence per setting, the help of its --flag (tests/unit/test_config.py: none missing)."""
 

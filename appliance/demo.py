@@ -23,3 +23,10 @@ def show(task: Task) -> None:
         late_ms,
         extra={"topic": task.topic, "task_id": task.id, "attempt": task.attempt},
     )
+
+
+def welcome(task: Task) -> dict[str, str]:
+    """The demo user lifecycle's welcome step: logs like `show` and returns the step's output
+    (the coupon step's payload names its message_id)."""
+    show(task)
+    return {"message_id": f"welcome-{task.id.rsplit(':', 2)[-2]}"}

@@ -91,6 +91,11 @@ class WorkflowStore:
         )
         return [codec.text(i) for i in ids]
 
+    async def created_ms(self, run_id: str) -> int | None:
+        """When StartRun indexed the run (ms), or None."""
+        (score,) = await self.store.read("get_run", ("zscore", self.keys.runs, run_id))
+        return None if score is None else int(score)
+
     async def forget_runs(self, run_ids: Sequence[str]) -> None:
         if run_ids:
             await self.store.read("list_runs", ("zrem", self.keys.runs, *run_ids))

@@ -21,7 +21,7 @@ from appliance.store import Store
 from appliance.store.wakeups import Wakeups, wait_any
 from appliance.store.workflows import WorkflowStore
 from appliance.workflows import templates
-from appliance.workflows.definitions import Step, Workflow
+from appliance.workflows.definitions import Step, Workflow, from_config
 from appliance.workflows.model import (
     RUN_ACTIVE,
     STEP_HAS_TASK,
@@ -37,6 +37,8 @@ from appliance.workflows.model import (
 log = logging.getLogger(__name__)
 POLL_S = 1.0  # a RUNNING step is looked at this often (a dead letter publishes nothing)
 BATCH = 100  # runs per pass
+START_GRACE_MS = 30_000  # a run indexed this recently but not found yet: StartRun is writing it
+PARALLEL = 16  # runs advanced at once (each its own run: no two calls touch one run)
 ERROR_PAUSE_S = 0.5
 
 
@@ -64,13 +66,33 @@ class Advancer:
         self.kick = asyncio.Event()  # set by StartRun and CancelRun in this process
         self._stop = asyncio.Event()
         self._definitions: dict[tuple[str, int], Workflow] = {}
+        # The config's workflows (ConfigError here stops the server at start, exit 78).
+        self.declared = from_config(settings.workflows, settings.payload_max_bytes)
 
     async def run(self) -> None:
         async with self.wakeups.listening() as woken:
+            while self.declared and not self._stop.is_set():
+                try:
+                    await self.declare()
+                    break
+                except AtpError as exc:
+                    log.warning("workflows from the config not put yet: %s", exc)
+                    await wait_any(ERROR_PAUSE_S, self._stop)
             while not self._stop.is_set():
                 woken.clear()
                 self.kick.clear()
                 await wait_any(await self.run_once(), woken, self.kick, self._stop)
+
+    async def declare(self) -> None:
+        """Put each workflow of the config whose definition differs from its latest version."""
+        for wf in self.declared:
+            try:
+                _, text = await self.workflows.workflow(wf.name)
+            except NotFound:
+                text = ""
+            if text != wf.to_json():
+                version = await self.workflows.put_workflow(wf.name, wf.to_json())
+                log.info("workflow %s v%d put from the config", wf.name, version)
 
     def stop(self) -> None:
         self._stop.set()
@@ -81,8 +103,10 @@ class Advancer:
             now = await self.store.now_ms()
             due, _ = await self.workflows.due_runs(now, BATCH)
             named, self.wakeups.named = self.wakeups.named, set()
-            for run_id in dict.fromkeys([*named, *due]):
-                await self._advance_logged(run_id, now)
+            runs = list(dict.fromkeys([*named, *due]))
+            for start in range(0, len(runs), PARALLEL):  # runs are independent: side by side
+                chunk = runs[start : start + PARALLEL]
+                await asyncio.gather(*(self._advance_logged(r, now) for r in chunk))
             _, head = await self.workflows.due_runs(now, 0)
         except AtpError as exc:
             log.warning("workflow advancer: %s", exc)
@@ -117,8 +141,9 @@ class Advancer:
     async def advance(self, run_id: str, now: int) -> int | None:
         """One look at a run; when to look again (ms), None when it needs no more looks."""
         found = await self.read(run_id)
-        if found is None:
-            return None
+        if found is None:  # gone after retention, or StartRun has not written it yet
+            created = await self.workflows.created_ms(run_id)
+            return now + self.poll_ms if created and now - created < START_GRACE_MS else None
         run, wf = found
         if any(s.state in STEP_HAS_TASK for s in run.steps) and await self._observe(run, wf):
             found = await self.read(run_id)

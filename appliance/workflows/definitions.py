@@ -12,8 +12,8 @@ import json
 import re
 from typing import Any
 
-from appliance import validation
-from appliance.errors import InvalidArgument
+from appliance import times, validation
+from appliance.errors import ConfigError, InvalidArgument, TooLarge
 from appliance.workflows import templates
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,48}")  # step names: task ids are wf:<run>:<step>
@@ -127,3 +127,44 @@ def _check_step(step: Step, field: str, payload_max_bytes: int) -> None:
     templates.check(step.payload, f"{field}.payload")
     if step.when:
         templates.check(step.when, f"{field}.when", expression=True)
+
+
+STEP_KEYS = frozenset(f.name for f in dataclasses.fields(Step))
+DURATION_KEYS = ("delay_ms", "timeout_ms")
+
+
+def from_config(raw: list[Any], payload_max_bytes: int) -> list[Workflow]:
+    """The `workflows` config section as checked workflows, or ConfigError naming the bad item
+    and key, e.g. "workflows[0].steps[1].after: unknown parent 'x'"."""
+    out: list[Workflow] = []
+    for n, item in enumerate(raw):
+        where = f"workflows[{n}]"
+        try:
+            wf = check(_parse(item, where), payload_max_bytes)
+        except (InvalidArgument, TooLarge, times.BadValue, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {str(exc).removeprefix('workflow.')}") from None
+        if any(w.name == wf.name for w in out):
+            raise ConfigError(f"{where}.name: {wf.name!r} is declared twice")
+        out.append(wf)
+    return out
+
+
+def _parse(item: Any, where: str) -> Workflow:
+    if not isinstance(item, dict) or set(item) - {"name", "steps"}:
+        raise InvalidArgument(f"expected {{name, steps: [...]}}, got {item!r}")
+    steps = item.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        raise InvalidArgument("steps: expected a list of mappings")
+    parsed = []
+    for i, s in enumerate(steps):
+        unknown = sorted(set(s) - STEP_KEYS)
+        if unknown:
+            raise InvalidArgument(f"steps[{i}].{unknown[0]}: unknown key")
+        fields = {"topic": "", **s}  # a signal step has none
+        for key in DURATION_KEYS:
+            if key in fields:
+                fields[key] = times.duration_ms(fields[key], bare_ms=True)
+        after = fields.get("after", ())
+        fields["after"] = (after,) if isinstance(after, str) else tuple(after)
+        parsed.append(Step(**fields))
+    return Workflow(str(item.get("name", "")), tuple(parsed))

@@ -115,3 +115,24 @@ async def test_start_run_with_an_id_is_idempotent(wf_stub: Any, stub: Any) -> No
     with pytest.raises(grpc.aio.AioRpcError) as taken:
         await wf_stub.StartRun(pb.StartRunRequest(workflow="other", id="signup-7"))
     assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_run_indexed_but_not_written_yet_is_kept_and_an_old_one_dropped(
+    store: Store, settings: Settings, redis_client: redis.Redis
+) -> None:
+    """StartRun indexes a run before run_start writes it: an advancer looking in between must
+    not drop it from `due` (it would never be advanced); one indexed long ago is gone."""
+    wf = WorkflowStore(store)
+    version = await wf.put_workflow(LIFECYCLE.name, LIFECYCLE.to_json())
+    now = await store.now_ms()
+    due, runs = KEYS.workflows.due, KEYS.workflows.runs
+    redis_client.zadd(runs, {"new": now, "old": now - 3_600_000})
+    redis_client.zadd(due, {"new": now, "old": now})
+    advancer = Advancer(store, settings)
+    await advancer.run_once()
+    assert redis_client.zscore(due, "new") is not None and redis_client.zscore(due, "old") is None
+    args = [LIFECYCLE.name, version, '{"email": "x"}', "welcome", "coupon"]
+    await store.run("run_start", [store.keys.run("new")], args)  # StartRun goes on
+    redis_client.zadd(due, {"new": now})  # due again (the poll interval, shortened)
+    await advancer.run_once()
+    assert tasks_in(redis_client, "emails") == 1
