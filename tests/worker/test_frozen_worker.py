@@ -10,6 +10,7 @@ resume: a ping the worker sends, answered (appliance/client/work.py, WorkStream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -87,8 +88,9 @@ async def test_a_resumed_worker_starts_none_of_the_deliveries_it_held(
             os.kill(worker.pid, signal.SIGCONT)
             started = await _line(worker.stdout, 3)
         finally:
-            worker.kill()
-            os.kill(worker.pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended already
+                worker.kill()
+                os.kill(worker.pid, signal.SIGCONT)
             await worker.wait()
     # It may get a released task again under a new lease (attempt 2), never the one it held.
     assert not started.endswith(" 1"), f"the resumed worker ran a released delivery: {started!r}"
