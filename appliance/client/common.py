@@ -236,8 +236,8 @@ def enqueue(
     id: str | None = None,
     max_retries: int | None = None,
 ) -> Call[str]:
-    request = enqueue_request(topic, payload, delay, delay_ms, at, id, max_retries)
-    return Call("Enqueue", request, lambda r: str(r.id))
+    outcome = enqueue_outcome(topic, payload, delay, delay_ms, at, id, max_retries)
+    return Call("Enqueue", outcome.request, lambda r: str(r.id))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
