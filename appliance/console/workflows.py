@@ -14,11 +14,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from appliance.client import RpcFailed
+from appliance.client import RpcFailed, drafts
 from appliance.console import flows
 from appliance.console.app import PREFIX, Console, Request, Response, redirect
 from appliance.errors import AtpError, NotFound
-from appliance.proto import queue_pb2 as pb
 
 RUN_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
 RUNS_PAGE = 25
@@ -74,7 +73,7 @@ class Pages:
             versions=list(versions),
             against=older.version if older else 0,
             diff=flows.diff(older, shown),
-            yaml=flows.to_yaml(flows.draft_from_pb(shown)),
+            yaml=flows.to_yaml(drafts.draft_from_pb(shown)),
             graph=flows.script_json(flows.graph(shown)),
         )
 
@@ -110,7 +109,7 @@ class Pages:
             names=names,
             following=following,
             first=not request.arg("page_token"),
-            run_state=lambda r: pb.RunState.Name(r.state).removeprefix("RUN_"),
+            run_state=drafts.run_state,
         )
 
     def run(self, request: Request, run_id: str) -> Response:
@@ -119,18 +118,16 @@ class Pages:
         try:
             workflow = client.get_workflow(run.workflow, run.version)
         except NotFound:  # deleted since: the run's steps alone, no edges
-            workflow = pb.Workflow(
-                name=run.workflow, steps=[pb.WorkflowStep(name=s.name) for s in run.steps]
-            )
+            workflow = drafts.bare(run.workflow, [s.name for s in run.steps])
         name = "run_body.html" if request.headers.get("hx-request") else "run.html"
         now_ms = int(time.time() * 1000)
         return self._page(
             name,
             request,
             run=run,
-            state=pb.RunState.Name(run.state).removeprefix("RUN_"),
-            finished=pb.RunState.Name(run.state) in flows.FINISHED_RUN,
-            steps=[(s, pb.StepState.Name(s.state).removeprefix("STEP_")) for s in run.steps],
+            state=drafts.run_state(run),
+            finished=drafts.run_state(run) in drafts.FINISHED_RUN,
+            steps=[(s, drafts.step_state(s)) for s in run.steps],
             signals=sorted({s.signal for s in workflow.steps if s.signal}),
             timeline=flows.timeline(run, now_ms),
             graph=flows.script_json(flows.graph(workflow, run)),
@@ -158,7 +155,7 @@ class Pages:
         version = 0
         if name:
             stored = self.console.client(request.token).get_workflow(name)
-            draft, version = flows.draft_from_pb(stored), stored.version
+            draft, version = drafts.draft_from_pb(stored), stored.version
         return self._page("editor.html", request, draft=flows.script_json(draft), version=version)
 
     def editor_call(self, request: Request, parts: list[str]) -> Response:
@@ -182,15 +179,15 @@ class Pages:
 
     def _check(self, request: Request) -> dict[str, Any]:
         draft = self._draft(request)
-        flows.checked(draft, self.console.settings.payload_max_bytes)
+        drafts.checked(draft, self.console.settings.payload_max_bytes)
         return {"yaml": flows.to_yaml(draft)}
 
     def _save(self, request: Request) -> dict[str, Any]:
         client = self.console.client(request.token)
         draft = self._draft(request)
-        message = flows.to_pb(flows.checked(draft, self.console.settings.payload_max_bytes))
+        message = drafts.draft_to_pb(draft, self.console.settings.payload_max_bytes)
         try:
-            before: pb.Workflow | None = client.get_workflow(message.name)
+            before: Any = client.get_workflow(message.name)
         except NotFound:
             before = None
         version = client.put_workflow(message)

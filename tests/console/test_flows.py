@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from appliance.client import drafts
 from appliance.console import flows
 from appliance.errors import InvalidArgument
 from appliance.proto import queue_pb2 as pb
@@ -20,7 +21,7 @@ DEMO = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 @pytest.mark.parametrize("item", yaml.safe_load(DEMO.read_text())["workflows"])
 def test_a_yaml_definition_round_trips_through_protobuf_and_the_draft(item: dict) -> None:  # type: ignore[type-arg]
     [checked] = definitions.from_config([item], 1 << 20)
-    draft = flows.draft_from_pb(flows.to_pb(checked))
+    draft = drafts.draft_from_pb(drafts.to_pb(checked))
     assert draft == {"name": item["name"], "steps": item["steps"]}  # durations keep their units
     again = yaml.safe_load(flows.to_yaml(draft))
     assert definitions.from_config(again, 1 << 20) == [checked]
@@ -28,7 +29,7 @@ def test_a_yaml_definition_round_trips_through_protobuf_and_the_draft(item: dict
 
 def test_a_bad_draft_is_the_server_s_invalid_argument_naming_the_field() -> None:
     with pytest.raises(InvalidArgument, match=r"steps\[1\].after: unknown parent 'nope'"):
-        flows.checked(
+        drafts.checked(
             {
                 "name": "w",
                 "steps": [
@@ -39,7 +40,7 @@ def test_a_bad_draft_is_the_server_s_invalid_argument_naming_the_field() -> None
             1024,
         )
     with pytest.raises(InvalidArgument, match="cycle"):
-        flows.checked(
+        drafts.checked(
             {
                 "name": "w",
                 "steps": [
@@ -50,7 +51,7 @@ def test_a_bad_draft_is_the_server_s_invalid_argument_naming_the_field() -> None
             1024,
         )
     with pytest.raises(InvalidArgument, match=r"steps\[0\].delay_ms"):
-        flows.checked(
+        drafts.checked(
             {"name": "w", "steps": [{"name": "a", "topic": "t", "delay_ms": "soon"}]}, 1024
         )
 

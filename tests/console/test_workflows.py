@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from appliance.client import Client, Workflow
+from appliance.client import Client, Workflow, drafts
 from appliance.console import flows
 from appliance.proto import queue_pb2 as pb
 from appliance.workflows import definitions
@@ -200,7 +200,9 @@ def test_yaml_and_the_editor_make_the_same_definition(
     with flow_appliance.client() as client:
         for item in demo_workflows():
             [checked] = definitions.from_config([item], 1 << 20)
-            from_yaml = client.get_workflow(item["name"], client.put_workflow(flows.to_pb(checked)))
+            from_yaml = client.get_workflow(
+                item["name"], client.put_workflow(drafts.to_pb(checked))
+            )
             browser.get(f"{flow_appliance.base}/editor?workflow={item['name']}")
             wait_text(browser, "#check", "valid")
             browser.find_element(By.ID, "save").click()
