@@ -23,8 +23,10 @@ definition:
                  for a step the run never scheduled (WAITING when the run was canceled or
                  failed). A step scheduled before may still be leased in the moment between
                  the cancel (run slot) and its task's delete (topic slot): it may finish.
-7. signal-once   a signal step succeeds only with a signal sent by its deadline, with that
-                 signal's payload; it times out only when no signal was kept before it.
+7. signal-once   a signal step succeeds only with a signal that arrived (its finish time, the
+                 Redis clock of run_signal) by its deadline, inside one of the SignalRun calls
+                 sent, with that signal's payload; it times out only when no signal was kept
+                 (answered) before its deadline.
 
 Pure: no processes, no network. Stdlib only (plus chaos.history and chaos.checker's Violation);
 imports nothing of atp.
@@ -481,6 +483,18 @@ class RunCheck:
                         SIGNAL_ONCE,
                         f"step {spec.name} SUCCEEDED though every {spec.signal!r} was sent after"
                         f" its deadline {due}",
+                    )
+                elif due is not None and fs.finished_ms > due:
+                    self.flag(
+                        SIGNAL_ONCE,
+                        f"step {spec.name} SUCCEEDED with its signal's arrival {fs.finished_ms}"
+                        f" after its deadline {due}",
+                    )
+                elif not any(c.sent_ms <= fs.finished_ms <= c.done_ms for c in tried):
+                    self.flag(
+                        SIGNAL_ONCE,
+                        f"step {spec.name}: its signal's arrival {fs.finished_ms} is inside no"
+                        f" SignalRun call",
                     )
                 payloads = {c.payload for c in (kept or tried)}
                 if tried and fs.output not in payloads:
