@@ -33,6 +33,11 @@ SCRIPT_NAMES = (
 )
 
 
+class NotReplicated(Exception):
+    """A write ran on the master, but fewer replicas than asked confirmed it in time (WAIT):
+    it may or may not survive a failover (docs/adr/0013-durability.md)."""
+
+
 INCLUDE = "--! include "  # a script's line naming a lua/lib/<name>.lua to put in its place
 
 
@@ -60,9 +65,20 @@ class Scripts:
     call (Store.run retries it), `queue()` inside `run_pipeline()` for several in one round trip.
 
     The names are results.CODES's rows: a row without its lua/<name>.lua file, or a file
-    without its row, fails here, at start, not at the first call."""
+    without its row, fails here, at start, not at the first call.
 
-    def __init__(self, redis: Redis, names: Collection[str] = CODES) -> None:
+    With `replicas` > 0 (durability replicated) every call, single or pipelined, ends with
+    `WAIT replicas timeout_ms` on the same connection, so it returns only once that many
+    replicas have the write, else raises NotReplicated. This is the one place scripts run:
+    nothing that changes state by script is acknowledged without it."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        names: Collection[str] = CODES,
+        replicas: int = 0,
+        replica_timeout_ms: int = 0,
+    ) -> None:
         files = set(available_scripts())
         unknown, unlisted = set(names) - files, files - set(names)
         if unknown or unlisted:
@@ -70,6 +86,9 @@ class Scripts:
                 f"script table and lua/ differ: no file for {sorted(unknown)}, "
                 f"no results.CODES row for {sorted(unlisted)}"
             )
+        self._redis = redis
+        self._replicas = replicas
+        self._replica_timeout_ms = replica_timeout_ms
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_source(name)) for name in sorted(names)
         }
@@ -81,8 +100,14 @@ class Scripts:
             raise ValueError(f"no script {name!r} (see appliance/store/results.py)") from None
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """One EVALSHA (reloaded on NOSCRIPT), not retried: Store.run retries."""
-        return await self.get(name)(keys=keys, args=args)
+        """One EVALSHA (reloaded on NOSCRIPT), not retried: Store.run retries. Replicated:
+        the EVALSHA and its WAIT in one round trip."""
+        if not self._replicas:
+            return await self.get(name)(keys=keys, args=args)
+        (reply,) = await self.run_pipeline(
+            self._redis, lambda pipe: self.queue(pipe, name, keys, args)
+        )
+        return reply
 
     def queue(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Queue `EVALSHA` of a script on a pipeline. Unlike calling the Script object with
@@ -91,17 +116,41 @@ class Scripts:
         pipe.evalsha(self.get(name).sha, len(keys), *keys, *args)
 
     async def run_pipeline(self, redis: Redis, build: Callable[[Any], None]) -> list[Any]:
-        """Build and execute one pipeline; after NOSCRIPT load every script and run it again."""
+        """Build and execute one pipeline; after NOSCRIPT load every script and run it again.
+        Replicated: the pipeline ends with WAIT, whose reply is checked and left out."""
         for attempt in (1, 2):
             async with redis.pipeline(transaction=False) as pipe:
                 build(pipe)
+                waits = self._queue_wait(pipe)
                 try:
-                    return list(await pipe.execute())
+                    replies = list(await pipe.execute())
                 except NoScriptError:
                     if attempt == 2:
                         raise
+                else:
+                    return self._replicated(replies, waits)
             await self.load_all(redis)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _queue_wait(self, pipe: Any) -> int:
+        """Queue the WAIT that follows the pipeline's writes on their connection; how many."""
+        if not self._replicas:
+            return 0
+        pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
+        return 1
+
+    def _replicated(self, replies: list[Any], waits: int) -> list[Any]:
+        """The script replies, once the WAIT replies (the last `waits`) show enough replicas."""
+        if not waits:
+            return replies
+        confirmed = min(int(n) for n in replies[-waits:])
+        if confirmed < self._replicas:
+            raise NotReplicated(
+                f"the write ran on the Redis master but {confirmed} of {self._replicas} replicas "
+                f"confirmed it within durability_timeout_ms ({self._replica_timeout_ms} ms): it "
+                "may or may not survive a failover; repeating the call is safe"
+            )
+        return replies[:-waits]
 
     async def load_all(self, redis: Redis) -> None:
         """Load every script now, so the first real call is a plain EVALSHA."""
