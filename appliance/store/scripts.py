@@ -11,10 +11,14 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from appliance.store.results import CODES
+
+Client = Redis | RedisCluster
+"""What the store talks to: one Redis, or a Redis Cluster (docs/adr/0012)."""
 
 # The task lifecycle's scripts (appliance/model.py TRANSITIONS names each one's edge). Other
 # scripts beside them (the scheduler's) are registered too: see available_scripts().
@@ -74,7 +78,7 @@ class Scripts:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         names: Collection[str] = CODES,
         replicas: int = 0,
         replica_timeout_ms: int = 0,
@@ -89,6 +93,9 @@ class Scripts:
         self._redis = redis
         self._replicas = replicas
         self._replica_timeout_ms = replica_timeout_ms
+        # A cluster's WAIT goes to each master a pipeline wrote to: id(pipe) -> a key of each
+        # script queued on it (replicated durability only).
+        self._written: dict[int, list[str]] = {}
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_source(name)) for name in sorted(names)
         }
@@ -113,15 +120,22 @@ class Scripts:
         """Queue `EVALSHA` of a script on a pipeline. Unlike calling the Script object with
         client=pipe, this sends no `SCRIPT EXISTS` round trip before every pipeline; a NOSCRIPT
         (Redis restarted) is handled by `run_pipeline`."""
-        pipe.evalsha(self.get(name).sha, len(keys), *keys, *args)
+        # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the method
+        # but routes the command by its keys (one slot per script: docs/adr/0012).
+        pipe.execute_command("EVALSHA", self.get(name).sha, len(keys), *keys, *args)
+        if self._replicas and keys and isinstance(self._redis, RedisCluster):
+            self._written.setdefault(id(pipe), []).append(keys[0])
 
-    async def run_pipeline(self, redis: Redis, build: Callable[[Any], None]) -> list[Any]:
+    async def run_pipeline(self, redis: Client, build: Callable[[Any], None]) -> list[Any]:
         """Build and execute one pipeline; after NOSCRIPT load every script and run it again.
         Replicated: the pipeline ends with WAIT, whose reply is checked and left out."""
         for attempt in (1, 2):
             async with redis.pipeline(transaction=False) as pipe:
-                build(pipe)
-                waits = self._queue_wait(pipe)
+                try:
+                    build(pipe)
+                finally:
+                    written = self._written.pop(id(pipe), [])
+                waits = self._queue_wait(pipe, written)
                 try:
                     replies = list(await pipe.execute())
                 except NoScriptError:
@@ -132,12 +146,26 @@ class Scripts:
             await self.load_all(redis)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _queue_wait(self, pipe: Any) -> int:
-        """Queue the WAIT that follows the pipeline's writes on their connection; how many."""
+    def _queue_wait(self, pipe: Any, written: Sequence[str]) -> int:
+        """Queue the WAIT that follows the pipeline's writes on their connection; how many.
+        WAIT counts the replicas that have this connection's writes, so it must follow them on
+        the same connection: one Redis, one WAIT at the end; a cluster pipeline sends each
+        master's commands on one connection of its own, so one WAIT per master written to
+        (`written`: a key of each script queued), routed to it."""
         if not self._replicas:
             return 0
-        pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
-        return 1
+        wait = ("WAIT", self._replicas, self._replica_timeout_ms)
+        if not isinstance(self._redis, RedisCluster):
+            pipe.execute_command(*wait)
+            return 1
+        masters = {}
+        for key in written:
+            node = self._redis.get_node_from_key(key)
+            if node is not None:
+                masters[node.name] = node
+        for node in masters.values():
+            pipe.execute_command(*wait, target_nodes=node)
+        return len(masters)
 
     def _replicated(self, replies: list[Any], waits: int) -> list[Any]:
         """The script replies, once the WAIT replies (the last `waits`) show enough replicas."""
@@ -152,7 +180,7 @@ class Scripts:
             )
         return replies[:-waits]
 
-    async def load_all(self, redis: Redis) -> None:
+    async def load_all(self, redis: Client) -> None:
         """Load every script now, so the first real call is a plain EVALSHA."""
         for script in self._scripts.values():
             script.sha = await redis.script_load(script.script)

@@ -20,7 +20,7 @@ from appliance.model import TaskState
 from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store, connect
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisCluster, RedisServer
 
 TIMEOUT_MS = 500
 
@@ -29,18 +29,24 @@ class Pair:
     """A master and its replica, replication up."""
 
     def __init__(self) -> None:
-        self.master = RedisServer(appendonly=False).start()
+        # The replica syncs at once (the default waits 5 s for more replicas).
+        self.master = RedisServer(appendonly=False, extra=("--repl-diskless-sync-delay", "0"))
+        self.master.start()
         port = str(self.master.port)
         self.replica = RedisServer(appendonly=False, extra=("--replicaof", "127.0.0.1", port))
         self.replica.start()
         self.wait_linked()
 
     def wait_linked(self) -> None:
+        """Until a write on the master is confirmed by the replica (WAIT 1)."""
         client = redis.Redis(port=self.master.port)
         deadline = time.monotonic() + 10
-        while client.info("replication").get("slave0", {}).get("state") != "online":
-            assert time.monotonic() < deadline, "the replica did not connect"
-            time.sleep(0.05)
+        while True:
+            client.set("linked", "1")
+            if client.execute_command("WAIT", 1, 100) == 1:
+                break
+            assert time.monotonic() < deadline, "the replica did not link"
+        client.delete("linked")
         client.close()
 
     def cleanup(self) -> None:
@@ -170,3 +176,57 @@ async def test_local_durability_does_not_wait_for_the_replica(
     for i in range(5):
         await local.Enqueue(pb.EnqueueRequest(topic="l", payload="p", id=f"l{i}"))
     assert time.monotonic() - started < TIMEOUT_MS / 1000
+
+
+def replica_of(cluster: RedisCluster, master: RedisServer) -> RedisServer:
+    """The node replicating `master` now."""
+    for node in cluster.nodes:
+        if node.proc is None or node is master:
+            continue
+        client = node.client()
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        if info["role"] == "slave" and int(info["master_port"]) == master.port:
+            return node
+    raise AssertionError(f"no replica of {master.port}")
+
+
+async def test_on_a_cluster_a_write_waits_for_the_replica_of_the_master_it_wrote_to(
+    redis_cluster: RedisCluster,
+) -> None:
+    """One WAIT per master written to, on that master's connection: a frozen replica fails the
+    writes of its own master's topics, and only those."""
+    topics = [f"c{i}" for i in range(30)]
+    masters = {t: redis_cluster.master_of("{" + t + "}") for t in topics}
+    a = topics[0]
+    b = next(t for t in topics if masters[t].port != masters[a].port)
+    frozen = replica_of(redis_cluster, masters[a])
+    settings = Settings(
+        redis_url=redis_cluster.url,
+        grpc_addr="127.0.0.1:0",
+        durability="replicated",
+        durability_timeout_ms=TIMEOUT_MS,
+    )
+    store = Store(connect(settings), settings)
+    server = QueueServer(settings, store)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = pb_grpc.DelayQueueServiceStub(channel)
+            for topic in (a, b):  # the topics known (the registry is written once)
+                await stub.Enqueue(pb.EnqueueRequest(topic=topic, payload="warm"))
+            frozen.pause()
+            try:
+                await stub.Enqueue(pb.EnqueueRequest(topic=b, payload="p"))
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.Enqueue(pb.EnqueueRequest(topic=a, payload="p"))
+            finally:
+                frozen.resume()
+            assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert (err.value.details() or "").startswith("enqueue: "), err.value.details()
+    finally:
+        await server.stop(0.5)
+        await store.close()
+        redis_cluster.wait_ok()
