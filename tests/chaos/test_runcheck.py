@@ -10,8 +10,18 @@ import json
 from pathlib import Path
 
 from chaos.flows import DIAMOND, FLOWS, ORDER, ORDER_TIMEOUT_MS, WF_TOPIC
-from chaos.history import OK, REPEAT, STALE, Call, Execution, History, RunCall, RunStarted
-from chaos.history import LogWriter, load_history
+from chaos.history import (
+    OK,
+    REPEAT,
+    STALE,
+    Call,
+    Execution,
+    History,
+    LogWriter,
+    RunCall,
+    RunStarted,
+    load_history,
+)
 from chaos.runcheck import (
     CANCEL_QUIET,
     ON_FAILURE,
