@@ -160,16 +160,7 @@ class RecordingWorker:
             result = OK
         except AtpError as exc:
             result = result_of(exc)
-        self.log.write(
-            "call",
-            token=task.lease_token,
-            kind="ack" if outcome == "ack" else "nack",
-            sent_ms=sent,
-            done_ms=now_ms(),
-            result=result,
-            dead_letter=outcome == "dead_letter",
-            **fields,
-        )
+        log_settle(self.log, task, outcome, sent, result, **fields)
         return result
 
 
@@ -190,6 +181,22 @@ def log_start(
         first_deadline_ms=task.lease_deadline_ms,
         start_ms=now_ms(),
         transport=transport,
+    )
+
+
+def log_settle(
+    log: LogWriter, task: Task, outcome: str, sent_ms: int, result: str, **fields: Any
+) -> None:
+    """The "call" record of an Ack or Nack (unary or on the stream) the checker matches."""
+    log.write(
+        "call",
+        token=task.lease_token,
+        kind="ack" if outcome == "ack" else "nack",
+        sent_ms=sent_ms,
+        done_ms=now_ms(),
+        result=result,
+        dead_letter=outcome == "dead_letter",
+        **fields,
     )
 
 
@@ -375,14 +382,12 @@ class StreamWorker:
             answer = await stream.settle(settle)
             result = result_of(answer.error)
             if outcome != "release":  # a release of an unstarted delivery is no execution's
-                self.log.write(
-                    "call",
-                    token=task.lease_token,
-                    kind="ack" if outcome == "ack" else "nack",
-                    sent_ms=sent,
-                    done_ms=now_ms(),
-                    result=result,
-                    dead_letter=outcome == "dead_letter",
+                log_settle(
+                    self.log,
+                    task,
+                    outcome,
+                    sent,
+                    result,
                     dead_lettered=answer.dead_lettered,
                     next_due_ms=answer.next_execute_time_ms,
                 )
