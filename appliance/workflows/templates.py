@@ -46,6 +46,11 @@ def check(template: str, field: str, expression: bool = False) -> None:
         )
 
 
+def is_template(text: str) -> bool:
+    """Whether `text` has any Jinja2 markup (else it renders as itself)."""
+    return any(mark in text for mark in ("{{", "{%", "{#"))
+
+
 def value(text: str) -> Any:
     """JSON text as its value; any other text as itself."""
     try:
