@@ -11,10 +11,14 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from appliance.store.results import CODES
+
+Client = Redis | RedisCluster
+"""What the store talks to: one Redis, or a Redis Cluster (docs/adr/0012)."""
 
 # The task lifecycle's scripts (appliance/model.py TRANSITIONS names each one's edge). Other
 # scripts beside them (the scheduler's) are registered too: see available_scripts().
@@ -62,7 +66,7 @@ class Scripts:
     The names are results.CODES's rows: a row without its lua/<name>.lua file, or a file
     without its row, fails here, at start, not at the first call."""
 
-    def __init__(self, redis: Redis, names: Collection[str] = CODES) -> None:
+    def __init__(self, redis: Client, names: Collection[str] = CODES) -> None:
         files = set(available_scripts())
         unknown, unlisted = set(names) - files, files - set(names)
         if unknown or unlisted:
@@ -88,9 +92,11 @@ class Scripts:
         """Queue `EVALSHA` of a script on a pipeline. Unlike calling the Script object with
         client=pipe, this sends no `SCRIPT EXISTS` round trip before every pipeline; a NOSCRIPT
         (Redis restarted) is handled by `run_pipeline`."""
-        pipe.evalsha(self.get(name).sha, len(keys), *keys, *args)
+        # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the method
+        # but routes the command by its keys (one slot per script: docs/adr/0012).
+        pipe.execute_command("EVALSHA", self.get(name).sha, len(keys), *keys, *args)
 
-    async def run_pipeline(self, redis: Redis, build: Callable[[Any], None]) -> list[Any]:
+    async def run_pipeline(self, redis: Client, build: Callable[[Any], None]) -> list[Any]:
         """Build and execute one pipeline; after NOSCRIPT load every script and run it again."""
         for attempt in (1, 2):
             async with redis.pipeline(transaction=False) as pipe:
@@ -103,7 +109,7 @@ class Scripts:
             await self.load_all(redis)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def load_all(self, redis: Redis) -> None:
+    async def load_all(self, redis: Client) -> None:
         """Load every script now, so the first real call is a plain EVALSHA."""
         for script in self._scripts.values():
             script.sha = await redis.script_load(script.script)
