@@ -82,7 +82,9 @@ class WorkflowStore:
         args = [workflow, version, run_input, start_ms, *steps]
         created = int(await self.store.run("run_start", [key], args)) == 1
         if created:
-            await self.store.read("start_run", ("publish", self.keys.channel, run_wake(run_id)))
+            message = run_wake(run_id)
+            channel = self.keys.channel
+            await self.store.call("start_run", lambda: self.store.redis.publish(channel, message))
         return created
 
     async def run_fields(self, run_id: str) -> dict[str, str]:
