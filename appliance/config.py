@@ -53,6 +53,8 @@ class Settings:
     claim_memo_ms: int = 60_000
     redis_timeout_ms: int = 2_000  # a Redis call not answered within it fails (never retried)
     redis_max_connections: int = 64
+    durability: str = "local"  # local | replicated: a write is acknowledged once a replica has it
+    durability_timeout_ms: int = 1_000  # replicated: how long a write waits for its replica
     # Processes (the supervisor, `atp --role=...`)
     log_level: str = "info"
     workers: int = 0  # worker processes; 0 = number of CPUs
@@ -105,6 +107,7 @@ class Settings:
             "redis_timeout_ms",
             "redis_max_connections",
             "grpc_max_message_bytes",
+            "durability_timeout_ms",
         )
         _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms", "workers")
         _check_positive(
@@ -136,6 +139,13 @@ class Settings:
         check_redis_url(self.redis_url)
         if self.redis_fsync not in {"always", "everysec"}:
             raise ConfigError(f"redis_fsync: {self.redis_fsync!r} is not always|everysec")
+        if self.durability not in {"local", "replicated"}:
+            raise ConfigError(f"durability: {self.durability!r} is not local|replicated")
+        if self.durability_timeout_ms >= self.redis_timeout_ms:
+            raise ConfigError(
+                f"durability_timeout_ms: must be below redis_timeout_ms ({self.redis_timeout_ms}),"
+                f" got {self.durability_timeout_ms!r}"
+            )
         if self.leader_ttl_ms < 300:
             raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
@@ -262,6 +272,10 @@ HELP = {
     "claim_memo_ms": "How long a Retrieve's result is remembered so a retried call gets it again.",
     "redis_timeout_ms": "Socket timeout of each Redis call.",
     "redis_max_connections": "Redis connections per process, at most.",
+    "durability": "When a state change is acknowledged: local (once the Redis master ran it) or "
+    "replicated (once one replica also has it, WAIT 1; docs/adr/0013-durability.md).",
+    "durability_timeout_ms": "With durability replicated: how long a write waits for a replica "
+    "before the call fails UNAVAILABLE (the write may or may not survive; retry it).",
     "log_level": "Log level: debug, info, warning or error.",
     "workers": "Worker processes for --role=all or worker; 0: one per CPU.",
     "worker_concurrency": "Tasks one worker process runs at once (a topic may cap it lower).",

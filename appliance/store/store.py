@@ -45,7 +45,7 @@ from appliance.keys import (
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
-from appliance.store.scripts import Client, Scripts
+from appliance.store.scripts import Client, NotReplicated, Scripts
 
 T = TypeVar("T")
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -129,7 +129,12 @@ class Store:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.scripts = Scripts(redis)
+        replicated = settings.durability == "replicated"
+        self.scripts = Scripts(
+            redis,
+            replicas=1 if replicated else 0,
+            replica_timeout_ms=settings.durability_timeout_ms,
+        )
         self._known_topics: dict[str, float] = {}  # topic -> when admitted (monotonic s)
 
     async def close(self) -> None:
@@ -699,6 +704,8 @@ async def _retry_connection_errors(call: Callable[[], Awaitable[T]], op: str) ->
             return await call()
         except RedisTimeoutError as exc:
             raise Unavailable(f"{op}: redis did not answer in time: {exc}") from exc
+        except NotReplicated as exc:  # durability replicated: not retried, the write ran
+            raise Unavailable(f"{op}: {exc}") from exc
         except (RedisConnectionError, OSError) as exc:
             if delay is None:
                 raise Unavailable(f"{op}: redis unavailable: {exc}") from exc
