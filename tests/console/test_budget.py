@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.client import Workflow
 from appliance.console import live
 from tests.console.appliance import Appliance
 
@@ -124,3 +125,29 @@ def test_live_charts_cost_under_2_percent_cpu_per_open_console(
             f"(sampled every {live.SAMPLE_S:.0f} s, {WINDOW_S:.0f} s windows)"
         )
     assert watching - idle < LIVE_BUDGET_PCT
+
+
+def test_workflow_pages_first_paint(
+    browser: object,
+    many_topics: Appliance,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The workflow pages load their graph libraries (~600 KB, cached after the first page)."""
+    with many_topics.client() as client:
+        fan_out = Workflow("budget").step("a", "topic-00000").step("b", "topic-00001", after="a")
+        client.put_workflow(fan_out.step("c", "topic-00002", after="a", delay="1h"))
+        run_id = client.start_run("budget")
+    pages = (
+        "/workflows",
+        "/workflows/budget",
+        "/runs",
+        f"/runs/{run_id}",
+        "/editor?workflow=budget",
+    )
+    paints = {page: paint_ms(browser, f"{many_topics.base}{page}")[0] for page in pages}
+    with capsys.disabled():
+        print(
+            "\nworkflow pages, first paint: "
+            + ", ".join(f"{p} {ms:.0f} ms" for p, ms in paints.items())
+        )
+    assert max(paints.values()) <= BUDGET_MS
