@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from chaos.checker import FinalState, Verdict, check, failure_report
+from chaos.checker import Counts, FinalState, Verdict, check, failure_report
 from chaos.history import load_history
 from chaos.procs import ROOT
 from chaos.scenarios import Context, Scenario
@@ -41,6 +41,8 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        if self.scenario.measures_loss:  # its broken invariants are the measurement
+            return not self.error and self.verdict is not None
         return not self.error and self.verdict is not None and self.verdict.ok
 
 
@@ -84,7 +86,19 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
         outcome.verdict = check(history, final, scenario.restart_within_ms)
         if not outcome.verdict.ok:
             outcome.details = failure_report(outcome.verdict, history, final)
+        if history.redis_kills:
+            outcome.notes.append(loss_note(outcome.verdict.counts))
     return outcome
+
+
+def loss_note(c: Counts) -> str:
+    """What the Redis master kills cost: acknowledged enqueues and Acks lost, and the window."""
+    window = "-" if c.loss_window_ms is None else f"{c.loss_window_ms} ms"
+    return (
+        f"across the master kills: {c.lost} acknowledged enqueue(s) lost, {c.acks_lost}"
+        f" accepted Ack(s) undone, {c.stuck} stuck; loss window (oldest lost acknowledgement"
+        f" before its kill): {window}"
+    )
 
 
 def log_errors(run_dir: Path) -> list[str]:
@@ -161,6 +175,8 @@ def row(o: Outcome) -> str:
     c = o.verdict.counts
     drain = f"{o.heal_to_drain_s:.1f} s" if o.heal_to_drain_s is not None else "not drained"
     result = "pass" if o.ok else f"FAIL ({len(o.verdict.violations)})"
+    if o.scenario.measures_loss and o.ok:
+        result = f"measured ({len(o.verdict.violations)} broken)"
     restart = "-"
     if c.interrupted:
         slowest = "never" if c.restart_max_ms is None else f"{c.restart_max_ms} ms"

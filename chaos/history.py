@@ -173,6 +173,7 @@ class History:
     # (worker, from, until): stopped or cut off, so its server may find its stream dead
     silences: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
     skips: int = 0  # deliveries a worker held and did not start (past or near their deadline)
+    redis_kills: list[int] = dataclasses.field(default_factory=list)  # a Redis master's SIGKILL
 
     def death_after(self, worker: str, t_ms: int) -> int | None:
         """When `worker` was first SIGKILLed at or after `t_ms` (None: it was not)."""
@@ -227,6 +228,8 @@ def _apply(history: History, runs: dict[str, Execution], ev: dict[str, Any]) -> 
         history.executions.append(run)
     elif kind == "kill":
         history.kills.append((ev["worker"], ev["t_ms"]))
+    elif kind == "redis_kill":
+        history.redis_kills.append(ev["t_ms"])
     elif kind == "silent":
         history.silences.append((ev["worker"], ev["t_ms"], ev["until_ms"]))
     elif kind == "skip":
