@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from chaos.api import Api
+from chaos.api import Api, connect
 from chaos.cluster import Cluster
 from chaos.history import LogWriter, now_ms
 from chaos.procs import Child, free_port, wait_for
@@ -49,6 +49,9 @@ class Options:
     prefetch: int = 2  # stream: deliveries a worker holds beyond its `concurrency` slots
     cluster: bool = False  # a 3-master, 3-replica Redis Cluster instead of one Redis
     durability: str = "local"  # the atp processes' --durability (local | replicated)
+    servers: int = 1  # atp --role=server processes; every one advances workflow runs, the
+    # workers and producers use the first
+    workflows: bool = False  # runs are checked too (chaos/runcheck.py)
 
 
 class Redis:
@@ -103,6 +106,8 @@ class Topology:
         self.workers: list[Child] = []
         self.schedulers: list[Child] = []
         self.solo: Child | None = None
+        self.servers: list[Child] = []  # the advancing servers beyond the first
+        self.addresses: dict[str, str] = {"server": self.api_address}  # server name -> API
         self.redis_link: Link | None = None
         self.grpc_link: Link | None = None
         self.solo_link: Link | None = None
@@ -126,6 +131,12 @@ class Topology:
         if not wait_for(self.api.ready, 30):
             raise RuntimeError(f"atp server not ready: {self.children[-1].output()}")
         self.grpc_link = self.toxiproxy.link("grpc", self.api_port)
+        for n in range(2, self.options.servers + 1):
+            address = f"127.0.0.1:{free_port()}"
+            server = self._add(self._atp(f"server-{n}", "server", f"--grpc-addr={address}"))
+            self.servers.append(server)
+            self.addresses[server.name] = address
+            self.wait_server_ready(server)
         for n in range(1, self.options.watchdogs + 1):
             self._add(self._atp(f"watchdog-{n}", "watchdog"))
         for n in range(1, self.options.schedulers + 1):
@@ -264,6 +275,31 @@ class Topology:
             return 0
         text = text[text.rfind('"ev":"ready"') :]
         return text.count('"ev":"start"') - text.count('"ev":"end"')
+
+    def run_producer(self, count: int, rate: float, seed: int, *extra: str) -> Child:
+        """chaos/runs.py: starts `count` workflow runs at `rate` per second (its options)."""
+        args = [
+            *("-m", "chaos.runs", "--addr", self.api_address),
+            *("--log", str(self.run_dir / "producer-runs.jsonl")),
+            *("--count", str(count), "--rate", str(rate), "--seed", str(seed)),
+            *extra,
+        ]
+        return self._add(Child.python("producer-runs", args, self.run_dir))
+
+    def server(self) -> Child:
+        """The first `atp --role=server` (the one workers and producers call)."""
+        return next(c for c in self.children if c.name == "server")
+
+    def wait_server_ready(self, server: Child, timeout: float = 30) -> None:
+        with connect(self.addresses[server.name]) as api:
+            if not wait_for(api.ready, timeout):
+                raise RuntimeError(f"atp {server.name} not ready: {server.output()}")
+
+    def kill_server(self, server: Child) -> None:
+        """SIGKILL an atp server process (it advances runs); recorded in faults.jsonl."""
+        with LogWriter(self.run_dir / "faults.jsonl") as log:
+            log.write("kill_server", process=server.name, t_ms=now_ms())
+        server.kill()
 
     def kill_worker(self, worker: Child) -> None:
         """SIGKILL a recording worker; its time goes to faults.jsonl (taken just before the

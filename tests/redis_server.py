@@ -272,5 +272,5 @@ class RedisCluster:
                 client.close()
 
     def cleanup(self) -> None:
-        for node in self.nodes:
-            node.cleanup()
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(RedisServer.cleanup, self.nodes))
