@@ -78,6 +78,7 @@ class FinalTask:
     max_retries: int = 0
     topic: str = ""
     last_error: str = ""
+    by_id: bool = True  # False: GetTask by id alone answered NOT_FOUND, with its topic found it
 
 
 @dataclasses.dataclass(slots=True)
@@ -143,6 +144,7 @@ class Counts:
     skipped: int = 0  # deliveries held and not started (their lease too near its end)
     interrupted: int = 0  # tasks running on a worker when it was SIGKILLed
     restart_max_ms: int | None = None  # the slowest of those to start again after the kill
+    unindexed: int = 0  # found with the topic only: GetTask by id alone finds nothing
     acks_lost: int = 0  # accepted Acks undone: the task leased again or not SUCCEEDED at the end
     loss_window_ms: int | None = None  # the oldest lost acknowledgement before its Redis kill
 
@@ -299,6 +301,11 @@ def _no_loss(
         if state == MISSING:
             counts.lost += 1
             found.append(Violation(NO_LOSS, task, "acknowledged, but GetTask finds no such task"))
+        elif not final.tasks[task].by_id:
+            counts.unindexed += 1
+            found.append(
+                Violation(NO_LOSS, task, "found with its topic only: its id index was lost")
+            )
         elif state not in FINAL_STATES:
             counts.stuck += 1
             found.append(Violation(NO_LOSS, task, f"still {state} after the queue drained"))
@@ -327,7 +334,8 @@ def _losses(
     oldest lost acknowledgement (an enqueue missing at the end, an undone Ack) was answered."""
     acked_at: list[int] = []
     for task, enqueued in history.enqueued.items():
-        if final.tasks.get(task, FinalTask(MISSING)).state == MISSING:
+        got = final.tasks.get(task, FinalTask(MISSING))
+        if got.state == MISSING or not got.by_id:
             acked_at.append(enqueued.acked_ms)
     for task, executions in runs.items():
         for i, e in enumerate(executions):

@@ -199,6 +199,11 @@ class Cluster:
     def resume(self, node: Node) -> None:
         node.child.signal(signal.SIGCONT)
 
+    def cut_replicas(self, master: Node) -> None:
+        """Close the master's replication links (CLIENT KILL TYPE replica): what it writes from
+        now on reaches no replica until one reconnects (a frozen one cannot)."""
+        self.command(master, "CLIENT", "KILL", "TYPE", "replica")
+
     def restart(self, node: Node) -> None:
         """Start a killed node again on its dir and nodes.conf: it rejoins as a replica."""
         node.child.restart()

@@ -104,9 +104,9 @@ def loss_note(c: Counts) -> str:
     """What the Redis master kills cost: acknowledged enqueues and Acks lost, and the window."""
     window = "-" if c.loss_window_ms is None else f"{c.loss_window_ms} ms"
     return (
-        f"across the master kills: {c.lost} acknowledged enqueue(s) lost, {c.acks_lost}"
-        f" accepted Ack(s) undone, {c.stuck} stuck; loss window (oldest lost acknowledgement"
-        f" before its kill): {window}"
+        f"across the master kills: {c.lost} acknowledged enqueue(s) lost, {c.unindexed} found"
+        f" only with their topic (id index lost), {c.acks_lost} accepted Ack(s) undone,"
+        f" {c.stuck} stuck; loss window (oldest lost acknowledgement before its kill): {window}"
     )
 
 
