@@ -159,6 +159,18 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[19])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its live descendants (Linux /proc)."""
+    total = 0
+    for each in (pid, *(p for p, _ in descendants(pid))):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[tuple[int, int]]:
     """Every live descendant of `pid` (Linux /proc), whatever its process group, with its
     start time (so a later kill can tell it from a process that reused its pid)."""

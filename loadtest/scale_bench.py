@@ -2,6 +2,7 @@
 
     python loadtest/scale_bench.py cluster [--short]      # 1 Redis vs a 3-master Redis Cluster
     python loadtest/scale_bench.py durability [--short]   # --durability local vs replicated
+    python loadtest/scale_bench.py costs [--short]        # CPU per task of each process
 
 cluster: one `atp --role=server` against one redis-server, then against a Redis Cluster of 3
 masters (no replicas), the same load on both: EnqueueBatch of 1,000 (4 in flight) and W1 (the
@@ -9,8 +10,14 @@ SDK Worker at concurrency 100 with the INCR handler, whose counter is a separate
 in both), the tasks spread round-robin over 12 topics, 4 per master (a topic lives on one
 master: one topic cannot use more than one).
 durability: one server against a master with one replica (--replicaof), with `local` and with
-`replicated` (WAIT 1 after each script call): unary Enqueue calls/s (2 client processes, 64 in
-flight each), EnqueueBatch tasks/s, Retrieve 500 + AckBatch tasks/s.
+`replicated` (WAIT 1 after each script call), --redis-max-connections 256 in both: unary
+Enqueue calls/s (2 client processes, 64 in flight each), EnqueueBatch tasks/s, Retrieve 500 +
+AckBatch tasks/s.
+
+costs: CPU time (user + system, /proc) per task that each process spends, one server against
+one Redis: the server and Redis during EnqueueBatch, unary Enqueue and Retrieve+AckBatch, and
+the server, Redis and the SDK Worker process during W1's drain (concurrency 100, INCR handler on
+a separate Redis): the capacity model of docs/SCALING.md (tasks/s per core = 1e6 / us per task).
 
 Prints one JSON object. Public gRPC API and SDK only; bounded; every process ended by its id.
 """
@@ -22,6 +29,7 @@ import asyncio
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,7 @@ from atp_driver import (
     appliance,
     drain,
     enqueue,
+    server_pid,
     unary_rate,
     with_stub,
     worker,
@@ -40,7 +49,9 @@ from atp_driver import (
 from harness import (
     RedisCluster,
     RedisServer,
+    cpu_seconds,
     drain_result,
+    read_records,
     redis_cluster,
     redis_server,
     replicated_redis,
@@ -57,6 +68,9 @@ SIZES = {  # full run, --short
     "unary_calls": (10_000, 1_000),
 }
 W1_CONCURRENCY = 100
+# Both modes get a pool above the 128 calls in flight: `replicated` holds each connection for
+# a replica round trip, and 64 (the default) then runs out ("Too many connections").
+POOL = ["--redis-max-connections=256"]
 
 
 def size(name: str, short: bool) -> int:
@@ -145,7 +159,7 @@ def durability(tmp: Path, short: bool) -> dict[str, Any]:
         with (
             replicated_redis() as master,
             appliance(
-                master, 1, tmp / f"server-{mode}.log", extra=[f"--durability={mode}"]
+                master, 1, tmp / f"server-{mode}.log", extra=[*POOL, f"--durability={mode}"]
             ) as address,
         ):
             out[mode] = rates(address, short)
@@ -160,12 +174,56 @@ def rates(address: str, short: bool) -> dict[str, float]:
     return {"unary_per_s": unary, "batch_per_s": batch, "retrieve_ack_per_s": got["per_s"]}
 
 
+def us_per_task(pids: dict[str, int], tasks: int, phase: Callable[[], Any]) -> dict[str, float]:
+    """Run `phase`; each process's CPU microseconds per task meanwhile."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    phase()
+    return {name: (cpu_seconds(pid) - before[name]) * 1e6 / tasks for name, pid in pids.items()}
+
+
+def costs(tmp: Path, short: bool) -> dict[str, Any]:
+    tasks, calls, w1_tasks = (size(k, short) for k in ("batch_tasks", "unary_calls", "w1_tasks"))
+    out: dict[str, Any] = {}
+    with (
+        redis_server() as redis,
+        redis_server() as counter,
+        appliance(redis, 1, tmp / "server.log") as address,
+    ):
+        assert redis.proc is not None
+        pids = {"server": server_pid(address), "redis": redis.proc.pid}
+        reqs = spread(["cost"], tasks, "x" * 100)
+        out["enqueue_batch"] = us_per_task(pids, tasks, lambda: enqueue(address, reqs))
+        out["retrieve_ack"] = us_per_task(
+            pids, tasks, lambda: asyncio.run(with_stub(address, lambda s: drain(s, "cost", tasks)))
+        )
+        out["enqueue_unary"] = us_per_task(pids, calls, lambda: unary_rate(address, 2, calls))
+        enqueue(address, spread(["w1"], w1_tasks))
+        records = tmp / "costs-w1.rec"
+        extra = ["--handler=incr", f"--concurrency={W1_CONCURRENCY}", f"--redis-url={counter.url}"]
+        with worker(address, "w1", records, "sdk", *extra) as proc:
+            wait_for_records(records, 1, PHASE_LIMIT_S)  # started: its boot not counted
+            started = len(read_records(records))
+            out["w1_drain"] = us_per_task(
+                {**pids, "worker": proc.pid},
+                w1_tasks - started,
+                lambda: wait_for_records(records, w1_tasks, PHASE_LIMIT_S),
+            )
+    return out
+
+
+WORKLOADS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {
+    "cluster": cluster,
+    "durability": durability,
+    "costs": costs,
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("workload", choices=("cluster", "durability"))
+    p.add_argument("workload", choices=sorted(WORKLOADS))
     p.add_argument("--short", action="store_true", help="small sizes: a smoke test")
     args = p.parse_args()
-    run = cluster if args.workload == "cluster" else durability
+    run = WORKLOADS[args.workload]
     with tempfile.TemporaryDirectory(prefix="atp-scale-") as tmp:
         print(json.dumps(run(Path(tmp), args.short)))
 
