@@ -12,7 +12,7 @@ master: one topic cannot use more than one).
 durability: one server against a master with one replica (--replicaof), with `local` and with
 `replicated` (WAIT 1 after each script call), --redis-max-connections 256 in both: unary
 Enqueue calls/s (2 client processes, 64 in flight each), EnqueueBatch tasks/s, Retrieve 500 +
-AckBatch tasks/s.
+AckBatch tasks/s, and the median latency of 300 Enqueue calls made one at a time.
 
 costs: CPU time (user + system, /proc) per task that each process spends, one server against
 one Redis: the server and Redis during EnqueueBatch, unary Enqueue and Retrieve+AckBatch, and
@@ -29,6 +29,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from harness import (
     RedisServer,
     cpu_seconds,
     drain_result,
+    median,
     read_records,
     redis_cluster,
     redis_server,
@@ -166,12 +168,28 @@ def durability(tmp: Path, short: bool) -> dict[str, Any]:
     return out
 
 
+async def one_at_a_time(stub: Any, calls: int) -> float:
+    """The median latency (ms) of Enqueue calls made one at a time."""
+    took = []
+    for i in range(calls):
+        start = time.perf_counter()
+        await stub.Enqueue(pb.EnqueueRequest(topic="seq", payload=f"{i}"), timeout=30)
+        took.append((time.perf_counter() - start) * 1000)
+    return median(took)
+
+
 def rates(address: str, short: bool) -> dict[str, float]:
     tasks = size("batch_tasks", short)
+    sequential = asyncio.run(with_stub(address, lambda s: one_at_a_time(s, 300)))
     unary = unary_rate(address, 2, size("unary_calls", short))
     batch = enqueue(address, spread(["dur"], tasks, "x" * 100))
     got = asyncio.run(with_stub(address, lambda s: drain(s, "dur", tasks)))
-    return {"unary_per_s": unary, "batch_per_s": batch, "retrieve_ack_per_s": got["per_s"]}
+    return {
+        "sequential_ms": sequential,
+        "unary_per_s": unary,
+        "batch_per_s": batch,
+        "retrieve_ack_per_s": got["per_s"],
+    }
 
 
 def us_per_task(pids: dict[str, int], tasks: int, phase: Callable[[], Any]) -> dict[str, float]:

@@ -363,11 +363,13 @@ def test_the_cluster_and_durability_figures_are_rendered() -> None:
             },
             "durability": {
                 "local": {
+                    "sequential_ms": 1.25,
                     "unary_per_s": 800.0,
                     "batch_per_s": 30000.0,
                     "retrieve_ack_per_s": 7000.0,
                 },
                 "replicated": {
+                    "sequential_ms": 1.5,
                     "unary_per_s": 600.0,
                     "batch_per_s": 27000.0,
                     "retrieve_ack_per_s": 5600.0,
@@ -378,6 +380,7 @@ def test_the_cluster_and_durability_figures_are_rendered() -> None:
     assert "| EnqueueBatch of 1,000, 4 in flight (tasks/s) | 20,000 | 24,000 | 1.2x |" in doc
     assert "INCR handler (tasks/s) | 1,000 | 1,500 | 1.5x |" in doc
     assert "| Enqueue (unary), 2 clients x 64 in flight (calls/s) | 800 | 600 | 0.8x |" in doc
+    assert "one at a time: 1.2 ms local, 1.5 ms replicated." in doc
     empty = report.render({"runs": []})
     assert "## Cluster" not in empty and "## Replicated durability" not in empty
 
