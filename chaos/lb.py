@@ -30,9 +30,14 @@ def render(template: str, values: dict[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
+SERVER_PARAMS = "max_fails=0"
+
+
 def upstream_servers(addresses: Sequence[str]) -> str:
-    """The ${ATP_UPSTREAM_SERVERS} value for these host:port addresses."""
-    return " ".join(f"server {a};" for a in addresses)
+    """The ${ATP_UPSTREAM_SERVERS} value for these host:port addresses. `max_fails=0`: nginx
+    never marks a server down; one that refuses a connection costs that call a retry on the
+    next server (docs/adr/0014-load-balancer.md says why)."""
+    return " ".join(f"server {a} {SERVER_PARAMS};" for a in addresses)
 
 
 def main_config(run_dir: Path, include: Path) -> str:

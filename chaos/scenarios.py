@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from chaos.api import Api
 from chaos.history import now_ms, read_events
 from chaos.procs import Child, wait_for
 from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
@@ -235,6 +236,41 @@ def server_kill(ctx: Context) -> None:
         if not wait_for(api.ready, 30):
             raise RuntimeError(f"atp server did not come back: {server.output()}")
     ctx.healed()
+
+
+def lb_server_kill(ctx: Context) -> None:
+    """Two servers behind nginx, every client dialing nginx: SIGKILL one under load (its
+    streams and calls break, the clients reconnect through nginx to the other), restart it 1 s
+    later; 1 s after it serves again, the same to the other one. Notes how long the broken
+    streams took to reopen."""
+    topo = ctx.topology
+    ctx.produce(long_every=7)
+    ctx.at(3.0)
+    for server, address in zip(topo.servers, topo.server_addresses, strict=True):
+        killed_ms = now_ms()
+        server.kill()
+        ctx.note(f"SIGKILL {server.name} behind nginx")
+        time.sleep(1.0)
+        server.restart()
+        with Api(address) as api:
+            if not wait_for(api.ready, 30):
+                raise RuntimeError(f"{server.name} did not come back: {server.output()}")
+        ctx.note(f"{server.name} serves again; {_reopened(topo, killed_ms)}")
+        time.sleep(1.0)
+    ctx.healed()
+
+
+def _reopened(topo: Topology, killed_ms: int) -> str:
+    """How long the worker streams broken by a kill at `killed_ms` took to reopen."""
+    took = []
+    for worker in topo.workers:
+        events = _events(topo.run_dir / f"{worker.name}.jsonl")
+        ended = [e for e in events if e["ev"] == "stream_end" and e["t_ms"] >= killed_ms]
+        if ended:
+            opened = [e["t_ms"] for e in events if e["ev"] == "stream" and "held" in e]
+            later = [t for t in opened if t >= ended[0]["t_ms"]]
+            took.append(f"{min(later) - killed_ms} ms" if later else "not yet")
+    return f"streams reopened after {', '.join(took) or 'none broke'}"
 
 
 def scheduler_kill(ctx: Context) -> None:
@@ -582,6 +618,13 @@ SCENARIOS.update(
             f"stream_worker_stop with 20 s leases (> the {PAST_KEEPALIVE_S:.0f} s stop)",
             stream_stop_long_lease,
             dataclasses.replace(STREAM, concurrency=3, prefetch=6, lease_ms=20_000),
+        ),
+        Scenario(
+            "lb_server_kill",
+            "nginx + 2 servers, stream workers: SIGKILL each server in turn, restart it",
+            lb_server_kill,
+            dataclasses.replace(STREAM, lb_servers=2),
+            quick=True,
         ),
         Scenario(
             "stream_worker_stop",

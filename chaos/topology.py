@@ -20,6 +20,7 @@ from pathlib import Path
 
 from chaos.api import Api
 from chaos.history import LogWriter, now_ms
+from chaos.lb import Nginx
 from chaos.procs import Child, free_port, wait_for
 from chaos.toxics import Link, Toxiproxy
 
@@ -41,6 +42,8 @@ class Options:
     appliance: bool = False  # one `atp --role=all` (supervisor + embedded Redis), no proxies
     transport: str = "unary"  # the recording workers': unary (Retrieve) or stream (rpc Work)
     prefetch: int = 2  # stream: deliveries a worker holds beyond its `concurrency` slots
+    lb_servers: int = 0  # > 0: that many `atp --role=server` behind nginx (chaos/lb.py), which
+    # every client dials (no toxiproxy on the API side)
 
 
 class Redis:
@@ -96,6 +99,9 @@ class Topology:
         self.solo_link: Link | None = None
         self.api: Api | None = None
         self.supervisor: Child | None = None
+        self.servers: list[Child] = []  # behind nginx (lb_servers), at server_addresses
+        self.server_addresses: list[str] = []
+        self.nginx: Nginx | None = None
         self.http_address = f"127.0.0.1:{free_port()}"
 
     # -- start and stop ---------------------------------------------------------------------
@@ -106,17 +112,39 @@ class Topology:
         self.redis.start()
         self.toxiproxy.start()
         self.redis_link = self.toxiproxy.link("redis", self.redis.port)
+        if self.options.lb_servers:
+            return self._start_behind_lb()
         self._add(self._atp("server", "server", f"--grpc-addr={self.api_address}"))
         self.api = Api(self.api_address)
         if not wait_for(self.api.ready, 30):
             raise RuntimeError(f"atp server not ready: {self.children[-1].output()}")
         self.grpc_link = self.toxiproxy.link("grpc", self.api_port)
+        return self._start_roles(self.grpc_link.port)
+
+    def _start_behind_lb(self) -> Topology:
+        """`lb_servers` servers, nginx on the API port in front of them, the roles dialing it."""
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(self.options.lb_servers)]
+        self.server_addresses = addresses
+        for n, address in enumerate(addresses, 1):
+            server = self._add(self._atp(f"server-{n}", "server", f"--grpc-addr={address}"))
+            self.servers.append(server)
+            with Api(address) as api:
+                if not wait_for(api.ready, 30):
+                    raise RuntimeError(f"atp server not ready: {server.output()}")
+        self.nginx = Nginx(self.run_dir, addresses, port=self.api_port).start()
+        self.api = Api(self.api_address)
+        if not wait_for(self.api.ready, 30):
+            raise RuntimeError(f"no API through nginx: {self.nginx.error_log()}")
+        return self._start_roles(self.api_port)
+
+    def _start_roles(self, api_port: int) -> Topology:
+        """Watchdogs, schedulers and the recording workers (dialing `api_port`)."""
         for n in range(1, self.options.watchdogs + 1):
             self._add(self._atp(f"watchdog-{n}", "watchdog"))
         for n in range(1, self.options.schedulers + 1):
             self.schedulers.append(self._add(self._atp(f"scheduler-{n}", "scheduler")))
         for n in range(1, self.options.workers + 1):
-            self.workers.append(self._add(self._worker(f"w{n}", self.grpc_link.port)))
+            self.workers.append(self._add(self._worker(f"w{n}", api_port)))
         if self.options.solo_worker:
             self.solo_link = self.toxiproxy.link("grpc-solo", self.api_port)
             self.solo = self._add(self._worker("solo", self.solo_link.port))
@@ -208,6 +236,8 @@ class Topology:
             child.stop(15)
         if self.api is not None:
             self.api.close()
+        if self.nginx is not None:
+            self.nginx.stop()
         if not self.options.appliance:
             self.toxiproxy.stop()
             self.redis.child.stop(10)

@@ -20,6 +20,7 @@ def test_the_quick_subset_includes_the_stream_worker_kill() -> None:
         "redis_restart",
         "supervisor_kill",
         "stream_worker_kill",
+        "lb_server_kill",
     ]
     assert SCENARIOS["stream_worker_kill"].restart_within_ms == 1000
     assert all(s.name == name and s.run.__name__ == name for name, s in SCENARIOS.items())

@@ -1,7 +1,7 @@
 """What the shipped nginx config's timeouts and limits are for (docs/adr/0014): long polls and
 Work streams outlive nginx's 60 s defaults, a busy stream passes more than the default 1 MB
-body limit, and a frozen worker's stream is ended by nginx (the server cannot ping a worker
-through it) so its tasks come back."""
+body limit, and a frozen worker's stream behind nginx still ends (the server cannot ping a
+worker through nginx: a pinging worker silent 10 s is lost) so its tasks come back."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from appliance.client.work import Delivery
 from appliance.model import TaskState
 from tests.lb.topology import RoleSplit
 
-NGINX_DEFAULT_S = 60  # grpc_read_timeout, client_body_timeout, grpc_send_timeout
+NGINX_DEFAULT_S = 60  # its default grpc_read_timeout, grpc_send_timeout, client_body_timeout
 
 
 async def idle_stream_then_delivery(address: str, idle_s: float) -> float:
@@ -48,10 +48,10 @@ async def _next_delivery(events: object) -> Delivery:
     raise AssertionError("the stream ended")
 
 
-async def test_a_work_stream_outlives_the_body_timeout_while_the_sdk_pings(
+async def test_a_work_stream_idle_past_the_silence_limit_lives_while_the_sdk_pings(
     role_split: RoleSplit,
 ) -> None:
-    took = await idle_stream_then_delivery(role_split.address, 12)  # > client_body_timeout 10 s
+    took = await idle_stream_then_delivery(role_split.address, 12)  # > the server's 10 s
     assert took < 2, took
 
 
@@ -99,7 +99,7 @@ asyncio.run(main())
 """
 
 
-async def test_nginx_ends_a_frozen_workers_stream_and_its_task_comes_back(
+async def test_a_frozen_workers_stream_behind_nginx_ends_and_its_task_comes_back(
     role_split: RoleSplit,
 ) -> None:
     async with AsyncClient(role_split.address) as client:
@@ -124,4 +124,4 @@ async def test_nginx_ends_a_frozen_workers_stream_and_its_task_comes_back(
             await worker.wait()
     assert task.state is TaskState.PENDING, (task, role_split.nginx.error_log())
     assert "worker lost" in task.last_error
-    assert 9 < took < 14, took  # client_body_timeout 10 s (not the lease: 60 s)
+    assert 9 < took < 14, took  # the server's 10 s silence limit (not the lease: 60 s)
