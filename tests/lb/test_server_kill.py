@@ -53,6 +53,7 @@ def starts(marks: Path) -> dict[str, list[int]]:
     return out
 
 
+@pytest.mark.slow  # ~25 s; `just lb-slow` (CI) runs it, `just chaos-quick` the scenario
 def test_a_server_killed_under_load_loses_nothing(killed_split: RoleSplit) -> None:
     split = killed_split
     acked: list[str] = []
