@@ -16,6 +16,7 @@ from appliance.errors import AtpError, NotFound
 from appliance.proto import queue_pb2 as pb  # the public proto's generated code
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from chaos.checker import MISSING, FinalState, FinalTask, ScheduleFinal, TopicCounts
+from chaos.runcheck import FinalRun, FinalStep
 
 
 class Api:
@@ -92,6 +93,42 @@ class Api:
             stats=self.counts(topics),
             schedules=finals,
         )
+
+    # -- workflow runs (the SDK's WorkflowService calls) ----------------------------------
+
+    def run(self, run_id: str) -> FinalRun:
+        """A run's GetRun (state MISSING when there is none)."""
+        try:
+            r = self.client.get_run(run_id)
+        except NotFound:
+            return FinalRun(run_id, "", MISSING)
+        steps = [
+            FinalStep(
+                s.name,
+                pb.StepState.Name(s.state).removeprefix("STEP_"),
+                s.task_id,
+                s.attempts,
+                s.output,
+                s.error[:200],
+                s.started_ms,
+                s.finished_ms,
+                s.due_ms,
+            )
+            for s in r.steps
+        ]
+        state = pb.RunState.Name(r.state).removeprefix("RUN_")
+        return FinalRun(r.id, r.workflow, state, steps, r.created_ms, r.finished_ms, r.error)
+
+    def runs(self, run_ids: Iterable[str]) -> dict[str, FinalRun]:
+        return {run_id: self.run(run_id) for run_id in sorted(run_ids)}
+
+    def unsettled(self, run_ids: Iterable[str]) -> list[str]:
+        """The runs not finished yet, or with a step outcome not recorded yet (an unreachable
+        server: all of them)."""
+        try:
+            return [r for r, fr in self.runs(run_ids).items() if not fr.settled]
+        except AtpError:
+            return list(run_ids)
 
     # -- schedules (ScheduleService over gRPC) ---------------------------------------------
 

@@ -6,8 +6,10 @@ tasks, faults of seconds, loopback only. Leases are 1.5 s, so "longer than the l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import json
 import os
 import signal
 import time
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from chaos.api import Api
+from chaos.flows import WF_TOPIC
 from chaos.history import now_ms, read_events
 from chaos.procs import Child, wait_for
 from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
@@ -52,6 +54,11 @@ class Context:
         self, count: int = 300, rate: float = 30.0, seed: int = 1, long_every: int = 0
     ) -> Child:
         return self.topology.producer(count, rate, seed, long_every)
+
+    def produce_runs(
+        self, count: int = 150, rate: float = 10.0, seed: int = 1, *extra: str
+    ) -> Child:
+        return self.topology.run_producer(count, rate, seed, *extra)
 
     def busy_worker(self, workers: list[Child], timeout: float = 5.0) -> Child:
         """The first worker seen holding a task (else the first alive one)."""
@@ -246,15 +253,13 @@ def lb_server_kill(ctx: Context) -> None:
     topo = ctx.topology
     ctx.produce(long_every=7)
     ctx.at(3.0)
-    for server, address in zip(topo.servers, topo.server_addresses, strict=True):
+    for server in topo.servers:
         killed_ms = now_ms()
-        server.kill()
+        topo.kill_server(server)
         ctx.note(f"SIGKILL {server.name} behind nginx")
         time.sleep(1.0)
         server.restart()
-        with Api(address) as api:
-            if not wait_for(api.ready, 30):
-                raise RuntimeError(f"{server.name} did not come back: {server.output()}")
+        topo.wait_server_ready(server)
         ctx.note(f"{server.name} serves again; {_reopened(topo, killed_ms)}")
         time.sleep(1.0)
     ctx.healed()
@@ -421,6 +426,101 @@ def stream_stop_long_lease(ctx: Context) -> None:
     have not passed, so only the stream's freshness can keep it from starting deliveries the
     server released when its keepalive found the stream dead."""
     stream_worker_stop(ctx)
+
+
+# -- workflow scenarios (runs checked by chaos/runcheck.py as well) --------------------------
+
+
+def workflow_advance_kill(ctx: Context) -> None:
+    """Two servers, both advancing runs, under load (diamond and order runs, cancels, signals):
+    SIGKILL one of them right after a worker's Ack (its advancer is woken and busy with that
+    run), restart it 0.5 s later on its port; five rounds, alternating the two."""
+    topo = ctx.topology
+    ctx.produce_runs(150, 10.0)
+    victims = [*topo.servers, topo.server()]
+    for n, start in enumerate((2.0, 4.5, 7.0, 9.5, 12.0)):
+        ctx.at(start)
+        victim = victims[n % len(victims)]
+        fresh = _after_next_ack(ctx)
+        topo.kill_server(victim)
+        ctx.note(f"SIGKILL {victim.name} {'just after an Ack' if fresh else '(no Ack seen)'}")
+        time.sleep(0.5)
+        victim.restart()
+        topo.wait_server_ready(victim)
+    ctx.healed()
+
+
+def workflow_redis_restart(ctx: Context) -> None:
+    """SIGKILL redis-server with runs in flight and start it again on its AOF (twice)."""
+    ctx.produce_runs(150, 10.0)
+    for start in (3.0, 8.0):
+        ctx.at(start)
+        ctx.note("redis SIGKILLed, restarted 1.5 s later on its AOF")
+        ctx.topology.restart_redis(down_s=1.5)
+    ctx.healed()
+
+
+def workflow_lost_acks(ctx: Context) -> None:
+    """Lost replies on Ack, both hops: the API's replies to the workers 3.5 s late (past their
+    3 s call timeout: every Ack lands and is retried with the same token) for 5 s; then Redis
+    replies 2.5 s late (past the 2 s socket timeout: ack.lua, step_schedule, step_finish run
+    and their replies are lost) for 4 s."""
+    topo = ctx.topology
+    assert topo.grpc_link is not None and topo.redis_link is not None
+    ctx.produce_runs(150, 10.0)
+    ctx.at(3)
+    topo.grpc_link.add("late", "latency", "downstream", latency=3500, jitter=0)
+    ctx.note("grpc link (workers): replies 3.5 s late (call timeout 3 s) for 5 s")
+    ctx.at(8)
+    topo.grpc_link.remove("late")
+    ctx.at(10)
+    topo.redis_link.add("late", "latency", "downstream", latency=2500, jitter=0)
+    ctx.note("redis link: replies 2.5 s late (socket timeout 2 s) for 4 s")
+    ctx.at(14)
+    topo.redis_link.remove("late")
+    ctx.healed()
+
+
+def workflow_signal_race(ctx: Context) -> None:
+    """Order runs only: `paid` sent within 150 ms either side of its 800 ms deadline (some
+    twice, some never), two servers advancing, Redis replies 20 +- 15 ms late throughout (a
+    wider gap between an advancer's read and its judgement), one advancing server SIGKILLed."""
+    topo = ctx.topology
+    assert topo.redis_link is not None
+    topo.redis_link.add("slow", "latency", "downstream", latency=20, jitter=15)
+    ctx.note("redis link: 20 +- 15 ms latency for the whole run")
+    ctx.produce_runs(120, 10.0, 2, "--order-share", "1.0")
+    ctx.at(6.0)
+    victim = topo.servers[0]
+    topo.kill_server(victim)
+    ctx.note(f"SIGKILL {victim.name}")
+    time.sleep(0.5)
+    victim.restart()
+    topo.wait_server_ready(victim)
+    ctx.at(13.0)
+    topo.redis_link.remove("slow")
+    ctx.healed()
+
+
+def _after_next_ack(ctx: Context, timeout: float = 3.0) -> bool:
+    """Return as soon as a worker's log shows an Ack answered after this call began."""
+    logs = list(ctx.topology.run_dir.glob("worker-*.jsonl"))
+    since = now_ms()
+
+    def acked() -> bool:
+        for path in logs:
+            try:
+                tail = path.read_bytes()[-4000:].decode(errors="replace")
+            except OSError:
+                continue
+            for line in tail.splitlines()[1:]:
+                if '"kind":"ack"' in line and '"result":"ok"' in line:
+                    with contextlib.suppress(ValueError):
+                        if json.loads(line)["done_ms"] >= since:
+                            return True
+        return False
+
+    return wait_for(acked, timeout, pause=0.002)
 
 
 def _holding_unstarted(ctx: Context, workers: list[Child], timeout: float = 10.0) -> Child:
@@ -631,6 +731,37 @@ SCENARIOS.update(
             f"stream: SIGSTOP a worker {PAST_KEEPALIVE_S:.0f} s (> lease, keepalive), twice",
             stream_worker_stop,
             dataclasses.replace(STREAM, concurrency=3, prefetch=6),
+        ),
+    )
+)
+WORKFLOWS = Options(topics=(WF_TOPIC,), servers=2, workflows=True, concurrency=4)
+SCENARIOS.update(
+    (s.name, s)
+    for s in (
+        Scenario(
+            "workflow_advance_kill",
+            "2 advancing servers: SIGKILL one just after an Ack, 5 rounds (runs checked)",
+            workflow_advance_kill,
+            WORKFLOWS,
+            quick=True,  # about 35 s
+        ),
+        Scenario(
+            "workflow_redis_restart",
+            "runs in flight: SIGKILL Redis, restart on AOF, twice (runs checked)",
+            workflow_redis_restart,
+            WORKFLOWS,
+        ),
+        Scenario(
+            "workflow_lost_acks",
+            "Ack replies lost: API replies past the call timeout, then Redis's (runs checked)",
+            workflow_lost_acks,
+            WORKFLOWS,
+        ),
+        Scenario(
+            "workflow_signal_race",
+            "order runs: paid within 150 ms of its timeout, slow Redis, a SIGKILL (runs checked)",
+            workflow_signal_race,
+            WORKFLOWS,
         ),
     )
 )

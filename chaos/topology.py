@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from chaos.api import Api
+from chaos.api import Api, connect
 from chaos.history import LogWriter, now_ms
 from chaos.lb import Nginx
 from chaos.procs import Child, free_port, wait_for
@@ -42,8 +42,11 @@ class Options:
     appliance: bool = False  # one `atp --role=all` (supervisor + embedded Redis), no proxies
     transport: str = "unary"  # the recording workers': unary (Retrieve) or stream (rpc Work)
     prefetch: int = 2  # stream: deliveries a worker holds beyond its `concurrency` slots
-    lb_servers: int = 0  # > 0: that many `atp --role=server` behind nginx (chaos/lb.py), which
-    # every client dials (no toxiproxy on the API side)
+    servers: int = 1  # atp --role=server processes; every one advances workflow runs, the
+    # workers and producers use the first
+    workflows: bool = False  # runs are checked too (chaos/runcheck.py)
+    lb_servers: int = 0  # > 0: instead, that many `atp --role=server` behind nginx
+    # (chaos/lb.py), which every client dials (no toxiproxy on the API side)
 
 
 class Redis:
@@ -94,13 +97,13 @@ class Topology:
         self.workers: list[Child] = []
         self.schedulers: list[Child] = []
         self.solo: Child | None = None
+        self.servers: list[Child] = []  # the advancing servers beyond the first (lb: all)
+        self.addresses: dict[str, str] = {"server": self.api_address}  # server name -> API
         self.redis_link: Link | None = None
         self.grpc_link: Link | None = None
         self.solo_link: Link | None = None
         self.api: Api | None = None
         self.supervisor: Child | None = None
-        self.servers: list[Child] = []  # behind nginx (lb_servers), at server_addresses
-        self.server_addresses: list[str] = []
         self.nginx: Nginx | None = None
         self.http_address = f"127.0.0.1:{free_port()}"
 
@@ -119,19 +122,25 @@ class Topology:
         if not wait_for(self.api.ready, 30):
             raise RuntimeError(f"atp server not ready: {self.children[-1].output()}")
         self.grpc_link = self.toxiproxy.link("grpc", self.api_port)
+        for n in range(2, self.options.servers + 1):
+            address = f"127.0.0.1:{free_port()}"
+            server = self._add(self._atp(f"server-{n}", "server", f"--grpc-addr={address}"))
+            self.servers.append(server)
+            self.addresses[server.name] = address
+            self.wait_server_ready(server)
         return self._start_roles(self.grpc_link.port)
 
     def _start_behind_lb(self) -> Topology:
         """`lb_servers` servers, nginx on the API port in front of them, the roles dialing it."""
-        addresses = [f"127.0.0.1:{free_port()}" for _ in range(self.options.lb_servers)]
-        self.server_addresses = addresses
-        for n, address in enumerate(addresses, 1):
+        self.addresses = {}
+        for n in range(1, self.options.lb_servers + 1):
+            address = f"127.0.0.1:{free_port()}"
             server = self._add(self._atp(f"server-{n}", "server", f"--grpc-addr={address}"))
             self.servers.append(server)
-            with Api(address) as api:
-                if not wait_for(api.ready, 30):
-                    raise RuntimeError(f"atp server not ready: {server.output()}")
-        self.nginx = Nginx(self.run_dir, addresses, port=self.api_port).start()
+            self.addresses[server.name] = address
+            self.wait_server_ready(server)
+        self.nginx = Nginx(self.run_dir, list(self.addresses.values()), port=self.api_port)
+        self.nginx.start()
         self.api = Api(self.api_address)
         if not wait_for(self.api.ready, 30):
             raise RuntimeError(f"no API through nginx: {self.nginx.error_log()}")
@@ -263,6 +272,31 @@ class Topology:
             return 0
         text = text[text.rfind('"ev":"ready"') :]
         return text.count('"ev":"start"') - text.count('"ev":"end"')
+
+    def run_producer(self, count: int, rate: float, seed: int, *extra: str) -> Child:
+        """chaos/runs.py: starts `count` workflow runs at `rate` per second (its options)."""
+        args = [
+            *("-m", "chaos.runs", "--addr", self.api_address),
+            *("--log", str(self.run_dir / "producer-runs.jsonl")),
+            *("--count", str(count), "--rate", str(rate), "--seed", str(seed)),
+            *extra,
+        ]
+        return self._add(Child.python("producer-runs", args, self.run_dir))
+
+    def server(self) -> Child:
+        """The first `atp --role=server` (the one workers and producers call)."""
+        return next(c for c in self.children if c.name == "server")
+
+    def wait_server_ready(self, server: Child, timeout: float = 30) -> None:
+        with connect(self.addresses[server.name]) as api:
+            if not wait_for(api.ready, timeout):
+                raise RuntimeError(f"atp {server.name} not ready: {server.output()}")
+
+    def kill_server(self, server: Child) -> None:
+        """SIGKILL an atp server process (it advances runs); recorded in faults.jsonl."""
+        with LogWriter(self.run_dir / "faults.jsonl") as log:
+            log.write("kill_server", process=server.name, t_ms=now_ms())
+        server.kill()
 
     def kill_worker(self, worker: Child) -> None:
         """SIGKILL a recording worker; its time goes to faults.jsonl (taken just before the

@@ -145,13 +145,7 @@ def from_fields(fields: Mapping[str, str]) -> Schedule:
 
 
 def schedule_id(value: str, field: str = "id") -> str:
-    if not value:
-        raise InvalidArgument(f"{field} is empty")
-    if not ID_RE.fullmatch(value):
-        raise InvalidArgument(
-            f"{field} {value[:120]!r} must be 1-100 characters of [A-Za-z0-9._:@/+=-]"
-        )
-    return value
+    return validation.matching(value, field, ID_RE, "1-100 characters of [A-Za-z0-9._:@/+=-]")
 
 
 def check(

@@ -145,7 +145,7 @@ class Advancer:
             created = await self.workflows.created_ms(run_id)
             return now + self.poll_ms if created and now - created < START_GRACE_MS else None
         run, wf = found
-        if any(s.state in STEP_HAS_TASK for s in run.steps) and await self._observe(run, wf):
+        if any(s.state in STEP_HAS_TASK for s in run.steps) and await self._observe(run, wf, now):
             found = await self.read(run_id)
             assert found is not None
             run, wf = found
@@ -173,13 +173,13 @@ class Advancer:
             return now + self.poll_ms
         return min(min(later), now + 60_000)  # waiting in a delay: looked at when it is due
 
-    async def _observe(self, run: RunRecord, wf: Workflow) -> bool:
+    async def _observe(self, run: RunRecord, wf: Workflow, now: int) -> bool:
         """Bring the steps whose tasks exist (or signals wait) up to date; True when one
-        changed."""
+        changed. `now`: a time taken before `run` was read."""
         waiting = [s for s in run.steps if s.state in STEP_HAS_TASK]
         changed = False
         for step in [s for s in waiting if wf.step(s.name).signal]:
-            changed |= await self._signal(run, wf, step)
+            changed |= await self._signal(run, wf, step, now)
         open_steps = [s for s in waiting if not wf.step(s.name).signal]
         tasks = await self.workflows.tasks([(s.topic, s.task_id) for s in open_steps])
         for step, task in zip(open_steps, tasks, strict=True):
@@ -197,16 +197,19 @@ class Advancer:
                 changed = True
         return changed
 
-    async def _signal(self, run: RunRecord, wf: Workflow, step: StepRecord) -> bool:
+    async def _signal(self, run: RunRecord, wf: Workflow, step: StepRecord, now: int) -> bool:
         """A signal step: its signal came by the deadline (SUCCEEDED with the payload), or the
-        deadline passed without it (FAILED); both judged by the Redis clock (ADR 0010)."""
+        deadline passed without it (FAILED); both judged by the Redis clock (ADR 0010). The
+        timeout is judged at `now`, taken before `run` was read: a signal kept after the read
+        arrived after `now`, so a run read without it at or past the deadline has timed out,
+        while one read before the deadline may still get it (the next look sees it)."""
         spec = wf.step(step.name)
         came = run.signals.get(spec.signal)
         if came is not None and (not spec.timeout_ms or came[0] <= step.due_ms):
             return await self._finish(
                 run, wf, step.name, True, came[1], {"finished": str(came[0])}, 0
             )
-        if spec.timeout_ms and await self.store.now_ms() >= step.due_ms:
+        if spec.timeout_ms and now >= step.due_ms:
             why = f"no signal {spec.signal!r} within {spec.timeout_ms} ms"
             return await self._finish(
                 run, wf, step.name, False, why, {"finished": str(step.due_ms)}, 0

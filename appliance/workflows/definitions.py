@@ -69,15 +69,11 @@ class Workflow:
 
 
 def name(value: str, field: str) -> str:
-    if not NAME_RE.fullmatch(value):
-        raise InvalidArgument(f"{field} {value[:60]!r} must be 1-48 characters of [A-Za-z0-9_-]")
-    return value
+    return validation.matching(value, field, NAME_RE, "1-48 characters of [A-Za-z0-9_-]")
 
 
 def run_id(value: str, field: str = "id") -> str:
-    if not RUN_ID_RE.fullmatch(value):
-        raise InvalidArgument(f"{field} {value[:80]!r} must be 1-64 characters of [A-Za-z0-9_.-]")
-    return value
+    return validation.matching(value, field, RUN_ID_RE, "1-64 characters of [A-Za-z0-9_.-]")
 
 
 def check(workflow: Workflow, payload_max_bytes: int) -> Workflow:
