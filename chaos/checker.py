@@ -145,9 +145,10 @@ class Counts:
     restart_max_ms: int | None = None  # the slowest of those to start again after the kill
 
 
-@dataclasses.dataclass(slots=True)
-class Verdict:
-    counts: Counts
+class Findings:
+    """What a check found (its dataclass holds `violations`): ok when none; the ids broken."""
+
+    __slots__ = ()
     violations: list[Violation]
 
     @property
@@ -156,6 +157,12 @@ class Verdict:
 
     def offending(self) -> list[str]:
         return sorted({v.task for v in self.violations if v.task != "-"})
+
+
+@dataclasses.dataclass(slots=True)
+class Verdict(Findings):
+    counts: Counts
+    violations: list[Violation]
 
 
 # -- the checks ---------------------------------------------------------------------------

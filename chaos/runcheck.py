@@ -38,7 +38,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from chaos.checker import Violation
+from chaos.checker import Findings, Violation
 from chaos.history import OK, REPEAT, WRONG_STATE, Execution, History, RunCall
 
 RUN_ENDS, STEP_ORDER, PARENTS_DELAY = "run-ends", "step-order", "parents-delay"
@@ -179,16 +179,9 @@ class RunCounts:
 
 
 @dataclasses.dataclass(slots=True)
-class RunVerdict:
+class RunVerdict(Findings):
     counts: RunCounts
     violations: list[Violation]
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def offending(self) -> list[str]:
-        return sorted({v.task for v in self.violations if v.task != "-"})
 
 
 def step_task(run_id: str, step: str) -> str:
