@@ -15,12 +15,12 @@ import contextlib
 import logging
 
 from appliance.config import Settings
-from appliance.errors import AtpError, NotFound, WrongState
+from appliance.errors import AtpError, InvalidArgument, NotFound, WrongState
 from appliance.model import NewTask
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups, wait_any
 from appliance.store.workflows import WorkflowStore
-from appliance.workflows import templates
+from appliance.workflows import definitions, templates
 from appliance.workflows.definitions import Step, Workflow, from_config
 from appliance.workflows.model import (
     RUN_ACTIVE,
@@ -30,7 +30,7 @@ from appliance.workflows.model import (
     StepRecord,
     StepState,
     run_from_fields,
-    run_of_task,
+    run_of_message,
     step_task_id,
 )
 
@@ -50,7 +50,7 @@ class RunWakeups(Wakeups):
         self.named: set[str] = set()
 
     def wake(self, topic: str | None = None) -> None:
-        run_id = run_of_task(topic) if topic else None
+        run_id = run_of_message(topic) if topic else None
         if run_id:
             self.named.add(run_id)
         super().wake(topic)
@@ -260,7 +260,7 @@ class Advancer:
                 continue
             failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
             try:
-                payload = templates.render(spec.payload, run.input, outputs, failed)
+                payload, due = _rendered(spec, run.input, outputs, failed, base)
             except ValueError as exc:
                 await self._finish(run, wf, step.name, False, str(exc), {}, 0)
                 return True
@@ -270,7 +270,7 @@ class Advancer:
                 topic=spec.topic,
                 payload=payload,
                 max_retries=retries if spec.max_retries is None else spec.max_retries,
-                execute_at_ms=base + spec.delay_ms + spec.timeout_ms,
+                execute_at_ms=due + spec.timeout_ms,
             )
             if await self.workflows.schedule_step(run.id, step.name, task) is None:
                 if spec.has_task:
@@ -298,6 +298,27 @@ class Advancer:
         for task_id in filter(None, task_ids):  # a signal step has no task
             with contextlib.suppress(NotFound, WrongState):
                 await self.store.cancel(task_id)
+
+
+def _rendered(
+    spec: Step,
+    run_input: str,
+    outputs: dict[str, str],
+    failed: dict[str, str] | None,
+    base: int,
+) -> tuple[str, int]:
+    """A ready step's payload and when its wait ends: `delay_ms` after `base` (its parents'
+    finish), and not before its `delay_until`. ValueError saying why (the step fails)."""
+    payload = templates.render(spec.payload, run_input, outputs, failed)
+    due = base + spec.delay_ms
+    if spec.delay_until:
+        try:
+            text = templates.render(spec.delay_until, run_input, outputs, failed)
+            due = max(due, definitions.until_ms(text, "delay_until", base))
+        except (ValueError, InvalidArgument) as exc:
+            why = str(exc) if isinstance(exc, InvalidArgument) else f"delay_until {exc}"
+            raise ValueError(why) from None
+    return payload, due
 
 
 def _skipped_parents(run: RunRecord, spec: Step) -> str:
