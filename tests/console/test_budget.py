@@ -132,7 +132,7 @@ def test_workflow_pages_first_paint(
     many_topics: Appliance,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The workflow pages load their graph libraries (~600 KB, cached after the first page)."""
+    """The workflow pages load their graph libraries (~600 KB, deferred: the page paints first)."""
     with many_topics.client() as client:
         fan_out = Workflow("budget").step("a", "topic-00000").step("b", "topic-00001", after="a")
         client.put_workflow(fan_out.step("c", "topic-00002", after="a", delay="1h"))
@@ -144,10 +144,13 @@ def test_workflow_pages_first_paint(
         f"/runs/{run_id}",
         "/editor?workflow=budget",
     )
-    paints = {page: paint_ms(browser, f"{many_topics.base}{page}")[0] for page in pages}
+    paints = {
+        page: statistics.median(paint_ms(browser, f"{many_topics.base}{page}")[0] for _ in range(3))
+        for page in pages
+    }
     with capsys.disabled():
         print(
-            "\nworkflow pages, first paint: "
+            "\nworkflow pages, first paint (median of 3): "
             + ", ".join(f"{p} {ms:.0f} ms" for p, ms in paints.items())
         )
     assert max(paints.values()) <= BUDGET_MS
