@@ -1,8 +1,9 @@
 """The overview's live charts (ADR 0018): every SAMPLE_S, while a browser watches, one sample
 per watching token of the enqueued and acked counters (the appliance's /metrics, summed over
 its processes) and of pending, due, running and dead of the topics with traffic (one GetStats
-of those topics); every topic's totals are read every TOTALS_EVERY samples only (10,000 topics
-are ten GetStats pages). The last 15 minutes kept, answered as uPlot's series.
+of those topics). Every topic's totals are read every TOTALS_EVERY samples only (10,000 topics
+are ten GetStats pages), or taken free from the overview's fresh reading, and carried between
+by the busy topics' changes. The last 15 minutes kept, answered as uPlot's series.
 
 Stdlib and prometheus_client's parser only; must not import redis, grpc or the store.
 """
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 SAMPLE_S = 5.0  # one sample per watching token this often
 KEEP = 180  # samples: 15 minutes
 WATCH_S = 30.0  # sampling goes on this long after the last browser asked
-TOTALS_EVERY = 12  # samples: every topic's totals are read once a minute
+TOTALS_EVERY = 60  # samples: every topic's totals are read every 5 minutes at least
 ALL = ""  # the series of every topic together
 COUNTERS = {"atp_tasks_enqueued": 0, "atp_tasks_acked": 1}
 GAUGES = ("pending", "due", "running", "dead")
@@ -63,15 +64,44 @@ def sample(
     at_ms: int,
     counters: dict[str, tuple[float, float]],
     rows: Iterable[Row],
-    totals: tuple[int, int, int, int],
+    sums: tuple[int, int, int, int],
 ) -> Sample:
     """One token's sample: the counters of the topics it sees (and of the topics past the
     metrics' label limit, together), their gauges, and every topic's totals."""
     seen = {r.topic: r for r in rows}
     mine = {t: c for t, c in counters.items() if t in seen or t == OTHER_TOPIC}
-    gauges = {t: (r.pending, r.due, r.running, r.dead) for t, r in seen.items() if t in mine}
-    gauges[ALL] = totals
-    return Sample(at_ms, mine, gauges)
+    figures = {t: gauges(r) for t, r in seen.items() if t in mine}
+    figures[ALL] = sums
+    return Sample(at_ms, mine, figures)
+
+
+Gauges = tuple[int, int, int, int]
+
+
+def gauges(r: Row) -> Gauges:
+    return (r.pending, r.due, r.running, r.dead)
+
+
+@dataclasses.dataclass
+class Totals:
+    """Every topic's sums as last read, and the busy topics' figures at that reading."""
+
+    age: int  # samples since
+    sums: Gauges
+    base: dict[str, Gauges]
+
+    @classmethod
+    def read(cls, every: list[Row], busy: Iterable[str]) -> Totals:
+        wanted = set(busy)
+        return cls(0, totals(every), {r.topic: gauges(r) for r in every if r.topic in wanted})
+
+    def now(self, busy: dict[str, Gauges]) -> Gauges:
+        """The sums moved by what the busy topics changed since (a topic busy since the
+        reading counts from its first sample)."""
+        for topic, figures in busy.items():
+            self.base.setdefault(topic, figures)
+        moved = [self.sums[i] + sum(busy[t][i] - self.base[t][i] for t in busy) for i in range(4)]
+        return (moved[0], moved[1], moved[2], moved[3])
 
 
 def totals(rows: Iterable[Row]) -> tuple[int, int, int, int]:
@@ -118,13 +148,15 @@ class Live:
         metrics_url: str,
         client: Callable[[str], Client],
         every_topic: Callable[[str], list[Row]],
+        fresh: Callable[[str], list[Row] | None] = lambda token: None,
     ) -> None:
         self.metrics_url = metrics_url
         self._client = client  # token -> its SDK client
         self._every_topic = every_topic  # token -> every topic's figures (the stats cache)
+        self._fresh = fresh  # token -> the stats cache's fresh reading, if any (no call)
         self._lock = threading.Lock()
         self._samples: dict[str, collections.deque[Sample]] = {}
-        self._totals: dict[str, tuple[int, tuple[int, int, int, int]]] = {}  # token -> (age, sums)
+        self._totals: dict[str, Totals] = {}
         self._watched: dict[str, float] = {}  # token -> when a browser last asked (monotonic)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,17 +202,22 @@ class Live:
             log.warning("live chart sample failed", exc_info=True)
 
     def _sample(self, token: str, at_ms: int, counters: dict[str, tuple[float, float]]) -> Sample:
-        age, sums = self._totals.get(token, (TOTALS_EVERY, (0, 0, 0, 0)))
-        if age >= TOTALS_EVERY:
-            age, sums = 0, totals(self._every_topic(token))
-        self._totals[token] = (age + 1, sums)
         busy = sorted(t for t in counters if t != OTHER_TOPIC)
         try:
             stats = self._client(token).stats(busy) if busy else None
             rows = [row(t, stats.now_ms) for t in stats.topics] if stats else []
         except AtpError:  # e.g. a token kept to some topics: its own view of every topic
             rows = [r for r in self._every_topic(token) if r.topic in counters]
-        return sample(at_ms, counters, rows, sums)
+        kept = self._totals.get(token)
+        every = self._fresh(token)
+        if every is None and (kept is None or kept.age >= TOTALS_EVERY):
+            every = self._every_topic(token)
+        if every is not None:
+            kept = Totals.read(every, busy)
+        assert kept is not None
+        kept.age += 1
+        self._totals[token] = kept
+        return sample(at_ms, counters, rows, kept.now({r.topic: gauges(r) for r in rows}))
 
     def close(self) -> None:
         self._stop.set()
@@ -199,6 +236,7 @@ def routes(console: Console) -> dict[tuple[str, str], Callable[[Request, list[st
         metrics_url(console.settings.http_addr),
         console.client,
         lambda token: console.stats.rows(console.client(token), token),
+        console.stats.peek,
     )
     console.closing.append(found.close)
 

@@ -94,3 +94,11 @@ def test_the_overview_charts_show_the_real_rates_and_depths(
     assert data["pending"][-1] == 30 and data["running"][-1] == 0
     time.sleep(0.5)  # the charts' last draw
     browser.save_screenshot(str(ARTIFACTS / "overview-live.png"))
+
+
+def test_every_topic_s_totals_move_with_the_busy_topics_between_readings() -> None:
+    every = [Row("a", 5, 3, 1, 2, 0), Row("quiet", 7, 0, 0, 1, 0)]
+    kept = live.Totals.read(every, ["a"])
+    assert kept.now({"a": (5, 3, 1, 2)}) == (12, 3, 1, 3)  # as read
+    assert kept.now({"a": (9, 6, 0, 2), "b": (4, 4, 0, 0)}) == (16, 6, 0, 3)  # b counts later
+    assert kept.now({"a": (9, 6, 0, 2), "b": (1, 1, 0, 0)}) == (13, 3, 0, 3)
