@@ -104,27 +104,33 @@ def cpu_pct(pid: int, seconds: float) -> float:
     return 100 * (tree_cpu_s(pid) - cpu) / (time.monotonic() - began)
 
 
-@pytest.mark.timeout(300)  # two 30 s windows after the sampler went idle
+@pytest.mark.timeout(400)  # three 30 s windows, two after the sampler went idle
 def test_live_charts_cost_under_2_percent_cpu_per_open_console(
     browser: object,
     many_topics: Appliance,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    browser.get("about:blank")  # type: ignore[attr-defined]
-    time.sleep(live.WATCH_S + live.SAMPLE_S)  # the sampler idle: nobody watched for a while
-    idle = cpu_pct(many_topics.proc.pid, WINDOW_S)
+    def idle_pct() -> float:
+        browser.get("about:blank")  # type: ignore[attr-defined]
+        time.sleep(live.WATCH_S + live.SAMPLE_S)  # the sampler idle: nobody watched a while
+        return cpu_pct(many_topics.proc.pid, WINDOW_S)
+
+    idle = [idle_pct()]
     browser.get(f"{many_topics.base}/")  # type: ignore[attr-defined]
     time.sleep(2 * live.SAMPLE_S)
-    samples = browser.find_element("id", "live").get_attribute  # type: ignore[attr-defined]
     watching = cpu_pct(many_topics.proc.pid, WINDOW_S)
-    assert int(samples("data-samples")) >= WINDOW_S / live.SAMPLE_S  # it was sampling
+    charts = browser.find_element("id", "live")  # type: ignore[attr-defined]
+    assert int(charts.get_attribute("data-samples")) >= WINDOW_S / live.SAMPLE_S  # it sampled
+    idle.append(idle_pct())  # idle before and after: the appliance's own loops drift
+    cost = watching - statistics.mean(idle)
     with capsys.disabled():
         print(
             f"\nlive charts, one open overview, {TOPICS} topics: appliance CPU {watching:.2f}% "
-            f"watching vs {idle:.2f}% idle: {watching - idle:.2f}% of one core per open console "
-            f"(sampled every {live.SAMPLE_S:.0f} s, {WINDOW_S:.0f} s windows)"
+            f"watching vs {idle[0]:.2f}% and {idle[1]:.2f}% idle before and after: {cost:.2f}% "
+            f"of one core per open console (sampled every {live.SAMPLE_S:.0f} s, "
+            f"{WINDOW_S:.0f} s windows)"
         )
-    assert watching - idle < LIVE_BUDGET_PCT
+    assert cost < LIVE_BUDGET_PCT
 
 
 def test_workflow_pages_first_paint(
