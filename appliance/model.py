@@ -121,6 +121,30 @@ class NackResult:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One line of a task's event history (docs/adr/0017-task-history-and-workers.md)."""
+
+    time_ms: int
+    kind: str  # one of EVENT_KINDS
+    detail: str = ""  # lease: who; nack: the error; dead: why; recover: why; extend: how many
+
+
+# enqueue is the record's creation time; every other kind is a line the scripts write.
+EVENT_KINDS = (
+    "enqueue",
+    "lease",
+    "extend",
+    "ack",
+    "nack",
+    "release",
+    "recover",
+    "dead",
+    "requeue",
+    "cancel",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TopicStats:
     topic: str
     pending: int

@@ -22,6 +22,10 @@ import collections
 import contextlib
 import enum
 import logging
+import os
+import secrets
+import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -38,6 +42,7 @@ from appliance.proto.status import status_of
 from appliance.store import Store
 from appliance.store.store import Claim
 from appliance.store.wakeups import Wakeups, sleep_until
+from appliance.store.workers import WorkerRegistry, WorkerStream
 
 log = logging.getLogger(__name__)
 RECHECK_S = 5.0  # an idle stream re-checks its topics at least this often (a lost wake-up)
@@ -45,6 +50,9 @@ LOST_ERROR = "worker lost: its stream ended without a goodbye"
 GOODBYE_ERROR = "released: the worker said goodbye before settling"
 MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
 ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
+REPORT_S = 5.0  # each stream rewrites its entry in the workers registry this often
+REPORT_TTL_MS = 15_000  # an entry not rewritten for this long is gone (its server died)
+SERVER = f"{socket.gethostname()}:{os.getpid()}"  # names this server process in the registry
 
 
 class End(enum.Enum):
@@ -135,6 +143,11 @@ class WorkStream:
         self.leaving = False  # the worker said goodbye: push nothing more
         self._pongs: set[asyncio.Task[None]] = set()
         self._rotation = collections.deque(subscription.caps)
+        self.stream_id = secrets.token_hex(6)  # names the stream in histories and the registry
+        self.who = f"stream {self.stream_id} {subscription.name or '-'}"
+        self.peer = ""  # the worker's address, set by the servicer
+        self.connected_ms = self.last_seen_ms = int(time.time() * 1000)
+        self.registry = WorkerRegistry(store)
 
     # -- the stream ------------------------------------------------------------------------
 
@@ -157,6 +170,7 @@ class WorkStream:
             asyncio.create_task(self._answer(), name="atp-work-settle"),
             asyncio.create_task(self._renew(), name="atp-work-renew"),
             asyncio.create_task(self._watch_stop(), name="atp-work-stop"),
+            asyncio.create_task(self._report(), name="atp-work-report"),
         ]
         try:
             while (message := await self._next_message()) is not None:
@@ -205,6 +219,7 @@ class WorkStream:
         """Take the worker's messages; a broken or half-closed stream without goodbye is lost."""
         try:
             async for request in requests:
+                self.last_seen_ms = int(time.time() * 1000)
                 kind = request.WhichOneof("kind")
                 if kind == "settle":
                     self.settles.extend(request.settle.settles)
@@ -266,6 +281,7 @@ class WorkStream:
                 self.sub.lease_ms,
                 None,
                 self.sub.max_bytes,
+                self.who,
             )
             if claim.rows:
                 self._deliver(topic, claim)
@@ -404,6 +420,31 @@ class WorkStream:
             next_execute_time_ms=result.next_execute_time_ms,
         )
 
+    # -- the workers registry --------------------------------------------------------------
+
+    def figures(self) -> WorkerStream:
+        return WorkerStream(
+            stream_id=self.stream_id,
+            worker_name=self.sub.name,
+            server=SERVER,
+            peer=self.peer,
+            topics=tuple(self.sub.caps),
+            credits=self.window,
+            in_flight=len(self.held),
+            connected_ms=self.connected_ms,
+            last_seen_ms=self.last_seen_ms,
+        )
+
+    async def _report(self) -> None:
+        """Keep this stream's entry in the workers registry fresh while it lives; the entry
+        is dropped when the stream ends (settle_held), or expires if this server dies."""
+        while True:
+            try:
+                await self.registry.report([self.figures()], REPORT_TTL_MS)
+            except AtpError as exc:
+                log.debug("work stream of %r: registry not written: %s", self.sub.name, exc)
+            await asyncio.sleep(REPORT_S)
+
     # -- leases ----------------------------------------------------------------------------
 
     async def _renew(self) -> None:
@@ -435,6 +476,8 @@ class WorkStream:
 
     async def settle_held(self) -> None:
         """After the stream: release what it still holds, as its end says (see the table)."""
+        with contextlib.suppress(AtpError):
+            await self.registry.forget(self.stream_id)
         leases = [(task_id, token) for token, task_id in self.held.items()]
         if not leases or self.end is End.SERVER_STOP:
             return

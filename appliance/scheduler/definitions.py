@@ -77,6 +77,16 @@ class Definition:
         digest = hashlib.sha256(f"{self.id}:{tick_ms}".encode()).digest()
         return tick_ms + int.from_bytes(digest[:8], "big") % (self.jitter_ms + 1)
 
+    def outbox_entry(
+        self, tick_ms: int, default_max_retries: int, suffix: str = ""
+    ) -> tuple[str, str]:
+        """(task id, task JSON) of one tick, as the outbox holds it; `suffix` marks a tick
+        fired by hand (FireSchedule) apart from the timetable's."""
+        retries = default_max_retries if self.max_retries is None else self.max_retries
+        body = {"topic": self.topic, "payload": self.payload, "due": self.due_ms(tick_ms)}
+        body["maxr"] = retries
+        return self.task_id(tick_ms) + suffix, json.dumps(body, separators=(",", ":"))
+
     def to_fields(self) -> dict[str, str]:
         """The definition's part of the schedule HASH (the store adds next, last, rev...)."""
         return {

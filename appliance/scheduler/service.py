@@ -164,9 +164,7 @@ class Scheduler:
 
     def _task(self, d: Definition, tick_ms: int) -> tuple[str, str]:
         """(task id, task JSON) for the outbox."""
-        retries = self.settings.default_max_retries if d.max_retries is None else d.max_retries
-        body = {"topic": d.topic, "payload": d.payload, "due": d.due_ms(tick_ms), "maxr": retries}
-        return d.task_id(tick_ms), json.dumps(body, separators=(",", ":"))
+        return d.outbox_entry(tick_ms, self.settings.default_max_retries)
 
     async def _enqueue(self, outbox: dict[str, str]) -> None:
         """Enqueue fired ticks (idempotent by task id), then settle them - only while leading:
