@@ -51,6 +51,7 @@ GOODBYE_ERROR = "released: the worker said goodbye before settling"
 MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
 ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
 REPORT_S = 5.0  # each stream rewrites its entry in the workers registry this often
+REPORT_CHECK_S = 1.0  # ... and sooner when its credits or tasks in flight changed
 REPORT_TTL_MS = 15_000  # an entry not rewritten for this long is gone (its server died)
 SERVER = f"{socket.gethostname()}:{os.getpid()}"  # names this server process in the registry
 
@@ -436,14 +437,22 @@ class WorkStream:
         )
 
     async def _report(self) -> None:
-        """Keep this stream's entry in the workers registry fresh while it lives; the entry
-        is dropped when the stream ends (settle_held), or expires if this server dies."""
+        """Keep this stream's entry in the workers registry fresh while it lives: written when
+        its figures changed (looked at every REPORT_CHECK_S) or REPORT_S after the last write.
+        The entry is dropped when the stream ends (settle_held), or expires if this server
+        dies."""
+        loop = asyncio.get_running_loop()
+        written, at = None, 0.0
         while True:
-            try:
-                await self.registry.report([self.figures()], REPORT_TTL_MS)
-            except AtpError as exc:
-                log.debug("work stream of %r: registry not written: %s", self.sub.name, exc)
-            await asyncio.sleep(REPORT_S)
+            figures = self.figures()
+            changed = (figures.credits, figures.in_flight) != written
+            if changed or loop.time() - at >= REPORT_S:
+                try:
+                    await self.registry.report([figures], REPORT_TTL_MS)
+                    written, at = (figures.credits, figures.in_flight), loop.time()
+                except AtpError as exc:
+                    log.debug("work stream of %r: registry not written: %s", self.sub.name, exc)
+            await asyncio.sleep(REPORT_CHECK_S)
 
     # -- leases ----------------------------------------------------------------------------
 
