@@ -174,7 +174,9 @@ def test_a_bad_filter_changes_nothing(open_appliance: Appliance) -> None:
 def test_the_viewer_role_table() -> None:
     viewer = Principal("looker", "viewer")
     reads = ["GetStats", "GetTask", "ListDeadLetters", "ListSchedules", "GetRun", "ListRuns"]
+    reads += ["GetTaskHistory", "ListTasks", "ListWorkers"]
     acts = ["Enqueue", "Delete", "RequeueDeadLetters", "PurgeDeadLetters", "PauseSchedule"]
+    acts += ["RedriveDeadLetters", "FireSchedule", "ResumeSchedule"]
     acts += ["Retrieve", "Ack", "Work", "PutWorkflow", "StartRun", "CancelRun", "SignalRun"]
     assert all(viewer.may_call(m) for m in reads)
     assert not any(viewer.may_call(m) for m in acts)

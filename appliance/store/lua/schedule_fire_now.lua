@@ -8,10 +8,11 @@
 -- ARGV[1] id; ARGV[2] tick (ms); ARGV[3] task id; ARGV[4] task JSON (topic, payload, due,
 -- max_retries); ARGV[5] schedules channel ('<id> <ms>' wakes the leader)
 -- Returns: 1 parked; -1 no such schedule
+--! include wake
 local key, outbox, fired = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', key) == 0 then return -1 end
 redis.call('HSET', key, 'last', ARGV[2])
 redis.call('HSET', outbox, ARGV[3], ARGV[4])
 redis.call('INCR', fired)
-redis.call('PUBLISH', ARGV[5], ARGV[1] .. ' ' .. ARGV[2])
+wake(ARGV[5], ARGV[1], tonumber(ARGV[2]))
 return 1
