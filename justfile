@@ -105,13 +105,15 @@ bench *args: setup
     {{python}} loadtest/bench.py --bench-python .bench/venv/bin/python --node-dir .bench/node --py-spy .bench/venv/bin/py-spy --command "just bench {{args}}" {{args}}
 
 # Scenarios: Redis latency, blackhole, resets, slow links, a worker partition, SIGKILL/SIGSTOP
-# of workers, Redis restart, scheduler leader kill; real processes behind the real toxiproxy.
+# of workers, Redis restart, scheduler leader kill, and workflow runs under advancer kills,
+# Redis restarts, lost Ack replies and signals racing their timeout (runs checked too);
+# real processes behind the real toxiproxy.
 # Each run's history is checked; the table goes to chaos/results/<date>.md; exit 1 on a break.
 # Chaos scenarios, all or the named ones (`just chaos latency worker_kill`; `--list` shows them).
 chaos *scenarios: setup tools
     {{python}} -m chaos {{scenarios}}
 
 # The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart, supervisor
-# SIGKILL, stream worker SIGKILL): under 3 minutes.
+# SIGKILL, stream worker SIGKILL, workflow advancing server SIGKILL): about 3 minutes.
 chaos-quick: setup tools
     {{python}} -m chaos --quick

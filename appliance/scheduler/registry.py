@@ -62,10 +62,11 @@ class Registry:
 
     async def fire_now(self, schedule_id: str) -> tuple[str, int]:
         """One tick now, besides the timetable: parked in the outbox, which the leading
-        scheduler enqueues exactly once (idempotent task id). Returns (task id, tick ms)."""
+        scheduler enqueues (or starts as a run) exactly once (idempotent id). Returns (task or
+        run id, tick ms)."""
         current = await self.get(schedule_id)
         now = await self.schedules.now_ms()
-        task = current.definition.outbox_entry(now, self.settings.default_max_retries, ":now")
+        task = current.definition.outbox_entry(now, self.settings.default_max_retries, True)
         await self.schedules.fire_now(schedule_id, now, task)
         return task[0], now
 
