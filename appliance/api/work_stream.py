@@ -37,12 +37,13 @@ from appliance.api.interceptors import current_principal
 from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
 from appliance.errors import AtpError, InvalidArgument, NotFound, StaleLease
 from appliance.keys import topic_of_token
+from appliance.model import WorkerStream
 from appliance.proto import queue_pb2 as pb
 from appliance.proto.status import status_of
 from appliance.store import Store
 from appliance.store.store import Claim
 from appliance.store.wakeups import Wakeups, sleep_until
-from appliance.store.workers import WorkerRegistry, WorkerStream
+from appliance.store.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
 RECHECK_S = 5.0  # an idle stream re-checks its topics at least this often (a lost wake-up)

@@ -217,10 +217,12 @@ class AsyncClient:
         topic: str,
         limit: int = 100,
         cursor: str = "",
-        wanted: pb.DeadLetterFilter | None = None,
+        wanted: browse.DeadLetterFilter | None = None,
     ) -> DeadLetterPage:
-        """Oldest first; `wanted` (browse.dead_filter) keeps only the matching ones."""
-        return await self._run(common.list_dead_letters(topic, limit, cursor, wanted))
+        """Oldest first; `wanted` (browse.DeadLetterFilter) keeps only the matching ones."""
+        return await self._run(
+            common.list_dead_letters(topic, limit, cursor, wanted.to_pb() if wanted else None)
+        )
 
     async def requeue_dead_letters(
         self, topic: str, ids: Iterable[str] = (), payload: str | None = None
@@ -255,7 +257,7 @@ class AsyncClient:
         self,
         topic: str,
         requeue: bool,
-        wanted: pb.DeadLetterFilter,
+        wanted: browse.DeadLetterFilter,
         scan_limit: int = 0,
         cursor: str = "",
     ) -> browse.Redrive:
@@ -263,7 +265,7 @@ class AsyncClient:
         call looks at scan_limit of them at most (0: 10,000); go on with next_cursor."""
         return await self._run(browse.redrive(topic, requeue, wanted, scan_limit, cursor))
 
-    async def list_workers(self) -> pb.ListWorkersResponse:
+    async def list_workers(self) -> browse.Workers:
         """The worker streams connected to any server."""
         return await self._run(browse.list_workers())
 

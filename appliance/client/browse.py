@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from appliance.client.common import SCHEDULES, Call, _state, task_from_pb
-from appliance.model import Task, TaskEvent, TaskState
+from appliance.model import Task, TaskEvent, TaskState, WorkerStream
 from appliance.proto import queue_pb2 as pb
 
 
@@ -32,8 +32,25 @@ class Redrive:
     next_cursor: str  # empty: every dead letter was looked at
 
 
-def dead_filter(error: str = "", from_ms: int = 0, until_ms: int = 0) -> pb.DeadLetterFilter:
-    return pb.DeadLetterFilter(error_contains=error, dead_from_ms=from_ms, dead_until_ms=until_ms)
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Dead letters whose last error contains `error` (any case), dead in [from_ms, until_ms)
+    (0: open)."""
+
+    error: str = ""
+    from_ms: int = 0
+    until_ms: int = 0
+
+    def to_pb(self) -> pb.DeadLetterFilter:
+        return pb.DeadLetterFilter(
+            error_contains=self.error, dead_from_ms=self.from_ms, dead_until_ms=self.until_ms
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Workers:
+    now_ms: int  # the server's clock
+    streams: list[WorkerStream]
 
 
 def task_history(task_id: str, topic: str = "") -> Call[TaskHistory]:
@@ -61,11 +78,11 @@ def list_tasks(
 
 
 def redrive(
-    topic: str, requeue: bool, wanted: pb.DeadLetterFilter, scan_limit: int = 0, cursor: str = ""
+    topic: str, requeue: bool, wanted: DeadLetterFilter, scan_limit: int = 0, cursor: str = ""
 ) -> Call[Redrive]:
     req = pb.RedriveDeadLettersRequest(
         topic=topic,
-        filter=wanted,
+        filter=wanted.to_pb(),
         action=pb.REDRIVE_REQUEUE if requeue else pb.REDRIVE_PURGE,
         scan_limit=scan_limit,
         cursor=cursor,
@@ -73,8 +90,25 @@ def redrive(
     return Call("RedriveDeadLetters", req, lambda r: Redrive(r.count, r.scanned, r.next_cursor))
 
 
-def list_workers() -> Call[pb.ListWorkersResponse]:
-    return Call("ListWorkers", pb.ListWorkersRequest(), lambda r: r)
+def list_workers() -> Call[Workers]:
+    def decode(r: pb.ListWorkersResponse) -> Workers:
+        streams = [
+            WorkerStream(
+                w.stream_id,
+                w.worker_name,
+                w.server,
+                w.peer,
+                tuple(w.topics),
+                w.credits,
+                w.in_flight,
+                w.connected_ms,
+                w.last_seen_ms,
+            )
+            for w in r.workers
+        ]
+        return Workers(r.now_ms, streams)
+
+    return Call("ListWorkers", pb.ListWorkersRequest(), decode)
 
 
 def fire_schedule(schedule_id: str) -> Call[pb.FireScheduleResponse]:

@@ -197,10 +197,12 @@ class Client:
         topic: str,
         limit: int = 100,
         cursor: str = "",
-        wanted: pb.DeadLetterFilter | None = None,
+        wanted: browse.DeadLetterFilter | None = None,
     ) -> DeadLetterPage:
-        """Oldest first; `wanted` (browse.dead_filter) keeps only the matching ones."""
-        return self._run(common.list_dead_letters(topic, limit, cursor, wanted))
+        """Oldest first; `wanted` (browse.DeadLetterFilter) keeps only the matching ones."""
+        return self._run(
+            common.list_dead_letters(topic, limit, cursor, wanted.to_pb() if wanted else None)
+        )
 
     def requeue_dead_letters(
         self, topic: str, ids: Iterable[str] = (), payload: str | None = None
@@ -235,7 +237,7 @@ class Client:
         self,
         topic: str,
         requeue: bool,
-        wanted: pb.DeadLetterFilter,
+        wanted: browse.DeadLetterFilter,
         scan_limit: int = 0,
         cursor: str = "",
     ) -> browse.Redrive:
@@ -243,7 +245,7 @@ class Client:
         call looks at scan_limit of them at most (0: 10,000); go on with next_cursor."""
         return self._run(browse.redrive(topic, requeue, wanted, scan_limit, cursor))
 
-    def list_workers(self) -> pb.ListWorkersResponse:
+    def list_workers(self) -> browse.Workers:
         """The worker streams connected to any server."""
         return self._run(browse.list_workers())
 

@@ -14,7 +14,7 @@ import mimetypes
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import jinja2
 
@@ -349,8 +349,7 @@ class Console:
         matching += f" dead within {within}" if within else ""
         matching += " in the time range" if wanted.from_ms or wanted.until_ms else ""
         self._done(request, f"{action}d {count} dead letter(s) of {topic}{matching}")
-        back = {k: form.get(k, "") for k in ("topic", "error", "within", "from", "until", "tz")}
-        return redirect("/dead?" + urlencode(back))
+        return redirect(f"/dead?topic={quote(topic, safe='')}")
 
     def schedules(self, request: Request, _: list[str]) -> Response:
         client = self.client(request.token)

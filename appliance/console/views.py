@@ -11,10 +11,9 @@ import time
 from collections.abc import Iterator
 
 from appliance.client import Client, DeadLetter
-from appliance.client.browse import TaskPage, dead_filter
+from appliance.client.browse import DeadLetterFilter, TaskPage
 from appliance.errors import InvalidArgument
-from appliance.model import TaskState, TopicStats
-from appliance.proto import queue_pb2 as pb
+from appliance.model import TaskState, TopicStats, WorkerStream
 
 STATS_PAGE = 1000  # topics per GetStats call when the overview reads every topic
 STATS_FRESH_S = 5.0  # the overview reuses one reading of every topic this long
@@ -159,11 +158,11 @@ class DeadFilter:
     def empty(self) -> bool:
         return not (self.error or WITHIN.get(self.within) or self.from_ms or self.until_ms)
 
-    def to_pb(self, now_ms: int) -> pb.DeadLetterFilter:
+    def server_filter(self, now_ms: int) -> DeadLetterFilter:
         start, window = self.from_ms, WITHIN.get(self.within, 0)
         if window:
             start = max(start, now_ms - window)
-        return dead_filter(self.error, start, self.until_ms)
+        return DeadLetterFilter(self.error, start, self.until_ms)
 
 
 def local_ms(value: str, offset_min: str) -> int:
@@ -186,7 +185,7 @@ def dead_page(
 ) -> tuple[list[DeadLetter], str]:
     """One page of a topic's dead letters, those `wanted` matches (filtered by the server)."""
     now_ms = int(time.time() * 1000)
-    page = client.list_dead_letters(topic, DEAD_PAGE, cursor, wanted.to_pb(now_ms))
+    page = client.list_dead_letters(topic, DEAD_PAGE, cursor, wanted.server_filter(now_ms))
     return page.letters, page.next_cursor
 
 
@@ -196,7 +195,7 @@ def act_on_dead(client: Client, topic: str, wanted: DeadFilter, action: str) -> 
     if wanted.empty:
         call = client.requeue_dead_letters if action == "requeue" else client.purge_dead_letters
         return call(topic)
-    criteria, cursor, moved = wanted.to_pb(int(time.time() * 1000)), "", 0
+    criteria, cursor, moved = wanted.server_filter(int(time.time() * 1000)), "", 0
     for _ in range(REDRIVE_ROUNDS):
         done = client.redrive_dead_letters(topic, action == "requeue", criteria, cursor=cursor)
         moved += done.count
@@ -214,10 +213,10 @@ def task_page(
 
 @dataclasses.dataclass(frozen=True)
 class Worker:
-    stream: pb.WorkerStream
+    stream: WorkerStream
     seen_ago_s: float  # since the worker's last message
 
 
 def workers(client: Client) -> list[Worker]:
     found = client.list_workers()
-    return [Worker(w, max(found.now_ms - w.last_seen_ms, 0) / 1000) for w in found.workers]
+    return [Worker(w, max(found.now_ms - w.last_seen_ms, 0) / 1000) for w in found.streams]

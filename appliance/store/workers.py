@@ -9,26 +9,15 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from appliance.model import WorkerStream
 from appliance.store import codec
 from appliance.store.store import Store
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class WorkerStream:
-    stream_id: str
-    worker_name: str
-    server: str
-    peer: str
-    topics: tuple[str, ...]
-    credits: int
-    in_flight: int
-    connected_ms: int
-    last_seen_ms: int  # the worker's last message (ms, Redis clock)
-
-    def fields(self) -> dict[str, str]:
-        values = dataclasses.asdict(self)
-        values["topics"] = "\n".join(self.topics)
-        return {k: str(v) for k, v in values.items()}
+def _fields(s: WorkerStream) -> dict[str, str]:
+    values = dataclasses.asdict(s)
+    values["topics"] = "\n".join(s.topics)
+    return {k: str(v) for k, v in values.items()}
 
 
 def _stream(raw: Mapping[Any, Any]) -> WorkerStream:
@@ -59,7 +48,7 @@ class WorkerRegistry:
         commands: list[tuple[Any, ...]] = []
         for s in streams:
             key = self.keys.stream(s.stream_id)
-            commands += [("hset", key, None, None, s.fields()), ("pexpire", key, ttl_ms)]
+            commands += [("hset", key, None, None, _fields(s)), ("pexpire", key, ttl_ms)]
         commands.append(("zadd", self.keys.seen, {s.stream_id: now for s in streams}))
         await self.store.read("workers_report", *commands)
 

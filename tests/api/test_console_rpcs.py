@@ -12,10 +12,11 @@ import pytest
 import redis
 
 from appliance import AsyncClient
-from appliance.client.browse import dead_filter
+from appliance.client.browse import DeadLetterFilter
 from appliance.errors import InvalidArgument, NotFound
-from appliance.model import TaskState
+from appliance.model import TaskState, WorkerStream
 from appliance.proto import queue_pb2 as pb
+from tests.conftest import on_both
 from tests.store.helpers import snapshot
 
 
@@ -35,6 +36,7 @@ async def seed_dead(client: AsyncClient, topic: str, errors: dict[str, int]) -> 
     return ids
 
 
+@on_both
 async def test_history_of_a_task(client: AsyncClient) -> None:
     task_id = await client.enqueue("orders", "p")
     (task,) = await client.retrieve("orders")
@@ -50,6 +52,7 @@ async def test_history_of_a_task(client: AsyncClient) -> None:
         await client.task_history("")
 
 
+@on_both
 async def test_list_tasks_by_state_in_pages_and_by_id(client: AsyncClient) -> None:
     for i in range(5):
         await client.enqueue("jobs", "x" * 500, id=f"a-{i}", delay=i)
@@ -73,27 +76,29 @@ async def test_redrive_by_filter_is_one_call(
     client: AsyncClient, redis_client: redis.Redis
 ) -> None:
     await seed_dead(client, "bill", {"card declined": 3, "timeout at bank": 2})
-    page = await client.list_dead_letters("bill", wanted=dead_filter("CARD"))
+    page = await client.list_dead_letters("bill", wanted=DeadLetterFilter("CARD"))
     assert sorted(d.task.id for d in page.letters) == ["card-0", "card-1", "card-2"]
     before = snapshot(redis_client)
-    future = dead_filter("card", from_ms=2**50)
+    future = DeadLetterFilter("card", from_ms=2**50)
     assert (await client.redrive_dead_letters("bill", True, future)).count == 0
     assert snapshot(redis_client) == before
-    done = await client.redrive_dead_letters("bill", True, dead_filter("card"))
+    done = await client.redrive_dead_letters("bill", True, DeadLetterFilter("card"))
     assert (done.count, done.scanned, done.next_cursor) == (3, 5, "")
     left = await client.list_dead_letters("bill")
     assert sorted(d.task.id for d in left.letters) == ["timeout-0", "timeout-1"]
     assert (await client.get_task("card-1")).state == TaskState.PENDING
     # bounded per call: one dead letter looked at, then on with the cursor
-    step = await client.redrive_dead_letters("bill", False, dead_filter("timeout"), scan_limit=1)
+    step = await client.redrive_dead_letters(
+        "bill", False, DeadLetterFilter("timeout"), scan_limit=1
+    )
     assert (step.count, step.scanned) == (1, 1) and step.next_cursor
     rest = await client.redrive_dead_letters(
-        "bill", False, dead_filter("timeout"), cursor=step.next_cursor
+        "bill", False, DeadLetterFilter("timeout"), cursor=step.next_cursor
     )
     assert (rest.count, rest.next_cursor) == (1, "")
     assert (await client.list_dead_letters("bill")).letters == []
     with pytest.raises(InvalidArgument):
-        await client.redrive_dead_letters("bill", True, dead_filter(), scan_limit=-1)
+        await client.redrive_dead_letters("bill", True, DeadLetterFilter(), scan_limit=-1)
 
 
 async def test_requeue_with_an_edited_payload(
@@ -111,13 +116,14 @@ async def test_requeue_with_an_edited_payload(
     assert (history.events[-1].kind, history.events[-1].detail) == ("requeue", "payload edited")
 
 
+@on_both
 async def test_list_workers_shows_a_connected_stream(client: AsyncClient) -> None:
     await client.enqueue("jobs", "p")
     stream = await client.open_work({"jobs": 0, "other": 0}, 3, 30_000, name="w-test")
     try:
 
-        async def listed() -> pb.WorkerStream | None:
-            found = [w for w in (await client.list_workers()).workers if w.worker_name == "w-test"]
+        async def listed() -> WorkerStream | None:
+            found = [w for w in (await client.list_workers()).streams if w.worker_name == "w-test"]
             return found[0] if found and found[0].in_flight == 1 else None
 
         worker = None
@@ -136,7 +142,7 @@ async def test_list_workers_shows_a_connected_stream(client: AsyncClient) -> Non
     finally:
         await stream.close(clean=False)
     for _ in range(50):
-        if not any(w.worker_name == "w-test" for w in (await client.list_workers()).workers):
+        if not any(w.worker_name == "w-test" for w in (await client.list_workers()).streams):
             break
         await asyncio.sleep(0.1)
     else:

@@ -13,18 +13,18 @@ HOUR = 3_600_000
 
 
 def test_error_text_and_empty() -> None:
-    sent = DeadFilter("DECLINED").to_pb(NOW)
-    assert (sent.error_contains, sent.dead_from_ms, sent.dead_until_ms) == ("DECLINED", 0, 0)
+    sent = DeadFilter("DECLINED").server_filter(NOW)
+    assert (sent.error, sent.from_ms, sent.until_ms) == ("DECLINED", 0, 0)
     assert DeadFilter().empty and DeadFilter(within="").empty
     assert not DeadFilter("x", "7d").empty and not DeadFilter(until_ms=5).empty
 
 
 def test_within_and_a_range_make_one_window() -> None:
-    assert DeadFilter(within="1h").to_pb(NOW).dead_from_ms == NOW - HOUR
-    both = DeadFilter(within="24h", from_ms=NOW - HOUR, until_ms=NOW - 5).to_pb(NOW)
-    assert (both.dead_from_ms, both.dead_until_ms) == (NOW - HOUR, NOW - 5)  # the later start
-    wide = DeadFilter(within="1h", from_ms=NOW - 48 * HOUR).to_pb(NOW)
-    assert wide.dead_from_ms == NOW - HOUR
+    assert DeadFilter(within="1h").server_filter(NOW).from_ms == NOW - HOUR
+    both = DeadFilter(within="24h", from_ms=NOW - HOUR, until_ms=NOW - 5).server_filter(NOW)
+    assert (both.from_ms, both.until_ms) == (NOW - HOUR, NOW - 5)  # the later start
+    wide = DeadFilter(within="1h", from_ms=NOW - 48 * HOUR).server_filter(NOW)
+    assert wide.from_ms == NOW - HOUR
 
 
 def test_a_local_time_with_the_browser_s_offset() -> None:

@@ -158,8 +158,7 @@ def worker_stream(open_appliance: Appliance) -> Iterator[None]:
             await client.enqueue("idle", "work")
             stream = await client.open_work({"idle": 0}, 3, 60_000, name="console-worker")
             opened.set()
-            while not done.is_set():
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(done.wait, 60)
             await stream.close(clean=False)
 
     thread = threading.Thread(target=asyncio.run, args=(hold(),), daemon=True)

@@ -101,7 +101,7 @@ def test_an_action_without_the_right_csrf_token_or_from_another_site_is_refused(
     assert all("refused" in body for _, _, body in refused)
     assert dead_count(token_appliance, "billing") == before
     code, headers, _ = web.post("/topic/billing/requeue", {**ids, "csrf": csrf})
-    assert (code, headers["Location"]) == (303, "/console/topic/billing")
+    assert (code, headers["Location"]) == (303, "/console/topic/billing?show=dead")
     assert dead_count(token_appliance, "billing") == before - 1
     assert "requeued 1 dead letter(s) of billing" in web.get("/topic/billing")[2]
 

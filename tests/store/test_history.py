@@ -9,6 +9,7 @@ import redis
 
 from appliance.model import TaskEvent
 from appliance.store import Store
+from tests.conftest import on_both
 from tests.store.helpers import KEYS, seed_pending, seed_running
 
 
@@ -16,6 +17,7 @@ def kinds(events: list[TaskEvent]) -> list[str]:
     return [e.kind for e in events]
 
 
+@on_both
 async def test_a_task_s_life_is_its_history(store: Store, redis_client: redis.Redis) -> None:
     (task_id,) = await seed_pending(store, max_retries=5)
     task, events = await store.history(task_id)
@@ -50,6 +52,7 @@ async def test_a_task_s_life_is_its_history(store: Store, redis_client: redis.Re
     assert 0 < redis_client.pttl(key) <= store.settings.retention_ms
 
 
+@on_both
 async def test_the_history_is_bounded_and_keeps_the_newest(store: Store) -> None:
     (task_id,) = await seed_pending(store, max_retries=100)
     for n in range(20):
