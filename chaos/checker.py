@@ -149,9 +149,10 @@ class Counts:
     loss_window_ms: int | None = None  # the oldest lost acknowledgement before its Redis kill
 
 
-@dataclasses.dataclass(slots=True)
-class Verdict:
-    counts: Counts
+class Findings:
+    """What a check found (its dataclass holds `violations`): ok when none; the ids broken."""
+
+    __slots__ = ()
     violations: list[Violation]
 
     @property
@@ -160,6 +161,12 @@ class Verdict:
 
     def offending(self) -> list[str]:
         return sorted({v.task for v in self.violations if v.task != "-"})
+
+
+@dataclasses.dataclass(slots=True)
+class Verdict(Findings):
+    counts: Counts
+    violations: list[Violation]
 
 
 # -- the checks ---------------------------------------------------------------------------

@@ -228,7 +228,8 @@ def table(outcomes: list[Outcome]) -> str:
 
 RUN_HEADER = (
     "| workflow scenario | runs | succeeded | failed | canceled | unsettled | steps finished"
-    " | step executions (re-runs) | on_failure ran | signals in time / racing / late (timeouts)"
+    " | step executions (re-runs) | on_failure ran"
+    " | signal steps: in time / timed out (racing, late)"
     " | atp SIGKILLs | queue violations | run violations | run time | result |"
 )
 RUN_RULE = "|" + "---|" * 15
@@ -244,7 +245,7 @@ def run_row(o: Outcome) -> str:
     return (
         f"| {name} | {c.runs} | {c.succeeded} | {c.failed} | {c.canceled} | {c.unsettled}"
         f" | {c.steps} | {c.executions} ({c.reruns}) | {c.on_failure_ran}"
-        f" | {c.signals_in_time} / {c.signals_racing} / {c.signals_late} ({c.timeouts})"
+        f" | {c.signals_in_time} / {c.timeouts} ({c.signals_racing}, {c.signals_late})"
         f" | {c.server_kills} | {len(o.verdict.violations)} | {len(o.runs.violations)}"
         f" | {o.duration_s:.0f} s | {result} |"
     )

@@ -251,6 +251,39 @@ def server_kill(ctx: Context) -> None:
     ctx.healed()
 
 
+def lb_server_kill(ctx: Context) -> None:
+    """Two servers behind nginx, every client dialing nginx: SIGKILL one under load (its
+    streams and calls break, the clients reconnect through nginx to the other), restart it 1 s
+    later; 1 s after it serves again, the same to the other one. Notes how long the broken
+    streams took to reopen."""
+    topo = ctx.topology
+    ctx.produce(long_every=7)
+    ctx.at(3.0)
+    for server in topo.servers:
+        killed_ms = now_ms()
+        topo.kill_server(server)
+        ctx.note(f"SIGKILL {server.name} behind nginx")
+        time.sleep(1.0)
+        server.restart()
+        topo.wait_server_ready(server)
+        ctx.note(f"{server.name} serves again; {_reopened(topo, killed_ms)}")
+        time.sleep(1.0)
+    ctx.healed()
+
+
+def _reopened(topo: Topology, killed_ms: int) -> str:
+    """How long the worker streams broken by a kill at `killed_ms` took to reopen."""
+    took = []
+    for worker in topo.workers:
+        events = _events(topo.run_dir / f"{worker.name}.jsonl")
+        ended = [e for e in events if e["ev"] == "stream_end" and e["t_ms"] >= killed_ms]
+        if ended:
+            opened = [e["t_ms"] for e in events if e["ev"] == "stream" and "held" in e]
+            later = [t for t in opened if t >= ended[0]["t_ms"]]
+            took.append(f"{min(later) - killed_ms} ms" if later else "not yet")
+    return f"streams reopened after {', '.join(took) or 'none broke'}"
+
+
 def scheduler_kill(ctx: Context) -> None:
     """A 1 s interval schedule, three schedulers: SIGKILL the leader twice (restarting it),
     then SIGSTOP the leader past its lease and SIGCONT it; one task per tick throughout."""
@@ -739,6 +772,13 @@ SCENARIOS.update(
             f"stream_worker_stop with 20 s leases (> the {PAST_KEEPALIVE_S:.0f} s stop)",
             stream_stop_long_lease,
             dataclasses.replace(STREAM, concurrency=3, prefetch=6, lease_ms=20_000),
+        ),
+        Scenario(
+            "lb_server_kill",
+            "nginx + 2 servers, stream workers: SIGKILL each server in turn, restart it",
+            lb_server_kill,
+            dataclasses.replace(STREAM, lb_servers=2),
+            quick=True,
         ),
         Scenario(
             "stream_worker_stop",

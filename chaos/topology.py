@@ -26,6 +26,7 @@ from pathlib import Path
 from chaos.api import Api, connect
 from chaos.cluster import Cluster
 from chaos.history import LogWriter, now_ms
+from chaos.lb import Nginx
 from chaos.procs import Child, free_port, wait_for
 from chaos.toxics import Link, Toxiproxy
 
@@ -52,6 +53,8 @@ class Options:
     servers: int = 1  # atp --role=server processes; every one advances workflow runs, the
     # workers and producers use the first
     workflows: bool = False  # runs are checked too (chaos/runcheck.py)
+    lb_servers: int = 0  # > 0: instead, that many `atp --role=server` behind nginx
+    # (chaos/lb.py), which every client dials (no toxiproxy on the API side)
 
 
 class Redis:
@@ -106,13 +109,14 @@ class Topology:
         self.workers: list[Child] = []
         self.schedulers: list[Child] = []
         self.solo: Child | None = None
-        self.servers: list[Child] = []  # the advancing servers beyond the first
+        self.servers: list[Child] = []  # the advancing servers beyond the first (lb: all)
         self.addresses: dict[str, str] = {"server": self.api_address}  # server name -> API
         self.redis_link: Link | None = None
         self.grpc_link: Link | None = None
         self.solo_link: Link | None = None
         self.api: Api | None = None
         self.supervisor: Child | None = None
+        self.nginx: Nginx | None = None
         self.http_address = f"127.0.0.1:{free_port()}"
 
     # -- start and stop ---------------------------------------------------------------------
@@ -126,6 +130,8 @@ class Topology:
         else:
             self.redis.start()
             self.redis_link = self.toxiproxy.link("redis", self.redis.port)
+        if self.options.lb_servers:
+            return self._start_behind_lb()
         self._add(self._atp("server", "server", f"--grpc-addr={self.api_address}"))
         self.api = Api(self.api_address)
         if not wait_for(self.api.ready, 30):
@@ -137,12 +143,32 @@ class Topology:
             self.servers.append(server)
             self.addresses[server.name] = address
             self.wait_server_ready(server)
+        return self._start_roles(self.grpc_link.port)
+
+    def _start_behind_lb(self) -> Topology:
+        """`lb_servers` servers, nginx on the API port in front of them, the roles dialing it."""
+        self.addresses = {}
+        for n in range(1, self.options.lb_servers + 1):
+            address = f"127.0.0.1:{free_port()}"
+            server = self._add(self._atp(f"server-{n}", "server", f"--grpc-addr={address}"))
+            self.servers.append(server)
+            self.addresses[server.name] = address
+            self.wait_server_ready(server)
+        self.nginx = Nginx(self.run_dir, list(self.addresses.values()), port=self.api_port)
+        self.nginx.start()
+        self.api = Api(self.api_address)
+        if not wait_for(self.api.ready, 30):
+            raise RuntimeError(f"no API through nginx: {self.nginx.error_log()}")
+        return self._start_roles(self.api_port)
+
+    def _start_roles(self, api_port: int) -> Topology:
+        """Watchdogs, schedulers and the recording workers (dialing `api_port`)."""
         for n in range(1, self.options.watchdogs + 1):
             self._add(self._atp(f"watchdog-{n}", "watchdog"))
         for n in range(1, self.options.schedulers + 1):
             self.schedulers.append(self._add(self._atp(f"scheduler-{n}", "scheduler")))
         for n in range(1, self.options.workers + 1):
-            self.workers.append(self._add(self._worker(f"w{n}", self.grpc_link.port)))
+            self.workers.append(self._add(self._worker(f"w{n}", api_port)))
         if self.options.solo_worker:
             self.solo_link = self.toxiproxy.link("grpc-solo", self.api_port)
             self.solo = self._add(self._worker("solo", self.solo_link.port))
@@ -242,6 +268,8 @@ class Topology:
             child.stop(15)
         if self.api is not None:
             self.api.close()
+        if self.nginx is not None:
+            self.nginx.stop()
         if not self.options.appliance:
             self.toxiproxy.stop()
             self.redis.child.stop(10)

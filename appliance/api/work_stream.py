@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 RECHECK_S = 5.0  # an idle stream re-checks its topics at least this often (a lost wake-up)
 LOST_ERROR = "worker lost: its stream ended without a goodbye"
 GOODBYE_ERROR = "released: the worker said goodbye before settling"
+SILENT_S = 10.0  # a worker that pings (the SDK: every second) and sent nothing this long is lost
 MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
 ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
 REPORT_S = 5.0  # each stream rewrites its entry in the workers registry this often
@@ -144,6 +145,8 @@ class WorkStream:
         self.closed = False
         self.leaving = False  # the worker said goodbye: push nothing more
         self._pongs: set[asyncio.Task[None]] = set()
+        self.pinging = False  # the worker pings: its silence is a verdict (see _watch_silence)
+        self.heard_at = 0.0  # loop time of its latest message
         self._rotation = collections.deque(subscription.caps)
         self.stream_id = secrets.token_hex(6)  # names the stream in histories and the registry
         self.who = f"stream {self.stream_id} {subscription.name or '-'}"
@@ -172,6 +175,7 @@ class WorkStream:
             asyncio.create_task(self._answer(), name="atp-work-settle"),
             asyncio.create_task(self._renew(), name="atp-work-renew"),
             asyncio.create_task(self._watch_stop(), name="atp-work-stop"),
+            asyncio.create_task(self._watch_silence(), name="atp-work-silence"),
             asyncio.create_task(self._report(), name="atp-work-report"),
         ]
         try:
@@ -217,10 +221,23 @@ class WorkStream:
         await self.stopping.wait()
         self.close(End.SERVER_STOP)
 
+    async def _watch_silence(self) -> None:
+        """A worker that pings but sent nothing for SILENT_S is lost, as one that misses the
+        transport's keepalive (5 s + 5 s) is. Behind a proxy (nginx) the keepalive pings reach
+        only the proxy, which answers them; this finds a frozen worker there (ADR 0014)."""
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            await asyncio.sleep(SILENT_S / 10)
+            if self.pinging and loop.time() - self.heard_at > SILENT_S:
+                log.info("work stream of %r: no ping for %.0f s, lost", self.sub.name, SILENT_S)
+                self.close(End.LOST)
+
     async def _read(self, requests: AsyncIterator[pb.WorkRequest]) -> None:
         """Take the worker's messages; a broken or half-closed stream without goodbye is lost."""
+        loop = asyncio.get_running_loop()
         try:
             async for request in requests:
+                self.heard_at = loop.time()
                 self.last_seen_ms = int(time.time() * 1000)
                 kind = request.WhichOneof("kind")
                 if kind == "settle":
@@ -231,6 +248,7 @@ class WorkStream:
                     self.window += request.credit.credits
                     self.room.set()
                 elif kind == "ping":
+                    self.pinging = True
                     pong = asyncio.create_task(self._pong(request.ping.seq))
                     self._pongs.add(pong)
                     pong.add_done_callback(self._pongs.discard)
