@@ -504,10 +504,12 @@ class WorkStream:
 
     async def settle_held(self) -> None:
         """After the stream: release what it still holds, as its end says (see the table)."""
+        if self.end is End.SERVER_STOP:
+            return  # the store is closing: the registry entry expires (REPORT_TTL_MS)
         with contextlib.suppress(AtpError):
             await self.registry.forget(self.stream_id)
         leases = [(task_id, token) for token, task_id in self.held.items()]
-        if not leases or self.end is End.SERVER_STOP:
+        if not leases:
             return
         try:
             if self.end is End.LOST:
