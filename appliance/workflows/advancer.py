@@ -272,7 +272,7 @@ class Advancer:
         for step, task in zip(open_steps, tasks, strict=True):
             if task is None:  # the outbox record was not delivered yet (or got lost): again
                 if run.state in RUN_ACTIVE and step.state == StepState.SCHEDULED:
-                    await self.store.enqueue([_outbox_task(step)])
+                    await self.store.enqueue([_outbox_task(step)], index=False)
                 continue
             state, attempts = task["state"], int(task.get("attempt", 0))
             if state in ("SUCCEEDED", "DEAD", "CANCELED"):
@@ -367,7 +367,7 @@ class Advancer:
             )
             if await self.workflows.schedule_step(run.id, step.name, task) is None:
                 if spec.has_task:
-                    await self.store.enqueue([task])
+                    await self.store.enqueue([task], index=False)
                 dues.append(task.execute_at_ms)
         return None, dues
 
