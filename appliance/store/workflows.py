@@ -156,11 +156,34 @@ class WorkflowStore:
     async def schedule_step(self, run_id: str, step: str, task: NewTask) -> Refusal | None:
         """Record the step's task (the outbox); None when scheduled now."""
         reply = await self.store.run(
-            "step_schedule",
-            [self.store.keys.run(run_id)],
-            [step, task.id, task.topic, task.payload, task.execute_at_ms, task.max_retries],
+            "step_schedule", [self.store.keys.run(run_id)], _schedule_args(step, task)
         )
         return refusal("step_schedule", reply)
+
+    async def finish_and_schedule(
+        self, run_id: str, finish: tuple[Any, ...], ready: Sequence[tuple[str, NewTask]]
+    ) -> tuple[tuple[str, list[str]] | None, dict[str, str]]:
+        """A step's success (`finish`: finish_and_read's arguments after the run, its outcome
+        SUCCEEDED) and the steps it makes ready scheduled (`ready`: step, task), then the run
+        read, in one round trip: each script runs after the one before on the run's
+        connection and checks its own from-state. (finish_step's answer, the run's fields
+        after: which ready steps are SCHEDULED is read there, not from the scripts' answers,
+        which a replay after NOSCRIPT would make 'already done')."""
+        step, _, output, finished_ms, attempts, steps, on_failure = finish
+        key = self.store.keys.run(run_id)
+        args = [step, "SUCCEEDED", output, finished_ms, attempts, self.retention_ms, on_failure]
+
+        def build(pipe: Any) -> None:
+            self.store.scripts.queue(pipe, "step_finish", [key], [*args, *steps])
+            for name, task in ready:
+                self.store.scripts.queue(pipe, "step_schedule", [key], _schedule_args(name, task))
+            pipe.hgetall(key)
+
+        reply, *_, raw = await self.store.run_many("step_finish", build)
+        fields = {codec.text(k): codec.text(v) for k, v in raw.items()}
+        if refusal("step_finish", reply) is not None:
+            return None, fields
+        return (codec.text(reply[1]), [codec.text(t) for t in reply[2:]]), fields
 
     async def step_running(self, run_id: str, step: str, attempts: int) -> dict[str, str]:
         """Record the step's task as leased; the run's fields afterwards (read in the same
@@ -257,3 +280,7 @@ class WorkflowStore:
 
 
 TASK_FIELDS = ("state", "attempt", "result", "err", "finished")
+
+
+def _schedule_args(step: str, task: NewTask) -> list[Any]:
+    return [step, task.id, task.topic, task.payload, task.execute_at_ms, task.max_retries]

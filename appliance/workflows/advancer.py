@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, NotFound, WrongState
@@ -42,6 +44,13 @@ START_GRACE_MS = 30_000  # a run indexed this recently but not found yet: StartR
 PARALLEL = 16  # runs advanced at once (each its own run: no two calls touch one run)
 ERROR_PAUSE_S = 0.5
 Tasks = dict[str, dict[str, str] | None] | None  # a run's step tasks by step, read with it
+
+
+class Ending(NamedTuple):
+    """A WAITING step's end without a task: skipped, or failed (why in `text`)."""
+
+    text: str
+    skipped: bool
 
 
 RUN_CACHE = 10_000  # runs whose workflow is remembered (their reads take one round trip)
@@ -278,6 +287,10 @@ class Advancer:
             if state in ("SUCCEEDED", "DEAD", "CANCELED"):
                 ok = state == "SUCCEEDED"
                 text = task.get("result", "") if ok else _failure(state, task.get("err", ""))
+                folded = None if changed or not ok else await self._succeed(run, wf, step, task)
+                if folded is not None:  # finished, its children scheduled: one round trip
+                    changed = folded
+                    continue
                 moved, fields = await self._finish(run, wf, step.name, ok, text, task, attempts)
                 changed = fields if moved else changed
             elif state == "RUNNING" and (step.state != "RUNNING" or attempts != step.attempts):
@@ -327,36 +340,80 @@ class Advancer:
             await self.delete_tasks(done[1])
         return done is not None, fields
 
+    async def _succeed(
+        self, run: RunRecord, wf: Workflow, step: StepRecord, task: dict[str, str]
+    ) -> dict[str, str] | None:
+        """The hand-off: a step's task SUCCEEDED; record it and schedule the steps that makes
+        ready in one round trip (step_finish, then step_schedule for each, each checking its
+        from-state as ever), then write their tasks. The run's fields after; None when a step
+        it makes ready would end without a task (skipped, failed): the caller finishes it
+        the long way."""
+        finished, attempts = int(task.get("finished", 0)), int(task.get("attempt", 0))
+        if not finished:
+            return None
+        output = task.get("result", "")
+        done = dataclasses.replace(
+            step, state=StepState.SUCCEEDED, output=output, finished_ms=finished
+        )
+        after = dataclasses.replace(run, steps=tuple(done if s is step else s for s in run.steps))
+        plan = self._decide(after, wf)
+        if any(isinstance(d, Ending) for _, d in plan):
+            return None
+        ready = [(name, d) for name, d in plan if isinstance(d, NewTask)]
+        finish = (step.name, True, output, finished, attempts, wf.step_names, wf.on_failure)
+        recorded, fields = await self.workflows.finish_and_schedule(run.id, finish, ready)
+        if recorded is not None:
+            await self.delete_tasks(recorded[1])
+        latest = run_from_fields(run.id, fields, wf.step_names) if fields else None
+        if latest is not None and latest.state in RUN_ACTIVE:  # the outbox records, sent
+            steps = [latest.step(name) for name, t in ready if t.id]
+            tasks = [_outbox_task(s) for s in steps if s.state == StepState.SCHEDULED]
+            if tasks:
+                await self.store.enqueue(tasks, index=False)
+        return fields
+
     async def _schedule_ready(
         self, run: RunRecord, wf: Workflow
     ) -> tuple[dict[str, str] | None, list[int]]:
         """Schedule every WAITING step whose parents allow it: (the run's fields when a step
         finished (skipped, failed) and the run must be looked at again, else None; the due
         times of the steps scheduled)."""
+        dues: list[int] = []
+        for step, decision in self._decide(run, wf):
+            if isinstance(decision, Ending):
+                text, skipped = decision
+                return (await self._finish(run, wf, step, False, text, {}, 0, skipped))[1], dues
+            if await self.workflows.schedule_step(run.id, step, decision) is None:
+                if decision.id:
+                    await self.store.enqueue([decision], index=False)
+                dues.append(decision.execute_at_ms)
+        return None, dues
+
+    def _decide(self, run: RunRecord, wf: Workflow) -> list[tuple[str, NewTask | Ending]]:
+        """What each WAITING step whose parents allow it gets: its task (to schedule), or an
+        Ending (skipped, or failed: a `when` or template that failed). Stops at the first
+        Ending: the run must be read again after it."""
         outputs = {s.name: s.output for s in run.steps if s.state == StepState.SUCCEEDED}
         done = {s.name: s.state.value for s in run.steps if s.state not in STEP_OPEN}
-        dues: list[int] = []
+        out: list[tuple[str, NewTask | Ending]] = []
         for step in run.steps:
             if step.state != StepState.WAITING:
                 continue
             spec = wf.step(step.name)
             base = self._ready_since(run, spec)
             skip = _skipped_parents(run, spec) if base is None else ""
-            if base is not None and spec.when:
-                try:
-                    if not templates.holds(spec.when, run.input, outputs, done):
-                        skip = f"when is false: {spec.when}"
-                except ValueError as exc:
-                    return (await self._finish(run, wf, step.name, False, str(exc), {}, 0))[1], dues
-            if skip:  # its children may be ready (or skipped) now: look again
-                return (await self._finish(run, wf, step.name, False, skip, {}, 0, True))[1], dues
-            if base is None:
-                continue
-            failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
             try:
+                when = base is not None and spec.when
+                if when and not templates.holds(spec.when, run.input, outputs, done):
+                    skip = f"when is false: {spec.when}"
+                if skip:  # its children may be ready (or skipped) now: look again
+                    return [*out, (step.name, Ending(skip, True))]
+                if base is None:
+                    continue
+                failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
                 payload, due = _rendered(spec, run.input, outputs, failed, base)
             except ValueError as exc:
-                return (await self._finish(run, wf, step.name, False, str(exc), {}, 0))[1], dues
+                return [*out, (step.name, Ending(str(exc), False))]
             retries = self.settings.default_max_retries
             task = NewTask(
                 id=step_task_id(run.id, step.name) if spec.has_task else "",
@@ -365,11 +422,8 @@ class Advancer:
                 max_retries=retries if spec.max_retries is None else spec.max_retries,
                 execute_at_ms=due + spec.timeout_ms,
             )
-            if await self.workflows.schedule_step(run.id, step.name, task) is None:
-                if spec.has_task:
-                    await self.store.enqueue([task], index=False)
-                dues.append(task.execute_at_ms)
-        return None, dues
+            out.append((step.name, task))
+        return out
 
     @staticmethod
     def _ready_since(run: RunRecord, spec: Step) -> int | None:
