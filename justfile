@@ -66,6 +66,11 @@ run *args: setup
 console-budget: setup
     {{venv}}/bin/pytest -m slow tests/console/test_budget.py -s -q
 
+# 100,000 workflow runs waiting in a 3-day delay do not grow W7's hand-off latency; prints the
+# hand-off with none and with all of them waiting and the bytes per waiting run (~5-10 min).
+test-waiting *args: setup
+    {{venv}}/bin/pytest -m slow tests/workflows/test_many_waiting.py -s -q {{args}}
+
 # Build the real external clients the tests use (grpcurl; toxiproxy for chaos) into .tools/.
 tools:
     mkdir -p .tools

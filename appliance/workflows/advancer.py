@@ -53,6 +53,7 @@ class Ending(NamedTuple):
     skipped: bool
 
 
+WAITING_LOOK_MS = 3_600_000  # a run whose steps all wait in a delay: looked at this often
 RUN_CACHE = 10_000  # runs whose workflow is remembered (their reads take one round trip)
 
 
@@ -256,12 +257,14 @@ class Advancer:
     def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
         """A RUNNING step: the poll interval; else the earliest due time of a scheduled step
         (a task in its delay, a signal's deadline; `dues`: of those scheduled in this look);
-        at most a minute."""
+        at most WAITING_LOOK_MS ahead."""
         scheduled = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED]
         later = [due for due in [*scheduled, *dues] if due > now]
         if any(s.state == StepState.RUNNING for s in run.steps) or not later:
             return now + self.poll_ms
-        return min(min(later), now + 60_000)  # waiting in a delay: looked at when it is due
+        # Waiting in a delay: looked at when it is due, so runs waiting cost no work (a look
+        # an hour, a safety net: messages and CancelRun/SignalRun bring every change at once).
+        return min(min(later), now + WAITING_LOOK_MS)
 
     async def _observe(
         self, run: RunRecord, wf: Workflow, now: int, known: Tasks
