@@ -77,6 +77,11 @@ tools:
     test -x .tools/grpcurl || GOBIN="$PWD/.tools" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
     test -x .tools/toxiproxy-server || (GOBIN="$PWD/.tools" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0 && mv .tools/server .tools/toxiproxy-server)
 
+# Needs nginx (apt-get install nginx-light); runs deploy/nginx/atp.conf.template. About 2 minutes.
+# The role split behind nginx, slow tests: a server SIGKILLed under load, 70 s long poll and idle stream.
+lb-slow: setup
+    {{venv}}/bin/pytest -m slow tests/lb -q
+
 # Quick core figures (enqueue, fetch+ack, lateness) against a throwaway server + Redis.
 core-bench *args: setup
     {{python}} loadtest/core_bench.py {{args}}
@@ -119,6 +124,7 @@ chaos *scenarios: setup tools
     {{python}} -m chaos {{scenarios}}
 
 # The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart, supervisor
-# SIGKILL, stream worker SIGKILL, workflow advancing server SIGKILL): about 3 minutes.
+# SIGKILL, stream worker SIGKILL, server SIGKILL behind nginx, workflow advancing server
+# SIGKILL): about 3.5 minutes.
 chaos-quick: setup tools
     {{python}} -m chaos --quick

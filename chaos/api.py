@@ -57,12 +57,18 @@ class Api:
             return False
         return all(c.pending == 0 and c.running == 0 for c in counts.values())
 
-    def task(self, task_id: str) -> FinalTask:
-        try:
-            t = self.client.get_task(task_id)
-        except NotFound:
-            return FinalTask(MISSING)
-        return FinalTask(str(t.state), t.attempt, t.max_retries, t.topic, t.last_error[:200])
+    def task(self, task_id: str, topics: Iterable[str] = ()) -> FinalTask:
+        """GetTask by id alone; when that finds nothing, with each of `topics` (a task whose id
+        index was lost is still there: `by_id` False)."""
+        for topic in ("", *topics):
+            try:
+                t = self.client.get_task(task_id, topic)
+            except NotFound:
+                continue
+            return FinalTask(
+                str(t.state), t.attempt, t.max_retries, t.topic, t.last_error[:200], not topic
+            )
+        return FinalTask(MISSING)
 
     def dead_letters(self, topic: str) -> list[str]:
         ids: list[str] = []
@@ -80,7 +86,7 @@ class Api:
         """Every task named (MISSING when GetTask finds none), each topic's dead letters and
         counts, and each schedule (id -> creation time, ms) with the tasks of its ticks."""
         topics = list(topics)
-        tasks = {task_id: self.task(task_id) for task_id in sorted(set(task_ids))}
+        tasks = {task_id: self.task(task_id, topics) for task_id in sorted(set(task_ids))}
         finals = [self.schedule_final(s) for s in schedules]
         for s in finals:
             for task_id in tick_ids(s, schedules[s.id]):

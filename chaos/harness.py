@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from chaos.checker import FinalState, Verdict, check, failure_report
+from chaos.checker import Counts, FinalState, Verdict, check, failure_report
 from chaos.history import load_history
 from chaos.procs import ROOT, wait_for
 from chaos.runcheck import RunsFinal, RunVerdict, check_runs, run_failure_report
@@ -44,6 +44,8 @@ class Outcome:
     @property
     def ok(self) -> bool:
         runs_ok = not self.scenario.options.workflows or (self.runs is not None and self.runs.ok)
+        if self.scenario.measures_loss:  # its broken invariants are the measurement
+            return not self.error and self.verdict is not None and runs_ok
         return not self.error and self.verdict is not None and self.verdict.ok and runs_ok
 
 
@@ -88,12 +90,24 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
         outcome.verdict = check(history, final, scenario.restart_within_ms)
         if not outcome.verdict.ok:
             outcome.details = failure_report(outcome.verdict, history, final)
+        if history.redis_kills:
+            outcome.notes.append(loss_note(outcome.verdict.counts))
         if runs is not None:
             outcome.runs = check_runs(history, runs)
             if not outcome.runs.ok:
                 report = run_failure_report(outcome.runs, history, runs)
                 outcome.details = "\n".join(filter(None, [outcome.details, report]))
     return outcome
+
+
+def loss_note(c: Counts) -> str:
+    """What the Redis master kills cost: acknowledged enqueues and Acks lost, and the window."""
+    window = "-" if c.loss_window_ms is None else f"{c.loss_window_ms} ms"
+    return (
+        f"across the master kills: {c.lost} acknowledged enqueue(s) lost, {c.unindexed} found"
+        f" only with their topic (id index lost), {c.acks_lost} accepted Ack(s) undone,"
+        f" {c.stuck} stuck; loss window (oldest lost acknowledgement before its kill): {window}"
+    )
 
 
 def log_errors(run_dir: Path) -> list[str]:
@@ -190,6 +204,8 @@ def row(o: Outcome) -> str:
     c = o.verdict.counts
     drain = f"{o.heal_to_drain_s:.1f} s" if o.heal_to_drain_s is not None else "not drained"
     result = "pass" if o.ok else f"FAIL ({len(o.verdict.violations)})"
+    if o.scenario.measures_loss and o.ok:
+        result = f"measured ({len(o.verdict.violations)} broken)"
     restart = "-"
     if c.interrupted:
         slowest = "never" if c.restart_max_ms is None else f"{c.restart_max_ms} ms"
@@ -212,7 +228,8 @@ def table(outcomes: list[Outcome]) -> str:
 
 RUN_HEADER = (
     "| workflow scenario | runs | succeeded | failed | canceled | unsettled | steps finished"
-    " | step executions (re-runs) | on_failure ran | signals in time / racing / late (timeouts)"
+    " | step executions (re-runs) | on_failure ran"
+    " | signal steps: in time / timed out (racing, late)"
     " | atp SIGKILLs | queue violations | run violations | run time | result |"
 )
 RUN_RULE = "|" + "---|" * 15
@@ -228,7 +245,7 @@ def run_row(o: Outcome) -> str:
     return (
         f"| {name} | {c.runs} | {c.succeeded} | {c.failed} | {c.canceled} | {c.unsettled}"
         f" | {c.steps} | {c.executions} ({c.reruns}) | {c.on_failure_ran}"
-        f" | {c.signals_in_time} / {c.signals_racing} / {c.signals_late} ({c.timeouts})"
+        f" | {c.signals_in_time} / {c.timeouts} ({c.signals_racing}, {c.signals_late})"
         f" | {c.server_kills} | {len(o.verdict.violations)} | {len(o.runs.violations)}"
         f" | {o.duration_s:.0f} s | {result} |"
     )

@@ -204,6 +204,7 @@ class History:
     runs: dict[str, RunStarted] = dataclasses.field(default_factory=dict)  # workflow runs
     run_calls: dict[str, list[RunCall]] = dataclasses.field(default_factory=dict)  # by run
     server_kills: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # atp side
+    redis_kills: list[int] = dataclasses.field(default_factory=list)  # a Redis master's SIGKILL
 
     def death_after(self, worker: str, t_ms: int) -> int | None:
         """When `worker` was first SIGKILLed at or after `t_ms` (None: it was not)."""
@@ -228,6 +229,14 @@ def load_history(directory: Path) -> History:
         for event in read_events(path):
             _apply(history, open_runs, event)
     return history
+
+
+def _kill(history: History, ev: dict[str, Any]) -> None:
+    """A worker's SIGKILL, or a Redis master's (cluster_failover)."""
+    if ev["ev"] == "redis_kill":
+        history.redis_kills.append(ev["t_ms"])
+    else:
+        history.kills.append((ev["worker"], ev["t_ms"]))
 
 
 def _apply(history: History, runs: dict[str, Execution], ev: dict[str, Any]) -> None:
@@ -256,8 +265,8 @@ def _apply(history: History, runs: dict[str, Execution], ev: dict[str, Any]) -> 
         )
         runs[run.token] = run
         history.executions.append(run)
-    elif kind == "kill":
-        history.kills.append((ev["worker"], ev["t_ms"]))
+    elif kind in ("kill", "redis_kill"):
+        _kill(history, ev)
     elif kind == "kill_server":
         history.server_kills.append((ev["process"], ev["t_ms"]))
     elif kind == "run_start":

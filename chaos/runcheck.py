@@ -38,7 +38,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from chaos.checker import Violation
+from chaos.checker import Findings, Violation
 from chaos.history import OK, REPEAT, WRONG_STATE, Execution, History, RunCall
 
 RUN_ENDS, STEP_ORDER, PARENTS_DELAY = "run-ends", "step-order", "parents-delay"
@@ -171,24 +171,17 @@ class RunCounts:
     executions: int = 0  # deliveries of step tasks
     reruns: int = 0  # deliveries beyond one per step task (retries, expired leases)
     on_failure_ran: int = 0
-    signals_in_time: int = 0  # signal steps whose kept signal answered before the deadline
-    signals_late: int = 0  # ... sent after it
-    signals_racing: int = 0  # ... sent before and answered after it (either outcome is right)
-    timeouts: int = 0  # signal steps that timed out
+    signals_in_time: int = 0  # timed signal steps that succeeded (arrival by the deadline)
+    signals_late: int = 0  # ... that timed out, their signal sent after the deadline
+    signals_racing: int = 0  # ... that timed out, their signal sent before and answered after
+    timeouts: int = 0  # timed signal steps that timed out (with a signal or none)
     server_kills: int = 0
 
 
 @dataclasses.dataclass(slots=True)
-class RunVerdict:
+class RunVerdict(Findings):
     counts: RunCounts
     violations: list[Violation]
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def offending(self) -> list[str]:
-        return sorted({v.task for v in self.violations if v.task != "-"})
 
 
 def step_task(run_id: str, step: str) -> str:
@@ -512,7 +505,10 @@ class RunCheck:
 
 
 def signal_timing(history: History, final: RunsFinal, counts: RunCounts) -> None:
-    """Count how each timed signal step's kept signal fell against its deadline."""
+    """Count how each timed signal step ended against its deadline: succeeded (its arrival, the
+    step's finish, was checked against the deadline), timed out with its kept signal sent after
+    the deadline (late), or timed out with it sent before and answered after the deadline
+    (racing: its arrival is not visible from outside, so either outcome is right)."""
     for run_id, fr in final.runs.items():
         flow = final.flows.get(fr.workflow)
         if flow is None:
@@ -521,20 +517,18 @@ def signal_timing(history: History, final: RunsFinal, counts: RunCounts) -> None
             fs = fr.step(spec.name)
             if not spec.signal or not spec.timeout_ms or fs is None:
                 continue
-            counts.timeouts += fs.state == "FAILED"
-            calls = [
+            counts.signals_in_time += fs.state == "SUCCEEDED"
+            if fs.state != "FAILED":
+                continue
+            counts.timeouts += 1
+            kept = [
                 c
                 for c in history.run_calls.get(run_id, [])
                 if c.kind == "signal" and c.name == spec.signal and c.result == OK
             ]
-            if not calls:
-                continue
-            c = calls[0]
-            if c.done_ms < fs.due_ms:
-                counts.signals_in_time += 1
-            elif c.sent_ms > fs.due_ms:
+            if kept and kept[0].sent_ms > fs.due_ms:
                 counts.signals_late += 1
-            else:
+            elif kept and kept[0].done_ms >= fs.due_ms:
                 counts.signals_racing += 1
 
 

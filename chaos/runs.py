@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import random
 import sys
@@ -20,32 +21,36 @@ from pathlib import Path
 from typing import TypeVar
 
 from appliance import AsyncClient
+from appliance.client import Workflow
 from appliance.errors import AtpError, WrongState
-from appliance.proto import queue_pb2 as pb  # the public proto's generated code
 from chaos.flows import FLOWS, ORDER_TIMEOUT_MS
 from chaos.history import OK, REPEAT, WRONG_STATE, LogWriter, now_ms
+from chaos.producer import retrying
 from chaos.runcheck import FlowSpec
 
 T = TypeVar("T")
 C_MODES = {"ok": 80, "fail_once": 10, "dead": 10}  # diamond's step c
 
 
-def to_pb(flow: FlowSpec) -> pb.Workflow:
-    steps = [
-        pb.WorkflowStep(
-            name=s.name,
-            topic=s.topic,
-            payload=s.payload,
-            after=list(s.after),
-            after_any=s.after_any,
-            delay_ms=s.delay_ms,
-            on_failure=s.on_failure,
-            signal=s.signal,
-            timeout_ms=s.timeout_ms,
-        )
-        for s in flow.steps
-    ]
-    return pb.Workflow(name=flow.name, steps=steps)
+def to_sdk(flow: FlowSpec) -> Workflow:
+    """The definition through the SDK's builder."""
+    built = Workflow(flow.name)
+    for s in flow.steps:
+        delay = dt.timedelta(milliseconds=s.delay_ms)
+        if s.signal:
+            timeout = dt.timedelta(milliseconds=s.timeout_ms)
+            built.signal(s.name, s.signal, after=s.after, timeout=timeout, delay=delay)
+        else:
+            built.step(
+                s.name,
+                s.topic,
+                s.payload,
+                after=s.after,
+                after_any=s.after_any,
+                delay=delay,
+                on_failure=s.on_failure,
+            )
+    return built
 
 
 class RunProducer:
@@ -55,24 +60,11 @@ class RunProducer:
         self.ns = ns
 
     async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Retry transport errors (the id makes a repeat harmless) until --give-up passes."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.ns.give_up
-        pause = 0.1
-        while True:
-            try:
-                return await call()
-            except WrongState:
-                raise
-            except AtpError:
-                if loop.time() > give_up:
-                    raise
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
+        return await retrying(call, self.ns.give_up)
 
     async def put_workflows(self) -> None:
         for flow in FLOWS.values():
-            await self.retrying(lambda f=flow: self.client.put_workflow(to_pb(f)))  # type: ignore[misc]
+            await self.retrying(lambda f=flow: self.client.put_workflow(to_sdk(f)))  # type: ignore[misc]
 
     async def one(self, n: int, rng: random.Random) -> None:
         run_id = f"run-{n:05d}"

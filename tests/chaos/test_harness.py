@@ -21,6 +21,7 @@ def test_the_quick_subset_includes_the_stream_worker_kill_and_the_advance_kill()
         "redis_restart",
         "supervisor_kill",
         "stream_worker_kill",
+        "lb_server_kill",
         "workflow_advance_kill",
     ]
     flows = [name for name, s in SCENARIOS.items() if s.options.workflows]
@@ -71,7 +72,7 @@ def test_a_workflow_scenario_gets_a_row_in_the_runs_table(tmp_path: Path) -> Non
     head = lines.index(next(line for line in lines if line.startswith("| workflow scenario")))
     assert lines[head].count("|") == lines[head + 1].count("|") == 16
     assert lines[head + 2] == (
-        "| workflow_advance_kill | 150 | 112 | 31 | 7 | 0 | 578 | 541 (8) | 31 | 26 / 1 / 8 (22)"
+        "| workflow_advance_kill | 150 | 112 | 31 | 7 | 0 | 578 | 541 (8) | 31 | 26 / 22 (1, 8)"
         " | 5 | 0 | 0 | 31 s | pass |"
     )
     assert passed.ok and not broken.ok and lines[head + 3].endswith("| 1 | 31 s | FAIL |")

@@ -396,7 +396,13 @@ def test_a_signal_racing_its_deadline_may_go_either_way() -> None:
     assert order(due - 2, due - 3).check().ok  # arrived just before: succeeded
     racing = order(None, due - 3)  # sent before, answered after: it may have arrived late
     racing.history.run_calls[RUN][0].done_ms = due + 3
-    assert racing.check().ok
+    verdict = racing.check()
+    assert verdict.ok
+    c = verdict.counts
+    assert (c.signals_in_time, c.timeouts, c.signals_racing, c.signals_late) == (0, 1, 1, 0)
+    c = order(None, due + 10).check().counts
+    assert (c.signals_in_time, c.timeouts, c.signals_racing, c.signals_late) == (0, 1, 0, 1)
+    assert order(due - 2, due - 3).check().counts.signals_in_time == 1
 
 
 def test_a_success_with_a_signal_sent_after_the_deadline_is_caught() -> None:
