@@ -110,6 +110,16 @@ def common_flags() -> argparse.ArgumentParser:
     return p
 
 
+def paging_flags(cmd: argparse.ArgumentParser, default: int, limit_help: str) -> None:
+    """--limit N and --cursor C of a command that lists page by page."""
+    cmd.add_argument("--limit", type=count, default=default, metavar="N", help=limit_help)
+    cmd.add_argument(
+        "--cursor",
+        default="",
+        help="Continue after this cursor (the previous page prints it as 'more: --cursor ...').",
+    )
+
+
 def parser(schedule_verbs: bool = True) -> argparse.ArgumentParser:
     """The `atp COMMAND` parser; without `schedule_verbs` the schedule command is listed but
     its verbs (which import the generated gRPC code) are left out, for a quicker start."""
@@ -130,17 +140,8 @@ def parser(schedule_verbs: bool = True) -> argparse.ArgumentParser:
     _dlq_commands(command("dlq"), common)
     stats = command("stats", [common])
     stats.add_argument("topics", nargs="*", help="Topics to show (default: every topic).")
-    stats.add_argument(
-        "--limit",
-        type=count,
-        default=0,
-        metavar="N",
-        help="Most topics per page when listing every topic (default: the server's, 1000).",
-    )
-    stats.add_argument(
-        "--cursor",
-        default="",
-        help="Continue after this cursor (the previous page prints it as 'more: --cursor ...').",
+    paging_flags(
+        stats, 0, "Most topics per page when listing every topic (default: the server's, 1000)."
     )
     stats.set_defaults(run=cmd_stats)
     schedule = command("schedule")
@@ -212,18 +213,7 @@ def _dlq_commands(dlq: argparse.ArgumentParser, common: argparse.ArgumentParser)
     what = "list a topic's dead letters, oldest first"
     ls = verbs.add_parser("list", parents=[common], help=what, description=what)
     ls.add_argument("topic", help="The topic whose dead letters to list.")
-    ls.add_argument(
-        "--limit",
-        type=count,
-        default=100,
-        metavar="N",
-        help="Most dead letters to show (default 100, at most 1000).",
-    )
-    ls.add_argument(
-        "--cursor",
-        default="",
-        help="Continue after this cursor (the previous page prints it as 'more: --cursor ...').",
-    )
+    paging_flags(ls, 100, "Most dead letters to show (default 100, at most 1000).")
     ls.set_defaults(run=cmd_dlq_list)
     for verb, run, what in (
         ("requeue", cmd_dlq_requeue, "put dead letters back in the queue, due now"),

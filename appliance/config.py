@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from appliance import times
 from appliance.errors import ConfigError
@@ -30,7 +31,9 @@ class Settings:
     server_addr: str = ""  # where workers and the CLI reach the API; empty: derived from grpc_addr
     http_addr: str = "127.0.0.1:9100"
     console_addr: str = ""  # the console role's HTTP address; empty: <data_dir>/console.sock
-    redis_url: str = ""  # empty: the embedded redis-server (role all) or redis://127.0.0.1:6379/0
+    # empty: the embedded redis-server (role all) or redis://127.0.0.1:6379/0; a Redis Cluster:
+    # redis+cluster://[user:password@]host:port[,host:port...] (see redis_cluster_nodes)
+    redis_url: str = ""
     key_prefix: str = "atp"
     data_dir: str = "./atp-data"
     # Limits
@@ -50,6 +53,8 @@ class Settings:
     claim_memo_ms: int = 60_000
     redis_timeout_ms: int = 2_000  # a Redis call not answered within it fails (never retried)
     redis_max_connections: int = 64
+    durability: str = "local"  # local | replicated: a write is acknowledged once a replica has it
+    durability_timeout_ms: int = 1_000  # replicated: how long a write waits for its replica
     # Processes (the supervisor, `atp --role=...`)
     log_level: str = "info"
     workers: int = 0  # worker processes; 0 = number of CPUs
@@ -102,6 +107,7 @@ class Settings:
             "redis_timeout_ms",
             "redis_max_connections",
             "grpc_max_message_bytes",
+            "durability_timeout_ms",
         )
         _check_non_negative(self, "max_wait_ms", "default_max_retries", "retention_ms", "workers")
         _check_positive(
@@ -130,8 +136,16 @@ class Settings:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"log_level: {self.log_level!r} is not debug|info|warning|error")
         _check_non_negative(self, "scheduler_lookahead_ms", "scheduler_misfire_grace_ms")
+        check_redis_url(self.redis_url)
         if self.redis_fsync not in {"always", "everysec"}:
             raise ConfigError(f"redis_fsync: {self.redis_fsync!r} is not always|everysec")
+        if self.durability not in {"local", "replicated"}:
+            raise ConfigError(f"durability: {self.durability!r} is not local|replicated")
+        if self.durability_timeout_ms >= self.redis_timeout_ms:
+            raise ConfigError(
+                f"durability_timeout_ms: must be below redis_timeout_ms ({self.redis_timeout_ms}),"
+                f" got {self.durability_timeout_ms!r}"
+            )
         if self.leader_ttl_ms < 300:
             raise ConfigError(f"leader_ttl_ms: must be >= 300, got {self.leader_ttl_ms!r}")
         if self.visibility_timeout_ms > self.max_visibility_timeout_ms:
@@ -161,6 +175,60 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterURL:
+    """A `redis+cluster://[user:password@]host:port[,host:port...][/0]` URL: the seed nodes
+    the cluster client asks for the slot map (any one answering is enough; docs/adr/0012)."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False  # rediss+cluster://
+
+
+def redis_cluster_nodes(url: str) -> ClusterURL | None:
+    """The cluster a `redis+cluster://` URL names; None for a single-Redis URL. ConfigError
+    naming redis_url for a malformed one (no node, a node without a port, a database other
+    than 0: a cluster has only database 0)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in CLUSTER_SCHEMES:
+        return None
+    auth, at, hosts = rest.rpartition("@")
+    hosts, _, path = hosts.partition("/")
+    if path.strip("/") not in ("", "0"):
+        raise ConfigError(f"redis_url: {url!r}: a Redis Cluster has only database 0")
+    nodes: list[tuple[str, int]] = []
+    for node in hosts.split(","):
+        host, colon, port = node.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"redis_url: {url!r}: each cluster node must be host:port, got {node!r}"
+            )
+        nodes.append((host.strip("[]"), int(port)))
+    user, _, password = auth.partition(":") if at else ("", "", "")
+    return ClusterURL(
+        tuple(nodes),
+        unquote(user) or None,
+        unquote(password) or None,
+        tls=scheme == "rediss+cluster",
+    )
+
+
+def check_redis_url(url: str) -> None:
+    """ConfigError naming redis_url unless it is empty, a redis://, rediss:// or unix:// URL,
+    or a well-formed cluster URL."""
+    if not url or redis_cluster_nodes(url) is not None:
+        return
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        known = ", ".join(f"{s}://" for s in (*REDIS_SCHEMES, *CLUSTER_SCHEMES))
+        raise ConfigError(f"redis_url: {url!r} is not a Redis URL (one of {known})")
+
+
 def _check_positive(settings: Settings, *names: str) -> None:
     for name in names:
         if getattr(settings, name) <= 0:
@@ -183,8 +251,9 @@ HELP = {
     "it also serves the console at /console/ (proxied to console_addr).",
     "console_addr": "Address the console role listens on, host:port; empty: the unix socket "
     "<data_dir>/console.sock. The supervisor proxies http_addr/console/ to it.",
-    "redis_url": "Redis to use, e.g. redis://127.0.0.1:6379/0; empty: --role=all starts an "
-    "embedded redis-server, other roles use redis://127.0.0.1:6379/0.",
+    "redis_url": "Redis to use, e.g. redis://127.0.0.1:6379/0, or a Redis Cluster as "
+    "redis+cluster://host:port,host:port (rediss+cluster:// for TLS); empty: --role=all starts "
+    "an embedded redis-server, other roles use redis://127.0.0.1:6379/0.",
     "key_prefix": "Prefix of every Redis key, so several appliances can share one Redis.",
     "data_dir": "Directory of the embedded Redis's data (AOF) and of generated state such as "
     "the admin token.",
@@ -203,6 +272,10 @@ HELP = {
     "claim_memo_ms": "How long a Retrieve's result is remembered so a retried call gets it again.",
     "redis_timeout_ms": "Socket timeout of each Redis call.",
     "redis_max_connections": "Redis connections per process, at most.",
+    "durability": "When a state change is acknowledged: local (once the Redis master ran it) or "
+    "replicated (once one replica also has it, WAIT 1; docs/adr/0013-durability.md).",
+    "durability_timeout_ms": "With durability replicated: how long a write waits for a replica "
+    "before the call fails UNAVAILABLE (the write may or may not survive; retry it).",
     "log_level": "Log level: debug, info, warning or error.",
     "workers": "Worker processes for --role=all or worker; 0: one per CPU.",
     "worker_concurrency": "Tasks one worker process runs at once (a topic may cap it lower).",

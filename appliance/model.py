@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Any, Generic, TypeVar
 
 
 class TaskState(enum.StrEnum):
@@ -27,14 +28,20 @@ LIVE_STATES = frozenset({TaskState.PENDING, TaskState.RUNNING})
 """States the queue itself moves a task out of."""
 
 
+StateT = TypeVar("StateT", bound=enum.StrEnum)
+
+
 @dataclasses.dataclass(frozen=True)
-class Transition:
-    source: TaskState | None  # None: the task does not exist yet
-    target: TaskState | None  # None: the record is gone
+class Transition(Generic[StateT]):
+    """One allowed move of a lifecycle and the Lua script that makes it. The task lifecycle's
+    table is below; workflow runs and steps (appliance/workflows/model.py) use the same type."""
+
+    source: StateT | None  # None: the record does not exist yet
+    target: StateT | None  # None: the record is gone
     script: str  # the Lua script (appliance/store/lua/<script>.lua) that makes the move
 
 
-TRANSITIONS: tuple[Transition, ...] = (
+TRANSITIONS: tuple[Transition[TaskState], ...] = (
     # Enqueue: a new task waits for its due time.
     Transition(None, TaskState.PENDING, "enqueue"),
     # Retrieve: a due task is leased to one consumer under a fresh token.
@@ -67,8 +74,13 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 
 
-def allowed(source: TaskState | None, target: TaskState | None) -> bool:
-    return any(t.source == source and t.target == target for t in TRANSITIONS)
+def allowed(
+    source: enum.StrEnum | None,
+    target: enum.StrEnum | None,
+    table: tuple[Transition[Any], ...] = TRANSITIONS,
+) -> bool:
+    """Whether `table` (the task lifecycle unless named) has the move source -> target."""
+    return any(t.source == source and t.target == target for t in table)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

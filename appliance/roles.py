@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from appliance import tracing
-from appliance.config import Settings
+from appliance.config import Settings, redis_cluster_nodes
 from appliance.errors import EXIT_CONFIG, ConfigError
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,10 @@ async def wait_for_redis(settings: Settings, stop: asyncio.Event) -> bool:
     def check() -> str | None:
         if url.startswith("rediss://"):  # TLS options live in the URL for redis-py: only dial
             return None if accepts(local_address(resp.where(url))) else "no connection yet"
+        if url.startswith("rediss+cluster://"):  # the same, for any one seed node
+            cluster = redis_cluster_nodes(url)
+            nodes = cluster.nodes if cluster else ()
+            return None if any(accepts(node) for node in nodes) else "no connection yet"
         return embedded_redis.ping(url)
 
     return await wait_until(check, where, stop, first_s=0.5)

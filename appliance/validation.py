@@ -17,14 +17,18 @@ MAX_DELAY_MS = 10 * 365 * 86_400_000  # ten years
 MAX_RETRIES_LIMIT = 1000
 
 
-def topic(value: str, field: str = "topic") -> str:
+def matching(value: str, field: str, pattern: re.Pattern[str], rule: str) -> str:
+    """`value` when it is not empty and `pattern` matches all of it; else InvalidArgument
+    naming the field, the value (cut short) and the `rule` it breaks."""
     if not value:
         raise InvalidArgument(f"{field} is empty")
-    if not TOPIC_RE.fullmatch(value):
-        raise InvalidArgument(
-            f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9._:-]"
-        )
+    if not pattern.fullmatch(value):
+        raise InvalidArgument(f"{field} {value[:140]!r} must be {rule}")
     return value
+
+
+def topic(value: str, field: str = "topic") -> str:
+    return matching(value, field, TOPIC_RE, "1-128 characters of [A-Za-z0-9._:-]")
 
 
 def task_id(value: str, field: str = "id") -> str:

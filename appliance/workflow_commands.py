@@ -19,7 +19,7 @@ from google.protobuf import json_format
 
 from appliance import times
 from appliance.client.sync import Client
-from appliance.commands import UsageError, count
+from appliance.commands import UsageError, count, paging_flags
 from appliance.proto import queue_pb2 as pb
 from appliance.schedule_commands import as_dict
 
@@ -39,14 +39,23 @@ RUN_VERBS = {
 Verb = Callable[[Client, argparse.Namespace, TextIO], None]
 
 
-def add_workflow_verbs(cmd: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+def _verb_adder(
+    cmd: argparse.ArgumentParser, common: argparse.ArgumentParser, summaries: dict[str, str]
+) -> Callable[[str, Verb], argparse.ArgumentParser]:
+    """A function that adds verb `name` (described by `summaries`) running `run`."""
     sub = cmd.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, run: Verb) -> argparse.ArgumentParser:
-        what = WORKFLOW_VERBS[name]
+        what = summaries[name]
         p = sub.add_parser(name, parents=[common], help=what, description=what)
         p.set_defaults(run=lambda client, ns: run(client, ns, sys.stdout))
         return p
+
+    return verb
+
+
+def add_workflow_verbs(cmd: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    verb = _verb_adder(cmd, common, WORKFLOW_VERBS)
 
     verb("put", _put).add_argument(
         "file", help="The definition, YAML or JSON: {name, steps: [{name, topic, ...}]}."
@@ -61,13 +70,7 @@ def add_workflow_verbs(cmd: argparse.ArgumentParser, common: argparse.ArgumentPa
 
 
 def add_run_verbs(cmd: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
-    sub = cmd.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def verb(name: str, run: Verb) -> argparse.ArgumentParser:
-        what = RUN_VERBS[name]
-        p = sub.add_parser(name, parents=[common], help=what, description=what)
-        p.set_defaults(run=lambda client, ns: run(client, ns, sys.stdout))
-        return p
+    verb = _verb_adder(cmd, common, RUN_VERBS)
 
     start = verb("start", _start)
     start.add_argument("workflow", help="The workflow to run (its latest version).")
@@ -78,8 +81,7 @@ def add_run_verbs(cmd: argparse.ArgumentParser, common: argparse.ArgumentParser)
     runs = verb("list", _runs)
     runs.add_argument("--workflow", default="", help="Only this workflow's runs.")
     runs.add_argument("--state", default="", help="PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED.")
-    runs.add_argument("--limit", type=count, default=0, help="Runs per page (default 100).")
-    runs.add_argument("--cursor", default="", help="Continue after this cursor.")
+    paging_flags(runs, 0, "Runs per page (default 100).")
     signal = verb("signal", _signal)
     signal.add_argument("run_id", help="The run's id, as run start printed it.")
     signal.add_argument("name", help="The signal's name (a step's `signal`).")

@@ -51,7 +51,13 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "w3_lease_s": (0.0, 2.0),  # 0: the SDK Worker's default lease
     "w6_background_per_s": (1_000, 1_000),
     "w1_drain_limit_s": (20.0, 15.0),
+    "w7_runs": (3_000, 300),  # 3-step chains enqueued before the worker starts
+    "w7_handoff_runs": (500, 60),  # chains started W7_GAP_MS apart on a running worker
+    "w7_waiting_runs": (10_000, 1_000),  # runs waiting in a 3-day delay step (bytes)
 }
+W7_STEPS = 3
+W7_GAP_MS = 20.0
+W7_DRAIN_LIMIT_S = 60.0
 
 
 def sized(name: str, short: bool) -> Any:
@@ -499,4 +505,45 @@ def recovery(
         "unfinished": len(everything - completions.keys()),
         "completed_twice": sum(1 for c in completions.values() if c > 1),
         "cap_s": cap_s,
+    }
+
+
+# -- W7: 3-step chains ---------------------------------------------------------------------
+# Every system's step handler records mark(run, step) as its record's "due" field, then does
+# one Redis INCR (the same handler work as W1).
+
+
+def mark(run: int, step: int) -> float:
+    """A chain step's record mark: the run and the step in one float (4 per run)."""
+    return float(run * 4 + step)
+
+
+def chain_starts(records: Sequence[tuple[float, float]]) -> dict[int, dict[int, float]]:
+    """run -> step -> its first start (ms)."""
+    runs: dict[int, dict[int, float]] = {}
+    for due, start in records:
+        run, step = divmod(int(due), 4)
+        steps = runs.setdefault(run, {})
+        steps[step] = min(steps.get(step, start), start)
+    return runs
+
+
+def chain_result(records: Sequence[tuple[float, float]], runs: int) -> dict[str, Any]:
+    """Runs completed per second (first step start to last step start, boot excluded, as W1),
+    hand-offs (one step's start to the next step's start, ms), runs incomplete, steps run
+    twice."""
+    starts = chain_starts(records)
+    complete = [s for s in starts.values() if len(s) == W7_STEPS]
+    handoffs = [s[k + 1] - s[k] for s in complete for k in range(W7_STEPS - 1)]
+    times = [start for _, start in records]
+    span_s = (max(times) - min(times)) / 1000.0 if len(times) > 1 else 0.0
+    return {
+        "runs": runs,
+        "complete": len(complete),
+        "runs_per_s": len(complete) / span_s if span_s > 0 else math.nan,
+        "handoff_p50_ms": percentile(handoffs, 50),
+        "handoff_p99_ms": percentile(handoffs, 99),
+        "handoff_max_ms": max(handoffs) if handoffs else math.nan,
+        "handoffs": len(handoffs),
+        "twice": len(records) - sum(len(s) for s in starts.values()),
     }

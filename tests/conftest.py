@@ -1,5 +1,9 @@
 """Fixtures: a real redis-server on a free port per session (or REDIS_URL), a flushed DB per
-test, settings pointing at it, a Store and a running gRPC server with its stub."""
+test, settings pointing at it, a Store and a running gRPC server with its stub.
+
+A test (or module) marked `@on_both` runs twice: against the single Redis and against a real
+Redis Cluster of 3 masters and 3 replicas (`redis_cluster`, started once per session, or
+REDIS_CLUSTER_URL), every fixture above pointing at the one its `redis_url` names."""
 
 from __future__ import annotations
 
@@ -11,12 +15,18 @@ import pytest
 import pytest_asyncio
 import redis
 
-from appliance.config import Settings
-from tests.redis_server import RedisServer
+from appliance.config import Settings, redis_cluster_nodes
+from tests.redis_server import RedisCluster, RedisServer
+
+SINGLE, CLUSTER = "single", "cluster"
+on_both = pytest.mark.parametrize("redis_url", [SINGLE, CLUSTER], indirect=True)
+"""Run a test against one Redis and against a Redis Cluster (test ids end [single]/[cluster])."""
+on_cluster = pytest.mark.parametrize("redis_url", [CLUSTER], indirect=True)
+"""Run a test against the Redis Cluster only."""
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def single_redis_url() -> Iterator[str]:
     given = os.environ.get("REDIS_URL")
     if given:
         yield given
@@ -28,10 +38,53 @@ def redis_url() -> Iterator[str]:
         server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real cluster on loopback, 3 masters + 3 replicas (about 2 s to start), for the whole
+    session. Tests that kill or restart nodes must leave it with every slot served (wait_ok)."""
+    cluster = RedisCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(request: pytest.FixtureRequest) -> str:
+    """REDIS_CLUSTER_URL, else the session's `redis_cluster`."""
+    given = os.environ.get("REDIS_CLUSTER_URL")
+    if given:
+        return given
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    return cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The single Redis, or the cluster when parametrized so (`on_both`, `on_cluster`)."""
+    if getattr(request, "param", SINGLE) == CLUSTER:
+        return str(request.getfixturevalue("redis_cluster_url"))
+    return str(request.getfixturevalue("single_redis_url"))
+
+
+def sync_client(url: str) -> redis.Redis:
+    """A sync client for `url`: redis-py's cluster client for a `redis+cluster://` URL."""
+    cluster = redis_cluster_nodes(url)
+    if cluster is None:
+        return redis.Redis.from_url(url)
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in cluster.nodes]
+    client = redis.RedisCluster(startup_nodes=nodes, password=cluster.password)
+    return client  # type: ignore[return-value]  # the commands tests use are the same
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    """A sync client, the database flushed (on a cluster: every master)."""
+    client = sync_client(redis_url)
+    if redis_cluster_nodes(redis_url) is None:
+        client.flushdb()
+    else:
+        client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)  # type: ignore[call-arg]
     yield client
     client.close()
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import socketserver
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +18,7 @@ from appliance.auth import is_loopback
 from appliance.config import Settings
 from appliance.console.app import FORM_MAX_BYTES, PREFIX, Console, Request, Response, parse_form
 from appliance.supervisor.console_proxy import socket_path
-from appliance.supervisor.http import split_addr
+from appliance.supervisor.http import ServingThread, tcp_server
 
 log = logging.getLogger(__name__)
 
@@ -29,41 +27,30 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
 
-class ConsoleServer:
+class ConsoleServer(ServingThread):
     def __init__(self, settings: Settings, console: Console | None = None) -> None:
         self.console = console or Console(settings)
         handler = _handler_class(self.console)
         self._socket: Path | None = None
+        httpd: socketserver.BaseServer
         if settings.console_addr:
-            host, port = split_addr(settings.console_addr)
-
-            class Server(ThreadingHTTPServer):
-                address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                daemon_threads = True
-
-            self.httpd: socketserver.BaseServer = Server((host, port), handler)
-            self.address = f"{host}:{self.httpd.server_address[1]}"
+            httpd, self.address = tcp_server(settings.console_addr, handler)
         else:
             self._socket = socket_path(settings)
             self._socket.parent.mkdir(parents=True, exist_ok=True)
             self._socket.unlink(missing_ok=True)  # left by a console that was killed
-            self.httpd = _UnixServer(str(self._socket), handler)
+            httpd = _UnixServer(str(self._socket), handler)
             os.chmod(self._socket, 0o600)  # only this user (the supervisor) may connect
             self.address = f"unix:{self._socket}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, args=(0.2,), name="atp-console", daemon=True
-        )
+        super().__init__(httpd, "atp-console")
 
     def start(self) -> ConsoleServer:
-        self._thread.start()
+        self.serve()
         log.info("console on %s (path %s/)", self.address, PREFIX)
         return self
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self.httpd.shutdown()
-            self._thread.join()
-        self.httpd.server_close()
+        super().close()
         self.console.close()
         if self._socket is not None:
             self._socket.unlink(missing_ok=True)

@@ -25,12 +25,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from appliance.config import Settings
+from appliance.config import Settings, redis_cluster_nodes
 from appliance.errors import InvalidArgument, NotFound, StaleLease, Unavailable
 from appliance.keys import (
     DEPTH_COMMANDS,
@@ -44,7 +45,7 @@ from appliance.keys import (
 from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
-from appliance.store.scripts import Scripts
+from appliance.store.scripts import Client, NotReplicated, Scripts
 
 T = TypeVar("T")
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -60,11 +61,26 @@ NONCE_BYTES = 6  # random bytes per lease token: 8 base64url characters (claim.l
 UNBOUNDED_BYTES = 1 << 50  # claim's byte budget when the caller sets none
 
 
-def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
-    """An asyncio Redis client without blind retries (the store retries what is safe)."""
+def connect(settings: Settings, url: str | None = None) -> Client:
+    """An asyncio client without blind retries (the store retries what is safe): a Redis
+    Cluster client for a `redis+cluster://` URL (docs/adr/0012), else a plain one."""
     timeout = settings.redis_timeout_ms / 1000
+    url = url or settings.redis_url or "redis://127.0.0.1:6379/0"
+    cluster = redis_cluster_nodes(url)
+    if cluster is not None:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
+            username=cluster.username,
+            password=cluster.password,
+            ssl=cluster.tls,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=settings.redis_max_connections,
+            health_check_interval=30,
+        )
     return aioredis.Redis.from_url(
-        url or settings.redis_url or "redis://127.0.0.1:6379/0",
+        url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
@@ -109,11 +125,16 @@ def _group_by_topic(leases: Sequence[tuple[str, str]]) -> dict[str, list[tuple[s
 
 
 class Store:
-    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: Client, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.scripts = Scripts(redis)
+        replicated = settings.durability == "replicated"
+        self.scripts = Scripts(
+            redis,
+            replicas=1 if replicated else 0,
+            replica_timeout_ms=settings.durability_timeout_ms,
+        )
         self._known_topics: dict[str, float] = {}  # topic -> when admitted (monotonic s)
 
     async def close(self) -> None:
@@ -659,7 +680,7 @@ def _lease_error(script: str, code: Any, task_id: str) -> Exception | None:
     return None
 
 
-async def _pipe(redis: aioredis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
+async def _pipe(redis: Client, *commands: tuple[Any, ...]) -> list[Any]:
     async with redis.pipeline(transaction=False) as pipe:
         for name, *args in commands:
             getattr(pipe, name)(*args)
@@ -683,6 +704,8 @@ async def _retry_connection_errors(call: Callable[[], Awaitable[T]], op: str) ->
             return await call()
         except RedisTimeoutError as exc:
             raise Unavailable(f"{op}: redis did not answer in time: {exc}") from exc
+        except NotReplicated as exc:  # durability replicated: not retried, the write ran
+            raise Unavailable(f"{op}: {exc}") from exc
         except (RedisConnectionError, OSError) as exc:
             if delay is None:
                 raise Unavailable(f"{op}: redis unavailable: {exc}") from exc

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 
-import redis.asyncio as aioredis
+from appliance.store.scripts import Client
 
 log = logging.getLogger(__name__)
 ANY = "*"  # watch() key for "any topic" (topics never contain '*')
@@ -29,7 +29,7 @@ RESUBSCRIBE_LOG_EVERY = 10  # a long outage logs its first loss, then every tent
 
 
 class Wakeups:
-    def __init__(self, redis: aioredis.Redis, channel: str) -> None:
+    def __init__(self, redis: Client, channel: str) -> None:
         self._redis = redis
         self._channel = channel
         self._waiters: dict[str, set[asyncio.Event]] = {}

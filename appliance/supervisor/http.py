@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import socketserver
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,32 +80,50 @@ add_route("/healthz", healthz)
 add_route("/readyz", readyz)
 
 
-class StatusServer:
-    """ThreadingHTTPServer on `addr` ("host:port", "[::1]:port"; port 0 picks one)."""
+def tcp_server(addr: str, handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A threading HTTP server bound to `addr` ("host:port", "[::1]:port"; port 0 picks one),
+    and the "host:port" it is bound to."""
+    host, port = split_addr(addr)
 
-    def __init__(self, addr: str, status: Status, console: ConsoleProxy | None = None) -> None:
-        host, port = split_addr(addr)
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
 
-        class Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            daemon_threads = True
+    httpd = Server((host, port), handler)
+    return httpd, f"{host}:{httpd.server_address[1]}"
 
-        self.httpd = Server((host, port), _handler_class(status, console))
-        self.address = f"{host}:{self.httpd.server_address[1]}"
+
+class ServingThread:
+    """A socketserver served from a daemon thread: start() serves, close() stops and closes.
+    The status endpoint below and the console role's server (console/server.py) are two."""
+
+    def __init__(self, httpd: socketserver.BaseServer, name: str) -> None:
+        self.httpd = httpd
         self._thread = threading.Thread(
-            target=self.httpd.serve_forever, args=(0.2,), name="atp-http", daemon=True
+            target=httpd.serve_forever, args=(0.2,), name=name, daemon=True
         )
 
-    def start(self) -> StatusServer:
+    def serve(self) -> None:
         self._thread.start()
-        log.info("health endpoint on http://%s/healthz", self.address)
-        return self
 
     def close(self) -> None:
         if self._thread.is_alive():
             self.httpd.shutdown()
             self._thread.join()
         self.httpd.server_close()
+
+
+class StatusServer(ServingThread):
+    """The supervisor's endpoint on `addr` (tcp_server's form)."""
+
+    def __init__(self, addr: str, status: Status, console: ConsoleProxy | None = None) -> None:
+        httpd, self.address = tcp_server(addr, _handler_class(status, console))
+        super().__init__(httpd, "atp-http")
+
+    def start(self) -> StatusServer:
+        self.serve()
+        log.info("health endpoint on http://%s/healthz", self.address)
+        return self
 
 
 def split_addr(addr: str) -> tuple[str, int]:

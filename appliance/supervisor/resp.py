@@ -1,5 +1,6 @@
 """A minimal RESP2 client for the supervisor's few Redis reads (PING for readiness, queue depth
-for /metrics): connect by URL (redis://, rediss://, unix://), pipeline commands, parse replies.
+for /metrics): connect by URL (redis://, rediss://, unix://, or a Redis Cluster's
+redis+cluster://, following MOVED once), pipeline commands, parse replies.
 Must not import redis-py or grpc: the supervisor stays small and starts children clean.
 """
 
@@ -9,7 +10,9 @@ import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from appliance.config import ClusterURL, redis_cluster_nodes
 
 
 class RespError(Exception):
@@ -18,7 +21,12 @@ class RespError(Exception):
 
 def execute(url: str, commands: Sequence[Sequence[str]], timeout: float = 0.5) -> list[Any]:
     """Send `commands` in one pipeline (after AUTH/SELECT from the URL) and return their
-    replies; an error reply is returned as a RespError object, not raised."""
+    replies; an error reply is returned as a RespError object, not raised. On a cluster, the
+    first seed node that answers takes the pipeline and a command of a slot it does not serve
+    is sent again where its MOVED reply points."""
+    cluster = redis_cluster_nodes(url)
+    if cluster is not None:
+        return _execute_cluster(cluster, commands, timeout)
     parts = urlsplit(url)
     prefix: list[list[str]] = []
     if parts.password is not None:
@@ -37,7 +45,39 @@ def execute(url: str, commands: Sequence[Sequence[str]], timeout: float = 0.5) -
     return replies[len(prefix) :]
 
 
+def _node_url(cluster: ClusterURL, address: str) -> str:
+    user = quote(cluster.username or "", safe="")
+    auth = f"{user}:{quote(cluster.password, safe='')}@" if cluster.password else ""
+    return f"{'rediss' if cluster.tls else 'redis'}://{auth}{address}/0"
+
+
+def _execute_cluster(
+    cluster: ClusterURL, commands: Sequence[Sequence[str]], timeout: float
+) -> list[Any]:
+    error: OSError | None = None
+    for host, port in cluster.nodes:
+        try:
+            replies = execute(_node_url(cluster, f"{host}:{port}"), commands, timeout)
+            break
+        except OSError as exc:  # a seed node down: the next one
+            error = exc
+    else:
+        raise error or OSError("no cluster node given")
+    moved: dict[str, list[int]] = {}
+    for n, reply in enumerate(replies):
+        if isinstance(reply, RespError) and str(reply).startswith("MOVED "):
+            moved.setdefault(str(reply).split()[2], []).append(n)
+    for address, indexes in moved.items():
+        again = execute(_node_url(cluster, address), [commands[n] for n in indexes], timeout)
+        for n, reply in zip(indexes, again, strict=True):
+            replies[n] = reply
+    return replies
+
+
 def where(url: str) -> str:
+    cluster = redis_cluster_nodes(url)
+    if cluster is not None:
+        return "cluster " + ",".join(f"{host}:{port}" for host, port in cluster.nodes)
     parts = urlsplit(url)
     return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
 

@@ -1,13 +1,16 @@
 """The workflow run and step lifecycles, written once: states, named groups, the allowed moves
 (each with the Lua script that makes it), and the records the store returns.
 
-Stdlib only; imports nothing of atp. docs/adr/0010-workflows.md explains the design.
+Stdlib only; of atp it imports only the lifecycle table's type (appliance/model.py).
+docs/adr/0010-workflows.md explains the design.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+
+from appliance.model import Transition
 
 
 class RunState(enum.StrEnum):
@@ -38,52 +41,45 @@ STEP_HAS_TASK = frozenset({StepState.SCHEDULED, StepState.RUNNING})
 """Steps whose task exists (or is about to: the outbox record is written first)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Move:
-    source: str | None  # None: the run does not exist yet
-    target: str
-    script: str  # appliance/store/lua/<script>.lua
-
-
 R, S = RunState, StepState
-RUN_TRANSITIONS: tuple[Move, ...] = (
+RUN_TRANSITIONS: tuple[Transition[RunState], ...] = (
     # StartRun: a new run waits for its first step to be scheduled.
-    Move(None, R.PENDING, "run_start"),
+    Transition(None, R.PENDING, "run_start"),
     # The first step is scheduled.
-    Move(R.PENDING, R.RUNNING, "step_schedule"),
+    Transition(R.PENDING, R.RUNNING, "step_schedule"),
     # The last step succeeded.
-    Move(R.RUNNING, R.SUCCEEDED, "step_finish"),
+    Transition(R.RUNNING, R.SUCCEEDED, "step_finish"),
     # A step failed (its task dead-lettered or was deleted, or its template failed).
-    Move(R.PENDING, R.FAILED, "step_finish"),
-    Move(R.RUNNING, R.FAILED, "step_finish"),
+    Transition(R.PENDING, R.FAILED, "step_finish"),
+    Transition(R.RUNNING, R.FAILED, "step_finish"),
     # CancelRun.
-    Move(R.PENDING, R.CANCELED, "run_cancel"),
-    Move(R.RUNNING, R.CANCELED, "run_cancel"),
+    Transition(R.PENDING, R.CANCELED, "run_cancel"),
+    Transition(R.RUNNING, R.CANCELED, "run_cancel"),
 )
 
-STEP_TRANSITIONS: tuple[Move, ...] = (
+STEP_TRANSITIONS: tuple[Transition[StepState], ...] = (
     # StartRun: every step waits for its parents.
-    Move(None, S.WAITING, "run_start"),
+    Transition(None, S.WAITING, "run_start"),
     # Its parents finished: its task is recorded (the outbox), then written, due after the delay.
-    Move(S.WAITING, S.SCHEDULED, "step_schedule"),
+    Transition(S.WAITING, S.SCHEDULED, "step_schedule"),
     # Its task was leased by a worker (or leased again: attempts updated).
-    Move(S.SCHEDULED, S.RUNNING, "step_running"),
-    Move(S.RUNNING, S.RUNNING, "step_running"),
+    Transition(S.SCHEDULED, S.RUNNING, "step_running"),
+    Transition(S.RUNNING, S.RUNNING, "step_running"),
     # Its task was acked: the result is the step's output (a signal step: the signal came,
     # its payload is the output; or no signal by its timeout: FAILED).
-    Move(S.SCHEDULED, S.SUCCEEDED, "step_finish"),
-    Move(S.RUNNING, S.SUCCEEDED, "step_finish"),
+    Transition(S.SCHEDULED, S.SUCCEEDED, "step_finish"),
+    Transition(S.RUNNING, S.SUCCEEDED, "step_finish"),
     # Its task dead-lettered or was deleted; or its payload template failed to render.
-    Move(S.SCHEDULED, S.FAILED, "step_finish"),
-    Move(S.RUNNING, S.FAILED, "step_finish"),
-    Move(S.WAITING, S.FAILED, "step_finish"),
+    Transition(S.SCHEDULED, S.FAILED, "step_finish"),
+    Transition(S.RUNNING, S.FAILED, "step_finish"),
+    Transition(S.WAITING, S.FAILED, "step_finish"),
     # Another step failed the run: what waited is skipped, what was scheduled is canceled; or
     # the run succeeded: its on_failure step is skipped.
-    Move(S.WAITING, S.SKIPPED, "step_finish"),
-    Move(S.SCHEDULED, S.CANCELED, "step_finish"),
+    Transition(S.WAITING, S.SKIPPED, "step_finish"),
+    Transition(S.SCHEDULED, S.CANCELED, "step_finish"),
     # CancelRun: what waited or was scheduled is canceled (a RUNNING step may finish).
-    Move(S.WAITING, S.CANCELED, "run_cancel"),
-    Move(S.SCHEDULED, S.CANCELED, "run_cancel"),
+    Transition(S.WAITING, S.CANCELED, "run_cancel"),
+    Transition(S.SCHEDULED, S.CANCELED, "run_cancel"),
 )
 
 
@@ -96,6 +92,17 @@ def run_of_task(task_id: str) -> str | None:
     """The run a step task's id names, or None for any other task."""
     mark, run_id, step = [*task_id.split(":", 2), "", ""][:3]
     return run_id if mark == "wf" and run_id and step else None
+
+
+def run_wake(run_id: str) -> str:
+    """The workflows channel's message announcing a new run (run_of_message reads it)."""
+    return f"run:{run_id}"
+
+
+def run_of_message(name: str) -> str | None:
+    """The run a workflows channel message names: a step task's id (ack.lua) or run_wake's."""
+    mark, _, run_id = name.partition(":")
+    return run_id if mark == "run" and run_id else run_of_task(name)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from appliance.proto import queue_pb2 as pb
+from tests.conftest import on_both
 
 
+@on_both
 async def test_seed_fields_and_ack(stub) -> None:
     reply = await stub.Enqueue(
         pb.EnqueueRequest(topic="orders", payload='{"order_id":1024}', max_retries=2)
@@ -25,6 +27,7 @@ async def test_seed_fields_and_ack(stub) -> None:
     assert info.state == pb.SUCCEEDED and info.task.lease_token == ""
 
 
+@on_both
 async def test_unset_max_retries_takes_the_default_and_zero_means_none(stub, settings) -> None:
     a = await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p"))
     b = await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", max_retries=0))
@@ -34,6 +37,7 @@ async def test_unset_max_retries_takes_the_default_and_zero_means_none(stub, set
     assert (await stub.GetTask(pb.GetTaskRequest(id=b.id))).task.max_retries == 0
 
 
+@on_both
 async def test_retries_then_dead_letter_then_requeue_and_purge(stub) -> None:
     await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", id="job", max_retries=2))
     for attempt in (1, 2, 3):
@@ -60,6 +64,7 @@ async def test_retries_then_dead_letter_then_requeue_and_purge(stub) -> None:
     assert (await stub.GetStats(pb.GetStatsRequest(topics=["t"]))).topics[0].dead == 0
 
 
+@on_both
 async def test_delete_cancels_pending(stub) -> None:
     reply = await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", delay_seconds=60))
     assert (await stub.Delete(pb.DeleteRequest(id=reply.id))).success
@@ -67,6 +72,7 @@ async def test_delete_cancels_pending(stub) -> None:
     assert not (await stub.Retrieve(pb.RetrieveRequest(topic="t"))).tasks
 
 
+@on_both
 async def test_extend_lease(stub) -> None:
     await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", id="e"))
     (task,) = (await stub.Retrieve(pb.RetrieveRequest(topic="t", visibility_timeout_ms=1000))).tasks
@@ -76,6 +82,7 @@ async def test_extend_lease(stub) -> None:
     assert reply.lease_deadline_ms >= task.lease_deadline_ms + 58_000
 
 
+@on_both
 async def test_batch_enqueue_and_batch_ack(stub) -> None:
     reqs = [pb.EnqueueRequest(topic=f"t{i % 2}", payload=str(i)) for i in range(10)]
     reply = await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=reqs))
@@ -88,6 +95,7 @@ async def test_batch_enqueue_and_batch_ack(stub) -> None:
     assert list(result.success) == [True] * 5 + [False] and "lease token" in result.errors[5]
 
 
+@on_both
 async def test_stats_count_every_state(stub) -> None:
     ids = [(await stub.Enqueue(pb.EnqueueRequest(topic="s", payload=str(i)))).id for i in range(3)]
     await stub.Enqueue(pb.EnqueueRequest(topic="s", payload="later", delay_seconds=60))

@@ -9,8 +9,10 @@ import grpc
 
 from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
+from tests.conftest import on_both
 
 
+@on_both
 async def test_waits_for_a_delayed_task_and_never_returns_it_early(stub) -> None:
     reply = await stub.Enqueue(pb.EnqueueRequest(topic="t", payload="p", delay_ms=300))
     due = (await stub.GetTask(pb.GetTaskRequest(id=reply.id))).task.execute_time_ms
@@ -22,6 +24,7 @@ async def test_waits_for_a_delayed_task_and_never_returns_it_early(stub) -> None
     assert received - due < 250  # generous for a noisy CI box; measured ~2 ms (see docs)
 
 
+@on_both
 async def test_wait_ends_empty_after_wait_ms(stub) -> None:
     start = time.monotonic()
     got = await stub.Retrieve(pb.RetrieveRequest(topic="empty", wait_ms=300))
@@ -29,6 +32,7 @@ async def test_wait_ends_empty_after_wait_ms(stub) -> None:
     assert not got.tasks and 0.28 <= elapsed < 2
 
 
+@on_both
 async def test_enqueue_wakes_a_waiting_retrieve(stub) -> None:
     waiting = asyncio.ensure_future(stub.Retrieve(pb.RetrieveRequest(topic="w", wait_ms=10_000)))
     await asyncio.sleep(0.2)
@@ -39,6 +43,7 @@ async def test_enqueue_wakes_a_waiting_retrieve(stub) -> None:
     assert time.monotonic() - start < 1
 
 
+@on_both
 def test_wake_up_crosses_server_processes(redis_url, redis_client) -> None:
     """A Retrieve waiting on server A gets a task enqueued through server B at once."""
     from tests.conftest import ServerProcess

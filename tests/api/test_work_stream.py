@@ -16,6 +16,7 @@ import redis
 from appliance.keys import Keys
 from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
+from tests.conftest import on_both
 
 KEYS = Keys("atp")
 
@@ -122,6 +123,7 @@ def state(r: redis.Redis, topic: str, task_id: str) -> dict[bytes, bytes]:
     return r.hgetall(KEYS.topic(topic).task(task_id))  # type: ignore[return-value]
 
 
+@on_both
 async def test_pushes_due_tasks_within_the_window_and_more_as_settles_free_credits(
     stub: Any, stream: Stream
 ) -> None:
@@ -139,6 +141,7 @@ async def test_pushes_due_tasks_within_the_window_and_more_as_settles_free_credi
     assert len({t.id for t in first + rest}) == 5
 
 
+@on_both
 async def test_a_task_enqueued_later_is_pushed_when_due(stub: Any, stream: Stream) -> None:
     await stream.subscribe("t")
     started = time.monotonic()
@@ -200,6 +203,7 @@ async def test_the_server_keeps_the_leases_of_a_live_stream(
     assert answer.success
 
 
+@on_both
 async def test_a_lost_stream_releases_its_tasks_at_once_with_the_attempt_counted(
     stub: Any, redis_client: redis.Redis
 ) -> None:

@@ -316,3 +316,35 @@ def test_the_fsync_cost_is_rendered_from_its_figures() -> None:
     assert "## Durability: `--redis-fsync always` vs `everysec`" in doc
     assert "| always | 1,500 | 0.8x |" in doc
     assert "Durability" not in report.render({"runs": []})
+
+
+def test_chain_result_counts_runs_handoffs_incomplete_and_twice() -> None:
+    """W7: records marked run*4+step; hand-offs are step-to-step starts of complete runs."""
+    recs = [(harness.mark(0, k), 1000.0 + 2 * k) for k in range(3)]  # hand-offs 2, 2 ms
+    recs += [(harness.mark(1, k), 1010.0 + 5 * k) for k in range(3)]  # 5, 5 ms
+    recs += [(harness.mark(1, 2), 1030.0)]  # a step started twice: its first start counts
+    recs += [(harness.mark(2, 0), 1040.0)]  # incomplete
+    got = harness.chain_result(recs, 3)
+    assert (got["complete"], got["twice"], got["handoffs"]) == (2, 1, 4)
+    assert got["handoff_p50_ms"] == 2.0 and got["handoff_max_ms"] == 5.0
+    assert got["runs_per_s"] == pytest.approx(2 / 0.040)
+
+
+def test_w7_targets_are_computed_from_the_figures() -> None:
+    def chains(runs_per_s: float, p99: float) -> dict[str, Any]:
+        phase = {"runs": 10, "complete": 10, "twice": 0, "runs_per_s": runs_per_s}
+        return {
+            "throughput": phase,
+            "handoff": {**phase, "handoff_p50_ms": 1.0, "handoff_p99_ms": p99, "handoff_max_ms": 9},
+            "memory": {"bytes_per_run": 900.0, "waiting_runs": 1000},
+        }
+
+    w7 = {"atp": chains(700.0, 2.5), "celery": chains(300.0, 4.0), "bullmq": chains(800.0, 4.2)}
+    text = report.render({"runs": [{"w7": w7}], "command": "x"})
+    assert _row(text, "| W7 3-step chains completed/s: >= 2x Celery").endswith("| met |")
+    bull = _row(text, "| W7 3-step chains completed/s: >= 1x BullMQ")
+    assert "atp 700/s, BullMQ 800/s: 0.9x" in bull and bull.endswith("| **missed** |")
+    assert _row(text, "| W7 hand-off p99 <= 3 ms").endswith("| 2.5 ms | met |")
+    assert _row(text, "| W7 <= 1 KB per run waiting").endswith("| 900 bytes | met |")
+    assert "| atp | a `Workflow` of 3 steps" in text and "| 700 | 1.0 | 2.5 | 9.0 | 0 | 0 |" in text
+    assert "run 900 bytes" not in text and "1,000 runs, a 2-step workflow): 900 bytes" in text

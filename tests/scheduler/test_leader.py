@@ -12,9 +12,11 @@ import redis
 from appliance.scheduler.leader import Leader
 from appliance.store import Store
 from appliance.store.schedules import ScheduleStore
+from tests.conftest import on_both
 from tests.scheduler.helpers import KEYS, read_lease
 
 
+@on_both
 async def test_one_leader_renews_and_hands_over_on_stop(
     store: Store, redis_client: redis.Redis
 ) -> None:
@@ -35,6 +37,7 @@ async def test_one_leader_renews_and_hands_over_on_stop(
     assert not redis_client.exists(KEYS.lease)
 
 
+@on_both
 async def test_a_dead_leader_is_replaced_within_the_ttl(store: Store) -> None:
     a = Leader(ScheduleStore(store), 600, holder="a")
     await a.run_once()  # a leads, then never renews (as if killed)
@@ -49,6 +52,7 @@ async def test_a_dead_leader_is_replaced_within_the_ttl(store: Store) -> None:
     await runner
 
 
+@on_both
 async def test_a_stalled_leader_steps_down_on_its_own_clock(
     store: Store, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -65,6 +69,7 @@ async def test_a_stalled_leader_steps_down_on_its_own_clock(
     assert a.token() == 1
 
 
+@on_both
 async def test_a_leader_whose_lease_was_taken_over_steps_down(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

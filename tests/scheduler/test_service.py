@@ -16,6 +16,7 @@ from appliance.scheduler.registry import Registry
 from appliance.scheduler.service import Scheduler, plan
 from appliance.store import Store
 from appliance.store.schedules import ScheduleStore
+from tests.conftest import on_both
 from tests.scheduler.helpers import (
     EVERY_SECOND,
     KEYS,
@@ -78,6 +79,7 @@ def test_plan_after_an_outage() -> None:
 # -- the loop --------------------------------------------------------------------------------
 
 
+@on_both
 async def test_each_tick_is_enqueued_ahead_and_due_at_the_tick(
     store: Store, settings: Settings, redis_client: redis.Redis
 ) -> None:
@@ -103,6 +105,7 @@ async def test_each_tick_is_enqueued_ahead_and_due_at_the_tick(
     assert (await registry.status()).ticks_fired == len(ticks)
 
 
+@on_both
 async def test_two_schedulers_make_one_task_per_tick(
     store: Store, settings: Settings, redis_client: redis.Redis
 ) -> None:
@@ -230,6 +233,7 @@ async def test_delete_stops_firing(
 # -- exactly once: the outbox and fencing ----------------------------------------------------
 
 
+@on_both
 async def test_the_next_leader_enqueues_what_the_last_one_left_in_the_outbox(
     store: Store, settings: Settings, redis_client: redis.Redis
 ) -> None:

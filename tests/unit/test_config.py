@@ -33,6 +33,9 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ({"ATP_KEY_PREFIX": "has space"}, "key_prefix"),
         ({"ATP_LOG_LEVEL": "loud"}, "log_level"),
         ({"ATP_GRPC_REUSE_PORT": "maybe"}, "grpc_reuse_port"),
+        ({"ATP_DURABILITY": "fsync"}, "durability: 'fsync' is not local|replicated"),
+        ({"ATP_DURABILITY_TIMEOUT_MS": "2s"}, "durability_timeout_ms: must be below"),
+        ({"ATP_DURABILITY_TIMEOUT_MS": "0"}, "durability_timeout_ms: must be > 0"),
     ],
 )
 def test_bad_values_name_their_key(environ: dict[str, str], message: str) -> None:

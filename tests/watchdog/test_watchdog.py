@@ -11,6 +11,7 @@ from appliance.config import Settings
 from appliance.proto import queue_pb2 as pb
 from appliance.store import Store, connect
 from appliance.watchdog import Watchdog
+from tests.conftest import on_both
 from tests.store.helpers import read_dlq
 
 
@@ -20,6 +21,7 @@ async def _with_watchdog(settings: Settings) -> tuple[Watchdog, asyncio.Task[Non
     return dog, asyncio.create_task(dog.run()), store
 
 
+@on_both
 async def test_expired_lease_is_redelivered_within_100_ms_of_its_deadline(
     stub, server, settings: Settings
 ) -> None:
@@ -50,6 +52,7 @@ async def test_expired_lease_is_redelivered_within_100_ms_of_its_deadline(
         await store.close()
 
 
+@on_both
 async def test_expired_lease_with_retries_spent_is_dead_lettered(
     stub, settings: Settings, redis_client: redis.Redis
 ) -> None:

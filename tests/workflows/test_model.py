@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from appliance.model import allowed
 from appliance.store.scripts import available_scripts, script_source
 from appliance.workflows.model import (
     RUN_TRANSITIONS,
@@ -55,3 +56,10 @@ def test_step_task_ids_name_their_run() -> None:
     assert step_task_id("r-1", "welcome") == "wf:r-1:welcome"
     assert run_of_task("wf:r-1:welcome") == "r-1"
     assert run_of_task("orders~abc") is None and run_of_task("wf:r-1") is None
+
+
+def test_the_run_and_step_tables_answer_allowed_like_the_task_table() -> None:
+    assert allowed(RunState.RUNNING, RunState.CANCELED, RUN_TRANSITIONS)
+    assert not allowed(RunState.SUCCEEDED, RunState.RUNNING, RUN_TRANSITIONS)
+    assert allowed(StepState.WAITING, StepState.SKIPPED, STEP_TRANSITIONS)
+    assert not allowed(StepState.RUNNING, StepState.CANCELED, STEP_TRANSITIONS)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from appliance.proto import queue_pb2 as pb
+from tests.conftest import on_both
 from tests.workflows.helpers import (
     LIFECYCLE_DELAY_MS,
     lifecycle,
@@ -32,6 +33,7 @@ def finished(run: pb.Run) -> bool:
     return run.state in (pb.RUN_SUCCEEDED, pb.RUN_FAILED, pb.RUN_CANCELED)
 
 
+@on_both
 async def test_user_lifecycle_runs_each_step_once_after_its_parent_and_delay(
     wf: Any, stub: Any
 ) -> None:
@@ -69,6 +71,7 @@ async def test_user_lifecycle_runs_each_step_once_after_its_parent_and_delay(
     assert not empty.tasks
 
 
+@on_both
 async def test_a_dead_lettered_step_fails_the_run_and_skips_what_waited(wf: Any, stub: Any) -> None:
     steps = [step("a", "t", "x", max_retries=0), step("b", "t", "y", "a")]
     await wf.PutWorkflow(pb.PutWorkflowRequest(workflow=pb.Workflow(name="w", steps=steps)))
@@ -81,6 +84,7 @@ async def test_a_dead_lettered_step_fails_the_run_and_skips_what_waited(wf: Any,
     assert not (await stub.Retrieve(pb.RetrieveRequest(topic="t", wait_ms=300))).tasks
 
 
+@on_both
 async def test_cancel_deletes_the_scheduled_step_and_a_running_steps_result_starts_nothing(
     wf: Any, stub: Any
 ) -> None:
@@ -112,6 +116,7 @@ async def run_state_of(wf: Any, run_id: str) -> pb.Run:
     return (await wf.GetRun(pb.GetRunRequest(run_id=run_id))).run
 
 
+@on_both
 async def test_a_template_that_fails_to_render_fails_its_step_and_the_run(wf: Any) -> None:
     steps = [step("a", "t", "{{ input.email }}")]
     await wf.PutWorkflow(pb.PutWorkflowRequest(workflow=pb.Workflow(name="w", steps=steps)))
@@ -121,6 +126,7 @@ async def test_a_template_that_fails_to_render_fails_its_step_and_the_run(wf: An
     assert run.steps[0].state == pb.STEP_FAILED and not run.steps[0].task_id
 
 
+@on_both
 async def test_list_runs_filters_by_workflow_and_state_and_pages(wf: Any, stub: Any) -> None:
     for name in ("w", "v"):
         one = pb.Workflow(name=name, steps=[step("a", "t")])
