@@ -95,7 +95,7 @@ binary: setup
 # Docker engine or registry needed), after `just image-base`; on a machine with Docker,
 # `docker build -t atp .` builds the same Dockerfile (docs/adr/0015-container-image.md).
 image tag="atp:latest": image-base
-    buildah bud --isolation chroot --format docker --pull=never --tag {{tag}} .
+    buildah bud --isolation chroot --format docker --pull=never --layers --tag {{tag}} .
 
 # The base image the Dockerfile names (debian:bookworm-slim), made locally when missing:
 # Debian bookworm minbase from the mirror apt uses, plus the machine's pip trust (the CA

@@ -61,6 +61,11 @@ class Container:
         return subprocess.Popen(self.argv(command), stdout=log, stderr=subprocess.STDOUT)
 
     @staticmethod
+    def processes(proc: subprocess.Popen[bytes]) -> list[int]:
+        """Every process under a started command (the host's pids: no PID namespace)."""
+        return _descendants(proc.pid)
+
+    @staticmethod
     def kill(proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL a started command and every process under it: `buildah run` killed alone
         leaves them running (there is no PID namespace to end with it)."""

@@ -8,10 +8,13 @@ container (and fails once atp is gone); SIGTERM drains with exit 0. Slow (`just 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -28,7 +31,6 @@ from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from tests.executors.webhook import Recorder
 from tests.image.buildah import Container, ImageConfig
-from tests.redis_server import free_port
 from tests.waiting import wait_for
 
 pytestmark = [
@@ -74,8 +76,8 @@ class Run:
 @pytest.fixture
 def run(image: ImageConfig) -> Iterator[Run]:
     env = {
-        "ATP_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-        "ATP_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "ATP_GRPC_ADDR": f"127.0.0.1:{_port()}",
+        "ATP_HTTP_ADDR": f"127.0.0.1:{_port()}",
         "ATP_CONFIG": "/etc/atp/test/atp.yaml",
         "ATP_DRAIN_TIMEOUT_MS": str(DRAIN_S * 1000),
     }
@@ -119,7 +121,7 @@ def test_docker_run_role_all_serves_a_delayed_task_passes_its_healthcheck_and_dr
             try:
                 ready = _ready(run.env["ATP_HTTP_ADDR"], proc, log_path)
                 print(f"container start to /readyz: {ready - started:.1f} s")
-                _check_processes(run.volume, uid, run.env["ATP_HTTP_ADDR"])
+                _check_processes(run, uid, proc)
                 _check_delayed_task(run.env["ATP_GRPC_ADDR"], hook, log_path)
                 check = run.box.run(image.healthcheck_argv())
                 assert check.returncode == 0, check.stdout + check.stderr
@@ -153,17 +155,22 @@ def _ready(http_addr: str, proc: subprocess.Popen[bytes], log_path: Path) -> flo
     raise AssertionError(f"no /readyz in 90 s: {log_path.read_text(errors='replace')[-3000:]}")
 
 
-def _check_processes(volume: Path, uid: int, http_addr: str) -> None:
-    """Every process runs as the image's user; Redis keeps its data on the volume."""
-    with urllib.request.urlopen(f"http://{http_addr}/healthz", timeout=5) as reply:
+def _check_processes(run: Run, uid: int, proc: subprocess.Popen[bytes]) -> None:
+    """The atp that answers is this container's; every process of it runs as the image's user;
+    Redis keeps its data on the volume."""
+    with urllib.request.urlopen(f"http://{run.env['ATP_HTTP_ADDR']}/healthz", timeout=5) as reply:
         children = json.loads(reply.read())["children"]
     assert {c["role"] for c in children} >= {"redis", "server", "scheduler", "watchdog", "worker"}
-    lock = json.loads((volume / "redis" / "atp.lock").read_text())
-    for pid in [lock["supervisor"], *(int(c["pid"]) for c in children)]:
+    ours = set(run.box.processes(proc))
+    lock_path = run.volume / "redis" / "atp.lock"
+    assert lock_path.exists(), run.log.read_text(errors="replace")[-3000:]
+    supervisor = json.loads(lock_path.read_text())["supervisor"]
+    for pid in [supervisor, *(int(c["pid"]) for c in children)]:
+        assert pid in ours, f"pid {pid} is not in this container: {sorted(ours)}"
         assert _uid(pid) == uid, (pid, Path(f"/proc/{pid}/cmdline").read_bytes())
     redis_pid = next(int(c["pid"]) for c in children if c["role"] == "redis")
     assert "/var/lib/atp/redis/redis.sock" in Path(f"/proc/{redis_pid}/cmdline").read_text()
-    assert (volume / "redis" / "appendonlydir").is_dir()
+    assert (run.volume / "redis" / "appendonlydir").is_dir()
 
 
 def _check_delayed_task(grpc_addr: str, hook: Recorder, log_path: Path) -> None:
@@ -185,6 +192,16 @@ def _check_delayed_task(grpc_addr: str, hook: Recorder, log_path: Path) -> None:
             lambda: stub.GetTask(pb.GetTaskRequest(id="later", topic="hooks")).state == pb.SUCCEEDED
         )
     print(f"delayed task ({DELAY_MS} ms) delivered after {took:.2f} s")
+
+
+def _port() -> int:
+    """A free loopback port below the ephemeral range (32768+): the container binds it seconds
+    after it is picked, and on a busy machine an outgoing connection may take an ephemeral one."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
 
 
 def _uid(pid: int) -> int:
