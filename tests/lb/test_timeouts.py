@@ -6,9 +6,6 @@ worker through nginx: a pinging worker silent 10 s is lost) so its tasks come ba
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
 
 import pytest
@@ -16,6 +13,7 @@ import pytest
 from appliance import AsyncClient, Client
 from appliance.client.work import Delivery
 from appliance.model import TaskState
+from tests.frozen_worker import freeze_holder
 from tests.lb.topology import RoleSplit
 
 NGINX_DEFAULT_S = 60  # its default grpc_read_timeout, grpc_send_timeout, client_body_timeout
@@ -84,47 +82,10 @@ def test_an_enqueue_stream_carries_more_than_nginx_default_body_size(
         assert client.stats(["lb-big"]).topics[0].pending == len(ids)
 
 
-# A worker holding one delivery on a Work stream through nginx with a 60 s lease (only the
-# stream's end can release it): prints the task id once delivered, then reads on.
-FROZEN_WORKER = """
-import asyncio, sys
-from appliance import AsyncClient
-from appliance.client.work import Delivery
-
-async def main():
-    async with AsyncClient(sys.argv[1]) as client:
-        stream = await client.open_work({"lb-frozen": 0}, 1, 60_000)
-        async for event in stream.events():
-            if isinstance(event, Delivery):
-                print(event.tasks[0].id, flush=True)
-
-asyncio.run(main())
-"""
-
-
 async def test_a_frozen_workers_stream_behind_nginx_ends_and_its_task_comes_back(
     role_split: RoleSplit,
 ) -> None:
-    async with AsyncClient(role_split.address) as client:
-        await client.enqueue("lb-frozen", "x", id="held-behind-nginx")
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", FROZEN_WORKER, role_split.address, stdout=asyncio.subprocess.PIPE
-        )
-        try:
-            assert worker.stdout is not None
-            line = await asyncio.wait_for(worker.stdout.readline(), 15)
-            assert line.strip() == b"held-behind-nginx"
-            os.kill(worker.pid, signal.SIGSTOP)
-            frozen = time.monotonic()
-            task = await client.get_task("held-behind-nginx")
-            while task.state is TaskState.RUNNING and time.monotonic() - frozen < 25:
-                await asyncio.sleep(0.2)
-                task = await client.get_task("held-behind-nginx")
-            took = time.monotonic() - frozen
-        finally:
-            worker.kill()
-            os.kill(worker.pid, signal.SIGCONT)
-            await worker.wait()
+    task, took = await freeze_holder(role_split.address, "lb-frozen", "held-behind-nginx", 25)
     assert task.state is TaskState.PENDING, (task, role_split.nginx.error_log())
     assert "worker lost" in task.last_error
     assert 9 < took < 14, took  # the server's 10 s silence limit (not the lease: 60 s)
