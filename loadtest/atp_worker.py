@@ -90,7 +90,9 @@ def run_sdk(args: argparse.Namespace, recorder: Recorder) -> None:
     if args.lease_s:
         extra["visibility_timeout"] = args.lease_s
     worker = Worker(args.address, concurrency=args.concurrency, drain_timeout=2.0, **extra)
-    worker.register(args.topic, make_handler(args.handler, args, recorder))
+    handler = make_handler(args.handler, args, recorder)
+    for topic in args.topic.split(","):  # several: the cluster bench spreads W1 over masters
+        worker.register(topic, handler)
     if args.background_topic:  # W6's steady load: the same handler, its own record file
         background = Recorder(args.background_records)
         worker.register(args.background_topic, make_handler(args.handler, args, background))
@@ -145,7 +147,7 @@ async def run_grpc(args: argparse.Namespace, recorder: Recorder) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--address", required=True)
-    p.add_argument("--topic", required=True)
+    p.add_argument("--topic", required=True, help="sdk: a comma list serves several")
     p.add_argument("--records", required=True)
     p.add_argument("--mode", choices=("sdk", "grpc"), default="sdk")
     p.add_argument("--handler", choices=("incr", "noop", "sleep", "mark"), default="noop")

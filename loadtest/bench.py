@@ -44,7 +44,21 @@ ATP_W1_EXTRA = {
     "atp-c1000-noop": ("--worker-mode=sdk", "--concurrency=1000", "--handler=noop"),
     "atp-grpc": ("--worker-mode=grpc", "--handler=noop"),
 }
-PARTS = ("w1", "enqueue", "w2", "w3", "w4", "w5", "w6", "w7", "api", "fsync", "profile")
+PARTS = (
+    "w1",
+    "enqueue",
+    "w2",
+    "w3",
+    "w4",
+    "w5",
+    "w6",
+    "w7",
+    "api",
+    "fsync",
+    "durability",
+    "cluster",
+    "profile",
+)
 W7_SYSTEMS = ("atp", "celery", "bullmq")  # the issue's peers for workflows: chain, FlowProducer
 
 
@@ -178,6 +192,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "w4": {},
         "w5": None,
         "fsync": None,
+        "durability": None,
+        "cluster": None,
         "profile": None,
     }
     results["parts"] = [p for p in PARTS if bench.wants(p)]
@@ -194,6 +210,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         tasks = ["--tasks=300"] if args.short else []
         fsync = [sys.executable, str(HERE / "fsync_cost.py"), *tasks]
         results["fsync"] = step(fsync, "fsync cost atp (--redis-fsync always vs everysec)")
+    for part in ("durability", "cluster"):  # issue 15: docs/SCALING.md
+        if bench.wants(part) and "atp" in bench.systems():
+            argv = [sys.executable, str(HERE / "scale_bench.py"), part, *bench.short]
+            results[part] = step(argv, f"{part} atp (loadtest/scale_bench.py)")
     if bench.wants("profile") and args.py_spy:
         seconds = ["--seconds=2"] if args.short else []
         profile = [sys.executable, str(HERE / "profiling.py"), f"--py-spy={args.py_spy}", *seconds]

@@ -159,6 +159,18 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[19])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its live descendants (Linux /proc)."""
+    total = 0
+    for each in (pid, *(p for p, _ in descendants(pid))):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[tuple[int, int]]:
     """Every live descendant of `pid` (Linux /proc), whatever its process group, with its
     start time (so a later kill can tell it from a process that reused its pid)."""
@@ -210,14 +222,16 @@ def redis_command(port: int, *args: object, timeout_s: float = 30.0) -> bytes | 
         raise RuntimeError(f"unexpected reply {line!r}")
 
 
-def used_memory(port: int) -> int:
-    """INFO memory's used_memory, in bytes."""
+def used_memory(port: int, clients: bool = True) -> int:
+    """INFO memory's used_memory, in bytes; `clients=False`: without the clients' buffers
+    (mem_clients_normal, mem_clients_slaves), which many connections make noisy."""
     reply = redis_command(port, "INFO", "memory")
     assert isinstance(reply, bytes)
-    for line in reply.decode().splitlines():
-        if line.startswith("used_memory:"):
-            return int(line.split(":", 1)[1])
-    raise RuntimeError("INFO memory has no used_memory")
+    info = dict(line.split(":", 1) for line in reply.decode().splitlines() if ":" in line)
+    if "used_memory" not in info:
+        raise RuntimeError("INFO memory has no used_memory")
+    buffers = ("mem_clients_normal", "mem_clients_slaves")
+    return int(info["used_memory"]) - (0 if clients else sum(int(info.get(b, 0)) for b in buffers))
 
 
 @dataclasses.dataclass
@@ -231,12 +245,16 @@ class RedisServer:
     dir: str = ""
     proc: Proc | None = None
 
+    def __init__(self, extra: Sequence[str] = (), port: int = 0) -> None:
+        self.extra = list(extra)  # more redis-server options (a replica's --replicaof, ...)
+        self.want_port = port
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        self.port = free_port()
+        self.port = self.want_port or free_port()
         self.dir = tempfile.mkdtemp(prefix="atp-bench-redis-")
         self.proc = Proc(
             [
@@ -259,6 +277,7 @@ class RedisServer:
                 str(HASH_MAX_LISTPACK_VALUE),
                 "--loglevel",
                 "warning",
+                *self.extra,
             ]
         )
         deadline = time.monotonic() + REDIS_START_S
@@ -285,6 +304,87 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def cluster_port() -> int:
+    """A free port below 55536 whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port < 55536:
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.bind(("127.0.0.1", port + 10000))
+                return port
+
+
+class RedisCluster:
+    """A Redis Cluster of `masters` fresh redis-servers (the settings above, plus
+    --cluster-enabled), joined by `redis-cli --cluster create` without replicas; `url` is
+    atp's `redis+cluster://` form."""
+
+    def __init__(self, masters: int = 3) -> None:
+        flags = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+        self.nodes = [RedisServer(flags, cluster_port()) for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> RedisCluster:
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            deadline = time.monotonic() + REDIS_START_S
+            while not all(b"cluster_state:ok" in _cluster_info(n.port) for n in self.nodes):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis cluster did not become ok")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_info(port: int) -> bytes:
+    reply = redis_command(port, "CLUSTER", "INFO", timeout_s=2.0)
+    return reply if isinstance(reply, bytes) else b""
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(masters).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def replicated_redis() -> Iterator[RedisServer]:
+    """A fresh master with one replica (--replicaof), linked; yields the master."""
+    master = RedisServer(["--repl-diskless-sync-delay", "0"]).start()
+    replica = None
+    try:
+        replica = RedisServer(["--replicaof", "127.0.0.1", str(master.port)]).start()
+        deadline = time.monotonic() + REDIS_START_S
+        while redis_command(master.port, "WAIT", 1, 100) != 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica did not link")
+        yield master
+    finally:
+        if replica is not None:
+            replica.stop()
+        master.stop()
 
 
 # -- start records -----------------------------------------------------------------------

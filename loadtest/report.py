@@ -14,6 +14,8 @@ from typing import Any
 from sections import (
     NAN,
     api_section,
+    cluster_section,
+    durability_section,
     enqueue_section,
     fsync_section,
     get,
@@ -476,6 +478,8 @@ def render(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> s
         w4_section(results.get("w4") or {}),
         w5_section(results.get("w5")),
         fsync_section(results.get("fsync")),
+        durability_section(results.get("durability")),
+        cluster_section(results.get("cluster")),
     ):
         if section:
             lines += [*section, ""]

@@ -20,6 +20,7 @@ import harness
 import load
 import profiling
 import report
+import scale_bench
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -348,3 +349,44 @@ def test_w7_targets_are_computed_from_the_figures() -> None:
     assert _row(text, "| W7 <= 1 KB per run waiting").endswith("| 900 bytes | met |")
     assert "| atp | a `Workflow` of 3 steps" in text and "| 700 | 1.0 | 2.5 | 9.0 | 0 | 0 |" in text
     assert "run 900 bytes" not in text and "1,000 runs, a 2-step workflow): 900 bytes" in text
+
+
+def test_the_cluster_and_durability_figures_are_rendered() -> None:
+    doc = report.render(
+        {
+            "runs": [],
+            "cluster": {
+                "masters_1": {"batch_per_s": 20000.0, "w1_per_s": 1000.0},
+                "masters_3": {"batch_per_s": 24000.0, "w1_per_s": 1500.0},
+                "topics": 12,
+                "w1_concurrency": 100,
+            },
+            "durability": {
+                "local": {
+                    "sequential_ms": 1.25,
+                    "unary_per_s": 800.0,
+                    "batch_per_s": 30000.0,
+                    "retrieve_ack_per_s": 7000.0,
+                },
+                "replicated": {
+                    "sequential_ms": 1.5,
+                    "unary_per_s": 600.0,
+                    "batch_per_s": 27000.0,
+                    "retrieve_ack_per_s": 5600.0,
+                },
+            },
+        }
+    )
+    assert "| EnqueueBatch of 1,000, 4 in flight (tasks/s) | 20,000 | 24,000 | 1.2x |" in doc
+    assert "INCR handler (tasks/s) | 1,000 | 1,500 | 1.5x |" in doc
+    assert "| Enqueue (unary), 2 clients x 64 in flight (calls/s) | 800 | 600 | 0.8x |" in doc
+    assert "one at a time: 1.2 ms local, 1.5 ms replicated." in doc
+    empty = report.render({"runs": []})
+    assert "## Cluster" not in empty and "## Replicated durability" not in empty
+
+
+def test_scale_bench_topics_spread_four_per_master() -> None:
+    topics = scale_bench.spread_topics()
+    shares = [(scale_bench.crc16(t.encode()) % 16384) * 3 // 16384 for t in topics]
+    assert sorted(shares) == [0] * 4 + [1] * 4 + [2] * 4
+    assert scale_bench.crc16(b"123456789") == 0x31C3  # the Redis Cluster spec's check value
