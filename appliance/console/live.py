@@ -1,19 +1,22 @@
 """The overview's live charts (ADR 0018): every SAMPLE_S, while a browser watches, one sample
-per watching token of the enqueued and acked counters (the appliance's /metrics, summed over
-its processes) and of pending, due, running and dead of the topics with traffic (one GetStats
-of those topics). Every topic's totals are read every TOTALS_EVERY samples only (10,000 topics
-are ten GetStats pages), or taken free from the overview's fresh reading, and carried between
-by the busy topics' changes. The last 15 minutes kept, answered as uPlot's series.
+per watching token of the enqueued and acked counters (summed over the appliance's processes
+from its metrics directory, or its /metrics) and of pending, due, running and dead of the
+topics with traffic (one GetStats of those topics). Every topic's totals are read every
+TOTALS_EVERY samples only (10,000 topics are ten GetStats pages), or taken free from the
+overview's fresh reading, and carried between by the busy topics' changes. The last 15
+minutes kept, answered as uPlot's series.
 
-Stdlib and prometheus_client's parser only; must not import redis, grpc or the store.
+Stdlib and prometheus_client only; must not import redis, grpc or the store.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import glob
 import json
 import logging
+import os
 import threading
 import time
 import urllib.request
@@ -57,6 +60,28 @@ def read_counters(text: str) -> dict[str, tuple[float, float]]:
             at = COUNTERS.get(sample.name.removesuffix("_total"))
             if at is not None and "topic" in sample.labels:
                 found[sample.labels["topic"]][at] += sample.value
+    return {topic: (v[0], v[1]) for topic, v in found.items()}
+
+
+def local_counters() -> dict[str, tuple[float, float]] | None:
+    """The enqueued and acked totals straight from this appliance's multiprocess metrics
+    directory (under the supervisor the console is one of its processes): the counter files
+    only, summed as the supervisor's /metrics sums them, without its other work (every file,
+    every queue's depth from Redis), which cost the charts most of their CPU. None: no such
+    directory (a console on its own), read /metrics instead."""
+    from prometheus_client import multiprocess
+
+    try:  # the directory the library itself reads, set by the supervisor for its children
+        directory = multiprocess.MultiProcessCollector(None)._path  # type: ignore[no-untyped-call]
+    except ValueError:
+        return None
+    files = glob.glob(os.path.join(directory, "counter_*.db"))
+    found: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+    for metric in multiprocess.MultiProcessCollector.merge(files):  # type: ignore[no-untyped-call]
+        for one in metric.samples:
+            at = COUNTERS.get(one.name.removesuffix("_total"))
+            if at is not None and "topic" in one.labels:
+                found[one.labels["topic"]][at] += one.value
     return {topic: (v[0], v[1]) for topic, v in found.items()}
 
 
@@ -191,8 +216,10 @@ class Live:
         if not tokens:
             return
         try:
-            with urllib.request.urlopen(self.metrics_url, timeout=5) as reply:
-                counters = read_counters(reply.read().decode())
+            counters = local_counters()
+            if counters is None:
+                with urllib.request.urlopen(self.metrics_url, timeout=5) as reply:
+                    counters = read_counters(reply.read().decode())
             at_ms = int(time.time() * 1000)
             for token in tokens:
                 taken = self._sample(token, at_ms, counters)
