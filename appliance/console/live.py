@@ -194,7 +194,7 @@ class Live:
                 self._thread = threading.Thread(target=self.run, name="atp-live", daemon=True)
                 self._thread.start()
         if first:
-            self.tick()
+            self.run_once()
         with self._lock:
             samples = list(self._samples.get(token, ()))
         topics = sorted({t for s in samples for t in s.counters} - {OTHER_TOPIC})
@@ -203,9 +203,9 @@ class Live:
 
     def run(self) -> None:
         while not self._stop.wait(SAMPLE_S):
-            self.tick()
+            self.run_once()
 
-    def tick(self) -> None:
+    def run_once(self) -> None:
         """One sample for each token watched within WATCH_S; a failure is logged, not raised."""
         now = time.monotonic()
         with self._lock:
