@@ -59,6 +59,7 @@ from harness import (
     replicated_redis,
     wait_for_records,
 )
+from redis.crc import key_slot
 
 from appliance.proto import queue_pb2 as pb
 
@@ -80,15 +81,9 @@ def size(name: str, short: bool) -> int:
     return small if short else full
 
 
-def crc16(data: bytes) -> int:
-    """CRC16-XModem: Redis Cluster's key hash (slot = crc16(tag) % 16384)."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+def slot(topic: str) -> int:
+    """The Redis Cluster slot of a topic's keys (hash tag `{topic}`)."""
+    return int(key_slot(("{" + topic + "}").encode()))
 
 
 def spread_topics(masters: int = MASTERS, per_master: int = TOPICS_PER_MASTER) -> list[str]:
@@ -98,7 +93,7 @@ def spread_topics(masters: int = MASTERS, per_master: int = TOPICS_PER_MASTER) -
     n = 0
     while any(len(names) < per_master for names in shares.values()):
         name = f"scale-{n}"
-        share = shares[(crc16(name.encode()) % 16384) * masters // 16384]
+        share = shares[slot(name) * masters // 16384]
         if len(share) < per_master:
             share.append(name)
         n += 1

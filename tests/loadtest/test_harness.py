@@ -387,6 +387,5 @@ def test_the_cluster_and_durability_figures_are_rendered() -> None:
 
 def test_scale_bench_topics_spread_four_per_master() -> None:
     topics = scale_bench.spread_topics()
-    shares = [(scale_bench.crc16(t.encode()) % 16384) * 3 // 16384 for t in topics]
+    shares = [scale_bench.slot(t) * 3 // 16384 for t in topics]
     assert sorted(shares) == [0] * 4 + [1] * 4 + [2] * 4
-    assert scale_bench.crc16(b"123456789") == 0x31C3  # the Redis Cluster spec's check value
