@@ -12,7 +12,8 @@ master: one topic cannot use more than one).
 durability: one server against a master with one replica (--replicaof), with `local` and with
 `replicated` (WAIT 1 after each script call), --redis-max-connections 256 in both: unary
 Enqueue calls/s (2 client processes, 64 in flight each), EnqueueBatch tasks/s, Retrieve 500 +
-AckBatch tasks/s, and the median latency of 300 Enqueue calls made one at a time.
+AckBatch tasks/s, the median latency of 300 Enqueue calls made one at a time, and what
+WAIT 1 adds to one write's round trip at the Redis level (SET+WAIT vs SET+PING pipelines).
 
 costs: CPU time (user + system, /proc) per task that each process spends, one server against
 one Redis: the server and Redis during EnqueueBatch, unary Enqueue and Retrieve+AckBatch, and
@@ -36,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import redis
 from atp_driver import (
     BATCH,
     PHASE_LIMIT_S,
@@ -150,6 +152,25 @@ def cluster(tmp: Path, short: bool) -> dict[str, Any]:
     }
 
 
+def wait_cost_us(port: int, rounds: int = 2000) -> float:
+    """What WAIT 1 adds to a write's round trip, in µs: the median of SET + WAIT 1 minus the
+    median of SET + PING, one pipeline each, interleaved, on one connection to the master."""
+    client = redis.Redis(port=port)
+    took: dict[str, list[float]] = {"WAIT": [], "PING": []}
+    try:
+        for i in range(rounds):
+            for last in ("WAIT", "PING"):
+                pipe = client.pipeline(transaction=False)
+                pipe.set(f"wait-cost-{i % 100}", i)
+                pipe.execute_command(*((last, 1, 1000) if last == "WAIT" else (last,)))
+                start = time.perf_counter()
+                pipe.execute()
+                took[last].append((time.perf_counter() - start) * 1e6)
+    finally:
+        client.close()
+    return median(took["WAIT"]) - median(took["PING"])
+
+
 def durability(tmp: Path, short: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in ("local", "replicated"):
@@ -160,6 +181,8 @@ def durability(tmp: Path, short: bool) -> dict[str, Any]:
             ) as address,
         ):
             out[mode] = rates(address, short)
+            if mode == "replicated":
+                out["wait_us"] = wait_cost_us(master.port, 200 if short else 2000)
     return out
 
 
