@@ -101,11 +101,14 @@ class Wakeups:
                 message = await pubsub.get_message(timeout=1.0)
                 if message and message.get("type") == "message":
                     data = message["data"]
-                    text = data.decode() if isinstance(data, bytes) else str(data)
-                    self.wake(text.partition(" ")[0])
+                    self.message(data.decode() if isinstance(data, bytes) else str(data))
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def message(self, text: str) -> None:
+        """One message ('<topic> <ms>'): wake the topic's waiters."""
+        self.wake(text.partition(" ")[0])
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,5 +1,6 @@
 """The deploy files say what atp accepts: every atp command line parses, every config loads,
-and the Dockerfile passes hadolint. (No Docker engine runs here: see docs/DEPLOY.md.)"""
+and the Dockerfile passes hadolint. (No Docker engine runs here; tests/image builds the image with
+buildah and runs it: docs/adr/0015-container-image.md.)"""
 
 from __future__ import annotations
 
