@@ -269,7 +269,7 @@ def lb_server_kill(ctx: Context) -> None:
         time.sleep(1.0)
         server.restart()
         topo.wait_server_ready(server)
-        ctx.note(f"{server.name} serves again; {_reopened(topo, killed_ms)}")
+        ctx.note(f"{server.name} serves again{_reopened(topo, killed_ms)}")
         time.sleep(1.0)
     ctx.healed()
 
@@ -281,7 +281,8 @@ def lb_server_kill_unary(ctx: Context) -> None:
 
 
 def _reopened(topo: Topology, killed_ms: int) -> str:
-    """How long the worker streams broken by a kill at `killed_ms` took to reopen."""
+    """How long the worker streams broken by a kill at `killed_ms` took to reopen (a note's
+    tail; empty for unary workers)."""
     took = []
     for worker in topo.workers:
         events = _events(topo.run_dir / f"{worker.name}.jsonl")
@@ -290,7 +291,7 @@ def _reopened(topo: Topology, killed_ms: int) -> str:
             opened = [e["t_ms"] for e in events if e["ev"] == "stream" and "held" in e]
             later = [t for t in opened if t >= ended[0]["t_ms"]]
             took.append(f"{min(later) - killed_ms} ms" if later else "not yet")
-    return f"streams reopened after {', '.join(took) or 'none broke'}"
+    return f"; streams reopened after {', '.join(took)}" if took else ""
 
 
 def scheduler_kill(ctx: Context) -> None:
@@ -854,7 +855,7 @@ SCENARIOS.update(
             quick=True,  # about 35 s
         ),
         Scenario(
-            "workflow_advance_kill_many",
+            "3 advancing servers, slow Redis: SIGKILL the 2 without clients x12 (runs checked)",
             "3 advancing servers, slow Redis: SIGKILL the two without clients, 12 times (runs checked)",
             workflow_advance_kill_many,
             dataclasses.replace(WORKFLOWS, servers=3),
