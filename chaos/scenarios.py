@@ -855,8 +855,8 @@ SCENARIOS.update(
             quick=True,  # about 35 s
         ),
         Scenario(
+            "workflow_advance_kill_many",
             "3 advancing servers, slow Redis: SIGKILL the 2 without clients x12 (runs checked)",
-            "3 advancing servers, slow Redis: SIGKILL the two without clients, 12 times (runs checked)",
             workflow_advance_kill_many,
             dataclasses.replace(WORKFLOWS, servers=3),
         ),
