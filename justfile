@@ -72,6 +72,11 @@ tools:
     test -x .tools/grpcurl || GOBIN="$PWD/.tools" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
     test -x .tools/toxiproxy-server || (GOBIN="$PWD/.tools" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0 && mv .tools/server .tools/toxiproxy-server)
 
+# Needs nginx (apt-get install nginx-light); runs deploy/nginx/atp.conf.template. About 2 minutes.
+# The role split behind nginx, slow tests: a server SIGKILLed under load, 70 s long poll and idle stream.
+lb-slow: setup
+    {{venv}}/bin/pytest -m slow tests/lb -q
+
 # Quick core figures (enqueue, fetch+ack, lateness) against a throwaway server + Redis.
 core-bench *args: setup
     {{python}} loadtest/core_bench.py {{args}}
@@ -105,13 +110,16 @@ bench *args: setup
     {{python}} loadtest/bench.py --bench-python .bench/venv/bin/python --node-dir .bench/node --py-spy .bench/venv/bin/py-spy --command "just bench {{args}}" {{args}}
 
 # Scenarios: Redis latency, blackhole, resets, slow links, a worker partition, SIGKILL/SIGSTOP
-# of workers, Redis restart, scheduler leader kill; real processes behind the real toxiproxy.
+# of workers, Redis restart, scheduler leader kill, and workflow runs under advancer kills,
+# Redis restarts, lost Ack replies and signals racing their timeout (runs checked too);
+# real processes behind the real toxiproxy.
 # Each run's history is checked; the table goes to chaos/results/<date>.md; exit 1 on a break.
 # Chaos scenarios, all or the named ones (`just chaos latency worker_kill`; `--list` shows them).
 chaos *scenarios: setup tools
     {{python}} -m chaos {{scenarios}}
 
 # The CI subset of the chaos scenarios (latency, worker SIGKILL, Redis restart, supervisor
-# SIGKILL, stream worker SIGKILL): under 3 minutes.
+# SIGKILL, stream worker SIGKILL, server SIGKILL behind nginx, workflow advancing server
+# SIGKILL): about 3.5 minutes.
 chaos-quick: setup tools
     {{python}} -m chaos --quick

@@ -32,7 +32,8 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 MISFIRE_TO_PB = {Misfire.SKIP: pb.SKIP, Misfire.RUN_ONCE: pb.RUN_ONCE}
 VERBS = {
-    "create": "create a schedule (--topic and one of --cron and --every are required)",
+    "create": "create a schedule (one of --topic and --workflow, and one of --cron and --every "
+    "are required)",
     "update": "change a schedule: the flags given replace those fields",
     "pause": "stop a schedule firing until it is resumed",
     "resume": "let a paused schedule fire again",
@@ -73,7 +74,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _definition_flags(cmd: argparse.ArgumentParser, required: bool) -> None:
-    cmd.add_argument("--topic", required=required, help="Topic each tick's task goes to.")
+    what = cmd.add_mutually_exclusive_group(required=required)
+    what.add_argument("--topic", help="Topic each tick's task goes to.")
+    what.add_argument(
+        "--workflow",
+        metavar="NAME",
+        help="Each tick starts a run of this workflow (run id sched.<id>.<tick ms>) instead "
+        "of a task; --input is the run's input.",
+    )
     when = cmd.add_mutually_exclusive_group(required=required)
     when.add_argument(
         "--cron",
@@ -92,6 +100,7 @@ def _definition_flags(cmd: argparse.ArgumentParser, required: bool) -> None:
         "(default UTC).",
     )
     cmd.add_argument("--payload", help="Payload text of each tick's task.")
+    cmd.add_argument("--input", help="A --workflow schedule's run input (JSON or text).")
     cmd.add_argument(
         "--payload-file", metavar="FILE", help="Read the payload from this file ('-': stdin)."
     )
@@ -142,7 +151,9 @@ def _merge(ns: argparse.Namespace, s: pb.Schedule) -> pb.Schedule:
     out.CopyFrom(s)
     out.id = ns.id
     if ns.topic is not None:
-        out.topic = ns.topic
+        out.topic, out.workflow = ns.topic, ""
+    if ns.workflow is not None:
+        out.topic, out.workflow = "", ns.workflow
     _merge_when(ns, out)
     payload = _payload(ns)
     if payload is not None:
@@ -173,8 +184,10 @@ def _merge_when(ns: argparse.Namespace, out: pb.Schedule) -> None:
 
 
 def _payload(ns: argparse.Namespace) -> str | None:
-    if ns.payload is not None and ns.payload_file is not None:
-        raise InvalidArgument("--payload and --payload-file: give one of them")
+    if sum(v is not None for v in (ns.payload, ns.payload_file, ns.input)) > 1:
+        raise InvalidArgument("--payload, --payload-file and --input: give one of them")
+    if ns.input is not None:
+        return cast(str, ns.input)
     if ns.payload_file is None:
         return cast(str | None, ns.payload)
     if ns.payload_file == "-":
@@ -258,8 +271,9 @@ def _list(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
         return
     rows = [("ID", "TOPIC", "WHEN", "NEXT", "LAST", "STATE")]
     for s in schedules:
+        what = s.topic or f"workflow {s.workflow}"
         rows.append(
-            (s.id, s.topic, _when(s), _time(s.next_fire_time_ms), _time(s.last_fire_time_ms),
+            (s.id, what, _when(s), _time(s.next_fire_time_ms), _time(s.last_fire_time_ms),
              _state(s))
         )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -308,6 +322,7 @@ def _show(s: pb.Schedule, ns: argparse.Namespace, out: TextIO) -> None:
     lines = [
         ("id", s.id),
         ("topic", s.topic),
+        ("workflow", s.workflow),
         ("when", _when(s)),
         ("window", window),
         ("jitter", times.duration_text(s.jitter_ms) if s.jitter_ms else ""),
@@ -317,7 +332,7 @@ def _show(s: pb.Schedule, ns: argparse.Namespace, out: TextIO) -> None:
         ("next fire", _time(s.next_fire_time_ms)),
         ("last fire", _time(s.last_fire_time_ms)),
         ("source", s.source),
-        ("payload", s.payload),
+        ("input" if s.workflow else "payload", s.payload),
     ]
     for name, value in lines:
         if value:

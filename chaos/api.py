@@ -16,6 +16,7 @@ from appliance.errors import AtpError, NotFound
 from appliance.proto import queue_pb2 as pb  # the public proto's generated code
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from chaos.checker import MISSING, FinalState, FinalTask, ScheduleFinal, TopicCounts
+from chaos.runcheck import FinalRun, FinalStep
 
 
 class Api:
@@ -56,12 +57,18 @@ class Api:
             return False
         return all(c.pending == 0 and c.running == 0 for c in counts.values())
 
-    def task(self, task_id: str) -> FinalTask:
-        try:
-            t = self.client.get_task(task_id)
-        except NotFound:
-            return FinalTask(MISSING)
-        return FinalTask(str(t.state), t.attempt, t.max_retries, t.topic, t.last_error[:200])
+    def task(self, task_id: str, topics: Iterable[str] = ()) -> FinalTask:
+        """GetTask by id alone; when that finds nothing, with each of `topics` (a task whose id
+        index was lost is still there: `by_id` False)."""
+        for topic in ("", *topics):
+            try:
+                t = self.client.get_task(task_id, topic)
+            except NotFound:
+                continue
+            return FinalTask(
+                str(t.state), t.attempt, t.max_retries, t.topic, t.last_error[:200], not topic
+            )
+        return FinalTask(MISSING)
 
     def dead_letters(self, topic: str) -> list[str]:
         ids: list[str] = []
@@ -79,7 +86,7 @@ class Api:
         """Every task named (MISSING when GetTask finds none), each topic's dead letters and
         counts, and each schedule (id -> creation time, ms) with the tasks of its ticks."""
         topics = list(topics)
-        tasks = {task_id: self.task(task_id) for task_id in sorted(set(task_ids))}
+        tasks = {task_id: self.task(task_id, topics) for task_id in sorted(set(task_ids))}
         finals = [self.schedule_final(s) for s in schedules]
         for s in finals:
             for task_id in tick_ids(s, schedules[s.id]):
@@ -92,6 +99,42 @@ class Api:
             stats=self.counts(topics),
             schedules=finals,
         )
+
+    # -- workflow runs (the SDK's WorkflowService calls) ----------------------------------
+
+    def run(self, run_id: str) -> FinalRun:
+        """A run's GetRun (state MISSING when there is none)."""
+        try:
+            r = self.client.get_run(run_id)
+        except NotFound:
+            return FinalRun(run_id, "", MISSING)
+        steps = [
+            FinalStep(
+                s.name,
+                pb.StepState.Name(s.state).removeprefix("STEP_"),
+                s.task_id,
+                s.attempts,
+                s.output,
+                s.error[:200],
+                s.started_ms,
+                s.finished_ms,
+                s.due_ms,
+            )
+            for s in r.steps
+        ]
+        state = pb.RunState.Name(r.state).removeprefix("RUN_")
+        return FinalRun(r.id, r.workflow, state, steps, r.created_ms, r.finished_ms, r.error)
+
+    def runs(self, run_ids: Iterable[str]) -> dict[str, FinalRun]:
+        return {run_id: self.run(run_id) for run_id in sorted(run_ids)}
+
+    def unsettled(self, run_ids: Iterable[str]) -> list[str]:
+        """The runs not finished yet, or with a step outcome not recorded yet (an unreachable
+        server: all of them)."""
+        try:
+            return [r for r, fr in self.runs(run_ids).items() if not fr.settled]
+        except AtpError:
+            return list(run_ids)
 
     # -- schedules (ScheduleService over gRPC) ---------------------------------------------
 

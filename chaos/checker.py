@@ -78,6 +78,7 @@ class FinalTask:
     max_retries: int = 0
     topic: str = ""
     last_error: str = ""
+    by_id: bool = True  # False: GetTask by id alone answered NOT_FOUND, with its topic found it
 
 
 @dataclasses.dataclass(slots=True)
@@ -143,11 +144,15 @@ class Counts:
     skipped: int = 0  # deliveries held and not started (their lease too near its end)
     interrupted: int = 0  # tasks running on a worker when it was SIGKILLed
     restart_max_ms: int | None = None  # the slowest of those to start again after the kill
+    unindexed: int = 0  # found with the topic only: GetTask by id alone finds nothing
+    acks_lost: int = 0  # accepted Acks undone: the task leased again or not SUCCEEDED at the end
+    loss_window_ms: int | None = None  # the oldest lost acknowledgement before its Redis kill
 
 
-@dataclasses.dataclass(slots=True)
-class Verdict:
-    counts: Counts
+class Findings:
+    """What a check found (its dataclass holds `violations`): ok when none; the ids broken."""
+
+    __slots__ = ()
     violations: list[Violation]
 
     @property
@@ -156,6 +161,12 @@ class Verdict:
 
     def offending(self) -> list[str]:
         return sorted({v.task for v in self.violations if v.task != "-"})
+
+
+@dataclasses.dataclass(slots=True)
+class Verdict(Findings):
+    counts: Counts
+    violations: list[Violation]
 
 
 # -- the checks ---------------------------------------------------------------------------
@@ -209,6 +220,7 @@ def check(history: History, final: FinalState, restart_within_ms: int | None = N
     counts.tasks = len(tracked)
     counts.executions = len(history.executions)
     _no_loss(history, final, runs, tracked, counts, found)
+    _losses(history, final, runs, counts)
     for task, executions in runs.items():
         _hand_out(task, executions, history, counts, found)
         _start_in_lease(task, executions, counts, found)
@@ -296,6 +308,11 @@ def _no_loss(
         if state == MISSING:
             counts.lost += 1
             found.append(Violation(NO_LOSS, task, "acknowledged, but GetTask finds no such task"))
+        elif not final.tasks[task].by_id:
+            counts.unindexed += 1
+            found.append(
+                Violation(NO_LOSS, task, "found with its topic only: its id index was lost")
+            )
         elif state not in FINAL_STATES:
             counts.stuck += 1
             found.append(Violation(NO_LOSS, task, f"still {state} after the queue drained"))
@@ -314,6 +331,35 @@ def _no_loss(
             found.append(
                 Violation(NO_LOSS, task, f"attempt {late[0].attempt} leased after its cancel")
             )
+
+
+def _losses(
+    history: History, final: FinalState, runs: dict[str, list[Execution]], counts: Counts
+) -> None:
+    """Counted for the failover scenarios (their violations are no-loss and exactly-once):
+    accepted Acks undone, and the loss window: how long before the Redis master's SIGKILL the
+    oldest lost acknowledgement (an enqueue missing at the end, an undone Ack) was answered."""
+    acked_at: list[int] = []
+    for task, enqueued in history.enqueued.items():
+        got = final.tasks.get(task, FinalTask(MISSING))
+        if got.state == MISSING or not got.by_id:
+            acked_at.append(enqueued.acked_ms)
+    for task, executions in runs.items():
+        for i, e in enumerate(executions):
+            ack = next((c for c in _accepted(e) if c.kind == "ack"), None)
+            if ack is None:
+                continue
+            state = final.tasks.get(task, FinalTask(MISSING)).state
+            if executions[i + 1 :] or state != "SUCCEEDED":
+                counts.acks_lost += 1
+                acked_at.append(ack.done_ms)
+            break
+    windows = []
+    for t in acked_at:
+        kills = [k for k in history.redis_kills if k >= t]
+        if kills:
+            windows.append(min(kills) - t)
+    counts.loss_window_ms = max(windows) if windows else None
 
 
 def _accepted(e: Execution) -> list[Call]:

@@ -16,9 +16,10 @@ import time
 import traceback
 from pathlib import Path
 
-from chaos.checker import FinalState, Verdict, check, failure_report
+from chaos.checker import Counts, FinalState, Verdict, check, failure_report
 from chaos.history import load_history
-from chaos.procs import ROOT
+from chaos.procs import ROOT, wait_for
+from chaos.runcheck import RunsFinal, RunVerdict, check_runs, run_failure_report
 from chaos.scenarios import Context, Scenario
 from chaos.topology import Topology
 from chaos.toxics import find_server
@@ -38,10 +39,14 @@ class Outcome:
     error: str = ""  # the harness itself failed (the scenario could not be run)
     details: str = ""  # the failure report (violations and task histories)
     notes: list[str] = dataclasses.field(default_factory=list)
+    runs: RunVerdict | None = None  # workflow scenarios: the runs' verdict
 
     @property
     def ok(self) -> bool:
-        return not self.error and self.verdict is not None and self.verdict.ok
+        runs_ok = not self.scenario.options.workflows or (self.runs is not None and self.runs.ok)
+        if self.scenario.measures_loss:  # its broken invariants are the measurement
+            return not self.error and self.verdict is not None and runs_ok
+        return not self.error and self.verdict is not None and self.verdict.ok and runs_ok
 
 
 def preflight() -> list[str]:
@@ -64,6 +69,7 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
     started = time.monotonic()
     topology = Topology(run_dir, scenario.options)
     final: FinalState | None = None
+    runs: RunsFinal | None = None
     try:
         topology.start()
         ctx = Context(topology)
@@ -72,7 +78,7 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
             topology.toxiproxy.heal()  # whatever the scenario left behind
         healed = ctx.healed_at or time.monotonic()
         outcome.notes = ctx.notes
-        final = _settle(topology, ctx, healed, outcome)
+        final, runs = _settle(topology, ctx, healed, outcome)
     except Exception:
         outcome.error = traceback.format_exc(limit=8)
     finally:
@@ -84,7 +90,24 @@ def run_scenario(scenario: Scenario, runs_dir: Path) -> Outcome:
         outcome.verdict = check(history, final, scenario.restart_within_ms)
         if not outcome.verdict.ok:
             outcome.details = failure_report(outcome.verdict, history, final)
+        if history.redis_kills:
+            outcome.notes.append(loss_note(outcome.verdict.counts))
+        if runs is not None:
+            outcome.runs = check_runs(history, runs)
+            if not outcome.runs.ok:
+                report = run_failure_report(outcome.runs, history, runs)
+                outcome.details = "\n".join(filter(None, [outcome.details, report]))
     return outcome
+
+
+def loss_note(c: Counts) -> str:
+    """What the Redis master kills cost: acknowledged enqueues and Acks lost, and the window."""
+    window = "-" if c.loss_window_ms is None else f"{c.loss_window_ms} ms"
+    return (
+        f"across the master kills: {c.lost} acknowledged enqueue(s) lost, {c.unindexed} found"
+        f" only with their topic (id index lost), {c.acks_lost} accepted Ack(s) undone,"
+        f" {c.stuck} stuck; loss window (oldest lost acknowledgement before its kill): {window}"
+    )
 
 
 def log_errors(run_dir: Path) -> list[str]:
@@ -123,12 +146,16 @@ def _error_text(line: str) -> str | None:
     return str(record.get("message", "")).split("\n")[0][:120]
 
 
-def _settle(topology: Topology, ctx: Context, healed: float, outcome: Outcome) -> FinalState:
-    """Wait for the producers, then the drain; stop the workers; read the final state."""
+def _settle(
+    topology: Topology, ctx: Context, healed: float, outcome: Outcome
+) -> tuple[FinalState, RunsFinal | None]:
+    """Wait for the producers, then the runs (workflow scenarios) and the drain; stop the
+    workers; read the final state."""
     assert topology.api is not None
     for child in topology.children:
         if child.name.startswith("producer"):
             child.proc.wait(PRODUCER_TIMEOUT_S)  # type: ignore[union-attr]
+    runs = _settle_runs(topology, outcome) if topology.options.workflows else None
     topics = ctx.topology.options.topics
     if topology.wait_drained(topics, DRAIN_TIMEOUT_S) is not None:
         outcome.heal_to_drain_s = time.monotonic() - healed
@@ -140,6 +167,22 @@ def _settle(topology: Topology, ctx: Context, healed: float, outcome: Outcome) -
     ids = set(history.enqueued) | {e.task for e in history.executions}
     final = topology.api.final_state(ids, topics, ctx.schedules)
     (topology.run_dir / "final.json").write_text(json.dumps(final.to_json(), indent=1))
+    return final, runs
+
+
+def _settle_runs(topology: Topology, outcome: Outcome) -> RunsFinal:
+    """Wait until every started run finished with each step's outcome recorded (the advancer
+    polls running steps); read every run's GetRun; keep them with the definitions in runs.json."""
+    from chaos.flows import FLOWS  # the definitions the run producer put
+
+    assert topology.api is not None
+    api = topology.api
+    ids = list(load_history(topology.run_dir).runs)
+    if not wait_for(lambda: not api.unsettled(ids), DRAIN_TIMEOUT_S, pause=0.5):
+        left = api.unsettled(ids)
+        outcome.notes.append(f"{len(left)} run(s) not settled {DRAIN_TIMEOUT_S:.0f} s after")
+    final = RunsFinal(dict(FLOWS), api.runs(ids))
+    (topology.run_dir / "runs.json").write_text(json.dumps(final.to_json(), indent=1))
     return final
 
 
@@ -161,6 +204,8 @@ def row(o: Outcome) -> str:
     c = o.verdict.counts
     drain = f"{o.heal_to_drain_s:.1f} s" if o.heal_to_drain_s is not None else "not drained"
     result = "pass" if o.ok else f"FAIL ({len(o.verdict.violations)})"
+    if o.scenario.measures_loss and o.ok:
+        result = f"measured ({len(o.verdict.violations)} broken)"
     restart = "-"
     if c.interrupted:
         slowest = "never" if c.restart_max_ms is None else f"{c.restart_max_ms} ms"
@@ -174,7 +219,36 @@ def row(o: Outcome) -> str:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    return "\n".join([HEADER, RULE, *(row(o) for o in outcomes)])
+    lines = [HEADER, RULE, *(row(o) for o in outcomes)]
+    flows = [o for o in outcomes if o.scenario.options.workflows]
+    if flows:
+        lines += ["", RUN_HEADER, RUN_RULE, *(run_row(o) for o in flows)]
+    return "\n".join(lines)
+
+
+RUN_HEADER = (
+    "| workflow scenario | runs | succeeded | failed | canceled | unsettled | steps finished"
+    " | step executions (re-runs) | on_failure ran"
+    " | signal steps: in time / timed out (racing, late)"
+    " | atp SIGKILLs | queue violations | run violations | run time | result |"
+)
+RUN_RULE = "|" + "---|" * 15
+
+
+def run_row(o: Outcome) -> str:
+    """The workflow table's row: runs and steps (chaos/runcheck.py's counts)."""
+    name = o.scenario.name
+    if o.runs is None or o.verdict is None:
+        return f"| {name} |" + " - |" * 12 + f" {o.duration_s:.0f} s | ERROR |"
+    c = o.runs.counts
+    result = "pass" if o.ok else "FAIL"
+    return (
+        f"| {name} | {c.runs} | {c.succeeded} | {c.failed} | {c.canceled} | {c.unsettled}"
+        f" | {c.steps} | {c.executions} ({c.reruns}) | {c.on_failure_ran}"
+        f" | {c.signals_in_time} / {c.timeouts} ({c.signals_racing}, {c.signals_late})"
+        f" | {c.server_kills} | {len(o.verdict.violations)} | {len(o.runs.violations)}"
+        f" | {o.duration_s:.0f} s | {result} |"
+    )
 
 
 def write_results(outcomes: list[Outcome], command: str, stamp: str, total_s: float) -> Path:

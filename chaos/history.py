@@ -1,9 +1,11 @@
 """The recorded history: append-only JSON-lines logs, one per process, and their reader.
 
-Producers write `enqueue` and `cancel` events; workers write `start`, `skip` (a delivery not
+Producers write `enqueue` and `cancel` events, the run producer `run_start` and `run_call`
+(CancelRun, SignalRun) events; workers write `start`, `skip` (a delivery not
 started: its lease was too close to its end or the stream was stale), `end` and `call` (Ack,
 Nack, ExtendLease or a stream HOLD) events; scenarios write `kill` (a worker SIGKILLed, at
-`t_ms`) and `silent` (a worker stopped or cut off from `t_ms` to `until_ms`) to faults.jsonl.
+`t_ms`), `kill_server` (an atp process SIGKILLed) and `silent` (a worker stopped or cut off
+from `t_ms` to `until_ms`) to faults.jsonl.
 One line each, flushed by a single os.write, so a SIGKILL loses at most the line being written.
 Stdlib only; imports nothing of atp.
 """
@@ -24,6 +26,7 @@ OK = "ok"
 STALE = "stale"  # FAILED_PRECONDITION: the lease token is not the current one
 NOT_FOUND = "not_found"
 WRONG_STATE = "wrong_state"
+REPEAT = "repeat"  # CancelRun: canceled before; SignalRun: a signal of the name came before
 REFUSED = frozenset({STALE, NOT_FOUND, WRONG_STATE})  # the server said no: nothing changed
 
 
@@ -165,6 +168,31 @@ class Execution:
 
 
 @dataclasses.dataclass(slots=True)
+class RunStarted:
+    """A StartRun the server acknowledged (chaos/runs.py)."""
+
+    id: str
+    workflow: str
+    sent_ms: int
+    acked_ms: int
+
+
+@dataclasses.dataclass(slots=True)
+class RunCall:
+    """One CancelRun or SignalRun attempt and what came back: `ok` (this call canceled the run
+    or kept the signal), `repeat` (canceled before / a signal of the name came before),
+    `wrong_state` (the run had finished) or `error:<STATUS>`."""
+
+    kind: str  # cancel | signal
+    run: str
+    sent_ms: int
+    done_ms: int
+    result: str
+    name: str = ""  # signal: its name
+    payload: str = ""  # signal: its payload
+
+
+@dataclasses.dataclass(slots=True)
 class History:
     enqueued: dict[str, Enqueued] = dataclasses.field(default_factory=dict)
     cancels: dict[str, list[Cancel]] = dataclasses.field(default_factory=dict)
@@ -173,6 +201,10 @@ class History:
     # (worker, from, until): stopped or cut off, so its server may find its stream dead
     silences: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
     skips: int = 0  # deliveries a worker held and did not start (past or near their deadline)
+    runs: dict[str, RunStarted] = dataclasses.field(default_factory=dict)  # workflow runs
+    run_calls: dict[str, list[RunCall]] = dataclasses.field(default_factory=dict)  # by run
+    server_kills: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # atp side
+    redis_kills: list[int] = dataclasses.field(default_factory=list)  # a Redis master's SIGKILL
 
     def death_after(self, worker: str, t_ms: int) -> int | None:
         """When `worker` was first SIGKILLed at or after `t_ms` (None: it was not)."""
@@ -197,6 +229,14 @@ def load_history(directory: Path) -> History:
         for event in read_events(path):
             _apply(history, open_runs, event)
     return history
+
+
+def _kill(history: History, ev: dict[str, Any]) -> None:
+    """A worker's SIGKILL, or a Redis master's (cluster_failover)."""
+    if ev["ev"] == "redis_kill":
+        history.redis_kills.append(ev["t_ms"])
+    else:
+        history.kills.append((ev["worker"], ev["t_ms"]))
 
 
 def _apply(history: History, runs: dict[str, Execution], ev: dict[str, Any]) -> None:
@@ -225,8 +265,16 @@ def _apply(history: History, runs: dict[str, Execution], ev: dict[str, Any]) -> 
         )
         runs[run.token] = run
         history.executions.append(run)
-    elif kind == "kill":
-        history.kills.append((ev["worker"], ev["t_ms"]))
+    elif kind in ("kill", "redis_kill"):
+        _kill(history, ev)
+    elif kind == "kill_server":
+        history.server_kills.append((ev["process"], ev["t_ms"]))
+    elif kind == "run_start":
+        history.runs[ev["id"]] = RunStarted(ev["id"], ev["workflow"], ev["sent_ms"], ev["acked_ms"])
+    elif kind == "run_call":
+        fields = {f.name for f in dataclasses.fields(RunCall)}
+        call = RunCall(**{k: v for k, v in ev.items() if k in fields})
+        history.run_calls.setdefault(call.run, []).append(call)
     elif kind == "silent":
         history.silences.append((ev["worker"], ev["t_ms"], ev["until_ms"]))
     elif kind == "skip":

@@ -43,10 +43,18 @@ def can_connect(port: int) -> bool:
 class Child:
     """One child process; `restart()` runs the same command again (a new pid)."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_dir: Path, cwd: Path = ROOT) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.cwd = cwd
+        self.env = env or {}
         self.log_path = log_dir / f"{name}.out"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -63,7 +71,7 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
         self.starts += 1
         return self

@@ -45,6 +45,24 @@ def plan(n: int, rng: random.Random, long_every: int) -> tuple[str, int, int]:
     return mode, ms, delay
 
 
+async def retrying(call: Callable[[], Awaitable[T]], give_up_s: float) -> T:
+    """Retry transport errors (an id makes a repeat harmless) until give_up_s passes; the
+    server's answers (NotFound, WrongState) are raised at once."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + give_up_s
+    pause = 0.1
+    while True:
+        try:
+            return await call()
+        except (NotFound, WrongState):
+            raise
+        except AtpError:
+            if loop.time() > give_up:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
 class Producer:
     def __init__(self, client: AsyncClient, log: LogWriter, ns: argparse.Namespace) -> None:
         self.client = client
@@ -53,20 +71,7 @@ class Producer:
         self.give_up_s: float = ns.give_up
 
     async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Retry transport errors (the id makes a repeat harmless) until give_up_s passes."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.give_up_s
-        pause = 0.1
-        while True:
-            try:
-                return await call()
-            except (NotFound, WrongState):
-                raise
-            except AtpError:
-                if loop.time() > give_up:
-                    raise
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
+        return await retrying(call, self.give_up_s)
 
     async def one(self, n: int, rng: random.Random) -> None:
         ns = self.ns

@@ -6,8 +6,10 @@ tasks, faults of seconds, loopback only. Leases are 1.5 s, so "longer than the l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import json
 import os
 import signal
 import time
@@ -15,7 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from chaos.history import now_ms, read_events
+from chaos.cluster import spread_topics
+from chaos.flows import WF_TOPIC
+from chaos.history import LogWriter, now_ms, read_events
 from chaos.procs import Child, wait_for
 from chaos.topology import CRON_TOPIC, TOPIC, Options, Topology
 from chaos.toxics import Link
@@ -25,6 +29,9 @@ PAST_KEEPALIVE_S = 12.0  # longer than the server's keepalive (5 s ping + 5 s ti
 RESTART_WITHIN_MS = 1000  # a SIGKILLed stream worker's tasks start elsewhere within this
 STREAM = Options(transport="stream", concurrency=10, prefetch=2)
 ORPHAN_DEADLINE_S = 1.0  # every child of a SIGKILLed supervisor is gone within this
+CLUSTER_TOPICS = spread_topics(TOPIC)  # one topic per master of the chaos cluster
+CLUSTER = Options(cluster=True, topics=CLUSTER_TOPICS)
+REPLICA_LAG_S = 0.5  # failover round 2: the replica is this far behind when its master dies
 
 
 class Context:
@@ -52,6 +59,11 @@ class Context:
     ) -> Child:
         return self.topology.producer(count, rate, seed, long_every)
 
+    def produce_runs(
+        self, count: int = 150, rate: float = 10.0, seed: int = 1, *extra: str
+    ) -> Child:
+        return self.topology.run_producer(count, rate, seed, *extra)
+
     def busy_worker(self, workers: list[Child], timeout: float = 5.0) -> Child:
         """The first worker seen holding a task (else the first alive one)."""
         found: list[Child] = []
@@ -73,6 +85,8 @@ class Scenario:
     options: Options = dataclasses.field(default_factory=Options)
     quick: bool = False
     restart_within_ms: int | None = None  # checked: tasks cut by a SIGKILL restart this fast
+    measures_loss: bool = False  # losses are the figure measured, not a failure (the default
+    # durability across a failover: docs/adr/0013-durability.md)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -237,6 +251,39 @@ def server_kill(ctx: Context) -> None:
     ctx.healed()
 
 
+def lb_server_kill(ctx: Context) -> None:
+    """Two servers behind nginx, every client dialing nginx: SIGKILL one under load (its
+    streams and calls break, the clients reconnect through nginx to the other), restart it 1 s
+    later; 1 s after it serves again, the same to the other one. Notes how long the broken
+    streams took to reopen."""
+    topo = ctx.topology
+    ctx.produce(long_every=7)
+    ctx.at(3.0)
+    for server in topo.servers:
+        killed_ms = now_ms()
+        topo.kill_server(server)
+        ctx.note(f"SIGKILL {server.name} behind nginx")
+        time.sleep(1.0)
+        server.restart()
+        topo.wait_server_ready(server)
+        ctx.note(f"{server.name} serves again; {_reopened(topo, killed_ms)}")
+        time.sleep(1.0)
+    ctx.healed()
+
+
+def _reopened(topo: Topology, killed_ms: int) -> str:
+    """How long the worker streams broken by a kill at `killed_ms` took to reopen."""
+    took = []
+    for worker in topo.workers:
+        events = _events(topo.run_dir / f"{worker.name}.jsonl")
+        ended = [e for e in events if e["ev"] == "stream_end" and e["t_ms"] >= killed_ms]
+        if ended:
+            opened = [e["t_ms"] for e in events if e["ev"] == "stream" and "held" in e]
+            later = [t for t in opened if t >= ended[0]["t_ms"]]
+            took.append(f"{min(later) - killed_ms} ms" if later else "not yet")
+    return f"streams reopened after {', '.join(took) or 'none broke'}"
+
+
 def scheduler_kill(ctx: Context) -> None:
     """A 1 s interval schedule, three schedulers: SIGKILL the leader twice (restarting it),
     then SIGSTOP the leader past its lease and SIGCONT it; one task per tick throughout."""
@@ -385,6 +432,149 @@ def stream_stop_long_lease(ctx: Context) -> None:
     have not passed, so only the stream's freshness can keep it from starting deliveries the
     server released when its keepalive found the stream dead."""
     stream_worker_stop(ctx)
+
+
+def cluster_failover(ctx: Context) -> None:
+    """A 3-master, 3-replica Redis Cluster under load (a producer per master's topic): SIGKILL
+    the master of one topic and wait until its replica is promoted, then start the killed node
+    again (it rejoins as the new master's replica). Round 1 kills a master whose replica is up
+    to date. Round 2 first cuts the replica off (SIGSTOP, and the master's replication link
+    closed, as a network partition would), kills the master REPLICA_LAG_S later and resumes
+    the replica, which is promoted without what the master acknowledged meanwhile. With
+    `--durability replicated` no acknowledged write may be lost; with the default the loss is
+    counted and the loss window measured (faults.jsonl has each kill)."""
+    topo = ctx.topology
+    cluster = topo.cluster
+    assert cluster is not None
+    for n, topic in enumerate(CLUSTER_TOPICS):
+        topo.producer(240, 12.0, seed=n + 1, name=f"producer-{topic}", topic=topic)
+    rounds = ((3.0, CLUSTER_TOPICS[0], 0.0), (12.0, CLUSTER_TOPICS[1], REPLICA_LAG_S))
+    for start, topic, lag in rounds:
+        ctx.at(start)
+        master = cluster.master_of(topic)
+        replica = cluster.replica_of(master)
+        if lag:
+            cluster.pause(replica)
+            cluster.cut_replicas(master)
+            time.sleep(lag)
+        with LogWriter(topo.run_dir / "faults.jsonl") as log:
+            log.write("redis_kill", node=master.port, t_ms=now_ms(), lag_s=lag)
+        cluster.kill(master)
+        if lag:
+            cluster.resume(replica)
+        took = cluster.wait_promoted(topic, master)
+        ctx.note(
+            f"SIGKILL master {master.port} of {topic}"
+            + (f" (its replica cut off {lag:g} s before)" if lag else "")
+            + f": replica {replica.port} promoted after {took:.1f} s"
+        )
+        time.sleep(0.5)
+        cluster.restart(master)
+        if not wait_for(cluster.healthy, 30, pause=0.1):
+            raise RuntimeError(f"the killed node did not rejoin: {cluster.describe()}")
+        ctx.note(f"{master.port} restarted, a replica again: {cluster.describe()}")
+    ctx.healed()
+
+
+# -- workflow scenarios (runs checked by chaos/runcheck.py as well) --------------------------
+
+
+def workflow_advance_kill(ctx: Context) -> None:
+    """Two servers, both advancing runs, under load (diamond and order runs, cancels, signals):
+    SIGKILL one of them right after a worker's Ack (its advancer is woken and busy with that
+    run), restart it 0.5 s later on its port; five rounds, alternating the two."""
+    topo = ctx.topology
+    ctx.produce_runs(150, 10.0)
+    victims = [*topo.servers, topo.server()]
+    for n, start in enumerate((2.0, 4.5, 7.0, 9.5, 12.0)):
+        ctx.at(start)
+        victim = victims[n % len(victims)]
+        fresh = _after_next_ack(ctx)
+        topo.kill_server(victim)
+        ctx.note(f"SIGKILL {victim.name} {'just after an Ack' if fresh else '(no Ack seen)'}")
+        time.sleep(0.5)
+        victim.restart()
+        topo.wait_server_ready(victim)
+    ctx.healed()
+
+
+def workflow_redis_restart(ctx: Context) -> None:
+    """SIGKILL redis-server with runs in flight and start it again on its AOF (twice)."""
+    ctx.produce_runs(150, 10.0)
+    for start in (3.0, 8.0):
+        ctx.at(start)
+        ctx.note("redis SIGKILLed, restarted 1.5 s later on its AOF")
+        ctx.topology.restart_redis(down_s=1.5)
+    ctx.healed()
+
+
+def workflow_lost_acks(ctx: Context) -> None:
+    """Lost replies on Ack, both hops: the API's replies to the workers 3.5 s late (past their
+    3 s call timeout: every Ack lands and is retried with the same token) for 5 s; then Redis
+    replies 2.5 s late (past the 2 s socket timeout: ack.lua, step_schedule, step_finish run
+    and their replies are lost) for 4 s."""
+    topo = ctx.topology
+    assert topo.grpc_link is not None and topo.redis_link is not None
+    ctx.produce_runs(150, 10.0)
+    ctx.at(3)
+    topo.grpc_link.add("late", "latency", "downstream", latency=3500, jitter=0)
+    ctx.note("grpc link (workers): replies 3.5 s late (call timeout 3 s) for 5 s")
+    ctx.at(8)
+    topo.grpc_link.remove("late")
+    ctx.at(10)
+    topo.redis_link.add("late", "latency", "downstream", latency=2500, jitter=0)
+    ctx.note("redis link: replies 2.5 s late (socket timeout 2 s) for 4 s")
+    ctx.at(14)
+    topo.redis_link.remove("late")
+    ctx.healed()
+
+
+def workflow_signal_race(ctx: Context) -> None:
+    """Order runs only: `paid` sent within 150 ms either side of its 800 ms deadline (some
+    twice, some never), two servers advancing, Redis replies 20 +- 15 ms late throughout (a
+    wider gap between an advancer's read and its judgement), one advancing server SIGKILLed."""
+    topo = ctx.topology
+    assert topo.redis_link is not None
+    topo.redis_link.add("slow", "latency", "downstream", latency=20, jitter=15)
+    ctx.note("redis link: 20 +- 15 ms latency for the whole run")
+    ctx.produce_runs(120, 10.0, 2, "--order-share", "1.0")
+    ctx.at(6.0)
+    victim = topo.servers[0]
+    topo.kill_server(victim)
+    ctx.note(f"SIGKILL {victim.name}")
+    time.sleep(0.5)
+    victim.restart()
+    topo.wait_server_ready(victim)
+    ctx.at(13.0)
+    topo.redis_link.remove("slow")
+    ctx.healed()
+
+
+def _after_next_ack(ctx: Context, timeout: float = 3.0) -> bool:
+    """Return as soon as a worker's log shows an Ack answered after this call began."""
+    logs = list(ctx.topology.run_dir.glob("worker-*.jsonl"))
+    since = now_ms()
+
+    def acked() -> bool:
+        for path in logs:
+            try:
+                tail = path.read_bytes()[-4000:].decode(errors="replace")
+            except OSError:
+                continue
+            for line in tail.splitlines()[1:]:
+                if '"kind":"ack"' in line and '"result":"ok"' in line:
+                    with contextlib.suppress(ValueError):
+                        if json.loads(line)["done_ms"] >= since:
+                            return True
+        return False
+
+    return wait_for(acked, timeout, pause=0.002)
+
+
+def cluster_failover_replicated(ctx: Context) -> None:
+    """cluster_failover with `--durability replicated`: every acknowledgement waited for the
+    replica, so no acknowledged enqueue or Ack may be lost (docs/adr/0013-durability.md)."""
+    cluster_failover(ctx)
 
 
 def _holding_unstarted(ctx: Context, workers: list[Child], timeout: float = 10.0) -> Child:
@@ -584,10 +774,62 @@ SCENARIOS.update(
             dataclasses.replace(STREAM, concurrency=3, prefetch=6, lease_ms=20_000),
         ),
         Scenario(
+            "lb_server_kill",
+            "nginx + 2 servers, stream workers: SIGKILL each server in turn, restart it",
+            lb_server_kill,
+            dataclasses.replace(STREAM, lb_servers=2),
+            quick=True,
+        ),
+        Scenario(
             "stream_worker_stop",
             f"stream: SIGSTOP a worker {PAST_KEEPALIVE_S:.0f} s (> lease, keepalive), twice",
             stream_worker_stop,
             dataclasses.replace(STREAM, concurrency=3, prefetch=6),
+        ),
+    )
+)
+WORKFLOWS = Options(topics=(WF_TOPIC,), servers=2, workflows=True, concurrency=4)
+SCENARIOS.update(
+    (s.name, s)
+    for s in (
+        Scenario(
+            "workflow_advance_kill",
+            "2 advancing servers: SIGKILL one just after an Ack, 5 rounds (runs checked)",
+            workflow_advance_kill,
+            WORKFLOWS,
+            quick=True,  # about 35 s
+        ),
+        Scenario(
+            "workflow_redis_restart",
+            "runs in flight: SIGKILL Redis, restart on AOF, twice (runs checked)",
+            workflow_redis_restart,
+            WORKFLOWS,
+        ),
+        Scenario(
+            "workflow_lost_acks",
+            "Ack replies lost: API replies past the call timeout, then Redis's (runs checked)",
+            workflow_lost_acks,
+            WORKFLOWS,
+        ),
+        Scenario(
+            "workflow_signal_race",
+            "order runs: paid within 150 ms of its timeout, slow Redis, a SIGKILL (runs checked)",
+            workflow_signal_race,
+            WORKFLOWS,
+        ),
+        Scenario(
+            "cluster_failover",
+            "Redis Cluster 3+3: SIGKILL a master under load, twice (2nd: replica cut off"
+            f" {REPLICA_LAG_S:g} s); default durability: losses measured",
+            cluster_failover,
+            CLUSTER,
+            measures_loss=True,
+        ),
+        Scenario(
+            "cluster_failover_replicated",
+            "cluster_failover with --durability replicated: no acknowledged write lost",
+            cluster_failover_replicated,
+            dataclasses.replace(CLUSTER, durability="replicated"),
         ),
     )
 )

@@ -6,6 +6,10 @@ the workers (and `grpc-solo` for a worker that a scenario cuts off alone), and t
 
 With `Options(appliance=True)` the atp side is instead one `atp --role=all --data-dir <run>/atp`
 (its supervisor, embedded Redis and roles; no proxies), which the workers reach directly.
+
+With `Options(cluster=True)` Redis is a real Redis Cluster of 3 masters and 3 replicas
+(chaos/cluster.py) that the atp processes reach directly (`redis+cluster://`: a proxy would
+hide the node addresses the cluster redirects to), started with `--durability` as given.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import shutil
 import socket
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
-from chaos.api import Api
+from chaos.api import Api, connect
+from chaos.cluster import Cluster
 from chaos.history import LogWriter, now_ms
+from chaos.lb import Nginx
 from chaos.procs import Child, free_port, wait_for
 from chaos.toxics import Link, Toxiproxy
 
@@ -41,26 +48,36 @@ class Options:
     appliance: bool = False  # one `atp --role=all` (supervisor + embedded Redis), no proxies
     transport: str = "unary"  # the recording workers': unary (Retrieve) or stream (rpc Work)
     prefetch: int = 2  # stream: deliveries a worker holds beyond its `concurrency` slots
+    cluster: bool = False  # a 3-master, 3-replica Redis Cluster instead of one Redis
+    durability: str = "local"  # the atp processes' --durability (local | replicated)
+    servers: int = 1  # atp --role=server processes; every one advances workflow runs, the
+    # workers and producers use the first
+    workflows: bool = False  # runs are checked too (chaos/runcheck.py)
+    lb_servers: int = 0  # > 0: instead, that many `atp --role=server` behind nginx
+    # (chaos/lb.py), which every client dials (no toxiproxy on the API side)
 
 
 class Redis:
     """redis-server with AOF (everysec, the appliance's setting) in <run dir>/redis; a restart
     reuses the port and the data dir, so it comes back with what its AOF holds."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(
+        self, run_dir: Path, name: str = "redis", port: int = 0, extra: Sequence[str] = ()
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.dir = run_dir / "redis"
+        self.port = port or free_port()
+        self.dir = run_dir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         argv = [
             binary,
             *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)),
             *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
             *("--protected-mode", "no", "--loglevel", "warning"),
+            *extra,
         ]
-        self.child = Child("redis", argv, run_dir)
+        self.child = Child(name, argv, run_dir)
 
     def start(self) -> Redis:
         self.child.start()
@@ -84,6 +101,7 @@ class Topology:
         self.options = options
         run_dir.mkdir(parents=True, exist_ok=True)
         self.redis = Redis(run_dir)
+        self.cluster = Cluster(run_dir, Redis) if options.cluster else None
         self.toxiproxy = Toxiproxy(run_dir)
         self.api_port = free_port()
         self.api_address = f"127.0.0.1:{self.api_port}"
@@ -91,11 +109,14 @@ class Topology:
         self.workers: list[Child] = []
         self.schedulers: list[Child] = []
         self.solo: Child | None = None
+        self.servers: list[Child] = []  # the advancing servers beyond the first (lb: all)
+        self.addresses: dict[str, str] = {"server": self.api_address}  # server name -> API
         self.redis_link: Link | None = None
         self.grpc_link: Link | None = None
         self.solo_link: Link | None = None
         self.api: Api | None = None
         self.supervisor: Child | None = None
+        self.nginx: Nginx | None = None
         self.http_address = f"127.0.0.1:{free_port()}"
 
     # -- start and stop ---------------------------------------------------------------------
@@ -103,20 +124,51 @@ class Topology:
     def start(self) -> Topology:
         if self.options.appliance:
             return self._start_appliance()
-        self.redis.start()
         self.toxiproxy.start()
-        self.redis_link = self.toxiproxy.link("redis", self.redis.port)
+        if self.cluster is not None:
+            self.cluster.start()
+        else:
+            self.redis.start()
+            self.redis_link = self.toxiproxy.link("redis", self.redis.port)
+        if self.options.lb_servers:
+            return self._start_behind_lb()
         self._add(self._atp("server", "server", f"--grpc-addr={self.api_address}"))
         self.api = Api(self.api_address)
         if not wait_for(self.api.ready, 30):
             raise RuntimeError(f"atp server not ready: {self.children[-1].output()}")
         self.grpc_link = self.toxiproxy.link("grpc", self.api_port)
+        for n in range(2, self.options.servers + 1):
+            address = f"127.0.0.1:{free_port()}"
+            server = self._add(self._atp(f"server-{n}", "server", f"--grpc-addr={address}"))
+            self.servers.append(server)
+            self.addresses[server.name] = address
+            self.wait_server_ready(server)
+        return self._start_roles(self.grpc_link.port)
+
+    def _start_behind_lb(self) -> Topology:
+        """`lb_servers` servers, nginx on the API port in front of them, the roles dialing it."""
+        self.addresses = {}
+        for n in range(1, self.options.lb_servers + 1):
+            address = f"127.0.0.1:{free_port()}"
+            server = self._add(self._atp(f"server-{n}", "server", f"--grpc-addr={address}"))
+            self.servers.append(server)
+            self.addresses[server.name] = address
+            self.wait_server_ready(server)
+        self.nginx = Nginx(self.run_dir, list(self.addresses.values()), port=self.api_port)
+        self.nginx.start()
+        self.api = Api(self.api_address)
+        if not wait_for(self.api.ready, 30):
+            raise RuntimeError(f"no API through nginx: {self.nginx.error_log()}")
+        return self._start_roles(self.api_port)
+
+    def _start_roles(self, api_port: int) -> Topology:
+        """Watchdogs, schedulers and the recording workers (dialing `api_port`)."""
         for n in range(1, self.options.watchdogs + 1):
             self._add(self._atp(f"watchdog-{n}", "watchdog"))
         for n in range(1, self.options.schedulers + 1):
             self.schedulers.append(self._add(self._atp(f"scheduler-{n}", "scheduler")))
         for n in range(1, self.options.workers + 1):
-            self.workers.append(self._add(self._worker(f"w{n}", self.grpc_link.port)))
+            self.workers.append(self._add(self._worker(f"w{n}", api_port)))
         if self.options.solo_worker:
             self.solo_link = self.toxiproxy.link("grpc-solo", self.api_port)
             self.solo = self._add(self._worker("solo", self.solo_link.port))
@@ -162,12 +214,20 @@ class Topology:
         self.children.append(child.start())
         return child
 
-    def _atp(self, name: str, role: str, *extra: str) -> Child:
+    @property
+    def redis_url(self) -> str:
+        """What the atp processes dial: the cluster's nodes, else the proxy in front of Redis."""
+        if self.cluster is not None:
+            return self.cluster.url
         assert self.redis_link is not None
+        return f"redis://127.0.0.1:{self.redis_link.port}/0"
+
+    def _atp(self, name: str, role: str, *extra: str) -> Child:
         o = self.options
         args = [
             *("-m", "appliance", f"--role={role}"),
-            f"--redis-url=redis://127.0.0.1:{self.redis_link.port}/0",
+            f"--redis-url={self.redis_url}",
+            f"--durability={o.durability}",
             f"--data-dir={self.run_dir / 'atp'}",
             "--backoff-base-ms=100",
             "--backoff-cap-ms=400",
@@ -208,17 +268,27 @@ class Topology:
             child.stop(15)
         if self.api is not None:
             self.api.close()
+        if self.nginx is not None:
+            self.nginx.stop()
         if not self.options.appliance:
             self.toxiproxy.stop()
             self.redis.child.stop(10)
+        if self.cluster is not None:
+            self.cluster.stop()
 
     # -- during a scenario ------------------------------------------------------------------
 
     def producer(
-        self, count: int, rate: float, seed: int, long_every: int = 0, name: str = "producer"
+        self,
+        count: int,
+        rate: float,
+        seed: int,
+        long_every: int = 0,
+        name: str = "producer",
+        topic: str = TOPIC,
     ) -> Child:
         args = [
-            *("-m", "chaos.producer", "--addr", self.api_address, "--topic", TOPIC),
+            *("-m", "chaos.producer", "--addr", self.api_address, "--topic", topic),
             *("--log", str(self.run_dir / f"{name}.jsonl"), "--prefix", name),
             *("--count", str(count), "--rate", str(rate), "--seed", str(seed)),
             *("--long-every", str(long_every)),
@@ -233,6 +303,31 @@ class Topology:
             return 0
         text = text[text.rfind('"ev":"ready"') :]
         return text.count('"ev":"start"') - text.count('"ev":"end"')
+
+    def run_producer(self, count: int, rate: float, seed: int, *extra: str) -> Child:
+        """chaos/runs.py: starts `count` workflow runs at `rate` per second (its options)."""
+        args = [
+            *("-m", "chaos.runs", "--addr", self.api_address),
+            *("--log", str(self.run_dir / "producer-runs.jsonl")),
+            *("--count", str(count), "--rate", str(rate), "--seed", str(seed)),
+            *extra,
+        ]
+        return self._add(Child.python("producer-runs", args, self.run_dir))
+
+    def server(self) -> Child:
+        """The first `atp --role=server` (the one workers and producers call)."""
+        return next(c for c in self.children if c.name == "server")
+
+    def wait_server_ready(self, server: Child, timeout: float = 30) -> None:
+        with connect(self.addresses[server.name]) as api:
+            if not wait_for(api.ready, timeout):
+                raise RuntimeError(f"atp {server.name} not ready: {server.output()}")
+
+    def kill_server(self, server: Child) -> None:
+        """SIGKILL an atp server process (it advances runs); recorded in faults.jsonl."""
+        with LogWriter(self.run_dir / "faults.jsonl") as log:
+            log.write("kill_server", process=server.name, t_ms=now_ms())
+        server.kill()
 
     def kill_worker(self, worker: Child) -> None:
         """SIGKILL a recording worker; its time goes to faults.jsonl (taken just before the

@@ -3,7 +3,8 @@ every step with its result to an append-only log (chaos/history.py), Ack refusal
 
 `python -m chaos.worker --addr HOST:PORT --topics a,b --log PATH --name w1 [--transport
 stream|unary]`. The payload says what to do: `{"ms": 120, "mode": "ok" | "fail_once" |
-"fail_always" | "dead"}`.
+"fail_always" | "dead"}`. An Ack carries the lease token as its result, so a workflow step's
+output names the execution its run counted (chaos/runcheck.py).
 
 - `unary`: fetch loops of Retrieve (long poll), ExtendLease every third of the lease while the
   handler runs, Ack/Nack.
@@ -148,7 +149,7 @@ class RecordingWorker:
         fields: dict[str, Any] = {}
         try:
             if outcome == "ack":
-                await self.client.ack(task)
+                await self.client.ack(task, result=task.lease_token)
             else:
                 dead = outcome == "dead_letter"
                 reply = await self.client.nack(task, f"chaos: {outcome}", dead_letter=dead)
@@ -361,7 +362,13 @@ class StreamWorker:
         task = held.task
         give_up = asyncio.get_running_loop().time() + self.settle_for_s
         kind = {"ack": SettleKind.ACK, "release": SettleKind.RELEASE}.get(outcome, SettleKind.NACK)
-        settle = Settle(kind, task, f"chaos: {outcome}", dead_letter=outcome == "dead_letter")
+        settle = Settle(
+            kind,
+            task,
+            f"chaos: {outcome}",
+            dead_letter=outcome == "dead_letter",
+            result=task.lease_token if kind == SettleKind.ACK else "",
+        )
         while True:
             stream = self.stream
             if stream is None:

@@ -36,6 +36,7 @@ from enqueue_bench import concurrent_enqueue, sequential_enqueue
 from harness import (
     COUNTER_KEY,
     Proc,
+    RedisCluster,
     RedisServer,
     count_records,
     crash_run,
@@ -80,10 +81,15 @@ PROBE_CALLS = 300
 
 @contextlib.contextmanager
 def appliance(
-    redis: RedisServer, servers: int = 1, log: Path | None = None, role: str = "server"
+    redis: RedisServer | RedisCluster,
+    servers: int = 1,
+    log: Path | None = None,
+    role: str = "server",
+    extra: Sequence[str] = (),
 ) -> Iterator[str]:
     """`atp --role=server` (with --servers N: N processes on one port) on a free port; W3 runs
-    `--role=server,watchdog`, the watchdog being what recovers expired leases."""
+    `--role=server,watchdog`, the watchdog being what recovers expired leases; `extra`: more
+    flags (`--durability=replicated`)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -95,6 +101,7 @@ def appliance(
         f"--http-addr=127.0.0.1:{free_port()}",
         f"--redis-url={redis.url}",
         "--log-level=warning",
+        *extra,
     ]
     proc = Proc(argv, log=log)
     address = f"127.0.0.1:{port}"

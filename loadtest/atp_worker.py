@@ -9,6 +9,7 @@ Handlers (SDK mode):
   incr   a plain synchronous `def` that records its start, then does one Redis INCR on a
          counter key (what a user writes; the fair W1 of every system does the same)
   noop   an `async def` that only records its start (the do-nothing row)
+  mark   incr, its record's due field the task's payload (W7: a chain's run and step)
   sleep  a synchronous `def` that records its start (due = the task's number, its payload),
          sleeps --sleep-s, then records its finish in --finish-records (W3)
 
@@ -39,11 +40,15 @@ from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 
 
-def incr_handler(args: argparse.Namespace, recorder: Recorder) -> Callable[[Task], None]:
+def incr_handler(
+    args: argparse.Namespace, recorder: Recorder, mark: Callable[[Task], float] | None = None
+) -> Callable[[Task], None]:
+    """Record the start (marked with the due time, or `mark(task)`), then one INCR."""
     counter = redis.Redis.from_url(args.redis_url, max_connections=args.concurrency + 8)
+    marked = mark or (lambda task: float(task.execute_time_ms))
 
     def incr(task: Task) -> None:
-        recorder.record(float(task.execute_time_ms))
+        recorder.record(marked(task))
         counter.incr(COUNTER_KEY)
 
     return incr
@@ -73,6 +78,8 @@ def make_handler(kind: str, args: argparse.Namespace, recorder: Recorder) -> Cal
         return incr_handler(args, recorder)
     if kind == "sleep":
         return sleep_handler(args, recorder)
+    if kind == "mark":  # W7's step: its payload is the chain's run and step (harness.mark)
+        return incr_handler(args, recorder, lambda task: float(task.payload))
     return noop_handler(recorder)
 
 
@@ -83,7 +90,9 @@ def run_sdk(args: argparse.Namespace, recorder: Recorder) -> None:
     if args.lease_s:
         extra["visibility_timeout"] = args.lease_s
     worker = Worker(args.address, concurrency=args.concurrency, drain_timeout=2.0, **extra)
-    worker.register(args.topic, make_handler(args.handler, args, recorder))
+    handler = make_handler(args.handler, args, recorder)
+    for topic in args.topic.split(","):  # several: the cluster bench spreads W1 over masters
+        worker.register(topic, handler)
     if args.background_topic:  # W6's steady load: the same handler, its own record file
         background = Recorder(args.background_records)
         worker.register(args.background_topic, make_handler(args.handler, args, background))
@@ -138,10 +147,10 @@ async def run_grpc(args: argparse.Namespace, recorder: Recorder) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--address", required=True)
-    p.add_argument("--topic", required=True)
+    p.add_argument("--topic", required=True, help="sdk: a comma list serves several")
     p.add_argument("--records", required=True)
     p.add_argument("--mode", choices=("sdk", "grpc"), default="sdk")
-    p.add_argument("--handler", choices=("incr", "noop", "sleep"), default="noop")
+    p.add_argument("--handler", choices=("incr", "noop", "sleep", "mark"), default="noop")
     p.add_argument("--redis-url", default="", help="incr: the Redis of the counter key")
     p.add_argument("--concurrency", type=int, default=1000, help="SDK: tasks in flight")
     p.add_argument(

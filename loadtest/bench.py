@@ -44,7 +44,22 @@ ATP_W1_EXTRA = {
     "atp-c1000-noop": ("--worker-mode=sdk", "--concurrency=1000", "--handler=noop"),
     "atp-grpc": ("--worker-mode=grpc", "--handler=noop"),
 }
-PARTS = ("w1", "enqueue", "w2", "w3", "w4", "w5", "w6", "api", "fsync", "profile")
+PARTS = (
+    "w1",
+    "enqueue",
+    "w2",
+    "w3",
+    "w4",
+    "w5",
+    "w6",
+    "w7",
+    "api",
+    "fsync",
+    "durability",
+    "cluster",
+    "profile",
+)
+W7_SYSTEMS = ("atp", "celery", "bullmq")  # the issue's peers for workflows: chain, FlowProducer
 
 
 def step(argv: Sequence[str], label: str) -> dict[str, Any]:
@@ -97,6 +112,10 @@ class Bench:
         driver = str(HERE / "peers" / "py_peers.py")
         return [self.args.bench_python, driver, name, workload, *extra, *self.short]
 
+    def workflows(self) -> list[str]:
+        """atp's W7 (loadtest/workflow_bench.py)."""
+        return [sys.executable, str(HERE / "workflow_bench.py"), *self.short]
+
     def driver(self, system: str, workload: str, *extra: str) -> list[str]:
         return (
             self.atp(workload, *extra) if system == "atp" else self.peer(system, workload, *extra)
@@ -132,7 +151,7 @@ def each_system(bench: Bench, n: int, workload: str) -> dict[str, Any]:
 
 def one_run(bench: Bench, n: int) -> dict[str, Any]:
     """One round of the interleaved workloads: every system in turn, each on its own Redis."""
-    run: dict[str, Any] = {"w1": {}, "enqueue": {}, "w2": {}, "w6": None, "api": None}
+    run: dict[str, Any] = {"w1": {}, "enqueue": {}, "w2": {}, "w6": None, "w7": {}, "api": None}
     atp = "atp" in bench.systems()
     if bench.wants("w1"):
         run["w1"] = w1_round(bench, n)
@@ -142,6 +161,10 @@ def one_run(bench: Bench, n: int) -> dict[str, Any]:
         run["w2"] = each_system(bench, n, "w2")
     if bench.wants("w6") and atp:
         run["w6"] = step(bench.atp("w6"), f"run {n} W6 atp (lateness under a 1k/s load)")
+    if bench.wants("w7"):
+        for system in [s for s in bench.systems() if s in W7_SYSTEMS]:
+            argv = bench.workflows() if system == "atp" else bench.driver(system, "w7")
+            run["w7"][system] = step(argv, f"run {n} W7 {system} (3-step chains)")
     if bench.wants("api") and atp and n == 1:  # once: no target of issue 12 rests on it
         run["api"] = step(bench.atp("api"), f"run {n} API rates atp")
     return run
@@ -169,13 +192,15 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "w4": {},
         "w5": None,
         "fsync": None,
+        "durability": None,
+        "cluster": None,
         "profile": None,
     }
     results["parts"] = [p for p in PARTS if bench.wants(p)]
     results["systems"] = bench.systems(w3=True)
     results["short"] = bool(args.short)
     w3_w4(bench, results)
-    if any(bench.wants(p) for p in ("w1", "enqueue", "w2", "w6", "api")):
+    if any(bench.wants(p) for p in ("w1", "enqueue", "w2", "w6", "w7", "api")):
         for n in range(args.runs):
             results["runs"].append(one_run(bench, n + 1))
     if bench.wants("w5") and "atp" in bench.systems():
@@ -185,6 +210,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         tasks = ["--tasks=300"] if args.short else []
         fsync = [sys.executable, str(HERE / "fsync_cost.py"), *tasks]
         results["fsync"] = step(fsync, "fsync cost atp (--redis-fsync always vs everysec)")
+    for part in ("durability", "cluster"):  # issue 15: docs/SCALING.md
+        if bench.wants(part) and "atp" in bench.systems():
+            argv = [sys.executable, str(HERE / "scale_bench.py"), part, *bench.short]
+            results[part] = step(argv, f"{part} atp (loadtest/scale_bench.py)")
     if bench.wants("profile") and args.py_spy:
         seconds = ["--seconds=2"] if args.short else []
         profile = [sys.executable, str(HERE / "profiling.py"), f"--py-spy={args.py_spy}", *seconds]

@@ -51,7 +51,13 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "w3_lease_s": (0.0, 2.0),  # 0: the SDK Worker's default lease
     "w6_background_per_s": (1_000, 1_000),
     "w1_drain_limit_s": (20.0, 15.0),
+    "w7_runs": (3_000, 300),  # 3-step chains enqueued before the worker starts
+    "w7_handoff_runs": (500, 60),  # chains started W7_GAP_MS apart on a running worker
+    "w7_waiting_runs": (10_000, 1_000),  # runs waiting in a 3-day delay step (bytes)
 }
+W7_STEPS = 3
+W7_GAP_MS = 20.0
+W7_DRAIN_LIMIT_S = 60.0
 
 
 def sized(name: str, short: bool) -> Any:
@@ -153,6 +159,18 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[19])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its live descendants (Linux /proc)."""
+    total = 0
+    for each in (pid, *(p for p, _ in descendants(pid))):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[tuple[int, int]]:
     """Every live descendant of `pid` (Linux /proc), whatever its process group, with its
     start time (so a later kill can tell it from a process that reused its pid)."""
@@ -225,12 +243,16 @@ class RedisServer:
     dir: str = ""
     proc: Proc | None = None
 
+    def __init__(self, extra: Sequence[str] = (), port: int = 0) -> None:
+        self.extra = list(extra)  # more redis-server options (a replica's --replicaof, ...)
+        self.want_port = port
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        self.port = free_port()
+        self.port = self.want_port or free_port()
         self.dir = tempfile.mkdtemp(prefix="atp-bench-redis-")
         self.proc = Proc(
             [
@@ -253,6 +275,7 @@ class RedisServer:
                 str(HASH_MAX_LISTPACK_VALUE),
                 "--loglevel",
                 "warning",
+                *self.extra,
             ]
         )
         deadline = time.monotonic() + REDIS_START_S
@@ -279,6 +302,87 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def cluster_port() -> int:
+    """A free port below 55536 whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port < 55536:
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.bind(("127.0.0.1", port + 10000))
+                return port
+
+
+class RedisCluster:
+    """A Redis Cluster of `masters` fresh redis-servers (the settings above, plus
+    --cluster-enabled), joined by `redis-cli --cluster create` without replicas; `url` is
+    atp's `redis+cluster://` form."""
+
+    def __init__(self, masters: int = 3) -> None:
+        flags = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+        self.nodes = [RedisServer(flags, cluster_port()) for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> RedisCluster:
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            deadline = time.monotonic() + REDIS_START_S
+            while not all(b"cluster_state:ok" in _cluster_info(n.port) for n in self.nodes):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis cluster did not become ok")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_info(port: int) -> bytes:
+    reply = redis_command(port, "CLUSTER", "INFO", timeout_s=2.0)
+    return reply if isinstance(reply, bytes) else b""
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(masters).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def replicated_redis() -> Iterator[RedisServer]:
+    """A fresh master with one replica (--replicaof), linked; yields the master."""
+    master = RedisServer(["--repl-diskless-sync-delay", "0"]).start()
+    replica = None
+    try:
+        replica = RedisServer(["--replicaof", "127.0.0.1", str(master.port)]).start()
+        deadline = time.monotonic() + REDIS_START_S
+        while redis_command(master.port, "WAIT", 1, 100) != 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica did not link")
+        yield master
+    finally:
+        if replica is not None:
+            replica.stop()
+        master.stop()
 
 
 # -- start records -----------------------------------------------------------------------
@@ -499,4 +603,45 @@ def recovery(
         "unfinished": len(everything - completions.keys()),
         "completed_twice": sum(1 for c in completions.values() if c > 1),
         "cap_s": cap_s,
+    }
+
+
+# -- W7: 3-step chains ---------------------------------------------------------------------
+# Every system's step handler records mark(run, step) as its record's "due" field, then does
+# one Redis INCR (the same handler work as W1).
+
+
+def mark(run: int, step: int) -> float:
+    """A chain step's record mark: the run and the step in one float (4 per run)."""
+    return float(run * 4 + step)
+
+
+def chain_starts(records: Sequence[tuple[float, float]]) -> dict[int, dict[int, float]]:
+    """run -> step -> its first start (ms)."""
+    runs: dict[int, dict[int, float]] = {}
+    for due, start in records:
+        run, step = divmod(int(due), 4)
+        steps = runs.setdefault(run, {})
+        steps[step] = min(steps.get(step, start), start)
+    return runs
+
+
+def chain_result(records: Sequence[tuple[float, float]], runs: int) -> dict[str, Any]:
+    """Runs completed per second (first step start to last step start, boot excluded, as W1),
+    hand-offs (one step's start to the next step's start, ms), runs incomplete, steps run
+    twice."""
+    starts = chain_starts(records)
+    complete = [s for s in starts.values() if len(s) == W7_STEPS]
+    handoffs = [s[k + 1] - s[k] for s in complete for k in range(W7_STEPS - 1)]
+    times = [start for _, start in records]
+    span_s = (max(times) - min(times)) / 1000.0 if len(times) > 1 else 0.0
+    return {
+        "runs": runs,
+        "complete": len(complete),
+        "runs_per_s": len(complete) / span_s if span_s > 0 else math.nan,
+        "handoff_p50_ms": percentile(handoffs, 50),
+        "handoff_p99_ms": percentile(handoffs, 99),
+        "handoff_max_ms": max(handoffs) if handoffs else math.nan,
+        "handoffs": len(handoffs),
+        "twice": len(records) - sum(len(s) for s in starts.values()),
     }

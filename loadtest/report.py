@@ -14,6 +14,8 @@ from typing import Any
 from sections import (
     NAN,
     api_section,
+    cluster_section,
+    durability_section,
     enqueue_section,
     fsync_section,
     get,
@@ -34,6 +36,7 @@ from sections import (
     w5_section,
     w6_section,
 )
+from workflow_report import w7_figure, w7_section, w7_targets
 
 __all__ = ["get", "ratio", "render", "summary"]
 
@@ -136,7 +139,11 @@ def issue12_rows(results: dict[str, Any]) -> list[Row]:
 def targets(results: dict[str, Any]) -> list[str]:
     lines = ["## Targets (issue 12)", ""]
     lines += table(["target", "measured (medians, same run)", "verdict"], issue12_rows(results))
-    return [*lines, "", *earlier_targets(results)]
+    return [*lines, "", *w7_targets(runs_of(results)), "", *earlier_targets(results)]
+
+
+def runs_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(results.get("runs", []))
 
 
 def earlier_targets(results: dict[str, Any]) -> list[str]:
@@ -407,6 +414,18 @@ SUMMARY: tuple[tuple[str, Callable[[dict[str, Any]], float]], ...] = (
         lambda r: api_median(r, "retrieve_ack_per_s"),
     ),
     ("W4 atp, bytes per pending task", lambda r: single(r, "w4", "bytes_per_task")),
+    (
+        "W7 atp, 3-step chains completed (runs/s)",
+        lambda r: w7_figure(runs_of(r), "atp", "throughput", "runs_per_s"),
+    ),
+    (
+        "W7 atp, hand-off p99 (ms)",
+        lambda r: w7_figure(runs_of(r), "atp", "handoff", "handoff_p99_ms"),
+    ),
+    (
+        "W7 atp, bytes per waiting run",
+        lambda r: w7_figure(runs_of(r), "atp", "memory", "bytes_per_run"),
+    ),
 )
 
 
@@ -454,10 +473,13 @@ def render(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> s
         w3_section(results.get("w3") or {}),
         w2_section(runs),
         w6_section(runs),
+        w7_section(runs),
         api_section(runs),
         w4_section(results.get("w4") or {}),
         w5_section(results.get("w5")),
         fsync_section(results.get("fsync")),
+        durability_section(results.get("durability")),
+        cluster_section(results.get("cluster")),
     ):
         if section:
             lines += [*section, ""]

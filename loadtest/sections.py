@@ -506,3 +506,80 @@ def fsync_section(fsync: dict[str, Any] | None) -> list[str]:
             [["everysec", rate(every), "1.00x"], ["always", rate(always), ratio(always, every)]],
         ),
     ]
+
+
+def cluster_section(cluster: dict[str, Any] | None) -> list[str]:
+    """W1 and EnqueueBatch against one Redis and a 3-master Redis Cluster (issue 15)."""
+    if not cluster:
+        return []
+    lines = ["## Cluster: 1 Redis vs a Redis Cluster of 3 masters (atp, 1 server process)", ""]
+    if "error" in cluster:
+        return [*lines, f"Not measured: {cluster['error']}"]
+    one, three = cluster.get("masters_1"), cluster.get("masters_3")
+    rows = [
+        [
+            label,
+            rate(get(one, key)),
+            rate(get(three, key)),
+            ratio(get(three, key), get(one, key)),
+        ]
+        for label, key in (
+            ("EnqueueBatch of 1,000, 4 in flight (tasks/s)", "batch_per_s"),
+            (
+                f"W1: SDK Worker, concurrency {get(cluster, 'w1_concurrency'):.0f}, INCR handler"
+                " (tasks/s)",
+                "w1_per_s",
+            ),
+        )
+    ]
+    return [
+        *lines,
+        f"The same load on both, spread round-robin over {get(cluster, 'topics'):.0f} topics, "
+        "4 on each master's slots (a topic's keys share one hash tag: one topic lives on one "
+        "master). One `atp --role=server` process, the cluster without replicas "
+        "(loadtest/scale_bench.py).",
+        "",
+        *table(["", "1 Redis", "3 masters", "3 / 1"], rows),
+        "",
+        "On this 2-core machine the ratio is bounded by CPU, not by Redis: one atp server "
+        "process (and the one worker process of W1) saturates a core before one Redis does, "
+        "and the three masters share the same two cores with it. What a cluster adds here is "
+        "the cluster client's cost (a pipeline split per master). Redis capacity grows with "
+        "masters when each has a core of its own and enough server and worker processes feed "
+        "them (docs/SCALING.md).",
+    ]
+
+
+def durability_section(durability: dict[str, Any] | None) -> list[str]:
+    """What `--durability replicated` costs against `local` (issue 15)."""
+    if not durability:
+        return []
+    lines = ["## Replicated durability: `--durability replicated` vs `local`", ""]
+    if "error" in durability:
+        return [*lines, f"Not measured: {durability['error']}"]
+    local, replicated = durability.get("local"), durability.get("replicated")
+    rows = [
+        [
+            label,
+            rate(get(local, key)),
+            rate(get(replicated, key)),
+            ratio(get(replicated, key), get(local, key)),
+        ]
+        for label, key in (
+            ("Enqueue (unary), 2 clients x 64 in flight (calls/s)", "unary_per_s"),
+            ("EnqueueBatch of 1,000, 4 in flight (tasks/s)", "batch_per_s"),
+            ("Retrieve 500 + AckBatch, 4 consumers (tasks/s)", "retrieve_ack_per_s"),
+        )
+    ]
+    return [
+        *lines,
+        "One `atp --role=server` against a master with one replica (`--replicaof`, loopback). "
+        "`replicated` ends every script call with `WAIT 1` on its connection "
+        "(docs/adr/0013-durability.md): one replica round trip per call, not per task "
+        "(loadtest/scale_bench.py).",
+        "",
+        *table(["", "local", "replicated", "replicated / local"], rows),
+        "",
+        f"Median latency of an Enqueue call made one at a time: {ms(get(local, 'sequential_ms'))}"
+        f" ms local, {ms(get(replicated, 'sequential_ms'))} ms replicated.",
+    ]

@@ -51,6 +51,7 @@ def definition_from_pb(message: pb.Schedule, settings: Settings) -> Definition:
         end_ms=message.end_ms,
         paused=message.paused,
         source=Source.API,
+        workflow=message.workflow,
     )
     return check(candidate, settings.payload_max_bytes, prefix="schedule.")
 
@@ -72,6 +73,7 @@ def schedule_to_pb(s: Schedule) -> pb.Schedule:
         start_ms=d.start_ms,
         end_ms=d.end_ms,
         source=d.source.value,
+        workflow=d.workflow,
     )
     if d.max_retries is not None:
         out.max_retries = d.max_retries

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 RECHECK_S = 5.0  # an idle stream re-checks its topics at least this often (a lost wake-up)
 LOST_ERROR = "worker lost: its stream ended without a goodbye"
 GOODBYE_ERROR = "released: the worker said goodbye before settling"
+SILENT_S = 10.0  # a worker that pings (the SDK: every second) and sent nothing this long is lost
 MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
 ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
 
@@ -134,6 +135,8 @@ class WorkStream:
         self.closed = False
         self.leaving = False  # the worker said goodbye: push nothing more
         self._pongs: set[asyncio.Task[None]] = set()
+        self.pinging = False  # the worker pings: its silence is a verdict (see _watch_silence)
+        self.heard_at = 0.0  # loop time of its latest message
         self._rotation = collections.deque(subscription.caps)
 
     # -- the stream ------------------------------------------------------------------------
@@ -157,6 +160,7 @@ class WorkStream:
             asyncio.create_task(self._answer(), name="atp-work-settle"),
             asyncio.create_task(self._renew(), name="atp-work-renew"),
             asyncio.create_task(self._watch_stop(), name="atp-work-stop"),
+            asyncio.create_task(self._watch_silence(), name="atp-work-silence"),
         ]
         try:
             while (message := await self._next_message()) is not None:
@@ -201,10 +205,23 @@ class WorkStream:
         await self.stopping.wait()
         self.close(End.SERVER_STOP)
 
+    async def _watch_silence(self) -> None:
+        """A worker that pings but sent nothing for SILENT_S is lost, as one that misses the
+        transport's keepalive (5 s + 5 s) is. Behind a proxy (nginx) the keepalive pings reach
+        only the proxy, which answers them; this finds a frozen worker there (ADR 0014)."""
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            await asyncio.sleep(SILENT_S / 10)
+            if self.pinging and loop.time() - self.heard_at > SILENT_S:
+                log.info("work stream of %r: no ping for %.0f s, lost", self.sub.name, SILENT_S)
+                self.close(End.LOST)
+
     async def _read(self, requests: AsyncIterator[pb.WorkRequest]) -> None:
         """Take the worker's messages; a broken or half-closed stream without goodbye is lost."""
+        loop = asyncio.get_running_loop()
         try:
             async for request in requests:
+                self.heard_at = loop.time()
                 kind = request.WhichOneof("kind")
                 if kind == "settle":
                     self.settles.extend(request.settle.settles)
@@ -214,6 +231,7 @@ class WorkStream:
                     self.window += request.credit.credits
                     self.room.set()
                 elif kind == "ping":
+                    self.pinging = True
                     pong = asyncio.create_task(self._pong(request.ping.seq))
                     self._pongs.add(pong)
                     pong.add_done_callback(self._pongs.discard)

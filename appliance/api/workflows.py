@@ -12,12 +12,12 @@ import grpc
 from appliance import validation
 from appliance.api.servicer import rpc
 from appliance.config import Settings
-from appliance.errors import AlreadyExists, InvalidArgument, NotFound
+from appliance.errors import InvalidArgument, NotFound
 from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store
 from appliance.store.workflows import WorkflowStore
-from appliance.workflows import definitions
+from appliance.workflows import definitions, runs
 from appliance.workflows.advancer import Advancer
 from appliance.workflows.definitions import Step, Workflow
 from appliance.workflows.model import RunRecord, RunState, StepRecord
@@ -40,6 +40,7 @@ def workflow_from_pb(message: pb.Workflow, settings: Settings) -> Workflow:
             signal=s.signal,
             timeout_ms=s.timeout_ms,
             when=s.when,
+            delay_until=s.delay_until,
         )
         for s in message.steps
     )
@@ -60,6 +61,7 @@ def workflow_to_pb(wf: Workflow) -> pb.Workflow:
             signal=s.signal,
             timeout_ms=s.timeout_ms,
             when=s.when,
+            delay_until=s.delay_until,
         )
         if s.max_retries is not None:
             step.max_retries = s.max_retries
@@ -140,14 +142,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         name = definitions.name(request.workflow, "workflow")
         run_id = definitions.run_id(request.id) if request.id else secrets.token_urlsafe(12)
         validation.payload(request.input, self.settings.payload_max_bytes)
-        version, text = await self.store.workflow(name)
-        wf = Workflow.from_json(name, version, text)
-        created = await self.store.start_run(run_id, name, version, request.input, wf.step_names)
-        if not created:
-            fields = await self.store.run_fields(run_id)
-            if fields.get("wf") != name:
-                raise AlreadyExists(f"run {run_id!r} is a run of workflow {fields.get('wf')!r}")
-            version = int(fields["ver"])
+        version, created = await runs.start(self.store, name, run_id, request.input)
         self.advancer.kick.set()
         return pb.StartRunResponse(run_id=run_id, duplicate=not created, version=version)
 

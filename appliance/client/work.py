@@ -215,9 +215,11 @@ class WorkStream:
         self._wake_sender.set()
 
     async def _ping_loop(self) -> None:
+        """Ping at once, then every PING_S: the first ping tells the server this worker pings,
+        so that its silence is a verdict from the start (behind a proxy, the only one)."""
         while True:
-            await asyncio.sleep(PING_S)
             self.ping()
+            await asyncio.sleep(PING_S)
 
     def _ponged(self, seq: int) -> None:
         sent = self._pings.pop(seq, None)

@@ -50,9 +50,11 @@ class Workflow:
         max_retries: int | None = None,
         when: str = "",
         on_failure: bool = False,
+        delay_until: str = "",
     ) -> Workflow:
         """A step whose task goes to `topic`; `payload` is a template (a dict or list is sent
-        as JSON text, so its strings may hold {{ }})."""
+        as JSON text, so its strings may hold {{ }}). `delay_until`: a template giving a time
+        (ISO 8601 or epoch ms, e.g. '{{ input.remind_at }}') it does not start before."""
         parents = [after] if isinstance(after, str) else list(after)
         message = pb.WorkflowStep(
             name=name,
@@ -63,6 +65,7 @@ class Workflow:
             delay_ms=delay_ms(delay, f"step {name!r} delay"),
             when=when,
             on_failure=on_failure,
+            delay_until=delay_until,
         )
         if max_retries is not None:
             message.max_retries = max_retries

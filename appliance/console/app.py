@@ -98,6 +98,9 @@ class Console:
             ("POST", "login"): self.login,
             ("POST", "logout"): self.logout,
         }
+        from appliance.console import workflows  # its pages build on this module
+
+        self.routes.update(workflows.routes(self))
 
     def close(self) -> None:
         for client in self._clients.values():

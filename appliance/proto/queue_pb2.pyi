@@ -1540,6 +1540,7 @@ class Schedule(_message.Message):
     START_MS_FIELD_NUMBER: _builtins.int
     END_MS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     topic: _builtins.str
     payload: _builtins.str
@@ -1562,6 +1563,12 @@ class Schedule(_message.Message):
     end_ms: _builtins.int
     source: _builtins.str
     """Read-only: where the schedule came from ("api" or "config")."""
+    workflow: _builtins.str
+    """Instead of a topic: each tick starts a run of this workflow (its latest version) with
+    `payload` as the run's input. The run id is "sched.<id>.<tick ms>", so a tick fired twice
+    starts one run; its steps without parents are due at the tick (+ jitter). Such a
+    schedule's id is 1-44 characters of [A-Za-z0-9_.-] and it has no max_retries.
+    """
     def __init__(
         self,
         *,
@@ -1580,10 +1587,11 @@ class Schedule(_message.Message):
         start_ms: _builtins.int = ...,
         end_ms: _builtins.int = ...,
         source: _builtins.str = ...,
+        workflow: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "cron", b"cron", "end_ms", b"end_ms", "id", b"id", "interval_ms", b"interval_ms", "jitter_ms", b"jitter_ms", "last_fire_time_ms", b"last_fire_time_ms", "max_retries", b"max_retries", "misfire_policy", b"misfire_policy", "next_fire_time_ms", b"next_fire_time_ms", "paused", b"paused", "payload", b"payload", "source", b"source", "start_ms", b"start_ms", "timezone", b"timezone", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "cron", b"cron", "end_ms", b"end_ms", "id", b"id", "interval_ms", b"interval_ms", "jitter_ms", b"jitter_ms", "last_fire_time_ms", b"last_fire_time_ms", "max_retries", b"max_retries", "misfire_policy", b"misfire_policy", "next_fire_time_ms", b"next_fire_time_ms", "paused", b"paused", "payload", b"payload", "source", b"source", "start_ms", b"start_ms", "timezone", b"timezone", "topic", b"topic", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
@@ -1770,6 +1778,7 @@ class WorkflowStep(_message.Message):
     SIGNAL_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     WHEN_FIELD_NUMBER: _builtins.int
+    DELAY_UNTIL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """[A-Za-z0-9_-], 1-48 characters, unique in the workflow."""
     topic: _builtins.str
@@ -1801,6 +1810,12 @@ class WorkflowStep(_message.Message):
     (e.g. 'steps.check.output.vip'). A step after a skipped parent is skipped too (after
     all of them skipped, with after_any).
     """
+    delay_until: _builtins.str
+    """Not before this time: a Jinja2 template (sandboxed, like payload) giving an ISO 8601 time
+    (UTC when it names no zone) or epoch ms, e.g. '{{ input.remind_at }}'. The step waits
+    until the later of this and its parents' finish + delay_ms. A fixed time is checked by
+    PutWorkflow; one that renders to no time (or over 10 years ahead) fails the step.
+    """
     @_builtins.property
     def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Parent steps; none: the step starts with the run."""
@@ -1819,10 +1834,11 @@ class WorkflowStep(_message.Message):
         signal: _builtins.str = ...,
         timeout_ms: _builtins.int = ...,
         when: _builtins.str = ...,
+        delay_until: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "after", b"after", "after_any", b"after_any", "delay_ms", b"delay_ms", "max_retries", b"max_retries", "name", b"name", "on_failure", b"on_failure", "payload", b"payload", "signal", b"signal", "timeout_ms", b"timeout_ms", "topic", b"topic", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "after", b"after", "after_any", b"after_any", "delay_ms", b"delay_ms", "delay_until", b"delay_until", "max_retries", b"max_retries", "name", b"name", "on_failure", b"on_failure", "payload", b"payload", "signal", b"signal", "timeout_ms", b"timeout_ms", "topic", b"topic", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015

@@ -20,12 +20,14 @@ from typing import Any
 from appliance import times, validation
 from appliance.errors import ConfigError, InvalidArgument, TooLarge
 from appliance.scheduler.cron import CronError, Timetable, check_cron, zone
+from appliance.workflows.definitions import NAME_RE as WORKFLOW_NAME_RE
 
 ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,100}")  # "sched:<id>:<tick ms>" fits a 128-char task id
 MIN_INTERVAL_MS = 100
 MAX_JITTER_MS = 86_400_000
 DEFAULT_PAYLOAD_MAX = 1024 * 1024
 TASK_ID_PREFIX = "sched"
+RUN_SCHEDULE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,44}")  # "sched.<id>.<tick ms>": a run id
 
 
 class Misfire(enum.StrEnum):
@@ -57,6 +59,7 @@ class Definition:
     end_ms: int = 0
     paused: bool = False
     source: Source = Source.API
+    workflow: str = ""  # each tick starts a run of this workflow (payload: its input), no task
 
     @property
     def timetable(self) -> Timetable:
@@ -69,6 +72,10 @@ class Definition:
     def task_id(self, tick_ms: int) -> str:
         """The idempotency key of one tick: a tick fired twice makes one task."""
         return f"{TASK_ID_PREFIX}:{self.id}:{tick_ms}"
+
+    def run_id(self, tick_ms: int) -> str:
+        """The run a workflow schedule's tick starts: a tick fired twice starts one run."""
+        return f"{TASK_ID_PREFIX}.{self.id}.{tick_ms}"
 
     def due_ms(self, tick_ms: int) -> int:
         """When the tick's task is due: the tick plus a jitter stable for (id, tick)."""
@@ -93,6 +100,7 @@ class Definition:
             "end": str(self.end_ms),
             "paused": "1" if self.paused else "0",
             "source": self.source.value,
+            "wf": self.workflow,
         }
 
 
@@ -135,6 +143,7 @@ def from_fields(fields: Mapping[str, str]) -> Schedule:
         end_ms=num("end"),
         paused=fields.get("paused") == "1",
         source=Source(fields.get("source") or Source.API.value),
+        workflow=fields.get("wf", ""),
     )
     return Schedule(
         definition, num("next"), num("last"), num("rev"), num("created"), num("updated")
@@ -153,7 +162,10 @@ def check(
 ) -> Definition:
     """`d` validated and normalised, or InvalidArgument/TooLarge naming `<prefix><field>`."""
     schedule_id(d.id, f"{prefix}id")
-    validation.topic(d.topic, f"{prefix}topic")
+    if d.workflow:
+        _check_workflow(d, prefix)
+    else:
+        validation.topic(d.topic, f"{prefix}topic")
     try:
         validation.payload(d.payload, payload_max_bytes)
     except TooLarge as exc:
@@ -167,6 +179,24 @@ def check(
     if d.start_ms and d.end_ms and d.end_ms <= d.start_ms:
         raise InvalidArgument(f"{prefix}end_ms must be after start_ms")
     return dataclasses.replace(d, cron=cron)
+
+
+def _check_workflow(d: Definition, prefix: str) -> None:
+    """A schedule that starts workflow runs: no topic, no max_retries (its steps have their
+    own), and an id that fits the derived run id."""
+    if d.topic:
+        raise InvalidArgument(f"{prefix}topic/workflow: set one of them, not both")
+    if not WORKFLOW_NAME_RE.fullmatch(d.workflow):
+        raise InvalidArgument(
+            f"{prefix}workflow {d.workflow[:60]!r} must be 1-48 characters of [A-Za-z0-9_-]"
+        )
+    if d.max_retries is not None:
+        raise InvalidArgument(f"{prefix}max_retries: a workflow's steps set their own retries")
+    if not RUN_SCHEDULE_ID_RE.fullmatch(d.id):
+        raise InvalidArgument(
+            f"{prefix}id {d.id[:120]!r}: a schedule that starts a workflow needs an id of "
+            "1-44 characters of [A-Za-z0-9_.-] (its runs are sched.<id>.<tick ms>)"
+        )
 
 
 def _check_timing(d: Definition, prefix: str) -> str:
@@ -206,6 +236,8 @@ CONFIG_KEYS = frozenset(
         "start_ms",
         "end_ms",
         "paused",
+        "workflow",
+        "input",
     }
 )
 
@@ -242,7 +274,7 @@ def _parse_item(item: Any, where: str) -> Definition:
     return Definition(
         id=_text(item, "id", where),
         topic=_text(item, "topic", where),
-        payload=_payload(item.get("payload", ""), where),
+        payload=_payload(_input_or_payload(item, where), where),
         cron=_text(item, "cron", where),
         timezone=tz,
         interval_ms=duration_ms(item.get("interval_ms", 0), f"{where}interval_ms"),
@@ -253,6 +285,7 @@ def _parse_item(item: Any, where: str) -> Definition:
         end_ms=instant_ms(item.get("end_ms", 0), tz, f"{where}end_ms"),
         paused=_flag(item.get("paused", False), f"{where}paused"),
         source=Source.CONFIG,
+        workflow=_text(item, "workflow", where),
     )
 
 
@@ -261,6 +294,17 @@ def _text(item: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"{where}{key}: expected a string, got {value!r}")
     return value
+
+
+def _input_or_payload(item: Mapping[str, Any], where: str) -> Any:
+    """A workflow schedule's run input (`input`, or `payload`); a task schedule's payload."""
+    if "input" not in item:
+        return item.get("payload", "")
+    if not item.get("workflow"):
+        raise InvalidArgument(f"{where}input: only a schedule with a workflow has an input")
+    if "payload" in item:
+        raise InvalidArgument(f"{where}input/payload: set one of them, not both")
+    return item["input"]
 
 
 def _payload(value: Any, where: str) -> str:

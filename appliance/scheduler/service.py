@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from appliance import metrics
 from appliance.config import Settings
+from appliance.errors import AlreadyExists, NotFound
 from appliance.model import NewTask
 from appliance.scheduler.definitions import Definition, Misfire, Schedule, from_config, from_fields
 from appliance.scheduler.leader import Leader
@@ -32,6 +33,8 @@ from appliance.store import Store, connect
 from appliance.store.results import Refusal
 from appliance.store.schedules import ScheduleStore
 from appliance.store.wakeups import Wakeups, wait_any
+from appliance.store.workflows import WorkflowStore
+from appliance.workflows import runs
 
 log = logging.getLogger(__name__)
 IDLE_S = 1.0  # longest sleep: re-check leadership and due schedules at least this often
@@ -87,6 +90,8 @@ class Scheduler:
         self.grace_ms = settings.scheduler_misfire_grace_ms or 2 * settings.leader_ttl_ms
         self.fired = 0  # ticks this process fired
         self.enqueued = 0  # tasks this process enqueued (fired here or found in the outbox)
+        self.started = 0  # workflow runs this process started
+        self.workflows = WorkflowStore(store)
         self._reconciled = False
         self._stop = asyncio.Event()
 
@@ -163,23 +168,32 @@ class Scheduler:
             next_ms = step.next_ms
 
     def _task(self, d: Definition, tick_ms: int) -> tuple[str, str]:
-        """(task id, task JSON) for the outbox."""
+        """(task id, task JSON) for the outbox; a workflow schedule's names the run to start
+        (its id derived from the tick, so a tick fired twice starts one run)."""
+        due = d.due_ms(tick_ms)
+        if d.workflow:
+            body: dict[str, object] = {"wf": d.workflow, "input": d.payload, "due": due}
+            return d.run_id(tick_ms), json.dumps(body, separators=(",", ":"))
         retries = self.settings.default_max_retries if d.max_retries is None else d.max_retries
-        body = {"topic": d.topic, "payload": d.payload, "due": d.due_ms(tick_ms), "maxr": retries}
+        body = {"topic": d.topic, "payload": d.payload, "due": due, "maxr": retries}
         return d.task_id(tick_ms), json.dumps(body, separators=(",", ":"))
 
     async def _enqueue(self, outbox: dict[str, str]) -> None:
-        """Enqueue fired ticks (idempotent by task id), then settle them - only while leading:
-        otherwise they stay in the outbox for the next leader."""
+        """Enqueue fired ticks (idempotent by task id) and start fired runs (idempotent by run
+        id), then settle them - only while leading: otherwise they stay in the outbox for the
+        next leader."""
         if not outbox or self.leader.token() is None:
             return
         tasks = []
         for task_id, text in outbox.items():
             body = json.loads(text)
+            if "wf" in body:
+                await self._start_run(task_id, body)
+                continue
             tasks.append(
                 NewTask(task_id, body["topic"], body["payload"], body["maxr"], 0, body["due"])
             )
-        results = await self.store.enqueue(tasks, [True] * len(tasks))
+        results = await self.store.enqueue(tasks, [True] * len(tasks)) if tasks else []
         await self.schedules.settle(list(outbox))
         self.enqueued += len(tasks)
         for t, r in zip(tasks, results, strict=True):
@@ -192,6 +206,20 @@ class Scheduler:
                 "" if r.created else " (it existed: nothing created)",
                 extra={"topic": t.topic, "task_id": t.id},
             )
+
+    async def _start_run(self, run_id: str, body: dict[str, str]) -> None:
+        """Start a fired tick's run, its steps without parents due at the tick. A workflow
+        that is gone (or an id taken by another workflow's run) starts nothing: logged."""
+        try:
+            _, created = await runs.start(
+                self.workflows, body["wf"], run_id, body["input"], int(body["due"])
+            )
+        except (NotFound, AlreadyExists) as exc:
+            log.warning("schedule tick %s started no run: %s", run_id, exc)
+            return
+        if created:
+            self.started += 1
+        log.debug("run %s of %s%s", run_id, body["wf"], "" if created else " (it existed)")
 
     @staticmethod
     def _log_step(d: Definition, next_ms: int, step: Step) -> None:

@@ -79,15 +79,20 @@ def connect(settings: Settings, url: str | None = None) -> Client:
             max_connections=settings.redis_max_connections,
             health_check_interval=30,
         )
-    return aioredis.Redis.from_url(
+    # A blocking pool: a call finding every connection busy waits for one (up to the socket
+    # timeout) instead of failing "Too many connections" (with --durability replicated each
+    # call holds its connection for a replica round trip: docs/adr/0013-durability.md).
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=settings.redis_max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         retry_on_error=[],
-        max_connections=settings.redis_max_connections,
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from appliance.model import NewTask
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
 from appliance.store.store import Store
-from appliance.workflows.model import RunRecord, run_from_fields
+from appliance.workflows.model import RunRecord, run_from_fields, run_wake
 
 
 class WorkflowStore:
@@ -60,10 +60,18 @@ class WorkflowStore:
     # -- runs ----------------------------------------------------------------------------
 
     async def start_run(
-        self, run_id: str, workflow: str, version: int, run_input: str, steps: Sequence[str]
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        run_input: str,
+        steps: Sequence[str],
+        start_ms: int = 0,
     ) -> bool:
         """Create the run (True), or find it made before (False). The indexes are written
-        first: a crash leaves a run looked at, never one forgotten (ADR 0010)."""
+        first: a crash leaves a run looked at, never one forgotten (ADR 0010). `start_ms`
+        (0: now): when its steps without parents are due (a schedule's tick). A new run is
+        announced on the workflows channel, so an advancer in any process looks at once."""
         now = await self.store.now_ms()
         await self.store.read(
             "start_run",
@@ -71,8 +79,13 @@ class WorkflowStore:
             ("zadd", self.keys.due, {run_id: now}),
         )
         key = self.store.keys.run(run_id)
-        reply = await self.store.run("run_start", [key], [workflow, version, run_input, *steps])
-        return int(reply) == 1
+        args = [workflow, version, run_input, start_ms, *steps]
+        created = int(await self.store.run("run_start", [key], args)) == 1
+        if created:
+            message = run_wake(run_id)
+            channel = self.keys.channel
+            await self.store.call("start_run", lambda: self.store.redis.publish(channel, message))
+        return created
 
     async def run_fields(self, run_id: str) -> dict[str, str]:
         (fields,) = await self.store.read("get_run", ("hgetall", self.store.keys.run(run_id)))

@@ -15,12 +15,12 @@ import contextlib
 import logging
 
 from appliance.config import Settings
-from appliance.errors import AtpError, NotFound, WrongState
+from appliance.errors import AtpError, InvalidArgument, NotFound, WrongState
 from appliance.model import NewTask
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups, wait_any
 from appliance.store.workflows import WorkflowStore
-from appliance.workflows import templates
+from appliance.workflows import definitions, templates
 from appliance.workflows.definitions import Step, Workflow, from_config
 from appliance.workflows.model import (
     RUN_ACTIVE,
@@ -30,7 +30,7 @@ from appliance.workflows.model import (
     StepRecord,
     StepState,
     run_from_fields,
-    run_of_task,
+    run_of_message,
     step_task_id,
 )
 
@@ -50,7 +50,7 @@ class RunWakeups(Wakeups):
         self.named: set[str] = set()
 
     def wake(self, topic: str | None = None) -> None:
-        run_id = run_of_task(topic) if topic else None
+        run_id = run_of_message(topic) if topic else None
         if run_id:
             self.named.add(run_id)
         super().wake(topic)
@@ -145,7 +145,7 @@ class Advancer:
             created = await self.workflows.created_ms(run_id)
             return now + self.poll_ms if created and now - created < START_GRACE_MS else None
         run, wf = found
-        if any(s.state in STEP_HAS_TASK for s in run.steps) and await self._observe(run, wf):
+        if any(s.state in STEP_HAS_TASK for s in run.steps) and await self._observe(run, wf, now):
             found = await self.read(run_id)
             assert found is not None
             run, wf = found
@@ -173,13 +173,13 @@ class Advancer:
             return now + self.poll_ms
         return min(min(later), now + 60_000)  # waiting in a delay: looked at when it is due
 
-    async def _observe(self, run: RunRecord, wf: Workflow) -> bool:
+    async def _observe(self, run: RunRecord, wf: Workflow, now: int) -> bool:
         """Bring the steps whose tasks exist (or signals wait) up to date; True when one
-        changed."""
+        changed. `now`: a time taken before `run` was read."""
         waiting = [s for s in run.steps if s.state in STEP_HAS_TASK]
         changed = False
         for step in [s for s in waiting if wf.step(s.name).signal]:
-            changed |= await self._signal(run, wf, step)
+            changed |= await self._signal(run, wf, step, now)
         open_steps = [s for s in waiting if not wf.step(s.name).signal]
         tasks = await self.workflows.tasks([(s.topic, s.task_id) for s in open_steps])
         for step, task in zip(open_steps, tasks, strict=True):
@@ -197,16 +197,19 @@ class Advancer:
                 changed = True
         return changed
 
-    async def _signal(self, run: RunRecord, wf: Workflow, step: StepRecord) -> bool:
+    async def _signal(self, run: RunRecord, wf: Workflow, step: StepRecord, now: int) -> bool:
         """A signal step: its signal came by the deadline (SUCCEEDED with the payload), or the
-        deadline passed without it (FAILED); both judged by the Redis clock (ADR 0010)."""
+        deadline passed without it (FAILED); both judged by the Redis clock (ADR 0010). The
+        timeout is judged at `now`, taken before `run` was read: a signal kept after the read
+        arrived after `now`, so a run read without it at or past the deadline has timed out,
+        while one read before the deadline may still get it (the next look sees it)."""
         spec = wf.step(step.name)
         came = run.signals.get(spec.signal)
         if came is not None and (not spec.timeout_ms or came[0] <= step.due_ms):
             return await self._finish(
                 run, wf, step.name, True, came[1], {"finished": str(came[0])}, 0
             )
-        if spec.timeout_ms and await self.store.now_ms() >= step.due_ms:
+        if spec.timeout_ms and now >= step.due_ms:
             why = f"no signal {spec.signal!r} within {spec.timeout_ms} ms"
             return await self._finish(
                 run, wf, step.name, False, why, {"finished": str(step.due_ms)}, 0
@@ -257,7 +260,7 @@ class Advancer:
                 continue
             failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
             try:
-                payload = templates.render(spec.payload, run.input, outputs, failed)
+                payload, due = _rendered(spec, run.input, outputs, failed, base)
             except ValueError as exc:
                 await self._finish(run, wf, step.name, False, str(exc), {}, 0)
                 return True
@@ -267,7 +270,7 @@ class Advancer:
                 topic=spec.topic,
                 payload=payload,
                 max_retries=retries if spec.max_retries is None else spec.max_retries,
-                execute_at_ms=base + spec.delay_ms + spec.timeout_ms,
+                execute_at_ms=due + spec.timeout_ms,
             )
             if await self.workflows.schedule_step(run.id, step.name, task) is None:
                 if spec.has_task:
@@ -295,6 +298,27 @@ class Advancer:
         for task_id in filter(None, task_ids):  # a signal step has no task
             with contextlib.suppress(NotFound, WrongState):
                 await self.store.cancel(task_id)
+
+
+def _rendered(
+    spec: Step,
+    run_input: str,
+    outputs: dict[str, str],
+    failed: dict[str, str] | None,
+    base: int,
+) -> tuple[str, int]:
+    """A ready step's payload and when its wait ends: `delay_ms` after `base` (its parents'
+    finish), and not before its `delay_until`. ValueError saying why (the step fails)."""
+    payload = templates.render(spec.payload, run_input, outputs, failed)
+    due = base + spec.delay_ms
+    if spec.delay_until:
+        try:
+            text = templates.render(spec.delay_until, run_input, outputs, failed)
+            due = max(due, definitions.until_ms(text, "delay_until", base))
+        except (ValueError, InvalidArgument) as exc:
+            why = str(exc) if isinstance(exc, InvalidArgument) else f"delay_until {exc}"
+            raise ValueError(why) from None
+    return payload, due
 
 
 def _skipped_parents(run: RunRecord, spec: Step) -> str:

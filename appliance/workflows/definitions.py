@@ -7,9 +7,11 @@ Must not import grpc or redis.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import graphlib
 import json
 import re
+import time
 from typing import Any
 
 from appliance import times, validation
@@ -34,6 +36,7 @@ class Step:
     signal: str = ""  # no task: waits for SignalRun(name=signal); its payload is the output
     timeout_ms: int = 0  # a signal step: fails when no signal came this long after its parents
     when: str = ""  # a Jinja2 expression over input and steps; false: the step is SKIPPED
+    delay_until: str = ""  # a template giving a time (ISO 8601 or epoch ms): not before it
 
     @property
     def has_task(self) -> bool:
@@ -123,6 +126,24 @@ def _check_step(step: Step, field: str, payload_max_bytes: int) -> None:
     templates.check(step.payload, f"{field}.payload")
     if step.when:
         templates.check(step.when, f"{field}.when", expression=True)
+    if step.delay_until:
+        templates.check(step.delay_until, f"{field}.delay_until")
+        if not templates.is_template(step.delay_until):  # a fixed time: checked now
+            until_ms(step.delay_until, f"{field}.delay_until", None)
+
+
+def until_ms(text: str, field: str, now_ms: int | None) -> int:
+    """A step's rendered `delay_until` as epoch ms (ISO 8601, UTC when it names no zone, or
+    epoch ms); InvalidArgument naming the field when it is no time or over 10 years ahead of
+    `now_ms` (None: this machine's clock)."""
+    try:
+        ms = times.instant_ms(text.strip(), dt.UTC)
+    except times.BadValue as exc:
+        raise InvalidArgument(f"{field}: {exc}") from None
+    now = round(time.time() * 1000) if now_ms is None else now_ms
+    if ms - now > validation.MAX_DELAY_MS:
+        raise InvalidArgument(f"{field}: {text.strip()!r} is more than 10 years ahead")
+    return ms
 
 
 STEP_KEYS = frozenset(f.name for f in dataclasses.fields(Step))
@@ -160,6 +181,8 @@ def _parse(item: Any, where: str) -> Workflow:
         for key in DURATION_KEYS:
             if key in fields:
                 fields[key] = times.duration_ms(fields[key], bare_ms=True)
+        if isinstance(fields.get("delay_until"), dt.date | int):  # YAML's unquoted time
+            fields["delay_until"] = times.iso(times.instant_ms(fields["delay_until"], dt.UTC))
         after = fields.get("after", ())
         fields["after"] = (after,) if isinstance(after, str) else tuple(after)
         parsed.append(Step(**fields))

@@ -94,6 +94,17 @@ def run_of_task(task_id: str) -> str | None:
     return run_id if mark == "wf" and run_id and step else None
 
 
+def run_wake(run_id: str) -> str:
+    """The workflows channel's message announcing a new run (run_of_message reads it)."""
+    return f"run:{run_id}"
+
+
+def run_of_message(name: str) -> str | None:
+    """The run a workflows channel message names: a step task's id (ack.lua) or run_wake's."""
+    mark, _, run_id = name.partition(":")
+    return run_id if mark == "run" and run_id else run_of_task(name)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepRecord:
     name: str

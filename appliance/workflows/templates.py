@@ -9,8 +9,9 @@ Must not import grpc or redis.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jinja2
@@ -30,6 +31,17 @@ def _finalize(value: Any) -> Any:
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(template: str) -> jinja2.Template:
+    """A template compiled once (compiling costs far more than rendering)."""
+    return _ENV.from_string(template)
+
+
+@functools.lru_cache(maxsize=1024)
+def _expression(expression: str) -> Callable[..., Any]:
+    return _ENV.compile_expression(expression)
+
+
 def check(template: str, field: str, expression: bool = False) -> None:
     """InvalidArgument unless `template` (or a `when` expression) parses and names nothing but
     input, steps and failed."""
@@ -44,6 +56,11 @@ def check(template: str, field: str, expression: bool = False) -> None:
         raise InvalidArgument(
             f"{field}: a template may name only input, steps and failed, not {unknown}"
         )
+
+
+def is_template(text: str) -> bool:
+    """Whether `text` has any Jinja2 markup (else it renders as itself)."""
+    return any(mark in text for mark in ("{{", "{%", "{#"))
 
 
 def value(text: str) -> Any:
@@ -70,7 +87,7 @@ def holds(
     """Whether a step's `when` holds: `steps.<name>.output` / `.state` of every finished step.
     ValueError when it cannot be evaluated (the step fails)."""
     try:
-        return bool(_ENV.compile_expression(expression)(**_context(run_input, outputs, states)))
+        return bool(_expression(expression)(**_context(run_input, outputs, states)))
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
         raise ValueError(f"when: {type(exc).__name__}: {exc}") from None
 
@@ -87,6 +104,6 @@ def render(
     if failed is not None:
         context["failed"] = dict(failed)
     try:
-        return _ENV.from_string(template).render(**context)
+        return _compiled(template).render(**context)
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
         raise ValueError(f"template: {type(exc).__name__}: {exc}") from None

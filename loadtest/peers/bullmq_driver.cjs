@@ -1,4 +1,4 @@
-// BullMQ's side of `just bench`: one workload (w1, w2, w4, enqueue, or w3-enqueue: W3's jobs,
+// BullMQ's side of `just bench`: one workload (w1, w2, w4, w7, enqueue, or w3-enqueue: W3's jobs,
 // whose worker py_peers.py runs and kills itself) against the redis-server on
 // BENCH_REDIS_PORT, with BullMQ's own producer API and one worker process (bullmq_worker.cjs,
 // which reads BENCH_CONCURRENCY and BENCH_HANDLER from the environment passed on); prints one
@@ -165,9 +165,44 @@ async function w4(queue) {
   return { bytes_per_task: perTask, beyond_payload: perTask - W4_PAYLOAD };
 }
 
+// W7: 3-step chains as BullMQ flows (a parent runs after its child: s0 is the innermost
+// child, s2 the root); job.data.due is the step's record mark (run * 4 + step).
+const W7 = JSON.parse(process.env.BENCH_W7 || '{}'); // runs, handoff_runs, gap_ms, limit_ms
+
+function chainFlow(n) {
+  const node = (k, children) => ({ name: `s${k}`, queueName: 'bench', data: { due: n * 4 + k }, children });
+  return node(2, [node(1, [node(0)])]);
+}
+
+async function w7(queue) {
+  const { FlowProducer } = require('bullmq');
+  const flows = new FlowProducer({ connection });
+  const throughput = path.join(tmp, 'w7-throughput.rec');
+  const all = Array.from({ length: W7.runs }, (_, n) => chainFlow(n));
+  for (let i = 0; i < all.length; i += 100) await flows.addBulk(all.slice(i, i + 100));
+  let child = startWorker(throughput);
+  await waitForRecords(throughput, W7.runs * 3, W7.limit_ms + BOOT_MS);
+  await stopWorker(child);
+  const handoff = path.join(tmp, 'w7-handoff.rec');
+  child = startWorker(handoff);
+  const first = 1000000;
+  for (let n = first - 5; n < first; n++) await flows.add(chainFlow(n)); // warm-up
+  await waitForRecords(handoff, 15, BOOT_MS + 30000);
+  const skip = countRecords(handoff);
+  const began = nowMs();
+  for (let i = 0; i < W7.handoff_runs; i++) {
+    await sleep(Math.max(began + i * W7.gap_ms - nowMs(), 0));
+    await flows.add(chainFlow(first + i));
+  }
+  await waitForRecords(handoff, skip + W7.handoff_runs * 3, W7.limit_ms);
+  await stopWorker(child);
+  await flows.close();
+  return { throughput, handoff, skip };
+}
+
 async function main() {
-  const workload = { w1, w2, w4, enqueue, 'w3-enqueue': w3Enqueue }[process.argv[2]];
-  if (!workload) throw new Error('usage: bullmq_driver.cjs w1|w2|w4|enqueue|w3-enqueue');
+  const workload = { w1, w2, w4, w7, enqueue, 'w3-enqueue': w3Enqueue }[process.argv[2]];
+  if (!workload) throw new Error('usage: bullmq_driver.cjs w1|w2|w4|w7|enqueue|w3-enqueue');
   const queue = new Queue('bench', { connection });
   const killer = setTimeout(() => process.exit(3), 240000); // bounded, whatever happens
   try {

@@ -37,12 +37,18 @@ sys.path.insert(0, str(HERE.parent))
 
 from harness import (  # noqa: E402
     COUNTER_KEY,
+    W7_DRAIN_LIMIT_S,
+    W7_GAP_MS,
+    W7_STEPS,
     Proc,
     RedisServer,
+    chain_result,
+    count_records,
     crash_run,
     drain_result,
     due_times,
     lateness,
+    mark,
     now_ms,
     processing_rate,
     read_records,
@@ -165,6 +171,13 @@ class CeleryPeer(Peer):
     def enqueue_numbered(self, count: int) -> None:
         for n in range(count):
             self.app.sleep_task.apply_async(args=(float(n),))
+
+    def chains(self, numbers: Sequence[int]) -> None:
+        """W7: a Celery `chain` of 3 INCR steps per number, each marked with run and step."""
+        from celery import chain
+
+        for n in numbers:
+            chain(*(self.app.incr_task.si(mark(n, k)) for k in range(W7_STEPS))).apply_async()
 
 
 class ArqPeer(Peer):
@@ -363,7 +376,32 @@ def w4(peer: Peer, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"bytes_per_task": per_task, "beyond_payload": per_task - W4_PAYLOAD}
 
 
-WORKLOADS = {"w1": w1, "enqueue": enqueue_rates, "w2": w2, "w3": w3, "w4": w4}
+def w7(peer: Peer, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Celery's W7 (loadtest/workflow_bench.py is atp's): chains enqueued before the worker
+    starts, then chains started W7_GAP_MS apart on a running worker (after 5 warm-up ones)."""
+    if not isinstance(peer, CeleryPeer):
+        raise SystemExit(f"w7: {peer.name} has no chain (celery and bullmq only)")
+    runs, paced = sized("w7_runs", args.short), sized("w7_handoff_runs", args.short)
+    peer.chains(range(runs))
+    records = tmp / "w7-throughput.rec"
+    with peer.worker(records, args.concurrency):
+        wait_for_records(records, runs * W7_STEPS, W7_DRAIN_LIMIT_S + BOOT_S)
+    out = {"throughput": chain_result(read_records(records), runs)}
+    records, first = tmp / "w7-handoff.rec", 1_000_000
+    with peer.worker(records, args.concurrency):
+        peer.chains(range(first - 5, first))
+        wait_for_records(records, 5 * W7_STEPS, BOOT_S + 30)
+        skip = count_records(records)
+        began = time.perf_counter()
+        for i in range(paced):
+            time.sleep(max(began + i * W7_GAP_MS / 1000 - time.perf_counter(), 0))
+            peer.chains([first + i])
+        wait_for_records(records, skip + paced * W7_STEPS, W7_DRAIN_LIMIT_S)
+    out["handoff"] = chain_result(read_records(records)[skip:], paced)
+    return out
+
+
+WORKLOADS = {"w1": w1, "enqueue": enqueue_rates, "w2": w2, "w3": w3, "w4": w4, "w7": w7}
 NODE_LIMIT_S = 300.0
 
 
@@ -423,6 +461,8 @@ def bullmq(
     statistics are computed here, by the same code as for every other system."""
     if workload == "w3":
         return w3(BullmqPeer(redis), tmp, args)
+    if workload == "w7":
+        return _bullmq_w7(redis, tmp, args)
     env = {
         "BENCH_CONCURRENCY": str(args.concurrency),
         "BENCH_HANDLER": args.handler if workload == "w1" else "noop",
@@ -445,6 +485,22 @@ def bullmq(
     elif workload == "w2":
         result = lateness(read_records(result["records"]), [float(d) for d in result["due"]])
     return result
+
+
+def _bullmq_w7(redis: RedisServer, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """BullMQ's W7: FlowProducer chains (bullmq_driver.cjs w7), the same figures."""
+    runs, paced = sized("w7_runs", args.short), sized("w7_handoff_runs", args.short)
+    sizes = {"runs": runs, "handoff_runs": paced, "gap_ms": W7_GAP_MS}
+    env = {
+        "BENCH_CONCURRENCY": str(args.concurrency),
+        "BENCH_HANDLER": "incr",
+        "BENCH_W7": json.dumps({**sizes, "limit_ms": W7_DRAIN_LIMIT_S * 1000}),
+    }
+    files = node(redis, tmp, "w7", env)
+    return {
+        "throughput": chain_result(read_records(files["throughput"]), runs),
+        "handoff": chain_result(read_records(files["handoff"])[files["skip"] :], paced),
+    }
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import redis
 
 from appliance.api.server import QueueServer
 from appliance.config import Settings
-from appliance.model import TaskState
+from appliance.model import NewTask, TaskState
 from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store, connect
@@ -230,3 +230,27 @@ async def test_on_a_cluster_a_write_waits_for_the_replica_of_the_master_it_wrote
         await server.stop(0.5)
         await store.close()
         redis_cluster.wait_ok()
+
+
+async def test_calls_beyond_the_pool_wait_for_a_connection_instead_of_failing(pair: Pair) -> None:
+    """Replicated calls hold their connection for the replica round trip: with every connection
+    busy longer than the store's retries last (0.75 s), further calls wait for one (the pool
+    blocks up to redis_timeout_ms) instead of failing UNAVAILABLE 'Too many connections'."""
+    settings = Settings(
+        redis_url=pair.master.url,
+        durability="replicated",
+        durability_timeout_ms=1_500,
+        redis_max_connections=1,
+    )
+    store = Store(connect(settings), settings)
+    try:
+        await store.enqueue([NewTask("warm", "pool", "x", 3)])
+        pair.replica.pause()
+        asyncio.get_running_loop().call_later(0.9, pair.replica.resume)
+        made = await asyncio.gather(
+            *(store.enqueue([NewTask(f"p{i}", "pool", "x", 3)]) for i in range(3))
+        )
+        assert all(m[0].created for m in made)
+    finally:
+        pair.replica.resume()
+        await store.close()

@@ -582,3 +582,38 @@ def test_stream_starts_and_kills_round_trip_through_the_logs(tmp_path: Path) -> 
 @pytest.mark.parametrize("result", [STALE, "not_found", "error:UNAVAILABLE"])
 def test_refused_or_failed_calls_are_not_accepted(result: str) -> None:
     assert not ack(1, result).accepted
+
+
+def test_losses_across_a_redis_master_kill_are_counted_with_their_window() -> None:
+    """cluster_failover: enqueues missing at the end, enqueues found only with their topic (id
+    index lost) and Acks undone (leased again) are counted; the loss window is how long before
+    the master's SIGKILL the oldest of those acknowledgements was answered."""
+    h, f = clean_history()
+    h.redis_kills = [3000, 9000]
+    enqueue(h, "gone", due=2700)  # acknowledged at 2690, lost by the kill at 3000
+    f.tasks["gone"] = FinalTask(MISSING)
+    enqueue(h, "unindexed", due=2900)  # acknowledged at 2890
+    f.tasks["unindexed"] = FinalTask("SUCCEEDED", 1, 3, TOPIC, by_id=False)
+    enqueue(h, "undone")
+    lease(h, "undone", 1, 2000, ack(2500))  # answered at 2505: 495 ms before the kill
+    lease(h, "undone", 2, 5000, ack(5100))
+    f.tasks["undone"] = done(2)
+    verdict = check(h, f)
+    c = verdict.counts
+    assert (c.lost, c.unindexed, c.acks_lost, c.loss_window_ms) == (1, 1, 1, 495)
+    assert caught(verdict, NO_LOSS, "unindexed") and caught(verdict, EXACTLY_ONCE, "undone")
+
+
+def test_no_loss_no_window() -> None:
+    h, f = clean_history()
+    h.redis_kills = [3000]
+    c = check(h, f).counts
+    assert (c.lost, c.unindexed, c.acks_lost, c.loss_window_ms) == (0, 0, 0, None)
+
+
+def test_redis_kills_are_read_from_the_faults_log(tmp_path: Path) -> None:
+    with LogWriter(tmp_path / "faults.jsonl") as log:
+        log.write("redis_kill", node=7000, t_ms=1234, lag_s=0.5)
+        log.write("kill", worker="w1", t_ms=1300)
+    h = load_history(tmp_path)
+    assert h.redis_kills == [1234] and h.kills == [("w1", 1300)]

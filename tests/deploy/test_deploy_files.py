@@ -14,6 +14,7 @@ import yaml
 from appliance import config
 from appliance.cli import parse_roles, role_parser
 from appliance.executors import build_all
+from chaos.lb import TEMPLATE, render, upstream_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,8 @@ def atp_containers() -> list[tuple[list[str], dict[str, str]]]:
     for doc in yaml.safe_load_all((ROOT / "deploy/k8s/atp.yaml").read_text()):
         if doc["kind"] == "Deployment":
             for c in doc["spec"]["template"]["spec"]["containers"]:
-                out.append((c["args"], {}))
+                if c["image"].startswith("atp"):
+                    out.append((c["args"], {}))
     return out
 
 
@@ -64,3 +66,35 @@ def test_dockerfile_is_hadolint_clean() -> None:
         [hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def k8s_docs() -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all((ROOT / "deploy/k8s/atp.yaml").read_text()))
+
+
+def test_compose_runs_the_tested_nginx_template_in_front_of_its_servers() -> None:
+    """deploy/compose's load balancer is the file tests/lb runs, filled in with the same
+    server lines (chaos/lb.py's upstream_servers) for its atp server services."""
+    services = yaml.safe_load((ROOT / "deploy/compose/compose.yaml").read_text())["services"]
+    lb = services["lb"]
+    assert "../nginx/atp.conf.template:/etc/nginx/templates/atp.conf.template:ro" in lb["volumes"]
+    servers = sorted(n for n, s in services.items() if s.get("command") == ["--role=server"])
+    env = {k: v for k, v in lb["environment"].items() if k.startswith("ATP_")}
+    assert env["ATP_UPSTREAM_SERVERS"] == upstream_servers([f"{n}:9090" for n in servers])
+    assert len(servers) >= 2
+    render(TEMPLATE.read_text(), env)  # every placeholder filled, nothing else given
+    assert services["worker"]["environment"]["ATP_SERVER_ADDR"] == "lb:9090"
+
+
+def test_k8s_runs_a_copy_of_the_tested_nginx_template_in_front_of_the_server_service() -> None:
+    docs = k8s_docs()
+    (config_map,) = [d for d in docs if d["metadata"]["name"] == "atp-nginx"]
+    assert config_map["data"]["atp.conf.template"] == TEMPLATE.read_text()
+    (lb,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "atp-lb"]
+    (nginx,) = lb["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in nginx["env"] if e["name"].startswith("ATP_")}
+    assert env["ATP_UPSTREAM_SERVERS"] == upstream_servers(["atp-server:9090"])  # the Service
+    render(TEMPLATE.read_text(), env)
+    (worker,) = [d for d in docs if d["metadata"]["name"] == "atp-worker"]
+    args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--server-addr=atp-lb:9090" in args

@@ -20,6 +20,7 @@ import harness
 import load
 import profiling
 import report
+import scale_bench
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -316,3 +317,76 @@ def test_the_fsync_cost_is_rendered_from_its_figures() -> None:
     assert "## Durability: `--redis-fsync always` vs `everysec`" in doc
     assert "| always | 1,500 | 0.8x |" in doc
     assert "Durability" not in report.render({"runs": []})
+
+
+def test_chain_result_counts_runs_handoffs_incomplete_and_twice() -> None:
+    """W7: records marked run*4+step; hand-offs are step-to-step starts of complete runs."""
+    recs = [(harness.mark(0, k), 1000.0 + 2 * k) for k in range(3)]  # hand-offs 2, 2 ms
+    recs += [(harness.mark(1, k), 1010.0 + 5 * k) for k in range(3)]  # 5, 5 ms
+    recs += [(harness.mark(1, 2), 1030.0)]  # a step started twice: its first start counts
+    recs += [(harness.mark(2, 0), 1040.0)]  # incomplete
+    got = harness.chain_result(recs, 3)
+    assert (got["complete"], got["twice"], got["handoffs"]) == (2, 1, 4)
+    assert got["handoff_p50_ms"] == 2.0 and got["handoff_max_ms"] == 5.0
+    assert got["runs_per_s"] == pytest.approx(2 / 0.040)
+
+
+def test_w7_targets_are_computed_from_the_figures() -> None:
+    def chains(runs_per_s: float, p99: float) -> dict[str, Any]:
+        phase = {"runs": 10, "complete": 10, "twice": 0, "runs_per_s": runs_per_s}
+        return {
+            "throughput": phase,
+            "handoff": {**phase, "handoff_p50_ms": 1.0, "handoff_p99_ms": p99, "handoff_max_ms": 9},
+            "memory": {"bytes_per_run": 900.0, "waiting_runs": 1000},
+        }
+
+    w7 = {"atp": chains(700.0, 2.5), "celery": chains(300.0, 4.0), "bullmq": chains(800.0, 4.2)}
+    text = report.render({"runs": [{"w7": w7}], "command": "x"})
+    assert _row(text, "| W7 3-step chains completed/s: >= 2x Celery").endswith("| met |")
+    bull = _row(text, "| W7 3-step chains completed/s: >= 1x BullMQ")
+    assert "atp 700/s, BullMQ 800/s: 0.9x" in bull and bull.endswith("| **missed** |")
+    assert _row(text, "| W7 hand-off p99 <= 3 ms").endswith("| 2.5 ms | met |")
+    assert _row(text, "| W7 <= 1 KB per run waiting").endswith("| 900 bytes | met |")
+    assert "| atp | a `Workflow` of 3 steps" in text and "| 700 | 1.0 | 2.5 | 9.0 | 0 | 0 |" in text
+    assert "run 900 bytes" not in text and "1,000 runs, a 2-step workflow): 900 bytes" in text
+
+
+def test_the_cluster_and_durability_figures_are_rendered() -> None:
+    doc = report.render(
+        {
+            "runs": [],
+            "cluster": {
+                "masters_1": {"batch_per_s": 20000.0, "w1_per_s": 1000.0},
+                "masters_3": {"batch_per_s": 24000.0, "w1_per_s": 1500.0},
+                "topics": 12,
+                "w1_concurrency": 100,
+            },
+            "durability": {
+                "local": {
+                    "sequential_ms": 1.25,
+                    "unary_per_s": 800.0,
+                    "batch_per_s": 30000.0,
+                    "retrieve_ack_per_s": 7000.0,
+                },
+                "replicated": {
+                    "sequential_ms": 1.5,
+                    "unary_per_s": 600.0,
+                    "batch_per_s": 27000.0,
+                    "retrieve_ack_per_s": 5600.0,
+                },
+            },
+        }
+    )
+    assert "| EnqueueBatch of 1,000, 4 in flight (tasks/s) | 20,000 | 24,000 | 1.2x |" in doc
+    assert "INCR handler (tasks/s) | 1,000 | 1,500 | 1.5x |" in doc
+    assert "| Enqueue (unary), 2 clients x 64 in flight (calls/s) | 800 | 600 | 0.8x |" in doc
+    assert "one at a time: 1.2 ms local, 1.5 ms replicated." in doc
+    empty = report.render({"runs": []})
+    assert "## Cluster" not in empty and "## Replicated durability" not in empty
+
+
+def test_scale_bench_topics_spread_four_per_master() -> None:
+    topics = scale_bench.spread_topics()
+    shares = [(scale_bench.crc16(t.encode()) % 16384) * 3 // 16384 for t in topics]
+    assert sorted(shares) == [0] * 4 + [1] * 4 + [2] * 4
+    assert scale_bench.crc16(b"123456789") == 0x31C3  # the Redis Cluster spec's check value

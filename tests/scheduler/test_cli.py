@@ -95,3 +95,31 @@ def test_create_twice(server_process: Any, capsys: pytest.CaptureFixture[str]) -
 def test_help(server_process: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert (atp_schedule(server_process, "--help"))[0] == 0
     assert "create" in capsys.readouterr().out
+
+
+def test_a_schedule_names_a_workflow_and_its_input(
+    server_process: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, made = as_json(
+        server_process,
+        "create",
+        "digest",
+        "--workflow=user-lifecycle",
+        "--every=1h",
+        "--input",
+        '{"email": "a@b.c"}',
+    )
+    assert code == 0, made
+    assert made["workflow"] == "user-lifecycle" and made["payload"] == '{"email": "a@b.c"}'
+    assert "topic" not in made or made["topic"] == ""
+    code, out = atp_schedule(server_process, "get", "digest")
+    assert "workflow:    user-lifecycle" in out and 'input:       {"email": "a@b.c"}' in out
+    code, out = atp_schedule(server_process, "list")
+    assert "workflow user-lifecycle" in out.splitlines()[1]
+    code, out = atp_schedule(server_process, "create", "x", "--topic=t", "--workflow=w")
+    assert code == EXIT_USAGE and "not allowed with argument" in capsys.readouterr().err
+    code, out = atp_schedule(
+        server_process, "create", "x", "--workflow=w", "--every=1h", "--max-retries=1"
+    )
+    assert code == EXIT_REFUSED
+    assert "a workflow's steps set their own retries" in out + capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from appliance.store import Store
+from appliance.store.workflows import WorkflowStore
 from tests.store.helpers import snapshot
 from tests.workflows.seed import STEPS, read_run, seed_run, states
 
@@ -28,3 +29,12 @@ async def test_the_same_run_id_again_changes_nothing(
     assert {k: v for k, v in after.items() if k != due} == {
         k: v for k, v in before.items() if k != due
     }
+
+
+async def test_a_run_started_for_a_later_time_records_that_time(store: Store) -> None:
+    """A schedule's tick starts its run ahead (the lookahead): its steps without parents are
+    due at the tick, which run_start keeps as the run's start."""
+    wf = WorkflowStore(store)
+    later = await store.now_ms() + 60_000
+    assert await wf.start_run("r2", "w", 1, "", STEPS, start_ms=later)
+    assert (await read_run(wf, "r2")).created_ms == later

@@ -1,0 +1,114 @@
+"""W7 (workflows, issue 16) in docs/BENCHMARKS.md: its targets with verdicts and its table.
+The issue calls this workload W6; W6 was already the lateness under load, so it is W7 here.
+Pure functions over the plain dicts loadtest/bench.py collects; stdlib only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sections import NAMES, get, med, ms, quotient, rate, ratio, table
+
+W7_SYSTEMS = ("atp", "celery", "bullmq")
+W7_HOW = {
+    "atp": "a `Workflow` of 3 steps (`after` the previous), SDK `Worker(concurrency=10)`",
+    "celery": "`chain(a.si(), b.si(), c.si())`, `celery worker -c 10` (prefork)",
+    "bullmq": "`FlowProducer` child -> parent -> grandparent, `Worker` concurrency 10",
+}
+HANDOFF_P99_MS = 3.0
+WAITING_RUN_BYTES = 1024
+
+
+def w7_items(runs: Sequence[dict[str, Any]], system: str, phase: str) -> list[Any]:
+    return [((r.get("w7") or {}).get(system) or {}).get(phase) or {} for r in runs]
+
+
+def w7_figure(runs: Sequence[dict[str, Any]], system: str, phase: str, stat: str) -> float:
+    return med(w7_items(runs, system, phase), stat)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("met" if ok else "**missed**")
+
+
+def w7_targets(runs: Sequence[dict[str, Any]]) -> list[str]:
+    ours = w7_figure(runs, "atp", "throughput", "runs_per_s")
+    celery = w7_figure(runs, "celery", "throughput", "runs_per_s")
+    bull = w7_figure(runs, "bullmq", "throughput", "runs_per_s")
+    p99 = w7_figure(runs, "atp", "handoff", "handoff_p99_ms")
+    waiting = w7_figure(runs, "atp", "memory", "bytes_per_run")
+
+    def at_least(q: float, goal: float) -> bool | None:
+        return None if math.isnan(q) else q >= goal
+
+    rows = [
+        [
+            "W7 3-step chains completed/s: >= 2x Celery `chain`",
+            f"atp {rate(ours)}/s, Celery {rate(celery)}/s: {ratio(ours, celery)}",
+            _verdict(at_least(quotient(ours, celery), 2.0)),
+        ],
+        [
+            "W7 3-step chains completed/s: >= 1x BullMQ `FlowProducer`",
+            f"atp {rate(ours)}/s, BullMQ {rate(bull)}/s: {ratio(ours, bull)}",
+            _verdict(at_least(quotient(ours, bull), 1.0)),
+        ],
+        [
+            f"W7 hand-off p99 <= {HANDOFF_P99_MS:.0f} ms",
+            f"{ms(p99)} ms",
+            _verdict(None if math.isnan(p99) else p99 <= HANDOFF_P99_MS),
+        ],
+        [
+            "W7 <= 1 KB per run waiting in a 3-day delay, beyond payloads",
+            f"{rate(waiting)} bytes",
+            _verdict(None if math.isnan(waiting) else waiting <= WAITING_RUN_BYTES),
+        ],
+    ]
+    return [
+        "## Targets (issue 16, workflows: W7)",
+        "",
+        *table(["target", "measured (medians, same run)", "verdict"], rows),
+    ]
+
+
+def w7_section(runs: Sequence[dict[str, Any]]) -> list[str]:
+    systems = [s for s in W7_SYSTEMS if any(w7_items(runs, s, "throughput"))]
+    if not systems:
+        return []
+    rows = []
+    for s in systems:
+        thr, hand = w7_items(runs, s, "throughput"), w7_items(runs, s, "handoff")
+        rows.append(
+            [
+                NAMES[s],
+                W7_HOW[s],
+                rate(med(thr, "runs_per_s")),
+                ms(med(hand, "handoff_p50_ms")),
+                ms(med(hand, "handoff_p99_ms")),
+                ms(med(hand, "handoff_max_ms")),
+                f"{sum(get(i, 'runs') - get(i, 'complete') for i in thr + hand):.0f}",
+                f"{sum(get(i, 'twice') for i in thr + hand):.0f}",
+            ]
+        )
+    waiting = w7_items(runs, "atp", "memory")
+    lines = [
+        '## W7 workflows: 3-step chains (the issue\'s "W6"; W6 here is the lateness under load)',
+        "",
+        "Each step is the W1 handler (record the start, one Redis `INCR`), worker concurrency "
+        "10. Runs/s: every chain enqueued before the worker starts (atp: `StartRun` and the "
+        "first step written), runs completed per second from the first step's start to the "
+        "last one's. Hand-off: on a running worker, chains started 20 ms apart; one step's "
+        "start to the next step's start, ms (after 5 warm-up chains). Medians of the runs; "
+        "incomplete and twice summed.",
+        "",
+    ]
+    header = ["system", "how", "runs/s", "hand-off p50", "p99", "max", "incomplete", "twice"]
+    lines += table(header, rows)
+    lines += [
+        "",
+        f"Redis bytes per run waiting in a 3-day delay step (atp; empty input and payloads, "
+        f"{rate(med(waiting, 'waiting_runs'))} runs, a 2-step workflow): "
+        f"{rate(med(waiting, 'bytes_per_run'))} bytes.",
+    ]
+    return lines
