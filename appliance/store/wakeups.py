@@ -108,15 +108,10 @@ class Wakeups:
         if self._sharded and isinstance(self._redis, RedisCluster):
             await self._listen_shard(self._redis)
             return
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(self._channel)
-            self.subscribed.set()
-            self.wake()
-            while not self._stop.is_set():
-                message = await pubsub.get_message(timeout=1.0)
-                if message and message.get("type") == "message":
-                    self._wake_by(codec_text(message["data"]))
+            await self._pump(pubsub, "message")
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -133,19 +128,25 @@ class Wakeups:
         pubsub = aioredis.Redis(connection_pool=pool).pubsub()
         try:
             await pubsub.ssubscribe(self._channel)
-            self.subscribed.set()
-            self.wake()
-            while not self._stop.is_set():
-                message = await pubsub.get_message(timeout=1.0)
-                kind = message.get("type") if message else None
-                if kind == "sunsubscribe":
-                    raise RedisConnectionError("the channel's slot moved to another master")
-                if message and kind == "smessage":
-                    self._wake_by(codec_text(message["data"]))
+            await self._pump(pubsub, "smessage")
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
             await pool.disconnect()
+
+    async def _pump(self, pubsub: aioredis.client.PubSub, kind: str) -> None:
+        """Subscribed: wake everyone (a message may have been missed), then wake the waiters
+        each message of `kind` names until stop(). An unsubscribe the client did not ask for
+        (a shard channel's slot moved) ends it with an error."""
+        self.subscribed.set()
+        self.wake()
+        while not self._stop.is_set():
+            message = await pubsub.get_message(timeout=1.0)
+            got = message.get("type") if message else None
+            if got in ("unsubscribe", "sunsubscribe"):
+                raise RedisConnectionError(f"{self._channel}: unsubscribed by the server")
+            if message and got == kind:
+                self._wake_by(codec_text(message["data"]))
 
     def _wake_by(self, message: str) -> None:
         """Wake the waiters of the topic a '<topic> <ms>' message names."""
