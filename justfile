@@ -66,6 +66,11 @@ run *args: setup
 console-budget: setup
     {{venv}}/bin/pytest -m slow tests/console/test_budget.py -s -q
 
+# 100,000 workflow runs waiting in a 3-day delay do not grow W7's hand-off latency; prints the
+# hand-off with none and with all of them waiting and the bytes per waiting run (~5-10 min).
+test-waiting *args: setup
+    {{venv}}/bin/pytest -m slow tests/workflows/test_many_waiting.py -s -q {{args}}
+
 # Build the real external clients the tests use (grpcurl; toxiproxy for chaos) into .tools/.
 tools:
     mkdir -p .tools
@@ -90,6 +95,49 @@ binary: setup
         --distpath dist --workpath build/pyinstaller --specpath build \
         --log-level WARN appliance/__main__.py
     ls -l dist/atp
+
+# The container image `atp:latest` from the Dockerfile with buildah (`--isolation chroot`, no
+# Docker engine or registry needed), after `just image-base`; on a machine with Docker,
+# `docker build -t atp .` builds the same Dockerfile (docs/adr/0015-container-image.md).
+image tag="atp:latest": image-base
+    buildah bud --isolation chroot --format docker --pull=never --layers --tag {{tag}} .
+
+# The base image the Dockerfile names (debian:bookworm-slim), made locally when missing:
+# Debian bookworm minbase from the mirror apt uses, plus the machine's pip trust (the CA
+# bundle its pip names, for a TLS-intercepting proxy), imported under that name. Needs root.
+image-base:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    base="$(awk 'toupper($1) == "FROM" {print $2; exit}' Dockerfile)"
+    if buildah inspect --type image "$base" >/dev/null 2>&1; then exit 0; fi
+    apt_uris() { cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+        | sed -n -e 's/^URIs: *//p' -e 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) .*/\2/p' | tr ' ' '\n'; }
+    mirror="$(apt_uris | grep -v security | head -n1 || true)"
+    security="$(apt_uris | grep security | head -n1 || true)"
+    mirror="${mirror:-http://deb.debian.org/debian}"
+    security="${security:-http://deb.debian.org/debian-security}"
+    root="$(mktemp -d)"
+    trap 'rm -rf "$root"' EXIT
+    echo "debootstrap --variant=minbase bookworm from $mirror (about a minute) -> $base"
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 20 "$root.log"; exit 1; }
+    rm -f "$root.log"
+    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-security main\n' \
+        "$mirror" "$mirror" "$security" >"$root/etc/apt/sources.list"
+    # As Docker's Debian images: packages never start services at install time.
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod 755 "$root/usr/sbin/policy-rc.d"
+    cert="${PIP_CERT:-$(sed -n 's/^cert *= *//p' /etc/pip.conf 2>/dev/null | head -n1 || true)}"
+    if [ -n "$cert" ] && [ -f "$cert" ]; then
+        mkdir -p "$root/etc/ssl" && cp "$cert" "$root/etc/ssl/host-ca-bundle.pem"
+        printf '[global]\ncert = /etc/ssl/host-ca-bundle.pem\n' >"$root/etc/pip.conf"
+    fi
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*
+    tar -C "$root" -c . | podman import --change 'CMD ["bash"]' - "$base" >/dev/null
+    echo "made $base"
+
+# The container test (slow): `just image`, then `atp --role=all` in it as its user, a delayed
+# task, the HEALTHCHECK command and a SIGTERM drain (tests/image; buildah, debootstrap, root).
+image-test *args: setup
+    {{venv}}/bin/pytest -m slow tests/image -q -s {{args}}
 
 # Locust gRPC load, headless and bounded (loadtest/README.md): against --host ADDR, or by
 # default a local `atp --role=all` (embedded Redis, throwaway data dir) that it starts and

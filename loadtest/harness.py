@@ -222,14 +222,16 @@ def redis_command(port: int, *args: object, timeout_s: float = 30.0) -> bytes | 
         raise RuntimeError(f"unexpected reply {line!r}")
 
 
-def used_memory(port: int) -> int:
-    """INFO memory's used_memory, in bytes."""
+def used_memory(port: int, clients: bool = True) -> int:
+    """INFO memory's used_memory, in bytes; `clients=False`: without the clients' buffers
+    (mem_clients_normal, mem_clients_slaves), which many connections make noisy."""
     reply = redis_command(port, "INFO", "memory")
     assert isinstance(reply, bytes)
-    for line in reply.decode().splitlines():
-        if line.startswith("used_memory:"):
-            return int(line.split(":", 1)[1])
-    raise RuntimeError("INFO memory has no used_memory")
+    info = dict(line.split(":", 1) for line in reply.decode().splitlines() if ":" in line)
+    if "used_memory" not in info:
+        raise RuntimeError("INFO memory has no used_memory")
+    buffers = ("mem_clients_normal", "mem_clients_slaves")
+    return int(info["used_memory"]) - (0 if clients else sum(int(info.get(b, 0)) for b in buffers))
 
 
 @dataclasses.dataclass

@@ -168,10 +168,10 @@ def fill_waiting(address: str, runs: int, first: int = 0) -> None:
 def bytes_per_waiting_run(address: str, port: int, runs: int) -> dict[str, Any]:
     fill_waiting(address, 1, first=10_000_000)  # the workflow's and topic's own keys first
     time.sleep(0.5)
-    before = used_memory(port)
+    before = used_memory(port, clients=False)
     fill_waiting(address, runs)
     time.sleep(0.5)
-    per_run = (used_memory(port) - before) / runs
+    per_run = (used_memory(port, clients=False) - before) / runs
     return {"bytes_per_run": per_run, "waiting_runs": runs}
 
 

@@ -107,7 +107,8 @@ def w7_section(runs: Sequence[dict[str, Any]]) -> list[str]:
     lines += table(header, rows)
     lines += [
         "",
-        f"Redis bytes per run waiting in a 3-day delay step (atp; empty input and payloads, "
+        "Redis bytes per run waiting in a 3-day delay step (atp; `used_memory` without client "
+        "buffers; empty input and payloads, "
         f"{rate(med(waiting, 'waiting_runs'))} runs, a 2-step workflow): "
         f"{rate(med(waiting, 'bytes_per_run'))} bytes.",
     ]

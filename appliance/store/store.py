@@ -42,10 +42,19 @@ from appliance.keys import (
     topic_in_id,
     topic_of_token,
 )
-from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
+from appliance.model import (
+    EnqueueResult,
+    NackResult,
+    NewTask,
+    Task,
+    TaskEvent,
+    TaskState,
+    TopicStats,
+)
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
 from appliance.store.scripts import Client, NotReplicated, Scripts
+from appliance.workflows.model import run_of_task
 
 T = TypeVar("T")
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -169,11 +178,16 @@ class Store:
     # -- producers -------------------------------------------------------------------------
 
     async def enqueue(
-        self, tasks: Sequence[NewTask], client_ids: Sequence[bool] = (), owner: str = ""
+        self,
+        tasks: Sequence[NewTask],
+        client_ids: Sequence[bool] = (),
+        owner: str = "",
+        index: bool = True,
     ) -> list[EnqueueResult]:
         """Create tasks (one script call per topic, all in one pipeline). Ids are per topic
         (ADR 0006): an id used in another topic neither blocks nor shadows this one.
         `client_ids` is not needed any more (every id the server did not make is indexed).
+        `index=False`: workflow step tasks, whose run names their topic (`locate`).
         A topic not known yet must fit under max_topics and the `owner` token's
         max_topics_per_token, else TooLarge and nothing is written."""
         by_topic: dict[str, list[int]] = {}
@@ -195,7 +209,8 @@ class Store:
         # Only now, with the task written, is its id indexed: a call cut off before leaves a
         # task reachable by id and topic (and by id alone once the Enqueue is repeated), never
         # an index entry without its task (ADR 0006).
-        indexed = [(t, f) for t, f in zip(tasks, flags, strict=True) if topic_in_id(t.id) is None]
+        made = zip(tasks, flags, strict=True)
+        indexed = [(t, f) for t, f in made if index and topic_in_id(t.id) is None]
         await self._index_ids("live", list({(t.topic, t.id) for t, f in indexed if f in (1, 2)}))
         # A repeat that finds its task finished (0) indexes it too, as done: the first call's
         # indexing may have been cut off, and the task run and acked since.
@@ -266,6 +281,19 @@ class Store:
         self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
     ) -> Task:
         """The task; `topic` and `allowed` as in `locate`."""
+        return (await self._read_task(task_id, topic, allowed))[0]
+
+    async def history(
+        self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
+    ) -> tuple[Task, list[TaskEvent]]:
+        """The task and its event history, oldest first (lua/lib/history.lua)."""
+        task, hist = await self._read_task(task_id, topic, allowed)
+        return task, codec.history(task, hist)
+
+    async def _read_task(
+        self, task_id: str, topic: str, allowed: frozenset[str] | None
+    ) -> tuple[Task, bytes | None]:
+        """The task and its raw `hist` field (None: none yet)."""
         topic = await self.locate(task_id, topic, allowed)
         tk = self.keys.topic(topic)
         fields, packed, due = await self.read(
@@ -275,9 +303,9 @@ class Store:
             ("zscore", tk.pending, task_id),
         )
         if fields:
-            return codec.task_from_hash(task_id, topic, fields)
+            return codec.task_from_hash(task_id, topic, fields), fields.get(b"hist")
         if packed is not None and due is not None:
-            return codec.task_from_new_record(task_id, topic, packed, int(due))
+            return codec.task_from_new_record(task_id, topic, packed, int(due)), None
         raise NotFound(f"no task with id {task_id!r}")
 
     async def locate(
@@ -298,10 +326,16 @@ class Store:
             ):
                 raise missing
             return topic or str(named)
-        index, legacy = await self.read(
-            "locate", ("hkeys", self.keys.id_topics(task_id)), ("get", self.keys.id_index(task_id))
-        )
-        found = {codec.text(t) for t in index} | ({codec.text(legacy)} if legacy else set())
+        commands: list[tuple[Any, ...]] = [
+            ("hkeys", self.keys.id_topics(task_id)),
+            ("get", self.keys.id_index(task_id)),
+        ]
+        run_id = run_of_task(task_id)
+        if run_id:  # a workflow step's task is not indexed: its run names its topic
+            commands.append(("hget", self.keys.run(run_id), f"{task_id.split(':', 2)[2]}:topic"))
+        index, legacy, *step = await self.read("locate", *commands)
+        named_by = {codec.text(t) for t in [legacy, *step] if t}
+        found = {codec.text(t) for t in index} | named_by
         topics = sorted(t for t in found if allowed is None or t in allowed)
         if len(topics) > 1:
             topics = await self._holding(task_id, topics)
@@ -337,10 +371,12 @@ class Store:
         lease_ms: int,
         call_token: str | None = None,
         max_bytes: int = 0,
+        who: str = "",
     ) -> Claim:
         """Lease up to `limit` due tasks whose protobuf encoding fits in `max_bytes` together
         (0: no bound; the first task always fits). Retried with the same call token, so a lost
-        reply returns the same tasks instead of leasing them to nobody."""
+        reply returns the same tasks instead of leasing them to nobody. `who` leases: the
+        history's lease detail (a worker stream, a Retrieve's caller)."""
         tk = self.keys.topic(topic)
         call = call_token or self.new_call_token(topic)
         nonces = base64.urlsafe_b64encode(os.urandom(limit * NONCE_BYTES)).decode()
@@ -357,6 +393,7 @@ class Store:
                 topic,
                 max_bytes or UNBOUNDED_BYTES,
                 nonces,
+                who,
             ],
         )
         return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
@@ -560,9 +597,13 @@ class Store:
         next_cursor = f"{int(entries[-1][1])}:{codec.text(entries[-1][0])}" if more else ""
         return letters, next_cursor
 
-    async def requeue_dead(self, topic: str, ids: Sequence[str] = ()) -> int:
+    async def requeue_dead(
+        self, topic: str, ids: Sequence[str] = (), payload: str | None = None
+    ) -> int:
+        """Requeue dead letters (none given: all); `payload` replaces each one's payload."""
         tk = self.keys.topic(topic)
-        fixed = [tk.task_prefix, self.keys.wake_channel, topic, DLQ_CHUNK]
+        edit = "0" if payload is None else "1" + payload
+        fixed = [tk.task_prefix, self.keys.wake_channel, topic, DLQ_CHUNK, edit]
         moved = await self._dlq_chunks(tk, "requeue_dead", [tk.pending, tk.dlq], fixed, ids)
         return len(moved)
 

@@ -146,11 +146,11 @@ class Wakeups:
             if got in ("unsubscribe", "sunsubscribe"):
                 raise RedisConnectionError(f"{self._channel}: unsubscribed by the server")
             if message and got == kind:
-                self._wake_by(codec_text(message["data"]))
+                self.message(codec_text(message["data"]))
 
-    def _wake_by(self, message: str) -> None:
-        """Wake the waiters of the topic a '<topic> <ms>' message names."""
-        self.wake(message.partition(" ")[0])
+    def message(self, text: str) -> None:
+        """One message ('<topic> <ms>'): wake the topic's waiters."""
+        self.wake(text.partition(" ")[0])
 
     def stop(self) -> None:
         self._stop.set()

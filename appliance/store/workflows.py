@@ -156,14 +156,54 @@ class WorkflowStore:
     async def schedule_step(self, run_id: str, step: str, task: NewTask) -> Refusal | None:
         """Record the step's task (the outbox); None when scheduled now."""
         reply = await self.store.run(
-            "step_schedule",
-            [self.store.keys.run(run_id)],
-            [step, task.id, task.topic, task.payload, task.execute_at_ms, task.max_retries],
+            "step_schedule", [self.store.keys.run(run_id)], _schedule_args(step, task)
         )
         return refusal("step_schedule", reply)
 
-    async def step_running(self, run_id: str, step: str, attempts: int) -> None:
-        await self.store.run("step_running", [self.store.keys.run(run_id)], [step, attempts])
+    async def finish_and_schedule(
+        self, run_id: str, finish: tuple[Any, ...], ready: Sequence[tuple[str, NewTask]]
+    ) -> tuple[tuple[str, list[str]] | None, dict[str, str]]:
+        """A step's success (`finish`: finish_and_read's arguments after the run, its outcome
+        SUCCEEDED) and the steps it makes ready scheduled (`ready`: step, task), then the run
+        read, in one round trip: each script runs after the one before on the run's
+        connection and checks its own from-state. (finish_step's answer, the run's fields
+        after: which ready steps are SCHEDULED is read there, not from the scripts' answers,
+        which a replay after NOSCRIPT would make 'already done')."""
+        step, _, output, finished_ms, attempts, steps, on_failure = finish
+        key = self.store.keys.run(run_id)
+        args = [step, "SUCCEEDED", output, finished_ms, attempts, self.retention_ms, on_failure]
+
+        def build(pipe: Any) -> None:
+            self.store.scripts.queue(pipe, "step_finish", [key], [*args, *steps])
+            for name, task in ready:
+                self.store.scripts.queue(pipe, "step_schedule", [key], _schedule_args(name, task))
+            pipe.hgetall(key)
+
+        reply, *_, raw = await self.store.run_many("step_finish", build)
+        fields = {codec.text(k): codec.text(v) for k, v in raw.items()}
+        if refusal("step_finish", reply) is not None:
+            return None, fields
+        return (codec.text(reply[1]), [codec.text(t) for t in reply[2:]]), fields
+
+    async def step_running(self, run_id: str, step: str, attempts: int) -> dict[str, str]:
+        """Record the step's task as leased; the run's fields afterwards (read in the same
+        round trip)."""
+        _, fields = await self._run_and_read("step_running", run_id, [step, attempts])
+        return fields
+
+    async def _run_and_read(
+        self, script: str, run_id: str, args: Sequence[Any]
+    ) -> tuple[Any, dict[str, str]]:
+        """A run script and a read of the run after it, pipelined (one round trip; the read
+        follows the script on the run's connection, so it sees its change)."""
+        key = self.store.keys.run(run_id)
+
+        def build(pipe: Any) -> None:
+            self.store.scripts.queue(pipe, script, [key], args)
+            pipe.hgetall(key)
+
+        reply, fields = await self.store.run_many(script, build)
+        return reply, {codec.text(k): codec.text(v) for k, v in fields.items()}
 
     async def finish_step(
         self,
@@ -180,33 +220,67 @@ class WorkflowStore:
         """Record a step's outcome: (the run's state, ids of tasks of steps canceled now), or
         None when the step had finished already (nothing changed). `skipped`: its `when` was
         false or a parent was skipped (`text` says which)."""
+        args = (step, succeeded, text, finished_ms, attempts, steps, on_failure, skipped)
+        return (await self.finish_and_read(run_id, *args))[0]
+
+    async def finish_and_read(
+        self,
+        run_id: str,
+        step: str,
+        succeeded: bool,
+        text: str,
+        finished_ms: int,
+        attempts: int,
+        steps: Sequence[str],
+        on_failure: str = "",
+        skipped: bool = False,
+    ) -> tuple[tuple[str, list[str]] | None, dict[str, str]]:
+        """finish_step's answer and the run's fields after it, in one round trip."""
         outcome = "SKIPPED" if skipped else "SUCCEEDED" if succeeded else "FAILED"
-        reply = await self.store.run(
-            "step_finish",
-            [self.store.keys.run(run_id)],
-            [step, outcome, text, finished_ms, attempts, self.retention_ms, on_failure, *steps],
-        )
+        args = [step, outcome, text, finished_ms, attempts, self.retention_ms, on_failure, *steps]
+        reply, fields = await self._run_and_read("step_finish", run_id, args)
         if refusal("step_finish", reply) is not None:
-            return None
-        return codec.text(reply[1]), [codec.text(t) for t in reply[2:]]
+            return None, fields
+        return (codec.text(reply[1]), [codec.text(t) for t in reply[2:]]), fields
+
+    async def run_and_tasks(
+        self, run_id: str, refs: Sequence[tuple[str, str]]
+    ) -> tuple[dict[str, str], list[dict[str, str] | None]]:
+        """The run's fields and its step tasks (as `tasks`), in one round trip."""
+        commands = [("hgetall", self.store.keys.run(run_id)), *self._task_reads(refs)]
+        replies = await self.store.read("get_run", *commands)
+        fields = {codec.text(k): codec.text(v) for k, v in replies[0].items()}
+        return fields, self._tasks_found(replies[1:])
 
     async def tasks(self, refs: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:
         """Per (topic, task id): the task record's state, attempt, result, err and finished
         fields; {'state': 'PENDING'} for a task never leased; None when there is none."""
+        commands = self._task_reads(refs)
+        return self._tasks_found(await self.store.read("step_tasks", *commands) if refs else [])
+
+    def _task_reads(self, refs: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
         commands: list[tuple[Any, ...]] = []
         for topic, task_id in refs:
             tk = self.store.keys.topic(topic)
-            commands.append(
-                ("hmget", tk.task(task_id), "state", "attempt", "result", "err", "finished")
-            )
+            commands.append(("hmget", tk.task(task_id), *TASK_FIELDS))
             commands.append(("hexists", tk.new, task_id))
-        replies = await self.store.read("step_tasks", *commands) if commands else []
+        return commands
+
+    @staticmethod
+    def _tasks_found(replies: Sequence[Any]) -> list[dict[str, str] | None]:
         found: list[dict[str, str] | None] = []
-        for n in range(len(refs)):
+        for n in range(len(replies) // 2):
             fields, new = replies[2 * n], replies[2 * n + 1]
             if fields[0] is not None:
-                names = ("state", "attempt", "result", "err", "finished")
-                found.append({k: codec.text(v) for k, v in zip(names, fields, strict=True) if v})
+                pairs = zip(TASK_FIELDS, fields, strict=True)
+                found.append({k: codec.text(v) for k, v in pairs if v})
             else:
                 found.append({"state": "PENDING"} if new else None)
         return found
+
+
+TASK_FIELDS = ("state", "attempt", "result", "err", "finished")
+
+
+def _schedule_args(step: str, task: NewTask) -> list[Any]:
+    return [step, task.id, task.topic, task.payload, task.execute_at_ms, task.max_retries]

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Callable
+from typing import NamedTuple
 
 from appliance.config import Settings
 from appliance.errors import AtpError, InvalidArgument, NotFound, WrongState
@@ -40,20 +43,34 @@ BATCH = 100  # runs per pass
 START_GRACE_MS = 30_000  # a run indexed this recently but not found yet: StartRun is writing it
 PARALLEL = 16  # runs advanced at once (each its own run: no two calls touch one run)
 ERROR_PAUSE_S = 0.5
+Tasks = dict[str, dict[str, str] | None] | None  # a run's step tasks by step, read with it
+
+
+class Ending(NamedTuple):
+    """A WAITING step's end without a task: skipped, or failed (why in `text`)."""
+
+    text: str
+    skipped: bool
+
+
+WAITING_LOOK_MS = 3_600_000  # a run whose steps all wait in a delay: looked at this often
+RUN_CACHE = 10_000  # runs whose workflow is remembered (their reads take one round trip)
 
 
 class RunWakeups(Wakeups):
-    """Wake-ups that remember the runs named by ack.lua's messages ('wf:<run>:<step> <ms>')."""
+    """Wake-ups that hand each run named by a message (ack.lua's 'wf:<run>:<step> <ms>', a new
+    run's 'run:<id> <ms>') to `on_run` with the message's time (Redis clock)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, on_run: Callable[[str, int | None], None]) -> None:
         super().__init__(store.redis, store.keys.workflows.channel)
-        self.named: set[str] = set()
+        self.on_run = on_run
 
-    def wake(self, topic: str | None = None) -> None:
-        run_id = run_of_message(topic) if topic else None
+    def message(self, text: str) -> None:
+        name, _, ms = text.partition(" ")
+        run_id = run_of_message(name)
         if run_id:
-            self.named.add(run_id)
-        super().wake(topic)
+            self.on_run(run_id, int(ms) if ms.isdigit() else None)
+        self.wake(name)
 
 
 class Advancer:
@@ -62,10 +79,15 @@ class Advancer:
         self.settings = settings
         self.workflows = WorkflowStore(store)
         self.poll_ms = int(poll_s * 1000)
-        self.wakeups = RunWakeups(store)
+        self.wakeups = RunWakeups(store, self.named)
         self.kick = asyncio.Event()  # set by StartRun and CancelRun in this process
         self._stop = asyncio.Event()
         self._definitions: dict[tuple[str, int], Workflow] = {}
+        self._runs: dict[str, tuple[str, int]] = {}  # run -> its workflow and version
+        self._busy: set[str] = set()  # runs being advanced in this process
+        self._again: dict[str, int | None] = {}  # named while busy: advanced once more after
+        self._lane = asyncio.Semaphore(PARALLEL)
+        self._named: set[asyncio.Task[None]] = set()
         # The config's workflows (ConfigError here stops the server at start, exit 78).
         self.declared = from_config(settings.workflows, settings.payload_max_bytes)
 
@@ -82,6 +104,39 @@ class Advancer:
                 woken.clear()
                 self.kick.clear()
                 await wait_any(await self.run_once(), woken, self.kick, self._stop)
+        for task in list(self._named):
+            task.cancel()
+        await asyncio.gather(*self._named, return_exceptions=True)
+
+    def named(self, run_id: str, now: int | None) -> None:
+        """A message named the run (a step's task finished, the run started): advance it now,
+        beside the poll loop (the hand-off path). `now`: the message's Redis time, taken
+        before anything this look reads. A run busy here is advanced once more after."""
+        if self._stop.is_set():
+            return
+        if run_id in self._busy:
+            self._again[run_id] = now
+            return
+        self._busy.add(run_id)
+        task = asyncio.create_task(self._advance_named(run_id, now))
+        self._named.add(task)
+        task.add_done_callback(self._named.discard)
+
+    async def _advance_named(self, run_id: str, now: int | None) -> None:
+        async with self._lane:
+            await self._advance_busy(run_id, now)
+
+    async def _advance_busy(self, run_id: str, now: int | None) -> None:
+        """Advance a run marked busy (no other look at it here meanwhile), again while it was
+        named meanwhile; then it is no longer busy."""
+        try:
+            while True:
+                await self._advance_logged(run_id, now)
+                if run_id not in self._again:
+                    return
+                now = self._again.pop(run_id)
+        finally:
+            self._busy.discard(run_id)
 
     async def declare(self) -> None:
         """Put each workflow of the config whose definition differs from its latest version."""
@@ -102,11 +157,11 @@ class Advancer:
         try:
             now = await self.store.now_ms()
             due, _ = await self.workflows.due_runs(now, BATCH)
-            named, self.wakeups.named = self.wakeups.named, set()
-            runs = list(dict.fromkeys([*named, *due]))
+            runs = [r for r in due if r not in self._busy]  # busy: a named look is at it
             for start in range(0, len(runs), PARALLEL):  # runs are independent: side by side
-                chunk = runs[start : start + PARALLEL]
-                await asyncio.gather(*(self._advance_logged(r, now) for r in chunk))
+                chunk = [r for r in runs[start : start + PARALLEL] if r not in self._busy]
+                self._busy.update(chunk)
+                await asyncio.gather(*(self._advance_busy(r, now) for r in chunk))
             _, head = await self.workflows.due_runs(now, 0)
         except AtpError as exc:
             log.warning("workflow advancer: %s", exc)
@@ -118,9 +173,12 @@ class Advancer:
             return self.poll_ms / 1000
         return min(max(head - now, 0) / 1000, self.poll_ms / 1000)
 
-    async def _advance_logged(self, run_id: str, now: int) -> None:
+    async def _advance_logged(self, run_id: str, now: int | None) -> None:
         try:
-            await self.workflows.look_again(run_id, await self.advance(run_id, now))
+            at = await self.advance(run_id, await self.store.now_ms() if now is None else now)
+            if at is None:
+                self._runs.pop(run_id, None)
+            await self.workflows.look_again(run_id, at)
         except Exception as exc:  # looked at again when its due time comes
             log.warning("workflow run %s: %s", run_id, exc, exc_info=not isinstance(exc, AtpError))
 
@@ -133,71 +191,118 @@ class Advancer:
 
     async def read(self, run_id: str) -> tuple[RunRecord, Workflow] | None:
         fields = await self.workflows.run_fields(run_id)
-        if not fields:
-            return None
-        wf = await self.definition(fields["wf"], int(fields["ver"]))
+        return await self._record(run_id, fields) if fields else None
+
+    async def _record(self, run_id: str, fields: dict[str, str]) -> tuple[RunRecord, Workflow]:
+        key = (fields["wf"], int(fields["ver"]))
+        wf = await self.definition(*key)
+        if run_id not in self._runs:
+            if len(self._runs) >= RUN_CACHE:
+                self._runs.pop(next(iter(self._runs)))
+            self._runs[run_id] = key
         return run_from_fields(run_id, fields, wf.step_names), wf
 
+    async def _read_with_tasks(self, run_id: str) -> tuple[RunRecord, Workflow, Tasks] | None:
+        """The run, and its step tasks when its workflow is known here: one round trip."""
+        known = self._runs.get(run_id)
+        if known is None:
+            found = await self.read(run_id)
+            return None if found is None else (*found, None)
+        wf = await self.definition(*known)
+        names = [s.name for s in wf.steps if s.has_task]
+        refs = [(wf.step(n).topic, step_task_id(run_id, n)) for n in names]
+        fields, tasks = await self.workflows.run_and_tasks(run_id, refs)
+        if not fields:
+            return None
+        run, actual = await self._record(run_id, fields)
+        if actual is not wf:  # the id was reused by a run of another workflow
+            return run, actual, None
+        return run, wf, dict(zip(names, tasks, strict=True))
+
     async def advance(self, run_id: str, now: int) -> int | None:
-        """One look at a run; when to look again (ms), None when it needs no more looks."""
-        found = await self.read(run_id)
+        """One look at a run; when to look again (ms), None when it needs no more looks.
+        `now`: a Redis time taken before this look reads anything."""
+        found = await self._read_with_tasks(run_id)
         if found is None:  # gone after retention, or StartRun has not written it yet
             created = await self.workflows.created_ms(run_id)
             return now + self.poll_ms if created and now - created < START_GRACE_MS else None
-        run, wf = found
-        if any(s.state in STEP_HAS_TASK for s in run.steps) and await self._observe(run, wf, now):
-            found = await self.read(run_id)
-            assert found is not None
-            run, wf = found
+        run, wf, tasks = found
+        if any(s.state in STEP_HAS_TASK for s in run.steps):
+            fresh = await self._observe(run, wf, now, tasks)
+            if fresh is not None:
+                if not fresh:  # gone meanwhile (expired)
+                    return None
+                run = run_from_fields(run_id, fresh, wf.step_names)
+        dues: list[int] = []
         for _ in wf.steps:  # a skipped step may make its children ready (or skipped) at once
-            if run.state not in RUN_ACTIVE or not await self._schedule_ready(run, wf):
+            if run.state not in RUN_ACTIVE:
                 break
-            found = await self.read(run_id)
-            assert found is not None
-            run, wf = found
+            fresh, scheduled = await self._schedule_ready(run, wf)
+            dues += scheduled
+            if fresh is None:  # only scheduled (or nothing): no step became ready by it
+                break
+            if not fresh:
+                return None
+            run = run_from_fields(run_id, fresh, wf.step_names)
         if run.state not in RUN_ACTIVE:  # finished: its running steps' outcomes are recorded
             await self.delete_tasks([s.task_id for s in run.steps if s.state == "CANCELED"])
             running = any(s.state == StepState.RUNNING for s in run.steps)
             return now + self.poll_ms if running else None
-        return self._next_look(run, now)
+        return self._next_look(run, now, dues)
 
     async def look(self, run_id: str) -> None:
         """Advance one run now (CancelRun first brings its steps up to date)."""
         await self._advance_logged(run_id, await self.store.now_ms())
 
-    def _next_look(self, run: RunRecord, now: int) -> int:
+    def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
         """A RUNNING step: the poll interval; else the earliest due time of a scheduled step
-        (a task in its delay, a signal's deadline); at most a minute."""
-        later = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED and s.due_ms > now]
+        (a task in its delay, a signal's deadline; `dues`: of those scheduled in this look);
+        at most WAITING_LOOK_MS ahead."""
+        scheduled = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED]
+        later = [due for due in [*scheduled, *dues] if due > now]
         if any(s.state == StepState.RUNNING for s in run.steps) or not later:
             return now + self.poll_ms
-        return min(min(later), now + 60_000)  # waiting in a delay: looked at when it is due
+        # Waiting in a delay: looked at when it is due, so runs waiting cost no work (a look
+        # an hour, a safety net: messages and CancelRun/SignalRun bring every change at once).
+        return min(min(later), now + WAITING_LOOK_MS)
 
-    async def _observe(self, run: RunRecord, wf: Workflow, now: int) -> bool:
-        """Bring the steps whose tasks exist (or signals wait) up to date; True when one
-        changed. `now`: a time taken before `run` was read."""
+    async def _observe(
+        self, run: RunRecord, wf: Workflow, now: int, known: Tasks
+    ) -> dict[str, str] | None:
+        """Bring the steps whose tasks exist (or signals wait) up to date; the run's fields
+        after the last change, None when nothing changed. `now`: a time taken before `run`
+        was read; `known`: the step tasks read with the run (None: read them now)."""
         waiting = [s for s in run.steps if s.state in STEP_HAS_TASK]
-        changed = False
+        changed: dict[str, str] | None = None
         for step in [s for s in waiting if wf.step(s.name).signal]:
-            changed |= await self._signal(run, wf, step, now)
+            changed = await self._signal(run, wf, step, now) or changed
         open_steps = [s for s in waiting if not wf.step(s.name).signal]
-        tasks = await self.workflows.tasks([(s.topic, s.task_id) for s in open_steps])
+        if known is None:
+            tasks = await self.workflows.tasks([(s.topic, s.task_id) for s in open_steps])
+        else:
+            tasks = [known.get(s.name) for s in open_steps]
         for step, task in zip(open_steps, tasks, strict=True):
             if task is None:  # the outbox record was not delivered yet (or got lost): again
                 if run.state in RUN_ACTIVE and step.state == StepState.SCHEDULED:
-                    await self.store.enqueue([_outbox_task(step)])
+                    await self.store.enqueue([_outbox_task(step)], index=False)
                 continue
             state, attempts = task["state"], int(task.get("attempt", 0))
             if state in ("SUCCEEDED", "DEAD", "CANCELED"):
                 ok = state == "SUCCEEDED"
                 text = task.get("result", "") if ok else _failure(state, task.get("err", ""))
-                changed |= await self._finish(run, wf, step.name, ok, text, task, attempts)
+                folded = None if changed or not ok else await self._succeed(run, wf, step, task)
+                if folded is not None:  # finished, its children scheduled: one round trip
+                    changed = folded
+                    continue
+                moved, fields = await self._finish(run, wf, step.name, ok, text, task, attempts)
+                changed = fields if moved else changed
             elif state == "RUNNING" and (step.state != "RUNNING" or attempts != step.attempts):
-                await self.workflows.step_running(run.id, step.name, attempts)
-                changed = True
+                changed = await self.workflows.step_running(run.id, step.name, attempts)
         return changed
 
-    async def _signal(self, run: RunRecord, wf: Workflow, step: StepRecord, now: int) -> bool:
+    async def _signal(
+        self, run: RunRecord, wf: Workflow, step: StepRecord, now: int
+    ) -> dict[str, str] | None:
         """A signal step: its signal came by the deadline (SUCCEEDED with the payload), or the
         deadline passed without it (FAILED); both judged by the Redis clock (ADR 0010). The
         timeout is judged at `now`, taken before `run` was read: a signal kept after the read
@@ -206,15 +311,17 @@ class Advancer:
         spec = wf.step(step.name)
         came = run.signals.get(spec.signal)
         if came is not None and (not spec.timeout_ms or came[0] <= step.due_ms):
-            return await self._finish(
-                run, wf, step.name, True, came[1], {"finished": str(came[0])}, 0
+            ok, text, at = True, came[1], came[0]
+        elif spec.timeout_ms and now >= step.due_ms:
+            ok, text, at = (
+                False,
+                f"no signal {spec.signal!r} within {spec.timeout_ms} ms",
+                step.due_ms,
             )
-        if spec.timeout_ms and now >= step.due_ms:
-            why = f"no signal {spec.signal!r} within {spec.timeout_ms} ms"
-            return await self._finish(
-                run, wf, step.name, False, why, {"finished": str(step.due_ms)}, 0
-            )
-        return False
+        else:
+            return None
+        moved, fields = await self._finish(run, wf, step.name, ok, text, {"finished": str(at)}, 0)
+        return fields if moved else None
 
     async def _finish(
         self,
@@ -226,44 +333,90 @@ class Advancer:
         task: dict[str, str],
         attempts: int,
         skipped: bool = False,
-    ) -> bool:
+    ) -> tuple[bool, dict[str, str]]:
+        """Record a step's outcome: (whether this call changed it, the run's fields after)."""
         finished = int(task.get("finished", 0))
-        done = await self.workflows.finish_step(
+        done, fields = await self.workflows.finish_and_read(
             run.id, step, ok, text, finished, attempts, wf.step_names, wf.on_failure, skipped
         )
         if done is not None:
             await self.delete_tasks(done[1])
-        return done is not None
+        return done is not None, fields
 
-    async def _schedule_ready(self, run: RunRecord, wf: Workflow) -> bool:
-        """Schedule every WAITING step whose parents allow it; True when one moved."""
+    async def _succeed(
+        self, run: RunRecord, wf: Workflow, step: StepRecord, task: dict[str, str]
+    ) -> dict[str, str] | None:
+        """The hand-off: a step's task SUCCEEDED; record it and schedule the steps that makes
+        ready in one round trip (step_finish, then step_schedule for each, each checking its
+        from-state as ever), then write their tasks. The run's fields after; None when a step
+        it makes ready would end without a task (skipped, failed): the caller finishes it
+        the long way."""
+        finished, attempts = int(task.get("finished", 0)), int(task.get("attempt", 0))
+        if not finished:
+            return None
+        output = task.get("result", "")
+        done = dataclasses.replace(
+            step, state=StepState.SUCCEEDED, output=output, finished_ms=finished
+        )
+        after = dataclasses.replace(run, steps=tuple(done if s is step else s for s in run.steps))
+        plan = self._decide(after, wf)
+        if any(isinstance(d, Ending) for _, d in plan):
+            return None
+        ready = [(name, d) for name, d in plan if isinstance(d, NewTask)]
+        finish = (step.name, True, output, finished, attempts, wf.step_names, wf.on_failure)
+        recorded, fields = await self.workflows.finish_and_schedule(run.id, finish, ready)
+        if recorded is not None:
+            await self.delete_tasks(recorded[1])
+        latest = run_from_fields(run.id, fields, wf.step_names) if fields else None
+        if latest is not None and latest.state in RUN_ACTIVE:  # the outbox records, sent
+            steps = [latest.step(name) for name, t in ready if t.id]
+            tasks = [_outbox_task(s) for s in steps if s.state == StepState.SCHEDULED]
+            if tasks:
+                await self.store.enqueue(tasks, index=False)
+        return fields
+
+    async def _schedule_ready(
+        self, run: RunRecord, wf: Workflow
+    ) -> tuple[dict[str, str] | None, list[int]]:
+        """Schedule every WAITING step whose parents allow it: (the run's fields when a step
+        finished (skipped, failed) and the run must be looked at again, else None; the due
+        times of the steps scheduled)."""
+        dues: list[int] = []
+        for step, decision in self._decide(run, wf):
+            if isinstance(decision, Ending):
+                text, skipped = decision
+                return (await self._finish(run, wf, step, False, text, {}, 0, skipped))[1], dues
+            if await self.workflows.schedule_step(run.id, step, decision) is None:
+                if decision.id:
+                    await self.store.enqueue([decision], index=False)
+                dues.append(decision.execute_at_ms)
+        return None, dues
+
+    def _decide(self, run: RunRecord, wf: Workflow) -> list[tuple[str, NewTask | Ending]]:
+        """What each WAITING step whose parents allow it gets: its task (to schedule), or an
+        Ending (skipped, or failed: a `when` or template that failed). Stops at the first
+        Ending: the run must be read again after it."""
         outputs = {s.name: s.output for s in run.steps if s.state == StepState.SUCCEEDED}
         done = {s.name: s.state.value for s in run.steps if s.state not in STEP_OPEN}
-        moved = False
+        out: list[tuple[str, NewTask | Ending]] = []
         for step in run.steps:
             if step.state != StepState.WAITING:
                 continue
             spec = wf.step(step.name)
             base = self._ready_since(run, spec)
             skip = _skipped_parents(run, spec) if base is None else ""
-            if base is not None and spec.when:
-                try:
-                    if not templates.holds(spec.when, run.input, outputs, done):
-                        skip = f"when is false: {spec.when}"
-                except ValueError as exc:
-                    await self._finish(run, wf, step.name, False, str(exc), {}, 0)
-                    return True
-            if skip:
-                await self._finish(run, wf, step.name, False, skip, {}, 0, skipped=True)
-                return True  # its children may be ready (or skipped) now: read again
-            if base is None:
-                continue
-            failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
             try:
+                when = base is not None and spec.when
+                if when and not templates.holds(spec.when, run.input, outputs, done):
+                    skip = f"when is false: {spec.when}"
+                if skip:  # its children may be ready (or skipped) now: look again
+                    return [*out, (step.name, Ending(skip, True))]
+                if base is None:
+                    continue
+                failed = {"step": run.failed, "error": run.error} if spec.on_failure else None
                 payload, due = _rendered(spec, run.input, outputs, failed, base)
             except ValueError as exc:
-                await self._finish(run, wf, step.name, False, str(exc), {}, 0)
-                return True
+                return [*out, (step.name, Ending(str(exc), False))]
             retries = self.settings.default_max_retries
             task = NewTask(
                 id=step_task_id(run.id, step.name) if spec.has_task else "",
@@ -272,11 +425,8 @@ class Advancer:
                 max_retries=retries if spec.max_retries is None else spec.max_retries,
                 execute_at_ms=due + spec.timeout_ms,
             )
-            if await self.workflows.schedule_step(run.id, step.name, task) is None:
-                if spec.has_task:
-                    await self.store.enqueue([task])
-                moved = True
-        return moved
+            out.append((step.name, task))
+        return out
 
     @staticmethod
     def _ready_since(run: RunRecord, spec: Step) -> int | None:

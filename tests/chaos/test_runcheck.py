@@ -9,6 +9,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from chaos.checker import FinalState
+from chaos.checker import main as checker_main
 from chaos.flows import DIAMOND, FLOWS, ORDER, ORDER_TIMEOUT_MS, WF_TOPIC
 from chaos.history import (
     OK,
@@ -471,3 +473,17 @@ def test_run_events_and_runs_json_round_trip(tmp_path: Path) -> None:
     assert again == final
     assert dataclasses.asdict(again.flows["diamond"]) == dataclasses.asdict(DIAMOND)
     assert again.flows["order"] == ORDER
+
+
+def test_rechecking_a_kept_run_checks_its_workflow_runs_too(tmp_path: Path) -> None:
+    with LogWriter(tmp_path / "producer-runs.jsonl") as log:
+        log.write("run_start", id=RUN, workflow="order", sent_ms=995, acked_ms=1005)
+    (tmp_path / "final.json").write_text(json.dumps(FinalState().to_json()))
+    canceled = Run("order")
+    canceled.ends("CANCELED", 1100)  # canceled before anything ran: nothing in the workers' logs
+    runs = RunsFinal(dict(FLOWS), {RUN: canceled.final})
+    (tmp_path / "runs.json").write_text(json.dumps(runs.to_json()))
+    assert checker_main([str(tmp_path)]) == 0
+    runs.runs[RUN].state = "RUNNING"  # planted: a run left open
+    (tmp_path / "runs.json").write_text(json.dumps(runs.to_json()))
+    assert checker_main([str(tmp_path)]) == 1

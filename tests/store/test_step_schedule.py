@@ -8,7 +8,7 @@ import redis
 from appliance.store import Store
 from appliance.store.results import Refusal
 from tests.store.helpers import snapshot
-from tests.workflows.seed import read_run, seed_run, states, step_task
+from tests.workflows.seed import STEPS, read_run, seed_run, seed_scheduled, states, step_task
 
 
 async def test_a_waiting_step_is_scheduled_with_its_task_and_the_run_runs(store: Store) -> None:
@@ -42,3 +42,30 @@ async def test_a_canceled_run_schedules_nothing(store: Store) -> None:
     wf = await seed_run(store)
     await wf.cancel_run("r1", ["a", "b", "c"])
     assert await wf.schedule_step("r1", "a", step_task("r1", "a")) is Refusal.RUN_FINISHED
+
+
+async def test_a_success_and_the_steps_it_makes_ready_in_one_round_trip(store: Store) -> None:
+    """The hand-off's pipeline (WorkflowStore.finish_and_schedule): step_finish, then
+    step_schedule per ready step, then the run read; each script checks its from-state."""
+    wf = await seed_scheduled(store, "r1", "a")
+    finish = ("a", True, "out-a", 1000, 1, STEPS, "")
+    ready = [("b", step_task("r1", "b", 1000)), ("c", step_task("r1", "c", 1500))]
+    recorded, fields = await wf.finish_and_schedule("r1", finish, ready)
+    assert recorded == ("RUNNING", [])
+    assert (fields["a:state"], fields["a:out"], fields["b:state"], fields["c:due"]) == (
+        "SUCCEEDED",
+        "out-a",
+        "SCHEDULED",
+        "1500",
+    )
+    # again (a second advancer, a retried call): nothing recorded, nothing scheduled twice
+    again, fields = await wf.finish_and_schedule("r1", finish, [("b", step_task("r1", "b", 9))])
+    assert again is None and (fields["b:state"], fields["b:due"]) == ("SCHEDULED", "1000")
+
+
+async def test_a_run_canceled_before_the_hand_off_schedules_nothing(store: Store) -> None:
+    wf = await seed_scheduled(store, "r1", "a")
+    await wf.cancel_run("r1", STEPS)
+    finish = ("a", True, "late", 1000, 1, STEPS, "")
+    _, fields = await wf.finish_and_schedule("r1", finish, [("b", step_task("r1", "b"))])
+    assert fields["state"] == "CANCELED" and fields["b:state"] == "CANCELED"

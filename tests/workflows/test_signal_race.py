@@ -11,7 +11,7 @@ import asyncio
 from appliance.config import Settings
 from appliance.store import Store
 from appliance.store.workflows import WorkflowStore
-from appliance.workflows.advancer import Advancer
+from appliance.workflows.advancer import Advancer, Tasks
 from appliance.workflows.definitions import Step, Workflow
 from appliance.workflows.model import RunRecord
 
@@ -25,8 +25,8 @@ class SignalInTheGap(Advancer):
 
     armed = False
 
-    async def read(self, run_id: str) -> tuple[RunRecord, Workflow] | None:
-        found = await super().read(run_id)
+    async def _read_with_tasks(self, run_id: str) -> tuple[RunRecord, Workflow, Tasks] | None:
+        found = await super()._read_with_tasks(run_id)
         if self.armed and found is not None:
             self.armed = False
             due = found[0].step("paid").due_ms
