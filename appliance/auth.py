@@ -33,12 +33,15 @@ TOKEN_ROLES = (
     "viewer",
     "admin",
 )  # what a token may do (processes: config.ROLES)
-PRODUCER_METHODS = frozenset({"Enqueue", "EnqueueBatch", "EnqueueStream", "GetTask", "Delete"})
+PRODUCER_METHODS = frozenset(
+    {"Enqueue", "EnqueueBatch", "EnqueueStream", "GetTask", "GetTaskHistory", "Delete"}
+)
 WORKER_METHODS = frozenset({"Retrieve", "Ack", "AckBatch", "Nack", "ExtendLease", "Work"})
 # Read-only (the console's viewers): figures, tasks, dead letters and schedules; no action.
 VIEWER_METHODS = frozenset(
     {"GetStats", "GetTask", "ListDeadLetters", "GetSchedule", "ListSchedules", "GetSchedulerStatus"}
     | {"GetWorkflow", "ListWorkflows", "GetRun", "ListRuns"}
+    | {"GetTaskHistory", "ListTasks", "ListWorkers"}
 )
 ROLE_METHODS = {"producer": PRODUCER_METHODS, "worker": WORKER_METHODS, "viewer": VIEWER_METHODS}
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})  # never needs a token

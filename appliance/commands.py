@@ -33,7 +33,7 @@ DEFAULT_TIMEOUT_MS = 10_000
 
 SUMMARIES = {
     "enqueue": "submit a task: due now, after --delay, or --at a time",
-    "task": "show (get) or cancel (cancel) one task by its id",
+    "task": "show (get), cancel (cancel) or show the event history (history) of one task",
     "dlq": "list, requeue or purge the dead letters of a topic",
     "stats": "pending, due, running and dead tasks per topic, and the lag",
     "schedule": "create, update, pause, resume, delete, get or list cron/interval schedules",
@@ -197,6 +197,7 @@ def _task_commands(task: argparse.ArgumentParser, common: argparse.ArgumentParse
     for verb, run, what in (
         ("get", cmd_task_get, "show a task: state, times, attempts, last error, payload"),
         ("cancel", cmd_task_cancel, "delete a pending task (a running one cannot be canceled)"),
+        ("history", cmd_task_history, "a task's events: enqueue, leases, acks, nacks, ..."),
     ):
         p = verbs.add_parser(verb, parents=[common], help=what, description=what)
         p.add_argument("id", help="The task's id, as enqueue printed it.")
@@ -350,6 +351,19 @@ def cmd_task_get(client: Client, args: argparse.Namespace) -> None:
 def cmd_task_cancel(client: Client, args: argparse.Namespace) -> None:
     client.cancel(args.id, args.topic)
     _emit(args, {"id": args.id, "canceled": True}, f"canceled {args.id}")
+
+
+def cmd_task_history(client: Client, args: argparse.Namespace) -> None:
+    history = client.task_history(args.id, args.topic)
+    data = {
+        "id": history.id,
+        "topic": history.topic,
+        "state": str(history.state),
+        "events": [dataclasses.asdict(e) for e in history.events],
+    }
+    rows = [(times.iso(e.time_ms), e.kind, _one_line(e.detail, 80)) for e in history.events]
+    head = f"{history.id} ({history.topic}, {history.state})\n"
+    _emit(args, data, head + _table(("TIME", "EVENT", "DETAIL"), rows))
 
 
 def cmd_dlq_list(client: Client, args: argparse.Namespace) -> None:

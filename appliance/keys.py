@@ -130,6 +130,10 @@ class Keys:
     def workflows(self) -> WorkflowKeys:
         return WorkflowKeys(self.prefix)
 
+    @property
+    def workers(self) -> WorkerKeys:
+        return WorkerKeys(self.prefix)
+
     def run(self, run_id: str) -> str:
         """HASH: one workflow run and its steps (`<step>:<field>` fields), alone in its slot
         (hash tag `{run:<id>}`): every run script touches this one key (docs/adr/0010)."""
@@ -264,3 +268,26 @@ class WorkflowKeys:
     def channel(self) -> str:
         """Pub/sub: a step task's id ('wf:<run>:<step>') when ack.lua finished it."""
         return f"{self.prefix}:workflows"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerKeys:
+    """The registry of connected worker streams, one slot (`{<prefix>/workers}`; '/' never
+    occurs in a topic), so any server's console lists every server's streams
+    (docs/adr/0017-task-history-and-workers.md)."""
+
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.prefix}/workers}}"
+
+    @property
+    def seen(self) -> str:
+        """ZSET stream id -> when its server last wrote it (ms); a hint: an entry whose HASH
+        expired is dropped when read."""
+        return f"{self.base}:seen"
+
+    def stream(self, stream_id: str) -> str:
+        """HASH: one stream's figures, expiring unless its server rewrites it in time."""
+        return f"{self.base}:stream:{stream_id}"

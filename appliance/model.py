@@ -133,6 +133,45 @@ class NackResult:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One line of a task's event history (docs/adr/0017-task-history-and-workers.md)."""
+
+    time_ms: int
+    kind: str  # one of EVENT_KINDS
+    detail: str = ""  # lease: who; nack: the error; dead: why; recover: why; extend: how many
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerStream:
+    """One connected worker stream, as the workers registry keeps it (docs/adr/0017)."""
+
+    stream_id: str
+    worker_name: str
+    server: str  # host:pid of the server process serving it
+    peer: str
+    topics: tuple[str, ...]
+    credits: int  # the credit window
+    in_flight: int  # tasks held now
+    connected_ms: int
+    last_seen_ms: int  # the worker's last message
+
+
+# enqueue is the record's creation time; every other kind is a line the scripts write.
+EVENT_KINDS = (
+    "enqueue",
+    "lease",
+    "extend",
+    "ack",
+    "nack",
+    "release",
+    "recover",
+    "dead",
+    "requeue",
+    "cancel",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TopicStats:
     topic: str
     pending: int

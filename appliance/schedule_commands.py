@@ -41,6 +41,7 @@ VERBS = {
     "get": "show a schedule with its next and last fire times",
     "list": "list schedules, with their next and last fire times",
     "status": "which scheduler leads, its lease, and the ticks fired",
+    "fire": "fire one tick now, besides the timetable (the leader enqueues it exactly once)",
 }
 ID_HELP = "The schedule's id: 1-100 of [A-Za-z0-9._:@/+=-]."
 
@@ -58,7 +59,7 @@ def add_verbs(schedule: argparse.ArgumentParser, common: argparse.ArgumentParser
         cmd = verb(name)
         cmd.add_argument("id", help=ID_HELP)
         _definition_flags(cmd, required=name == "create")
-    for name in ("pause", "resume", "delete", "get"):
+    for name in ("pause", "resume", "delete", "get", "fire"):
         verb(name).add_argument("id", help=ID_HELP)
     verb("list").add_argument(
         "--topic", default="", help="Only the schedules of this topic (default: all)."
@@ -263,6 +264,15 @@ def _by_id(verb: str) -> Callable[[Client, argparse.Namespace, TextIO], None]:
     return run
 
 
+def _fire(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
+    fired = client.fire_schedule(ns.id)
+    if ns.json:
+        data = {"id": ns.id, "task_id": fired.task_id, "fire_time_ms": fired.fire_time_ms}
+        print(json.dumps(data, sort_keys=True), file=out)
+    else:
+        print(f"fired {ns.id} at {times.iso(fired.fire_time_ms)}: task {fired.task_id}", file=out)
+
+
 def _list(client: Client, ns: argparse.Namespace, out: TextIO) -> None:
     schedules = client.list_schedules(ns.topic)
     if ns.json:
@@ -362,4 +372,5 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace, TextIO], None]] = {
     "get": _by_id("get"),
     "list": _list,
     "status": _status,
+    "fire": _fire,
 }

@@ -91,8 +91,9 @@ class Nginx:
         except OSError:
             return []
 
-    def error_log(self) -> str:
+    def error_log(self, tail: int = 3000) -> str:
+        """The last `tail` characters of nginx's error log (0: all of it)."""
         try:
-            return (self.dir / "error.log").read_text(errors="replace")[-3000:]
+            return (self.dir / "error.log").read_text(errors="replace")[-tail:]
         except OSError:
             return ""

@@ -271,6 +271,12 @@ def lb_server_kill(ctx: Context) -> None:
     ctx.healed()
 
 
+def lb_server_kill_unary(ctx: Context) -> None:
+    """lb_server_kill with unary workers: long polls, Acks and ExtendLease calls in flight on
+    the killed server fail; the next ones go through nginx to the other server."""
+    lb_server_kill(ctx)
+
+
 def _reopened(topo: Topology, killed_ms: int) -> str:
     """How long the worker streams broken by a kill at `killed_ms` took to reopen."""
     took = []
@@ -779,6 +785,12 @@ SCENARIOS.update(
             lb_server_kill,
             dataclasses.replace(STREAM, lb_servers=2),
             quick=True,
+        ),
+        Scenario(
+            "lb_server_kill_unary",
+            "lb_server_kill with unary workers (long polls in flight)",
+            lb_server_kill_unary,
+            Options(lb_servers=2),
         ),
         Scenario(
             "stream_worker_stop",

@@ -66,6 +66,7 @@ BOOT_S = 4.0  # W1's drain limit is the same for all systems, plus this for the 
 W1_TASKS = 10_000
 W2_TASKS, W2_SPREAD_MS, W2_LEAD_MS, W2_GRACE_MS = 2_000, 10_000, 1_500, 3_000
 W4_TASKS, W4_PAYLOAD = 100_000, 100
+W4_HISTORY_TASKS = 200
 API_UNARY, API_BATCH = 10_000, 50_000
 W5_BACKLOG, W5_RUNS = 1_000_000, 3
 ENQUEUE_INFLIGHT = 100  # concurrent enqueue: calls in flight from one process
@@ -486,8 +487,41 @@ def w4(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         enqueue(address, requests("w4", tasks, payload, delay_ms=FAR_FUTURE_MS))
         time.sleep(0.5)
         after = used_memory(redis.port)
+        history = asyncio.run(with_stub(address, history_bytes))
     per_task = (after - before) / tasks
-    return {"bytes_per_task": per_task, "beyond_payload": per_task - W4_PAYLOAD}
+    return {"bytes_per_task": per_task, "beyond_payload": per_task - W4_PAYLOAD, **history}
+
+
+async def history_bytes(stub: Stub) -> dict[str, float]:
+    """The event history's cost (docs/adr/0017): W4_HISTORY_TASKS tasks each enqueued, leased by
+    Retrieve, nacked once, leased again and acked; the bytes of their stored history (its
+    lines, '<ms> <kind> <detail>', as GetTaskHistory returns them: the enqueue is no line) per
+    task. A task never leased (W4's pending tasks) has none."""
+    await enqueue_batches(stub, requests("w4h", W4_HISTORY_TASKS, "p" * W4_PAYLOAD))
+    ids: list[str] = []
+    for settle in ("nack", "ack"):
+        got = 0
+        while got < W4_HISTORY_TASKS:
+            ask = pb.RetrieveRequest(topic="w4h", batch_size=100, wait_ms=5000)
+            reply = await stub.Retrieve(ask, timeout=10)
+            got += len(reply.tasks)
+            for t in reply.tasks:
+                if settle == "nack":
+                    nack = pb.NackRequest(id=t.id, lease_token=t.lease_token, error="boom")
+                    await stub.Nack(nack, timeout=10)
+                else:
+                    await stub.Ack(pb.AckRequest(id=t.id, lease_token=t.lease_token), timeout=10)
+                    ids.append(t.id)
+    total, events = 0, 0
+    for i in ids:
+        reply = await stub.GetTaskHistory(pb.GetTaskHistoryRequest(id=i, topic="w4h"), timeout=10)
+        lines = [f"{e.time_ms} {e.kind} {e.detail}".rstrip() for e in reply.events[1:]]
+        total += len("\n".join(lines))
+        events += len(reply.events)
+    return {
+        "history_bytes_per_task": total / len(ids),
+        "history_events_per_task": events / len(ids),
+    }
 
 
 def w5(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:

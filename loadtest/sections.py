@@ -407,7 +407,18 @@ def w4_section(w4: dict[str, Any]) -> list[str]:
         "figure is deterministic).",
         "",
     ]
-    return lines + table(["system", "bytes per task", "beyond the payload"], rows)
+    lines += table(["system", "bytes per task", "beyond the payload"], rows)
+    history = w4.get("atp") or {}
+    if not math.isnan(get(history, "history_bytes_per_task")):
+        lines += [
+            "",
+            f"atp's task event history (docs/adr/0017): "
+            f"{rate(get(history, 'history_bytes_per_task'))} bytes per task that was leased, "
+            f"nacked, leased again and acked ({rate(get(history, 'history_events_per_task'))} "
+            "events with the enqueue), a field of the task's record that expires with it; "
+            "a pending task never leased has none (the figure above).",
+        ]
+    return lines
 
 
 def w5_section(w5: dict[str, Any] | None) -> list[str]:

@@ -139,6 +139,13 @@ class ScheduleServicer(pb_grpc.ScheduleServiceServicer):
         return pb.ListSchedulesResponse(schedules=[schedule_to_pb(s) for s in found])
 
     @rpc
+    async def FireSchedule(
+        self, request: pb.ScheduleIdRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FireScheduleResponse:
+        task_id, tick = await self.registry.fire_now(schedule_id(request.id))
+        return pb.FireScheduleResponse(task_id=task_id, fire_time_ms=tick)
+
+    @rpc
     async def GetSchedulerStatus(
         self, request: pb.GetSchedulerStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.SchedulerStatus:

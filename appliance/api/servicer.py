@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 
 from appliance import metrics, validation
-from appliance.api import convert, producing
+from appliance.api import console_rpcs, convert, producing
 from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal, topic_owner
 from appliance.api.shares import Shares
@@ -33,8 +33,10 @@ from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.proto.status import status_of
 from appliance.store import Store
+from appliance.store.browse import Browse
 from appliance.store.longpoll import claim_within
 from appliance.store.wakeups import Wakeups
+from appliance.store.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
@@ -66,6 +68,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
         self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
         self.enqueue_stream = EnqueueStreamHandler(store, settings)
+        self.browse = Browse(store)
+        self.workers = WorkerRegistry(store)
 
     @property
     def _lease_bounds(self) -> tuple[int, int]:
@@ -156,12 +160,13 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         lease = validation.lease_ms(request.visibility_timeout_ms, *self._lease_bounds)
         wait_s = validation.wait_ms(request.wait_ms, self.settings.max_wait_ms) / 1000
         budget = reply_budget(request.max_response_bytes, self.settings, "max_response_bytes")
+        who = f"retrieve {current_principal().name or '-'} {context.peer()}"
         if wait_s <= 0:
-            claim = await self.store.claim(topic, limit, lease, max_bytes=budget)
+            claim = await self.store.claim(topic, limit, lease, max_bytes=budget, who=who)
         else:
             with self.shares.hold(current_principal().name) as slot:
                 claim = await claim_within(
-                    self.store, self.wakeups, topic, limit, lease, wait_s, slot, budget
+                    self.store, self.wakeups, topic, limit, lease, wait_s, slot, budget, who
                 )
         count_delivered(topic, claim)
         return pb.RetrieveResponse(
@@ -183,6 +188,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             self.stream_shares.release(slot)
             raise
         stream = WorkStream(self.store, self.wakeups, self.settings, subscription, self.stopping)
+        stream.peer = context.peer()
         slot.on_evict = functools.partial(stream.close, End.SERVER_STOP)  # the worker reconnects
         if slot.evicted:
             slot.evict()
@@ -269,7 +275,11 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         topic = _topic(request.topic)
         limit = validation.dead_letter_limit(request.limit)
         validation.dead_letter_cursor(request.cursor)
-        letters, cursor = await self.store.list_dead(topic, limit, request.cursor)
+        if request.HasField("filter"):
+            wanted = console_rpcs.dead_filter(request.filter)
+            letters, cursor = await self.browse.dead(topic, wanted, limit, request.cursor)
+        else:
+            letters, cursor = await self.store.list_dead(topic, limit, request.cursor)
         return pb.ListDeadLettersResponse(
             dead_letters=[
                 pb.DeadLetter(
@@ -287,7 +297,13 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self, request: pb.RequeueDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.RequeueDeadLettersResponse:
         topic = _topic(request.topic)
-        count = await self.store.requeue_dead(topic, validation.task_ids(request.ids))
+        ids = validation.task_ids(request.ids)
+        payload = request.payload if request.HasField("payload") else None
+        if payload is not None:
+            if len(ids) != 1:
+                raise InvalidArgument("payload: requeue exactly one id with a new payload")
+            validation.payload(payload, self.settings.payload_max_bytes)
+        count = await self.store.requeue_dead(topic, ids, payload)
         return pb.RequeueDeadLettersResponse(requeued=count)
 
     @rpc
@@ -297,6 +313,34 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         topic = _topic(request.topic)
         count = await self.store.purge_dead(topic, validation.task_ids(request.ids))
         return pb.PurgeDeadLettersResponse(purged=count)
+
+    # -- the console's reads and bulk actions (api/console_rpcs.py) --------------------------
+
+    @rpc
+    async def GetTaskHistory(
+        self, request: pb.GetTaskHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTaskHistoryResponse:
+        return await console_rpcs.get_task_history(
+            self.store, request, _optional_topic(request.topic)
+        )
+
+    @rpc
+    async def ListTasks(
+        self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTasksResponse:
+        return await console_rpcs.list_tasks(self.browse, request, _topic(request.topic))
+
+    @rpc
+    async def RedriveDeadLetters(
+        self, request: pb.RedriveDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedriveDeadLettersResponse:
+        return await console_rpcs.redrive(self.browse, request, _topic(request.topic))
+
+    @rpc
+    async def ListWorkers(
+        self, request: pb.ListWorkersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListWorkersResponse:
+        return await console_rpcs.list_workers(self.workers)
 
     @rpc
     async def GetStats(

@@ -22,6 +22,10 @@ import collections
 import contextlib
 import enum
 import logging
+import os
+import secrets
+import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -33,11 +37,13 @@ from appliance.api.interceptors import current_principal
 from appliance.config import TASK_FIELDS_MAX_BYTES, Settings
 from appliance.errors import AtpError, InvalidArgument, NotFound, StaleLease
 from appliance.keys import topic_of_token
+from appliance.model import WorkerStream
 from appliance.proto import queue_pb2 as pb
 from appliance.proto.status import status_of
 from appliance.store import Store
 from appliance.store.store import Claim
 from appliance.store.wakeups import Wakeups, sleep_until
+from appliance.store.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
 RECHECK_S = 5.0  # an idle stream re-checks its topics at least this often (a lost wake-up)
@@ -46,6 +52,10 @@ GOODBYE_ERROR = "released: the worker said goodbye before settling"
 SILENT_S = 10.0  # a worker that pings (the SDK: every second) and sent nothing this long is lost
 MESSAGE_OVERHEAD_BYTES = 64  # WorkResponse/WorkDelivery framing around the tasks
 ERROR_PAUSE_S = 0.5  # after a failed claim or renewal (Redis unreachable)
+REPORT_S = 5.0  # each stream rewrites its entry in the workers registry this often
+REPORT_CHECK_S = 1.0  # ... and sooner when its credits or tasks in flight changed
+REPORT_TTL_MS = 15_000  # an entry not rewritten for this long is gone (its server died)
+SERVER = f"{socket.gethostname()}:{os.getpid()}"  # names this server process in the registry
 
 
 class End(enum.Enum):
@@ -138,6 +148,11 @@ class WorkStream:
         self.pinging = False  # the worker pings: its silence is a verdict (see _watch_silence)
         self.heard_at = 0.0  # loop time of its latest message
         self._rotation = collections.deque(subscription.caps)
+        self.stream_id = secrets.token_hex(6)  # names the stream in histories and the registry
+        self.who = f"stream {self.stream_id} {subscription.name or '-'}"
+        self.peer = ""  # the worker's address, set by the servicer
+        self.connected_ms = self.last_seen_ms = int(time.time() * 1000)
+        self.registry = WorkerRegistry(store)
 
     # -- the stream ------------------------------------------------------------------------
 
@@ -161,6 +176,7 @@ class WorkStream:
             asyncio.create_task(self._renew(), name="atp-work-renew"),
             asyncio.create_task(self._watch_stop(), name="atp-work-stop"),
             asyncio.create_task(self._watch_silence(), name="atp-work-silence"),
+            asyncio.create_task(self._report(), name="atp-work-report"),
         ]
         try:
             while (message := await self._next_message()) is not None:
@@ -222,6 +238,7 @@ class WorkStream:
         try:
             async for request in requests:
                 self.heard_at = loop.time()
+                self.last_seen_ms = int(time.time() * 1000)
                 kind = request.WhichOneof("kind")
                 if kind == "settle":
                     self.settles.extend(request.settle.settles)
@@ -284,6 +301,7 @@ class WorkStream:
                 self.sub.lease_ms,
                 None,
                 self.sub.max_bytes,
+                self.who,
             )
             if claim.rows:
                 self._deliver(topic, claim)
@@ -422,6 +440,39 @@ class WorkStream:
             next_execute_time_ms=result.next_execute_time_ms,
         )
 
+    # -- the workers registry --------------------------------------------------------------
+
+    def figures(self) -> WorkerStream:
+        return WorkerStream(
+            stream_id=self.stream_id,
+            worker_name=self.sub.name,
+            server=SERVER,
+            peer=self.peer,
+            topics=tuple(self.sub.caps),
+            credits=self.window,
+            in_flight=len(self.held),
+            connected_ms=self.connected_ms,
+            last_seen_ms=self.last_seen_ms,
+        )
+
+    async def _report(self) -> None:
+        """Keep this stream's entry in the workers registry fresh while it lives: written when
+        its figures changed (looked at every REPORT_CHECK_S) or REPORT_S after the last write.
+        The entry is dropped when the stream ends (settle_held), or expires if this server
+        dies."""
+        loop = asyncio.get_running_loop()
+        written, at = None, 0.0
+        while True:
+            figures = self.figures()
+            changed = (figures.credits, figures.in_flight) != written
+            if changed or loop.time() - at >= REPORT_S:
+                try:
+                    await self.registry.report([figures], REPORT_TTL_MS)
+                    written, at = (figures.credits, figures.in_flight), loop.time()
+                except AtpError as exc:
+                    log.debug("work stream of %r: registry not written: %s", self.sub.name, exc)
+            await asyncio.sleep(REPORT_CHECK_S)
+
     # -- leases ----------------------------------------------------------------------------
 
     async def _renew(self) -> None:
@@ -453,8 +504,12 @@ class WorkStream:
 
     async def settle_held(self) -> None:
         """After the stream: release what it still holds, as its end says (see the table)."""
+        if self.end is End.SERVER_STOP:
+            return  # the store is closing: the registry entry expires (REPORT_TTL_MS)
+        with contextlib.suppress(AtpError):
+            await self.registry.forget(self.stream_id)
         leases = [(task_id, token) for token, task_id in self.held.items()]
-        if not leases or self.end is End.SERVER_STOP:
+        if not leases:
             return
         try:
             if self.end is End.LOST:

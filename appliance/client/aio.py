@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 import grpc
 
 from appliance import tracing
-from appliance.client import common, enqueue_stream
+from appliance.client import browse, common, enqueue_stream
 from appliance.client.common import DeadLetterPage, Duration, Payload, Stats, Tls, When
 from appliance.client.enqueue_stream import StreamEnqueuer
 from appliance.client.work import WorkStream
 from appliance.client.workflows import Workflow
 from appliance.errors import AtpError
-from appliance.model import NackResult, Task
+from appliance.model import NackResult, Task, TaskState
 from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 
@@ -213,17 +213,65 @@ class AsyncClient:
     # -- dead letters and stats ----------------------------------------------------------
 
     async def list_dead_letters(
-        self, topic: str, limit: int = 100, cursor: str = ""
+        self,
+        topic: str,
+        limit: int = 100,
+        cursor: str = "",
+        wanted: browse.DeadLetterFilter | None = None,
     ) -> DeadLetterPage:
-        return await self._run(common.list_dead_letters(topic, limit, cursor))
+        """Oldest first; `wanted` (browse.DeadLetterFilter) keeps only the matching ones."""
+        return await self._run(
+            common.list_dead_letters(topic, limit, cursor, wanted.to_pb() if wanted else None)
+        )
 
-    async def requeue_dead_letters(self, topic: str, ids: Iterable[str] = ()) -> int:
-        """Back to PENDING, due now; no ids means all of the topic's dead letters."""
-        return await self._run(common.requeue_dead_letters(topic, ids))
+    async def requeue_dead_letters(
+        self, topic: str, ids: Iterable[str] = (), payload: str | None = None
+    ) -> int:
+        """Back to PENDING, due now; no ids means all of the topic's dead letters. `payload`
+        (with exactly one id) replaces its payload: an edited task."""
+        return await self._run(common.requeue_dead_letters(topic, ids, payload))
 
     async def purge_dead_letters(self, topic: str, ids: Iterable[str] = ()) -> int:
         """Removed for good; no ids means all of the topic's dead letters."""
         return await self._run(common.purge_dead_letters(topic, ids))
+
+    # -- the console's reads and bulk actions (client/browse.py) --------------------------
+
+    async def task_history(self, task_id: str, topic: str = "") -> browse.TaskHistory:
+        """The task's events, oldest first: enqueue, leases (by whom), extensions, acks,
+        nacks (their errors), releases, recoveries, dead-lettering, requeues, cancel."""
+        return await self._run(browse.task_history(task_id, topic))
+
+    async def list_tasks(
+        self,
+        topic: str,
+        state: TaskState = TaskState.PENDING,
+        limit: int = 100,
+        cursor: str = "",
+        id_prefix: str = "",
+    ) -> browse.TaskPage:
+        """A page of the topic's PENDING (by due time) or RUNNING (by lease deadline) tasks."""
+        return await self._run(browse.list_tasks(topic, state, limit, cursor, id_prefix))
+
+    async def redrive_dead_letters(
+        self,
+        topic: str,
+        requeue: bool,
+        wanted: browse.DeadLetterFilter,
+        scan_limit: int = 0,
+        cursor: str = "",
+    ) -> browse.Redrive:
+        """Requeue (or purge) the topic's dead letters `wanted` matches, server-side: one
+        call looks at scan_limit of them at most (0: 10,000); go on with next_cursor."""
+        return await self._run(browse.redrive(topic, requeue, wanted, scan_limit, cursor))
+
+    async def list_workers(self) -> browse.Workers:
+        """The worker streams connected to any server."""
+        return await self._run(browse.list_workers())
+
+    async def fire_schedule(self, schedule_id: str) -> pb.FireScheduleResponse:
+        """Fire one tick now (the leading scheduler enqueues it exactly once)."""
+        return await self._run(browse.fire_schedule(schedule_id))
 
     async def stats(
         self, topics: Iterable[str] = (), page_size: int = 0, page_token: str = ""

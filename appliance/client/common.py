@@ -386,7 +386,9 @@ def cancel(task_id: str, topic: str = "") -> Call[None]:
     return Call("Delete", pb.DeleteRequest(id=task_id, topic=topic), lambda r: None)
 
 
-def list_dead_letters(topic: str, limit: int, cursor: str) -> Call[DeadLetterPage]:
+def list_dead_letters(
+    topic: str, limit: int, cursor: str, wanted: pb.DeadLetterFilter | None = None
+) -> Call[DeadLetterPage]:
     def decode(r: pb.ListDeadLettersResponse) -> DeadLetterPage:
         letters = [
             DeadLetter(task_from_pb(d.task, TaskState.DEAD, d.last_error), d.dead_at_ms)
@@ -394,12 +396,12 @@ def list_dead_letters(topic: str, limit: int, cursor: str) -> Call[DeadLetterPag
         ]
         return DeadLetterPage(letters, r.next_cursor)
 
-    req = pb.ListDeadLettersRequest(topic=topic, limit=limit, cursor=cursor)
+    req = pb.ListDeadLettersRequest(topic=topic, limit=limit, cursor=cursor, filter=wanted)
     return Call("ListDeadLetters", req, decode)
 
 
-def requeue_dead_letters(topic: str, ids: Iterable[str]) -> Call[int]:
-    req = pb.RequeueDeadLettersRequest(topic=topic, ids=list(ids))
+def requeue_dead_letters(topic: str, ids: Iterable[str], payload: str | None = None) -> Call[int]:
+    req = pb.RequeueDeadLettersRequest(topic=topic, ids=list(ids), payload=payload)
     return Call("RequeueDeadLetters", req, lambda r: int(r.requeued))
 
 

@@ -23,7 +23,14 @@ from appliance.client import Client, DeadLetter, RpcFailed, Tls
 from appliance.config import Settings
 from appliance.console import views
 from appliance.console.sessions import COOKIE, Session, Sessions, cookie_header
-from appliance.errors import AtpError, NotFound, PermissionDenied, Unauthenticated
+from appliance.errors import (
+    AtpError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from appliance.model import TaskState
 
 log = logging.getLogger(__name__)
 PREFIX = "/console"
@@ -94,6 +101,7 @@ class Console:
             ("POST", "dead"): self.dead_action,
             ("GET", "schedules"): self.schedules,
             ("POST", "schedules"): self.schedule_action,
+            ("GET", "workers"): self.workers,
             ("GET", "login"): self.login_page,
             ("POST", "login"): self.login,
             ("POST", "logout"): self.logout,
@@ -240,46 +248,74 @@ class Console:
         return self.page("summary.html", request, summary=found)
 
     def topic(self, request: Request, parts: list[str]) -> Response:
+        """A topic's figures and its pending, running or dead tasks, a page at a time, with
+        the pending and running ones searched by id (a prefix)."""
         if len(parts) != 1:
             return self.page("error.html", request, 404, message="which topic?")
         client = self.client(request.token)
-        topic = parts[0]
+        topic, show = parts[0], request.arg("show", "pending")
+        show = show if show in TOPIC_TABS else "pending"
         stats = client.stats([topic])
         figures = views.row(stats.topics[0], stats.now_ms) if stats.topics else None
-        letters, cursor = views.dead_page(client, topic, views.DeadFilter(), request.arg("cursor"))
+        q, cursor = request.arg("q").strip(), request.arg("cursor")
+        values: dict[str, Any] = {"letters": [], "tasks": [], "cursor": ""}
+        if show == "dead":
+            values["letters"], values["cursor"] = views.dead_page(
+                client, topic, views.DeadFilter(), cursor
+            )
+        else:
+            page = views.task_page(client, topic, TOPIC_TABS[show], cursor, q)
+            values["tasks"], values["cursor"] = page.tasks, page.next_cursor
         return self.page(
-            "topic.html", request, topic=topic, figures=figures, letters=letters, cursor=cursor
+            "topic.html", request, topic=topic, figures=figures, show=show, q=q, **values
         )
 
     def topic_action(self, request: Request, parts: list[str]) -> Response:
-        if len(parts) != 2 or parts[1] not in ("requeue", "purge"):
+        if len(parts) != 2 or parts[1] not in ("requeue", "purge", "cancel"):
             return self.page("error.html", request, 404, message="no such action")
         topic, action = parts
         ids = [i for i in request.form.get("ids", "").split(",") if i]
         client = self.client(request.token)
+        if action == "cancel":
+            for task_id in ids:
+                client.cancel(task_id, topic)
+            self._done(request, f"cancelled {len(ids)} task(s) of {topic}")
+            return redirect(f"/topic/{quote(topic, safe='')}")
         call = client.requeue_dead_letters if action == "requeue" else client.purge_dead_letters
         count = call(topic, ids)
         self._done(request, f"{action}d {count} dead letter(s) of {topic}")
-        return redirect(f"/topic/{quote(topic, safe='')}")
+        return redirect(f"/topic/{quote(topic, safe='')}?show=dead")
 
     def task(self, request: Request, parts: list[str]) -> Response:
         task_id = parts[0] if len(parts) == 1 else request.arg("id").strip()
         if not task_id:
             return self.page("error.html", request, 404, message="which task?")
-        found = self.client(request.token).get_task(task_id, request.arg("topic"))
-        return self.page("task.html", request, task=found)
+        client = self.client(request.token)
+        found = client.get_task(task_id, request.arg("topic"))
+        history = client.task_history(task_id, found.topic)
+        return self.page("task.html", request, task=found, events=history.events)
 
     def task_action(self, request: Request, parts: list[str]) -> Response:
-        if len(parts) != 2 or parts[1] != "cancel":
+        """Cancel a pending task; requeue a dead one, with its payload as edited on the page
+        when the form says so."""
+        if len(parts) != 2 or parts[1] not in ("cancel", "requeue"):
             return self.page("error.html", request, 404, message="no such action")
-        topic = request.form.get("topic", "")
-        self.client(request.token).cancel(parts[0], topic)
-        self._done(request, f"cancelled task {parts[0]}")
-        return redirect(f"/task/{quote(parts[0], safe='')}?topic={quote(topic, safe='')}")
+        task_id, topic = parts[0], request.form.get("topic", "")
+        client = self.client(request.token)
+        if parts[1] == "cancel":
+            client.cancel(task_id, topic)
+            self._done(request, f"cancelled task {task_id}")
+        else:
+            edited = request.form.get("edit") == "1"
+            payload = request.form.get("payload", "").replace("\r\n", "\n") if edited else None
+            count = client.requeue_dead_letters(topic, [task_id], payload)
+            how = " with the edited payload" if edited else ""
+            self._done(request, f"requeued task {task_id}{how}" if count else "nothing requeued")
+        return redirect(f"/task/{quote(task_id, safe='')}?topic={quote(topic, safe='')}")
 
     def dead(self, request: Request, _: list[str]) -> Response:
         topic, error, within = request.arg("topic"), request.arg("error"), request.arg("within")
-        wanted = views.DeadFilter(error, within)
+        wanted = _dead_filter(request.query)
         client = self.client(request.token)
         topics = [r for r in self.stats.rows(client, request.token) if r.dead]
         letters: list[DeadLetter] = []
@@ -293,6 +329,9 @@ class Console:
             topic=topic,
             error=error,
             within=within,
+            since=request.arg("from"),
+            until=request.arg("until"),
+            tz=request.arg("tz"),
             choices=list(views.WITHIN),
             letters=letters,
             cursor=cursor,
@@ -304,10 +343,11 @@ class Console:
         topic, error, within = form.get("topic", ""), form.get("error", ""), form.get("within", "")
         if action not in ("requeue", "purge") or not topic or within not in views.WITHIN:
             return self.page("error.html", request, 400, message="requeue or purge, and a topic")
-        wanted = views.DeadFilter(error, within)
+        wanted = _dead_filter(form)
         count = views.act_on_dead(self.client(request.token), topic, wanted, action)
         matching = f" matching {error!r}" if error else ""
         matching += f" dead within {within}" if within else ""
+        matching += " in the time range" if wanted.from_ms or wanted.until_ms else ""
         self._done(request, f"{action}d {count} dead letter(s) of {topic}{matching}")
         return redirect(f"/dead?topic={quote(topic, safe='')}")
 
@@ -317,13 +357,21 @@ class Console:
         return self.page("schedules.html", request, schedules=found)
 
     def schedule_action(self, request: Request, parts: list[str]) -> Response:
-        if len(parts) != 2 or parts[1] not in ("pause", "resume"):
-            return self.page("error.html", request, 404, message="pause or resume a schedule")
+        if len(parts) != 2 or parts[1] not in ("pause", "resume", "fire"):
+            return self.page("error.html", request, 404, message="pause, resume or fire")
         client = self.client(request.token)
+        if parts[1] == "fire":
+            fired = client.fire_schedule(parts[0])
+            self._done(request, f"schedule {parts[0]} fired: task {fired.task_id}")
+            return redirect("/schedules")
         call = client.pause_schedule if parts[1] == "pause" else client.resume_schedule
         call(parts[0])
         self._done(request, f"schedule {parts[0]} {parts[1]}d")
         return redirect("/schedules")
+
+    def workers(self, request: Request, _: list[str]) -> Response:
+        found = views.workers(self.client(request.token))
+        return self.page("workers.html", request, workers=found)
 
     def _done(self, request: Request, message: str) -> None:
         self.stats.forget()
@@ -357,6 +405,24 @@ class Console:
         response = redirect("/login")
         response.headers.append(("Set-Cookie", cookie_header(None)))
         return response
+
+
+TOPIC_TABS = {"pending": TaskState.PENDING, "running": TaskState.RUNNING, "dead": TaskState.DEAD}
+
+
+def _dead_filter(values: dict[str, str]) -> views.DeadFilter:
+    """The Dead letters page's filter from its query or form: error text, a `within` preset
+    and a from/until range in the browser's zone (`tz`: its offset)."""
+    within = values.get("within", "")
+    if within not in views.WITHIN:
+        raise InvalidArgument(f"within: one of {', '.join(repr(w) for w in views.WITHIN)}")
+    tz = values.get("tz", "")
+    return views.DeadFilter(
+        values.get("error", ""),
+        within,
+        views.local_ms(values.get("from", ""), tz),
+        views.local_ms(values.get("until", ""), tz),
+    )
 
 
 def _loopback_host(host: str) -> bool:

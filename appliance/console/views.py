@@ -5,19 +5,22 @@ the same calls, tokens and roles as any API user. No HTTP here (app.py), no grpc
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
 
 from appliance.client import Client, DeadLetter
-from appliance.model import TopicStats
+from appliance.client.browse import DeadLetterFilter, TaskPage
+from appliance.errors import InvalidArgument
+from appliance.model import TaskState, TopicStats, WorkerStream
 
 STATS_PAGE = 1000  # topics per GetStats call when the overview reads every topic
 STATS_FRESH_S = 5.0  # the overview reuses one reading of every topic this long
 SORT_KEYS = ("topic", "pending", "due", "running", "dead", "lag")
 PAGE_SIZES = (25, 50, 100, 500)
 DEAD_PAGE = 100  # dead letters per ListDeadLetters call
-DEAD_SCAN_MAX = 100_000  # a filtered requeue/purge looks at this many dead letters at most
+TASK_PAGE = 50  # pending or running tasks per Topic page
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,54 +141,82 @@ def leader(client: Client) -> str:
 
 
 WITHIN = {"": 0, "1h": 3_600_000, "24h": 86_400_000, "7d": 604_800_000}  # dead for at most
+REDRIVE_ROUNDS = 100  # a requeue/purge-matching looks at 100 x 10,000 dead letters at most
 
 
 @dataclasses.dataclass(frozen=True)
 class DeadFilter:
-    """Dead letters whose last error contains `error` (any case), dead for at most `within`."""
+    """Dead letters whose last error contains `error` (any case), dead for at most `within`
+    and in [from_ms, until_ms) (0: open); the server applies it (DeadLetterFilter)."""
 
     error: str = ""
     within: str = ""  # a WITHIN key; "": any time
+    from_ms: int = 0
+    until_ms: int = 0
 
     @property
     def empty(self) -> bool:
-        return not self.error and not WITHIN.get(self.within)
+        return not (self.error or WITHIN.get(self.within) or self.from_ms or self.until_ms)
 
-    def matches(self, letter: DeadLetter, now_ms: int) -> bool:
-        window = WITHIN.get(self.within, 0)
-        if window and letter.dead_at_ms < now_ms - window:
-            return False
-        return self.error.lower() in letter.task.last_error.lower()
+    def server_filter(self, now_ms: int) -> DeadLetterFilter:
+        start, window = self.from_ms, WITHIN.get(self.within, 0)
+        if window:
+            start = max(start, now_ms - window)
+        return DeadLetterFilter(self.error, start, self.until_ms)
 
 
-def matching_dead(
-    client: Client, topic: str, wanted: DeadFilter, limit: int = DEAD_SCAN_MAX
-) -> Iterator[DeadLetter]:
-    """The topic's dead letters that `wanted` matches, looking at `limit` at most."""
-    cursor, seen, now_ms = "", 0, int(time.time() * 1000)
-    while seen < limit:
-        page = client.list_dead_letters(topic, limit=DEAD_PAGE, cursor=cursor)
-        seen += len(page.letters)
-        yield from (d for d in page.letters if wanted.matches(d, now_ms))
-        cursor = page.next_cursor
-        if not cursor:
-            return
+def local_ms(value: str, offset_min: str) -> int:
+    """A datetime-local form value ('2026-11-30T16:05') in the browser's zone, whose offset the
+    page sends (JavaScript's getTimezoneOffset(), minutes behind UTC), as ms since the epoch;
+    0 when empty. AtpError (InvalidArgument) when it is no such time."""
+    if not value:
+        return 0
+    try:
+        naive = dt.datetime.fromisoformat(value)
+        offset = int(offset_min or 0)
+    except ValueError:
+        raise InvalidArgument(f"not a date and time: {value[:40]!r}") from None
+    utc = naive.replace(tzinfo=dt.UTC) + dt.timedelta(minutes=offset)
+    return int(utc.timestamp() * 1000)
 
 
 def dead_page(
     client: Client, topic: str, wanted: DeadFilter, cursor: str
 ) -> tuple[list[DeadLetter], str]:
-    """One page of a topic's dead letters, those `wanted` matches."""
-    page = client.list_dead_letters(topic, limit=DEAD_PAGE, cursor=cursor)
+    """One page of a topic's dead letters, those `wanted` matches (filtered by the server)."""
     now_ms = int(time.time() * 1000)
-    return [d for d in page.letters if wanted.matches(d, now_ms)], page.next_cursor
+    page = client.list_dead_letters(topic, DEAD_PAGE, cursor, wanted.server_filter(now_ms))
+    return page.letters, page.next_cursor
 
 
 def act_on_dead(client: Client, topic: str, wanted: DeadFilter, action: str) -> int:
-    """Requeue or purge a topic's dead letters that `wanted` matches: every one when the
-    filter is empty (one call), else the matching ids, DEAD_PAGE a call (not one per task)."""
-    call = client.requeue_dead_letters if action == "requeue" else client.purge_dead_letters
+    """Requeue or purge a topic's dead letters that `wanted` matches, on the server: every one
+    when the filter is empty (one call), else RedriveDeadLetters, 10,000 looked at per call."""
     if wanted.empty:
+        call = client.requeue_dead_letters if action == "requeue" else client.purge_dead_letters
         return call(topic)
-    ids = [d.task.id for d in matching_dead(client, topic, wanted)]
-    return sum(call(topic, ids[i : i + DEAD_PAGE]) for i in range(0, len(ids), DEAD_PAGE))
+    criteria, cursor, moved = wanted.server_filter(int(time.time() * 1000)), "", 0
+    for _ in range(REDRIVE_ROUNDS):
+        done = client.redrive_dead_letters(topic, action == "requeue", criteria, cursor=cursor)
+        moved += done.count
+        cursor = done.next_cursor
+        if not cursor:
+            break
+    return moved
+
+
+def task_page(
+    client: Client, topic: str, state: TaskState, cursor: str, id_prefix: str
+) -> TaskPage:
+    return client.list_tasks(topic, state, TASK_PAGE, cursor, id_prefix)
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    stream: WorkerStream
+    seen_ago_s: float  # since the worker's last message
+
+
+def workers(client: Client) -> list[Worker]:
+    found = client.list_workers()
+    return [Worker(w, max(found.now_ms - w.last_seen_ms, 0) / 1000) for w in found.streams]

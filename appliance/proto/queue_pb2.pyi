@@ -80,6 +80,23 @@ renews it and keeps it alive from now on. Takes a credit instead of freeing one.
 """
 Global___SettleKind: _TypeAlias = SettleKind  # noqa: Y015
 
+class _RedriveAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RedriveActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RedriveAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REDRIVE_ACTION_UNSPECIFIED: _RedriveAction.ValueType  # 0
+    REDRIVE_REQUEUE: _RedriveAction.ValueType  # 1
+    REDRIVE_PURGE: _RedriveAction.ValueType  # 2
+
+class RedriveAction(_RedriveAction, metaclass=_RedriveActionEnumTypeWrapper): ...
+
+REDRIVE_ACTION_UNSPECIFIED: RedriveAction.ValueType  # 0
+REDRIVE_REQUEUE: RedriveAction.ValueType  # 1
+REDRIVE_PURGE: RedriveAction.ValueType  # 2
+Global___RedriveAction: _TypeAlias = RedriveAction  # noqa: Y015
+
 class _MisfirePolicy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1267,21 +1284,29 @@ class ListDeadLettersRequest(_message.Message):
     TOPIC_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     topic: _builtins.str
     limit: _builtins.int
     """0 means 100."""
     cursor: _builtins.str
     """Opaque; empty starts at the oldest dead letter."""
+    @_builtins.property
+    def filter(self) -> Global___DeadLetterFilter:
+        """Only the dead letters it matches (a page may then hold fewer than `limit`; go on with
+        next_cursor until it is empty).
+        """
+
     def __init__(
         self,
         *,
         topic: _builtins.str = ...,
         limit: _builtins.int = ...,
         cursor: _builtins.str = ...,
+        filter: Global___DeadLetterFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "filter", b"filter", "limit", b"limit", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1343,7 +1368,10 @@ class RequeueDeadLettersRequest(_message.Message):
 
     TOPIC_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
     topic: _builtins.str
+    payload: _builtins.str
+    """With exactly one id: requeue it with this payload instead of its own (an edited payload)."""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Empty means all of the topic's dead letters."""
@@ -1353,12 +1381,15 @@ class RequeueDeadLettersRequest(_message.Message):
         *,
         topic: _builtins.str = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
+        payload: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_payload", b"_payload", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payload", b"_payload", "ids", b"ids", "payload", b"payload", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__payload: _TypeAlias = _typing.Literal["payload"]  # noqa: Y015
+    _WhichOneofArgType__payload: _TypeAlias = _typing.Literal["_payload", b"_payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payload) -> _WhichOneofReturnType__payload | None: ...
 
 Global___RequeueDeadLettersRequest: _TypeAlias = RequeueDeadLettersRequest  # noqa: Y015
 
@@ -1424,6 +1455,36 @@ class PurgeDeadLettersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurgeDeadLettersResponse: _TypeAlias = PurgeDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class DeadLetterFilter(_message.Message):
+    """Which dead letters of a topic: every given condition must hold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERROR_CONTAINS_FIELD_NUMBER: _builtins.int
+    DEAD_FROM_MS_FIELD_NUMBER: _builtins.int
+    DEAD_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    error_contains: _builtins.str
+    """The last error contains this text (any case); empty: any error."""
+    dead_from_ms: _builtins.int
+    """Dead at or after this time (ms since the epoch); 0: no bound."""
+    dead_until_ms: _builtins.int
+    """Dead before this time (ms since the epoch); 0: no bound."""
+    def __init__(
+        self,
+        *,
+        error_contains: _builtins.str = ...,
+        dead_from_ms: _builtins.int = ...,
+        dead_until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_from_ms", b"dead_from_ms", "dead_until_ms", b"dead_until_ms", "error_contains", b"error_contains"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeadLetterFilter: _TypeAlias = DeadLetterFilter  # noqa: Y015
 
 @_typing.final
 class GetStatsRequest(_message.Message):
@@ -1493,6 +1554,299 @@ class TopicStats(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TopicStats: _TypeAlias = TopicStats  # noqa: Y015
+
+@_typing.final
+class GetTaskHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    topic: _builtins.str
+    """As in GetTaskRequest."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTaskHistoryRequest: _TypeAlias = GetTaskHistoryRequest  # noqa: Y015
+
+@_typing.final
+class TaskEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_MS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    time_ms: _builtins.int
+    kind: _builtins.str
+    """enqueue, lease, extend, ack, nack, release, recover, dead, requeue or cancel."""
+    detail: _builtins.str
+    """lease: who leased it ("stream <id> <worker name>" or "retrieve <token name> <peer>");
+    nack, release, recover: the error; dead: why ("asked" or "retries spent");
+    extend: how many back-to-back extensions this line stands for.
+    """
+    def __init__(
+        self,
+        *,
+        time_ms: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "kind", b"kind", "time_ms", b"time_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskEvent: _TypeAlias = TaskEvent  # noqa: Y015
+
+@_typing.final
+class GetTaskHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    topic: _builtins.str
+    state: Global___TaskState.ValueType
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskEvent]:
+        """Oldest first; the oldest events beyond the history's bound (about 1 KB) are dropped, the
+        enqueue is always kept.
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        state: Global___TaskState.ValueType = ...,
+        events: _abc.Iterable[Global___TaskEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "id", b"id", "state", b"state", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTaskHistoryResponse: _TypeAlias = GetTaskHistoryResponse  # noqa: Y015
+
+@_typing.final
+class ListTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    ID_PREFIX_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    state: Global___TaskState.ValueType
+    """PENDING or RUNNING."""
+    limit: _builtins.int
+    """0 means 100; at most 1000."""
+    cursor: _builtins.str
+    """Opaque; empty starts at the earliest."""
+    id_prefix: _builtins.str
+    """Only tasks whose id starts with this (a page may then hold fewer than `limit`)."""
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        state: Global___TaskState.ValueType = ...,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+        id_prefix: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "id_prefix", b"id_prefix", "limit", b"limit", "state", b"state", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksRequest: _TypeAlias = ListTasksRequest  # noqa: Y015
+
+@_typing.final
+class ListTasksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Empty when there is nothing more."""
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]:
+        """Payloads cut to 200 bytes (GetTask has the whole one)."""
+
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___Task] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class RedriveDeadLettersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SCAN_LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    topic: _builtins.str
+    action: Global___RedriveAction.ValueType
+    scan_limit: _builtins.int
+    """Dead letters looked at by this call (0 means 10,000, the most)."""
+    cursor: _builtins.str
+    """The previous response's next_cursor; empty starts at the oldest dead letter."""
+    @_builtins.property
+    def filter(self) -> Global___DeadLetterFilter: ...
+    def __init__(
+        self,
+        *,
+        topic: _builtins.str = ...,
+        filter: Global___DeadLetterFilter | None = ...,
+        action: Global___RedriveAction.ValueType = ...,
+        scan_limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "cursor", b"cursor", "filter", b"filter", "scan_limit", b"scan_limit", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveDeadLettersRequest: _TypeAlias = RedriveDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class RedriveDeadLettersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    SCANNED_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many matched and were requeued or purged."""
+    scanned: _builtins.int
+    """How many were looked at."""
+    next_cursor: _builtins.str
+    """Empty when every dead letter was looked at; else call again with it."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        scanned: _builtins.int = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "next_cursor", b"next_cursor", "scanned", b"scanned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveDeadLettersResponse: _TypeAlias = RedriveDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class ListWorkersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class WorkerStream(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    WORKER_NAME_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    TOPICS_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    CONNECTED_MS_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    worker_name: _builtins.str
+    server: _builtins.str
+    """The server process serving it."""
+    peer: _builtins.str
+    credits: _builtins.int
+    """The credit window and the tasks held now (in flight)."""
+    in_flight: _builtins.int
+    connected_ms: _builtins.int
+    last_seen_ms: _builtins.int
+    @_builtins.property
+    def topics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.str = ...,
+        worker_name: _builtins.str = ...,
+        server: _builtins.str = ...,
+        peer: _builtins.str = ...,
+        topics: _abc.Iterable[_builtins.str] | None = ...,
+        credits: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        connected_ms: _builtins.int = ...,
+        last_seen_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_ms", b"connected_ms", "credits", b"credits", "in_flight", b"in_flight", "last_seen_ms", b"last_seen_ms", "peer", b"peer", "server", b"server", "stream_id", b"stream_id", "topics", b"topics", "worker_name", b"worker_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerStream: _TypeAlias = WorkerStream  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    NOW_MS_FIELD_NUMBER: _builtins.int
+    now_ms: _builtins.int
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerStream]: ...
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[Global___WorkerStream] | None = ...,
+        now_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["now_ms", b"now_ms", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
 
 @_typing.final
 class GetStatsResponse(_message.Message):
@@ -1733,6 +2087,29 @@ class GetSchedulerStatusRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSchedulerStatusRequest: _TypeAlias = GetSchedulerStatusRequest  # noqa: Y015
+
+@_typing.final
+class FireScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    FIRE_TIME_MS_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """The fired tick's task (enqueued by the leading scheduler within moments)."""
+    fire_time_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        fire_time_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fire_time_ms", b"fire_time_ms", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FireScheduleResponse: _TypeAlias = FireScheduleResponse  # noqa: Y015
 
 @_typing.final
 class SchedulerStatus(_message.Message):

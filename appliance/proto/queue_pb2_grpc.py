@@ -109,6 +109,26 @@ class DelayQueueServiceStub:
                 request_serializer=appliance_dot_proto_dot_queue__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=appliance_dot_proto_dot_queue__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.GetTaskHistory = channel.unary_unary(
+                '/api.queue.DelayQueueService/GetTaskHistory',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.GetTaskHistoryRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.GetTaskHistoryResponse.FromString,
+                _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/api.queue.DelayQueueService/ListTasks',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.RedriveDeadLetters = channel.unary_unary(
+                '/api.queue.DelayQueueService/RedriveDeadLetters',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.RedriveDeadLettersRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.RedriveDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/api.queue.DelayQueueService/ListWorkers',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class DelayQueueServiceServicer:
@@ -214,6 +234,37 @@ class DelayQueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTaskHistory(self, request, context):
+        """The console's reads and bulk actions (docs/adr/0017-task-history-and-workers.md).
+        A task's event history: enqueue, each lease (by whom), extension, ack, nack (its error),
+        release, recovery, dead-lettering, requeue and cancel, each with its time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTasks(self, request, context):
+        """A topic's PENDING (by due time) or RUNNING (by lease deadline) tasks, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveDeadLetters(self, request, context):
+        """Requeue or purge the dead letters of a topic that a filter matches: one server-side call
+        looks at a bounded number of them and returns a cursor to go on from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """The worker streams connected to any server of the deployment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DelayQueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -291,6 +342,26 @@ def add_DelayQueueServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=appliance_dot_proto_dot_queue__pb2.GetStatsRequest.FromString,
                     response_serializer=appliance_dot_proto_dot_queue__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'GetTaskHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskHistory,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.GetTaskHistoryRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.GetTaskHistoryResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ListTasksRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'RedriveDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveDeadLetters,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.RedriveDeadLettersRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.RedriveDeadLettersResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ListWorkersRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -708,6 +779,114 @@ class DelayQueueService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetTaskHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.DelayQueueService/GetTaskHistory',
+            appliance_dot_proto_dot_queue__pb2.GetTaskHistoryRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.GetTaskHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.DelayQueueService/ListTasks',
+            appliance_dot_proto_dot_queue__pb2.ListTasksRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.DelayQueueService/RedriveDeadLetters',
+            appliance_dot_proto_dot_queue__pb2.RedriveDeadLettersRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.RedriveDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.DelayQueueService/ListWorkers',
+            appliance_dot_proto_dot_queue__pb2.ListWorkersRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ScheduleServiceStub:
     """---------------------------------------------------------------------------------------------
@@ -760,6 +939,11 @@ class ScheduleServiceStub:
                 '/api.queue.ScheduleService/GetSchedulerStatus',
                 request_serializer=appliance_dot_proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
                 response_deserializer=appliance_dot_proto_dot_queue__pb2.SchedulerStatus.FromString,
+                _registered_method=True)
+        self.FireSchedule = channel.unary_unary(
+                '/api.queue.ScheduleService/FireSchedule',
+                request_serializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+                response_deserializer=appliance_dot_proto_dot_queue__pb2.FireScheduleResponse.FromString,
                 _registered_method=True)
 
 
@@ -817,6 +1001,14 @@ class ScheduleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FireSchedule(self, request, context):
+        """Fire one tick now, besides the timetable (paused or not): the leading scheduler enqueues
+        it exactly once; the schedule's next fire does not move.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScheduleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -859,6 +1051,11 @@ def add_ScheduleServiceServicer_to_server(servicer, server):
                     servicer.GetSchedulerStatus,
                     request_deserializer=appliance_dot_proto_dot_queue__pb2.GetSchedulerStatusRequest.FromString,
                     response_serializer=appliance_dot_proto_dot_queue__pb2.SchedulerStatus.SerializeToString,
+            ),
+            'FireSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.FireSchedule,
+                    request_deserializer=appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.FromString,
+                    response_serializer=appliance_dot_proto_dot_queue__pb2.FireScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1080,6 +1277,33 @@ class ScheduleService:
             '/api.queue.ScheduleService/GetSchedulerStatus',
             appliance_dot_proto_dot_queue__pb2.GetSchedulerStatusRequest.SerializeToString,
             appliance_dot_proto_dot_queue__pb2.SchedulerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FireSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.queue.ScheduleService/FireSchedule',
+            appliance_dot_proto_dot_queue__pb2.ScheduleIdRequest.SerializeToString,
+            appliance_dot_proto_dot_queue__pb2.FireScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,19 @@ class DelayQueueServiceStub:
     RequeueDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_pb2.RequeueDeadLettersRequest, _queue_pb2.RequeueDeadLettersResponse]
     PurgeDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_pb2.PurgeDeadLettersRequest, _queue_pb2.PurgeDeadLettersResponse]
     GetStats: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetStatsRequest, _queue_pb2.GetStatsResponse]
+    GetTaskHistory: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetTaskHistoryRequest, _queue_pb2.GetTaskHistoryResponse]
+    """The console's reads and bulk actions (docs/adr/0017-task-history-and-workers.md).
+    A task's event history: enqueue, each lease (by whom), extension, ack, nack (its error),
+    release, recovery, dead-lettering, requeue and cancel, each with its time.
+    """
+    ListTasks: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListTasksRequest, _queue_pb2.ListTasksResponse]
+    """A topic's PENDING (by due time) or RUNNING (by lease deadline) tasks, a page at a time."""
+    RedriveDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_pb2.RedriveDeadLettersRequest, _queue_pb2.RedriveDeadLettersResponse]
+    """Requeue or purge the dead letters of a topic that a filter matches: one server-side call
+    looks at a bounded number of them and returns a cursor to go on from.
+    """
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListWorkersRequest, _queue_pb2.ListWorkersResponse]
+    """The worker streams connected to any server of the deployment."""
 
 @_typing.type_check_only
 class DelayQueueServiceAsyncStub(DelayQueueServiceStub):
@@ -96,6 +109,19 @@ class DelayQueueServiceAsyncStub(DelayQueueServiceStub):
     RequeueDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_pb2.RequeueDeadLettersRequest, _queue_pb2.RequeueDeadLettersResponse]  # type: ignore[assignment]
     PurgeDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_pb2.PurgeDeadLettersRequest, _queue_pb2.PurgeDeadLettersResponse]  # type: ignore[assignment]
     GetStats: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetStatsRequest, _queue_pb2.GetStatsResponse]  # type: ignore[assignment]
+    GetTaskHistory: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetTaskHistoryRequest, _queue_pb2.GetTaskHistoryResponse]  # type: ignore[assignment]
+    """The console's reads and bulk actions (docs/adr/0017-task-history-and-workers.md).
+    A task's event history: enqueue, each lease (by whom), extension, ack, nack (its error),
+    release, recovery, dead-lettering, requeue and cancel, each with its time.
+    """
+    ListTasks: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListTasksRequest, _queue_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """A topic's PENDING (by due time) or RUNNING (by lease deadline) tasks, a page at a time."""
+    RedriveDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_pb2.RedriveDeadLettersRequest, _queue_pb2.RedriveDeadLettersResponse]  # type: ignore[assignment]
+    """Requeue or purge the dead letters of a topic that a filter matches: one server-side call
+    looks at a bounded number of them and returns a cursor to go on from.
+    """
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListWorkersRequest, _queue_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """The worker streams connected to any server of the deployment."""
 
 class DelayQueueServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -215,6 +241,43 @@ class DelayQueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.GetStatsResponse, _abc.Awaitable[_queue_pb2.GetStatsResponse]]: ...
 
+    @_abc_1.abstractmethod
+    def GetTaskHistory(
+        self,
+        request: _queue_pb2.GetTaskHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.GetTaskHistoryResponse, _abc.Awaitable[_queue_pb2.GetTaskHistoryResponse]]:
+        """The console's reads and bulk actions (docs/adr/0017-task-history-and-workers.md).
+        A task's event history: enqueue, each lease (by whom), extension, ack, nack (its error),
+        release, recovery, dead-lettering, requeue and cancel, each with its time.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTasks(
+        self,
+        request: _queue_pb2.ListTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.ListTasksResponse, _abc.Awaitable[_queue_pb2.ListTasksResponse]]:
+        """A topic's PENDING (by due time) or RUNNING (by lease deadline) tasks, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def RedriveDeadLetters(
+        self,
+        request: _queue_pb2.RedriveDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.RedriveDeadLettersResponse, _abc.Awaitable[_queue_pb2.RedriveDeadLettersResponse]]:
+        """Requeue or purge the dead letters of a topic that a filter matches: one server-side call
+        looks at a bounded number of them and returns a cursor to go on from.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _queue_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.ListWorkersResponse, _abc.Awaitable[_queue_pb2.ListWorkersResponse]]:
+        """The worker streams connected to any server of the deployment."""
+
 def add_DelayQueueServiceServicer_to_server(servicer: DelayQueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class ScheduleServiceStub:
@@ -234,6 +297,10 @@ class ScheduleServiceStub:
     GetSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]
     ListSchedules: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListSchedulesRequest, _queue_pb2.ListSchedulesResponse]
     GetSchedulerStatus: _grpc.UnaryUnaryMultiCallable[_queue_pb2.GetSchedulerStatusRequest, _queue_pb2.SchedulerStatus]
+    FireSchedule: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.FireScheduleResponse]
+    """Fire one tick now, besides the timetable (paused or not): the leading scheduler enqueues
+    it exactly once; the schedule's next fire does not move.
+    """
 
 @_typing.type_check_only
 class ScheduleServiceAsyncStub(ScheduleServiceStub):
@@ -250,6 +317,10 @@ class ScheduleServiceAsyncStub(ScheduleServiceStub):
     GetSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.Schedule]  # type: ignore[assignment]
     ListSchedules: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListSchedulesRequest, _queue_pb2.ListSchedulesResponse]  # type: ignore[assignment]
     GetSchedulerStatus: _aio.UnaryUnaryMultiCallable[_queue_pb2.GetSchedulerStatusRequest, _queue_pb2.SchedulerStatus]  # type: ignore[assignment]
+    FireSchedule: _aio.UnaryUnaryMultiCallable[_queue_pb2.ScheduleIdRequest, _queue_pb2.FireScheduleResponse]  # type: ignore[assignment]
+    """Fire one tick now, besides the timetable (paused or not): the leading scheduler enqueues
+    it exactly once; the schedule's next fire does not move.
+    """
 
 class ScheduleServiceServicer(metaclass=_abc_1.ABCMeta):
     """---------------------------------------------------------------------------------------------
@@ -311,6 +382,16 @@ class ScheduleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_pb2.GetSchedulerStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.SchedulerStatus, _abc.Awaitable[_queue_pb2.SchedulerStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def FireSchedule(
+        self,
+        request: _queue_pb2.ScheduleIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.FireScheduleResponse, _abc.Awaitable[_queue_pb2.FireScheduleResponse]]:
+        """Fire one tick now, besides the timetable (paused or not): the leading scheduler enqueues
+        it exactly once; the schedule's next fire does not move.
+        """
 
 def add_ScheduleServiceServicer_to_server(servicer: ScheduleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -84,6 +84,23 @@ class Definition:
         digest = hashlib.sha256(f"{self.id}:{tick_ms}".encode()).digest()
         return tick_ms + int.from_bytes(digest[:8], "big") % (self.jitter_ms + 1)
 
+    def outbox_entry(
+        self, tick_ms: int, default_max_retries: int, by_hand: bool = False
+    ) -> tuple[str, str]:
+        """(id, JSON) of one tick as the outbox holds it: the task to enqueue, or for a
+        workflow schedule the run to start (its id derived from the tick, so a tick fired twice
+        starts one run). `by_hand`: a tick fired by FireSchedule, its id marked `now` apart
+        from the timetable's."""
+        due = self.due_ms(tick_ms)
+        if self.workflow:
+            body: dict[str, object] = {"wf": self.workflow, "input": self.payload, "due": due}
+            run_id = self.run_id(tick_ms) + (".now" if by_hand else "")
+            return run_id, json.dumps(body, separators=(",", ":"))
+        retries = default_max_retries if self.max_retries is None else self.max_retries
+        body = {"topic": self.topic, "payload": self.payload, "due": due, "maxr": retries}
+        task_id = self.task_id(tick_ms) + (":now" if by_hand else "")
+        return task_id, json.dumps(body, separators=(",", ":"))
+
     def to_fields(self) -> dict[str, str]:
         """The definition's part of the schedule HASH (the store adds next, last, rev...)."""
         return {

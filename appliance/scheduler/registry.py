@@ -60,6 +60,16 @@ class Registry:
         nxt = first_tick(current.definition, now, current.last_fire_ms)
         return from_fields(await self.schedules.resume(schedule_id, nxt))
 
+    async def fire_now(self, schedule_id: str) -> tuple[str, int]:
+        """One tick now, besides the timetable: parked in the outbox, which the leading
+        scheduler enqueues (or starts as a run) exactly once (idempotent id). Returns (task or
+        run id, tick ms)."""
+        current = await self.get(schedule_id)
+        now = await self.schedules.now_ms()
+        task = current.definition.outbox_entry(now, self.settings.default_max_retries, True)
+        await self.schedules.fire_now(schedule_id, now, task)
+        return task[0], now
+
     async def delete(self, schedule_id: str) -> None:
         fields = await self.schedules.delete(schedule_id)
         if fields:

@@ -168,15 +168,8 @@ class Scheduler:
             next_ms = step.next_ms
 
     def _task(self, d: Definition, tick_ms: int) -> tuple[str, str]:
-        """(task id, task JSON) for the outbox; a workflow schedule's names the run to start
-        (its id derived from the tick, so a tick fired twice starts one run)."""
-        due = d.due_ms(tick_ms)
-        if d.workflow:
-            body: dict[str, object] = {"wf": d.workflow, "input": d.payload, "due": due}
-            return d.run_id(tick_ms), json.dumps(body, separators=(",", ":"))
-        retries = self.settings.default_max_retries if d.max_retries is None else d.max_retries
-        body = {"topic": d.topic, "payload": d.payload, "due": due, "maxr": retries}
-        return d.task_id(tick_ms), json.dumps(body, separators=(",", ":"))
+        """(task id, task JSON) for the outbox, or a workflow schedule's run (outbox_entry)."""
+        return d.outbox_entry(tick_ms, self.settings.default_max_retries)
 
     async def _enqueue(self, outbox: dict[str, str]) -> None:
         """Enqueue fired ticks (idempotent by task id) and start fired runs (idempotent by run

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from appliance.model import Task, TaskState
+from appliance.model import Task, TaskEvent, TaskState
 
 
 def text(value: Any) -> str:
@@ -39,6 +39,17 @@ def task_from_hash(task_id: str, topic: str, fields: Mapping[Any, Any]) -> Task:
         traceparent=text(get(b"trace")),
         result=text(get(b"result")),
     )
+
+
+def history(task: Task, hist: Any) -> list[TaskEvent]:
+    """A task's events, oldest first: its enqueue (the record's creation), then each line of
+    its `hist` field ('<ms> <kind>[ <detail>]', lua/lib/history.lua)."""
+    events = [TaskEvent(task.created_at_ms, "enqueue")]
+    for line in text(hist).split("\n") if hist else ():
+        ms, _, rest = line.partition(" ")
+        kind, _, detail = rest.partition(" ")
+        events.append(TaskEvent(number(ms), kind, detail))
+    return events
 
 
 def task_from_new_record(task_id: str, topic: str, packed: bytes, due_ms: int) -> Task:

@@ -34,6 +34,7 @@ async def claim_within(
     wait_s: float,
     slot: Slot,
     max_bytes: int = 0,
+    who: str = "",
 ) -> Claim:
     """Claim now, else sleep until the next due time or a wake-up, until wait_s passes (or
     the slot is evicted); the last claim's answer, empty or not."""
@@ -44,7 +45,7 @@ async def claim_within(
         while True:
             woken.clear()
             sent = loop.time()
-            claim = await store.claim(topic, limit, lease_ms, max_bytes=max_bytes)
+            claim = await store.claim(topic, limit, lease_ms, max_bytes=max_bytes, who=who)
             now = loop.time()
             if claim.rows or now >= deadline or slot.evicted:
                 return claim

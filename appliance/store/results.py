@@ -62,6 +62,7 @@ CODES: dict[str, dict[int, Refusal]] = {
     "schedule_pause": {-1: R.NOT_FOUND},
     "schedule_resume": {-1: R.NOT_FOUND},
     "schedule_fire": {-1: R.NOT_FOUND, -2: R.NOT_LEADER, -3: R.PAUSED, -4: R.CHANGED},
+    "schedule_fire_now": {-1: R.NOT_FOUND},
     # workflows (appliance/workflows/model.py RUN_TRANSITIONS, STEP_TRANSITIONS)
     "workflow_put": {},
     "workflow_delete": {-1: R.NOT_FOUND},

@@ -194,6 +194,17 @@ class ScheduleStore:
         )
         return refusal("schedule_fire", reply)
 
+    async def fire_now(self, schedule_id: str, tick_ms: int, task: tuple[str, str]) -> None:
+        """schedule_fire_now.lua: park one tick's (task id, task JSON) in the outbox for the
+        leader to enqueue; NotFound for a schedule that does not exist."""
+        k = self.keys
+        reply = await self.store.run(
+            "schedule_fire_now",
+            [k.schedule(schedule_id), k.outbox, k.fired],
+            [schedule_id, tick_ms, *task, k.channel],
+        )
+        _refused("schedule_fire_now", reply, schedule_id)
+
     async def outbox(self) -> dict[str, str]:
         """Ticks fired but not confirmed enqueued: task id -> task JSON."""
         (raw,) = await self.store.read("schedule_outbox", ("hgetall", self.keys.outbox))

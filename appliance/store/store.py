@@ -42,7 +42,15 @@ from appliance.keys import (
     topic_in_id,
     topic_of_token,
 )
-from appliance.model import EnqueueResult, NackResult, NewTask, Task, TaskState, TopicStats
+from appliance.model import (
+    EnqueueResult,
+    NackResult,
+    NewTask,
+    Task,
+    TaskEvent,
+    TaskState,
+    TopicStats,
+)
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
 from appliance.store.scripts import Client, NotReplicated, Scripts
@@ -273,6 +281,19 @@ class Store:
         self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
     ) -> Task:
         """The task; `topic` and `allowed` as in `locate`."""
+        return (await self._read_task(task_id, topic, allowed))[0]
+
+    async def history(
+        self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
+    ) -> tuple[Task, list[TaskEvent]]:
+        """The task and its event history, oldest first (lua/lib/history.lua)."""
+        task, hist = await self._read_task(task_id, topic, allowed)
+        return task, codec.history(task, hist)
+
+    async def _read_task(
+        self, task_id: str, topic: str, allowed: frozenset[str] | None
+    ) -> tuple[Task, bytes | None]:
+        """The task and its raw `hist` field (None: none yet)."""
         topic = await self.locate(task_id, topic, allowed)
         tk = self.keys.topic(topic)
         fields, packed, due = await self.read(
@@ -282,9 +303,9 @@ class Store:
             ("zscore", tk.pending, task_id),
         )
         if fields:
-            return codec.task_from_hash(task_id, topic, fields)
+            return codec.task_from_hash(task_id, topic, fields), fields.get(b"hist")
         if packed is not None and due is not None:
-            return codec.task_from_new_record(task_id, topic, packed, int(due))
+            return codec.task_from_new_record(task_id, topic, packed, int(due)), None
         raise NotFound(f"no task with id {task_id!r}")
 
     async def locate(
@@ -350,10 +371,12 @@ class Store:
         lease_ms: int,
         call_token: str | None = None,
         max_bytes: int = 0,
+        who: str = "",
     ) -> Claim:
         """Lease up to `limit` due tasks whose protobuf encoding fits in `max_bytes` together
         (0: no bound; the first task always fits). Retried with the same call token, so a lost
-        reply returns the same tasks instead of leasing them to nobody."""
+        reply returns the same tasks instead of leasing them to nobody. `who` leases: the
+        history's lease detail (a worker stream, a Retrieve's caller)."""
         tk = self.keys.topic(topic)
         call = call_token or self.new_call_token(topic)
         nonces = base64.urlsafe_b64encode(os.urandom(limit * NONCE_BYTES)).decode()
@@ -370,6 +393,7 @@ class Store:
                 topic,
                 max_bytes or UNBOUNDED_BYTES,
                 nonces,
+                who,
             ],
         )
         return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
@@ -573,9 +597,13 @@ class Store:
         next_cursor = f"{int(entries[-1][1])}:{codec.text(entries[-1][0])}" if more else ""
         return letters, next_cursor
 
-    async def requeue_dead(self, topic: str, ids: Sequence[str] = ()) -> int:
+    async def requeue_dead(
+        self, topic: str, ids: Sequence[str] = (), payload: str | None = None
+    ) -> int:
+        """Requeue dead letters (none given: all); `payload` replaces each one's payload."""
         tk = self.keys.topic(topic)
-        fixed = [tk.task_prefix, self.keys.wake_channel, topic, DLQ_CHUNK]
+        edit = "0" if payload is None else "1" + payload
+        fixed = [tk.task_prefix, self.keys.wake_channel, topic, DLQ_CHUNK, edit]
         moved = await self._dlq_chunks(tk, "requeue_dead", [tk.pending, tk.dlq], fixed, ids)
         return len(moved)
 

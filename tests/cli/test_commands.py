@@ -60,6 +60,23 @@ def test_enqueue_then_get_and_cancel(address: str, topic: str) -> None:
     assert ok_json("task", "get", task_id, addr=address)["state"] == "CANCELED"
 
 
+def test_task_history(address: str, topic: str) -> None:
+    task_id = ok("enqueue", topic, "p", addr=address)
+    with Client(address) as client:
+        (task,) = client.retrieve(topic)
+        client.nack(task, "boom\nmore", dead_letter=True)
+    shown = ok("task", "history", task_id, addr=address).splitlines()
+    assert shown[0] == f"{task_id} ({topic}, DEAD)"
+    assert shown[1].split() == ["TIME", "EVENT", "DETAIL"]
+    assert [line.split()[1] for line in shown[2:]] == ["enqueue", "lease", "nack", "dead"]
+    assert shown[4].split()[2:] == ["boom", "more"]
+    data = ok_json("task", "history", task_id, addr=address)
+    assert (data["id"], data["topic"], data["state"]) == (task_id, topic, "DEAD")
+    assert [e["kind"] for e in data["events"]] == ["enqueue", "lease", "nack", "dead"]
+    assert data["events"][1]["detail"].startswith("retrieve ")
+    assert atp("task", "history", "no-such-id", addr=address).returncode == 1
+
+
 def test_enqueue_options_in_json(address: str, topic: str) -> None:
     before_ms = int(time.time() * 1000)
     reply = ok_json("enqueue", topic, "p", "--id", f"id-{topic}", "--max-retries", "0",

@@ -83,6 +83,8 @@ def test_topic_and_task_pages_show_the_dead_letters_and_the_task(
     wait_url(browser, "/topic/emails")
     assert browser.find_element(By.ID, "dead").text == "3"
     assert browser.find_element(By.ID, "pending").text == "12"
+    browser.find_element(By.ID, "tab-dead").click()
+    wait_url(browser, "show=dead")
     ids = {
         r.get_attribute("data-id")
         for r in browser.find_elements(By.CSS_SELECTOR, "#letters tr[data-id]")

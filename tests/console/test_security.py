@@ -101,7 +101,7 @@ def test_an_action_without_the_right_csrf_token_or_from_another_site_is_refused(
     assert all("refused" in body for _, _, body in refused)
     assert dead_count(token_appliance, "billing") == before
     code, headers, _ = web.post("/topic/billing/requeue", {**ids, "csrf": csrf})
-    assert (code, headers["Location"]) == (303, "/console/topic/billing")
+    assert (code, headers["Location"]) == (303, "/console/topic/billing?show=dead")
     assert dead_count(token_appliance, "billing") == before - 1
     assert "requeued 1 dead letter(s) of billing" in web.get("/topic/billing")[2]
 
@@ -174,7 +174,9 @@ def test_a_bad_filter_changes_nothing(open_appliance: Appliance) -> None:
 def test_the_viewer_role_table() -> None:
     viewer = Principal("looker", "viewer")
     reads = ["GetStats", "GetTask", "ListDeadLetters", "ListSchedules", "GetRun", "ListRuns"]
+    reads += ["GetTaskHistory", "ListTasks", "ListWorkers"]
     acts = ["Enqueue", "Delete", "RequeueDeadLetters", "PurgeDeadLetters", "PauseSchedule"]
+    acts += ["RedriveDeadLetters", "FireSchedule", "ResumeSchedule"]
     acts += ["Retrieve", "Ack", "Work", "PutWorkflow", "StartRun", "CancelRun", "SignalRun"]
     assert all(viewer.may_call(m) for m in reads)
     assert not any(viewer.may_call(m) for m in acts)

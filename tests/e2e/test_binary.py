@@ -26,6 +26,9 @@ from tests.waiting import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / "dist" / "atp"
 DRAIN_S = 10
+# The build (PyInstaller, in the module fixture) takes 1-2 min alone and more on a busy machine:
+# the per-test default (120 s) would cut it; the build's own limit is 600 s.
+pytestmark = pytest.mark.timeout(720)
 
 
 @pytest.fixture(scope="module")

@@ -97,6 +97,20 @@ def test_help(server_process: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert "create" in capsys.readouterr().out
 
 
+def test_fire_now(server_process: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = as_json(server_process, "create", "firing", "--topic", "ticks", "--every", "1h")
+    assert code == 0
+    code, fired = as_json(server_process, "fire", "firing")
+    assert code == 0 and fired["task_id"] == f"sched:firing:{fired['fire_time_ms']}:now"
+    code, out = atp_schedule(server_process, "fire", "firing")
+    assert code == 0 and out.startswith("fired firing at ")
+    code, out = atp_schedule(server_process, "fire", "no-such")
+    assert (
+        code == EXIT_REFUSED
+        and "NOT_FOUND: no schedule with id 'no-such'" in capsys.readouterr().err
+    )
+
+
 def test_a_schedule_names_a_workflow_and_its_input(
     server_process: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

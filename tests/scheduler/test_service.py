@@ -264,3 +264,19 @@ async def test_a_deposed_leader_fires_nothing(
     await stale.run_once()
     assert fired_ticks(redis_client) == {} and read_outbox(redis_client) == {}
     assert frozen.token() is None  # the refused fire made it step down
+
+
+async def test_fire_now_makes_exactly_one_task_even_of_a_paused_schedule(
+    store: Store, settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = tuned(settings)
+    registry = Registry(store, settings)
+    await registry.create(dataclasses.replace(EVERY_SECOND, paused=True))
+    task_id, tick = await registry.fire_now("s1")
+    scheduler = await leading(store, settings)
+    for _ in range(3):  # later passes (and a second leader's) find nothing more to enqueue
+        await scheduler.run_once()
+    assert read_pending(redis_client, "ticks") == {task_id: tick}
+    assert read_outbox(redis_client) == {}
+    assert scheduler.enqueued == 1
+    assert (await registry.get("s1")).last_fire_ms == tick

@@ -13,13 +13,14 @@
 -- Returns: one code per triple: 1 done, -1 no such task, -2 stale or wrong token / not running
 --! include clock
 --! include wake
+--! include history
 local running, retention, prefix, channel = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local now = redis_now()
 local codes = {}
 for a = 4, #ARGV, 3 do
   local id, token, result = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'token', 'settled:' .. token)
+  local f = redis.call('HMGET', key, 'state', 'token', 'settled:' .. token, 'hist')
   local code = 1
   if not f[1] then
     code = -1
@@ -29,7 +30,8 @@ for a = 4, #ARGV, 3 do
     code = -2
   else
     redis.call('ZREM', running, id)
-    redis.call('HSET', key, 'state', 'SUCCEEDED', 'settled:' .. token, 'ack', 'finished', now)
+    redis.call('HSET', key, 'state', 'SUCCEEDED', 'settled:' .. token, 'ack', 'finished', now,
+      'hist', history_add(f[4], now, 'ack'))
     if result ~= '' then redis.call('HSET', key, 'result', result) end
     redis.call('PEXPIRE', key, retention)
     if string.sub(id, 1, 3) == 'wf:' then wake(channel, id, now) end

@@ -16,16 +16,18 @@
 -- ARGV[8] byte budget of the leased tasks (an upper bound of each one's protobuf size is
 --         counted: payload + id + 2 * topic + TASK_OVERHEAD)
 -- ARGV[9] nonces: NONCE_LEN random base64url characters per slot (limit of them)
+-- ARGV[10] who leases (the history's lease detail: a worker stream or a Retrieve's peer)
 -- Returns: {now ms, microseconds until the next due task (-1: none; 0 when tasks are
 --           returned; at least 1), then 9 per task: id, payload, due, created, max_retries,
 --           attempt, token, deadline, traceparent (the times and counts as integers)}
 --! include new_record
 --! include clock
 --! include wake
+--! include history
 local TASK_OVERHEAD, NONCE_LEN = 300, 8
 local pending, running, memo_key, new = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, limit, lease, call = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local budget, nonces = tonumber(ARGV[8]), ARGV[9]
+local budget, nonces, who = tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local now, now_us = redis_now()
 local out = {now, 0}
 local memo = redis.call('GET', memo_key)
@@ -71,13 +73,14 @@ for n, id in ipairs(ids) do
   if packed[n] then
     new_ids[#new_ids + 1] = id
     local payload, created, max_retries, trace = write_new_record(key, packed[n], due[2 * n], 1,
-      'RUNNING', 'token', token, 'deadline', deadline)
+      'RUNNING', 'token', token, 'deadline', deadline, 'hist', history_add(nil, now, 'lease', who))
     f = {id, payload, tonumber(due[2 * n]), tonumber(created), tonumber(max_retries), 1, token,
       deadline, trace}
   else
-    redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline)
+    local r = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr', 'trace', 'hist')
+    redis.call('HSET', key, 'state', 'RUNNING', 'token', token, 'deadline', deadline,
+      'hist', history_add(r[6], now, 'lease', who))
     local attempt = redis.call('HINCRBY', key, 'attempt', 1)
-    local r = redis.call('HMGET', key, 'payload', 'due', 'created', 'maxr', 'trace')
     f = {id, r[1], tonumber(r[2]), tonumber(r[3]), tonumber(r[4]), attempt, token, deadline,
       r[5] or ''}
   end

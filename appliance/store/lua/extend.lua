@@ -7,6 +7,7 @@
 -- Returns: one value per pair: the new deadline (ms), -1 no such task, -2 stale or wrong token
 --          / not running
 --! include clock
+--! include history
 local running, prefix = KEYS[1], ARGV[2]
 local now = redis_now()
 local deadline = now + tonumber(ARGV[1])
@@ -14,14 +15,14 @@ local out = {}
 for a = 3, #ARGV, 2 do
   local id, token = ARGV[a], ARGV[a + 1]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'token')
+  local f = redis.call('HMGET', key, 'state', 'token', 'hist')
   if not f[1] then
     out[#out + 1] = -1
   elseif f[1] ~= 'RUNNING' or f[2] ~= token then
     out[#out + 1] = -2
   else
     redis.call('ZADD', running, 'XX', deadline, id)
-    redis.call('HSET', key, 'deadline', deadline)
+    redis.call('HSET', key, 'deadline', deadline, 'hist', history_extend(f[3], now))
     out[#out + 1] = deadline
   end
 end

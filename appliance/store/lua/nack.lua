@@ -11,19 +11,24 @@
 -- Returns: {1, dead (1/0), next due ms (0 when dead)}, {-1} no such task, {-2} stale token
 --! include clock
 --! include wake
+--! include history
 local pending, running, dlq, key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', key, 'state', 'token', 'settled:' .. token, 'attempt', 'maxr')
+local f = redis.call('HMGET', key, 'state', 'token', 'settled:' .. token, 'attempt', 'maxr',
+  'hist')
 if not f[1] then return {-1} end
 if f[3] == 'dead' then return {1, 1, 0} end
 if f[3] and string.sub(f[3], 1, 6) == 'retry:' then return {1, 0, tonumber(string.sub(f[3], 7))} end
 if f[3] or f[1] ~= 'RUNNING' or f[2] ~= token then return {-2} end
 local now = redis_now()
 local attempt = tonumber(f[4])
+local hist = history_add(f[6], now, 'nack', ARGV[3])
 redis.call('ZREM', running, id)
 if ARGV[5] == '1' or attempt > tonumber(f[5]) then
   redis.call('ZADD', dlq, now, id)
-  redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[3], 'settled:' .. token, 'dead', 'died', now)
+  local why = ARGV[5] == '1' and 'asked' or 'retries spent'
+  redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[3], 'settled:' .. token, 'dead', 'died', now,
+    'hist', history_add(hist, now, 'dead', why))
   return {1, 1, 0}
 end
 local delay = tonumber(ARGV[4])
@@ -35,6 +40,6 @@ local due = now + delay
 local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 redis.call('ZADD', pending, due, id)
 redis.call('HSET', key, 'state', 'PENDING', 'due', due, 'err', ARGV[3],
-  'settled:' .. token, 'retry:' .. string.format('%d', due))
+  'settled:' .. token, 'retry:' .. string.format('%d', due), 'hist', hist)
 wake_if_earlier(head, due, ARGV[9], ARGV[10])
 return {1, 0, due}

@@ -7,6 +7,7 @@
 -- Returns: {recovered to pending, dead-lettered, ms until the next lease deadline (-1: none)}
 --! include clock
 --! include wake
+--! include history
 local pending, running, dlq = KEYS[1], KEYS[2], KEYS[3]
 local prefix = ARGV[1]
 local now = redis_now()
@@ -14,15 +15,17 @@ local ids = redis.call('ZRANGE', running, '-inf', now, 'BYSCORE', 'LIMIT', 0, to
 local retried, dead = 0, 0
 for _, id in ipairs(ids) do
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'attempt', 'maxr')
+  local f = redis.call('HMGET', key, 'attempt', 'maxr', 'hist')
+  local hist = history_add(f[3], now, 'recover', 'lease expired')
   redis.call('ZREM', running, id)
   if tonumber(f[1] or 0) > tonumber(f[2] or 0) then
     redis.call('ZADD', dlq, now, id)
-    redis.call('HSET', key, 'state', 'DEAD', 'err', 'lease expired', 'died', now)
+    redis.call('HSET', key, 'state', 'DEAD', 'err', 'lease expired', 'died', now,
+      'hist', history_add(hist, now, 'dead', 'retries spent'))
     dead = dead + 1
   else
     redis.call('ZADD', pending, now, id)
-    redis.call('HSET', key, 'state', 'PENDING', 'due', now, 'err', 'lease expired')
+    redis.call('HSET', key, 'state', 'PENDING', 'due', now, 'err', 'lease expired', 'hist', hist)
     retried = retried + 1
   end
 end

@@ -12,6 +12,7 @@
 -- Returns: {released to pending, dead-lettered}
 --! include clock
 --! include wake
+--! include history
 local pending, running, dlq, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local now = redis_now()
 local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
@@ -19,18 +20,20 @@ local retried, dead, earliest = 0, 0, nil
 for a = 5, #ARGV, 2 do
   local id, token = ARGV[a], ARGV[a + 1]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'maxr', 'due')
+  local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'maxr', 'due', 'hist')
   if f[1] == 'RUNNING' and f[2] == token then
     redis.call('ZREM', running, id)
+    local hist = history_add(f[6], now, 'recover', ARGV[4])
     if tonumber(f[3] or 0) > tonumber(f[4] or 0) then
       redis.call('ZADD', dlq, now, id)
       redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[4], 'died', now,
-        'settled:' .. token, 'lost')
+        'settled:' .. token, 'lost', 'hist', history_add(hist, now, 'dead', 'retries spent'))
       dead = dead + 1
     else
       local due = math.min(tonumber(f[5] or now), now)
       redis.call('ZADD', pending, due, id)
-      redis.call('HSET', key, 'state', 'PENDING', 'err', ARGV[4], 'settled:' .. token, 'lost')
+      redis.call('HSET', key, 'state', 'PENDING', 'err', ARGV[4], 'settled:' .. token, 'lost',
+        'hist', hist)
       retried = retried + 1
       if earliest == nil or due < earliest then earliest = due end
     end
