@@ -66,11 +66,14 @@ class RunWakeups(Wakeups):
         self.on_run = on_run
 
     def message(self, text: str) -> None:
+        """A named run goes to `on_run` alone: the poll loop is not woken for it (a pass per
+        Ack would re-read the due index back to back under load)."""
         name, _, ms = text.partition(" ")
         run_id = run_of_message(name)
         if run_id:
             self.on_run(run_id, int(ms) if ms.isdigit() else None)
-        self.wake(name)
+        else:
+            self.wake(name)
 
 
 class Advancer:
