@@ -141,7 +141,7 @@ class Settings:
             raise ConfigError(f"redis_fsync: {self.redis_fsync!r} is not always|everysec")
         if self.durability not in {"local", "replicated"}:
             raise ConfigError(f"durability: {self.durability!r} is not local|replicated")
-        if self.durability_timeout_ms >= self.redis_timeout_ms:
+        if self.durability == "replicated" and self.durability_timeout_ms >= self.redis_timeout_ms:
             raise ConfigError(
                 f"durability_timeout_ms: must be below redis_timeout_ms ({self.redis_timeout_ms}),"
                 f" got {self.durability_timeout_ms!r}"

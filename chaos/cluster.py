@@ -3,8 +3,7 @@
 Redis), joined by `redis-cli --cluster create ... --cluster-replicas 1`. Nodes are killed,
 stopped and restarted by their own pid; who is master of what is read with `redis-cli`.
 
-Stdlib only; imports nothing of atp (a node's slot is CRC16 of the key's hash tag, computed
-here, the way every Redis Cluster client does).
+Stdlib and redis-py's key_slot (the slot of a key); imports nothing of atp.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+
+from redis.crc import key_slot
 
 from chaos.procs import Child, free_port, wait_for
 
@@ -33,20 +34,10 @@ class Node(Protocol):
     def pong(self) -> bool: ...
 
 
-def crc16(data: bytes) -> int:
-    """CRC16-CCITT (XModem), Redis Cluster's key hash."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
-
-
 def topic_slot(topic: str) -> int:
-    """The slot of a topic's keys (all under the hash tag `{topic}`)."""
-    return crc16(topic.encode()) % SLOTS
+    """The slot of a topic's keys (all under the hash tag `{topic}`): redis-py's key_slot, the
+    CRC16 every Redis Cluster client computes."""
+    return int(key_slot(("{" + topic + "}").encode()))
 
 
 def spread_topics(prefix: str, masters: int = 3) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ master: one topic cannot use more than one).
 durability: one server against a master with one replica (--replicaof), with `local` and with
 `replicated` (WAIT 1 after each script call), --redis-max-connections 256 in both: unary
 Enqueue calls/s (2 client processes, 64 in flight each), EnqueueBatch tasks/s, Retrieve 500 +
-AckBatch tasks/s, and the median latency of 300 Enqueue calls made one at a time.
+AckBatch tasks/s, the median latency of 300 Enqueue calls made one at a time, and what
+WAIT 1 adds to one write's round trip at the Redis level (SET+WAIT vs SET+PING pipelines).
 
 costs: CPU time (user + system, /proc) per task that each process spends, one server against
 one Redis: the server and Redis during EnqueueBatch, unary Enqueue and Retrieve+AckBatch, and
@@ -36,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import redis
 from atp_driver import (
     BATCH,
     PHASE_LIMIT_S,
@@ -59,6 +61,7 @@ from harness import (
     replicated_redis,
     wait_for_records,
 )
+from redis.crc import key_slot
 
 from appliance.proto import queue_pb2 as pb
 
@@ -80,15 +83,9 @@ def size(name: str, short: bool) -> int:
     return small if short else full
 
 
-def crc16(data: bytes) -> int:
-    """CRC16-XModem: Redis Cluster's key hash (slot = crc16(tag) % 16384)."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+def slot(topic: str) -> int:
+    """The Redis Cluster slot of a topic's keys (hash tag `{topic}`)."""
+    return int(key_slot(("{" + topic + "}").encode()))
 
 
 def spread_topics(masters: int = MASTERS, per_master: int = TOPICS_PER_MASTER) -> list[str]:
@@ -98,7 +95,7 @@ def spread_topics(masters: int = MASTERS, per_master: int = TOPICS_PER_MASTER) -
     n = 0
     while any(len(names) < per_master for names in shares.values()):
         name = f"scale-{n}"
-        share = shares[(crc16(name.encode()) % 16384) * masters // 16384]
+        share = shares[slot(name) * masters // 16384]
         if len(share) < per_master:
             share.append(name)
         n += 1
@@ -155,16 +152,44 @@ def cluster(tmp: Path, short: bool) -> dict[str, Any]:
     }
 
 
+def wait_cost_us(port: int, rounds: int = 2000) -> float:
+    """What WAIT 1 adds to a write's round trip, in µs: the median of SET + WAIT 1 minus the
+    median of SET + PING, one pipeline each, interleaved, on one connection to the master."""
+    client = redis.Redis(port=port)
+    took: dict[str, list[float]] = {"WAIT": [], "PING": []}
+    try:
+        for i in range(rounds):
+            for last in ("WAIT", "PING"):
+                pipe = client.pipeline(transaction=False)
+                pipe.set(f"wait-cost-{i % 100}", i)
+                pipe.execute_command(*((last, 1, 1000) if last == "WAIT" else (last,)))
+                start = time.perf_counter()
+                pipe.execute()
+                took[last].append((time.perf_counter() - start) * 1e6)
+    finally:
+        client.close()
+    return median(took["WAIT"]) - median(took["PING"])
+
+
 def durability(tmp: Path, short: bool) -> dict[str, Any]:
+    """Each mode on a fresh master and replica; the full run in the order local, replicated,
+    replicated, local (each mode's figures the mean of its two rounds), so a trend of the
+    shared machine falls on both."""
+    order = ("local", "replicated") if short else ("local", "replicated", "replicated", "local")
+    rounds: dict[str, list[dict[str, float]]] = {"local": [], "replicated": []}
     out: dict[str, Any] = {}
-    for mode in ("local", "replicated"):
+    for n, mode in enumerate(order):
         with (
             replicated_redis() as master,
             appliance(
-                master, 1, tmp / f"server-{mode}.log", extra=[*POOL, f"--durability={mode}"]
+                master, 1, tmp / f"server-{n}.log", extra=[*POOL, f"--durability={mode}"]
             ) as address,
         ):
-            out[mode] = rates(address, short)
+            rounds[mode].append(rates(address, short))
+            if mode == "replicated" and "wait_us" not in out:
+                out["wait_us"] = wait_cost_us(master.port, 200 if short else 2000)
+    for mode, figures in rounds.items():
+        out[mode] = {k: sum(f[k] for f in figures) / len(figures) for k in figures[0]}
     return out
 
 

@@ -75,9 +75,9 @@ def paused(pair: Pair) -> Iterator[RedisServer]:
         pair.wait_linked()
 
 
-async def serve(pair: Pair, durability: str) -> AsyncIterator[pb_grpc.DelayQueueServiceStub]:
+async def serve(url: str, durability: str) -> AsyncIterator[pb_grpc.DelayQueueServiceStub]:
     settings = Settings(
-        redis_url=pair.master.url,
+        redis_url=url,
         grpc_addr="127.0.0.1:0",
         durability=durability,
         durability_timeout_ms=TIMEOUT_MS,
@@ -95,13 +95,13 @@ async def serve(pair: Pair, durability: str) -> AsyncIterator[pb_grpc.DelayQueue
 
 @pytest_asyncio.fixture
 async def replicated(pair: Pair) -> AsyncIterator[pb_grpc.DelayQueueServiceStub]:
-    async for stub in serve(pair, "replicated"):
+    async for stub in serve(pair.master.url, "replicated"):
         yield stub
 
 
 @pytest_asyncio.fixture
 async def local(pair: Pair) -> AsyncIterator[pb_grpc.DelayQueueServiceStub]:
-    async for stub in serve(pair, "local"):
+    async for stub in serve(pair.master.url, "local"):
         yield stub
 
 
@@ -203,18 +203,8 @@ async def test_on_a_cluster_a_write_waits_for_the_replica_of_the_master_it_wrote
     a = topics[0]
     b = next(t for t in topics if masters[t].port != masters[a].port)
     frozen = replica_of(redis_cluster, masters[a])
-    settings = Settings(
-        redis_url=redis_cluster.url,
-        grpc_addr="127.0.0.1:0",
-        durability="replicated",
-        durability_timeout_ms=TIMEOUT_MS,
-    )
-    store = Store(connect(settings), settings)
-    server = QueueServer(settings, store)
-    await server.start()
     try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            stub = pb_grpc.DelayQueueServiceStub(channel)
+        async for stub in serve(redis_cluster.url, "replicated"):
             for topic in (a, b):  # the topics known (the registry is written once)
                 await stub.Enqueue(pb.EnqueueRequest(topic=topic, payload="warm"))
             frozen.pause()
@@ -227,8 +217,6 @@ async def test_on_a_cluster_a_write_waits_for_the_replica_of_the_master_it_wrote
             assert err.value.code() is grpc.StatusCode.UNAVAILABLE
             assert (err.value.details() or "").startswith("enqueue: "), err.value.details()
     finally:
-        await server.stop(0.5)
-        await store.close()
         redis_cluster.wait_ok()
 
 

@@ -34,7 +34,10 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ({"ATP_LOG_LEVEL": "loud"}, "log_level"),
         ({"ATP_GRPC_REUSE_PORT": "maybe"}, "grpc_reuse_port"),
         ({"ATP_DURABILITY": "fsync"}, "durability: 'fsync' is not local|replicated"),
-        ({"ATP_DURABILITY_TIMEOUT_MS": "2s"}, "durability_timeout_ms: must be below"),
+        (
+            {"ATP_DURABILITY": "replicated", "ATP_DURABILITY_TIMEOUT_MS": "2s"},
+            "durability_timeout_ms: must be below",
+        ),
         ({"ATP_DURABILITY_TIMEOUT_MS": "0"}, "durability_timeout_ms: must be > 0"),
     ],
 )
@@ -93,3 +96,11 @@ def test_the_config_and_the_schedules_share_the_duration_parser() -> None:
 def test_every_setting_has_a_sentence_of_help() -> None:
     assert set(config.HELP) == set(config.FIELDS)
     assert all(len(text.split()) >= 3 for text in config.HELP.values())
+
+
+def test_the_replica_wait_limit_binds_only_replicated_durability() -> None:
+    """With local durability nothing waits for a replica: a short redis_timeout_ms is fine."""
+    settings = config.load(environ={"ATP_REDIS_TIMEOUT_MS": "200"})
+    assert settings.durability == "local" and settings.redis_timeout_ms == 200
+    with pytest.raises(ConfigError, match="durability_timeout_ms: must be below"):
+        config.load(environ={"ATP_REDIS_TIMEOUT_MS": "200", "ATP_DURABILITY": "replicated"})
