@@ -118,13 +118,14 @@ def topic_in_id(task_id: str) -> str | None:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "atp"
+    sharded: bool = False  # a Redis Cluster: the scheduler's channel is a shard channel
 
     def topic(self, topic: str) -> TopicKeys:
         return TopicKeys(self.prefix, topic)
 
     @property
     def scheduler(self) -> SchedulerKeys:
-        return SchedulerKeys(self.prefix)
+        return SchedulerKeys(self.prefix, self.sharded)
 
     @property
     def workflows(self) -> WorkflowKeys:
@@ -187,6 +188,7 @@ class Keys:
 @dataclasses.dataclass(frozen=True, slots=True)
 class SchedulerKeys:
     prefix: str
+    sharded: bool = False  # on a Redis Cluster (docs/adr/0012)
 
     @property
     def base(self) -> str:
@@ -228,8 +230,10 @@ class SchedulerKeys:
 
     @property
     def channel(self) -> str:
-        """Pub/sub: '<id> <next ms>' when a schedule is written, so the leader re-plans."""
-        return f"{self.prefix}:schedules"
+        """Pub/sub: '<id> <next ms>' when a schedule is written, so the leader re-plans. On a
+        Redis Cluster a shard channel in the scheduler's slot (hash-tagged: lua/lib/wake.lua
+        SPUBLISHes on it; the scheduler SSUBSCRIBEs on that slot's master, docs/adr/0012)."""
+        return f"{self.base}:schedules" if self.sharded else f"{self.prefix}:schedules"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

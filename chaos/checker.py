@@ -24,7 +24,8 @@ ends it too, and so may a silence (SIGSTOP, a cut link; faults.jsonl) past the s
 keepalive ping timeout: a re-delivery after that is no overlap (a handler that was running
 finishes, its result refused). Starting a delivery after that is a violation (start-in-lease).
 
-Pure: no processes, no network. `python -m chaos.checker <run dir>` re-checks a kept run.
+Pure: no processes, no network. `python -m chaos.checker <run dir>` re-checks a kept run (and
+its workflow runs, chaos/runcheck.py, when it has a runs.json).
 Stdlib only (plus chaos.history); imports nothing of atp.
 """
 
@@ -670,8 +671,20 @@ def main(argv: list[str]) -> int:
         return 2
     verdict, history, final = check_run(Path(argv[0]))
     print(json.dumps(dataclasses.asdict(verdict.counts)))
-    if not verdict.ok:
+    broken = not verdict.ok
+    if broken:
         print(failure_report(verdict, history, final))
+    runs_json = Path(argv[0]) / "runs.json"
+    if runs_json.exists():  # a workflow scenario: its runs too
+        from chaos.runcheck import RunsFinal, check_runs, run_failure_report
+
+        runs = RunsFinal.from_json(json.loads(runs_json.read_text()))
+        run_verdict = check_runs(history, runs)
+        print(json.dumps(dataclasses.asdict(run_verdict.counts)))
+        if not run_verdict.ok:
+            print(run_failure_report(run_verdict, history, runs))
+            broken = True
+    if broken:
         return 1
     print("all invariants hold")
     return 0

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import os
+import random
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +29,8 @@ PAST_LEASE_S = 4.0  # a fault longer than the 1.5 s lease (and the watchdog's re
 PAST_KEEPALIVE_S = 12.0  # longer than the server's keepalive (5 s ping + 5 s timeout)
 RESTART_WITHIN_MS = 1000  # a SIGKILLed stream worker's tasks start elsewhere within this
 STREAM = Options(transport="stream", concurrency=10, prefetch=2)
+# workflow advance kills: each Redis reply this late, so an advance spans tens of ms
+ADVANCE_LATENCY = {"latency": 15, "jitter": 5}
 ORPHAN_DEADLINE_S = 1.0  # every child of a SIGKILLed supervisor is gone within this
 CLUSTER_TOPICS = spread_topics(TOPIC)  # one topic per master of the chaos cluster
 CLUSTER = Options(cluster=True, topics=CLUSTER_TOPICS)
@@ -266,7 +269,7 @@ def lb_server_kill(ctx: Context) -> None:
         time.sleep(1.0)
         server.restart()
         topo.wait_server_ready(server)
-        ctx.note(f"{server.name} serves again; {_reopened(topo, killed_ms)}")
+        ctx.note(f"{server.name} serves again{_reopened(topo, killed_ms)}")
         time.sleep(1.0)
     ctx.healed()
 
@@ -278,7 +281,8 @@ def lb_server_kill_unary(ctx: Context) -> None:
 
 
 def _reopened(topo: Topology, killed_ms: int) -> str:
-    """How long the worker streams broken by a kill at `killed_ms` took to reopen."""
+    """How long the worker streams broken by a kill at `killed_ms` took to reopen (a note's
+    tail; empty for unary workers)."""
     took = []
     for worker in topo.workers:
         events = _events(topo.run_dir / f"{worker.name}.jsonl")
@@ -287,7 +291,7 @@ def _reopened(topo: Topology, killed_ms: int) -> str:
             opened = [e["t_ms"] for e in events if e["ev"] == "stream" and "held" in e]
             later = [t for t in opened if t >= ended[0]["t_ms"]]
             took.append(f"{min(later) - killed_ms} ms" if later else "not yet")
-    return f"streams reopened after {', '.join(took) or 'none broke'}"
+    return f"; streams reopened after {', '.join(took)}" if took else ""
 
 
 def scheduler_kill(ctx: Context) -> None:
@@ -486,22 +490,61 @@ def cluster_failover(ctx: Context) -> None:
 
 
 def workflow_advance_kill(ctx: Context) -> None:
-    """Two servers, both advancing runs, under load (diamond and order runs, cancels, signals):
-    SIGKILL one of them right after a worker's Ack (its advancer is woken and busy with that
-    run), restart it 0.5 s later on its port; five rounds, alternating the two."""
+    """Two servers, both advancing runs, under load (diamond and order runs, cancels, signals),
+    Redis replies ADVANCE_LATENCY late (an advance then takes tens of ms, so a kill lands inside
+    one): SIGKILL one of them 0-60 ms after a worker's Ack (its advancer is woken by that Ack and
+    busy with its run), restart it 0.5 s later on its port; five rounds, alternating the two."""
     topo = ctx.topology
+    rng = random.Random(5)
+    _slow_redis(ctx)
     ctx.produce_runs(150, 10.0)
     victims = [*topo.servers, topo.server()]
     for n, start in enumerate((2.0, 4.5, 7.0, 9.5, 12.0)):
         ctx.at(start)
         victim = victims[n % len(victims)]
-        fresh = _after_next_ack(ctx)
-        topo.kill_server(victim)
-        ctx.note(f"SIGKILL {victim.name} {'just after an Ack' if fresh else '(no Ack seen)'}")
+        fresh = _kill_after_an_ack(ctx, victim, rng)
+        ctx.note(f"SIGKILL {victim.name} {fresh}")
         time.sleep(0.5)
         victim.restart()
         topo.wait_server_ready(victim)
     ctx.healed()
+
+
+def workflow_advance_kill_many(ctx: Context) -> None:
+    """Three servers advancing, 300 runs at 15/s, Redis replies ADVANCE_LATENCY late: SIGKILL
+    the two without clients in turn every 1.5 s, each 0-60 ms after an Ack, twelve times; a
+    victim restarts at once (the others advance meanwhile) and is killed again once it serves."""
+    topo = ctx.topology
+    rng = random.Random(6)
+    _slow_redis(ctx)
+    ctx.produce_runs(300, 15.0, 3)
+    for n in range(12):
+        ctx.at(2.0 + 1.5 * n)
+        victim = topo.servers[n % len(topo.servers)]
+        topo.wait_server_ready(victim)
+        _kill_after_an_ack(ctx, victim, rng)
+        victim.restart()
+    ctx.note("12 x SIGKILL of server-2 / server-3 0-60 ms after an Ack, each restarted at once")
+    for victim in topo.servers:
+        topo.wait_server_ready(victim)
+    ctx.healed()
+
+
+def _slow_redis(ctx: Context) -> None:
+    redis = ctx.topology.redis_link
+    assert redis is not None
+    redis.add("slow", "latency", "downstream", **ADVANCE_LATENCY)
+    ctx.note(f"redis link: {ADVANCE_LATENCY['latency']} +- {ADVANCE_LATENCY['jitter']} ms")
+
+
+def _kill_after_an_ack(ctx: Context, victim: Child, rng: random.Random) -> str:
+    """SIGKILL an atp server 0-60 ms after the next Ack a worker logs (its advancer is woken by
+    that Ack: with a slow Redis its advance of the run takes a few round trips of that long)."""
+    fresh = _after_next_ack(ctx)
+    pause = rng.uniform(0, 0.06)
+    time.sleep(pause)
+    ctx.topology.kill_server(victim)
+    return f"{pause * 1000:.0f} ms after an Ack" if fresh else "(no Ack seen)"
 
 
 def workflow_redis_restart(ctx: Context) -> None:
@@ -806,10 +849,16 @@ SCENARIOS.update(
     for s in (
         Scenario(
             "workflow_advance_kill",
-            "2 advancing servers: SIGKILL one just after an Ack, 5 rounds (runs checked)",
+            "2 advancing servers, slow Redis: SIGKILL one 0-60 ms after an Ack x5 (runs checked)",
             workflow_advance_kill,
             WORKFLOWS,
             quick=True,  # about 35 s
+        ),
+        Scenario(
+            "workflow_advance_kill_many",
+            "3 advancing servers, slow Redis: SIGKILL the 2 without clients x12 (runs checked)",
+            workflow_advance_kill_many,
+            dataclasses.replace(WORKFLOWS, servers=3),
         ),
         Scenario(
             "workflow_redis_restart",

@@ -85,7 +85,7 @@ class Scheduler:
         self.registry = Registry(store, settings)
         self.schedules: ScheduleStore = self.registry.schedules
         self.declared = list(declared)
-        self.wakeups = Wakeups(store.redis, self.schedules.keys.channel)
+        self.wakeups = Wakeups(store.redis, self.schedules.keys.channel, store.keys.sharded)
         self.lookahead_ms = settings.scheduler_lookahead_ms
         self.grace_ms = settings.scheduler_misfire_grace_ms or 2 * settings.leader_ttl_ms
         self.fired = 0  # ticks this process fired

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.errors import NotFound
-from appliance.keys import SchedulerKeys
 from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
 from appliance.store.store import Store
@@ -52,7 +51,7 @@ class ScheduleStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.redis = store.redis
-        self.keys = SchedulerKeys(store.settings.key_prefix)
+        self.keys = store.keys.scheduler
 
     async def now_ms(self) -> int:
         return await self.store.now_ms()

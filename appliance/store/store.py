@@ -142,7 +142,7 @@ class Store:
     def __init__(self, redis: Client, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys(settings.key_prefix, sharded=isinstance(redis, RedisCluster))
         replicated = settings.durability == "replicated"
         self.scripts = Scripts(
             redis,

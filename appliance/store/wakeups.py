@@ -7,6 +7,11 @@ nack, lease recovery, requeue), so a waiting Retrieve re-claims at once instead 
 Waiters also keep their own timer for the next due time (`sleep_until`, sub-ms precision),
 never a blocking Redis command's timeout. If the subscription drops, every waiter is woken to
 re-check.
+
+On a Redis Cluster the topic channels (wake, lease, workflow) stay plain: PUBLISH reaches
+every node, and one subscription anywhere hears every topic. The scheduler's channel, written
+by scripts of one slot, is a shard channel there: SPUBLISH stays within that slot's shard, and
+a `sharded` Wakeups SSUBSCRIBEs on the master serving it (docs/adr/0012).
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from appliance.store.codec import text as codec_text
 from appliance.store.scripts import Client
 
 log = logging.getLogger(__name__)
@@ -29,9 +39,12 @@ RESUBSCRIBE_LOG_EVERY = 10  # a long outage logs its first loss, then every tent
 
 
 class Wakeups:
-    def __init__(self, redis: Client, channel: str) -> None:
+    def __init__(self, redis: Client, channel: str, sharded: bool = False) -> None:
+        """`sharded`: `channel` is a shard channel of a Redis Cluster (SSUBSCRIBE on the master
+        of its slot); else a plain channel (on a cluster too: PUBLISH reaches every node)."""
         self._redis = redis
         self._channel = channel
+        self._sharded = sharded
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._stop = asyncio.Event()
         self.subscribed = asyncio.Event()
@@ -92,19 +105,48 @@ class Wakeups:
                 await asyncio.wait_for(self._stop.wait(), pause)
 
     async def _listen(self) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        if self._sharded and isinstance(self._redis, RedisCluster):
+            await self._listen_shard(self._redis)
+            return
+        pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(self._channel)
-            self.subscribed.set()
-            self.wake()
-            while not self._stop.is_set():
-                message = await pubsub.get_message(timeout=1.0)
-                if message and message.get("type") == "message":
-                    data = message["data"]
-                    self.message(data.decode() if isinstance(data, bytes) else str(data))
+            await self._pump(pubsub, "message")
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listen_shard(self, cluster: RedisCluster) -> None:
+        """SSUBSCRIBE to the shard channel on the master serving its slot now. Its connection
+        lost (a failover), or a SUNSUBSCRIBE from the server (the slot moved), ends this and
+        run() subscribes again wherever the cluster client's slot map says then."""
+        await cluster.initialize()  # a no-op once done; redis-py refreshes the map itself
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(self._channel))
+        pool = aioredis.ConnectionPool(
+            connection_class=node.connection_class, **node.connection_kwargs
+        )
+        pubsub = aioredis.Redis(connection_pool=pool).pubsub()
+        try:
+            await pubsub.ssubscribe(self._channel)
+            await self._pump(pubsub, "smessage")
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pool.disconnect()
+
+    async def _pump(self, pubsub: aioredis.client.PubSub, kind: str) -> None:
+        """Subscribed: wake everyone (a message may have been missed), then wake the waiters
+        each message of `kind` names until stop(). An unsubscribe the client did not ask for
+        (a shard channel's slot moved) ends it with an error."""
+        self.subscribed.set()
+        self.wake()
+        while not self._stop.is_set():
+            message = await pubsub.get_message(timeout=1.0)
+            got = message.get("type") if message else None
+            if got in ("unsubscribe", "sunsubscribe"):
+                raise RedisConnectionError(f"{self._channel}: unsubscribed by the server")
+            if message and got == kind:
+                self.message(codec_text(message["data"]))
 
     def message(self, text: str) -> None:
         """One message ('<topic> <ms>'): wake the topic's waiters."""

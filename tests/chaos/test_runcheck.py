@@ -9,11 +9,14 @@ import dataclasses
 import json
 from pathlib import Path
 
+from chaos.checker import FinalState
+from chaos.checker import main as checker_main
 from chaos.flows import DIAMOND, FLOWS, ORDER, ORDER_TIMEOUT_MS, WF_TOPIC
 from chaos.history import (
     OK,
     REPEAT,
     STALE,
+    WRONG_STATE,
     Call,
     Execution,
     History,
@@ -433,6 +436,23 @@ def test_a_success_with_another_payload_than_the_kept_signal_is_caught() -> None
     assert caught(r.check(), SIGNAL_ONCE)
 
 
+def test_a_retried_signal_whose_last_answer_is_finished_may_have_landed() -> None:
+    """The first try landed (the step succeeded with it), its answer was lost (a killed
+    server), and the retry found the run finished: the call still counts as sent."""
+    r = order(1700, 1695, kept=False)
+    call = r.history.run_calls[RUN][0]
+    call.result, call.attempts, call.done_ms = WRONG_STATE, 2, 4200
+    assert r.check().ok
+    call.attempts = 1  # refused at its only try: it changed nothing
+    assert caught(r.check(), SIGNAL_ONCE)
+
+
+def test_a_timeout_although_a_signal_was_there_before_the_deadline_is_caught() -> None:
+    due = CREATED + ORDER_TIMEOUT_MS
+    r = order(None, due - 100, kept=False)  # answered "came before" well before the deadline
+    assert caught(r.check(), SIGNAL_ONCE)
+
+
 def test_a_success_with_no_signal_is_caught() -> None:
     assert caught(order(1700, None).check(), SIGNAL_ONCE)
 
@@ -471,3 +491,17 @@ def test_run_events_and_runs_json_round_trip(tmp_path: Path) -> None:
     assert again == final
     assert dataclasses.asdict(again.flows["diamond"]) == dataclasses.asdict(DIAMOND)
     assert again.flows["order"] == ORDER
+
+
+def test_rechecking_a_kept_run_checks_its_workflow_runs_too(tmp_path: Path) -> None:
+    with LogWriter(tmp_path / "producer-runs.jsonl") as log:
+        log.write("run_start", id=RUN, workflow="order", sent_ms=995, acked_ms=1005)
+    (tmp_path / "final.json").write_text(json.dumps(FinalState().to_json()))
+    canceled = Run("order")
+    canceled.ends("CANCELED", 1100)  # canceled before anything ran: nothing in the workers' logs
+    runs = RunsFinal(dict(FLOWS), {RUN: canceled.final})
+    (tmp_path / "runs.json").write_text(json.dumps(runs.to_json()))
+    assert checker_main([str(tmp_path)]) == 0
+    runs.runs[RUN].state = "RUNNING"  # planted: a run left open
+    (tmp_path / "runs.json").write_text(json.dumps(runs.to_json()))
+    assert checker_main([str(tmp_path)]) == 1

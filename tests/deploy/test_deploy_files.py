@@ -99,3 +99,22 @@ def test_k8s_runs_a_copy_of_the_tested_nginx_template_in_front_of_the_server_ser
     (worker,) = [d for d in docs if d["metadata"]["name"] == "atp-worker"]
     args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--server-addr=atp-lb:9090" in args
+
+
+def test_envsubst_renders_the_template_as_the_tests_do() -> None:
+    """The nginx image fills its templates with envsubst given the names of the variables set
+    (so nginx's own $variables stay): that gives what chaos/lb.py renders for the tests."""
+    envsubst = shutil.which("envsubst")
+    if envsubst is None:
+        pytest.skip("envsubst is not installed (apt-get install gettext-base)")
+    env = {"ATP_LB_LISTEN": "0.0.0.0:9090", "ATP_UPSTREAM_SERVERS": upstream_servers(["a:1"])}
+    out = subprocess.run(
+        [envsubst, " ".join(f"${{{k}}}" for k in env)],
+        input=TEMPLATE.read_text(),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=10,
+        check=True,
+    )
+    assert out.stdout == render(TEMPLATE.read_text(), env)

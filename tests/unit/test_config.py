@@ -98,7 +98,9 @@ def test_every_setting_has_a_sentence_of_help() -> None:
     assert all(len(text.split()) >= 3 for text in config.HELP.values())
 
 
-def test_a_short_redis_timeout_is_fine_with_local_durability() -> None:
-    """durability_timeout_ms is checked against redis_timeout_ms only when it is used."""
+def test_the_replica_wait_limit_binds_only_replicated_durability() -> None:
+    """With local durability nothing waits for a replica: a short redis_timeout_ms is fine."""
     settings = config.load(environ={"ATP_REDIS_TIMEOUT_MS": "200"})
-    assert settings.redis_timeout_ms == 200 and settings.durability == "local"
+    assert settings.durability == "local" and settings.redis_timeout_ms == 200
+    with pytest.raises(ConfigError, match="durability_timeout_ms: must be below"):
+        config.load(environ={"ATP_REDIS_TIMEOUT_MS": "200", "ATP_DURABILITY": "replicated"})

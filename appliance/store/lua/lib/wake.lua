@@ -1,8 +1,10 @@
 -- wake (included by scripts that make a task due or a lease end earlier): publish
 -- '<name> <ms>' on a channel, so long polls, worker streams, watchdogs and the scheduler wake
--- on time.
+-- on time. A hash-tagged channel ('{' in its name, keys.shard_channel) is a shard channel in
+-- the script's own slot, on a Redis Cluster: SPUBLISH, which stays within that shard.
 local function wake(channel, name, ms)
-  redis.call('PUBLISH', channel, name .. ' ' .. string.format('%d', ms))
+  local publish = string.find(channel, '{', 1, true) and 'SPUBLISH' or 'PUBLISH'
+  redis.call(publish, channel, name .. ' ' .. string.format('%d', ms))
 end
 
 -- Publish when `ms` is earlier than the head read before the change (`head`, the reply of
