@@ -190,6 +190,7 @@ class RunCall:
     result: str
     name: str = ""  # signal: its name
     payload: str = ""  # signal: its payload
+    attempts: int = 1  # tries (a transport error is retried): an earlier one may have landed
 
 
 @dataclasses.dataclass(slots=True)

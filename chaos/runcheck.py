@@ -25,8 +25,9 @@ definition:
                  the cancel (run slot) and its task's delete (topic slot): it may finish.
 7. signal-once   a signal step succeeds only with a signal that arrived (its finish time, the
                  Redis clock of run_signal) by its deadline, inside one of the SignalRun calls
-                 sent, with that signal's payload; it times out only when no signal was kept
-                 (answered) before its deadline.
+                 sent (a call retried after a lost answer may have landed, whatever its last
+                 answer), with that signal's payload; it times out only when no signal was
+                 there (a call answered kept or "came before") before its deadline.
 
 Pure: no processes, no network. Stdlib only (plus chaos.history and chaos.checker's Violation);
 imports nothing of atp.
@@ -465,8 +466,10 @@ class RunCheck:
             if not spec.signal or fs is None or fs.state not in ("SUCCEEDED", "FAILED"):
                 continue
             sent = [c for c in self.calls if c.kind == "signal" and c.name == spec.signal]
-            tried = [c for c in sent if c.result in (OK, REPEAT) or c.result.startswith("error:")]
-            kept = [c for c in sent if c.result == OK]
+            # May have landed: answered kept or repeat, failed, or retried (an earlier try
+            # landed and its answer was lost, the last answer "finished" or anything else).
+            tried = [c for c in sent if c.result in (OK, REPEAT) or not _final_first(c)]
+            kept = [c for c in sent if c.result in (OK, REPEAT)]  # a signal there by done_ms
             due = fs.due_ms if spec.timeout_ms else None
             if fs.state == "SUCCEEDED":
                 if not tried:
@@ -489,7 +492,7 @@ class RunCheck:
                         f"step {spec.name}: its signal's arrival {fs.finished_ms} is inside no"
                         f" SignalRun call",
                     )
-                payloads = {c.payload for c in (kept or tried)}
+                payloads = {c.payload for c in ([c for c in kept if c.result == OK] or tried)}
                 if tried and fs.output not in payloads:
                     self.flag(
                         SIGNAL_ONCE,
@@ -530,6 +533,11 @@ def signal_timing(history: History, final: RunsFinal, counts: RunCounts) -> None
                 counts.signals_late += 1
             elif kept and kept[0].done_ms >= fs.due_ms:
                 counts.signals_racing += 1
+
+
+def _final_first(c: RunCall) -> bool:
+    """The call's first try was answered (refused): it changed nothing."""
+    return c.attempts == 1 and not c.result.startswith("error:")
 
 
 def _ack_accepted(e: Execution) -> bool:

@@ -107,9 +107,15 @@ class RunProducer:
         self, kind: str, run_id: str, rpc: Callable[[], Awaitable[bool]], payload: str = ""
     ) -> None:
         """One CancelRun/SignalRun (retried on transport errors), logged with its answer."""
-        sent = now_ms()
+        sent, tries = now_ms(), 0
+
+        async def counted() -> bool:
+            nonlocal tries
+            tries += 1
+            return await rpc()
+
         try:
-            result = OK if await self.retrying(rpc) else REPEAT
+            result = OK if await self.retrying(counted) else REPEAT
         except WrongState:
             result = WRONG_STATE
         except AtpError as exc:
@@ -124,6 +130,7 @@ class RunProducer:
             result=result,
             name=name,
             payload=payload,
+            attempts=tries,
         )
 
 

@@ -106,11 +106,15 @@ class Console:
             ("POST", "login"): self.login,
             ("POST", "logout"): self.logout,
         }
-        from appliance.console import workflows  # its pages build on this module
+        self.closing: list[Callable[[], None]] = []
+        from appliance.console import live, workflows  # their pages build on this module
 
         self.routes.update(workflows.routes(self))
+        self.routes.update(live.routes(self))
 
     def close(self) -> None:
+        for done in self.closing:
+            done()
         for client in self._clients.values():
             client.close()
 
@@ -245,6 +249,7 @@ class Console:
         client = self.client(request.token)
         rows = self.stats.rows(client, request.token)
         found = views.summary(rows, request.arg("q"), views.leader(client))
+        found = dataclasses.replace(found, workers=views.connected(client))
         return self.page("summary.html", request, summary=found)
 
     def topic(self, request: Request, parts: list[str]) -> Response:

@@ -16,6 +16,7 @@ from chaos.history import (
     OK,
     REPEAT,
     STALE,
+    WRONG_STATE,
     Call,
     Execution,
     History,
@@ -432,6 +433,23 @@ def test_a_timeout_although_the_signal_was_kept_in_time_is_caught() -> None:
 def test_a_success_with_another_payload_than_the_kept_signal_is_caught() -> None:
     r = order(1700, 1695)
     r.step("paid").output = '{"n": 2}'
+    assert caught(r.check(), SIGNAL_ONCE)
+
+
+def test_a_retried_signal_whose_last_answer_is_finished_may_have_landed() -> None:
+    """The first try landed (the step succeeded with it), its answer was lost (a killed
+    server), and the retry found the run finished: the call still counts as sent."""
+    r = order(1700, 1695, kept=False)
+    call = r.history.run_calls[RUN][0]
+    call.result, call.attempts, call.done_ms = WRONG_STATE, 2, 4200
+    assert r.check().ok
+    call.attempts = 1  # refused at its only try: it changed nothing
+    assert caught(r.check(), SIGNAL_ONCE)
+
+
+def test_a_timeout_although_a_signal_was_there_before_the_deadline_is_caught() -> None:
+    due = CREATED + ORDER_TIMEOUT_MS
+    r = order(None, due - 100, kept=False)  # answered "came before" well before the deadline
     assert caught(r.check(), SIGNAL_ONCE)
 
 

@@ -223,6 +223,7 @@ def test_a_definition_page_draws_the_graph_lists_versions_and_diffs(
             Workflow("versions").step("a", "wf-a").step("b", "wf-a", after="a", delay="2s")
         )
     browser.get(f"{flow_appliance.base}/workflows")
+    shoot(browser, "workflows")
     browser.find_element(By.LINK_TEXT, "versions").click()
     wait_text(browser, "#version", "version 2 (latest)")
     WebDriverWait(browser, 10).until(lambda d: len(node_colours(d)) == 2)

@@ -140,6 +140,9 @@ def test_binary_runs_all_roles_and_keeps_tasks_across_a_restart(binary: Path, se
             f"http://{first.http}/console/static/htmx.min.js", timeout=5
         )
         assert script.read().startswith(b"var htmx=")
+        for name in ("cytoscape.min.js", "cytoscape-dagre.min.js", "uPlot.iife.min.js"):
+            url = f"http://{first.http}/console/static/{name}"  # the graphs' and charts' libraries
+            assert len(urllib.request.urlopen(url, timeout=5).read()) > 10_000, name
     finally:
         code, took = first.stop()
     assert code == 0, first.output()[-3000:]
