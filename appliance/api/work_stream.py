@@ -506,8 +506,13 @@ class WorkStream:
         """After the stream: release what it still holds, as its end says (see the table)."""
         if self.end is End.SERVER_STOP:
             return  # the store is closing: the registry entry expires (REPORT_TTL_MS)
-        with contextlib.suppress(AtpError):
-            await self.registry.forget(self.stream_id)
+        try:
+            await self._release_held()
+        finally:  # the leases first: the registry entry is only a view (and expires)
+            with contextlib.suppress(AtpError):
+                await self.registry.forget(self.stream_id)
+
+    async def _release_held(self) -> None:
         leases = [(task_id, token) for token, task_id in self.held.items()]
         if not leases:
             return

@@ -249,6 +249,7 @@ class Console:
         client = self.client(request.token)
         rows = self.stats.rows(client, request.token)
         found = views.summary(rows, request.arg("q"), views.leader(client))
+        found = dataclasses.replace(found, workers=views.connected(client))
         return self.page("summary.html", request, summary=found)
 
     def topic(self, request: Request, parts: list[str]) -> Response:

@@ -42,6 +42,7 @@ class Summary:
     topics: int  # every topic
     total: Row  # sums over every topic (lag: the largest)
     leader: str
+    workers: int = -1  # worker streams connected to any server (-1: not read)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +216,11 @@ def task_page(
 class Worker:
     stream: WorkerStream
     seen_ago_s: float  # since the worker's last message
+
+
+def connected(client: Client) -> int:
+    """How many worker streams are connected to any server (ListWorkers)."""
+    return len(client.list_workers().streams)
 
 
 def workers(client: Client) -> list[Worker]:

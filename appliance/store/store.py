@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -752,7 +753,9 @@ async def _retry_connection_errors(call: Callable[[], Awaitable[T]], op: str) ->
             raise Unavailable(f"{op}: redis did not answer in time: {exc}") from exc
         except NotReplicated as exc:  # durability replicated: not retried, the write ran
             raise Unavailable(f"{op}: {exc}") from exc
-        except (RedisConnectionError, OSError) as exc:
+        except (RedisConnectionError, OSError, ClusterError, TryAgainError) as exc:
+            # ClusterError: CLUSTERDOWN while a failed master's replica is promoted;
+            # TryAgainError: a slot migrating. Both pass like a dropped connection.
             if delay is None:
                 raise Unavailable(f"{op}: redis unavailable: {exc}") from exc
             await asyncio.sleep(delay)

@@ -8,7 +8,7 @@ Only this package imports redis. Knows no Jinja2 and no gRPC.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.errors import NotFound
 from appliance.model import NewTask
@@ -16,6 +16,24 @@ from appliance.store import codec
 from appliance.store.results import Refusal, error, refusal
 from appliance.store.store import Store
 from appliance.workflows.model import RunRecord, run_from_fields, run_wake
+
+
+class Finish(NamedTuple):
+    """A step's outcome as step_finish.lua takes it."""
+
+    step: str
+    succeeded: bool
+    text: str  # its output, or why it failed or was skipped
+    finished_ms: int  # 0: now
+    attempts: int
+    steps: Sequence[str]  # every step of the run
+    on_failure: str = ""
+    skipped: bool = False
+
+    def args(self, store: WorkflowStore) -> list[Any]:
+        outcome = "SKIPPED" if self.skipped else "SUCCEEDED" if self.succeeded else "FAILED"
+        head = [self.step, outcome, self.text, self.finished_ms, self.attempts]
+        return [*head, store.retention_ms, self.on_failure, *self.steps]
 
 
 class WorkflowStore:
@@ -161,29 +179,23 @@ class WorkflowStore:
         return refusal("step_schedule", reply)
 
     async def finish_and_schedule(
-        self, run_id: str, finish: tuple[Any, ...], ready: Sequence[tuple[str, NewTask]]
+        self, run_id: str, finish: Finish, ready: Sequence[tuple[str, NewTask]]
     ) -> tuple[tuple[str, list[str]] | None, dict[str, str]]:
-        """A step's success (`finish`: finish_and_read's arguments after the run, its outcome
-        SUCCEEDED) and the steps it makes ready scheduled (`ready`: step, task), then the run
-        read, in one round trip: each script runs after the one before on the run's
-        connection and checks its own from-state. (finish_step's answer, the run's fields
-        after: which ready steps are SCHEDULED is read there, not from the scripts' answers,
-        which a replay after NOSCRIPT would make 'already done')."""
-        step, _, output, finished_ms, attempts, steps, on_failure = finish
+        """A step's success (`finish`) and the steps it makes ready scheduled (`ready`: step,
+        task), then the run read, in one round trip: each script runs after the one before
+        on the run's connection and checks its own from-state. (finish_step's answer, the
+        run's fields after: which ready steps are SCHEDULED is read there, not from the
+        scripts' answers, which a replay after NOSCRIPT would make 'already done')."""
         key = self.store.keys.run(run_id)
-        args = [step, "SUCCEEDED", output, finished_ms, attempts, self.retention_ms, on_failure]
 
         def build(pipe: Any) -> None:
-            self.store.scripts.queue(pipe, "step_finish", [key], [*args, *steps])
+            self.store.scripts.queue(pipe, "step_finish", [key], finish.args(self))
             for name, task in ready:
                 self.store.scripts.queue(pipe, "step_schedule", [key], _schedule_args(name, task))
             pipe.hgetall(key)
 
         reply, *_, raw = await self.store.run_many("step_finish", build)
-        fields = {codec.text(k): codec.text(v) for k, v in raw.items()}
-        if refusal("step_finish", reply) is not None:
-            return None, fields
-        return (codec.text(reply[1]), [codec.text(t) for t in reply[2:]]), fields
+        return _finished(reply), {codec.text(k): codec.text(v) for k, v in raw.items()}
 
     async def step_running(self, run_id: str, step: str, attempts: int) -> dict[str, str]:
         """Record the step's task as leased; the run's fields afterwards (read in the same
@@ -220,28 +232,15 @@ class WorkflowStore:
         """Record a step's outcome: (the run's state, ids of tasks of steps canceled now), or
         None when the step had finished already (nothing changed). `skipped`: its `when` was
         false or a parent was skipped (`text` says which)."""
-        args = (step, succeeded, text, finished_ms, attempts, steps, on_failure, skipped)
-        return (await self.finish_and_read(run_id, *args))[0]
+        finish = Finish(step, succeeded, text, finished_ms, attempts, steps, on_failure, skipped)
+        return (await self.finish_and_read(run_id, finish))[0]
 
     async def finish_and_read(
-        self,
-        run_id: str,
-        step: str,
-        succeeded: bool,
-        text: str,
-        finished_ms: int,
-        attempts: int,
-        steps: Sequence[str],
-        on_failure: str = "",
-        skipped: bool = False,
+        self, run_id: str, finish: Finish
     ) -> tuple[tuple[str, list[str]] | None, dict[str, str]]:
         """finish_step's answer and the run's fields after it, in one round trip."""
-        outcome = "SKIPPED" if skipped else "SUCCEEDED" if succeeded else "FAILED"
-        args = [step, outcome, text, finished_ms, attempts, self.retention_ms, on_failure, *steps]
-        reply, fields = await self._run_and_read("step_finish", run_id, args)
-        if refusal("step_finish", reply) is not None:
-            return None, fields
-        return (codec.text(reply[1]), [codec.text(t) for t in reply[2:]]), fields
+        reply, fields = await self._run_and_read("step_finish", run_id, finish.args(self))
+        return _finished(reply), fields
 
     async def run_and_tasks(
         self, run_id: str, refs: Sequence[tuple[str, str]]
@@ -280,6 +279,13 @@ class WorkflowStore:
 
 
 TASK_FIELDS = ("state", "attempt", "result", "err", "finished")
+
+
+def _finished(reply: Any) -> tuple[str, list[str]] | None:
+    """step_finish's answer: (the run's state, tasks of steps canceled now); None: refused."""
+    if refusal("step_finish", reply) is not None:
+        return None
+    return codec.text(reply[1]), [codec.text(t) for t in reply[2:]]
 
 
 def _schedule_args(step: str, task: NewTask) -> list[Any]:

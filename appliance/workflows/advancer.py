@@ -22,7 +22,7 @@ from appliance.errors import AtpError, InvalidArgument, NotFound, WrongState
 from appliance.model import NewTask
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups, wait_any
-from appliance.store.workflows import WorkflowStore
+from appliance.store.workflows import Finish, WorkflowStore
 from appliance.workflows import definitions, templates
 from appliance.workflows.definitions import Step, Workflow, from_config
 from appliance.workflows.model import (
@@ -66,11 +66,14 @@ class RunWakeups(Wakeups):
         self.on_run = on_run
 
     def message(self, text: str) -> None:
+        """A named run goes to `on_run` alone: the poll loop is not woken for it (a pass per
+        Ack would re-read the due index back to back under load)."""
         name, _, ms = text.partition(" ")
         run_id = run_of_message(name)
         if run_id:
             self.on_run(run_id, int(ms) if ms.isdigit() else None)
-        self.wake(name)
+        else:
+            self.wake(name)
 
 
 class Advancer:
@@ -336,9 +339,8 @@ class Advancer:
     ) -> tuple[bool, dict[str, str]]:
         """Record a step's outcome: (whether this call changed it, the run's fields after)."""
         finished = int(task.get("finished", 0))
-        done, fields = await self.workflows.finish_and_read(
-            run.id, step, ok, text, finished, attempts, wf.step_names, wf.on_failure, skipped
-        )
+        finish = Finish(step, ok, text, finished, attempts, wf.step_names, wf.on_failure, skipped)
+        done, fields = await self.workflows.finish_and_read(run.id, finish)
         if done is not None:
             await self.delete_tasks(done[1])
         return done is not None, fields
@@ -363,7 +365,7 @@ class Advancer:
         if any(isinstance(d, Ending) for _, d in plan):
             return None
         ready = [(name, d) for name, d in plan if isinstance(d, NewTask)]
-        finish = (step.name, True, output, finished, attempts, wf.step_names, wf.on_failure)
+        finish = Finish(step.name, True, output, finished, attempts, wf.step_names, wf.on_failure)
         recorded, fields = await self.workflows.finish_and_schedule(run.id, finish, ready)
         if recorded is not None:
             await self.delete_tasks(recorded[1])

@@ -184,6 +184,8 @@ def test_the_workers_page_shows_a_connected_stream(
     assert browser.find_element(By.CSS_SELECTOR, f"{row} td.credits").text == "3"
     assert browser.find_element(By.CSS_SELECTOR, f"{row} td.seen").text.endswith("s ago")
     shoot(browser, "workers")
+    browser.get(f"{open_appliance.base}/")  # the overview's totals count the streams
+    wait_text(browser, "#worker-total", "1")
 
 
 def test_a_viewer_sees_the_new_pages_but_cannot_act(

@@ -24,7 +24,7 @@ from appliance.store import Store
 from appliance.store.schedules import ScheduleStore
 from tests.scheduler.helpers import KEYS
 from tests.store.helpers import now_ms, read_pending, snapshot
-from tests.workflows.helpers import step, until_run, workflows_stub
+from tests.workflows.helpers import step, stub_with, until_run
 
 CHAIN = pb.Workflow(
     name="report",
@@ -44,10 +44,8 @@ def starting(**changes: Any) -> pb.Schedule:
 
 @pytest.fixture
 async def wf(server: Any) -> AsyncIterator[Any]:
-    stub, channel = workflows_stub(server)
-    await stub.PutWorkflow(pb.PutWorkflowRequest(workflow=CHAIN))
-    yield stub
-    await channel.close()
+    async with stub_with(server, CHAIN) as stub:
+        yield stub
 
 
 async def leading(store: Store, settings: Settings) -> Scheduler:

@@ -7,6 +7,7 @@ import redis
 
 from appliance.store import Store
 from appliance.store.results import Refusal
+from appliance.store.workflows import Finish
 from tests.store.helpers import snapshot
 from tests.workflows.seed import STEPS, read_run, seed_run, seed_scheduled, states, step_task
 
@@ -48,7 +49,7 @@ async def test_a_success_and_the_steps_it_makes_ready_in_one_round_trip(store: S
     """The hand-off's pipeline (WorkflowStore.finish_and_schedule): step_finish, then
     step_schedule per ready step, then the run read; each script checks its from-state."""
     wf = await seed_scheduled(store, "r1", "a")
-    finish = ("a", True, "out-a", 1000, 1, STEPS, "")
+    finish = Finish("a", True, "out-a", 1000, 1, STEPS)
     ready = [("b", step_task("r1", "b", 1000)), ("c", step_task("r1", "c", 1500))]
     recorded, fields = await wf.finish_and_schedule("r1", finish, ready)
     assert recorded == ("RUNNING", [])
@@ -66,6 +67,6 @@ async def test_a_success_and_the_steps_it_makes_ready_in_one_round_trip(store: S
 async def test_a_run_canceled_before_the_hand_off_schedules_nothing(store: Store) -> None:
     wf = await seed_scheduled(store, "r1", "a")
     await wf.cancel_run("r1", STEPS)
-    finish = ("a", True, "late", 1000, 1, STEPS, "")
+    finish = Finish("a", True, "late", 1000, 1, STEPS)
     _, fields = await wf.finish_and_schedule("r1", finish, [("b", step_task("r1", "b"))])
     assert fields["state"] == "CANCELED" and fields["b:state"] == "CANCELED"

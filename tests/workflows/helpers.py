@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -16,6 +17,18 @@ from appliance.proto import queue_pb2_grpc as pb_grpc
 def workflows_stub(server: Any) -> Any:
     channel = grpc.aio.insecure_channel(server.address)
     return pb_grpc.WorkflowServiceStub(channel), channel
+
+
+@contextlib.asynccontextmanager
+async def stub_with(server: Any, *workflows: pb.Workflow) -> AsyncIterator[Any]:
+    """A WorkflowService stub, the workflows put first (a test module's `wf` fixture)."""
+    stub, channel = workflows_stub(server)
+    for workflow in workflows:
+        await stub.PutWorkflow(pb.PutWorkflowRequest(workflow=workflow))
+    try:
+        yield stub
+    finally:
+        await channel.close()
 
 
 def step(name: str, topic: str, payload: str = "", *after: str, **kw: Any) -> pb.WorkflowStep:

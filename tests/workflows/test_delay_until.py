@@ -17,7 +17,7 @@ from appliance.errors import ConfigError
 from appliance.proto import queue_pb2 as pb
 from appliance.workflows.definitions import from_config
 from tests.store.helpers import now_ms, read_pending, snapshot
-from tests.workflows.helpers import step, step_of, take, until_run, workflows_stub
+from tests.workflows.helpers import step, step_of, stub_with, take, until_run
 
 REMINDER = pb.Workflow(
     name="reminder",
@@ -30,10 +30,8 @@ REMINDER = pb.Workflow(
 
 @pytest.fixture
 async def wf(server: Any) -> AsyncIterator[Any]:
-    stub, channel = workflows_stub(server)
-    await stub.PutWorkflow(pb.PutWorkflowRequest(workflow=REMINDER))
-    yield stub
-    await channel.close()
+    async with stub_with(server, REMINDER) as stub:
+        yield stub
 
 
 async def finish_first(wf: Any, stub: Any, remind_at: object) -> str:

@@ -17,6 +17,7 @@ from appliance.store import Store
 from appliance.store.workflows import WorkflowStore
 from appliance.workflows.advancer import Advancer
 from appliance.workflows.definitions import Step, Workflow
+from tests.conftest import on_both
 from tests.workflows.helpers import step, step_of, take, until_run, workflows_stub
 
 TIMEOUT_MS = 400  # "30 minutes", scaled down
@@ -55,6 +56,7 @@ def finished(run: pb.Run) -> bool:
     return run.state in (pb.RUN_SUCCEEDED, pb.RUN_FAILED, pb.RUN_CANCELED)
 
 
+@on_both
 async def test_paid_in_time_ships_and_skips_the_cancel(wf: Any, stub: Any) -> None:
     run_id = (
         await wf.StartRun(pb.StartRunRequest(workflow="order-timeout", input='{"order": 7}'))
@@ -74,6 +76,7 @@ async def test_paid_in_time_ships_and_skips_the_cancel(wf: Any, stub: Any) -> No
     assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+@on_both
 async def test_no_signal_by_the_timeout_runs_the_on_failure_step(wf: Any, stub: Any) -> None:
     started = await wf.StartRun(pb.StartRunRequest(workflow="order-timeout", input='{"order": 8}'))
     cancel = await take(stub, "orders", wait_ms=5000)

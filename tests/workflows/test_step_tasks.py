@@ -12,17 +12,15 @@ import redis
 
 from appliance.keys import Keys
 from appliance.proto import queue_pb2 as pb
-from tests.workflows.helpers import step, until_run, workflows_stub
+from tests.workflows.helpers import step, stub_with, until_run
 
 LATER = pb.Workflow(name="later", steps=[step("remind", "mail", "hi", delay_ms=3_600_000)])
 
 
 @pytest.fixture
 async def wf(server: Any) -> AsyncIterator[Any]:
-    stub, channel = workflows_stub(server)
-    await stub.PutWorkflow(pb.PutWorkflowRequest(workflow=LATER))
-    yield stub
-    await channel.close()
+    async with stub_with(server, LATER) as stub:
+        yield stub
 
 
 async def test_a_step_task_is_found_and_deleted_by_its_id_alone(
