@@ -25,7 +25,7 @@ async def test_a_transient_error_is_retried_then_unavailable(error: Exception) -
         calls += 1
         raise error
 
-    with pytest.raises(Unavailable, match="^enqueue: redis unavailable"):
+    with pytest.raises(Unavailable, match=r"^enqueue: redis unavailable"):
         await _retrying(failing, "enqueue")
     assert calls == len(RETRY_DELAYS_S) + 1
 
