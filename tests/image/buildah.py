@@ -50,7 +50,12 @@ class Container:
         self.name = _buildah("from", "--pull=never", image).strip()
         # like `docker run -e`: in the container's config, so every command run in it sees them
         _buildah("config", *(f"--env={k}={v}" for k, v in env.items()), self.name)
-        # like `docker run -v`: every command run in the container sees the same mounts
+        # like `docker run -v`: every command run in the container sees the same mounts. A
+        # mount on a path the image declares a VOLUME replaces that volume (as Docker does):
+        # the declaration is dropped from this container's config, or buildah would also mount
+        # an anonymous volume there, and which of the two a run sees varied from run to run.
+        for path in volumes.values():
+            _buildah("config", f"--volume={path}-", self.name)
         self.mounts = [f"--volume={host}:{path}" for host, path in volumes.items()]
 
     def argv(self, command: list[str]) -> list[str]:
