@@ -54,13 +54,9 @@ def read_counters(text: str) -> dict[str, tuple[float, float]]:
     go through the parser (a tenth of the CPU: /metrics has thousands of lines)."""
     wanted = tuple(f"{name}_total{{" for name in COUNTERS)
     lines = "\n".join(line for line in text.splitlines() if line.startswith(wanted))
-    found: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
-    for family in text_string_to_metric_families(lines + "\n"):
-        for sample in family.samples:  # untyped without their TYPE lines: named *_total
-            at = COUNTERS.get(sample.name.removesuffix("_total"))
-            if at is not None and "topic" in sample.labels:
-                found[sample.labels["topic"]][at] += sample.value
-    return {topic: (v[0], v[1]) for topic, v in found.items()}
+    families = text_string_to_metric_families(lines + "\n")
+    # untyped without their TYPE lines: the samples are named *_total
+    return _by_topic(one for family in families for one in family.samples)
 
 
 def local_counters() -> dict[str, tuple[float, float]] | None:
@@ -76,12 +72,17 @@ def local_counters() -> dict[str, tuple[float, float]] | None:
     except ValueError:
         return None
     files = glob.glob(os.path.join(directory, "counter_*.db"))
+    metrics = multiprocess.MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
+    return _by_topic(one for metric in metrics for one in metric.samples)
+
+
+def _by_topic(samples: Iterable[Any]) -> dict[str, tuple[float, float]]:
+    """The enqueued and acked totals by topic of these metric samples, summed."""
     found: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
-    for metric in multiprocess.MultiProcessCollector.merge(files):  # type: ignore[no-untyped-call]
-        for one in metric.samples:
-            at = COUNTERS.get(one.name.removesuffix("_total"))
-            if at is not None and "topic" in one.labels:
-                found[one.labels["topic"]][at] += one.value
+    for one in samples:
+        at = COUNTERS.get(one.name.removesuffix("_total"))
+        if at is not None and "topic" in one.labels:
+            found[one.labels["topic"]][at] += one.value
     return {topic: (v[0], v[1]) for topic, v in found.items()}
 
 
