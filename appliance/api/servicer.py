@@ -66,6 +66,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.shares = Shares(settings.max_long_polls)  # fair long-poll slots per token
         self.stream_shares = Shares(settings.max_work_streams, "worker streams", "max_work_streams")
         self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
+        self._serving: set[asyncio.Task[Any]] = set()  # the calls of open worker streams
         self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
         self.enqueue_stream = EnqueueStreamHandler(store, settings)
         self.browse = Browse(store)
@@ -189,6 +190,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             raise
         stream = WorkStream(self.store, self.wakeups, self.settings, subscription, self.stopping)
         stream.peer = context.peer()
+        serving = asyncio.current_task()
+        assert serving is not None  # grpc.aio runs each call in a task of its own
+        self._serving.add(serving)
         slot.on_evict = functools.partial(stream.close, End.SERVER_STOP)  # the worker reconnects
         if slot.evicted:
             slot.evict()
@@ -200,11 +204,17 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             ending = asyncio.create_task(stream.settle_held(), name="atp-work-end")
             self._afterwards.add(ending)
             ending.add_done_callback(self._afterwards.discard)
+            self._serving.discard(serving)
 
-    async def finish(self) -> None:
-        """Wait for the endings of worker streams still settling what they held."""
-        if self._afterwards:
-            await asyncio.wait(set(self._afterwards), timeout=5)
+    async def finish(self, timeout_s: float = 5.0) -> None:
+        """Wait for the endings of worker streams still settling what they held. A call the
+        server's stop cancelled reaches its `finally` (which starts its ending) only on a later
+        turn of the loop, so the open calls are waited for first."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        for pending in (self._serving, self._afterwards):
+            left = deadline - asyncio.get_running_loop().time()
+            if pending and left > 0:
+                await asyncio.wait(set(pending), timeout=left)
 
     @rpc
     async def Ack(

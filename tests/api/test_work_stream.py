@@ -226,6 +226,28 @@ async def test_a_lost_stream_releases_its_tasks_at_once_with_the_attempt_counted
     again.call.cancel()
 
 
+@pytest.mark.parametrize("lost_before_stop", [False, True])
+async def test_stop_returns_only_after_every_stream_ending(
+    server: Any, stub: Any, redis_client: redis.Redis, lost_before_stop: bool
+) -> None:
+    """The worker vanishes just as the server stops. A call the stop cancels reaches its
+    ending on a later turn of the loop; stop() waits for it all the same, or the release
+    would run into a closed store and its task be destroyed pending. Lost well before the
+    stop: released. At the same moment, either end may come first: released, or kept for
+    the worker to adopt; never half of each."""
+    stream = Stream(stub)
+    await stream.subscribe("t")
+    await enqueue(stub, "t", 2)
+    tasks = await stream.tasks(2)
+    stream.call.cancel()
+    if lost_before_stop:
+        await asyncio.sleep(0.2)
+    await server.stop(0.5)
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "atp-work-end"] == []
+    states = {state(redis_client, "t", t.id)[b"state"] for t in tasks}
+    assert states == {b"PENDING"} if lost_before_stop else states in ({b"PENDING"}, {b"RUNNING"})
+
+
 async def test_goodbye_then_half_close_releases_without_counting(
     stub: Any, redis_client: redis.Redis
 ) -> None:
