@@ -38,7 +38,9 @@ from appliance.workflows.model import (
 )
 
 log = logging.getLogger(__name__)
-POLL_S = 1.0  # a RUNNING step is looked at this often (a dead letter publishes nothing)
+POLL_S = 1.0  # a step whose task is out is looked at this soon first, then ever later
+SAFETY_LOOK_MS = 10_000  # ... up to this (its end publishes: ack, dead letter; ADR 0010)
+CATCH_UP_MAX = 100_000  # runs looked at after (re)subscribing, at most
 BATCH = 100  # runs per pass
 START_GRACE_MS = 30_000  # a run indexed this recently but not found yet: StartRun is writing it
 PARALLEL = 16  # runs advanced at once (each its own run: no two calls touch one run)
@@ -76,6 +78,12 @@ class RunWakeups(Wakeups):
     ) -> None:
         super().__init__(store.redis, store.keys.workflows.channel)
         self.on_run = on_run
+        self.missed = asyncio.Event()  # (re)subscribed: messages may have been missed
+
+    def wake(self, topic: str | None = None) -> None:
+        if topic is None:
+            self.missed.set()
+        super().wake(topic)
 
     def message(self, text: str) -> None:
         """A named run goes to `on_run` alone: the poll loop is not woken for it (a pass per
@@ -139,6 +147,9 @@ class Advancer:
             while not self._stop.is_set():
                 woken.clear()
                 self.kick.clear()
+                if self.wakeups.missed.is_set() and self.wakeups.subscribed.is_set():
+                    self.wakeups.missed.clear()
+                    await self.catch_up()
                 await wait_any(await self.run_once(), woken, self.kick, self._stop)
         for task in list(self._named):
             task.cancel()
@@ -209,16 +220,30 @@ class Advancer:
     def stop(self) -> None:
         self._stop.set()
 
+    async def catch_up(self) -> None:
+        """Look now at every run with a step whose task is out (due for a look within
+        SAFETY_LOOK_MS): subscribed anew (started, or the subscription lost), a message telling
+        a step's end may have been missed, and such runs are looked at late otherwise."""
+        try:
+            now = await self.store.now_ms()
+            runs, _ = await self.workflows.due_runs(now + SAFETY_LOOK_MS, CATCH_UP_MAX)
+            await self._advance_all(runs, now)
+        except AtpError as exc:  # the poll loop finds them by their looks meanwhile
+            log.warning("workflow advancer catching up: %s", exc)
+
+    async def _advance_all(self, due: list[str], now: int) -> None:
+        runs = [r for r in due if r not in self._busy]  # busy: a named look is at it
+        for start in range(0, len(runs), PARALLEL):  # runs are independent: side by side
+            chunk = [r for r in runs[start : start + PARALLEL] if r not in self._busy]
+            self._busy.update(chunk)
+            await asyncio.gather(*(self._advance_busy(r, now) for r in chunk))
+
     async def run_once(self) -> float:
         """Advance every run due for a look; return seconds until the next one is due."""
         try:
             now = await self.store.now_ms()
             due, _ = await self.workflows.due_runs(now, BATCH)
-            runs = [r for r in due if r not in self._busy]  # busy: a named look is at it
-            for start in range(0, len(runs), PARALLEL):  # runs are independent: side by side
-                chunk = [r for r in runs[start : start + PARALLEL] if r not in self._busy]
-                self._busy.update(chunk)
-                await asyncio.gather(*(self._advance_busy(r, now) for r in chunk))
+            await self._advance_all(due, now)
             _, head = await self.workflows.due_runs(now, 0)
         except AtpError as exc:
             log.warning("workflow advancer: %s", exc)
@@ -370,13 +395,18 @@ class Advancer:
         await self._advance_logged(run_id, await self.store.now_ms())
 
     def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
-        """A RUNNING step: the poll interval; else the earliest due time of a scheduled step
-        (a task in its delay, a signal's deadline; `dues`: of those scheduled in this look);
-        at most WAITING_LOOK_MS ahead."""
+        """A step whose task is out (RUNNING, or due): as long after as it has been out,
+        from the poll interval up to SAFETY_LOOK_MS (its end publishes: ack.lua, a dead
+        letter; a look is a safety net, and catch_up looks at once after a subscription was
+        lost); else the earliest due time of a scheduled step (a task in its delay, a
+        signal's deadline; `dues`: of those scheduled in this look); at most
+        WAITING_LOOK_MS ahead."""
         scheduled = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED]
         later = [due for due in [*scheduled, *dues] if due > now]
         if any(s.state == StepState.RUNNING for s in run.steps) or not later:
-            return now + self.poll_ms
+            out = [s.due_ms for s in run.steps if s.state in STEP_HAS_TASK and s.due_ms <= now]
+            since = min(out, default=now)
+            return now + min(max(now - since, self.poll_ms), SAFETY_LOOK_MS)
         # Waiting in a delay: looked at when it is due, so runs waiting cost no work (a look
         # an hour, a safety net: messages and CancelRun/SignalRun bring every change at once).
         return min(min(later), now + WAITING_LOOK_MS)

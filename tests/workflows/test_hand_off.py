@@ -5,6 +5,7 @@ step finished) is still moved on exactly once. Real Redis; the advancer is drive
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -12,9 +13,9 @@ import pytest
 from appliance.config import Settings
 from appliance.store import Store
 from appliance.store.workflows import WorkflowStore
-from appliance.workflows.advancer import Advancer, Done
+from appliance.workflows.advancer import SAFETY_LOOK_MS, Advancer, Done
 from appliance.workflows.definitions import Step, Workflow
-from appliance.workflows.model import step_task_id
+from appliance.workflows.model import RunRecord, RunState, StepRecord, StepState, step_task_id
 from tests.conftest import on_both
 
 CHAIN = Workflow(
@@ -96,3 +97,44 @@ async def test_a_hand_off_after_another_advancer_moved_the_run_writes_the_next_t
     assert [s.state.value for s in run.steps] == ["SUCCEEDED", "SCHEDULED", "WAITING"]
     tasks = (await store.claim("t", 5, 30_000)).tasks
     assert [t.id for t in tasks] == [step_task_id("r1", "b")]
+
+
+@on_both
+async def test_an_end_missed_while_unsubscribed_is_caught_up_at_subscribing(
+    store: Store, settings: Settings, engine: tuple[WorkflowStore, Advancer]
+) -> None:
+    """A run whose step's task is out is looked at ever later (its end publishes); an advancer
+    subscribing (a start, a lost subscription) looks at every such run at once, so an end
+    published while nobody listened is not left to the late look."""
+    wf, _ = engine
+    await acked(store, "out-a")  # nobody listening: the message is lost
+    now = await store.now_ms()
+    await wf.look_again("r1", now + SAFETY_LOOK_MS - 1000)  # backed off
+    running = asyncio.create_task(Advancer(store, settings).run())
+    try:
+        for _ in range(100):
+            run = await wf.get_run("r1", CHAIN.step_names)
+            if run.step("b").state.value == "SCHEDULED":
+                break
+            await asyncio.sleep(0.05)
+        assert run.step("a").state.value == "SUCCEEDED" and run.step("b").state.value == "SCHEDULED"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+def test_a_step_out_is_looked_at_ever_later_up_to_the_safety_look(
+    engine: tuple[WorkflowStore, Advancer],
+) -> None:
+    _, advancer = engine
+    now = 1_000_000
+
+    def look(out_since: int, state: StepState = StepState.RUNNING) -> int:
+        steps = (StepRecord("a", state, due_ms=out_since), StepRecord("b", StepState.WAITING))
+        run = RunRecord("r1", "chain", 1, RunState.RUNNING, "{}", 0, 0, "", steps)
+        return advancer._next_look(run, now, []) - now
+
+    assert look(now) == advancer.poll_ms
+    assert look(now - 4000) == 4000
+    assert look(now - 4000, StepState.SCHEDULED) == 4000
+    assert look(now - 3_600_000) == SAFETY_LOOK_MS
