@@ -24,7 +24,7 @@ from appliance.errors import AtpError, Unavailable
 from appliance.proto import queue_pb2 as pb
 
 MAX_CALLS = 1000  # calls per message (the server writes them in slices of its batch_max)
-MIN_SPLIT = 32  # calls per message at least, when the waiting calls are split (see `_take`)
+MIN_SPLIT = 100  # calls per message at least, when the waiting calls are split (see `_take`)
 MAX_BYTES = 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
 BIG_PAYLOAD = 64 * 1024  # characters; a larger payload goes by unary Enqueue (see `fits`)
 WINDOW = 4  # messages on their way at once: calls arriving meanwhile wait and go out together
