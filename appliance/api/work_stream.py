@@ -145,6 +145,7 @@ class WorkStream:
         self.closed = False
         self.leaving = False  # the worker said goodbye: push nothing more
         self._pongs: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []  # serve()'s, while it runs
         self.pinging = False  # the worker pings: its silence is a verdict (see _watch_silence)
         self.heard_at = 0.0  # loop time of its latest message
         self._rotation = collections.deque(subscription.caps)
@@ -169,7 +170,7 @@ class WorkStream:
                 max_message_bytes=self.sub.max_bytes + MESSAGE_OVERHEAD_BYTES,
             )
         )
-        loops = [
+        self._loops = [
             asyncio.create_task(self._read(requests), name="atp-work-read"),
             asyncio.create_task(self._push(), name="atp-work-push"),
             asyncio.create_task(self._answer(), name="atp-work-settle"),
@@ -182,9 +183,16 @@ class WorkStream:
             while (message := await self._next_message()) is not None:
                 yield message
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            self.halt()
+            await asyncio.gather(*self._loops, return_exceptions=True)
+
+    def halt(self) -> None:
+        """Stop the stream's loops (renewals above all): the call ended. Called from serve()'s
+        `finally` and from gRPC's done callback for the call, so the loops stop even if this
+        generator is left suspended at its `yield` by a call cancelled mid-send."""
+        self.close(End.LOST)  # no-op when it ended for a reason of its own
+        for loop in self._loops:
+            loop.cancel()
 
     async def _next_message(self) -> pb.WorkResponse | None:
         """What is queued to go, merged into one message (deliveries only while they fit)."""
@@ -529,6 +537,7 @@ class WorkStream:
 
     async def settle_held(self) -> None:
         """After the stream: release what it still holds, as its end says (see the table)."""
+        await asyncio.gather(*self._loops, return_exceptions=True)  # halted: none renews now
         if self.end is End.SERVER_STOP:
             return  # the store is closing: the registry entry expires (REPORT_TTL_MS)
         try:

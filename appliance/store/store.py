@@ -488,6 +488,7 @@ class Store:
                 random.random(),
                 self.keys.wake_channel,
                 tk.topic,
+                self.keys.workflows.channel,
             ],
         )
         problem = _lease_error("nack", reply[0], task_id)
@@ -540,7 +541,7 @@ class Store:
             for topic, pairs in by_topic.items():
                 tk = self.keys.topic(topic)
                 args = [tk.task_prefix, self.keys.wake_channel, topic, why]
-                args += [part for pair in pairs for part in pair]
+                args += [self.keys.workflows.channel, *(part for pair in pairs for part in pair)]
                 self.scripts.queue(pipe, "release_lost", [tk.pending, tk.running, tk.dlq], args)
 
         if by_topic:
@@ -601,6 +602,7 @@ class Store:
                 tk = self.keys.topic(topic)
                 keys = [tk.pending, tk.running, tk.dlq]
                 args = [tk.task_prefix, limit, self.keys.wake_channel, topic]
+                args.append(self.keys.workflows.channel)
                 self.scripts.queue(pipe, "recover_expired", keys, args)
 
         replies = await self.run_many("recover_expired", build) if topics else []
