@@ -52,7 +52,6 @@ async def freeze_holder(
                 await asyncio.sleep(0.1)
                 task = await client.get_task(task_id)
             return task, time.monotonic() - frozen
-        finally:
+        finally:  # SIGKILL ends a stopped process too; a SIGCONT after it could find it reaped
             worker.kill()
-            os.kill(worker.pid, signal.SIGCONT)
             await worker.wait()

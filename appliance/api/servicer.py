@@ -18,7 +18,7 @@ from appliance import metrics, validation
 from appliance.api import console_rpcs, convert, producing
 from appliance.api.enqueue_stream import EnqueueStreamHandler
 from appliance.api.interceptors import current_principal, topic_owner
-from appliance.api.shares import Shares
+from appliance.api.shares import Shares, Slot
 from appliance.api.work_stream import (
     End,
     WorkStream,
@@ -68,6 +68,7 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         self.stopping = asyncio.Event()  # the server drains: worker streams end, leases kept
         self._serving: set[asyncio.Task[Any]] = set()  # the calls of open worker streams
         self._afterwards: set[asyncio.Task[None]] = set()  # stream endings still settling
+        self._finished = False  # finish() ran: a stream ending later keeps its leases
         self.enqueue_stream = EnqueueStreamHandler(store, settings)
         self.browse = Browse(store)
         self.workers = WorkerRegistry(store)
@@ -193,6 +194,8 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         serving = asyncio.current_task()
         assert serving is not None  # grpc.aio runs each call in a task of its own
         self._serving.add(serving)
+        end = functools.partial(self._end_stream, stream, slot, serving)
+        context.add_done_callback(end)  # also if the generator is left suspended (halt())
         slot.on_evict = functools.partial(stream.close, End.SERVER_STOP)  # the worker reconnects
         if slot.evicted:
             slot.evict()
@@ -200,21 +203,40 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
             async for message in stream.serve(request_iterator):
                 yield message
         finally:
-            self.stream_shares.release(slot)
+            end()
+
+    def _end_stream(
+        self, stream: WorkStream, slot: Slot, serving: asyncio.Task[Any], *_: object
+    ) -> None:
+        """The call ended (its `finally`, or gRPC's done callback: the first one counts): stop
+        the stream's loops, give back its slot, settle what it held in a task of its own."""
+        if serving not in self._serving:
+            return
+        self._serving.discard(serving)
+        stream.halt()
+        self.stream_shares.release(slot)
+        if not self._finished:  # else its leases stay, as on a stop: the worker adopts them
             ending = asyncio.create_task(stream.settle_held(), name="atp-work-end")
             self._afterwards.add(ending)
             ending.add_done_callback(self._afterwards.discard)
-            self._serving.discard(serving)
 
     async def finish(self, timeout_s: float = 5.0) -> None:
-        """Wait for the endings of worker streams still settling what they held. A call the
-        server's stop cancelled reaches its `finally` (which starts its ending) only on a later
-        turn of the loop, so the open calls are waited for first."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        """Wait for the endings of worker streams still settling what they held, then end
+        what is left. A call the server's stop cancelled reaches its `finally` (which starts
+        its ending) only on a later turn of the loop, so the open calls are waited for first;
+        a call whose generator is only closed later (by the garbage collector) starts no
+        ending at all: its leases are kept, as on any stop, and its registry entry expires."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         for pending in (self._serving, self._afterwards):
-            left = deadline - asyncio.get_running_loop().time()
+            left = deadline - loop.time()
             if pending and left > 0:
                 await asyncio.wait(set(pending), timeout=left)
+        self._finished = True
+        late = set(self._afterwards)  # stuck on an unreachable Redis: the leases run out
+        for ending in late:
+            ending.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     @rpc
     async def Ack(

@@ -145,6 +145,7 @@ class WorkStream:
         self.closed = False
         self.leaving = False  # the worker said goodbye: push nothing more
         self._pongs: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []  # serve()'s, while it runs
         self.pinging = False  # the worker pings: its silence is a verdict (see _watch_silence)
         self.heard_at = 0.0  # loop time of its latest message
         self._rotation = collections.deque(subscription.caps)
@@ -169,7 +170,7 @@ class WorkStream:
                 max_message_bytes=self.sub.max_bytes + MESSAGE_OVERHEAD_BYTES,
             )
         )
-        loops = [
+        self._loops = [
             asyncio.create_task(self._read(requests), name="atp-work-read"),
             asyncio.create_task(self._push(), name="atp-work-push"),
             asyncio.create_task(self._answer(), name="atp-work-settle"),
@@ -182,9 +183,16 @@ class WorkStream:
             while (message := await self._next_message()) is not None:
                 yield message
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            self.halt()
+            await asyncio.gather(*self._loops, return_exceptions=True)
+
+    def halt(self) -> None:
+        """Stop the stream's loops (renewals above all): the call ended. Called from serve()'s
+        `finally` and from gRPC's done callback for the call, so the loops stop even if this
+        generator is left suspended at its `yield` by a call cancelled mid-send."""
+        self.close(End.LOST)  # no-op when it ended for a reason of its own
+        for loop in self._loops:
+            loop.cancel()
 
     async def _next_message(self) -> pb.WorkResponse | None:
         """What is queued to go, merged into one message (deliveries only while they fit)."""
@@ -331,11 +339,12 @@ class WorkStream:
             await self.settle_ready.wait()
             self.settle_ready.clear()
             batch, self.settles = self.settles, []
-            results = await self._settle(batch)
-            # Fill the credits these settles freed before answering, so the answers and the
-            # next tasks leave in one message.
-            with contextlib.suppress(AtpError):  # the push loop retries and logs
-                async with self.filling:
+            # Fill the credits these settles free before answering, so the answers and the
+            # next tasks leave in one message: the acks claim the room they free in their own
+            # round trip (_ack), what is left after the other settles in one more.
+            async with self.filling:
+                results = await self._settle(batch)
+                with contextlib.suppress(AtpError):  # the push loop retries and logs
                     await self._fill(asyncio.get_running_loop().time())
             self.send(pb.WorkResponse(settled=pb.WorkSettledBatch(settled=results)))
 
@@ -377,9 +386,17 @@ class WorkStream:
         acks: list[tuple[int, str, str]],
         results: dict[int, pb.WorkSettled],
     ) -> None:
+        freed = collections.Counter(topic_of_token(t) for _, _, t in acks if t in self.held)
+        topic_want = self._room_after(freed)
+        claim = None
+        if topic_want is not None:
+            topic, want = topic_want
+            claim = (topic, want, self.sub.lease_ms, self.sub.max_bytes, self.who)
         try:
             outputs = [batch[n].result for n, _, _ in acks]
-            outcome = await self.store.ack_many([(i, t) for _, i, t in acks], outputs)
+            outcome, claimed = await self.store.ack_then_claim(
+                [(i, t) for _, i, t in acks], outputs, claim
+            )
         except AtpError as exc:
             results.update((n, _failed(batch[n].seq, exc)) for n, _, _ in acks)
             return
@@ -393,6 +410,22 @@ class WorkStream:
                 results[n] = _failed(batch[n].seq, error)
         for topic, count in acked.items():
             metrics.ACKED.labels(topic).inc(count)
+        if claimed is not None and claimed.rows:
+            self._deliver(claimed.topic, claimed)
+
+    def _room_after(self, freed: collections.Counter[str]) -> tuple[str, int] | None:
+        """The topic to claim for, and how many, once the held tasks counted in `freed` (by
+        topic) are settled: the next topic of the rotation with room (as _fill takes them)."""
+        room = 0 if self.leaving else self.window - len(self.held) + sum(freed.values())
+        for _ in range(len(self._rotation)):
+            if room <= 0:
+                return None
+            topic = self._rotation[0]
+            self._rotation.rotate(-1)
+            want = min(room, self.sub.caps[topic] - self.held_by_topic[topic] + freed[topic])
+            if want > 0:
+                return topic, min(want, self.settings.batch_max)
+        return None
 
     async def _hold(
         self,
@@ -504,6 +537,7 @@ class WorkStream:
 
     async def settle_held(self) -> None:
         """After the stream: release what it still holds, as its end says (see the table)."""
+        await asyncio.gather(*self._loops, return_exceptions=True)  # halted: none renews now
         if self.end is End.SERVER_STOP:
             return  # the store is closing: the registry entry expires (REPORT_TTL_MS)
         try:

@@ -30,6 +30,7 @@ class Refusal(enum.StrEnum):
     CHANGED = "CHANGED"  # the schedule changed since the fire was planned
     STEP_MOVED = "STEP_MOVED"  # a workflow step is not in the state the move starts from
     RUN_FINISHED = "RUN_FINISHED"  # the workflow run has finished (or was canceled)
+    RUN_MOVED = "RUN_MOVED"  # a workflow run's steps moved since the caller saw them
 
 
 R = Refusal
@@ -67,7 +68,7 @@ CODES: dict[str, dict[int, Refusal]] = {
     "workflow_put": {},
     "workflow_delete": {-1: R.NOT_FOUND},
     "run_start": {},
-    "step_schedule": {-1: R.NOT_FOUND, -3: R.STEP_MOVED, -4: R.RUN_FINISHED},
+    "step_schedule": {-1: R.NOT_FOUND, -3: R.STEP_MOVED, -4: R.RUN_FINISHED, -5: R.RUN_MOVED},
     "step_running": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
     "step_finish": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
     "run_cancel": {-1: R.NOT_FOUND, -3: R.RUN_FINISHED},
@@ -86,8 +87,8 @@ ERRORS: dict[Refusal, type[AtpError]] = {
     R.RUN_FINISHED: WrongState,
 }
 """The refusals a caller gets as an error. The others (LEASE_GONE, NOT_LEADER, PAUSED,
-CHANGED) are news for the scheduler, which steps down or reads again; STEP_MOVED is news for
-a workflow advancer (another one moved the step first)."""
+CHANGED) are news for the scheduler, which steps down or reads again; STEP_MOVED and RUN_MOVED
+are news for a workflow advancer (another one moved the step or the run first)."""
 
 
 def refusal(script: str, reply: Any) -> Refusal | None:

@@ -17,6 +17,9 @@ from appliance.store.results import Refusal, error, refusal
 from appliance.store.store import Store
 from appliance.workflows.model import RunRecord, run_from_fields, run_wake
 
+Expected = Sequence[tuple[str, str]]
+"""(step, state) pairs a run's steps must be in for a move decided on them (step_schedule)."""
+
 
 class Finish(NamedTuple):
     """A step's outcome as step_finish.lua takes it."""
@@ -171,27 +174,54 @@ class WorkflowStore:
         else:
             await self.store.read("due_runs", ("zadd", self.keys.due, {run_id: at_ms}))
 
-    async def schedule_step(self, run_id: str, step: str, task: NewTask) -> Refusal | None:
-        """Record the step's task (the outbox); None when scheduled now."""
+    async def look_again_many(self, looks: dict[str, int | None]) -> None:
+        """look_again for many runs in one round trip."""
+        later = {run_id: at for run_id, at in looks.items() if at is not None}
+        never = [run_id for run_id, at in looks.items() if at is None]
+        commands: list[tuple[Any, ...]] = [("zadd", self.keys.due, later)] if later else []
+        commands += [("zrem", self.keys.due, *never)] if never else []
+        await self.store.read("due_runs", *commands)
+
+    async def schedule_step(
+        self, run_id: str, step: str, task: NewTask, expected: Expected = ()
+    ) -> Refusal | None:
+        """Record the step's task (the outbox); None when scheduled now. `expected`: (step,
+        state) pairs the run's steps must be in (else RUN_MOVED, nothing changed)."""
         reply = await self.store.run(
-            "step_schedule", [self.store.keys.run(run_id)], _schedule_args(step, task)
+            "step_schedule", [self.store.keys.run(run_id)], _schedule_args(step, task, expected)
         )
         return refusal("step_schedule", reply)
 
+    async def schedule_and_read(
+        self, run_id: str, step: str, task: NewTask
+    ) -> tuple[Refusal | None, dict[str, str]]:
+        """schedule_step's answer and the run's fields after it, in one round trip."""
+        reply, fields = await self._run_and_read(
+            "step_schedule", run_id, _schedule_args(step, task)
+        )
+        return refusal("step_schedule", reply), fields
+
     async def finish_and_schedule(
-        self, run_id: str, finish: Finish, ready: Sequence[tuple[str, NewTask]]
+        self,
+        run_id: str,
+        finish: Finish,
+        ready: Sequence[tuple[str, NewTask]],
+        expected: Expected = (),
     ) -> tuple[tuple[str, list[str]] | None, dict[str, str]]:
         """A step's success (`finish`) and the steps it makes ready scheduled (`ready`: step,
         task), then the run read, in one round trip: each script runs after the one before
-        on the run's connection and checks its own from-state. (finish_step's answer, the
-        run's fields after: which ready steps are SCHEDULED is read there, not from the
-        scripts' answers, which a replay after NOSCRIPT would make 'already done')."""
+        on the run's connection and checks its own from-state. `expected`: the steps' states
+        the decision was made on, as they are once `finish` is recorded (a ready step is
+        scheduled only while the run is still so). (finish_step's answer, the run's fields
+        after: which ready steps are SCHEDULED is read there, not from the scripts' answers,
+        which a replay after NOSCRIPT would make 'already done')."""
         key = self.store.keys.run(run_id)
 
         def build(pipe: Any) -> None:
             self.store.scripts.queue(pipe, "step_finish", [key], finish.args(self))
             for name, task in ready:
-                self.store.scripts.queue(pipe, "step_schedule", [key], _schedule_args(name, task))
+                args = _schedule_args(name, task, expected)
+                self.store.scripts.queue(pipe, "step_schedule", [key], args)
             pipe.hgetall(key)
 
         reply, *_, raw = await self.store.run_many("step_finish", build)
@@ -288,5 +318,6 @@ def _finished(reply: Any) -> tuple[str, list[str]] | None:
     return codec.text(reply[1]), [codec.text(t) for t in reply[2:]]
 
 
-def _schedule_args(step: str, task: NewTask) -> list[Any]:
-    return [step, task.id, task.topic, task.payload, task.execute_at_ms, task.max_retries]
+def _schedule_args(step: str, task: NewTask, expected: Expected = ()) -> list[Any]:
+    head = [step, task.id, task.topic, task.payload, task.execute_at_ms, task.max_retries]
+    return [*head, *(x for pair in expected for x in pair)]

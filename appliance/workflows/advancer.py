@@ -38,7 +38,9 @@ from appliance.workflows.model import (
 )
 
 log = logging.getLogger(__name__)
-POLL_S = 1.0  # a RUNNING step is looked at this often (a dead letter publishes nothing)
+POLL_S = 1.0  # a step whose task is out is looked at this soon first, then ever later
+SAFETY_LOOK_MS = 10_000  # ... up to this (its end publishes: ack, dead letter; ADR 0010)
+CATCH_UP_MAX = 100_000  # runs looked at after (re)subscribing, at most
 BATCH = 100  # runs per pass
 START_GRACE_MS = 30_000  # a run indexed this recently but not found yet: StartRun is writing it
 PARALLEL = 16  # runs advanced at once (each its own run: no two calls touch one run)
@@ -57,23 +59,47 @@ WAITING_LOOK_MS = 3_600_000  # a run whose steps all wait in a delay: looked at 
 RUN_CACHE = 10_000  # runs whose workflow is remembered (their reads take one round trip)
 
 
-class RunWakeups(Wakeups):
-    """Wake-ups that hand each run named by a message (ack.lua's 'wf:<run>:<step> <ms>', a new
-    run's 'run:<id> <ms>') to `on_run` with the message's time (Redis clock)."""
+class Done(NamedTuple):
+    """A step's task acked, as ack.lua's message tells it: what step_finish records."""
 
-    def __init__(self, store: Store, on_run: Callable[[str, int | None], None]) -> None:
+    step: str
+    finished_ms: int
+    attempt: int
+    result: str
+
+
+class RunWakeups(Wakeups):
+    """Wake-ups that hand each run named by a message (ack.lua's 'wf:<run>:<step> <ms>
+    [<attempt> <result>]', a new run's 'run:<id> <ms>') to `on_run` with the message's time
+    (Redis clock) and, when the message carries its result, the step's end."""
+
+    def __init__(
+        self, store: Store, on_run: Callable[[str, int | None, Done | None], None]
+    ) -> None:
         super().__init__(store.redis, store.keys.workflows.channel)
         self.on_run = on_run
+        self.missed = asyncio.Event()  # (re)subscribed: messages may have been missed
+
+    def wake(self, topic: str | None = None) -> None:
+        if topic is None:
+            self.missed.set()
+        super().wake(topic)
 
     def message(self, text: str) -> None:
         """A named run goes to `on_run` alone: the poll loop is not woken for it (a pass per
         Ack would re-read the due index back to back under load)."""
-        name, _, ms = text.partition(" ")
+        name, _, rest = text.partition(" ")
+        ms, _, rest = rest.partition(" ")
+        attempt, carried, result = rest.partition(" ")
         run_id = run_of_message(name)
-        if run_id:
-            self.on_run(run_id, int(ms) if ms.isdigit() else None)
-        else:
+        if not run_id:
             self.wake(name)
+            return
+        now = int(ms) if ms.isdigit() else None
+        done = None
+        if now is not None and carried and attempt.isdigit() and name.startswith("wf:"):
+            done = Done(name.split(":", 2)[2], now, int(attempt), result)
+        self.on_run(run_id, now, done)
 
 
 class Advancer:
@@ -88,13 +114,28 @@ class Advancer:
         self._definitions: dict[tuple[str, int], Workflow] = {}
         self._runs: dict[str, tuple[str, int]] = {}  # run -> its workflow and version
         self._busy: set[str] = set()  # runs being advanced in this process
-        self._again: dict[str, int | None] = {}  # named while busy: advanced once more after
+        # named while busy: advanced once more after (the step's end kept when only one came)
+        self._again: dict[str, tuple[int | None, Done | None]] = {}
+        # each run as this process last wrote or read it: the hand-off decides on it, and
+        # step_schedule checks the run is still so (RUN_MOVED: read it, the long way)
+        self._latest: dict[str, RunRecord] = {}
+        self._looks: dict[str, int | None] = {}  # named runs' next looks, written in batches
+        self._looks_due = asyncio.Event()
         self._lane = asyncio.Semaphore(PARALLEL)
         self._named: set[asyncio.Task[None]] = set()
         # The config's workflows (ConfigError here stops the server at start, exit 78).
         self.declared = from_config(settings.workflows, settings.payload_max_bytes)
 
     async def run(self) -> None:
+        looks = asyncio.create_task(self._write_looks())
+        try:
+            await self._run()
+        finally:
+            looks.cancel()
+            await asyncio.gather(looks, return_exceptions=True)
+            await self._flush_looks()
+
+    async def _run(self) -> None:
         async with self.wakeups.listening() as woken:
             while self.declared and not self._stop.is_set():
                 try:
@@ -106,40 +147,64 @@ class Advancer:
             while not self._stop.is_set():
                 woken.clear()
                 self.kick.clear()
+                if self.wakeups.missed.is_set() and self.wakeups.subscribed.is_set():
+                    self.wakeups.missed.clear()
+                    await self.catch_up()
                 await wait_any(await self.run_once(), woken, self.kick, self._stop)
         for task in list(self._named):
             task.cancel()
         await asyncio.gather(*self._named, return_exceptions=True)
 
-    def named(self, run_id: str, now: int | None) -> None:
+    def named(self, run_id: str, now: int | None, done: Done | None = None) -> None:
         """A message named the run (a step's task finished, the run started): advance it now,
         beside the poll loop (the hand-off path). `now`: the message's Redis time, taken
-        before anything this look reads. A run busy here is advanced once more after."""
+        before anything this look reads; `done`: the step's end the message told. A run busy
+        here is advanced once more after (the long way when two messages came meanwhile)."""
         if self._stop.is_set():
             return
         if run_id in self._busy:
-            self._again[run_id] = now
+            self._again[run_id] = (now, None if run_id in self._again else done)
             return
         self._busy.add(run_id)
-        task = asyncio.create_task(self._advance_named(run_id, now))
+        task = asyncio.create_task(self._advance_named(run_id, now, done))
         self._named.add(task)
         task.add_done_callback(self._named.discard)
 
-    async def _advance_named(self, run_id: str, now: int | None) -> None:
+    async def _advance_named(self, run_id: str, now: int | None, done: Done | None) -> None:
         async with self._lane:
-            await self._advance_busy(run_id, now)
+            await self._advance_busy(run_id, now, done, batched=True)
 
-    async def _advance_busy(self, run_id: str, now: int | None) -> None:
+    async def _advance_busy(
+        self, run_id: str, now: int | None, done: Done | None = None, batched: bool = False
+    ) -> None:
         """Advance a run marked busy (no other look at it here meanwhile), again while it was
-        named meanwhile; then it is no longer busy."""
+        named meanwhile; then it is no longer busy. `batched`: its next look is written with
+        others' (the poll loop writes its own at once: it reads the due index next)."""
         try:
             while True:
-                await self._advance_logged(run_id, now)
+                await self._advance_logged(run_id, now, done, batched)
                 if run_id not in self._again:
                     return
-                now = self._again.pop(run_id)
+                now, done = self._again.pop(run_id)
         finally:
             self._busy.discard(run_id)
+
+    async def _write_looks(self) -> None:
+        """Write the named runs' next looks, as many as gathered meanwhile in one round trip.
+        One lost (a crash first) leaves the run's look before it: it is looked at early."""
+        while True:
+            await self._looks_due.wait()
+            self._looks_due.clear()
+            try:
+                await self._flush_looks()
+            except Exception as exc:  # each run keeps its earlier look meanwhile
+                log.warning("workflow looks not written: %s", exc)
+                await asyncio.sleep(ERROR_PAUSE_S)
+
+    async def _flush_looks(self) -> None:
+        looks, self._looks = self._looks, {}
+        if looks:
+            await self.workflows.look_again_many(looks)
 
     async def declare(self) -> None:
         """Put each workflow of the config whose definition differs from its latest version."""
@@ -155,16 +220,30 @@ class Advancer:
     def stop(self) -> None:
         self._stop.set()
 
+    async def catch_up(self) -> None:
+        """Look now at every run with a step whose task is out (due for a look within
+        SAFETY_LOOK_MS): subscribed anew (started, or the subscription lost), a message telling
+        a step's end may have been missed, and such runs are looked at late otherwise."""
+        try:
+            now = await self.store.now_ms()
+            runs, _ = await self.workflows.due_runs(now + SAFETY_LOOK_MS, CATCH_UP_MAX)
+            await self._advance_all(runs, now)
+        except AtpError as exc:  # the poll loop finds them by their looks meanwhile
+            log.warning("workflow advancer catching up: %s", exc)
+
+    async def _advance_all(self, due: list[str], now: int) -> None:
+        runs = [r for r in due if r not in self._busy]  # busy: a named look is at it
+        for start in range(0, len(runs), PARALLEL):  # runs are independent: side by side
+            chunk = [r for r in runs[start : start + PARALLEL] if r not in self._busy]
+            self._busy.update(chunk)
+            await asyncio.gather(*(self._advance_busy(r, now) for r in chunk))
+
     async def run_once(self) -> float:
         """Advance every run due for a look; return seconds until the next one is due."""
         try:
             now = await self.store.now_ms()
             due, _ = await self.workflows.due_runs(now, BATCH)
-            runs = [r for r in due if r not in self._busy]  # busy: a named look is at it
-            for start in range(0, len(runs), PARALLEL):  # runs are independent: side by side
-                chunk = [r for r in runs[start : start + PARALLEL] if r not in self._busy]
-                self._busy.update(chunk)
-                await asyncio.gather(*(self._advance_busy(r, now) for r in chunk))
+            await self._advance_all(due, now)
             _, head = await self.workflows.due_runs(now, 0)
         except AtpError as exc:
             log.warning("workflow advancer: %s", exc)
@@ -176,14 +255,32 @@ class Advancer:
             return self.poll_ms / 1000
         return min(max(head - now, 0) / 1000, self.poll_ms / 1000)
 
-    async def _advance_logged(self, run_id: str, now: int | None) -> None:
+    async def _advance_logged(
+        self, run_id: str, now: int | None, done: Done | None = None, batched: bool = False
+    ) -> None:
         try:
-            at = await self.advance(run_id, await self.store.now_ms() if now is None else now)
+            now = await self.store.now_ms() if now is None else now
+            at = await self.advance(run_id, now, done)
             if at is None:
                 self._runs.pop(run_id, None)
-            await self.workflows.look_again(run_id, at)
+            if batched:
+                self._looks[run_id] = at
+                self._looks_due.set()
+            else:
+                self._looks.pop(run_id, None)  # this one is newer
+                await self.workflows.look_again(run_id, at)
         except Exception as exc:  # looked at again when its due time comes
+            self._latest.pop(run_id, None)
             log.warning("workflow run %s: %s", run_id, exc, exc_info=not isinstance(exc, AtpError))
+
+    def _remember(self, run: RunRecord) -> None:
+        """Keep the run as last seen (an active one), for the next hand-off to decide on."""
+        self._latest.pop(run.id, None)
+        if run.state not in RUN_ACTIVE:
+            return
+        if len(self._latest) >= RUN_CACHE:
+            self._latest.pop(next(iter(self._latest)))
+        self._latest[run.id] = run
 
     async def definition(self, name: str, version: int) -> Workflow:
         key = (name, version)
@@ -222,9 +319,45 @@ class Advancer:
             return run, actual, None
         return run, wf, dict(zip(names, tasks, strict=True))
 
-    async def advance(self, run_id: str, now: int) -> int | None:
+    async def advance(self, run_id: str, now: int, done: Done | None = None) -> int | None:
         """One look at a run; when to look again (ms), None when it needs no more looks.
-        `now`: a Redis time taken before this look reads anything."""
+        `now`: a Redis time taken before this look reads anything; `done`: a step's end as
+        ack.lua's message told it (the hand-off: decided on the run as last seen here, so
+        without reading it first; the long way when that cannot be)."""
+        current = await self._current(run_id, now, done)
+        if not isinstance(current, tuple):
+            return current
+        run, wf = current
+        dues: list[int] = []
+        for _ in wf.steps:  # a skipped step may make its children ready (or skipped) at once
+            if run.state not in RUN_ACTIVE:
+                break
+            fresh, scheduled, latest = await self._schedule_ready(run, wf)
+            dues += scheduled
+            if latest:
+                run = run_from_fields(run_id, latest, wf.step_names)
+            if fresh is None:  # only scheduled (or nothing): no step became ready by it
+                break
+            if not fresh:
+                return None
+            run = run_from_fields(run_id, fresh, wf.step_names)
+        self._remember(run)
+        if run.state not in RUN_ACTIVE:  # finished: its running steps' outcomes are recorded
+            await self.delete_tasks([s.task_id for s in run.steps if s.state == "CANCELED"])
+            running = any(s.state == StepState.RUNNING for s in run.steps)
+            return now + self.poll_ms if running else None
+        return self._next_look(run, now, dues)
+
+    async def _current(
+        self, run_id: str, now: int, done: Done | None
+    ) -> tuple[RunRecord, Workflow] | int | None:
+        """The run with its finished step tasks recorded (by the hand-off when `done` allows,
+        else read, the long way); when it is not there, when to look again (None: never)."""
+        handed = await self._hand_off(run_id, done) if done else None
+        if handed is not None:
+            if not handed[0]:  # gone meanwhile (expired)
+                return None
+            return run_from_fields(run_id, handed[0], handed[1].step_names), handed[1]
         found = await self._read_with_tasks(run_id)
         if found is None:  # gone after retention, or StartRun has not written it yet
             created = await self.workflows.created_ms(run_id)
@@ -236,35 +369,44 @@ class Advancer:
                 if not fresh:  # gone meanwhile (expired)
                     return None
                 run = run_from_fields(run_id, fresh, wf.step_names)
-        dues: list[int] = []
-        for _ in wf.steps:  # a skipped step may make its children ready (or skipped) at once
-            if run.state not in RUN_ACTIVE:
-                break
-            fresh, scheduled = await self._schedule_ready(run, wf)
-            dues += scheduled
-            if fresh is None:  # only scheduled (or nothing): no step became ready by it
-                break
-            if not fresh:
-                return None
-            run = run_from_fields(run_id, fresh, wf.step_names)
-        if run.state not in RUN_ACTIVE:  # finished: its running steps' outcomes are recorded
-            await self.delete_tasks([s.task_id for s in run.steps if s.state == "CANCELED"])
-            running = any(s.state == StepState.RUNNING for s in run.steps)
-            return now + self.poll_ms if running else None
-        return self._next_look(run, now, dues)
+        return run, wf
+
+    async def _hand_off(self, run_id: str, done: Done) -> tuple[dict[str, str], Workflow] | None:
+        """A step's task acked (`done`, from ack.lua's message): its success recorded and the
+        steps it makes ready scheduled, decided on the run as this process last saw it (no
+        read first), each schedule checking the run is still so. The run's fields after and
+        its workflow; None when the hand-off cannot be made so (the run not seen here, the
+        step not open there, a step that would end without a task): the long way."""
+        run, known = self._latest.get(run_id), self._runs.get(run_id)
+        if run is None or known is None:
+            return None
+        wf = await self.definition(*known)
+        if done.step not in wf.step_names or wf.step(done.step).signal:
+            return None
+        step = run.step(done.step)
+        if run.state not in RUN_ACTIVE or step.state not in STEP_HAS_TASK:
+            return None
+        task = {"finished": str(done.finished_ms), "attempt": str(done.attempt)}
+        fields = await self._succeed(run, wf, step, {**task, "result": done.result})
+        return None if fields is None else (fields, wf)
 
     async def look(self, run_id: str) -> None:
         """Advance one run now (CancelRun first brings its steps up to date)."""
         await self._advance_logged(run_id, await self.store.now_ms())
 
     def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
-        """A RUNNING step: the poll interval; else the earliest due time of a scheduled step
-        (a task in its delay, a signal's deadline; `dues`: of those scheduled in this look);
-        at most WAITING_LOOK_MS ahead."""
+        """A step whose task is out (RUNNING, or due): as long after as it has been out,
+        from the poll interval up to SAFETY_LOOK_MS (its end publishes: ack.lua, a dead
+        letter; a look is a safety net, and catch_up looks at once after a subscription was
+        lost); else the earliest due time of a scheduled step (a task in its delay, a
+        signal's deadline; `dues`: of those scheduled in this look); at most
+        WAITING_LOOK_MS ahead."""
         scheduled = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED]
         later = [due for due in [*scheduled, *dues] if due > now]
         if any(s.state == StepState.RUNNING for s in run.steps) or not later:
-            return now + self.poll_ms
+            out = [s.due_ms for s in run.steps if s.state in STEP_HAS_TASK and s.due_ms <= now]
+            since = min(out, default=now)
+            return now + min(max(now - since, self.poll_ms), SAFETY_LOOK_MS)
         # Waiting in a delay: looked at when it is due, so runs waiting cost no work (a look
         # an hour, a safety net: messages and CancelRun/SignalRun bring every change at once).
         return min(min(later), now + WAITING_LOOK_MS)
@@ -366,7 +508,8 @@ class Advancer:
             return None
         ready = [(name, d) for name, d in plan if isinstance(d, NewTask)]
         finish = Finish(step.name, True, output, finished, attempts, wf.step_names, wf.on_failure)
-        recorded, fields = await self.workflows.finish_and_schedule(run.id, finish, ready)
+        expected = [(s.name, _as_decided(s.state)) for s in after.steps] if ready else []
+        recorded, fields = await self.workflows.finish_and_schedule(run.id, finish, ready, expected)
         if recorded is not None:
             await self.delete_tasks(recorded[1])
         latest = run_from_fields(run.id, fields, wf.step_names) if fields else None
@@ -379,20 +522,24 @@ class Advancer:
 
     async def _schedule_ready(
         self, run: RunRecord, wf: Workflow
-    ) -> tuple[dict[str, str] | None, list[int]]:
+    ) -> tuple[dict[str, str] | None, list[int], dict[str, str]]:
         """Schedule every WAITING step whose parents allow it: (the run's fields when a step
         finished (skipped, failed) and the run must be looked at again, else None; the due
-        times of the steps scheduled)."""
+        times of the steps scheduled; the run's fields after the last one scheduled, {} when
+        none was)."""
         dues: list[int] = []
+        latest: dict[str, str] = {}
         for step, decision in self._decide(run, wf):
             if isinstance(decision, Ending):
                 text, skipped = decision
-                return (await self._finish(run, wf, step, False, text, {}, 0, skipped))[1], dues
-            if await self.workflows.schedule_step(run.id, step, decision) is None:
+                ended = await self._finish(run, wf, step, False, text, {}, 0, skipped)
+                return ended[1], dues, {}
+            why, latest = await self.workflows.schedule_and_read(run.id, step, decision)
+            if why is None:
                 if decision.id:
                     await self.store.enqueue([decision], index=False)
                 dues.append(decision.execute_at_ms)
-        return None, dues
+        return None, dues, latest
 
     def _decide(self, run: RunRecord, wf: Workflow) -> list[tuple[str, NewTask | Ending]]:
         """What each WAITING step whose parents allow it gets: its task (to schedule), or an
@@ -483,6 +630,12 @@ def _skipped_parents(run: RunRecord, spec: Step) -> str:
     if skipped and (len(skipped) == len(parents) or not spec.after_any):
         return f"parent skipped: {', '.join(skipped)}"
     return ""
+
+
+def _as_decided(state: StepState) -> str:
+    """A step's state as a decision depends on it: a task leased or not decides nothing
+    (step_schedule takes SCHEDULED for RUNNING too)."""
+    return StepState.SCHEDULED.value if state == StepState.RUNNING else state.value
 
 
 def _outbox_task(step: StepRecord) -> NewTask:

@@ -5,6 +5,7 @@ once, goodbye, adoption after a reconnect, message size bounds."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -246,6 +247,37 @@ async def test_stop_returns_only_after_every_stream_ending(
     assert [t for t in asyncio.all_tasks() if t.get_name() == "atp-work-end"] == []
     states = {state(redis_client, "t", t.id)[b"state"] for t in tasks}
     assert states == {b"PENDING"} if lost_before_stop else states in ({b"PENDING"}, {b"RUNNING"})
+
+
+async def test_a_stream_cancelled_while_the_server_sends_releases_its_tasks_at_once(
+    stub: Any, redis_client: redis.Redis
+) -> None:
+    """The worker stops reading, so the server's send waits on flow control with the stream's
+    generator suspended at its `yield`, then vanishes. The call's end (gRPC's done callback or
+    the generator's `finally`, whichever runs first; the cyclic garbage collector kept off)
+    stops the lease renewals and releases what the stream held, within 1 s."""
+    requests = [pb.EnqueueRequest(topic="t", payload="x" * 60_000) for _ in range(100)]
+    for _ in range(3):
+        await stub.EnqueueBatch(pb.EnqueueBatchRequest(requests=requests))
+    call = stub.Work()
+    subscribe = pb.WorkSubscribe(topics=[pb.WorkTopic(topic="t")], credits=60)
+    await call.write(pb.WorkRequest(subscribe=subscribe))
+    assert (await call.read()).HasField("welcome")
+    running = KEYS.topic("t").running
+    leased, deadline = -1, time.monotonic() + 5
+    while (now := redis_client.zcard(running)) != leased or not now:  # until pushing stops:
+        leased = now  # the server's send waits on the window the worker does not read
+        assert time.monotonic() < deadline, "pushing never stopped"
+        await asyncio.sleep(0.3)
+    gc.disable()
+    try:
+        call.cancel()
+        deadline = time.monotonic() + 1.0
+        while redis_client.zcard(KEYS.topic("t").running):
+            assert time.monotonic() < deadline, "not released within 1 s"
+            await asyncio.sleep(0.02)
+    finally:
+        gc.enable()
 
 
 async def test_goodbye_then_half_close_releases_without_counting(

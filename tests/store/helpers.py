@@ -83,3 +83,18 @@ def snapshot(r: redis.Redis) -> dict[bytes, Any]:
 def now_ms(r: redis.Redis) -> int:
     sec, usec = r.time()
     return int(sec) * 1000 + int(usec) // 1000
+
+
+def workflow_listener(r: redis.Redis) -> Any:
+    """A subscription to the workflow channel (ack.lua, nack.lua ... publish step tasks' ends)."""
+    listener = r.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(KEYS.workflows.channel)
+    listener.get_message(timeout=1)
+    return listener
+
+
+def workflow_message(listener: Any) -> list[str]:
+    """The next message's words ([] when none came within 2 s); closes the listener."""
+    message = listener.get_message(timeout=2)
+    listener.close()
+    return [] if message is None else message["data"].decode().split(" ")

@@ -100,3 +100,30 @@ async def test_a_workflow_step_task_publishes_its_id_when_acked(
     message = listener.get_message(timeout=2)
     listener.close()
     assert message is not None and message["data"].split()[0] == b"wf:r1:welcome"
+
+
+async def test_a_workflow_step_message_carries_its_attempt_and_a_small_result(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """'<id> <finished ms> <attempt> <result>': the advancer hands the step off without
+    reading the task; a result over 4096 bytes is left out ('<id> <finished ms>')."""
+    from appliance.model import NewTask
+
+    await store.enqueue([NewTask("wf:r1:a", "t", "p", 0), NewTask("wf:r1:b", "t", "p", 0)])
+    small, big = (await store.claim("t", 2, 30_000)).tasks
+    listener = redis_client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(KEYS.workflows.channel)
+    listener.get_message(timeout=1)
+    await store.ack(small.id, small.lease_token, "out put")
+    await store.ack(big.id, big.lease_token, "x" * 4097)
+    first, second = listener.get_message(timeout=2), listener.get_message(timeout=2)
+    listener.close()
+    assert first is not None and second is not None
+    name, ms, attempt, result = first["data"].decode().split(" ", 3)
+    assert (name, attempt, result) == ("wf:r1:a", "1", "out put")
+    assert ms == redis_client.hget(KEYS.topic("t").task(small.id), "finished").decode()
+    name, ms = second["data"].decode().split(" ")
+    assert (
+        name == "wf:r1:b"
+        and ms == redis_client.hget(KEYS.topic("t").task(big.id), "finished").decode()
+    )

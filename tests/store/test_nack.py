@@ -102,3 +102,19 @@ async def test_repeat_after_the_task_was_leased_and_settled_again(store: Store) 
     assert await store.nack(first.id, first.lease_token, "boom", retry_after_ms=1) == applied
     with pytest.raises(StaleLease):  # that token was nacked: it cannot ack now
         await store.ack(first.id, first.lease_token)
+
+
+async def test_a_workflow_step_task_dead_lettered_publishes_its_id(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """So an advancer fails its step at once (a retry publishes nothing: the step runs on)."""
+    from appliance.model import NewTask
+    from tests.store.helpers import workflow_listener, workflow_message
+
+    await store.enqueue([NewTask("wf:r1:a", "t", "p", 1), NewTask("wf:r1:b", "t", "p", 0)])
+    first, second = (await store.claim("t", 2, 30_000)).tasks
+    listener = workflow_listener(redis_client)
+    await store.nack(first.id, first.lease_token, "again")
+    await store.nack(second.id, second.lease_token, "boom", dead_letter=True)
+    words = workflow_message(listener)
+    assert len(words) == 2 and words[0] == "wf:r1:b" and words[1].isdigit()

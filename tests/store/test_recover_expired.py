@@ -66,3 +66,17 @@ async def test_concurrent_watchdogs_move_each_task_once(
     results = await asyncio.gather(*(store.recover_expired("t", limit=10) for _ in range(10)))
     assert sum(r.retried for r in results) == 50
     assert len(read_pending(redis_client)) == 50 and read_running(redis_client) == {}
+
+
+async def test_a_workflow_step_task_dead_lettered_publishes_its_id(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    from appliance.model import NewTask
+    from tests.store.helpers import workflow_listener, workflow_message
+
+    await store.enqueue([NewTask("wf:r1:a", "t", "p", 0)])
+    await store.claim("t", 1, 50)
+    listener = workflow_listener(redis_client)
+    await asyncio.sleep(0.08)
+    assert (await store.recover_expired("t")).dead == 1
+    assert workflow_message(listener)[0] == "wf:r1:a"

@@ -84,3 +84,15 @@ async def test_release_wakes_long_polls_of_the_topic(
     message = pubsub.get_message(timeout=2)
     assert message is not None and message["data"].decode().startswith("t ")
     pubsub.close()
+
+
+async def test_a_workflow_step_task_dead_lettered_publishes_its_id(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    from tests.store.helpers import workflow_listener, workflow_message
+
+    await store.enqueue([NewTask("wf:r1:a", "t", "p", 0)])
+    (task,) = (await store.claim("t", 1, 30_000)).tasks
+    listener = workflow_listener(redis_client)
+    assert await store.release_lost([(task.id, task.lease_token)], "worker lost") == 1
+    assert workflow_message(listener)[0] == "wf:r1:a"

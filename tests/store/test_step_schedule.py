@@ -70,3 +70,34 @@ async def test_a_run_canceled_before_the_hand_off_schedules_nothing(store: Store
     finish = Finish("a", True, "late", 1000, 1, STEPS)
     _, fields = await wf.finish_and_schedule("r1", finish, [("b", step_task("r1", "b"))])
     assert fields["state"] == "CANCELED" and fields["b:state"] == "CANCELED"
+
+
+async def test_a_step_is_scheduled_only_while_the_run_is_as_the_caller_saw_it(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """The hand-off decides on the run as it last saw it: with expected states, a run whose
+    steps moved meanwhile is refused (RUN_MOVED) and nothing changes; SCHEDULED stands for
+    RUNNING (a leased task decides nothing)."""
+    wf = await seed_scheduled(store, "r1", "a")
+    await wf.step_running("r1", "a", 1)
+    before = snapshot(redis_client)
+    moved = [("a", "SUCCEEDED"), ("b", "WAITING"), ("c", "WAITING")]
+    assert await wf.schedule_step("r1", "b", step_task("r1", "b"), moved) is Refusal.RUN_MOVED
+    assert snapshot(redis_client) == before
+    seen = [("a", "SCHEDULED"), ("b", "WAITING"), ("c", "WAITING")]
+    assert await wf.schedule_step("r1", "b", step_task("r1", "b"), seen) is None
+    assert states(await read_run(wf)) == ["RUNNING", "RUNNING", "SCHEDULED", "WAITING"]
+
+
+async def test_the_hand_off_schedules_nothing_on_a_run_that_moved(store: Store) -> None:
+    """finish_and_schedule with the states decided on: the success is recorded, the step its
+    decision made ready is not scheduled when another step moved meanwhile."""
+    wf = await seed_scheduled(store, "r1", "a", "c")
+    await wf.finish_step("r1", "c", True, "out-c", 0, 1, STEPS)  # moved since it was seen
+    finish = Finish("a", True, "out-a", 1000, 1, STEPS)
+    seen = [("a", "SUCCEEDED"), ("b", "WAITING"), ("c", "SCHEDULED")]
+    recorded, fields = await wf.finish_and_schedule(
+        "r1", finish, [("b", step_task("r1", "b"))], seen
+    )
+    assert recorded == ("RUNNING", []) and fields["a:state"] == "SUCCEEDED"
+    assert fields["b:state"] == "WAITING"

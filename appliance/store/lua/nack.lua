@@ -7,7 +7,9 @@
 -- KEYS[4] <prefix>:{<topic>}:task:<id> HASH
 -- ARGV[1] id; ARGV[2] token; ARGV[3] error text; ARGV[4] retry_after (ms, 0 = backoff);
 -- ARGV[5] dead_letter (1/0); ARGV[6] backoff base (ms); ARGV[7] backoff cap (ms);
--- ARGV[8] jitter in [0,1] (caller's random); ARGV[9] wake channel; ARGV[10] topic
+-- ARGV[8] jitter in [0,1] (caller's random); ARGV[9] wake channel; ARGV[10] topic;
+-- ARGV[11] workflow channel: a workflow step's task dead-lettered publishes '<id> <now ms>'
+-- there, so an advancer fails its step at once (docs/adr/0010)
 -- Returns: {1, dead (1/0), next due ms (0 when dead)}, {-1} no such task, {-2} stale token
 --! include clock
 --! include wake
@@ -29,6 +31,7 @@ if ARGV[5] == '1' or attempt > tonumber(f[5]) then
   local why = ARGV[5] == '1' and 'asked' or 'retries spent'
   redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[3], 'settled:' .. token, 'dead', 'died', now,
     'hist', history_add(hist, now, 'dead', why))
+  if string.sub(id, 1, 3) == 'wf:' then wake(ARGV[11], id, now) end
   return {1, 1, 0}
 end
 local delay = tonumber(ARGV[4])

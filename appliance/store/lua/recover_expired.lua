@@ -3,7 +3,9 @@
 -- Guarantees: each recovered lease's token is dead from then on (state is no longer RUNNING);
 -- safe to run from several watchdogs at once (each task moves once).
 -- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  KEYS[3] ...:dlq  (ZSETs, ms scores)
--- ARGV[1] task key prefix (same hash tag); ARGV[2] limit; ARGV[3] wake channel; ARGV[4] topic
+-- ARGV[1] task key prefix (same hash tag); ARGV[2] limit; ARGV[3] wake channel; ARGV[4] topic;
+-- ARGV[5] workflow channel: a workflow step's task dead-lettered publishes '<id> <now ms>'
+-- there, so an advancer fails its step at once (docs/adr/0010)
 -- Returns: {recovered to pending, dead-lettered, ms until the next lease deadline (-1: none)}
 --! include clock
 --! include wake
@@ -23,6 +25,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', key, 'state', 'DEAD', 'err', 'lease expired', 'died', now,
       'hist', history_add(hist, now, 'dead', 'retries spent'))
     dead = dead + 1
+    if string.sub(id, 1, 3) == 'wf:' then wake(ARGV[5], id, now) end
   else
     redis.call('ZADD', pending, now, id)
     redis.call('HSET', key, 'state', 'PENDING', 'due', now, 'err', 'lease expired', 'hist', hist)

@@ -8,7 +8,9 @@
 -- repeating the call changes nothing more.
 -- KEYS[1] <prefix>:{<topic>}:pending  KEYS[2] ...:running  KEYS[3] ...:dlq  (ZSETs, ms scores)
 -- ARGV[1] task key prefix (<prefix>:{<topic>}:task:, same hash tag); ARGV[2] wake channel;
--- ARGV[3] topic; ARGV[4] error text; ARGV[5..] pairs: id, lease token
+-- ARGV[3] topic; ARGV[4] error text; ARGV[5] workflow channel (a workflow step's task
+-- dead-lettered publishes '<id> <now ms>' there: an advancer fails its step at once,
+-- docs/adr/0010); ARGV[6..] pairs: id, lease token
 -- Returns: {released to pending, dead-lettered}
 --! include clock
 --! include wake
@@ -17,7 +19,7 @@ local pending, running, dlq, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local now = redis_now()
 local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
 local retried, dead, earliest = 0, 0, nil
-for a = 5, #ARGV, 2 do
+for a = 6, #ARGV, 2 do
   local id, token = ARGV[a], ARGV[a + 1]
   local key = prefix .. id
   local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'maxr', 'due', 'hist')
@@ -29,6 +31,7 @@ for a = 5, #ARGV, 2 do
       redis.call('HSET', key, 'state', 'DEAD', 'err', ARGV[4], 'died', now,
         'settled:' .. token, 'lost', 'hist', history_add(hist, now, 'dead', 'retries spent'))
       dead = dead + 1
+      if string.sub(id, 1, 3) == 'wf:' then wake(ARGV[5], id, now) end
     else
       local due = math.min(tonumber(f[5] or now), now)
       redis.call('ZADD', pending, due, id)

@@ -1,0 +1,140 @@
+"""The hand-off (docs/adr/0010, "The hand-off"): ack.lua's message carries a step's end, and
+the advancer records it and schedules what it makes ready without reading the run or its
+tasks, deciding on the run as it last saw it; a run that moved meanwhile (canceled, another
+step finished) is still moved on exactly once. Real Redis; the advancer is driven by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from appliance.config import Settings
+from appliance.store import Store
+from appliance.store.workflows import WorkflowStore
+from appliance.workflows.advancer import SAFETY_LOOK_MS, Advancer, Done
+from appliance.workflows.definitions import Step, Workflow
+from appliance.workflows.model import RunRecord, RunState, StepRecord, StepState, step_task_id
+from tests.conftest import on_both
+
+CHAIN = Workflow(
+    "chain",
+    (
+        Step("a", "t", "first"),
+        Step("b", "t", "after {{ steps.a.output }}", ("a",)),
+        Step("c", "t", "last", ("b",)),
+    ),
+)
+
+
+@pytest.fixture
+async def engine(store: Store, settings: Settings) -> tuple[WorkflowStore, Advancer]:
+    wf = WorkflowStore(store)
+    version = await wf.put_workflow(CHAIN.name, CHAIN.to_json())
+    assert await wf.start_run("r1", CHAIN.name, version, "{}", CHAIN.step_names)
+    advancer = Advancer(store, settings)
+    await advancer.look("r1")  # the first step scheduled: the run is known here
+    return wf, advancer
+
+
+async def acked(store: Store, result: str) -> Done:
+    """The first step's task leased and acked; its end as ack.lua's message tells it."""
+    (task,) = (await store.claim("t", 1, 30_000)).tasks
+    await store.ack(task.id, task.lease_token, result)
+    (record,) = await WorkflowStore(store).tasks([("t", task.id)])
+    assert record is not None
+    return Done(task.id.rsplit(":", 1)[1], int(record["finished"]), 1, result)
+
+
+def no_reads(advancer: Advancer, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("the hand-off read the run")
+
+    monkeypatch.setattr(advancer.workflows, "run_and_tasks", refuse)
+    monkeypatch.setattr(advancer.workflows, "run_fields", refuse)
+
+
+@on_both
+async def test_a_hand_off_records_the_step_and_writes_the_next_task_without_a_read(
+    store: Store, engine: tuple[WorkflowStore, Advancer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wf, advancer = engine
+    done = await acked(store, "out-a")
+    no_reads(advancer, monkeypatch)
+    await advancer.advance("r1", done.finished_ms, done)
+    run = await wf.get_run("r1", CHAIN.step_names)
+    assert [s.state.value for s in run.steps] == ["SUCCEEDED", "SCHEDULED", "WAITING"]
+    assert (run.step("a").output, run.step("a").finished_ms) == ("out-a", done.finished_ms)
+    (task,) = (await store.claim("t", 5, 30_000)).tasks
+    assert (task.id, task.payload) == (step_task_id("r1", "b"), "after out-a")
+
+
+@on_both
+async def test_a_hand_off_on_a_run_canceled_meanwhile_starts_nothing(
+    store: Store, engine: tuple[WorkflowStore, Advancer]
+) -> None:
+    wf, advancer = engine
+    done = await acked(store, "late")
+    await wf.cancel_run("r1", CHAIN.step_names)
+    await advancer.advance("r1", done.finished_ms, done)
+    run = await wf.get_run("r1", CHAIN.step_names)
+    assert [run.state.value, *(s.state.value for s in run.steps)] == ["CANCELED"] * 4
+    assert (await store.claim("t", 5, 30_000)).tasks == []
+
+
+@on_both
+async def test_a_hand_off_after_another_advancer_moved_the_run_writes_the_next_task_once(
+    store: Store, settings: Settings, engine: tuple[WorkflowStore, Advancer]
+) -> None:
+    wf, advancer = engine
+    done = await acked(store, "out-a")
+    other = Advancer(store, settings)
+    await other.look("r1")  # the long way: reads, records a, schedules b
+    await advancer.advance("r1", done.finished_ms, done)  # decided on a run that moved
+    await advancer.advance("r1", done.finished_ms, done)  # a repeated message
+    run = await wf.get_run("r1", CHAIN.step_names)
+    assert [s.state.value for s in run.steps] == ["SUCCEEDED", "SCHEDULED", "WAITING"]
+    tasks = (await store.claim("t", 5, 30_000)).tasks
+    assert [t.id for t in tasks] == [step_task_id("r1", "b")]
+
+
+@on_both
+async def test_an_end_missed_while_unsubscribed_is_caught_up_at_subscribing(
+    store: Store, settings: Settings, engine: tuple[WorkflowStore, Advancer]
+) -> None:
+    """A run whose step's task is out is looked at ever later (its end publishes); an advancer
+    subscribing (a start, a lost subscription) looks at every such run at once, so an end
+    published while nobody listened is not left to the late look."""
+    wf, _ = engine
+    await acked(store, "out-a")  # nobody listening: the message is lost
+    now = await store.now_ms()
+    await wf.look_again("r1", now + SAFETY_LOOK_MS - 1000)  # backed off
+    running = asyncio.create_task(Advancer(store, settings).run())
+    try:
+        for _ in range(100):
+            run = await wf.get_run("r1", CHAIN.step_names)
+            if run.step("b").state.value == "SCHEDULED":
+                break
+            await asyncio.sleep(0.05)
+        assert run.step("a").state.value == "SUCCEEDED" and run.step("b").state.value == "SCHEDULED"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+def test_a_step_out_is_looked_at_ever_later_up_to_the_safety_look(
+    engine: tuple[WorkflowStore, Advancer],
+) -> None:
+    _, advancer = engine
+    now = 1_000_000
+
+    def look(out_since: int, state: StepState = StepState.RUNNING) -> int:
+        steps = (StepRecord("a", state, due_ms=out_since), StepRecord("b", StepState.WAITING))
+        run = RunRecord("r1", "chain", 1, RunState.RUNNING, "{}", 0, 0, "", steps)
+        return advancer._next_look(run, now, []) - now
+
+    assert look(now) == advancer.poll_ms
+    assert look(now - 4000) == 4000
+    assert look(now - 4000, StepState.SCHEDULED) == 4000
+    assert look(now - 3_600_000) == SAFETY_LOOK_MS
