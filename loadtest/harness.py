@@ -159,15 +159,16 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[19])
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by `pid` and its live descendants (Linux /proc)."""
+def cpu_seconds(pid: int, system_only: bool = False) -> float:
+    """CPU time (user + system, or system only) used so far by `pid` and its live descendants
+    (Linux /proc)."""
     total = 0
     for each in (pid, *(p for p, _ in descendants(pid))):
         try:
             fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        total += (0 if system_only else int(fields[11])) + int(fields[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -2,7 +2,9 @@
 (a) consumers drain due tasks (W1 processing: Retrieve batches + AckBatch) and
 (b) EnqueueBatch calls create tasks and (c) unary Enqueue calls do, then (d) the SDK Worker's
 process (W1's fair setting: concurrency 10, a sync INCR handler) and the server together while
-it drains a backlog; the top costs are printed as JSON.
+it drains a backlog, at W1's fair concurrency 10 and 100, with the CPU per task of the worker,
+the server and the Redis meanwhile, and (e) the handler alone in as many threads without a queue
+(loadtest/handler_floor.py, the floor of W1's fair setting); the top costs are printed as JSON.
 
     python loadtest/profile.py --py-spy PATH [--seconds S]
 
@@ -30,12 +32,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import atp_driver as drv
-from harness import count_records, redis_server
+from harness import count_records, cpu_seconds, redis_server
 
 TOP = 12
 RATE_HZ = 250
 PREFILL = 200_000
 UNARY_PER_S = 1500  # about what 2 client processes reach here; sampling ends first if slower
+FAIR_CONCURRENCY = (10, 100)  # W1's fair settings
+HERE = Path(__file__).resolve().parent
 BOILERPLATE = ("appliance/cli.py", "appliance/roles.py", "appliance/__main__.py", "<module>")
 
 
@@ -109,28 +113,50 @@ def profiled(
 
 
 def worker_profile(
-    py_spy: str, address: str, redis_url: str, seconds: float, tmp: Path
+    py_spy: str, address: str, redis: Any, seconds: float, tmp: Path, concurrency: int
 ) -> dict[str, dict[str, Any]]:
-    """py-spy on the SDK Worker's process (loadtest/atp_worker.py: W1's fair setting,
-    concurrency 10 and the sync INCR handler) and, at the same time, on the server, while the
-    worker drains a backlog."""
-    drv.enqueue(address, drv.requests("p3", PREFILL))
-    records, out, server_out = tmp / "p3.rec", tmp / "sdk_worker.txt", tmp / "sdk_server.txt"
-    fair = ["--handler=incr", "--concurrency=10", f"--redis-url={redis_url}"]
-    with drv.worker(address, "p3", records, "sdk", *fair) as proc:
+    """py-spy on the SDK Worker's process (loadtest/atp_worker.py: W1's fair setting, the sync
+    INCR handler at `concurrency`) and, at the same time, on the server, while the worker
+    drains a backlog; with the CPU each process (and the Redis) spent per task meanwhile."""
+    topic = f"p3-c{concurrency}"
+    drv.enqueue(address, drv.requests(topic, PREFILL))
+    records = tmp / f"{topic}.rec"
+    out, server_out = tmp / f"{topic}-worker.txt", tmp / f"{topic}-server.txt"
+    fair = ["--handler=incr", f"--concurrency={concurrency}", f"--redis-url={redis.url}"]
+    with drv.worker(address, topic, records, "sdk", *fair) as proc:
         time.sleep(1.0)  # started, connected and draining
+        pids = {"worker": proc.pid, "server": drv.server_pid(address), "redis": redis.proc.pid}
         spy = record(py_spy, proc.pid, seconds, out)
-        server_spy = record(py_spy, drv.server_pid(address), seconds, server_out)
+        server_spy = record(py_spy, pids["server"], seconds, server_out)
+        cpu, system = (
+            {name: cpu_seconds(pid) for name, pid in pids.items()},
+            cpu_seconds(proc.pid, True),
+        )
         first, start = count_records(records), time.monotonic()
         _, err = spy.communicate(timeout=seconds + 60)
         server_spy.communicate(timeout=60)
-        rate = (count_records(records) - first) / (time.monotonic() - start)
+        done = count_records(records) - first
+        rate = done / (time.monotonic() - start)
+        cpu = {
+            name: (cpu_seconds(pid) - cpu[name]) / max(done, 1) * 1e6 for name, pid in pids.items()
+        }
+        system = (cpu_seconds(proc.pid, True) - system) / max(done, 1) * 1e6
     got: dict[str, dict[str, Any]] = {}
+    suffix = "" if concurrency == 10 else f"_c{concurrency}"
     for name, path in (("sdk_worker", out), ("sdk_server", server_out)):
         if not path.exists():
             raise RuntimeError(f"py-spy wrote nothing: {err.decode()[-500:]}")
-        got[name] = {**summarize(path.read_text()), "rate_per_s": rate}
+        got[name + suffix] = {**summarize(path.read_text()), "rate_per_s": rate}
+    got["sdk_worker" + suffix].update(cpu_us_per_task=cpu, worker_system_us=system)
     return got
+
+
+def handler_floor(redis: Any, concurrency: int) -> dict[str, Any]:
+    """loadtest/handler_floor.py: the INCR handler alone in `concurrency` threads, no queue."""
+    argv = [sys.executable, str(HERE / "handler_floor.py"), f"--redis-url={redis.url}"]
+    argv += [f"--redis-pid={redis.proc.pid}", f"--concurrency={concurrency}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    return dict(json.loads(done.stdout))
 
 
 def main() -> None:
@@ -174,7 +200,11 @@ def main() -> None:
                 "unary",
                 lambda: drv.unary_rate(address, 2, int(args.seconds * UNARY_PER_S)),
             )
-            results.update(worker_profile(args.py_spy, address, redis.url, args.seconds, tmp))
+            for concurrency in FAIR_CONCURRENCY:
+                results.update(
+                    worker_profile(args.py_spy, address, redis, args.seconds, tmp, concurrency)
+                )
+                results[f"handler_floor_c{concurrency}"] = handler_floor(redis, concurrency)
     print(json.dumps(results))
 
 

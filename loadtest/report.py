@@ -15,8 +15,10 @@ from sections import (
     NAN,
     api_section,
     cluster_section,
+    cpu_per_task,
     durability_section,
     enqueue_section,
+    floor_text,
     fsync_section,
     get,
     med,
@@ -279,34 +281,57 @@ def method() -> list[str]:
     ]
 
 
+# The round trip of one enqueue, measured apart (microseconds a call, sync client, 100-byte
+# payload, one at a time, loopback, the 2 shared cores of this machine; side by side,
+# 2026-11-30; the method is docs/adr/0020-enqueue-speed.md).
+SEQUENTIAL_BOUND = (
+    "one call at a time waits for its answer before the next is sent, so the figure is one "
+    "round trip per task: sync client -> gRPC -> the server's event loop -> Redis and back. "
+    "Measured apart on this machine, side by side: a bare grpc Python stream message to a "
+    "do-nothing grpc.aio server and back, 300-360 us; the same with one redis.asyncio "
+    "EVALSHA in the handler, 545 us; atp's EnqueueStream (raw stream, no SDK), 800-850 us; "
+    "the SDK's `Client.enqueue()`, 850-920 us; a unary Enqueue, 1,300 us (per-call RPC "
+    "setup); for comparison a bare sync redis-py EVALSHA, 60 us, and BullMQ's whole "
+    "`queue.add`, 200-220 us. So the transport alone (two Python gRPC endpoints, each a "
+    "hand-off between grpc's poller thread and the caller under one GIL) costs more than "
+    "BullMQ's complete call, and each hop is a process wake-up on the shared cores. The "
+    "server's profile under this load: its event loop is busy about a quarter of the time, "
+    "atp's handler code a third of that; the rest waits for grpc's poller thread and Redis. "
+    "What would reach 1.0x: not a Python gRPC hop per call: a producer that writes to Redis "
+    "itself (enqueue.lua, as BullMQ does) or a compiled front end for Enqueue; within this "
+    "design, fewer thread hand-offs (a sync stream on the caller's thread) would save about "
+    "50-70 us of the SDK's share, not the 600 us the target needs."
+)
+CONCURRENT_BOUND = (
+    "many calls share the SDK's EnqueueStream messages. The SDK's first design sent every "
+    "call in flight (1,000) in one message and waited for it, so client and server took "
+    "turns: at 27k tasks/s the client used 32 % of a core and the server 39 %, each idle "
+    "while the other worked (CPU a call: client 11-13 us, server 15-18 us; their sum, about "
+    "30 us, is the 32k/s of a quiet run). The SDK now splits waiting calls over a window of 4 "
+    "messages (at least 100 calls each), so the client answers one message's callers while "
+    "the server writes the next one's tasks; the bound becomes the busier side's per-call "
+    "work (the server's: admitting each call, its NewTask and result, 3 Redis arguments per "
+    "task) plus Redis's Lua time, on the same 2 cores. What would reach 50,000 where that is "
+    "not enough: less per-call Python work on the server (a message's calls admitted and "
+    "encoded as one block) or a second server process for the producer's streams."
+)
+
+
 def evidence(results: dict[str, Any]) -> list[str]:
     """For each target of issue 12 missed: what the profile shows bounds it, and what would
     reach it (from the issue's analysis: these name the product's work, not this harness's)."""
     prof = results.get("profile") or {}
-    worker, server = prof.get("sdk_worker") or {}, prof.get("sdk_server") or {}
     unary = prof.get("enqueue_unary") or {}
-    sampled = f"{rate(get(worker, 'rate_per_s'))} tasks/s while sampled"
     why = {
-        "W1": (
-            f"the SDK Worker process at concurrency 10 ({sampled}) spends its self time in "
-            f"{top(worker, 4)}; the server serving it, at the same time, in {top(server, 4)}. "
-            if worker
-            else ""
-        )
-        + "where the server mostly waits in its selector, the worker process bounds the "
-        "figure: per task a hand-off to the handler thread pool and back, and a blocking "
-        "INCR, with the event loop and the handler threads sharing one GIL (BullMQ's async "
-        "processors share one auto-pipelined connection).",
-        "Sequential": "one call at a time waits for its answer before the next is sent, so "
-        "the figure is one round trip through the SDK's EnqueueStream, the server and Redis "
-        "per task"
+        "W1, concurrency 10,": w1_bound(results, prof, 10, 1.0),
+        "W1, concurrency 100,": w1_bound(results, prof, 100, 1.5),
+        "Sequential": SEQUENTIAL_BOUND
         + (
-            f" (the server's self time under unary Enqueue, for scale: {top(unary)})."
+            f" The server's self time under unary Enqueue, for scale: {top(unary)}."
             if unary
-            else "."
+            else ""
         ),
-        "Concurrent": "many calls share the SDK's EnqueueStream messages; what is left is "
-        "the client's and the server's per-call Python work on 2 shared cores.",
+        "Concurrent": CONCURRENT_BOUND,
         "W3": w3_bound(results.get("w3") or {}),
         "W2": "what is left is the claim's round trip, the push or reply to the worker and the "
         "handler's dispatch; compare the peers' tails in the same run for the machine's share "
@@ -314,7 +339,11 @@ def evidence(results: dict[str, Any]) -> list[str]:
         "Due-to-start": "a due task shares the worker's stream and handler threads with the "
         "steady load: it can wait behind load tasks pushed before it (the stream's prefetch) "
         "and for a free handler thread; compare W2's tail in the same run, without the load, "
-        "for the machine's share.",
+        "for the machine's share. The load's own cost is W1's: each of its tasks passes the "
+        "GIL between the worker's event loop and a handler thread blocked in its INCR (see "
+        "W1), so the due task's push and start wait for the loop as it serves the load. What "
+        "would reach it: less CPU per load task in the worker (W1's levers), or the measured "
+        "topic served by a worker process of its own.",
     }
     items = [
         f"- **{row[0]}** ({row[1]}): {why[key]}"
@@ -329,6 +358,89 @@ def evidence(results: dict[str, Any]) -> list[str]:
     if not prof or "error" in prof:
         lines += ["No profile in this run (`--only` without profile, or no py-spy).", ""]
     return [*lines, *items, ""]
+
+
+def w1_bound(results: dict[str, Any], prof: dict[str, Any], concurrency: int, goal: float) -> str:
+    """W1 at `concurrency`: the CPU per task of each process against the 2 cores, the handler
+    alone in as many threads, the profiles, and what would reach `goal` x BullMQ."""
+    suffix = "" if concurrency == 10 else f"_c{concurrency}"
+    worker, server = prof.get("sdk_worker" + suffix) or {}, prof.get("sdk_server" + suffix) or {}
+    cpu = worker.get("cpu_us_per_task") or {}
+    floor = prof.get(f"handler_floor_c{concurrency}") or {}
+    floor_cpu = floor.get("cpu_us_per_task") or {}
+    bullmq = w1_median(results, f"bullmq-c{concurrency}")
+    needed = goal * bullmq
+    text = []
+    if worker:
+        text.append(
+            f"the SDK Worker process at concurrency {concurrency} "
+            f"({rate(get(worker, 'rate_per_s'))} tasks/s while sampled) spends its self time in "
+            f"{top(worker, 4)}; the server serving it, at the same time, in {top(server, 4)}."
+        )
+    if cpu:
+        spent = sum(cpu.values())
+        text.append(
+            f"CPU per task meanwhile: {cpu_per_task(prof, concurrency)} (the worker's system "
+            f"time {get(worker, 'worker_system_us'):.0f} µs of it), so the 2 cores would carry "
+            f"at most {rate(2e6 / spent)} tasks/s if they ran nothing else"
+            + (
+                f"; {rate(needed)} tasks/s ({goal:.1f}x BullMQ) allows {2e6 / needed:.0f} µs in all"
+                if needed > 0
+                else ""
+            )
+            + "."
+        )
+    if floor_cpu:
+        text.append(
+            f"The handler alone in {concurrency} threads without any queue (loadtest/"
+            f"handler_floor.py) reaches {floor_text(prof, concurrency)}"
+            + (
+                f"; the Worker process spends {get(cpu, 'worker') - get(floor_cpu, 'handler'):.0f}"
+                " µs per task more than that"
+                if "worker" in cpu
+                else ""
+            )
+            + (
+                f", and Redis {get(cpu, 'redis') - get(floor_cpu, 'redis'):.0f} µs more for the "
+                "claim and the ack"
+                if "redis" in cpu
+                else ""
+            )
+            + "."
+        )
+    text.append(
+        "What the Worker adds is not its Python (atp's own functions are a few percent of the "
+        "samples) but the GIL passing: a sync handler blocks its thread in the INCR's socket "
+        "read, and every time it, the other handler threads and the event loop (the stream's "
+        "messages, each task's hand-off and settle) take turns the GIL changes hands through "
+        "futex wake-ups and context switches, which shows as the process's system time and "
+        "as the redis-py socket frames above. BullMQ runs its processors on one thread with "
+        "non-blocking, auto-pipelined Redis calls."
+    )
+    if concurrency == 10:
+        text.append(
+            "What would reach it: fewer GIL hand-offs per task (handler threads that take the "
+            "next ready task themselves instead of returning to the event loop, settles "
+            "handed back in batches), and less Redis work per task in the claim and ack "
+            "scripts; on 2 shared cores each µs per task counts against BullMQ's total."
+        )
+    else:
+        fastest = max(get(prof.get(f"handler_floor_c{c}"), "rate_per_s") for c in (10, 100))
+        if needed > 0 and fastest < needed:
+            text.append(
+                f"{goal:.1f}x BullMQ ({rate(needed)} tasks/s) is above what the handler alone "
+                f"reaches without any queue ({rate(fastest)} tasks/s at best, 10 or 100 "
+                "threads): no change to the queue's path reaches it with this handler in one "
+                "Python process."
+            )
+        text.append(
+            "What would reach it: more handler threads do not help (the GIL serialises them; "
+            "compare the floor at 10 and 100 threads), so 1.5x BullMQ needs the handler's "
+            "Redis call not to block a thread (an `async def` handler on the event loop: the "
+            "c=1000 no-op row shows what the path carries without the thread hand-off) or "
+            "more worker processes, one per core, on more cores than this machine has."
+        )
+    return " ".join(text)
 
 
 def w3_bound(w3: dict[str, Any]) -> str:

@@ -461,6 +461,8 @@ def w5_section(w5: dict[str, Any] | None) -> list[str]:
 PROFILES = (
     ("sdk_worker", "SDK Worker process, W1's fair setting (concurrency 10, sync INCR handler)"),
     ("sdk_server", "Server, at the same time (serving that SDK Worker)"),
+    ("sdk_worker_c100", "SDK Worker process, concurrency 100, sync INCR handler"),
+    ("sdk_server_c100", "Server, at the same time (serving that SDK Worker at concurrency 100)"),
     ("enqueue_unary", "Server, unary Enqueue (2 client processes, 64 in flight each)"),
     ("w1_processing", "Server, bare consumers (4 loops: Retrieve 500 + AckBatch)"),
     ("enqueue_batch", "Server, EnqueueBatch of 1,000 (4 in flight)"),
@@ -484,6 +486,7 @@ def profile_section(profile: dict[str, Any] | None) -> list[str]:
             "inside asyncio's Handle._run and count there).",
             "",
         ]
+        lines += cpu_lines(prof, profile, key)
         lines += table(
             ["self time", "function"],
             [[f"{100 * s:.1f}%", f"`{f}`"] for f, s in prof.get("self", [])],
@@ -494,6 +497,45 @@ def profile_section(profile: dict[str, Any] | None) -> list[str]:
             [[f"{100 * s:.1f}%", f"`{f}`"] for f, s in prof.get("inclusive", [])],
         )
         lines += [""]
+    return lines
+
+
+def cpu_per_task(profile: dict[str, Any], concurrency: int) -> str:
+    """'worker A, server B, Redis C: D us in all' of the SDK Worker profile at `concurrency`."""
+    key = "sdk_worker" if concurrency == 10 else f"sdk_worker_c{concurrency}"
+    cpu = (profile.get(key) or {}).get("cpu_us_per_task") or {}
+    if not cpu:
+        return ""
+    parts = ", ".join(f"{name} {us:.0f}" for name, us in cpu.items())
+    return f"{parts}: {sum(cpu.values()):.0f} µs in all"
+
+
+def floor_text(profile: dict[str, Any], concurrency: int) -> str:
+    """The handler alone in `concurrency` threads (loadtest/handler_floor.py), one phrase."""
+    floor = profile.get(f"handler_floor_c{concurrency}") or {}
+    if not floor:
+        return ""
+    cpu = floor.get("cpu_us_per_task") or {}
+    return (
+        f"{rate(get(floor, 'rate_per_s'))} tasks/s, {get(cpu, 'handler'):.0f} µs of CPU per "
+        f"task in its process and {get(cpu, 'redis'):.0f} µs in Redis"
+    )
+
+
+def cpu_lines(prof: dict[str, Any], profile: dict[str, Any], key: str) -> list[str]:
+    """Under an SDK Worker profile: CPU per task by process, and the handler-alone floor."""
+    if not key.startswith("sdk_worker"):
+        return []
+    concurrency = 10 if key == "sdk_worker" else int(key.rsplit("_c", 1)[1])
+    lines = []
+    if cpu := cpu_per_task(profile, concurrency):
+        lines += [f"CPU per task while sampled (µs, from /proc): {cpu}.", ""]
+    if floor := floor_text(profile, concurrency):
+        lines += [
+            f"The handler alone in {concurrency} threads, no queue (loadtest/handler_floor.py, "
+            f"the floor of this setting): {floor}.",
+            "",
+        ]
     return lines
 
 

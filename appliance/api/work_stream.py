@@ -339,11 +339,12 @@ class WorkStream:
             await self.settle_ready.wait()
             self.settle_ready.clear()
             batch, self.settles = self.settles, []
-            results = await self._settle(batch)
-            # Fill the credits these settles freed before answering, so the answers and the
-            # next tasks leave in one message.
-            with contextlib.suppress(AtpError):  # the push loop retries and logs
-                async with self.filling:
+            # Fill the credits these settles free before answering, so the answers and the
+            # next tasks leave in one message: the acks claim the room they free in their own
+            # round trip (_ack), what is left after the other settles in one more.
+            async with self.filling:
+                results = await self._settle(batch)
+                with contextlib.suppress(AtpError):  # the push loop retries and logs
                     await self._fill(asyncio.get_running_loop().time())
             self.send(pb.WorkResponse(settled=pb.WorkSettledBatch(settled=results)))
 
@@ -385,9 +386,17 @@ class WorkStream:
         acks: list[tuple[int, str, str]],
         results: dict[int, pb.WorkSettled],
     ) -> None:
+        freed = collections.Counter(topic_of_token(t) for _, _, t in acks if t in self.held)
+        topic_want = self._room_after(freed)
+        claim = None
+        if topic_want is not None:
+            topic, want = topic_want
+            claim = (topic, want, self.sub.lease_ms, self.sub.max_bytes, self.who)
         try:
             outputs = [batch[n].result for n, _, _ in acks]
-            outcome = await self.store.ack_many([(i, t) for _, i, t in acks], outputs)
+            outcome, claimed = await self.store.ack_then_claim(
+                [(i, t) for _, i, t in acks], outputs, claim
+            )
         except AtpError as exc:
             results.update((n, _failed(batch[n].seq, exc)) for n, _, _ in acks)
             return
@@ -401,6 +410,22 @@ class WorkStream:
                 results[n] = _failed(batch[n].seq, error)
         for topic, count in acked.items():
             metrics.ACKED.labels(topic).inc(count)
+        if claimed is not None and claimed.rows:
+            self._deliver(claimed.topic, claimed)
+
+    def _room_after(self, freed: collections.Counter[str]) -> tuple[str, int] | None:
+        """The topic to claim for, and how many, once the held tasks counted in `freed` (by
+        topic) are settled: the next topic of the rotation with room (as _fill takes them)."""
+        room = 0 if self.leaving else self.window - len(self.held) + sum(freed.values())
+        for _ in range(len(self._rotation)):
+            if room <= 0:
+                return None
+            topic = self._rotation[0]
+            self._rotation.rotate(-1)
+            want = min(room, self.sub.caps[topic] - self.held_by_topic[topic] + freed[topic])
+            if want > 0:
+                return topic, min(want, self.settings.batch_max)
+        return None
 
     async def _hold(
         self,

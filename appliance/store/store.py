@@ -130,6 +130,10 @@ class DeadTask:
     dead_at_ms: int
 
 
+def _claim_of(topic: str, reply: Any) -> Claim:
+    return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
+
+
 def _group_by_topic(leases: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
     """(id, lease token) pairs by the topic their token names; malformed tokens left out."""
     by_topic: dict[str, list[tuple[str, str]]] = {}
@@ -200,7 +204,11 @@ class Store:
             for topic, idx in by_topic.items():
                 self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
 
-        replies = await self.run_many("enqueue", build) if tasks else []
+        if len(by_topic) == 1:  # one script call: a plain EVALSHA, cheaper than a pipeline
+            (topic,) = by_topic
+            replies = [await self.run("enqueue", *self._enqueue_args(topic, tasks))]
+        else:
+            replies = await self.run_many("enqueue", build) if tasks else []
         flags: list[int] = [0] * len(tasks)
         for idx, codes in zip(
             by_topic.values(), replies[len(replies) - len(by_topic) :], strict=True
@@ -251,12 +259,16 @@ class Store:
 
     def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
         """Queue one enqueue.lua call on `pipe`."""
+        self.scripts.queue(pipe, "enqueue", *self._enqueue_args(topic, tasks))
+
+    def _enqueue_args(self, topic: str, tasks: Sequence[NewTask]) -> tuple[list[str], list[Any]]:
+        """enqueue.lua's KEYS and ARGV for `tasks`, all of `topic`."""
         tk = self.keys.topic(topic)
         args: list[Any] = [self.keys.wake_channel, topic, tk.task_prefix]
         for t in tasks:
             meta = f"{t.delay_ms} {t.execute_at_ms} {t.max_retries} {t.traceparent}"
             args += [t.id, t.payload, meta]
-        self.scripts.queue(pipe, "enqueue", [tk.pending, tk.new], args)
+        return [tk.pending, tk.new], args
 
     async def cancel(
         self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
@@ -378,26 +390,36 @@ class Store:
         (0: no bound; the first task always fits). Retried with the same call token, so a lost
         reply returns the same tasks instead of leasing them to nobody. `who` leases: the
         history's lease detail (a worker stream, a Retrieve's caller)."""
+        keys, args = self._claim_call(topic, limit, lease_ms, call_token, max_bytes, who)
+        return _claim_of(topic, await self.run("claim", keys, args))
+
+    def _claim_call(
+        self,
+        topic: str,
+        limit: int,
+        lease_ms: int,
+        call_token: str | None,
+        max_bytes: int,
+        who: str,
+    ) -> tuple[list[str], list[Any]]:
+        """claim.lua's keys and arguments (a new call token unless one is given)."""
         tk = self.keys.topic(topic)
         call = call_token or self.new_call_token(topic)
         nonces = base64.urlsafe_b64encode(os.urandom(limit * NONCE_BYTES)).decode()
-        reply = await self.run(
-            "claim",
-            [tk.pending, tk.running, tk.claim(call), tk.new],
-            [
-                tk.task_prefix,
-                limit,
-                lease_ms,
-                call,
-                self.settings.claim_memo_ms,
-                self.keys.lease_channel,
-                topic,
-                max_bytes or UNBOUNDED_BYTES,
-                nonces,
-                who,
-            ],
-        )
-        return Claim(topic, codec.claimed_rows(reply[2:]), int(reply[0]), int(reply[1]))
+        keys = [tk.pending, tk.running, tk.claim(call), tk.new]
+        args = [
+            tk.task_prefix,
+            limit,
+            lease_ms,
+            call,
+            self.settings.claim_memo_ms,
+            self.keys.lease_channel,
+            topic,
+            max_bytes or UNBOUNDED_BYTES,
+            nonces,
+            who,
+        ]
+        return keys, args
 
     async def ack(self, task_id: str, token: str, result: str = "") -> None:
         (error,) = await self.ack_many([(task_id, token)], [result])
@@ -409,13 +431,37 @@ class Store:
     ) -> list[Exception | None]:
         """Ack many leases in one round trip (one ack.lua call per topic); one result per ack
         (None = done). `results`: each task's output (kept on its record), '' or none = none."""
+        outcome, _ = await self.ack_then_claim(acks, results)
+        return outcome
+
+    async def ack_then_claim(
+        self,
+        acks: Sequence[tuple[str, str]],
+        results: Sequence[str] = (),
+        claim: tuple[str, int, int, int, str] | None = None,
+    ) -> tuple[list[Exception | None], Claim | None]:
+        """ack_many, then `claim` (topic, limit, lease ms, byte budget, who: as claim() with a
+        new call token) in the same round trip: the acks run first, so the claim may take the
+        room they free. One pipeline, retried as a whole on a dropped connection (acks are
+        idempotent per lease token, the claim returns what its call token holds)."""
         channel = self.keys.workflows.channel
+        claimed: list[Any] = []
+        claim_call = None
+        if claim is not None:
+            topic, limit, lease_ms, max_bytes, who = claim
+            claim_call = self._claim_call(topic, limit, lease_ms, None, max_bytes, who)
+
+        def then(pipe: Any) -> None:
+            if claim_call is not None:
+                self.scripts.queue(pipe, "claim", *claim_call)
+
         outcome = await self._per_topic(
             acks,
             "ack",
             lambda tk: ([tk.running], [self.settings.retention_ms, tk.task_prefix, channel]),
             functools.partial(_lease_error, "ack"),
             more=list(results) or [""] * len(acks),
+            then=(then, claimed) if claim_call else None,
         )
         await self._expire_index(
             [
@@ -424,7 +470,7 @@ class Store:
                 if e is None
             ]
         )
-        return outcome
+        return outcome, _claim_of(claim[0], claimed[0]) if claim and claimed else None
 
     async def nack(
         self,
@@ -518,10 +564,13 @@ class Store:
         keys_args: Callable[[TopicKeys], tuple[list[str], list[Any]]],
         decode: Callable[[Any, str], T],
         more: Sequence[str] | None = None,
+        then: tuple[Callable[[Any], None], list[Any]] | None = None,
     ) -> list[T | Exception]:
         """Run a per-topic batch script over (id, lease token) pairs, one call per topic in one
         pipeline; one decoded result per pair, in order (a malformed token: its error).
-        `more`: one more argument per pair, sent after it (ack's result)."""
+        `more`: one more argument per pair, sent after it (ack's result). `then`: a builder
+        that queues more calls after these in the same pipeline, and the list their replies
+        are put in."""
         outcome: list[T | Exception] = []
         by_topic: dict[str, list[int]] = {}
         for i, (_, token) in enumerate(leases):
@@ -540,9 +589,13 @@ class Store:
                     for part in (leases[i] if more is None else (*leases[i], more[i]))
                 ]
                 self.scripts.queue(pipe, script, keys, [*args, *pairs])
+            if then is not None:
+                then[0](pipe)
 
-        replies = await self.run_many(script, build) if by_topic else []
-        for idx, codes in zip(by_topic.values(), replies, strict=True):
+        replies = await self.run_many(script, build) if by_topic or then else []
+        if then is not None:
+            then[1].extend(replies[len(by_topic) :])
+        for idx, codes in zip(by_topic.values(), replies[: len(by_topic)], strict=True):
             for i, code in zip(idx, codes, strict=True):
                 outcome[i] = decode(code, leases[i][0])
         return outcome

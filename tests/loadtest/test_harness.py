@@ -202,6 +202,39 @@ def test_report_targets_are_computed_from_the_figures() -> None:
     assert "wait behind the 30 tasks still pending" in missed  # released at once, queued behind
 
 
+def _sdk_profile(frame: str, rate: float, cpu: dict[str, float]) -> dict[str, Any]:
+    return {
+        "samples": 100,
+        "self": [(frame, 0.5)],
+        "rate_per_s": rate,
+        "cpu_us_per_task": cpu,
+        "worker_system_us": 40.0,
+    }
+
+
+def test_missed_w1_targets_name_each_concurrencys_own_profile_cpu_and_handler_floor() -> None:
+    results = _results(atp_rate=1000.0, bull_rate=2000.0)
+    floor = {"rate_per_s": 2500.0, "cpu_us_per_task": {"handler": 50.0, "redis": 20.0}}
+    results["profile"] = {
+        "sdk_worker": _sdk_profile("c10_frame (x.py)", 900.0, {"worker": 150.0, "redis": 50.0}),
+        "sdk_server": _sdk_profile("server10 (y.py)", 900.0, {}),
+        "sdk_worker_c100": _sdk_profile("c100_frame (x.py)", 1800.0, {"worker": 120.0}),
+        "sdk_server_c100": _sdk_profile("server100 (y.py)", 1800.0, {}),
+        "handler_floor_c10": floor,
+        "handler_floor_c100": {**floor, "rate_per_s": 2000.0},
+    }
+    text = report.render(results)
+    c10 = _row(text, "- **W1, concurrency 10,")
+    c100 = _row(text, "- **W1, concurrency 100,")
+    assert "c10_frame" in c10 and "c100_frame" not in c10
+    assert "c100_frame" in c100 and "c10_frame" not in c100
+    assert "worker 150, redis 50: 200 µs in all" in c10  # 2e6 / 200 = 10,000 tasks/s at most
+    assert "at most 10,000 tasks/s" in c10 and "the Worker process spends 100 µs" in c10
+    assert "1.5x BullMQ (3,000 tasks/s) is above what the handler alone reaches" in c100
+    assert "nan" not in c100  # no Redis figure in its profile: none named
+    assert "### SDK Worker process, concurrency 100" in text
+
+
 def test_report_says_not_measured_for_what_was_left_out() -> None:
     text = report.render({"runs": [{"w1": {"atp-c10": _w1(500.0, 10)}}], "parts": ["w1"]})
     assert _row(text, "| W1, concurrency 10").endswith("| not measured |")

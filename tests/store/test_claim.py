@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from appliance.errors import StaleLease
 from appliance.model import NewTask
 from appliance.store import Store
 from tests.store.helpers import read_pending, read_running, read_state, seed_pending
@@ -104,3 +105,25 @@ async def test_each_claimed_row_names_claim_lua_values(store: Store) -> None:
     )
     assert row.token.startswith(b"t/") and row.traceparent == b"00-x"
     assert row.deadline_ms > row.created_ms > 1234
+
+
+async def test_ack_then_claim_acks_first_and_leases_in_the_same_call(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """The worker stream's settle path: the acks and the claim of the room they free in one
+    round trip; a refused ack keeps its error and the claim still leases."""
+    await seed_pending(store, "t", 5)
+    held = (await store.claim("t", 2, 30_000)).tasks
+    outcome, claim = await store.ack_then_claim(
+        [(held[0].id, held[0].lease_token), (held[1].id, "t/bad.1.x")],
+        ["done", ""],
+        ("t", 2, 30_000, 0, "stream s"),
+    )
+    assert outcome[0] is None and isinstance(outcome[1], StaleLease)
+    assert read_state(redis_client, "t", held[0].id) == "SUCCEEDED"
+    assert read_state(redis_client, "t", held[1].id) == "RUNNING"
+    assert claim is not None and [t.id for t in claim.tasks] == ["t-2", "t-3"]
+    assert set(read_running(redis_client)) == {"t-1", "t-2", "t-3"}
+    assert set(read_pending(redis_client)) == {"t-4"}
+    none, nothing = await store.ack_then_claim([], [], None)
+    assert none == [] and nothing is None
