@@ -231,6 +231,8 @@ class Advancer:
             await self._advance_all(runs, now)
         except AtpError as exc:  # the poll loop finds them by their looks meanwhile
             log.warning("workflow advancer catching up: %s", exc)
+        except Exception:  # a bug must not stop every run: logged, the looks go on
+            log.exception("workflow advancer failed catching up")
 
     async def _advance_all(self, due: list[str], now: int) -> None:
         runs = [r for r in due if r not in self._busy]  # busy: a named look is at it
