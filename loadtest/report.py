@@ -281,6 +281,42 @@ def method() -> list[str]:
     ]
 
 
+# The round trip of one enqueue, measured apart (microseconds a call, sync client, 100-byte
+# payload, one at a time, loopback, the 2 shared cores of this machine; side by side,
+# 2026-11-30; the method is docs/adr/0020-enqueue-speed.md).
+SEQUENTIAL_BOUND = (
+    "one call at a time waits for its answer before the next is sent, so the figure is one "
+    "round trip per task: sync client -> gRPC -> the server's event loop -> Redis and back. "
+    "Measured apart on this machine, side by side: a bare grpc Python stream message to a "
+    "do-nothing grpc.aio server and back, 300-360 us; the same with one redis.asyncio "
+    "EVALSHA in the handler, 545 us; atp's EnqueueStream (raw stream, no SDK), 800-850 us; "
+    "the SDK's `Client.enqueue()`, 850-920 us; a unary Enqueue, 1,300 us (per-call RPC "
+    "setup); for comparison a bare sync redis-py EVALSHA, 60 us, and BullMQ's whole "
+    "`queue.add`, 200-220 us. So the transport alone (two Python gRPC endpoints, each a "
+    "hand-off between grpc's poller thread and the caller under one GIL) costs more than "
+    "BullMQ's complete call, and each hop is a process wake-up on the shared cores. The "
+    "server's profile under this load: its event loop is busy about a quarter of the time, "
+    "atp's handler code a third of that; the rest waits for grpc's poller thread and Redis. "
+    "What would reach 1.0x: not a Python gRPC hop per call: a producer that writes to Redis "
+    "itself (enqueue.lua, as BullMQ does) or a compiled front end for Enqueue; within this "
+    "design, fewer thread hand-offs (a sync stream on the caller's thread) would save about "
+    "50-70 us of the SDK's share, not the 600 us the target needs."
+)
+CONCURRENT_BOUND = (
+    "many calls share the SDK's EnqueueStream messages. The SDK's first design sent every "
+    "call in flight (1,000) in one message and waited for it, so client and server took "
+    "turns: at 27k tasks/s the client used 32 % of a core and the server 39 %, each idle "
+    "while the other worked (CPU a call: client 11-13 us, server 15-18 us; their sum, about "
+    "30 us, is the 32k/s of a quiet run). The SDK now splits waiting calls over a window of 4 "
+    "messages (at least 100 calls each), so the client answers one message's callers while "
+    "the server writes the next one's tasks; the bound becomes the busier side's per-call "
+    "work (the server's: admitting each call, its NewTask and result, 3 Redis arguments per "
+    "task) plus Redis's Lua time, on the same 2 cores. What would reach 50,000 where that is "
+    "not enough: less per-call Python work on the server (a message's calls admitted and "
+    "encoded as one block) or a second server process for the producer's streams."
+)
+
+
 def evidence(results: dict[str, Any]) -> list[str]:
     """For each target of issue 12 missed: what the profile shows bounds it, and what would
     reach it (from the issue's analysis: these name the product's work, not this harness's)."""
@@ -289,16 +325,13 @@ def evidence(results: dict[str, Any]) -> list[str]:
     why = {
         "W1, concurrency 10,": w1_bound(results, prof, 10, 1.0),
         "W1, concurrency 100,": w1_bound(results, prof, 100, 1.5),
-        "Sequential": "one call at a time waits for its answer before the next is sent, so "
-        "the figure is one round trip through the SDK's EnqueueStream, the server and Redis "
-        "per task"
+        "Sequential": SEQUENTIAL_BOUND
         + (
-            f" (the server's self time under unary Enqueue, for scale: {top(unary)})."
+            f" The server's self time under unary Enqueue, for scale: {top(unary)}."
             if unary
-            else "."
+            else ""
         ),
-        "Concurrent": "many calls share the SDK's EnqueueStream messages; what is left is "
-        "the client's and the server's per-call Python work on 2 shared cores.",
+        "Concurrent": CONCURRENT_BOUND,
         "W3": w3_bound(results.get("w3") or {}),
         "W2": "what is left is the claim's round trip, the push or reply to the worker and the "
         "handler's dispatch; compare the peers' tails in the same run for the machine's share "

@@ -15,7 +15,7 @@ import grpc
 
 from appliance import metrics
 from appliance.api import producing
-from appliance.api.interceptors import rate_check, topic_owner
+from appliance.api.interceptors import current_principal, rate_check, topic_owner
 from appliance.config import Settings
 from appliance.errors import AtpError, RateLimited, Unavailable
 from appliance.model import NewTask
@@ -118,14 +118,15 @@ class EnqueueStreamHandler:
         status, every one as a unary Enqueue of the same request would have ended."""
         results: list[pb.EnqueueStreamResult] = []
         admitted: list[tuple[pb.EnqueueStreamResult, NewTask, bool]] = []
+        principal, settings, valid = current_principal(), self.settings, producing.valid_traceparent
         for call in calls:
             result = pb.EnqueueStreamResult(seq=call.seq)
             results.append(result)
             try:
                 if not allow():
                     raise RATE_LIMITED
-                trace = producing.valid_traceparent(call.traceparent) or stream_trace
-                task, client_id = producing.admit(call.request, self.settings, trace)
+                trace = (call.traceparent and valid(call.traceparent)) or stream_trace
+                task, client_id = producing.admit(call.request, settings, trace, principal)
             except AtpError as exc:
                 _refuse(result, exc)
                 continue

@@ -13,6 +13,7 @@ import grpc
 from appliance import metrics
 from appliance.api import convert
 from appliance.api.interceptors import current_principal
+from appliance.auth import Principal
 from appliance.config import Settings
 from appliance.model import EnqueueResult, NewTask
 from appliance.proto import queue_pb2 as pb
@@ -20,11 +21,17 @@ from appliance.proto import queue_pb2 as pb
 TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
-def admit(request: pb.EnqueueRequest, settings: Settings, traceparent: str) -> tuple[NewTask, bool]:
-    """The validated task of an EnqueueRequest, if the caller may use its topic (else
-    PermissionDenied), and whether its id was given by the client."""
+def admit(
+    request: pb.EnqueueRequest,
+    settings: Settings,
+    traceparent: str,
+    principal: Principal | None = None,
+) -> tuple[NewTask, bool]:
+    """The validated task of an EnqueueRequest, if the caller (`principal`, else the current
+    call's) may use its topic (else PermissionDenied), and whether its id was given by the
+    client."""
     task, client_id = convert.new_task(request, settings, traceparent)
-    current_principal().check_topic(task.topic)
+    (principal or current_principal()).check_topic(task.topic)
     return task, client_id
 
 

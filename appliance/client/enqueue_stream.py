@@ -24,9 +24,10 @@ from appliance.errors import AtpError, Unavailable
 from appliance.proto import queue_pb2 as pb
 
 MAX_CALLS = 1000  # calls per message (the server writes them in slices of its batch_max)
+MIN_SPLIT = 100  # calls per message at least, when the waiting calls are split (see `_take`)
 MAX_BYTES = 1024 * 1024  # per message, well under the server's grpc_max_message_bytes
 BIG_PAYLOAD = 64 * 1024  # characters; a larger payload goes by unary Enqueue (see `fits`)
-WINDOW = 2  # messages on their way at once: calls arriving meanwhile wait and go out together
+WINDOW = 4  # messages on their way at once: calls arriving meanwhile wait and go out together
 MAX_SENDS = 3  # a call goes out at most this often (again only when safe: see the ADR)
 SWEEP_S = 1.0  # how often calls past their deadline are failed
 STATUS = {c.value[0]: c for c in grpc.StatusCode}
@@ -197,11 +198,16 @@ class StreamEnqueuer:
             _fail(pending, _lost(error) if pending.sends else error)
 
     def _take(self) -> pb.EnqueueStreamRequest:
-        """The next message: as many waiting calls as fit."""
+        """The next message: the waiting calls, split over the free places of the window
+        (not fewer than MIN_SPLIT a message), so that the client answers one message's callers
+        while the server writes the next one's tasks: one message of every call in flight
+        would make the two take turns, each idle while the other works."""
         calls: list[pb.EnqueueCall] = []
         size = 0
         outbox, sent = self._outbox, self._sent
-        while outbox and len(calls) < MAX_CALLS:
+        free = max(1, WINDOW - self._on_way)
+        limit = min(MAX_CALLS, max(MIN_SPLIT, -(-len(outbox) // free)))
+        while outbox and len(calls) < limit:
             pending = outbox[0]
             if pending.future.done():  # past its deadline already: not worth sending
                 outbox.popleft()

@@ -50,3 +50,23 @@ async def test_shutdown_says_closing_then_refuses_until_the_client_closes(server
         assert await stream.code() == grpc.StatusCode.OK
         reply = await stub.GetStats(pb.GetStatsRequest(topics=["t"]))
         assert reply.topics[0].pending == 1  # the late call was not enqueued
+
+
+async def test_each_call_keeps_its_own_trace_context_else_the_streams(server) -> None:  # type: ignore[no-untyped-def]
+    """A call's well-formed `traceparent` goes with its task; an empty or malformed one gives
+    way to the stream's `traceparent` metadata."""
+    own = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    streams = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.DelayQueueServiceStub(channel)
+        stream = stub.EnqueueStream(metadata=(("traceparent", streams),))
+        message = calls((1, "tr"), (2, "tr"), (3, "tr"))
+        message.calls[0].traceparent = own
+        message.calls[1].traceparent = "not-a-traceparent"
+        await stream.write(message)
+        reply = await stream.read()
+        await stream.done_writing()
+        ids = [r.id for r in reply.results]
+        got = await stub.Retrieve(pb.RetrieveRequest(topic="tr", batch_size=3))
+        trace_of = {t.id: t.traceparent for t in got.tasks}
+        assert [trace_of[i] for i in ids] == [own, streams, streams]

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from appliance import AsyncClient, Client
-from appliance.client import common
+from appliance.client import common, enqueue_stream
 from appliance.errors import AtpError, InvalidArgument, TooLarge
 from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
@@ -154,3 +154,27 @@ def test_closed_client_refuses_and_a_new_one_works(address: str, topic: str) -> 
     with Client(address) as again:
         again.enqueue(topic, "q")
     assert pending(address, topic) == 2
+
+
+async def test_many_calls_in_flight_go_out_as_several_messages_at_once(
+    address: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 calls waiting at once are split over the window (not one message of all, which
+    would leave the client idle while the server writes and the server idle meanwhile), and
+    every call still gets its own id."""
+    taken: list[tuple[int, int]] = []  # (calls in the message, messages already on their way)
+    take = enqueue_stream.StreamEnqueuer._take
+
+    def recording(self: enqueue_stream.StreamEnqueuer) -> pb.EnqueueStreamRequest:
+        message = take(self)
+        taken.append((len(message.calls), self._on_way))
+        return message
+
+    monkeypatch.setattr(enqueue_stream.StreamEnqueuer, "_take", recording)
+    async with AsyncClient(address) as c:
+        ids = await asyncio.gather(*(c.enqueue(topic, f"p{n}") for n in range(1000)))
+    assert len(set(ids)) == 1000
+    assert max(n for n, _ in taken) <= 1000 // enqueue_stream.WINDOW
+    assert any(on_way > 0 for _, on_way in taken)  # written while another was on its way
+    assert sum(n for n, _ in taken) == 1000
+    assert pending(address, topic) == 1000
