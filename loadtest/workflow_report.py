@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sections import NAMES, get, med, ms, quotient, rate, ratio, table
+from sections import NAMES, get, med, ms, quotient, rate, ratio, table, w1_rate
 
 W7_SYSTEMS = ("atp", "celery", "bullmq")
 W7_HOW = {
@@ -65,11 +65,61 @@ def w7_targets(runs: Sequence[dict[str, Any]]) -> list[str]:
             _verdict(None if math.isnan(waiting) else waiting <= WAITING_RUN_BYTES),
         ],
     ]
+    missed = {
+        key
+        for key, row in zip(("celery", "bullmq", "p99", "bytes"), rows, strict=True)
+        if "missed" in row[2]
+    }
     return [
         "## Targets (issue 16, workflows: W7)",
         "",
         *table(["target", "measured (medians, same run)", "verdict"], rows),
+        *w7_bounds(runs, missed),
     ]
+
+
+W7_BOUNDS = {
+    "celery": "the server's Python per hand-off. py-spy on the server during the W7 drain "
+    "shows it busy sending and parsing small Redis round trips (asyncio's socket write and "
+    "redis-py's packing and parsing, about half its samples). The hand-off is now one "
+    "pipeline to the run's slot plus the next task's write, gathered across runs under load "
+    '(docs/adr/0010, "The hand-off without a read"), where it was a read of the run and '
+    "its step tasks, that pipeline, the write and a look written, per step, with every run "
+    "re-read each second; what remains per step is the Ack, the workflow message, those two "
+    "round trips and the claim, on the same 2 cores as the worker and Redis.",
+    "bullmq": "the worker path before advancement: W1 at the same worker settings "
+    "{w1} bounds 3-step chains at a third of that even with advancement free, below "
+    "BullMQ's flows (its FlowProducer moves a parent on inside the script that completes "
+    "the child: one round trip, one slot). atp's steps are tasks on topics, and a step's "
+    "end and the next step's task are in different slots, which no script may join on a "
+    "Redis Cluster (ADR 0010): a hand-off is at least a message and two round trips. What "
+    "would reach it: the SDK worker's per-task cost (issue 12's W1 miss), then advancing "
+    "inside the Ack's own script where the run and the topic share a node.",
+    "p99": "hops timed from Redis MONITOR on a running worker (chains 20 ms apart): the "
+    "advancement, from ack.lua's message to the next step's task claimed, went from about "
+    "2.6 ms (p50; read, finish-and-schedule, write: three round trips) to about 1.9 ms "
+    "(finish-and-schedule, write); the rest of a hand-off, the claim's push to the SDK "
+    "worker, its handler start, the Ack's way back through the worker stream, is the "
+    "worker data path (about 2 ms p50 itself). The tail is the 2 shared cores' scheduling: "
+    "compare the peers' p99 in the same run. What would reach it: the worker path's own "
+    "latency, then advancing in the Ack's round trip (above).",
+}
+
+
+def w7_bounds(runs: Sequence[dict[str, Any]], missed: set[str]) -> list[str]:
+    """For each W7 target missed: what the profile and the hop timing show bounds it, and
+    what would reach it."""
+    if not missed:
+        return []
+    w1 = w1_rate(runs, "atp-c10")
+    w1_text = f"({rate(w1)} tasks/s in this run)" if not math.isnan(w1) else "(W1 not run)"
+    names = {"celery": ">= 2x Celery", "bullmq": ">= 1x BullMQ", "p99": "hand-off p99"}
+    items = [
+        f"- **W7 {names[key]}**: " + W7_BOUNDS[key].format(w1=w1_text)
+        for key in ("celery", "bullmq", "p99")
+        if key in missed
+    ]
+    return ["", "What bounds the missed W7 targets:", "", *items] if items else []
 
 
 def w7_section(runs: Sequence[dict[str, Any]]) -> list[str]:

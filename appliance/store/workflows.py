@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from appliance.errors import NotFound
 from appliance.model import NewTask
 from appliance.store import codec
+from appliance.store.batching import Pipelines, TaskWrites
 from appliance.store.results import Refusal, error, refusal
 from appliance.store.store import Store
 from appliance.workflows.model import RunRecord, run_from_fields, run_wake
@@ -44,6 +45,9 @@ class WorkflowStore:
         self.store = store
         self.keys = store.keys.workflows
         self.retention_ms = store.settings.retention_ms
+        # the hand-offs of concurrent runs, gathered into one round trip each (ADR 0010)
+        self._hand_offs = Pipelines(lambda build: store.run_many("step_finish", build))
+        self._task_writes = TaskWrites(lambda tasks: store.enqueue(tasks, index=False))
 
     # -- definitions ---------------------------------------------------------------------
 
@@ -224,8 +228,19 @@ class WorkflowStore:
                 self.store.scripts.queue(pipe, "step_schedule", [key], args)
             pipe.hgetall(key)
 
-        reply, *_, raw = await self.store.run_many("step_finish", build)
+        # with the hand-offs of other runs under way (each script in its run's slot)
+        reply, *_, raw = await self._hand_offs.run(build, len(ready) + 2)
         return _finished(reply), {codec.text(k): codec.text(v) for k, v in raw.items()}
+
+    async def settle(self) -> None:
+        """Until the hand-offs' batches under way are answered."""
+        await self._hand_offs.settle()
+        await self._task_writes.settle()
+
+    async def write_tasks(self, tasks: Sequence[NewTask]) -> None:
+        """Write steps' tasks from their outbox records (the ids derived: a repeat writes
+        nothing), with those of other runs' hand-offs under way in one enqueue call."""
+        await self._task_writes.write(tasks)
 
     async def step_running(self, run_id: str, step: str, attempts: int) -> dict[str, str]:
         """Record the step's task as leased; the run's fields afterwards (read in the same

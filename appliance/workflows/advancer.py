@@ -154,6 +154,7 @@ class Advancer:
         for task in list(self._named):
             task.cancel()
         await asyncio.gather(*self._named, return_exceptions=True)
+        await self.workflows.settle()
 
     def named(self, run_id: str, now: int | None, done: Done | None = None) -> None:
         """A message named the run (a step's task finished, the run started): advance it now,
@@ -517,7 +518,7 @@ class Advancer:
             steps = [latest.step(name) for name, t in ready if t.id]
             tasks = [_outbox_task(s) for s in steps if s.state == StepState.SCHEDULED]
             if tasks:
-                await self.store.enqueue(tasks, index=False)
+                await self.workflows.write_tasks(tasks)
         return fields
 
     async def _schedule_ready(

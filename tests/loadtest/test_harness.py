@@ -382,6 +382,9 @@ def test_w7_targets_are_computed_from_the_figures() -> None:
     assert _row(text, "| W7 <= 1 KB per run waiting").endswith("| 900 bytes | met |")
     assert "| atp | a `Workflow` of 3 steps" in text and "| 700 | 1.0 | 2.5 | 9.0 | 0 | 0 |" in text
     assert "run 900 bytes" not in text and "1,000 runs, a 2-step workflow): 900 bytes" in text
+    # the missed target (BullMQ) says what bounds it; the met ones say nothing
+    assert "What bounds the missed W7 targets" in text and "- **W7 >= 1x BullMQ**: " in text
+    assert "- **W7 >= 2x Celery**" not in text and "- **W7 hand-off p99**" not in text
 
 
 def test_the_cluster_and_durability_figures_are_rendered() -> None:
