@@ -9,6 +9,7 @@ import asyncio
 import collections
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -226,10 +227,9 @@ class QueueServicer(pb_grpc.DelayQueueServiceServicer):
         its ending) only on a later turn of the loop, so the open calls are waited for first;
         a call whose generator is only closed later (by the garbage collector) starts no
         ending at all: its leases are kept, as on any stop, and its registry entry expires."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = time.monotonic() + timeout_s  # the loop's clock (asyncio uses monotonic)
         for pending in (self._serving, self._afterwards):
-            left = deadline - loop.time()
+            left = deadline - time.monotonic()
             if pending and left > 0:
                 await asyncio.wait(set(pending), timeout=left)
         self._finished = True

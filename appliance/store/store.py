@@ -204,11 +204,7 @@ class Store:
             for topic, idx in by_topic.items():
                 self._enqueue_call(pipe, topic, [tasks[i] for i in idx])
 
-        if len(by_topic) == 1:  # one script call: a plain EVALSHA, cheaper than a pipeline
-            (topic,) = by_topic
-            replies = [await self.run("enqueue", *self._enqueue_args(topic, tasks))]
-        else:
-            replies = await self.run_many("enqueue", build) if tasks else []
+        replies = await self.run_many("enqueue", build) if tasks else []
         flags: list[int] = [0] * len(tasks)
         for idx, codes in zip(
             by_topic.values(), replies[len(replies) - len(by_topic) :], strict=True
@@ -259,16 +255,12 @@ class Store:
 
     def _enqueue_call(self, pipe: Any, topic: str, tasks: Sequence[NewTask]) -> None:
         """Queue one enqueue.lua call on `pipe`."""
-        self.scripts.queue(pipe, "enqueue", *self._enqueue_args(topic, tasks))
-
-    def _enqueue_args(self, topic: str, tasks: Sequence[NewTask]) -> tuple[list[str], list[Any]]:
-        """enqueue.lua's KEYS and ARGV for `tasks`, all of `topic`."""
         tk = self.keys.topic(topic)
         args: list[Any] = [self.keys.wake_channel, topic, tk.task_prefix]
         for t in tasks:
             meta = f"{t.delay_ms} {t.execute_at_ms} {t.max_retries} {t.traceparent}"
             args += [t.id, t.payload, meta]
-        return [tk.pending, tk.new], args
+        self.scripts.queue(pipe, "enqueue", [tk.pending, tk.new], args)
 
     async def cancel(
         self, task_id: str, topic: str = "", allowed: frozenset[str] | None = None
