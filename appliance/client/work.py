@@ -204,8 +204,14 @@ class WorkStream:
         stream' while no ping sent within FRESH_S has been answered — the server may have
         declared this worker lost and released its tasks (after a SIGSTOP, a partition) — or
         'lease deadline'. A stale stream asks the server at once."""
-        if time.monotonic() - self.answered_at > FRESH_S:
+        refusal = self.refusal(deadline_ms)
+        if refusal == "stale stream":
             self.ping()
+        return refusal
+
+    def refusal(self, deadline_ms: int) -> str | None:
+        """start_refusal() without the ping: safe on any thread (reads only)."""
+        if time.monotonic() - self.answered_at > FRESH_S:
             return "stale stream"
         return deadline_refusal(deadline_ms, self.clock.now_ms())
 

@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,6 +29,7 @@ from appliance.worker.execution import (
     HandlerThreads,
     Outcome,
     Route,
+    Work,
     call_async_handler,
     transient,
 )
@@ -70,10 +72,15 @@ class Session:
         self.client = client
         self.routes = {r.topic: r for r in routes}
         self.free = config.concurrency
+        # Guards what decides a start (free, ready, the Held flags, stream, closing): handler
+        # threads start the next ready task themselves (_take), the loop the others.
+        self.lock = threading.Lock()
         self.threads = HandlerThreads(
             config.concurrency if any(not r.is_async for r in self.routes.values()) else 0,
             asyncio.get_running_loop(),
-            self._finished,
+            self._finished_sync,
+            self._take,
+            wake_batch=config.concurrency,  # the loop settles a slots' worth at a time
         )
         self.held: dict[str, Held] = {}  # lease token -> held task
         self.ready: collections.deque[Held] = collections.deque()  # received, not started
@@ -112,13 +119,14 @@ class Session:
             await self._serve(stream)
 
     async def _serve(self, stream: WorkStream) -> None:
-        self.stream = stream
-        self.stream_up.set()
         # Mark what is to be adopted before anything can start it: a delivery of the last
         # stream may have been released by the server meanwhile.
-        todo = [h for h in self.held.values() if not h.settling]
-        for h in todo:
-            h.holding = True
+        with self.lock:
+            self.stream = stream
+            todo = [h for h in self.held.values() if not h.settling]
+            for h in todo:
+                h.holding = True
+        self.stream_up.set()
         adopting = asyncio.create_task(self._adopt(stream, todo), name="atp-adopt")
         try:
             async for event in stream.events():
@@ -132,7 +140,8 @@ class Session:
                 log.info("work stream ended (%s); reconnecting", exc)
         finally:
             self.stream_up.clear()
-            self.stream = None
+            with self.lock:
+                self.stream = None
             adopting.cancel()
             await stream.close(clean=False)
 
@@ -146,7 +155,8 @@ class Session:
         )
         kept = 0
         for h, answer in zip(todo, answers, strict=True):
-            h.holding = False
+            with self.lock:
+                h.holding = False
             if answer.error is None:
                 h.deadline_ms = answer.lease_deadline_ms
                 kept += 1
@@ -177,7 +187,8 @@ class Session:
                 held.deadline_ms = max(held.deadline_ms, renewed.deadline_ms)
 
     def _lose(self, held: Held) -> None:
-        held.lost = True
+        with self.lock:
+            held.lost = True
         self.held.pop(held.task.lease_token, None)
         if held.started:
             log.warning("task %s: lease lost, its result will not be recorded", held.task.id)
@@ -186,32 +197,57 @@ class Session:
 
     def _dispatch(self) -> None:
         """Start what is ready while slots are free, the stream is fresh and leases hold."""
-        stream = self.stream
-        while self.ready and self.free > 0 and not self.closing:
-            held = self.ready[0]
-            if held.lost:
+        while True:
+            with self.lock:
+                if not self.ready or self.free <= 0 or self.closing:
+                    return
+                held = self.ready[0]
+                if held.lost:
+                    self.ready.popleft()
+                    continue
+                stream = self.stream
+                if held.holding or stream is None:
+                    return
+                refusal = stream.start_refusal(held.deadline_ms)
+                if refusal == "stale stream":
+                    return  # wait for the answer to a ping (or for the stream to break)
                 self.ready.popleft()
-                continue
-            if held.holding or stream is None:
-                return
-            refusal = stream.start_refusal(held.deadline_ms)
-            if refusal == "stale stream":
-                return  # wait for the answer to a ping (or for the stream to break)
-            self.ready.popleft()
+                if refusal is None:
+                    self._started(held)
             if refusal is not None:
                 log.warning("task %s: held past its lease deadline, not started", held.task.id)
                 self._settle_soon(held, NOT_STARTED)
-                continue
-            self._start(held)
+            elif held.route.is_async:
+                held.job = asyncio.create_task(self._run_async(held))
+            else:
+                self.threads.run(held.route, held.task, held)
 
-    def _start(self, held: Held) -> None:
+    def _started(self, held: Held) -> None:
+        """Take a slot for `held` (under the lock)."""
         self.free -= 1
         held.started = held.running = True
         self.running.add(held)
-        if held.route.is_async:
-            held.job = asyncio.create_task(self._run_async(held))
-        else:
-            self.threads.run(held.route, held.task, held)
+
+    def _take(self, done: Held) -> Work | None:
+        """On a handler thread that just ran `done`: the next ready task, started at once on
+        this thread when it is a sync handler's and may start now (fresh stream, lease
+        ahead); else None, the slot given back, and the loop starts or refuses what waits."""
+        with self.lock:
+            done.running = False
+            self.running.discard(done)
+            self.free += 1
+            stream = self.stream
+            while self.ready and not self.closing and stream is not None:
+                held = self.ready[0]
+                if held.lost:
+                    self.ready.popleft()
+                    continue
+                if held.holding or held.route.is_async or stream.refusal(held.deadline_ms):
+                    break
+                self.ready.popleft()
+                self._started(held)
+                return held.route, held.task, held
+            return None
 
     async def _run_async(self, held: Held) -> None:
         started = time.perf_counter()
@@ -223,10 +259,16 @@ class Session:
             self._finished(held, outcome, time.perf_counter() - started)
 
     def _finished(self, held: Held, outcome: Outcome, seconds: float) -> None:
-        """A handler ended (on the loop): free its slot, settle, start the next."""
-        held.running = False
-        self.running.discard(held)
-        self.free += 1
+        """An async handler ended: free its slot, settle, start the next."""
+        with self.lock:
+            held.running = False
+            self.running.discard(held)
+            self.free += 1
+        self._finished_sync(held, outcome, seconds)
+
+    def _finished_sync(self, held: Held, outcome: Outcome, seconds: float) -> None:
+        """A handler ended (on the loop; a sync handler's slot was settled by _take): settle,
+        start what is ready."""
         self.observe_handler(held.task.topic, outcome.name, seconds)
         self._settle(held, outcome)
         self._dispatch()
@@ -308,14 +350,15 @@ class Session:
     async def drain(self, timeout_s: float) -> None:
         """Push nothing more; give back what has not started; let running handlers finish for
         `timeout_s`, then release them; wait for the last settles."""
-        self.closing = True
+        with self.lock:
+            self.closing = True
+            unstarted = [h for h in self.ready if not h.lost]
+            self.ready.clear()
         stream = self.stream
         if stream is not None:
             stream.goodbye()
-        while self.ready:
-            held = self.ready.popleft()
-            if not held.lost:
-                self._settle_soon(held, NOT_STARTED)
+        for held in unstarted:
+            self._settle_soon(held, NOT_STARTED)
         if self.running:
             log.info("draining %d in-flight tasks (up to %.1f s)", len(self.running), timeout_s)
             await _until(lambda: not self.running, timeout_s)

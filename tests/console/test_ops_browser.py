@@ -22,8 +22,16 @@ from tests.waiting import wait_for
 selenium = pytest.importorskip("selenium", reason="selenium (pip install -e '.[dev]') is missing")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from tests.console.test_browser import shoot, wait_text, wait_url  # noqa: E402
+
+
+def signed_in(browser: WebDriver, appliance: Appliance) -> None:
+    """Wait for the sign-in's redirect to the overview (the login page's own address also
+    contains /console/, so waiting for that part alone returns before the session exists)."""
+    WebDriverWait(browser, 10).until(expected_conditions.url_to_be(f"{appliance.base}/"))
 
 
 def row_ids(browser: WebDriver, table: str) -> list[str]:
@@ -194,7 +202,7 @@ def test_a_viewer_sees_the_new_pages_but_cannot_act(
     browser.delete_all_cookies()
     browser.get(f"{token_appliance.base}/login")
     browser.find_element(By.ID, "token").send_keys(VIEWER + "\n")
-    wait_url(browser, "/console/")
+    signed_in(browser, token_appliance)
     browser.get(f"{token_appliance.base}/task/billing-card-0?topic=billing")
     assert browser.find_elements(By.CSS_SELECTOR, "#history tr[data-kind]")
     browser.get(f"{token_appliance.base}/workers")
