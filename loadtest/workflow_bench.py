@@ -1,7 +1,7 @@
 """atp's W7 (workflows, issue 16; "W6" in the issue, renamed: W6 is the lateness under load):
 3-step chains of no-op steps, each step one Redis INCR, worker concurrency 10.
 
-    python loadtest/workflow_bench.py [--short] [--show-logs]
+    python loadtest/workflow_bench.py [--short] [--show-logs] [--phases throughput,handoff]
 
 - throughput: `w7_runs` chains started (StartRun) and their first steps written before the
   worker starts; runs completed per second from the first step's start to the last one's;
@@ -178,11 +178,16 @@ def bytes_per_waiting_run(address: str, port: int, runs: int) -> dict[str, Any]:
 def w7(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     with redis_server() as redis, appliance(redis, 1, tmp / "server.log") as address:
         asyncio.run(put(address, chain(), waiting()))
-        out = {"throughput": throughput(address, redis.url, tmp, sized("w7_runs", args.short))}
-        out["handoff"] = handoff(address, redis.url, tmp, sized("w7_handoff_runs", args.short))
-        out["memory"] = bytes_per_waiting_run(
-            address, redis.port, sized("w7_waiting_runs", args.short)
-        )
+        out: dict[str, Any] = {}
+        if "throughput" in args.phases:
+            runs = sized("w7_runs", args.short)
+            out["throughput"] = throughput(address, redis.url, tmp, runs)
+        if "handoff" in args.phases:
+            runs = sized("w7_handoff_runs", args.short)
+            out["handoff"] = handoff(address, redis.url, tmp, runs)
+        if "memory" in args.phases:
+            runs = sized("w7_waiting_runs", args.short)
+            out["memory"] = bytes_per_waiting_run(address, redis.port, runs)
     return out
 
 
@@ -190,6 +195,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--short", action="store_true", help="small sizes: a smoke test")
     p.add_argument("--show-logs", action="store_true", help="print the processes' log tails")
+    p.add_argument(
+        "--phases",
+        type=lambda text: set(text.split(",")),
+        default={"throughput", "handoff", "memory"},
+        help="a comma list of throughput, handoff, memory (default: all)",
+    )
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="atp-bench-") as tmp:
         result = w7(Path(tmp), args)

@@ -80,8 +80,10 @@ def w7_targets(runs: Sequence[dict[str, Any]]) -> list[str]:
 
 W7_BOUNDS = {
     "celery": "the server's Python per hand-off. py-spy on the server during the W7 drain "
-    "shows it busy sending and parsing small Redis round trips (asyncio's socket write and "
-    "redis-py's packing and parsing, about half its samples). The hand-off is now one "
+    "shows its event loop saturated (about 97% of its samples): a third hand-offs, an eighth "
+    "the poll loop's safety looks at runs whose step waits in the queue over a second, the "
+    "rest sending and parsing small Redis round trips (asyncio's socket write, redis-py's "
+    "packing and parsing) and the worker stream. The hand-off is now one "
     "pipeline to the run's slot plus the next task's write, gathered across runs under load "
     '(docs/adr/0010, "The hand-off without a read"), where it was a read of the run and '
     "its step tasks, that pipeline, the write and a look written, per step, with every run "
@@ -95,14 +97,15 @@ W7_BOUNDS = {
     "Redis Cluster (ADR 0010): a hand-off is at least a message and two round trips. What "
     "would reach it: the SDK worker's per-task cost (issue 12's W1 miss), then advancing "
     "inside the Ack's own script where the run and the topic share a node.",
-    "p99": "hops timed from Redis MONITOR on a running worker (chains 20 ms apart): the "
-    "advancement, from ack.lua's message to the next step's task claimed, went from about "
-    "2.6 ms (p50; read, finish-and-schedule, write: three round trips) to about 1.9 ms "
-    "(finish-and-schedule, write); the rest of a hand-off, the claim's push to the SDK "
-    "worker, its handler start, the Ack's way back through the worker stream, is the "
-    "worker data path (about 2 ms p50 itself). The tail is the 2 shared cores' scheduling: "
-    "compare the peers' p99 in the same run. What would reach it: the worker path's own "
-    "latency, then advancing in the Ack's round trip (above).",
+    "p99": "every hop timed on a running worker (chains 20 ms apart, quiet machine, p50 "
+    "from the server reading the Ack): ack.lua's message at the advancer 0.44 ms, the "
+    "finish-and-schedule pipeline answered 1.08, the next task's wake-up 1.42, its claim "
+    "pushed 1.88, the handler started 2.46 (the settle took 0.33 to reach the server): four "
+    "Redis round trips in a row and two gRPC hops, 0.2-0.5 ms of Python each on the "
+    'server\'s one loop (docs/adr/0010, "timed hop by hop"). The tail is those hops '
+    "meeting other work on the 2 shared cores: compare the peers' p99 in the same run. What "
+    "would reach it: fewer hops, e.g. claiming the next task in the pipeline that writes it "
+    "for a worker stream of the same process, then advancing in the Ack's round trip.",
 }
 
 

@@ -12,6 +12,7 @@ from appliance.keys import new_task_id, topic_in_id
 from appliance.model import NewTask, Task, TaskState, TopicStats
 from appliance.proto import queue_pb2 as pb
 from appliance.store import codec
+from appliance.workflows.model import run_of_task
 
 STATE_TO_PB = {
     TaskState.PENDING: pb.PENDING,
@@ -35,6 +36,8 @@ def new_task(
     if req.HasField("max_retries"):
         max_retries = validation.max_retries(req.max_retries)
     task_id = validation.task_id(req.id) if req.id else new_task_id(topic)
+    if run_of_task(task_id):
+        raise InvalidArgument(f"id {task_id!r}: ids 'wf:<run>:<step>' are workflow steps' tasks")
     named = topic_in_id(task_id)
     if named is not None and named != topic:
         raise InvalidArgument(f"id {task_id!r} was made for topic {named!r}, not {topic!r}")

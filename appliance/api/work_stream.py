@@ -327,10 +327,12 @@ class WorkStream:
         tasks = convert.leased_to_pb(topic, claim.rows)
         self.send(pb.WorkResponse(delivery=pb.WorkDelivery(tasks=tasks, now_ms=claim.now_ms)))
 
-    def _forget(self, token: str) -> None:
+    def _forget(self, token: str, wake: bool = True) -> None:
+        """The lease is settled or gone; `wake`: the push loop looks at the room it frees."""
         if self.held.pop(token, None) is not None:
             self.held_by_topic[topic_of_token(token)] -= 1
-            self.room.set()
+            if wake:
+                self.room.set()
 
     # -- settles ---------------------------------------------------------------------------
 
@@ -341,15 +343,17 @@ class WorkStream:
             batch, self.settles = self.settles, []
             # Fill the credits these settles free before answering, so the answers and the
             # next tasks leave in one message: the acks claim the room they free in their own
-            # round trip (_ack), what is left after the other settles in one more.
+            # round trip (_ack), what the other settles (nack, release) free in one more.
             async with self.filling:
-                results = await self._settle(batch)
-                with contextlib.suppress(AtpError):  # the push loop retries and logs
-                    await self._fill(asyncio.get_running_loop().time())
+                results, freed = await self._settle(batch)
+                if freed:
+                    with contextlib.suppress(AtpError):  # the push loop retries and logs
+                        await self._fill(asyncio.get_running_loop().time())
             self.send(pb.WorkResponse(settled=pb.WorkSettledBatch(settled=results)))
 
-    async def _settle(self, batch: Sequence[pb.WorkSettle]) -> list[pb.WorkSettled]:
-        """Every settle of a batch, acks and holds in one round trip each; results by seq."""
+    async def _settle(self, batch: Sequence[pb.WorkSettle]) -> tuple[list[pb.WorkSettled], bool]:
+        """Every settle of a batch, acks and holds in one round trip each; results by seq, and
+        whether it freed room the acks' own claim did not fill (a nack or release)."""
         results: dict[int, pb.WorkSettled] = {}
         acks: list[tuple[int, str, str]] = []
         holds: list[tuple[int, str, str]] = []
@@ -378,7 +382,7 @@ class WorkStream:
         if others:
             answers = await asyncio.gather(*(self._nack(batch[n], t, e) for n, _, t, e in others))
             results.update((n, a) for (n, *_), a in zip(others, answers, strict=True))
-        return [results[n] for n in range(len(batch))]
+        return [results[n] for n in range(len(batch))], bool(others)
 
     async def _ack(
         self,
@@ -402,7 +406,7 @@ class WorkStream:
             return
         acked: collections.Counter[str] = collections.Counter()
         for (n, _, token), error in zip(acks, outcome, strict=True):
-            self._forget(token)
+            self._forget(token, wake=False)
             if error is None:
                 acked[topic_of_token(token)] += 1
                 results[n] = pb.WorkSettled(seq=batch[n].seq, success=True)
@@ -412,6 +416,20 @@ class WorkStream:
             metrics.ACKED.labels(topic).inc(count)
         if claimed is not None and claimed.rows:
             self._deliver(claimed.topic, claimed)
+        if not self._claimed_all(topic_want, claimed):
+            self.room.set()
+
+    def _claimed_all(self, want: tuple[str, int] | None, claimed: Claim | None) -> bool:
+        """Whether an ack's claim left the push loop nothing to look for: the stream's one
+        topic had nothing pending after it (a task written, nacked or recovered later
+        publishes a wake-up). Otherwise the push loop looks at the room the acks freed."""
+        return (
+            want is not None
+            and claimed is not None
+            and len(self.sub.caps) == 1
+            and len(claimed.rows) < want[1]
+            and claimed.next_due_in_us < 0
+        )
 
     def _room_after(self, freed: collections.Counter[str]) -> tuple[str, int] | None:
         """The topic to claim for, and how many, once the held tasks counted in `freed` (by

@@ -142,8 +142,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         name = definitions.name(request.workflow, "workflow")
         run_id = definitions.run_id(request.id) if request.id else secrets.token_urlsafe(12)
         validation.payload(request.input, self.settings.payload_max_bytes)
+        # run_start announces a new run on the workflows channel: every advancer looks at once
         version, created = await runs.start(self.store, name, run_id, request.input)
-        self.advancer.kick.set()
         return pb.StartRunResponse(run_id=run_id, duplicate=not created, version=version)
 
     async def _run(self, run_id: str) -> RunRecord:

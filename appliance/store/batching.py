@@ -36,8 +36,8 @@ class Gather(Generic[T]):
     async def call(self, items: Sequence[T]) -> list[Any]:
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queued.append((list(items), future))
-        if len(self._queued) == 1:
-            asyncio.get_running_loop().call_soon(self._start)
+        if len(self._queued) == 1:  # the flush's first step runs in the loop's next turn
+            self._start()
         return await future
 
     def _start(self) -> None:

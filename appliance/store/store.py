@@ -739,8 +739,10 @@ class Store:
 
     async def _expire_index(self, finished: Sequence[tuple[str, str]]) -> None:
         """Finished tasks (topic, id) keep their id index as long as their record (the
-        retention time). Server-made ids have no index: nothing to do (the common, fast case)."""
-        await self._index_ids("done", [(t, i) for t, i in finished if topic_in_id(i) is None])
+        retention time). Server-made ids and workflow steps' (ids no client may give) have no
+        index: nothing to do (the common, fast case)."""
+        indexed = [(t, i) for t, i in finished if topic_in_id(i) is None and not run_of_task(i)]
+        await self._index_ids("done", indexed)
 
     async def _index_ids(self, mode: str, entries: Sequence[tuple[str, str]]) -> None:
         """One id_index.lua call per (topic, client-given id), in one round trip. 'done' and

@@ -109,7 +109,6 @@ class Advancer:
         self.workflows = WorkflowStore(store)
         self.poll_ms = int(poll_s * 1000)
         self.wakeups = RunWakeups(store, self.named)
-        self.kick = asyncio.Event()  # set by StartRun and CancelRun in this process
         self._stop = asyncio.Event()
         self._definitions: dict[tuple[str, int], Workflow] = {}
         self._runs: dict[str, tuple[str, int]] = {}  # run -> its workflow and version
@@ -146,11 +145,10 @@ class Advancer:
                     await wait_any(ERROR_PAUSE_S, self._stop)
             while not self._stop.is_set():
                 woken.clear()
-                self.kick.clear()
                 if self.wakeups.missed.is_set() and self.wakeups.subscribed.is_set():
                     self.wakeups.missed.clear()
                     await self.catch_up()
-                await wait_any(await self.run_once(), woken, self.kick, self._stop)
+                await wait_any(await self.run_once(), woken, self._stop)
         for task in list(self._named):
             task.cancel()
         await asyncio.gather(*self._named, return_exceptions=True)
@@ -235,11 +233,14 @@ class Advancer:
             log.exception("workflow advancer failed catching up")
 
     async def _advance_all(self, due: list[str], now: int) -> None:
-        runs = [r for r in due if r not in self._busy]  # busy: a named look is at it
+        """Look at these runs (those not busy: a named look is at them), side by side, their
+        next looks written once per PARALLEL of them (the caller reads the due index next)."""
+        runs = [r for r in due if r not in self._busy]
         for start in range(0, len(runs), PARALLEL):  # runs are independent: side by side
             chunk = [r for r in runs[start : start + PARALLEL] if r not in self._busy]
             self._busy.update(chunk)
-            await asyncio.gather(*(self._advance_busy(r, now) for r in chunk))
+            await asyncio.gather(*(self._advance_busy(r, now, batched=True) for r in chunk))
+            await self._flush_looks()
 
     async def run_once(self) -> float:
         """Advance every run due for a look; return seconds until the next one is due."""

@@ -49,6 +49,8 @@ CASES = [
     ),
     ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", max_retries=-1), INVALID, "max_retries"),
     ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", id="has space"), INVALID, "id"),
+    # a workflow step's id: its run writes it (ADR 0010), and it is never indexed
+    ("Enqueue", pb.EnqueueRequest(topic="t", payload="x", id="wf:r1:s"), INVALID, "workflow"),
     (
         "Enqueue",
         pb.EnqueueRequest(topic="t", payload="x" * (1024 * 1024 + 1)),

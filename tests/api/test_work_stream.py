@@ -381,3 +381,26 @@ async def test_renewals_tell_the_worker_new_deadlines_and_revoked_leases(
     assert list(renewed.revoked) == [taken.lease_token]
     later = await stream.next("renewed", within=2)
     assert later.lease_deadline_ms > renewed.lease_deadline_ms and not later.revoked
+
+
+def script_calls(r: redis.Redis) -> int:
+    return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_an_ack_with_nothing_left_pending_is_one_round_trip(
+    stub: Any, stream: Stream, redis_client: redis.Redis
+) -> None:
+    """The ack and the claim of the room it frees go in one pipeline; with nothing pending
+    after it, neither the answer nor the push loop claims again (the hand-off's next step
+    waits on none of that), and a task written later is still pushed at once."""
+    await stream.subscribe("t")
+    await enqueue(stub, "t", 1)
+    (task,) = await stream.tasks(1)
+    await asyncio.sleep(0.2)  # the push loop's look after the delivery is done
+    before = script_calls(redis_client)
+    (answer,) = await stream.settle(ack(task))
+    assert answer.success
+    await asyncio.sleep(0.3)  # a claim the ack set off would have run by now
+    assert script_calls(redis_client) - before == 2  # ack.lua, claim.lua
+    await enqueue(stub, "t", 1)
+    assert len(await stream.tasks(1, within=1.0)) == 1

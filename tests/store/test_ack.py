@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from appliance.errors import NotFound, StaleLease
+from appliance.model import NewTask
 from appliance.store import Store
 from tests.store.helpers import KEYS, read_running, read_state, seed_running, snapshot
 
@@ -127,3 +128,24 @@ async def test_a_workflow_step_message_carries_its_attempt_and_a_small_result(
         name == "wf:r1:b"
         and ms == redis_client.hget(KEYS.topic("t").task(big.id), "finished").decode()
     )
+
+
+def _script_calls(r: redis.Redis) -> int:
+    return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_acking_a_step_task_touches_no_id_index(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """A workflow step's task is never indexed (ADR 0010; no client may give such an id), so
+    its ack is ack.lua alone, one round trip; a client id's ack also ages its index."""
+    await store.enqueue([NewTask("wf:r1:a", "t", "p", 0)], index=False)
+    await store.enqueue([NewTask("mine", "t", "p", 0)])
+    mine, step = sorted((await store.claim("t", 2, 30_000)).tasks, key=lambda t: t.id)
+    before = _script_calls(redis_client)
+    await store.ack(mine.id, mine.lease_token)
+    assert _script_calls(redis_client) - before == 2  # ack.lua, id_index.lua
+    before = _script_calls(redis_client)
+    await store.ack(step.id, step.lease_token)
+    assert _script_calls(redis_client) - before == 1  # ack.lua
+    assert read_state(redis_client, "t", step.id) == "SUCCEEDED"

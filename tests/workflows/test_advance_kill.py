@@ -48,7 +48,7 @@ async def test_killing_an_advancing_server_creates_nothing_twice_and_loses_nothi
             await client.put_workflow(chain)
         async with running(worker), AsyncClient(steady.address) as client:
             for kill in range(KILLS):
-                async with AsyncClient(victim.address) as starter:  # kicks the victim's advancer
+                async with AsyncClient(victim.address) as starter:  # both advancers hear each
                     for n in range(kill * BATCH, (kill + 1) * BATCH):
                         await starter.start_run("chain", {"n": n}, id=f"r{n}")
                 await asyncio.sleep(0.02 * kill)  # mid-advance: at once, then a little later

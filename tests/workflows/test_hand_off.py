@@ -134,3 +134,25 @@ def test_a_step_out_is_looked_at_ever_later_up_to_the_safety_look(
     assert look(now - 4000) == 4000
     assert look(now - 4000, StepState.SCHEDULED) == 4000
     assert look(now - 3_600_000) == SAFETY_LOOK_MS
+
+
+async def test_a_pass_writes_the_next_looks_of_its_runs_in_one_round_trip(
+    store: Store, settings: Settings, engine: tuple[WorkflowStore, Advancer], redis_client: Any
+) -> None:
+    """The poll loop's pass (and catch_up) writes the looks of the runs it advanced side by
+    side in one ZADD, not one round trip per run; each run still gets its own next look."""
+    wf, _ = engine
+    for run_id in ("r2", "r3", "r4"):
+        assert await wf.start_run(run_id, CHAIN.name, 1, "{}", CHAIN.step_names)
+    fresh = Advancer(store, settings)
+
+    def adds() -> int:
+        return int(redis_client.info("commandstats").get("cmdstat_zadd", {}).get("calls", 0))
+
+    before = adds()
+    await fresh.run_once()
+    assert adds() - before == 3 + 1  # each first step's task (enqueue.lua), then the looks
+    now = await store.now_ms()
+    assert (await wf.due_runs(now, 10))[0] == []  # none left due: each got its next look
+    later, _ = await wf.due_runs(now + 2 * fresh.poll_ms, 10)
+    assert sorted(later) == ["r1", "r2", "r3", "r4"]
