@@ -414,15 +414,20 @@ def w1_bound(results: dict[str, Any], prof: dict[str, Any], concurrency: int, go
         "read, and every time it, the other handler threads and the event loop (the stream's "
         "messages, each task's hand-off and settle) take turns the GIL changes hands through "
         "futex wake-ups and context switches, which shows as the process's system time and "
-        "as the redis-py socket frames above. BullMQ runs its processors on one thread with "
+        "as the redis-py socket frames above (strace: 30-40 futex calls per task, about as "
+        "many in the handler floor). BullMQ runs its processors on one thread with "
         "non-blocking, auto-pipelined Redis calls."
     )
     if concurrency == 10:
         text.append(
-            "What would reach it: fewer GIL hand-offs per task (handler threads that take the "
-            "next ready task themselves instead of returning to the event loop, settles "
-            "handed back in batches), and less Redis work per task in the claim and ack "
-            "scripts; on 2 shared cores each µs per task counts against BullMQ's total."
+            "Handler threads already take the next ready task themselves and hand outcomes "
+            "back in batches (docs/adr/0022-worker-handler-threads.md); a quarter of the "
+            "finishing threads still find nothing ready (the 50-task credit window against "
+            "the settle, claim and push round trip on shared cores). What would reach it: a "
+            "handler whose Redis call does not block a thread (an `async def` handler), or a "
+            "deeper window (prefetch 200 measured about +10 %), and less Redis work per task "
+            "in the claim and ack scripts; on 2 shared cores each µs per task counts against "
+            "BullMQ's total."
         )
     else:
         fastest = max(get(prof.get(f"handler_floor_c{c}"), "rate_per_s") for c in (10, 100))

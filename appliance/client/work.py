@@ -65,6 +65,9 @@ class Settled:
     next_execute_time_ms: int = 0  # NACK: when it is due again (0 when dead)
 
 
+DONE = Settled(None)  # the answer to a settle that worked and carries nothing more
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Delivery:
     tasks: list[Task]
@@ -299,9 +302,13 @@ class WorkStream:
             raise map_error(err) from err
 
     def _answer(self, results: Iterable[pb.WorkSettled]) -> None:
+        waiting = self._waiting
         for r in results:
-            then = self._waiting.pop(r.seq, None)
+            then = waiting.pop(r.seq, None)
             if then is None:
+                continue
+            if r.success and not (r.lease_deadline_ms or r.dead_lettered or r.next_execute_time_ms):
+                then(DONE)  # a plain ACK's answer (the hot path): one shared object
                 continue
             error = None if r.success else _CODES.get(r.code, WrongState)(r.error or r.code)
             then(Settled(error, r.lease_deadline_ms, r.dead_lettered, r.next_execute_time_ms))

@@ -158,8 +158,9 @@ def _raised(task: Task, exc: Exception) -> Outcome:
     return outcome_of(exc)
 
 
-Finished = Callable[[Any, Outcome, float], None]
-"""Called on the event loop with what was run (the caller's item), its outcome and seconds."""
+Finished = Callable[[list[tuple[Any, Outcome, float]]], None]
+"""Called on the event loop with what ran meanwhile: (the caller's item, its outcome, seconds)
+for each handler call that ended since the last call."""
 Work = tuple[Route, Task, Any]
 Take = Callable[[Any], "Work | None"]
 """Called on a handler thread with the item it just ran: the next work to run at once on this
@@ -226,8 +227,10 @@ class HandlerThreads:
     def _collect(self) -> None:
         with self._lock:
             self._woken = False
-        while self._done:
-            self._finished(*self._done.popleft())
+        done = self._done
+        batch = [done.popleft() for _ in range(len(done))]  # others may append meanwhile
+        if batch:
+            self._finished(batch)
 
     def close(self) -> None:
         """Let the threads end after what they run now (a running handler cannot be stopped)."""

@@ -264,13 +264,14 @@ class Session:
             held.running = False
             self.running.discard(held)
             self.free += 1
-        self._finished_sync(held, outcome, seconds)
+        self._finished_sync([(held, outcome, seconds)])
 
-    def _finished_sync(self, held: Held, outcome: Outcome, seconds: float) -> None:
-        """A handler ended (on the loop; a sync handler's slot was settled by _take): settle,
-        start what is ready."""
-        self.observe_handler(held.task.topic, outcome.name, seconds)
-        self._settle(held, outcome)
+    def _finished_sync(self, ended: list[tuple[Held, Outcome, float]]) -> None:
+        """Handlers ended (on the loop; a sync handler's slot was passed on or given back by
+        _take): settle each, then start what is ready."""
+        for held, outcome, seconds in ended:
+            self.observe_handler(held.task.topic, outcome.name, seconds)
+            self._settle(held, outcome)
         self._dispatch()
 
     def observe_handler(self, topic: str, outcome: str, seconds: float) -> None:
