@@ -170,10 +170,10 @@ thread (its slot passes on), or None (the slot is given back; the loop starts wh
 class HandlerThreads:
     """The threads that run sync handlers. A thread that finishes a handler asks `take` for the
     next work and runs it at once, without a round through the event loop; only when there is
-    none does it wait on the queue that run() fills. Outcomes reach the loop in batches (one
-    call_soon_threadsafe for many), so their settles go out as one message: a thread wakes the
-    loop when it goes idle or when `wake_batch` outcomes wait. Cheaper per task than
-    run_in_executor (no future per call, no wake-up per call)."""
+    none does it wait on the queue that run() fills. Each outcome wakes the loop at once unless
+    a wake-up is already on its way (one call_soon_threadsafe for many), so outcomes that end
+    together settle as one message and none waits for the next handler to end. Cheaper per
+    task than run_in_executor (no future per call, no wake-up per call)."""
 
     def __init__(
         self,
@@ -181,12 +181,10 @@ class HandlerThreads:
         loop: asyncio.AbstractEventLoop,
         finished: Finished,
         take: Take | None = None,
-        wake_batch: int = 1,
     ) -> None:
         self._loop = loop
         self._finished = finished
         self._take = take or _nothing
-        self._wake_batch = max(wake_batch, 1)
         self._inbox: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self._done: collections.deque[tuple[Any, Outcome, float]] = collections.deque()
         self._lock = threading.Lock()
@@ -211,9 +209,8 @@ class HandlerThreads:
             with tracing.execution(task) if traced else tracing.NO_SPAN:
                 outcome = outcome_of_call(route, task)
             self._done.append((item, outcome, time.perf_counter() - started))
+            self._wake()  # before the next handler: its outcome must not wait for that one
             work = self._take(item)
-            if work is None or len(self._done) >= self._wake_batch:
-                self._wake()
             if work is None:
                 work = self._inbox.get()
 

@@ -80,7 +80,6 @@ class Session:
             asyncio.get_running_loop(),
             self._finished_sync,
             self._take,
-            wake_batch=config.concurrency,  # the loop settles a slots' worth at a time
         )
         self.held: dict[str, Held] = {}  # lease token -> held task
         self.ready: collections.deque[Held] = collections.deque()  # received, not started

@@ -52,3 +52,31 @@ async def test_handler_threads_start_prefetched_tasks_while_the_loop_is_busy(
         finally:
             worker.stop()
             await asyncio.wait_for(job, 15)
+
+
+async def test_a_finished_task_is_acked_while_its_thread_runs_a_long_next_one(
+    server: Any,
+) -> None:
+    """A thread that takes the next task itself must not sit on the outcome it just made:
+    a quick task's ack reaches the server at once, not when the long task after it ends."""
+    worker = Worker(server.address, concurrency=2, prefetch=4, drain_timeout=5)
+
+    @worker.task("t")
+    def handle(task: Task) -> None:
+        if task.payload != "quick":
+            time.sleep(2.0)
+
+    async with AsyncClient(server.address) as client:
+        await client.enqueue_many("t", ["quick", "slow", "slow"], ids=["quick", "s1", "s2"])
+        job = asyncio.create_task(worker.run_async())
+        try:
+            acked = False
+            for _ in range(50):  # 1 s, half the long tasks' run
+                if (await client.get_task("quick")).state is TaskState.SUCCEEDED:
+                    acked = True
+                    break
+                await asyncio.sleep(0.02)
+            assert acked  # before: held until a long task ended (2 s)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(job, 15)
