@@ -227,14 +227,18 @@ class Session:
         held.started = held.running = True
         self.running.add(held)
 
+    def _ended(self, held: Held) -> None:
+        """Give back `held`'s slot (under the lock)."""
+        held.running = False
+        self.running.discard(held)
+        self.free += 1
+
     def _take(self, done: Held) -> Work | None:
         """On a handler thread that just ran `done`: the next ready task, started at once on
         this thread when it is a sync handler's and may start now (fresh stream, lease
         ahead); else None, the slot given back, and the loop starts or refuses what waits."""
         with self.lock:
-            done.running = False
-            self.running.discard(done)
-            self.free += 1
+            self._ended(done)
             stream = self.stream
             while self.ready and not self.closing and stream is not None:
                 held = self.ready[0]
@@ -260,9 +264,7 @@ class Session:
     def _finished(self, held: Held, outcome: Outcome, seconds: float) -> None:
         """An async handler ended: free its slot, settle, start the next."""
         with self.lock:
-            held.running = False
-            self.running.discard(held)
-            self.free += 1
+            self._ended(held)
         self._finished_sync([(held, outcome, seconds)])
 
     def _finished_sync(self, ended: list[tuple[Held, Outcome, float]]) -> None:
