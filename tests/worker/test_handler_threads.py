@@ -25,7 +25,7 @@ async def test_handler_threads_start_prefetched_tasks_while_the_loop_is_busy(
     def handle(task: Task) -> None:
         with lock:
             started.append(time.monotonic())
-        time.sleep(0.02)
+        time.sleep(0.1)  # 2 threads: ~10 tasks fit the 0.5 s block, ~2 the 0.05 s before it
 
     async with AsyncClient(server.address) as client:
         job = asyncio.create_task(worker.run_async())
