@@ -399,18 +399,25 @@ class Advancer:
         await self._advance_logged(run_id, await self.store.now_ms())
 
     def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
-        """A step whose task is out (RUNNING, or due): as long after as it has been out,
-        from the poll interval up to SAFETY_LOOK_MS (its end publishes: ack.lua, a dead
-        letter; a look is a safety net, and catch_up looks at once after a subscription was
-        lost); else the earliest due time of a scheduled step (a task in its delay, a
-        signal's deadline; `dues`: of those scheduled in this look); at most
+        """A step whose task is out (RUNNING, or due): as long after as it has been out, or
+        as the run's steps took from due to finished (a queue's wait: the next step waits
+        as long), from the poll interval up to SAFETY_LOOK_MS (its end publishes: ack.lua,
+        a dead letter; a look is a safety net, and catch_up looks at once after a
+        subscription was lost); else the earliest due time of a scheduled step (a task in
+        its delay, a signal's deadline; `dues`: of those scheduled in this look); at most
         WAITING_LOOK_MS ahead."""
         scheduled = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED]
         later = [due for due in [*scheduled, *dues] if due > now]
         if any(s.state == StepState.RUNNING for s in run.steps) or not later:
             out = [s.due_ms for s in run.steps if s.state in STEP_HAS_TASK and s.due_ms <= now]
             since = min(out, default=now)
-            return now + min(max(now - since, self.poll_ms), SAFETY_LOOK_MS)
+            took = [
+                s.finished_ms - s.due_ms
+                for s in run.steps
+                if s.state == StepState.SUCCEEDED and 0 < s.due_ms <= s.finished_ms
+            ]
+            wait = max(now - since, *took, self.poll_ms)
+            return now + min(wait, SAFETY_LOOK_MS)
         # Waiting in a delay: looked at when it is due, so runs waiting cost no work (a look
         # an hour, a safety net: messages and CancelRun/SignalRun bring every change at once).
         return min(min(later), now + WAITING_LOOK_MS)

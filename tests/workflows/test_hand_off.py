@@ -136,6 +136,26 @@ def test_a_step_out_is_looked_at_ever_later_up_to_the_safety_look(
     assert look(now - 3_600_000) == SAFETY_LOOK_MS
 
 
+def test_a_step_out_is_first_looked_at_as_late_as_the_runs_steps_took_from_due_to_done(
+    engine: tuple[WorkflowStore, Advancer],
+) -> None:
+    """Under a backlog a step waits in the queue as long as the one before it did: its run is
+    first looked at that late (not at 1, 2, 4 s, each read finding the task still queued),
+    within the poll interval and SAFETY_LOOK_MS."""
+    _, advancer = engine
+    now = 100_000_000
+
+    def look(took_ms: int) -> int:
+        a = StepRecord("a", StepState.SUCCEEDED, finished_ms=now, due_ms=now - took_ms)
+        b = StepRecord("b", StepState.SCHEDULED, due_ms=now)
+        run = RunRecord("r1", "chain", 1, RunState.RUNNING, "{}", 0, 0, "", (a, b))
+        return advancer._next_look(run, now, []) - now
+
+    assert look(3500) == 3500
+    assert look(20) == advancer.poll_ms
+    assert look(3_600_000) == SAFETY_LOOK_MS
+
+
 async def test_a_pass_writes_the_next_looks_of_its_runs_in_one_round_trip(
     store: Store, settings: Settings, engine: tuple[WorkflowStore, Advancer], redis_client: Any
 ) -> None:
