@@ -81,7 +81,9 @@ def w7_targets(runs: Sequence[dict[str, Any]]) -> list[str]:
 W7_BOUNDS = {
     "celery": "the server's Python per hand-off. py-spy on the server during the W7 drain "
     "shows its event loop saturated (about 97% of its samples): a third hand-offs, an eighth "
-    "the poll loop's safety looks at runs whose step waits in the queue over a second, the "
+    "the poll loop's safety looks at runs whose step waits in the queue over a second (now "
+    "backed off from the run's own queue wait: about a tenth fewer reads, first steps still "
+    "looked at 1, 2, 4 s while the backlog forms), the "
     "rest sending and parsing small Redis round trips (asyncio's socket write, redis-py's "
     "packing and parsing) and the worker stream. The hand-off is now one "
     "pipeline to the run's slot plus the next task's write, gathered across runs under load "
@@ -103,10 +105,15 @@ W7_BOUNDS = {
     "pushed 1.88, the handler started 2.46 (the settle took 0.33 to reach the server): four "
     "Redis round trips in a row and two gRPC hops, 0.2-0.5 ms of Python each on the "
     'server\'s one loop (docs/adr/0010, "timed hop by hop"). The tail is those hops '
-    "meeting other work on the 2 shared cores: compare the peers' p99 in the same run. What "
-    "would reach it: fewer hops (claiming the next task in the pipeline that writes it was "
-    "tried: 0.13 ms sooner, lost in the noise), above all advancing in the Ack's round trip "
-    "where the run and the topic share a node, and a cheaper worker data path.",
+    "meeting other work on the 2 shared cores: compare the peers' p99 in the same run. The "
+    "two pub/sub hops are not on the path: counted, ack.lua's message reached the advancer "
+    "before the Ack's reply was parsed for 97% of step tasks, the next task's wake-up the "
+    "push loop before the write's reply for 99.7%, so handing both over in-process gained "
+    'nothing (tried, not kept; docs/adr/0010, "not on the hand-off\'s path"). What would '
+    "reach it: fewer of the four round trips (claiming the next task in the pipeline that "
+    "writes it was tried: 0.13 ms sooner, lost in the noise), above all advancing in the "
+    "Ack's round trip where the run and the topic share a node, and a cheaper worker data "
+    "path.",
 }
 
 
