@@ -207,10 +207,29 @@ def code_state(m: dict[str, Any]) -> str:
     )
 
 
+QUIET_LOAD = 1.0  # a 1-minute load average below this before the run: nothing else ran
+
+
+def machine_state(m: dict[str, Any]) -> str:
+    """How busy the machine was: from the load average before the run (the one after it is
+    mostly the bench's own last steps)."""
+    before = m.get("load_before") or ()
+    load = " / ".join(f"{x:.1f}" for x in before) or "?"
+    load_after = " / ".join(f"{x:.1f}" for x in m.get("load_after", ())) or "?"
+    loads = f"load average {load} before, {load_after} after, the latter the bench's own work"
+    if before and before[0] < QUIET_LOAD:
+        return (
+            f"a **quiet machine** (nothing else ran; {loads}). The machine is small and its "
+            "figures still vary from run to run"
+        )
+    return (
+        f"a **shared, noisy machine** (other engineers' work ran on the same cores; {loads}). "
+        "Absolute figures are therefore low and noisy"
+    )
+
+
 def header(results: dict[str, Any]) -> list[str]:
     m = results.get("machine", {})
-    load = " / ".join(f"{x:.1f}" for x in m.get("load_before", ())) or "?"
-    load_after = " / ".join(f"{x:.1f}" for x in m.get("load_after", ())) or "?"
     return [
         "# atp benchmarks",
         "",
@@ -218,10 +237,8 @@ def header(results: dict[str, Any]) -> list[str]:
         "How the harness works: [loadtest/README.md](../loadtest/README.md).",
         "",
         f"Measured {m.get('date', '?')} at atp {code_state(m)} "
-        f"in {m.get('minutes', '?')} min on a **shared, noisy machine**: {m.get('cpus', '?')} "
-        f"cores ({m.get('cpu', '?')}), {m.get('memory_gib', '?')} GiB, {m.get('os', '?')}; other "
-        "engineers' test suites ran on the same 2 cores during the run (load average "
-        f"{load} before, {load_after} after). Absolute figures are therefore low and noisy; the "
+        f"in {m.get('minutes', '?')} min on {m.get('cpus', '?')} cores ({m.get('cpu', '?')}), "
+        f"{m.get('memory_gib', '?')} GiB, {m.get('os', '?')}, {machine_state(m)}; the "
         "ratios compare systems measured in the same run, interleaved run by run.",
         "",
         f"Software: Python {m.get('python', '?')}, grpcio {m.get('grpcio', '?')}, "

@@ -180,9 +180,9 @@ def _row(text: str, start: str) -> str:
 def test_report_targets_are_computed_from_the_figures() -> None:
     text = report.render(_results(atp_rate=3000.0, bull_rate=2000.0))
     c10 = _row(text, "| W1, concurrency 10")
-    assert "atp 3,000/s, BullMQ 2,000/s: 1.5x" in c10 and c10.endswith("| met (stretch met) |")
-    assert _row(text, "| W1, concurrency 100").endswith("| met |")  # 6,000 / 2,000 = 3.0x
-    assert "1.2x" in _row(text, "| Sequential enqueue") and "| met |" in text
+    assert "atp 3,000/s, BullMQ 2,000/s: 1.50x" in c10 and c10.endswith("| met (stretch met) |")
+    assert _row(text, "| W1, concurrency 100").endswith("| met |")  # 6,000 / 2,000 = 3.00x
+    assert "1.20x" in _row(text, "| Sequential enqueue") and "| met |" in text
     w3 = "restarted 0.50 s after the SIGKILL (released by the server after 0.05 s); 0 lost"
     assert w3 in _row(text, "| W3:")
     assert "released the interrupted tasks 0.05 s after the SIGKILL" in text
@@ -191,7 +191,7 @@ def test_report_targets_are_computed_from_the_figures() -> None:
     assert "p99 4.0 ms" in w6 and w6.endswith("| **missed** |")
     assert _row(text, "| Concurrent enqueue").endswith("| met |")  # 60,000 tasks/s
     assert "1,000 `AsyncClient.enqueue()` calls in flight: 60,000 tasks/s" in text
-    assert "| atp / BullMQ | 1.5x | 3.0x |" in text  # the fair W1's ratios
+    assert "| atp / BullMQ | 1.50x | 3.00x |" in text  # the fair W1's ratios
     assert "| atp / Celery | 30.0x | n/a |" in text
     assert "| Celery | 10 | not within 120 s | not within 120 s |" in text  # W3
     assert "failed" in text  # arq's failed step shows as failed, the rest still renders
@@ -274,7 +274,7 @@ def test_summary_and_before_after_against_a_baseline() -> None:
     baseline = {"about": "the run before", "figures": {"W1 fair, c=10, BullMQ (tasks/s)": 1000}}
     text = report.render(results, baseline)
     assert "## Before and after" in text and "the run before" in text
-    assert "| W1 fair, c=10, BullMQ (tasks/s) | 1,000 | 2,000 | 2.0x |" in text
+    assert "| W1 fair, c=10, BullMQ (tasks/s) | 1,000 | 2,000 | 2.00x |" in text
     assert "## Before and after" not in report.render(results, {})
     two = {
         "runs": [
@@ -285,7 +285,7 @@ def test_summary_and_before_after_against_a_baseline() -> None:
     text = report.render(results, two)
     assert "- first: the first run" in text
     assert "| figure (medians) | first | second | now | now / first | now / second |" in text
-    assert "| W1 fair, c=10, BullMQ (tasks/s) | n/a | 500 | 2,000 | n/a | 4.0x |" in text
+    assert "| W1 fair, c=10, BullMQ (tasks/s) | n/a | 500 | 2,000 | n/a | 4.00x |" in text
 
 
 def test_code_state_says_when_the_product_code_moved() -> None:
@@ -348,7 +348,7 @@ def test_bench_selectors_name_parts_and_systems() -> None:
 def test_the_fsync_cost_is_rendered_from_its_figures() -> None:
     doc = report.render({"runs": [], "fsync": {"everysec": 2000.0, "always": 1500.0}})
     assert "## Durability: `--redis-fsync always` vs `everysec`" in doc
-    assert "| always | 1,500 | 0.8x |" in doc
+    assert "| always | 1,500 | 0.75x |" in doc
     assert "Durability" not in report.render({"runs": []})
 
 
@@ -377,7 +377,7 @@ def test_w7_targets_are_computed_from_the_figures() -> None:
     text = report.render({"runs": [{"w7": w7}], "command": "x"})
     assert _row(text, "| W7 3-step chains completed/s: >= 2x Celery").endswith("| met |")
     bull = _row(text, "| W7 3-step chains completed/s: >= 1x BullMQ")
-    assert "atp 700/s, BullMQ 800/s: 0.9x" in bull and bull.endswith("| **missed** |")
+    assert "atp 700/s, BullMQ 800/s: 0.88x" in bull and bull.endswith("| **missed** |")
     assert _row(text, "| W7 hand-off p99 <= 3 ms").endswith("| 2.5 ms | met |")
     assert _row(text, "| W7 <= 1 KB per run waiting").endswith("| 900 bytes | met |")
     assert "| atp | a `Workflow` of 3 steps" in text and "| 700 | 1.0 | 2.5 | 9.0 | 0 | 0 |" in text
@@ -414,9 +414,9 @@ def test_the_cluster_and_durability_figures_are_rendered() -> None:
             },
         }
     )
-    assert "| EnqueueBatch of 1,000, 4 in flight (tasks/s) | 20,000 | 24,000 | 1.2x |" in doc
-    assert "INCR handler (tasks/s) | 1,000 | 1,500 | 1.5x |" in doc
-    assert "| Enqueue (unary), 2 clients x 64 in flight (calls/s) | 800 | 600 | 0.8x |" in doc
+    assert "| EnqueueBatch of 1,000, 4 in flight (tasks/s) | 20,000 | 24,000 | 1.20x |" in doc
+    assert "INCR handler (tasks/s) | 1,000 | 1,500 | 1.50x |" in doc
+    assert "| Enqueue (unary), 2 clients x 64 in flight (calls/s) | 800 | 600 | 0.75x |" in doc
     assert "one at a time: 1.2 ms local, 1.5 ms replicated." in doc
     assert "SET+PING pipelines): 42 µs." in doc
     empty = report.render({"runs": []})
