@@ -8,8 +8,11 @@ import redis
 
 from appliance.errors import NotFound, WrongState
 from appliance.store import Store
+from tests.conftest import on_both
 from tests.store.helpers import snapshot
 from tests.workflows.seed import STEPS, read_run, seed_scheduled, states
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_cancel_stops_what_waits_and_what_is_scheduled(

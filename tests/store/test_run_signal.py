@@ -8,8 +8,11 @@ import redis
 
 from appliance.errors import NotFound, WrongState
 from appliance.store import Store
+from tests.conftest import on_both
 from tests.store.helpers import snapshot
 from tests.workflows.seed import STEPS, read_run, seed_run
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_the_first_signal_of_a_name_is_kept_with_its_time(

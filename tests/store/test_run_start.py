@@ -6,8 +6,11 @@ import redis
 
 from appliance.store import Store
 from appliance.store.workflows import WorkflowStore
+from tests.conftest import on_both
 from tests.store.helpers import snapshot
 from tests.workflows.seed import STEPS, read_run, seed_run, states
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_a_new_run_is_pending_with_every_step_waiting(store: Store) -> None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import redis
 
 from appliance.store import Store
+from tests.conftest import on_both
 from tests.store.helpers import snapshot
 from tests.workflows.seed import STEPS, read_run, seed_scheduled, states, step_task
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_the_last_success_finishes_the_run_and_it_expires_after_retention(

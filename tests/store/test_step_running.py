@@ -8,7 +8,10 @@ import pytest
 
 from appliance.errors import NotFound
 from appliance.store import Store
+from tests.conftest import on_both
 from tests.workflows.seed import read_run, seed_run, seed_scheduled, states
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_a_scheduled_step_runs_and_its_attempts_follow_its_task(store: Store) -> None:

@@ -8,8 +8,11 @@ import redis
 from appliance.store import Store
 from appliance.store.results import Refusal
 from appliance.store.workflows import Finish
+from tests.conftest import on_both
 from tests.store.helpers import snapshot
 from tests.workflows.seed import STEPS, read_run, seed_run, seed_scheduled, states, step_task
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_a_waiting_step_is_scheduled_with_its_task_and_the_run_runs(store: Store) -> None:

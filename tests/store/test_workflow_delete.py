@@ -7,6 +7,9 @@ import pytest
 from appliance.errors import NotFound
 from appliance.store import Store
 from appliance.store.workflows import WorkflowStore
+from tests.conftest import on_both
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_delete_hides_the_name_and_keeps_the_versions(store: Store) -> None:

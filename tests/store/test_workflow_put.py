@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from appliance.store import Store
 from appliance.store.workflows import WorkflowStore
+from tests.conftest import on_both
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_versions_count_up_and_survive_a_delete(store: Store) -> None:

@@ -13,7 +13,10 @@ import pytest
 from appliance import AsyncClient, Worker
 from appliance.model import Task, TaskState
 from appliance.proto import queue_pb2 as pb
+from tests.conftest import on_both
 from tests.worker.test_worker import FAST, eventually, in_state, running
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 async def test_unary_ack_and_ack_batch_keep_the_result(stub: Any) -> None:

@@ -17,9 +17,11 @@ from appliance import AsyncClient, Worker
 from appliance.client import Workflow
 from appliance.model import Task
 from appliance.proto import queue_pb2 as pb
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, on_both
 from tests.store.helpers import KEYS
 from tests.worker.test_worker import FAST, running
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 KILLS, BATCH = 4, 25
 RUNS = KILLS * BATCH
@@ -69,7 +71,9 @@ async def test_killing_an_advancing_server_creates_nothing_twice_and_loses_nothi
     ids = {f"wf:r{n}:{s}" for n in range(RUNS) for s in "abc"}
     assert handled == collections.Counter(dict.fromkeys(ids, 1))  # each step handled once
     tk = KEYS.topic("chain")
-    stored = {k.decode().removeprefix(tk.task_prefix) for k in redis_client.keys(tk.task("*"))}
+    stored = {
+        k.decode().removeprefix(tk.task_prefix) for k in redis_client.scan_iter(match=tk.task("*"))
+    }
     assert stored == ids and redis_client.hlen(tk.new) == 0  # each created once, none left
     for run in runs:
         a, b, c = run.steps

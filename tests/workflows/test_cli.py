@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_commands import atp, ok, ok_json
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, on_both
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 DEFINITION = """
 name: {name}

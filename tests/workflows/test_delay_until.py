@@ -16,6 +16,7 @@ from appliance import times
 from appliance.errors import ConfigError
 from appliance.proto import queue_pb2 as pb
 from appliance.workflows.definitions import from_config
+from tests.conftest import on_both
 from tests.store.helpers import now_ms, read_pending, snapshot
 from tests.workflows.helpers import step, step_of, stub_with, take, until_run
 
@@ -43,11 +44,12 @@ async def finish_first(wf: Any, stub: Any, remind_at: object) -> str:
     return str(run.run_id)
 
 
+@on_both
 @pytest.mark.parametrize("form", ["iso", "epoch"])
 async def test_the_step_waits_until_the_time_in_the_input(
     wf: Any, stub: Any, redis_client: redis.Redis, form: str
 ) -> None:
-    at = now_ms(redis_client) + 800
+    at = now_ms(redis_client) + 1500  # the first step acked before it (a cluster slower)
     value = f'"{times.iso(at)}"' if form == "iso" else str(at)
     run_id = await finish_first(wf, stub, value)
     run = await until_run(wf, run_id, lambda r: step_of(r, "remind").state == pb.STEP_SCHEDULED)
@@ -57,6 +59,7 @@ async def test_the_step_waits_until_the_time_in_the_input(
     assert remind.execute_time_ms == at and now_ms(redis_client) >= at
 
 
+@on_both
 async def test_a_past_time_leaves_the_delay_after_the_parents(
     wf: Any, stub: Any, redis_client: redis.Redis
 ) -> None:
@@ -83,6 +86,7 @@ async def test_a_value_that_is_no_time_fails_the_step_saying_why(
     assert run.error.startswith("remind: delay_until")
 
 
+@on_both
 async def test_a_missing_input_field_fails_the_step(wf: Any, stub: Any) -> None:
     run = await wf.StartRun(pb.StartRunRequest(workflow="reminder", input='{"to": "a"}'))
     first = await take(stub, "mail")

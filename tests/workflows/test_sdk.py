@@ -15,6 +15,7 @@ from appliance.client import Workflow
 from appliance.errors import InvalidArgument, NotFound, WrongState
 from appliance.model import Task
 from appliance.proto import queue_pb2 as pb
+from tests.conftest import on_both
 from tests.worker.test_worker import FAST, running
 
 
@@ -32,6 +33,7 @@ def lifecycle() -> Workflow:
     )
 
 
+@on_both
 async def test_the_user_lifecycle_through_the_sdk_and_a_worker(server: Any) -> None:
     worker = Worker(server.address, **FAST)
     coupons: list[dict[str, str]] = []
@@ -63,6 +65,7 @@ async def test_the_user_lifecycle_through_the_sdk_and_a_worker(server: Any) -> N
         assert coupon_step.output == "sent"
 
 
+@on_both
 async def test_the_blocking_client_manages_workflows_and_runs(server: Any) -> None:
     await asyncio.to_thread(blocking_calls, server.address)
 

@@ -14,6 +14,9 @@ from appliance.store.workflows import WorkflowStore
 from appliance.workflows.advancer import Advancer, Tasks
 from appliance.workflows.definitions import Step, Workflow
 from appliance.workflows.model import RunRecord
+from tests.conftest import on_both
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 TIMEOUT_MS = 400
 FLOW = Workflow("w", (Step("paid", "", signal="paid", timeout_ms=TIMEOUT_MS),))

@@ -12,7 +12,10 @@ import redis
 
 from appliance.keys import Keys
 from appliance.proto import queue_pb2 as pb
+from tests.conftest import on_both
 from tests.workflows.helpers import step, stub_with, until_run
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 LATER = pb.Workflow(name="later", steps=[step("remind", "mail", "hi", delay_ms=3_600_000)])
 

@@ -11,7 +11,10 @@ import grpc
 import pytest
 
 from appliance.proto import queue_pb2 as pb
+from tests.conftest import on_both
 from tests.workflows.helpers import step, take, until_run, workflows_stub
+
+pytestmark = on_both  # every test here also on the Redis Cluster (ADR 0010)
 
 
 @pytest.fixture
