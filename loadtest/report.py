@@ -377,6 +377,12 @@ def evidence(results: dict[str, Any]) -> list[str]:
     return [*lines, *items, ""]
 
 
+def more_or_less(ours: float, floor: float) -> str:
+    """'N µs per task more' or 'N µs per task less': the CPU per task against the floor's."""
+    diff = ours - floor
+    return f"{abs(diff):.0f} µs per task {'more' if diff >= 0 else 'less'}"
+
+
 def w1_bound(results: dict[str, Any], prof: dict[str, Any], concurrency: int, goal: float) -> str:
     """W1 at `concurrency`: the CPU per task of each process against the 2 cores, the handler
     alone in as many threads, the profiles, and what would reach `goal` x BullMQ."""
@@ -412,14 +418,15 @@ def w1_bound(results: dict[str, Any], prof: dict[str, Any], concurrency: int, go
             f"The handler alone in {concurrency} threads without any queue (loadtest/"
             f"handler_floor.py) reaches {floor_text(prof, concurrency)}"
             + (
-                f"; the Worker process spends {get(cpu, 'worker') - get(floor_cpu, 'handler'):.0f}"
-                " µs per task more than that"
+                "; the Worker process spends "
+                f"{more_or_less(get(cpu, 'worker'), get(floor_cpu, 'handler'))} than that "
+                "(the two measured at different times, each within the machine's noise)"
                 if "worker" in cpu
                 else ""
             )
             + (
-                f", and Redis {get(cpu, 'redis') - get(floor_cpu, 'redis'):.0f} µs more for the "
-                "claim and the ack"
+                f", and Redis {more_or_less(get(cpu, 'redis'), get(floor_cpu, 'redis'))} for "
+                "the claim and the ack"
                 if "redis" in cpu
                 else ""
             )

@@ -427,3 +427,8 @@ def test_scale_bench_topics_spread_four_per_master() -> None:
     topics = scale_bench.spread_topics()
     shares = [scale_bench.slot(t) * 3 // 16384 for t in topics]
     assert sorted(shares) == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_the_worker_against_the_handler_floor_says_more_or_less() -> None:
+    assert report.more_or_less(150.0, 142.0) == "8 µs per task more"
+    assert report.more_or_less(124.0, 149.0) == "25 µs per task less"  # not "-25 µs more"
