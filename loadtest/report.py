@@ -214,9 +214,14 @@ def machine_state(m: dict[str, Any]) -> str:
     """How busy the machine was: from the load average before the run (the one after it is
     mostly the bench's own last steps)."""
     before = m.get("load_before") or ()
-    load = " / ".join(f"{x:.1f}" for x in before) or "?"
-    load_after = " / ".join(f"{x:.1f}" for x in m.get("load_after", ())) or "?"
-    loads = f"load average {load} before, {load_after} after, the latter the bench's own work"
+
+    def shown(values: Sequence[float]) -> str:
+        return " / ".join(f"{x:.1f}" for x in values) or "?"
+
+    loads = (
+        f"load average {shown(before)} before, {shown(m.get('load_after', ()))} after, the "
+        "latter the bench's own work"
+    )
     if before and before[0] < QUIET_LOAD:
         return (
             f"a **quiet machine** (nothing else ran; {loads}). The machine is small and its "
