@@ -142,9 +142,22 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         name = definitions.name(request.workflow, "workflow")
         run_id = definitions.run_id(request.id) if request.id else secrets.token_urlsafe(12)
         validation.payload(request.input, self.settings.payload_max_bytes)
-        # run_start announces a new run on the workflows channel: every advancer looks at once
-        version, created = await runs.start(self.store, name, run_id, request.input)
-        return pb.StartRunResponse(run_id=run_id, duplicate=not created, version=version)
+        # its first steps scheduled and written here (else an advancer's, run_start's message)
+        advancer = self.advancer
+        started = await runs.start(
+            self.store,
+            name,
+            run_id,
+            request.input,
+            retries=self.settings.default_max_retries,
+            definition=advancer.definition,
+            look=advancer.first_look,
+        )
+        if started.run is not None and started.workflow is not None:
+            advancer.started(started.run, started.workflow)
+        return pb.StartRunResponse(
+            run_id=run_id, duplicate=not started.created, version=started.version
+        )
 
     async def _run(self, run_id: str) -> RunRecord:
         fields = await self.store.run_fields(run_id)

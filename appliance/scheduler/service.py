@@ -204,15 +204,20 @@ class Scheduler:
         """Start a fired tick's run, its steps without parents due at the tick. A workflow
         that is gone (or an id taken by another workflow's run) starts nothing: logged."""
         try:
-            _, created = await runs.start(
-                self.workflows, body["wf"], run_id, body["input"], int(body["due"])
+            started = await runs.start(
+                self.workflows,
+                body["wf"],
+                run_id,
+                body["input"],
+                int(body["due"]),
+                retries=self.settings.default_max_retries,
             )
         except (NotFound, AlreadyExists) as exc:
             log.warning("schedule tick %s started no run: %s", run_id, exc)
             return
-        if created:
+        if started.created:
             self.started += 1
-        log.debug("run %s of %s%s", run_id, body["wf"], "" if created else " (it existed)")
+        log.debug("run %s of %s%s", run_id, body["wf"], "" if started.created else " (it existed)")
 
     @staticmethod
     def _log_step(d: Definition, next_ms: int, step: Step) -> None:

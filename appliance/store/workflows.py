@@ -64,10 +64,7 @@ class WorkflowStore:
         """(version, definition JSON): the latest when version is 0 (NotFound if deleted)."""
         k = self.keys
         if version <= 0:
-            (latest,) = await self.store.read("get_workflow", ("hget", k.names, name))
-            if latest is None:
-                raise NotFound(f"no workflow {name!r}")
-            version = int(latest)
+            version = await self.latest_version(name)
         (text,) = await self.store.read("get_workflow", ("hget", k.versions(name), str(version)))
         if text is None:
             raise NotFound(f"no workflow {name!r} version {version}")
@@ -92,25 +89,43 @@ class WorkflowStore:
         run_input: str,
         steps: Sequence[str],
         start_ms: int = 0,
+        scheduled: Sequence[tuple[str, NewTask]] = (),
+        now_ms: int = 0,
+        look_ms: int = 0,
     ) -> bool:
         """Create the run (True), or find it made before (False). The indexes are written
         first: a crash leaves a run looked at, never one forgotten (ADR 0010). `start_ms`
-        (0: now): when its steps without parents are due (a schedule's tick). A new run is
-        announced on the workflows channel, so an advancer in any process looks at once."""
-        now = await self.store.now_ms()
+        (0: now): when its steps without parents are due (a schedule's tick). `scheduled`:
+        its first steps (step, task), recorded SCHEDULED with their outbox records by the same
+        script (the caller writes their tasks), the run's first look at `look_ms` (a safety
+        net: a crash before the tasks were written is caught by it). Without them the new run
+        is announced on the workflows channel, so an advancer in any process looks at once.
+        `now_ms`: a Redis time the caller read (0: read it here)."""
+        now = now_ms or await self.store.now_ms()
+        look = look_ms if scheduled and look_ms else now
         await self.store.read(
             "start_run",
             ("zadd", self.keys.runs, {run_id: now}, True),
-            ("zadd", self.keys.due, {run_id: now}),
+            # LT: a run that exists keeps an earlier look
+            ("zadd", self.keys.due, {run_id: look}, False, False, False, False, False, True),
         )
         key = self.store.keys.run(run_id)
-        args = [workflow, version, run_input, start_ms, *steps]
+        args = [workflow, version, run_input, start_ms, len(steps), *steps]
+        for step, t in scheduled:  # as step_schedule records them
+            args += [step, t.id, t.topic, t.payload, t.execute_at_ms, t.max_retries]
         created = int(await self.store.run("run_start", [key], args)) == 1
-        if created:
+        if created and not scheduled:
             message = run_wake(run_id)
             channel = self.keys.channel
             await self.store.call("start_run", lambda: self.store.redis.publish(channel, message))
         return created
+
+    async def latest_version(self, name: str) -> int:
+        """The workflow's latest version (NotFound if deleted)."""
+        (latest,) = await self.store.read("get_workflow", ("hget", self.keys.names, name))
+        if latest is None:
+            raise NotFound(f"no workflow {name!r}")
+        return int(latest)
 
     async def run_fields(self, run_id: str) -> dict[str, str]:
         (fields,) = await self.store.read("get_run", ("hgetall", self.store.keys.run(run_id)))

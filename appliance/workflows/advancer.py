@@ -39,6 +39,7 @@ from appliance.workflows.model import (
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0  # a step whose task is out is looked at this soon first, then ever later
+POLL_MS = int(POLL_S * 1000)
 SAFETY_LOOK_MS = 10_000  # ... up to this (its end publishes: ack, dead letter; ADR 0010)
 CATCH_UP_MAX = 100_000  # runs looked at after (re)subscribing, at most
 BATCH = 100  # runs per pass
@@ -300,11 +301,14 @@ class Advancer:
     async def _record(self, run_id: str, fields: dict[str, str]) -> tuple[RunRecord, Workflow]:
         key = (fields["wf"], int(fields["ver"]))
         wf = await self.definition(*key)
+        self._known(run_id, key)
+        return run_from_fields(run_id, fields, wf.step_names), wf
+
+    def _known(self, run_id: str, key: tuple[str, int]) -> None:
         if run_id not in self._runs:
             if len(self._runs) >= RUN_CACHE:
                 self._runs.pop(next(iter(self._runs)))
             self._runs[run_id] = key
-        return run_from_fields(run_id, fields, wf.step_names), wf
 
     async def _read_with_tasks(self, run_id: str) -> tuple[RunRecord, Workflow, Tasks] | None:
         """The run, and its step tasks when its workflow is known here: one round trip."""
@@ -394,11 +398,26 @@ class Advancer:
         fields = await self._succeed(run, wf, step, {**task, "result": done.result})
         return None if fields is None else (fields, wf)
 
+    def started(self, run: RunRecord, wf: Workflow) -> None:
+        """A run this process made with its first steps scheduled (runs.start): kept as last
+        seen, so its first step's end is handed off without a read."""
+        self._known(run.id, (wf.name, wf.version))
+        self._definitions.setdefault((wf.name, wf.version), wf)
+        self._remember(run)
+
+    def first_look(self, run: RunRecord, now: int) -> int:
+        """When a run just made with its first steps scheduled is first looked at."""
+        return self._next_look(run, now, [])
+
     async def look(self, run_id: str) -> None:
         """Advance one run now (CancelRun first brings its steps up to date)."""
         await self._advance_logged(run_id, await self.store.now_ms())
 
     def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
+        return self.next_look(run, now, dues, self.poll_ms)
+
+    @staticmethod
+    def next_look(run: RunRecord, now: int, dues: list[int], poll_ms: int = POLL_MS) -> int:
         """A step whose task is out (RUNNING, or due): as long after as it has been out, or
         as the run's steps took from due to finished (a queue's wait: the next step waits
         as long), from the poll interval up to SAFETY_LOOK_MS (its end publishes: ack.lua,
@@ -416,7 +435,7 @@ class Advancer:
                 for s in run.steps
                 if s.state == StepState.SUCCEEDED and 0 < s.due_ms <= s.finished_ms
             ]
-            wait = max(now - since, *took, self.poll_ms)
+            wait = max(now - since, *took, poll_ms)
             return now + min(wait, SAFETY_LOOK_MS)
         # Waiting in a delay: looked at when it is due, so runs waiting cost no work (a look
         # an hour, a safety net: messages and CancelRun/SignalRun bring every change at once).
@@ -553,9 +572,14 @@ class Advancer:
         return None, dues, latest
 
     def _decide(self, run: RunRecord, wf: Workflow) -> list[tuple[str, NewTask | Ending]]:
+        return self.decide(run, wf, self.settings.default_max_retries)
+
+    @staticmethod
+    def decide(run: RunRecord, wf: Workflow, retries: int) -> list[tuple[str, NewTask | Ending]]:
         """What each WAITING step whose parents allow it gets: its task (to schedule), or an
         Ending (skipped, or failed: a `when` or template that failed). Stops at the first
-        Ending: the run must be read again after it."""
+        Ending: the run must be read again after it. `retries`: a step's max retries when it
+        names none (the server's default)."""
         outputs = {s.name: s.output for s in run.steps if s.state == StepState.SUCCEEDED}
         done = {s.name: s.state.value for s in run.steps if s.state not in STEP_OPEN}
         out: list[tuple[str, NewTask | Ending]] = []
@@ -563,7 +587,7 @@ class Advancer:
             if step.state != StepState.WAITING:
                 continue
             spec = wf.step(step.name)
-            base = self._ready_since(run, spec)
+            base = Advancer._ready_since(run, spec)
             skip = _skipped_parents(run, spec) if base is None else ""
             try:
                 when = base is not None and spec.when
@@ -577,7 +601,6 @@ class Advancer:
                 payload, due = _rendered(spec, run.input, outputs, failed, base)
             except ValueError as exc:
                 return [*out, (step.name, Ending(str(exc), False))]
-            retries = self.settings.default_max_retries
             task = NewTask(
                 id=step_task_id(run.id, step.name) if spec.has_task else "",
                 topic=spec.topic,

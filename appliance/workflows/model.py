@@ -43,8 +43,9 @@ STEP_HAS_TASK = frozenset({StepState.SCHEDULED, StepState.RUNNING})
 
 R, S = RunState, StepState
 RUN_TRANSITIONS: tuple[Transition[RunState], ...] = (
-    # StartRun: a new run waits for its first step to be scheduled.
+    # StartRun: a new run waits for its first step to be scheduled, or has them scheduled.
     Transition(None, R.PENDING, "run_start"),
+    Transition(None, R.RUNNING, "run_start"),
     # The first step is scheduled.
     Transition(R.PENDING, R.RUNNING, "step_schedule"),
     # The last step succeeded.
@@ -58,8 +59,9 @@ RUN_TRANSITIONS: tuple[Transition[RunState], ...] = (
 )
 
 STEP_TRANSITIONS: tuple[Transition[StepState], ...] = (
-    # StartRun: every step waits for its parents.
+    # StartRun: every step waits for its parents; those without are scheduled at once.
     Transition(None, S.WAITING, "run_start"),
+    Transition(None, S.SCHEDULED, "run_start"),
     # Its parents finished: its task is recorded (the outbox), then written, due after the delay.
     Transition(S.WAITING, S.SCHEDULED, "step_schedule"),
     # Its task was leased by a worker (or leased again: attempts updated).

@@ -135,7 +135,7 @@ async def test_a_run_indexed_but_not_written_yet_is_kept_and_an_old_one_dropped(
     advancer = Advancer(store, settings)
     await advancer.run_once()
     assert redis_client.zscore(due, "new") is not None and redis_client.zscore(due, "old") is None
-    args = [LIFECYCLE.name, version, '{"email": "x"}', 0, "welcome", "coupon"]
+    args = [LIFECYCLE.name, version, '{"email": "x"}', 0, 2, "welcome", "coupon"]
     await store.run("run_start", [store.keys.run("new")], args)  # StartRun goes on
     redis_client.zadd(due, {"new": now})  # due again (the poll interval, shortened)
     await advancer.run_once()
