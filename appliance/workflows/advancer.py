@@ -123,6 +123,7 @@ class Advancer:
         self._looks_due = asyncio.Event()
         self._lane = asyncio.Semaphore(PARALLEL)
         self._named: set[asyncio.Task[None]] = set()
+        self.reads = 0  # looks that read their run (the long way), logged at the end
         # The config's workflows (ConfigError here stops the server at start, exit 78).
         self.declared = from_config(settings.workflows, settings.payload_max_bytes)
 
@@ -154,6 +155,7 @@ class Advancer:
             task.cancel()
         await asyncio.gather(*self._named, return_exceptions=True)
         await self.workflows.settle()
+        log.info("workflow advancer stopped: %d looks read their run", self.reads)
 
     def named(self, run_id: str, now: int | None, done: Done | None = None) -> None:
         """A message named the run (a step's task finished, the run started): advance it now,
@@ -312,6 +314,7 @@ class Advancer:
 
     async def _read_with_tasks(self, run_id: str) -> tuple[RunRecord, Workflow, Tasks] | None:
         """The run, and its step tasks when its workflow is known here: one round trip."""
+        self.reads += 1
         known = self._runs.get(run_id)
         if known is None:
             found = await self.read(run_id)
