@@ -119,6 +119,7 @@ class Advancer:
         # each run as this process last wrote or read it: the hand-off decides on it, and
         # step_schedule checks the run is still so (RUN_MOVED: read it, the long way)
         self._latest: dict[str, RunRecord] = {}
+        self._waits: dict[str, tuple[int, int]] = {}  # topic -> a step task's end, its wait
         self._looks: dict[str, int | None] = {}  # named runs' next looks, written in batches
         self._looks_due = asyncio.Event()
         self._lane = asyncio.Semaphore(PARALLEL)
@@ -417,17 +418,28 @@ class Advancer:
         await self._advance_logged(run_id, await self.store.now_ms())
 
     def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
-        return self.next_look(run, now, dues, self.poll_ms)
+        """next_look, with the queue waits this process saw on the topics of the run's steps
+        that are out (a first step has no step before it in its run to tell the wait)."""
+        for s in run.steps:  # the run's finished step tasks: the latest wait per topic
+            if s.state == StepState.SUCCEEDED and s.task_id and 0 < s.due_ms <= s.finished_ms:
+                seen = self._waits.get(s.topic)
+                if seen is None or s.finished_ms > seen[0]:
+                    self._waits[s.topic] = (s.finished_ms, s.finished_ms - s.due_ms)
+        recent = [self._waits.get(s.topic) for s in run.steps if s.state in STEP_HAS_TASK]
+        queued = [w for at, w in filter(None, recent) if now - at < SAFETY_LOOK_MS]
+        return self.next_look(run, now, dues, self.poll_ms, max(queued, default=0))
 
     @staticmethod
-    def next_look(run: RunRecord, now: int, dues: list[int], poll_ms: int = POLL_MS) -> int:
+    def next_look(
+        run: RunRecord, now: int, dues: list[int], poll_ms: int = POLL_MS, queued: int = 0
+    ) -> int:
         """A step whose task is out (RUNNING, or due): as long after as it has been out, or
-        as the run's steps took from due to finished (a queue's wait: the next step waits
-        as long), from the poll interval up to SAFETY_LOOK_MS (its end publishes: ack.lua,
-        a dead letter; a look is a safety net, and catch_up looks at once after a
-        subscription was lost); else the earliest due time of a scheduled step (a task in
-        its delay, a signal's deadline; `dues`: of those scheduled in this look); at most
-        WAITING_LOOK_MS ahead."""
+        as the run's steps took from due to finished, or as `queued` (a queue's wait seen
+        lately on its topic: the step waits as long), from the poll interval up to
+        SAFETY_LOOK_MS (its end publishes: ack.lua, a dead letter; a look is a safety net,
+        and catch_up looks at once after a subscription was lost); else the earliest due
+        time of a scheduled step (a task in its delay, a signal's deadline; `dues`: of those
+        scheduled in this look); at most WAITING_LOOK_MS ahead."""
         scheduled = [s.due_ms for s in run.steps if s.state == StepState.SCHEDULED]
         later = [due for due in [*scheduled, *dues] if due > now]
         if any(s.state == StepState.RUNNING for s in run.steps) or not later:
@@ -438,7 +450,7 @@ class Advancer:
                 for s in run.steps
                 if s.state == StepState.SUCCEEDED and 0 < s.due_ms <= s.finished_ms
             ]
-            wait = max(now - since, *took, poll_ms)
+            wait = max(now - since, *took, queued, poll_ms)
             return now + min(wait, SAFETY_LOOK_MS)
         # Waiting in a delay: looked at when it is due, so runs waiting cost no work (a look
         # an hour, a safety net: messages and CancelRun/SignalRun bring every change at once).

@@ -5,6 +5,7 @@ step finished) is still moved on exactly once. Real Redis; the advancer is drive
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -154,6 +155,35 @@ def test_a_step_out_is_first_looked_at_as_late_as_the_runs_steps_took_from_due_t
     assert look(3500) == 3500
     assert look(20) == advancer.poll_ms
     assert look(3_600_000) == SAFETY_LOOK_MS
+
+
+def test_a_first_step_out_is_first_looked_at_as_late_as_its_topic_lately_waited(
+    engine: tuple[WorkflowStore, Advancer],
+) -> None:
+    """A first step has no step before it in its run to tell the queue's wait: the wait this
+    process saw lately on its topic (another run's step, due to finished) stands for it; one
+    seen longer than SAFETY_LOOK_MS ago tells nothing."""
+    _, advancer = engine
+    now = 100_000_000
+
+    def look(run_id: str, *steps: StepRecord) -> int:
+        run = RunRecord(run_id, "chain", 1, RunState.RUNNING, "{}", 0, 0, "", steps)
+        return advancer._next_look(run, now, []) - now
+
+    def seen(took_ms: int, ago_ms: int, topic: str = "t") -> int:
+        end = now - ago_ms
+        a = StepRecord("a", StepState.SUCCEEDED, "wf:o:a", finished_ms=end, due_ms=end - took_ms)
+        return look("other", dataclasses.replace(a, topic=topic))
+
+    first = StepRecord("a", StepState.SCHEDULED, "wf:r1:a", due_ms=now, topic="t")
+    assert look("r1", first) == advancer.poll_ms
+    seen(3500, SAFETY_LOOK_MS + 1)
+    assert look("r1", first) == advancer.poll_ms  # too long ago
+    seen(3500, 100)
+    seen(9000, 50, topic="elsewhere")
+    assert look("r1", first) == 3500
+    seen(3_600_000, 10)
+    assert look("r1", first) == SAFETY_LOOK_MS
 
 
 async def test_a_pass_writes_the_next_looks_of_its_runs_in_one_round_trip(
