@@ -418,13 +418,17 @@ class Advancer:
         await self._advance_logged(run_id, await self.store.now_ms())
 
     def _next_look(self, run: RunRecord, now: int, dues: list[int]) -> int:
-        """next_look, with the queue waits this process saw on the topics of the run's steps
-        that are out (a first step has no step before it in its run to tell the wait)."""
-        for s in run.steps:  # the run's finished step tasks: the latest wait per topic
+        """next_look, with the queue waits this process saw lately on the topics of the run's
+        steps that are out (a first step has no step before it in its run to tell the wait):
+        a step task's due to finished, or to now for one still queued at a look."""
+        for s in run.steps:  # the latest wait seen per topic
+            seen_at = 0
             if s.state == StepState.SUCCEEDED and s.task_id and 0 < s.due_ms <= s.finished_ms:
-                seen = self._waits.get(s.topic)
-                if seen is None or s.finished_ms > seen[0]:
-                    self._waits[s.topic] = (s.finished_ms, s.finished_ms - s.due_ms)
+                seen_at = s.finished_ms  # its task waited (and ran) this long
+            elif s.state == StepState.SCHEDULED and s.task_id and 0 < s.due_ms < now:
+                seen_at = now  # not leased yet: it has waited this long so far
+            if seen_at > self._waits.get(s.topic, (0, 0))[0]:
+                self._waits[s.topic] = (seen_at, seen_at - s.due_ms)
         recent = [self._waits.get(s.topic) for s in run.steps if s.state in STEP_HAS_TASK]
         queued = [w for at, w in filter(None, recent) if now - at < SAFETY_LOOK_MS]
         return self.next_look(run, now, dues, self.poll_ms, max(queued, default=0))

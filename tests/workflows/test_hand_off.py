@@ -161,10 +161,11 @@ def test_a_first_step_out_is_first_looked_at_as_late_as_its_topic_lately_waited(
     engine: tuple[WorkflowStore, Advancer],
 ) -> None:
     """A first step has no step before it in its run to tell the queue's wait: the wait this
-    process saw lately on its topic (another run's step, due to finished) stands for it; one
-    seen longer than SAFETY_LOOK_MS ago tells nothing."""
+    process saw lately on its topic (another run's step, due to finished, or due to now for
+    one still queued at a look) stands for it; one seen longer than SAFETY_LOOK_MS ago tells
+    nothing."""
     _, advancer = engine
-    now = 100_000_000
+    now = 10_000_000_000_000  # after what the fixture's run showed
 
     def look(run_id: str, *steps: StepRecord) -> int:
         run = RunRecord(run_id, "chain", 1, RunState.RUNNING, "{}", 0, 0, "", steps)
@@ -184,6 +185,10 @@ def test_a_first_step_out_is_first_looked_at_as_late_as_its_topic_lately_waited(
     assert look("r1", first) == 3500
     seen(3_600_000, 10)
     assert look("r1", first) == SAFETY_LOOK_MS
+    # a step still queued at a look: the topic has waited at least that long so far
+    queued = StepRecord("a", StepState.SCHEDULED, "wf:q:a", due_ms=now - 4200, topic="q")
+    assert look("q", queued) == 4200
+    assert look("r2", dataclasses.replace(first, topic="q")) == 4200
 
 
 async def test_a_pass_writes_the_next_looks_of_its_runs_in_one_round_trip(
