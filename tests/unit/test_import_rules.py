@@ -7,7 +7,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "appliance"
-FOUNDATIONS = {"model.py", "errors.py", "keys.py", "validation.py", "logs.py", "times.py"}
+FOUNDATIONS = {
+    "model.py",
+    "errors.py",
+    "keys.py",
+    "validation.py",
+    "logs.py",
+    "times.py",
+    "waits.py",
+}
 
 
 def imports_of(path: Path) -> set[str]:
