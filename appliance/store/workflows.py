@@ -226,9 +226,12 @@ class WorkflowStore:
 
         def build(pipe: Any) -> None:
             self.store.scripts.queue(pipe, "step_finish", [key], finish.args(self))
+            states = dict(expected)
             for name, task in ready:
-                args = _schedule_args(name, task, expected)
+                args = _schedule_args(name, task, list(states.items()))
                 self.store.scripts.queue(pipe, "step_schedule", [key], args)
+                if name in states:  # as the next one expects it, once this one is scheduled
+                    states[name] = "SCHEDULED"
             pipe.hgetall(key)
 
         # with the hand-offs of other runs under way (each script in its run's slot)
