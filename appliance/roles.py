@@ -23,6 +23,7 @@ from typing import Any
 from appliance import tracing
 from appliance.config import Settings, redis_cluster_nodes
 from appliance.errors import EXIT_CONFIG, ConfigError
+from appliance.waits import wait_event
 
 log = logging.getLogger(__name__)
 RoleBody = Callable[[Settings, asyncio.Event], Awaitable[None]]
@@ -100,11 +101,9 @@ async def wait_until(
             return True
         level = logging.WARNING if waited >= WAIT_QUIET_S else logging.INFO
         log.log(level, "waiting for %s: %s; next try in %.1f s", what, problem, pause)
-        try:
-            await asyncio.wait_for(stop.wait(), pause)
+        if await wait_event(stop, pause):
             return False
-        except TimeoutError:
-            pause = min(pause * 2, WAIT_CAP_S)
+        pause = min(pause * 2, WAIT_CAP_S)
 
 
 async def watch(settings: Settings, stop: asyncio.Event) -> None:

@@ -13,7 +13,6 @@ Reaches Redis only through the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ from appliance.config import Settings
 from appliance.store import Store
 from appliance.store.store import KNOWN_FOR_S, Recovery
 from appliance.store.wakeups import Wakeups, wait_any
+from appliance.waits import wait_event
 
 log = logging.getLogger(__name__)
 FULL_PASS_S = 60.0  # every topic read; also how soon a lease whose message was lost is seen
@@ -64,8 +64,8 @@ class Watchdog:
 
     async def run(self) -> None:
         async with self.wakeups.listening() as woken:
-            with contextlib.suppress(TimeoutError):  # first pass once subscribed: not twice
-                await asyncio.wait_for(self.wakeups.subscribed.wait(), SUBSCRIBE_WAIT_S)
+            # first pass once subscribed: not twice
+            await wait_event(self.wakeups.subscribed, SUBSCRIBE_WAIT_S)
             while not self._stop.is_set():
                 woken.clear()
                 await wait_any(await self.run_once(), woken, self._stop)

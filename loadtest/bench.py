@@ -165,7 +165,7 @@ def one_run(bench: Bench, n: int) -> dict[str, Any]:
         for system in [s for s in bench.systems() if s in W7_SYSTEMS]:
             argv = bench.workflows() if system == "atp" else bench.driver(system, "w7")
             run["w7"][system] = step(argv, f"run {n} W7 {system} (3-step chains)")
-    if bench.wants("api") and atp and n == 1:  # once: no target of issue 12 rests on it
+    if bench.wants("api") and atp and n <= report.API_RUNS:  # no target rests on them
         run["api"] = step(bench.atp("api"), f"run {n} API rates atp")
     return run
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sections import (
+    API_RUNS,
     NAN,
     api_section,
     cluster_section,
@@ -40,7 +41,7 @@ from sections import (
 )
 from workflow_report import w7_figure, w7_section, w7_targets
 
-__all__ = ["get", "ratio", "render", "summary"]
+__all__ = ["API_RUNS", "get", "ratio", "render", "summary"]
 
 Row = list[str]
 

@@ -27,6 +27,7 @@ from appliance.proto import queue_pb2 as pb
 from appliance.proto import queue_pb2_grpc as pb_grpc
 from appliance.store import Store
 from appliance.store.wakeups import Wakeups
+from appliance.waits import wait_event
 from appliance.watchdog import Watchdog
 from appliance.workflows.advancer import Advancer
 
@@ -101,8 +102,7 @@ class QueueServer:
             asyncio.create_task(self.recovery.run()),
             asyncio.create_task(self.advancer.run()),
         ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeups.subscribed.wait(), 5)
+        await wait_event(self.wakeups.subscribed, 5)
         log.info("gRPC server listening on %s", self.address)
 
     @property
@@ -124,7 +124,8 @@ class QueueServer:
     async def _check_health(self, serving: bool | None) -> bool:
         """Ping Redis once; flip (and log) the health status when it changed."""
         try:
-            ok = bool(await asyncio.wait_for(self.store.redis.ping(), HEALTH_CHECK_S))
+            async with asyncio.timeout(HEALTH_CHECK_S):
+                ok = bool(await self.store.redis.ping())
         except Exception:
             ok = False
         if ok != serving:

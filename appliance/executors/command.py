@@ -78,9 +78,8 @@ class CommandExecutor:
             preexec_fn=functools.partial(lifeline.bind_to_parent, signal.SIGKILL, os.getpid()),
         )
         try:
-            _, stderr = await asyncio.wait_for(
-                proc.communicate(task.payload.encode()), self.timeout_s
-            )
+            async with asyncio.timeout(self.timeout_s):
+                _, stderr = await proc.communicate(task.payload.encode())
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from appliance import metrics
 from appliance.store.results import Refusal
 from appliance.store.schedules import LeaseReply, ScheduleStore
+from appliance.waits import wait_event
 
 log = logging.getLogger(__name__)
 MIN_TTL_MS = 300
@@ -88,8 +89,7 @@ class Leader:
         try:
             while not self._stop.is_set():
                 pause = await self.run_once()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), pause)
+                await wait_event(self._stop, pause)
         finally:
             await self.release()
 
@@ -113,14 +113,16 @@ class Leader:
             return
         self.step_down("stopping; lease released", logging.INFO)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.schedules.release(token), self.renew_s)
+            async with asyncio.timeout(self.renew_s):
+                await self.schedules.release(token)
 
     async def _renew(self) -> float:
         assert self._token is not None
         sent = self._clock()
         left_s = self._valid_until - sent
         try:
-            expires = await asyncio.wait_for(self.schedules.renew(self._token, self.ttl_ms), left_s)
+            async with asyncio.timeout(left_s):
+                expires = await self.schedules.renew(self._token, self.ttl_ms)
         except TimeoutError:
             log.warning("scheduler lease renewal timed out; retrying")
             return 0.0
@@ -133,9 +135,8 @@ class Leader:
 
     async def _acquire(self) -> float:
         sent = self._clock()
-        reply = await asyncio.wait_for(
-            self.schedules.acquire(self.holder, self.ttl_ms), self.ttl_ms / 1000
-        )
+        async with asyncio.timeout(self.ttl_ms / 1000):
+            reply = await self.schedules.acquire(self.holder, self.ttl_ms)
         self._observe(reply)
         if reply.granted:
             self._hold(reply.token, sent, min(reply.left_ms, self.ttl_ms))

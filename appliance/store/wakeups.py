@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from appliance.store.codec import text as codec_text
 from appliance.store.scripts import Client
+from appliance.waits import wait_event
 
 log = logging.getLogger(__name__)
 ANY = "*"  # watch() key for "any topic" (topics never contain '*')
@@ -101,8 +102,7 @@ class Wakeups:
             self.subscribed.clear()
             self.wake()
             pause = min(RESUBSCRIBE_FIRST_S * 2 ** max(failures - 1, 0), RESUBSCRIBE_MAX_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), pause)
+            await wait_event(self._stop, pause)
 
     async def _listen(self) -> None:
         if self._sharded and isinstance(self._redis, RedisCluster):
@@ -187,7 +187,6 @@ async def sleep_until(when: float, woken: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     coarse = when - loop.time() - EPOLL_SLACK_S
     if coarse > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(woken.wait(), coarse)
+        await wait_event(woken, coarse)
     while not woken.is_set() and loop.time() < when:  # noqa: ASYNC110 - sub-ms on purpose
         await asyncio.sleep(0)

@@ -22,6 +22,7 @@ from appliance.client import AsyncClient
 from appliance.client.work import Delivery, Renewed, Settle, Settled, SettleKind, WorkStream
 from appliance.errors import AtpError
 from appliance.model import Task
+from appliance.waits import wait_event
 from appliance.worker.execution import (
     NOT_STARTED,
     RELEASE,
@@ -340,12 +341,7 @@ class Session:
 
     async def _stream_back(self) -> bool:
         """Wait for a stream (while closing, only for the settle grace)."""
-        timeout = SETTLE_GRACE_S if self.closing else None
-        try:
-            await asyncio.wait_for(self.stream_up.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self.stream_up, SETTLE_GRACE_S if self.closing else None)
 
     # -- stopping --------------------------------------------------------------------------
 

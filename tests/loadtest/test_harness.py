@@ -432,3 +432,17 @@ def test_scale_bench_topics_spread_four_per_master() -> None:
 def test_the_worker_against_the_handler_floor_says_more_or_less() -> None:
     assert report.more_or_less(150.0, 142.0) == "8 µs per task more"
     assert report.more_or_less(124.0, 149.0) == "25 µs per task less"  # not "-25 µs more"
+
+
+def test_the_api_rates_count_only_the_runs_that_measure_them() -> None:
+    """Measured in the first run only: the later runs' missing rates are not failures."""
+    keys = ("unary_1_server", "unary_2_servers", "batch_1_server", "batch_2_servers")
+    rates = dict.fromkeys(keys, 1900.0) | {
+        "retrieve_ack_per_s": 38000.0,
+        "retrieve_ack_2_servers_per_s": 38000.0,
+    }
+    lines = "\n".join(report.api_section([{"api": rates}, {"api": None}, {"api": None}]))
+    assert "| 1,900 | calls/s |" in lines and "failed" not in lines
+    assert "run 1 only" in lines
+    failed = "\n".join(report.api_section([{"api": {}}, {"api": rates}]))
+    assert failed == ""  # nothing measured where it is measured: no section

@@ -42,7 +42,9 @@ def test_a_crashed_child_is_restarted_with_growing_backoff(start: Any) -> None:
         ["worker"],
         {"worker": "crash-then-sleep:2"},
         settings={"workers": 1},
-        policy={"backoff_base_s": 0.3, "max_fast_failures": 4},
+        # start_secs: a crash counts as fast even when a loaded machine starts Python slowly
+        # (at the default 1 s, a second child that took that long to crash passed for RUNNING)
+        policy={"backoff_base_s": 0.3, "max_fast_failures": 4, "start_secs": 3.0},
     )
     children = sup.wait_running("worker-1")
     assert children["worker-1"]["restarts"] == 2

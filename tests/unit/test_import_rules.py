@@ -7,7 +7,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "appliance"
-FOUNDATIONS = {"model.py", "errors.py", "keys.py", "validation.py", "logs.py", "times.py"}
+FOUNDATIONS = {
+    "model.py",
+    "errors.py",
+    "keys.py",
+    "validation.py",
+    "logs.py",
+    "times.py",
+    "waits.py",
+}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -130,3 +138,15 @@ def test_the_generated_stubs_are_imported_below_the_api_only() -> None:
         if parts & {"client", "scheduler", "proto"}:
             assert not {n for n in names if n.startswith("appliance.api")}, path.name
         assert not {n for n in names if "_proto" in n}, path.name
+
+
+def test_no_module_uses_asyncio_wait_for() -> None:
+    """The package waits with asyncio.timeout or waits.wait_event, never asyncio.wait_for (on
+    Python 3.11 it can swallow a cancel: appliance/waits.py)."""
+    offenders = [
+        str(path)
+        for path in modules()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "wait_for"
+    ]
+    assert offenders == []

@@ -39,3 +39,17 @@ async def test_other_callbacks_run_while_it_yields() -> None:
     loop.call_soon(lambda: ran.append(loop.time()))
     await sleep_until(when, asyncio.Event())
     assert ran and ran[0] < when
+
+
+async def test_a_cancel_that_meets_a_wake_up_still_cancels() -> None:
+    """A worker stream's loops end by cancellation; one asleep here when a wake-up arrives on
+    the same turn of the loop must still end (Python 3.11's wait_for returned the wake-up
+    and swallowed the cancel: the stream never ended and held its tasks' leases)."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+    sleeper = asyncio.create_task(sleep_until(loop.time() + 30, woken))
+    await asyncio.sleep(0.01)  # asleep in its coarse wait
+    woken.set()
+    sleeper.cancel()
+    await asyncio.wait([sleeper], timeout=5)
+    assert sleeper.cancelled()
