@@ -88,35 +88,42 @@ W7_BOUNDS = {
     "saved falling while the chains are started, not while they drain; docs/adr/0010, "
     '"The run\'s start without a read"), the '
     "rest sending and parsing small Redis round trips (asyncio's socket write, redis-py's "
-    "packing and parsing) and the worker stream. The hand-off is now one "
-    "pipeline to the run's slot plus the next task's write, gathered across runs under load "
-    '(docs/adr/0010, "The hand-off without a read"), where it was a read of the run and '
-    "its step tasks, that pipeline, the write and a look written, per step, with every run "
-    "re-read each second; what remains per step is the Ack, the workflow message, those two "
-    "round trips and the claim, on the same 2 cores as the worker and Redis.",
+    "packing and parsing) and the worker stream. The hand-off is now, on a single Redis, "
+    "one script that records the step, schedules the next and writes its task "
+    "(step_hand_off.lua; on a Redis Cluster one pipeline to the run's slot plus the task's "
+    'write), gathered across runs under load (docs/adr/0010, "one script"), where it was '
+    "a read of the run and its step tasks, that pipeline, the write and a look written, per "
+    "step, with every run re-read each second; what remains per step is the Ack, the "
+    "workflow message, that one round trip and the claim, on the same 2 cores as the worker "
+    "and Redis.",
     "bullmq": "the worker path before advancement: W1 at the same worker settings "
     "{w1} bounds 3-step chains at a third of that even with advancement free, below "
     "BullMQ's flows (its FlowProducer moves a parent on inside the script that completes "
     "the child: one round trip, one slot). atp's steps are tasks on topics, and a step's "
     "end and the next step's task are in different slots, which no script may join on a "
-    "Redis Cluster (ADR 0010): a hand-off is at least a message and two round trips. What "
-    "would reach it: the SDK worker's per-task cost (issue 12's W1 miss), then advancing "
-    "inside the Ack's own script where the run and the topic share a node.",
+    "Redis Cluster (ADR 0010): there a hand-off is a message and two round trips, on a "
+    "single Redis a message and one (step_hand_off.lua). What would reach it: the SDK "
+    "worker's per-task cost (issue 12's W1 miss), then advancing inside the Ack's own "
+    "script where the run and the topic share a node.",
     "p99": "every hop timed on a running worker (chains 20 ms apart, quiet machine, p50 "
     "from the server reading the Ack): ack.lua's message at the advancer 0.44 ms, the "
     "finish-and-schedule pipeline answered 1.08, the next task's wake-up 1.42, its claim "
     "pushed 1.88, the handler started 2.46 (the settle took 0.33 to reach the server): four "
     "Redis round trips in a row and two gRPC hops, 0.2-0.5 ms of Python each on the "
-    'server\'s one loop (docs/adr/0010, "timed hop by hop"). The tail is those hops '
+    'server\'s one loop (docs/adr/0010, "timed hop by hop"). On a single Redis the '
+    "finish-and-schedule pipeline and the next task's write are now one script "
+    "(step_hand_off.lua): three round trips (the Ack, the hand-off, the claim); 25 "
+    "interleaved W7 runs each on a loaded machine: p50 4.54 -> 4.25 ms, p99 21.0 -> 17.8 "
+    '(docs/adr/0010, "one script"). The tail is those hops '
     "meeting other work on the 2 shared cores: compare the peers' p99 in the same run. The "
     "two pub/sub hops are not on the path: counted, ack.lua's message reached the advancer "
     "before the Ack's reply was parsed for 97% of step tasks, the next task's wake-up the "
     "push loop before the write's reply for 99.7%, so handing both over in-process gained "
     'nothing (tried, not kept; docs/adr/0010, "not on the hand-off\'s path"). What would '
-    "reach it: fewer of the four round trips (claiming the next task in the pipeline that "
-    "writes it was tried: 0.13 ms sooner, lost in the noise), above all advancing in the "
-    "Ack's round trip where the run and the topic share a node, and a cheaper worker data "
-    "path.",
+    "reach it: fewer of the three round trips (claiming the next task in the pipeline that "
+    "writes it was tried: 0.13 ms sooner, lost in the noise), above all "
+    "advancing in the Ack's round trip where the run and the topic share a node, and a "
+    "cheaper worker data path.",
 }
 
 

@@ -71,6 +71,9 @@ CODES: dict[str, dict[int, Refusal]] = {
     "step_schedule": {-1: R.NOT_FOUND, -3: R.STEP_MOVED, -4: R.RUN_FINISHED, -5: R.RUN_MOVED},
     "step_running": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
     "step_finish": {-1: R.NOT_FOUND, -3: R.STEP_MOVED},
+    # step_finish's and step_schedule's moves and enqueue's write in one script (single Redis):
+    # its answer holds their answers, read with their rows
+    "step_hand_off": {},
     "run_cancel": {-1: R.NOT_FOUND, -3: R.RUN_FINISHED},
     "run_signal": {-1: R.NOT_FOUND, -4: R.RUN_FINISHED},
 }

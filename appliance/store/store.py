@@ -198,7 +198,7 @@ class Store:
         by_topic: dict[str, list[int]] = {}
         for i, task in enumerate(tasks):
             by_topic.setdefault(task.topic, []).append(i)
-        await self._admit_topics(list(by_topic), owner)
+        await self.admit_topics(list(by_topic), owner)
 
         def build(pipe: Any) -> None:
             for topic, idx in by_topic.items():
@@ -223,7 +223,7 @@ class Store:
         await self._index_ids("found", finished)
         return [EnqueueResult(t.id, created=f == 1) for t, f in zip(tasks, flags, strict=True)]
 
-    async def _admit_topics(self, topics: Sequence[str], owner: str) -> None:
+    async def admit_topics(self, topics: Sequence[str], owner: str = "") -> None:
         """topic_add.lua for the topics this process has not admitted within KNOWN_FOR_S (not
         forever: a topic forgotten meanwhile must be known again)."""
         now = time.monotonic()

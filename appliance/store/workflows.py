@@ -45,6 +45,9 @@ class WorkflowStore:
         self.store = store
         self.keys = store.keys.workflows
         self.retention_ms = store.settings.retention_ms
+        # a single Redis: a run's key and its steps' topics' keys on one server, so one script
+        # may touch both (a hand-off in one round trip, step_hand_off.lua); not a Cluster
+        self.one_node = not store.keys.sharded
         # the hand-offs of concurrent runs, gathered into one round trip each (ADR 0010)
         self._hand_offs = Pipelines(lambda build: store.run_many("step_finish", build))
         self._task_writes = TaskWrites(lambda tasks: store.enqueue(tasks, index=False))
@@ -238,14 +241,47 @@ class WorkflowStore:
 
         def build(pipe: Any) -> None:
             self.store.scripts.queue(pipe, "step_finish", [key], finish.args(self))
+            states = dict(expected)
             for name, task in ready:
-                args = _schedule_args(name, task, expected)
+                args = _schedule_args(name, task, list(states.items()))
                 self.store.scripts.queue(pipe, "step_schedule", [key], args)
+                if name in states:  # as the next one expects it, once this one is scheduled
+                    states[name] = "SCHEDULED"
             pipe.hgetall(key)
 
         # with the hand-offs of other runs under way (each script in its run's slot)
         reply, *_, raw = await self._hand_offs.run(build, len(ready) + 2)
         return _finished(reply), {codec.text(k): codec.text(v) for k, v in raw.items()}
+
+    async def hand_off(
+        self,
+        run_id: str,
+        finish: Finish,
+        ready: Sequence[tuple[str, NewTask]],
+        expected: Expected = (),
+    ) -> tuple[tuple[str, list[str]] | None, dict[str, str]]:
+        """finish_and_schedule, and the tasks of the ready steps scheduled now written, in one
+        script (step_hand_off.lua): one round trip for the whole hand-off where the run's key
+        and the topics' keys are on one Redis (`one_node`); a Redis Cluster must take
+        finish_and_schedule, then write_tasks. The same answer as finish_and_schedule."""
+        store = self.store
+        await store.admit_topics(list({task.topic for _, task in ready if task.id}))
+        keys = [store.keys.run(run_id)]
+        args: list[Any] = [store.keys.wake_channel, self.retention_ms, finish.step, finish.text]
+        args += [finish.finished_ms, finish.attempts, finish.on_failure]
+        args += [len(finish.steps), *finish.steps]
+        for name, task in ready:  # a step without a task (a signal): the run's key, untouched
+            tk = store.keys.topic(task.topic) if task.id else None
+            keys += [tk.pending, tk.new] if tk else [keys[0], keys[0]]
+            args += [*_schedule_args(name, task), tk.task_prefix if tk else ""]
+        args += [x for pair in expected for x in pair]
+
+        def build(pipe: Any) -> None:
+            store.scripts.queue(pipe, "step_hand_off", keys, args)
+
+        ((reply, _, raw),) = await self._hand_offs.run(build, 1)
+        fields = dict(zip(raw[::2], raw[1::2], strict=True))
+        return _finished(reply), {codec.text(k): codec.text(v) for k, v in fields.items()}
 
     async def settle(self) -> None:
         """Until the hand-offs' batches under way are answered."""

@@ -541,9 +541,10 @@ class Advancer:
     ) -> dict[str, str] | None:
         """The hand-off: a step's task SUCCEEDED; record it and schedule the steps that makes
         ready in one round trip (step_finish, then step_schedule for each, each checking its
-        from-state as ever), then write their tasks. The run's fields after; None when a step
-        it makes ready would end without a task (skipped, failed): the caller finishes it
-        the long way."""
+        from-state as ever), then write their tasks; on a single Redis the tasks are written
+        by the same script (step_hand_off.lua, one round trip in all). The run's fields after;
+        None when a step it makes ready would end without a task (skipped, failed): the
+        caller finishes it the long way."""
         finished, attempts = int(task.get("finished", 0)), int(task.get("attempt", 0))
         if not finished:
             return None
@@ -558,11 +559,13 @@ class Advancer:
         ready = [(name, d) for name, d in plan if isinstance(d, NewTask)]
         finish = Finish(step.name, True, output, finished, attempts, wf.step_names, wf.on_failure)
         expected = [(s.name, _as_decided(s.state)) for s in after.steps] if ready else []
-        recorded, fields = await self.workflows.finish_and_schedule(run.id, finish, ready, expected)
+        one_node = self.workflows.one_node  # the tasks written by the same script
+        move = self.workflows.hand_off if one_node else self.workflows.finish_and_schedule
+        recorded, fields = await move(run.id, finish, ready, expected)
         if recorded is not None:
             await self.delete_tasks(recorded[1])
         latest = run_from_fields(run.id, fields, wf.step_names) if fields else None
-        if latest is not None and latest.state in RUN_ACTIVE:  # the outbox records, sent
+        if not one_node and latest is not None and latest.state in RUN_ACTIVE:  # the outbox
             steps = [latest.step(name) for name, t in ready if t.id]
             tasks = [_outbox_task(s) for s in steps if s.state == StepState.SCHEDULED]
             if tasks:

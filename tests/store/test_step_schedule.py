@@ -104,3 +104,13 @@ async def test_the_hand_off_schedules_nothing_on_a_run_that_moved(store: Store) 
     )
     assert recorded == ("RUNNING", []) and fields["a:state"] == "SUCCEEDED"
     assert fields["b:state"] == "WAITING"
+
+
+async def test_a_hand_off_schedules_every_step_a_success_makes_ready(store: Store) -> None:
+    """A fan-out: each step_schedule of the pipeline expects the ready steps before it
+    SCHEDULED, so the second is not refused as a moved run (it went the long way)."""
+    wf = await seed_scheduled(store, "r1", "a")
+    seen = [("a", "SUCCEEDED"), ("b", "WAITING"), ("c", "WAITING")]
+    ready = [("b", step_task("r1", "b")), ("c", step_task("r1", "c"))]
+    _, fields = await wf.finish_and_schedule("r1", Finish("a", True, "o", 1, 1, STEPS), ready, seen)
+    assert (fields["b:state"], fields["c:state"]) == ("SCHEDULED", "SCHEDULED")

@@ -211,3 +211,28 @@ async def test_a_pass_writes_the_next_looks_of_its_runs_in_one_round_trip(
     assert (await wf.due_runs(now, 10))[0] == []  # none left due: each got its next look
     later, _ = await wf.due_runs(now + 2 * fresh.poll_ms, 10)
     assert sorted(later) == ["r1", "r2", "r3", "r4"]
+
+
+@on_both
+async def test_a_hand_off_is_one_round_trip_on_a_single_redis_and_two_on_a_cluster(
+    store: Store, engine: tuple[WorkflowStore, Advancer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every Redis call of the store goes through run, run_many, read or call: counted there,
+    a hand-off (the step's end from its message, the run as last seen) is one round trip on a
+    single Redis (step_hand_off.lua: finish, schedule and the next task written in one script)
+    and two on a cluster (finish and schedule in the run's slot, then the task in the topic's)."""
+    _, advancer = engine
+    done = await acked(store, "out-a")
+    calls: list[str] = []
+    for name in ("run", "run_many", "read", "call"):
+        real = getattr(store, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(f"{_name} {args[0]}")
+            return _real(*args)
+
+        monkeypatch.setattr(store, name, counted)
+    await advancer.advance("r1", done.finished_ms, done)
+    assert len(calls) == (2 if store.keys.sharded else 1), calls
+    (task,) = (await store.claim("t", 5, 30_000)).tasks
+    assert (task.id, task.payload) == (step_task_id("r1", "b"), "after out-a")

@@ -2,7 +2,8 @@
 -- Guarantees: all tasks of the call are written in one atomic step; a task whose due time is
 -- earlier than the topic's current head publishes '<topic> <due ms>' on the wake channel.
 -- A new task is one packed field of the `new` HASH (lib/new_record.lua), not a HASH of its own,
--- until it is first leased or canceled.
+-- until it is first leased or canceled. The body is lib/enqueue_tasks.lua (step_hand_off.lua
+-- writes a workflow step's task with it too).
 -- KEYS[1] <prefix>:{<topic>}:pending      ZSET id -> due (ms)
 -- KEYS[2] <prefix>:{<topic>}:new          HASH id -> packed record of a task never leased
 -- ARGV[1] wake channel; ARGV[2] topic; ARGV[3] task key prefix (<prefix>:{<topic>}:task:, the
@@ -14,28 +15,5 @@
 --! include new_record
 --! include clock
 --! include wake
-local pending, new = KEYS[1], KEYS[2]
-local channel, topic, prefix = ARGV[1], ARGV[2], ARGV[3]
-local now = redis_now()
-local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
-local earliest = nil
-local created = {}
-for a = 4, #ARGV, 3 do
-  local id, payload = ARGV[a], ARGV[a + 1]
-  local delay, at, max_retries, trace = string.match(ARGV[a + 2], '^(%d+) (%d+) (%d+) ?(.*)$')
-  local state = redis.call('HGET', prefix .. id, 'state')
-  if redis.call('HEXISTS', new, id) == 1 then
-    created[#created + 1] = 2
-  elseif state then
-    created[#created + 1] = (state == 'SUCCEEDED' or state == 'CANCELED') and 0 or 2
-  else
-    local due = now + tonumber(delay)
-    if tonumber(at) > 0 then due = tonumber(at) end
-    redis.call('HSET', new, id, pack_new_record(now, tonumber(max_retries), trace, payload))
-    redis.call('ZADD', pending, due, id)
-    created[#created + 1] = 1
-    if earliest == nil or due < earliest then earliest = due end
-  end
-end
-if earliest ~= nil then wake_if_earlier(head, earliest, channel, topic) end
-return created
+--! include enqueue_tasks
+return enqueue_tasks(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV, 4)

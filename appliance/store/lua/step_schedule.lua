@@ -11,16 +11,5 @@
 -- expected state
 -- Returns: 1 scheduled; -1 no such run; -3 the step is not WAITING; -4 the run is finished;
 -- -5 a step is not in its expected state (nothing changed)
-local run, step = KEYS[1], ARGV[1]
-local f = redis.call('HMGET', run, 'state', step .. ':state')
-if not f[1] then return -1 end
-if f[1] ~= 'PENDING' and f[1] ~= 'RUNNING' then return -4 end
-if f[2] ~= 'WAITING' then return -3 end
-for a = 7, #ARGV, 2 do
-  local s = redis.call('HGET', run, ARGV[a] .. ':state')
-  if s ~= ARGV[a + 1] and not (s == 'RUNNING' and ARGV[a + 1] == 'SCHEDULED') then return -5 end
-end
-redis.call('HSET', run, 'state', 'RUNNING', step .. ':state', 'SCHEDULED',
-  step .. ':task', ARGV[2], step .. ':topic', ARGV[3], step .. ':payload', ARGV[4],
-  step .. ':due', ARGV[5], step .. ':maxr', ARGV[6])
-return 1
+--! include schedule_step
+return schedule_step(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV, 7)
