@@ -112,8 +112,8 @@ W7_BOUNDS = {
     "Redis round trips in a row and two gRPC hops, 0.2-0.5 ms of Python each on the "
     'server\'s one loop (docs/adr/0010, "timed hop by hop"). On a single Redis the '
     "finish-and-schedule pipeline and the next task's write are now one script "
-    "(step_hand_off.lua): three round trips (the Ack, the hand-off, the claim); 25 "
-    "interleaved W7 runs each on a loaded machine: p50 4.54 -> 4.25 ms, p99 21.0 -> 17.8 "
+    "(step_hand_off.lua): three round trips (the Ack, the hand-off, the claim); 30 "
+    "interleaved W7 runs each on a loaded machine: p50 4.59 -> 4.23 ms, p99 21.5 -> 18.5 "
     '(docs/adr/0010, "one script"). The tail is those hops '
     "meeting other work on the 2 shared cores: compare the peers' p99 in the same run. The "
     "two pub/sub hops are not on the path: counted, ack.lua's message reached the advancer "
