@@ -277,7 +277,7 @@ class WorkStream:
     async def _push(self) -> None:
         loop = asyncio.get_running_loop()
         with self.wakeups.watch_many(self.sub.caps, self.room) as woken:
-            while True:
+            while not self.closed:
                 woken.clear()
                 try:
                     async with self.filling:
@@ -294,7 +294,8 @@ class WorkStream:
         wake_at = started + RECHECK_S
         pushed = False
         for _ in range(len(self._rotation)):
-            room = 0 if self.leaving else self.window - len(self.held)
+            # a closed stream claims nothing: what it claimed would reach no worker
+            room = 0 if self.leaving or self.closed else self.window - len(self.held)
             if room <= 0:
                 return wake_at if not pushed else None
             topic = self._rotation[0]
