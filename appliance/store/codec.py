@@ -15,6 +15,16 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def text_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A HASH read (HGETALL) as text fields."""
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def text_pairs(flat: Sequence[Any]) -> dict[str, str]:
+    """A flat field, value, ... list (a script's HGETALL) as text fields."""
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
 def number(value: Any) -> int:
     """An integer reply or field; Lua may have written a number as '1.7643e+12'."""
     if value is None or value in (b"", ""):

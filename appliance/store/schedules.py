@@ -37,14 +37,6 @@ class LeaderInfo:
     ticks_fired: int
 
 
-def _fields(flat: Sequence[Any]) -> Fields:
-    return {codec.text(flat[i]): codec.text(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-def _hash(raw: Mapping[Any, Any]) -> Fields:
-    return {codec.text(k): codec.text(v) for k, v in raw.items()}
-
-
 class ScheduleStore:
     """Schedules and leadership on the same Redis client (and script registry) as `store`."""
 
@@ -79,7 +71,7 @@ class ScheduleStore:
     async def leader(self) -> LeaderInfo:
         k = self.keys
         lease, fired = await self.store.read("leader", ("hgetall", k.lease), ("get", k.fired))
-        f = _hash(lease)
+        f = codec.text_hash(lease)
         return LeaderInfo(
             f.get("holder", ""),
             codec.number(f.get("token")),
@@ -100,7 +92,7 @@ class ScheduleStore:
         for name, value in fields.items():
             args += [name, value]
         reply = await self.store.run("schedule_put", [k.schedule(schedule_id), k.due, k.ids], args)
-        return _fields(_refused("schedule_put", reply, schedule_id))
+        return codec.text_pairs(_refused("schedule_put", reply, schedule_id))
 
     async def delete(self, schedule_id: str, api_only: bool = True) -> Fields:
         """Remove a schedule; returns what it was. A retry whose first try deleted it (reply
@@ -120,26 +112,26 @@ class ScheduleStore:
         reply = await self.store.call("schedule_delete", call)
         if refusal("schedule_delete", reply) is Refusal.NOT_FOUND and tries > 1:
             return {}
-        return _fields(_refused("schedule_delete", reply, schedule_id))
+        return codec.text_pairs(_refused("schedule_delete", reply, schedule_id))
 
     async def pause(self, schedule_id: str) -> Fields:
         k = self.keys
         keys = [k.schedule(schedule_id), k.due]
         reply = await self.store.run("schedule_pause", keys, [schedule_id])
-        return _fields(_refused("schedule_pause", reply, schedule_id))
+        return codec.text_pairs(_refused("schedule_pause", reply, schedule_id))
 
     async def resume(self, schedule_id: str, next_ms: int) -> Fields:
         k = self.keys
         reply = await self.store.run(
             "schedule_resume", [k.schedule(schedule_id), k.due], [schedule_id, next_ms, k.channel]
         )
-        return _fields(_refused("schedule_resume", reply, schedule_id))
+        return codec.text_pairs(_refused("schedule_resume", reply, schedule_id))
 
     async def get(self, schedule_id: str) -> Fields:
         (raw,) = await self.store.read("schedule_get", ("hgetall", self.keys.schedule(schedule_id)))
         if not raw:
             raise NotFound(f"no schedule with id {schedule_id!r}")
-        return _hash(raw)
+        return codec.text_hash(raw)
 
     async def list_all(self) -> list[Fields]:
         """Every schedule, by id."""
@@ -151,7 +143,7 @@ class ScheduleStore:
             return []
         commands = [("hgetall", self.keys.schedule(i)) for i in ids]
         replies = await self.store.read("schedule_read", *commands)
-        return [_hash(r) for r in replies if r]
+        return [codec.text_hash(r) for r in replies if r]
 
     # -- firing (the leader) ---------------------------------------------------------------
 
@@ -207,7 +199,7 @@ class ScheduleStore:
     async def outbox(self) -> dict[str, str]:
         """Ticks fired but not confirmed enqueued: task id -> task JSON."""
         (raw,) = await self.store.read("schedule_outbox", ("hgetall", self.keys.outbox))
-        return _hash(raw)
+        return codec.text_hash(raw)
 
     async def settle(self, task_ids: Sequence[str]) -> None:
         """The tasks are enqueued: drop them from the outbox (idempotent)."""

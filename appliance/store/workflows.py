@@ -132,7 +132,7 @@ class WorkflowStore:
 
     async def run_fields(self, run_id: str) -> dict[str, str]:
         (fields,) = await self.store.read("get_run", ("hgetall", self.store.keys.run(run_id)))
-        return {codec.text(k): codec.text(v) for k, v in fields.items()}
+        return codec.text_hash(fields)
 
     async def get_run(self, run_id: str, steps: Sequence[str]) -> RunRecord:
         fields = await self.run_fields(run_id)
@@ -251,7 +251,7 @@ class WorkflowStore:
 
         # with the hand-offs of other runs under way (each script in its run's slot)
         reply, *_, raw = await self._hand_offs.run(build, len(ready) + 2)
-        return _finished(reply), {codec.text(k): codec.text(v) for k, v in raw.items()}
+        return _finished(reply), codec.text_hash(raw)
 
     async def hand_off(
         self,
@@ -280,8 +280,7 @@ class WorkflowStore:
             store.scripts.queue(pipe, "step_hand_off", keys, args)
 
         ((reply, _, raw),) = await self._hand_offs.run(build, 1)
-        fields = dict(zip(raw[::2], raw[1::2], strict=True))
-        return _finished(reply), {codec.text(k): codec.text(v) for k, v in fields.items()}
+        return _finished(reply), codec.text_pairs(raw)
 
     async def settle(self) -> None:
         """Until the hand-offs' batches under way are answered."""
@@ -311,7 +310,7 @@ class WorkflowStore:
             pipe.hgetall(key)
 
         reply, fields = await self.store.run_many(script, build)
-        return reply, {codec.text(k): codec.text(v) for k, v in fields.items()}
+        return reply, codec.text_hash(fields)
 
     async def finish_step(
         self,
@@ -344,7 +343,7 @@ class WorkflowStore:
         """The run's fields and its step tasks (as `tasks`), in one round trip."""
         commands = [("hgetall", self.store.keys.run(run_id)), *self._task_reads(refs)]
         replies = await self.store.read("get_run", *commands)
-        fields = {codec.text(k): codec.text(v) for k, v in replies[0].items()}
+        fields = codec.text_hash(replies[0])
         return fields, self._tasks_found(replies[1:])
 
     async def tasks(self, refs: Sequence[tuple[str, str]]) -> list[dict[str, str] | None]:

@@ -10,23 +10,20 @@
 -- (wf:<run>:<step>; '' for a signal step), topic, payload, due (ms), max retries
 -- Returns: 1 created; 0 the run existed (nothing changed)
 --! include clock
+--! include schedule_step
 local run = KEYS[1]
 if redis.call('EXISTS', run) == 1 then return 0 end
 local start = tonumber(ARGV[4]) > 0 and ARGV[4] or redis_now()
 local n = tonumber(ARGV[5])
-local first = 6 + n
-local fields = {'wf', ARGV[1], 'ver', ARGV[2], 'state', first <= #ARGV and 'RUNNING' or 'PENDING',
-  'input', ARGV[3], 'created', start}
+local fields = {'wf', ARGV[1], 'ver', ARGV[2], 'state', 'PENDING', 'input', ARGV[3],
+  'created', start}
 for a = 6, 5 + n do
   fields[#fields + 1] = ARGV[a] .. ':state'
   fields[#fields + 1] = 'WAITING'
 end
-for a = first, #ARGV, 6 do
-  local step = ARGV[a]
-  local more = {step .. ':state', 'SCHEDULED', step .. ':task', ARGV[a + 1],
-    step .. ':topic', ARGV[a + 2], step .. ':payload', ARGV[a + 3], step .. ':due', ARGV[a + 4],
-    step .. ':maxr', ARGV[a + 5]}
-  for _, v in ipairs(more) do fields[#fields + 1] = v end
-end
 redis.call('HSET', run, unpack(fields))
+for a = 6 + n, #ARGV, 6 do  -- each as step_schedule records it (the run becomes RUNNING)
+  schedule_step(run, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+    {}, 1)
+end
 return 1
