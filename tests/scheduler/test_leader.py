@@ -20,20 +20,21 @@ from tests.scheduler.helpers import KEYS, read_lease
 async def test_one_leader_renews_and_hands_over_on_stop(
     store: Store, redis_client: redis.Redis
 ) -> None:
-    # a TTL of 1.5 s: renewals every 0.5 s hold the lead on a loaded machine (CI, the cluster)
-    a = Leader(ScheduleStore(store), 1500, holder="a")
-    b = Leader(ScheduleStore(store), 1500, holder="b")
+    # a TTL of 3 s: renewals every 1 s hold the lead on a loaded machine (at 1.5 s, CI once saw
+    # a step down on the cluster within 2 s)
+    a = Leader(ScheduleStore(store), 3000, holder="a")
+    b = Leader(ScheduleStore(store), 3000, holder="b")
     runners = [asyncio.create_task(a.run())]
     try:
         await asyncio.sleep(0.1)
         runners.append(asyncio.create_task(b.run()))
-        await asyncio.sleep(2.0)  # past the TTL: renewals keep a in the lead
+        await asyncio.sleep(3.5)  # past the TTL: renewals keep a in the lead
         assert a.token() == 1 and b.token() is None
         assert read_lease(redis_client)["holder"] == "a"
         a.stop()
         await runners[0]  # releases the lease
         assert not b.changed.is_set()  # b never led
-        await asyncio.wait_for(b.changed.wait(), 1.0)  # b asks every TTL/3
+        await asyncio.wait_for(b.changed.wait(), 2.0)  # b asks every TTL/3
         assert b.token() == 2 and read_lease(redis_client)["holder"] == "b"
         b.stop()
         await runners[1]
